@@ -1,0 +1,117 @@
+//! The prereg policy SDK.
+//!
+//! A policy is a Rust crate of type `cdylib`, compiled for `wasm32-wasip2`. It
+//! implements [`Policy`] on plain Rust types (those of [`prereg_core`]) and
+//! exports it with [`export_policy!`]:
+//!
+//! ```ignore
+//! use prereg_sdk::prelude::*;
+//!
+//! struct Mine;
+//! impl Policy for Mine {
+//!     fn metadata() -> PolicyMetadata { /* name, version */ }
+//!     fn validate_registration(host: &impl PolicyHost, request: RegistrationRequest)
+//!         -> Result<ValidRegistration, ValidationError> { /* ... */ }
+//!     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision { /* ... */ }
+//! }
+//! prereg_sdk::export_policy!(Mine);
+//! ```
+//!
+//! Because [`Policy`] only sees a [`PolicyHost`], the same code runs natively
+//! (in tests, or in the prereg host's native baseline) against any
+//! implementation of it. [`WasmHost`] is the one backed by the WIT imports.
+
+// wit-bindgen's generated glue and the export macro need `unsafe` (export names,
+// the canonical ABI); the SDK's own code does not use it.
+#![allow(unsafe_code)]
+
+pub use prereg_core as core;
+pub use prereg_core::{
+    Decision, EnrollmentRequest, Field, Fqdn, LogLevel, LookupError, PasswordCheck, Pattern, PolicyHost,
+    PolicyMetadata, Procedure, Protocol, Reason, Registration, RegistrationRequest, RegistrationState,
+    ValidRegistration, ValidationError,
+};
+
+mod convert;
+mod wasm_host;
+
+pub use wasm_host::WasmHost;
+
+/// Generated bindings of the `prereg:policy/policy-module` world (`wit/policy.wit`).
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "prereg:policy/policy-module",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_module",
+        default_bindings_module: "prereg_sdk::bindings",
+    });
+}
+
+/// The WIT package version this SDK was built against, as embedded in the
+/// `prereg:wit-version` custom section of every policy.
+pub const WIT_VERSION: &str = prereg_core::WIT_VERSION;
+
+/// Everything a policy usually needs.
+pub mod prelude {
+    pub use crate::{
+        Decision, EnrollmentRequest, Field, Fqdn, LogLevel, Pattern, Policy, PolicyHost, PolicyMetadata, Reason,
+        RegistrationRequest, ValidRegistration, ValidationError,
+    };
+}
+
+/// A preregistration policy.
+pub trait Policy {
+    /// The policy's name and version.
+    fn metadata() -> PolicyMetadata;
+
+    /// Validates a new registration; returns it in canonical form or the field at fault.
+    fn validate_registration(
+        host: &impl PolicyHost,
+        request: RegistrationRequest,
+    ) -> Result<ValidRegistration, ValidationError>;
+
+    /// Decides an enrollment request.
+    fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision;
+}
+
+/// Glue between a [`Policy`] and the generated export trait. Not for direct use.
+#[doc(hidden)]
+pub struct Export<P>(std::marker::PhantomData<P>);
+
+impl<P: Policy> bindings::exports::prereg::policy::policy::Guest for Export<P> {
+    fn metadata() -> bindings::exports::prereg::policy::policy::PolicyMetadata {
+        P::metadata().into()
+    }
+
+    fn validate_registration(
+        request: bindings::exports::prereg::policy::policy::RegistrationRequest,
+    ) -> Result<
+        bindings::exports::prereg::policy::policy::ValidRegistration,
+        bindings::exports::prereg::policy::policy::ValidationError,
+    > {
+        P::validate_registration(&WasmHost, request.into()).map(Into::into).map_err(Into::into)
+    }
+
+    fn decide(
+        request: bindings::exports::prereg::policy::policy::EnrollmentRequest,
+    ) -> bindings::exports::prereg::policy::policy::Decision {
+        P::decide(&WasmHost, request.into()).into()
+    }
+}
+
+/// Exports a [`Policy`] as the component's `prereg:policy/policy` interface and
+/// records the WIT version in the `prereg:wit-version` custom section.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(link_section = "prereg:wit-version")]
+        #[used]
+        static __PREREG_WIT_VERSION: [u8; 5] = *b"0.1.0";
+
+        type __PreregExport = $crate::Export<$policy>;
+        $crate::bindings::__export_policy_module!(__PreregExport with_types_in $crate::bindings);
+    };
+}

@@ -1,0 +1,229 @@
+//! The hash-chained audit log.
+//!
+//! Each record carries the hash of the one before it; its own hash is SHA-256
+//! over a canonical JSON array of every field but the hash itself. Changing,
+//! removing, reordering or inserting a record breaks the chain at that record,
+//! and [`verify`] names the first sequence number where it breaks.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::{AuditRecord, StoreError, Tx};
+
+/// `prev_hash` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit record before it is chained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub time: u64,
+    /// Officer key id, `device` or `init`.
+    pub actor: String,
+    /// Action name.
+    pub action: String,
+    /// Object.
+    pub object: String,
+    /// `ok`, `allowed`, `denied`.
+    pub outcome: String,
+    /// Reason code.
+    pub reason: Option<String>,
+    /// Policy hash.
+    pub policy_sha256: Option<String>,
+    /// JWS, or request JSON.
+    pub request: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// The hash of a record (hex), from all its fields but `hash`.
+pub fn record_hash(r: &AuditRecord) -> String {
+    #[derive(Serialize)]
+    struct Hashed<'a>(
+        u64,
+        &'a str,
+        u64,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a Option<String>,
+        &'a Option<String>,
+        &'a str,
+        &'a str,
+    );
+    let canonical = serde_json::to_vec(&Hashed(
+        r.seq,
+        &r.prev_hash,
+        r.time,
+        &r.actor,
+        &r.action,
+        &r.object,
+        &r.outcome,
+        &r.reason,
+        &r.policy_sha256,
+        &r.request,
+        &r.detail,
+    ))
+    .unwrap_or_default();
+    hex(&Sha256::digest(canonical))
+}
+
+/// Appends `entry` to the chain inside `tx`; the caller commits it with the
+/// change it records, so that neither exists without the other.
+pub fn append(tx: &mut dyn Tx, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+    let (seq, prev_hash) = match tx.audit_head()? {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let mut record = AuditRecord {
+        seq,
+        prev_hash,
+        hash: String::new(),
+        time: entry.time,
+        actor: entry.actor,
+        action: entry.action,
+        object: entry.object,
+        outcome: entry.outcome,
+        reason: entry.reason,
+        policy_sha256: entry.policy_sha256,
+        request: entry.request,
+        detail: entry.detail,
+    };
+    record.hash = record_hash(&record);
+    tx.append_audit(&record)?;
+    Ok(record)
+}
+
+/// What is wrong at the first bad record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainFault {
+    /// A sequence number is missing or out of order (removed, reordered or
+    /// inserted records).
+    #[error(
+        "record {found} follows record {previous}; expected {expected} (a record was removed, reordered or inserted)"
+    )]
+    Sequence {
+        /// The previous record's seq (0 before the first).
+        previous: u64,
+        /// The seq expected.
+        expected: u64,
+        /// The seq found.
+        found: u64,
+    },
+    /// `prev_hash` does not match the previous record's hash.
+    #[error(
+        "record {seq} does not link to the record before it (a record was removed, reordered or inserted, or the previous one altered)"
+    )]
+    Link {
+        /// The record.
+        seq: u64,
+    },
+    /// The record's hash does not match its content.
+    #[error("record {seq} was altered: its content does not match its hash")]
+    Altered {
+        /// The record.
+        seq: u64,
+    },
+}
+
+impl ChainFault {
+    /// The sequence number of the first bad record.
+    pub fn seq(&self) -> u64 {
+        match *self {
+            ChainFault::Sequence { found, .. } => found,
+            ChainFault::Link { seq } | ChainFault::Altered { seq } => seq,
+        }
+    }
+}
+
+/// Checks records in storage order, continuing a chain whose last good record
+/// was `previous` (seq and hash; `(0, GENESIS)` at the start).
+pub fn verify_page(previous: &mut (u64, String), page: &[AuditRecord]) -> Result<(), ChainFault> {
+    for record in page {
+        if record.seq != previous.0 + 1 {
+            return Err(ChainFault::Sequence { previous: previous.0, expected: previous.0 + 1, found: record.seq });
+        }
+        if record.hash != record_hash(record) {
+            return Err(ChainFault::Altered { seq: record.seq });
+        }
+        if record.prev_hash != previous.1 {
+            return Err(ChainFault::Link { seq: record.seq });
+        }
+        *previous = (record.seq, record.hash.clone());
+    }
+    Ok(())
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> Vec<AuditRecord> {
+        let mut prev = GENESIS.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let mut r = AuditRecord {
+                    seq,
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                    time: 1000 + seq,
+                    actor: "kid".into(),
+                    action: "registration.create".into(),
+                    object: format!("registration:{seq}"),
+                    outcome: "ok".into(),
+                    reason: None,
+                    policy_sha256: None,
+                    request: "{}".into(),
+                    detail: String::new(),
+                };
+                r.hash = record_hash(&r);
+                prev = r.hash.clone();
+                r
+            })
+            .collect()
+    }
+
+    fn verify(records: &[AuditRecord]) -> Result<(), ChainFault> {
+        verify_page(&mut (0, GENESIS.to_owned()), records)
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        assert_eq!(verify(&chain(5)), Ok(()));
+    }
+
+    #[test]
+    fn alteration_removal_reordering_and_insertion_are_caught() {
+        let mut altered = chain(5);
+        altered[2].object.push('x');
+        assert_eq!(verify(&altered), Err(ChainFault::Altered { seq: 3 }));
+
+        let mut removed = chain(5);
+        removed.remove(1);
+        assert_eq!(verify(&removed).map_err(|e| e.seq()), Err(3));
+
+        // Swapping two records' contents but keeping their sequence numbers.
+        let mut swapped = chain(5);
+        swapped.swap(1, 2);
+        let (a, b) = (swapped[1].seq, swapped[2].seq);
+        swapped[1].seq = b;
+        swapped[2].seq = a;
+        assert!(verify(&swapped).is_err());
+
+        // A forged record re-hashed in place still breaks the next link.
+        let mut forged = chain(5);
+        forged[2].object = "registration:999".into();
+        forged[2].hash = record_hash(&forged[2]);
+        assert_eq!(verify(&forged), Err(ChainFault::Link { seq: 4 }));
+    }
+}

@@ -1,0 +1,272 @@
+//! Command-line arguments: parsing only. What each command does is in
+//! `command/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// prereg: preregister devices for SCEP/CMP certificate enrollment, and decide
+/// enrollments with a WebAssembly matching policy.
+#[derive(Debug, Parser)]
+#[command(name = "prereg", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options for every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Data folder (SQLite database, first officer's key).
+    #[arg(long, global = true, env = "PREREG_DATA", default_value = prereg::data_dir::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Policy component (.wasm) to use instead of the built-in default policy.
+    #[arg(long, global = true, env = "PREREG_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Officer private key (PKCS#8 PEM) that signs writes [default: DATA/officer.key].
+    #[arg(long, global = true, env = "PREREG_KEY")]
+    pub key: Option<PathBuf>,
+    /// Log level (error, warn, info, debug, trace), or a tracing filter.
+    #[arg(long, global = true, env = "PREREG_LOG", default_value = "warn")]
+    pub log_level: String,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data folder, the database, the instance id and the first officer.
+    Init {
+        /// Name of the first officer.
+        #[arg(long, default_value = "admin")]
+        officer: String,
+    },
+    /// Token procedures.
+    #[command(subcommand)]
+    Procedure(ProcedureCommand),
+    /// RA officers.
+    #[command(subcommand)]
+    Officer(OfficerCommand),
+    /// Preregister a device (prints the new registration id).
+    Register(RegisterArgs),
+    /// List registrations.
+    List {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// JSON output (one array).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one registration.
+    Show {
+        /// Registration id.
+        id: u64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a registration.
+    Disable {
+        /// Registration id.
+        id: u64,
+    },
+    /// Reopen a disabled, locked or used registration.
+    Reopen {
+        /// Registration id.
+        id: u64,
+    },
+    /// Delete a registration.
+    Delete {
+        /// Registration id.
+        id: u64,
+    },
+    /// Dry run of an enrollment decision: explains it and changes nothing.
+    /// Exit code 0: allowed, 1: denied, 2: usage or input error.
+    Check(DecisionArgs),
+    /// The real enrollment decision: counts against max-enrollments, applies the
+    /// lockout rule, and is audited. Exit code 0: allowed, 1: denied, 2: usage or
+    /// input error.
+    Enroll(DecisionArgs),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The active policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `prereg procedure ...`
+#[derive(Debug, Subcommand)]
+pub enum ProcedureCommand {
+    /// Create a token procedure.
+    Add {
+        /// Unique name.
+        name: String,
+        /// Domain that scopes its registrations.
+        #[arg(long)]
+        domain: String,
+        /// Enrollment protocol.
+        #[arg(long, value_enum)]
+        protocol: ProtocolArg,
+        /// Allowed DNS names, comma-separated (empty: any).
+        #[arg(long, value_delimiter = ',')]
+        allowed_domains: Vec<String>,
+        /// Whether devices must be preregistered (always true for scep and cmp).
+        #[arg(long)]
+        require_preregistration: Option<bool>,
+    },
+    /// List token procedures.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `prereg officer ...`
+#[derive(Debug, Subcommand)]
+pub enum OfficerCommand {
+    /// Add an officer with its public key.
+    Add {
+        /// Unique name.
+        name: String,
+        /// SPKI PEM public key (Ed25519 or P-256).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Domains it may act in, comma-separated; `*` for all.
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        domains: Vec<String>,
+    },
+    /// List officers.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a key pair: FILE (private, mode 0600) and FILE.pub.
+    Keygen {
+        /// Private key file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Algorithm.
+        #[arg(long, value_enum, default_value = "ed25519")]
+        algorithm: AlgorithmArg,
+    },
+}
+
+/// `prereg audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain. Exit 0 when intact; otherwise non-zero, naming the
+    /// first bad record.
+    Verify,
+    /// List audit records.
+    List {
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// JSON output (one array).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `prereg policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Name, version, WIT version and SHA-256 of the active policy.
+    Info {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `prereg register` arguments.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Token procedure (gives the domain).
+    #[arg(long)]
+    pub procedure: String,
+    /// FQDN or pattern (`*.dept.example.com`, `serial-*.example.com`, `*`).
+    #[arg(long)]
+    pub fqdn: String,
+    /// IP address the device must present.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Serial number the device must present.
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// File holding the password (`-`: standard input). Only a salted argon2id
+    /// hash leaves this machine.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Days of validity (default: always valid).
+    #[arg(long)]
+    pub valid_days: Option<u32>,
+    /// Enrollments allowed (default: 1 for an exact FQDN, unlimited for a pattern).
+    #[arg(long)]
+    pub max_enrollments: Option<u32>,
+}
+
+/// `prereg check` / `prereg enroll` arguments.
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    /// Token procedure the request came through.
+    #[arg(long)]
+    pub procedure: String,
+    /// Device FQDN (the request's CN or first DNS SAN).
+    #[arg(long)]
+    pub fqdn: String,
+    /// IP address in the request.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Subject serialNumber in the request.
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// File holding the request's password (`-`: standard input).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// JSON output (one object).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Protocols, for clap.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(missing_docs)]
+pub enum ProtocolArg {
+    Scep,
+    Cmp,
+    Est,
+    Acme,
+    Other,
+}
+
+/// Registration states, for clap.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(missing_docs)]
+pub enum StateArg {
+    Open,
+    Used,
+    Disabled,
+    Locked,
+}
+
+/// Key algorithms, for clap.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(missing_docs)]
+pub enum AlgorithmArg {
+    Ed25519,
+    Es256,
+}

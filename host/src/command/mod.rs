@@ -1,0 +1,119 @@
+//! What each command does. Arguments come parsed from `cli`; every rule is
+//! applied by the library's [`prereg::Registry`]: nothing here decides.
+
+mod decide;
+mod init;
+mod reads;
+mod writes;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use prereg::signing::SigningKey;
+use prereg::{DataDir, Registry};
+use zeroize::Zeroizing;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+
+/// A fault in the user's input (exit code 2), as opposed to a failure of the
+/// system (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let context = Context { global: cli.global };
+    match cli.command {
+        Command::Init { officer } => init::run(&context, &officer),
+        Command::Procedure(cmd) => writes::procedure(&context, cmd),
+        Command::Officer(cmd) => writes::officer(&context, cmd),
+        Command::Register(args) => writes::register(&context, args),
+        Command::Disable { id } => writes::registration_state(&context, writes::StateChange::Disable, id),
+        Command::Reopen { id } => writes::registration_state(&context, writes::StateChange::Reopen, id),
+        Command::Delete { id } => writes::registration_state(&context, writes::StateChange::Delete, id),
+        Command::List { domain, state, json } => reads::list(&context, domain, state, json),
+        Command::Show { id, json } => reads::show(&context, id, json),
+        Command::Check(args) => decide::run(&context, args, prereg::registry::DecisionMode::DryRun),
+        Command::Enroll(args) => decide::run(&context, args, prereg::registry::DecisionMode::Enroll),
+        Command::Audit(cmd) => reads::audit(&context, cmd),
+        Command::Policy(cmd) => reads::policy(&context, cmd),
+    }
+}
+
+/// What every command may need.
+pub struct Context {
+    global: GlobalArgs,
+}
+
+impl Context {
+    fn data(&self) -> DataDir {
+        DataDir::new(&self.global.data)
+    }
+
+    /// The registry of an initialised data folder.
+    fn registry(&self) -> anyhow::Result<Registry> {
+        let data = self.data();
+        if !data.database().exists() {
+            return Err(InputError(format!(
+                "no prereg data in {} (run `prereg init`, or pass --data DIR / PREREG_DATA)",
+                data.root().display()
+            ))
+            .into());
+        }
+        let registry = prereg::open_registry(&data, self.global.policy.as_deref())?;
+        registry.instance_id()?;
+        Ok(registry)
+    }
+
+    /// The officer key that signs writes.
+    fn signing_key(&self) -> anyhow::Result<SigningKey> {
+        let path = self.global.key.clone().unwrap_or_else(|| self.data().officer_key());
+        let pem = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+            InputError(format!("cannot read the officer key {} (--key / PREREG_KEY): {e}", path.display()))
+        })?);
+        Ok(SigningKey::from_pem(&pem, &path.display().to_string()).map_err(|e| InputError(e.to_string()))?)
+    }
+}
+
+/// Reads a secret from a file or, for `-`, standard input; drops one trailing
+/// newline.
+fn read_secret(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::new());
+    if path == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text).context("reading the password from standard input")?;
+    } else {
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|e| InputError(format!("--password-file {}: {e}", path.display())))?,
+        );
+        text.push_str(
+            std::str::from_utf8(&bytes)
+                .map_err(|_| InputError(format!("--password-file {}: not UTF-8 text", path.display())))?,
+        );
+    }
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(InputError(format!("--password-file {}: the password is empty", path.display())).into());
+    }
+    Ok(text)
+}
+
+/// The public half of a key file: FILE.pub.
+fn public_key_path(private: &Path) -> PathBuf {
+    let mut name = private.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// Prints a value as pretty JSON.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Commands that only read: `list`, `show`, `audit`, `policy info`.
+
+use std::process::ExitCode;
+
+use prereg::store::{RegistrationFilter, RegistrationRecord};
+use prereg_core::RegistrationState;
+
+use super::{Context, print_json};
+use crate::cli::{AuditCommand, PolicyCommand, StateArg};
+
+fn state(arg: StateArg) -> RegistrationState {
+    match arg {
+        StateArg::Open => RegistrationState::Open,
+        StateArg::Used => RegistrationState::Used,
+        StateArg::Disabled => RegistrationState::Disabled,
+        StateArg::Locked => RegistrationState::Locked,
+    }
+}
+
+fn uses(r: &RegistrationRecord) -> String {
+    match r.max_enrollments {
+        Some(max) => format!("{}/{max}", r.enrollments),
+        None => format!("{}/-", r.enrollments),
+    }
+}
+
+pub fn list(
+    context: &Context,
+    domain: Option<String>,
+    state_arg: Option<StateArg>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let filter = RegistrationFilter { domain, state: state_arg.map(state), ..Default::default() };
+    let registrations = context.registry()?.registrations(&filter)?;
+    if json {
+        print_json(&registrations)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>6} {:<12} {:<32} {:<16} {:<10} {:<4} {:<8} USES",
+        "ID", "DOMAIN", "PATTERN", "IP", "SERIAL", "PW", "STATE"
+    );
+    for r in &registrations {
+        println!(
+            "{:>6} {:<12} {:<32} {:<16} {:<10} {:<4} {:<8} {}",
+            r.id,
+            r.domain,
+            r.pattern,
+            r.ip.as_deref().unwrap_or("-"),
+            r.serial.as_deref().unwrap_or("-"),
+            if r.has_password { "yes" } else { "no" },
+            r.state.as_str(),
+            uses(r)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(context: &Context, id: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let r = context.registry()?.registration(id)?;
+    if json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("registration {}", r.id);
+    println!("  pattern          {}", r.pattern);
+    println!("  domain           {} (procedure {})", r.domain, r.procedure);
+    println!("  ip               {}", r.ip.as_deref().unwrap_or("(any)"));
+    println!("  serial           {}", r.serial.as_deref().unwrap_or("(any)"));
+    println!("  password         {}", if r.has_password { "set" } else { "none" });
+    println!("  state            {}", r.state.as_str());
+    println!("  enrollments      {}", uses(&r));
+    println!("  failed passwords {}", r.failed_attempts);
+    println!("  expires at       {}", r.expires_at.map_or("never".into(), |t| t.to_string()));
+    println!("  created          {} by {}", r.created_at, r.created_by);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn audit(context: &Context, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let registry = context.registry()?;
+    match command {
+        AuditCommand::Verify => {
+            let result = registry.verify_audit()?;
+            match result.fault {
+                None => {
+                    println!("audit chain intact: {} records", result.checked);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(fault) => {
+                    eprintln!("prereg: audit chain broken at record {}: {fault}", fault.seq());
+                    eprintln!("prereg: records 1 to {} are intact", result.checked);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::List { after, limit, json } => {
+            let records = registry.audit_records(after, limit)?;
+            if json {
+                print_json(&records)?;
+            } else {
+                for r in records {
+                    let reason = r.reason.as_deref().map(|x| format!(" {x}")).unwrap_or_default();
+                    let actor: String = r.actor.chars().take(12).collect();
+                    println!(
+                        "#{:<5} {} {:<12} {:<20} {:<24} {}{reason}",
+                        r.seq, r.time, actor, r.action, r.object, r.outcome
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn policy(context: &Context, command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    let PolicyCommand::Info { json } = command;
+    let registry = context.registry()?;
+    let info = registry.policy().info();
+    if json {
+        print_json(info)?;
+    } else {
+        println!("name        {}", info.name);
+        println!("version     {}", info.version);
+        println!("wit version prereg:policy@{}", info.wit_version);
+        println!("sha256      {}", info.sha256);
+        println!("source      {}", info.source);
+    }
+    Ok(ExitCode::SUCCESS)
+}

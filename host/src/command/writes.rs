@@ -1,0 +1,144 @@
+//! Commands that sign a write: `procedure add`, `officer add`, `register`,
+//! `disable`, `reopen`, `delete`; and `officer keygen`.
+
+use std::process::ExitCode;
+
+use prereg::data_dir::write_new_file;
+use prereg::password;
+use prereg::registry::{WriteOutcome, unix_now};
+use prereg::signing::{self, Algorithm, MAX_LIFETIME_SECS, SigningKey, WriteRequest};
+
+use super::{Context, InputError, print_json, public_key_path, read_secret};
+use crate::cli::{AlgorithmArg, OfficerCommand, ProcedureCommand, ProtocolArg, RegisterArgs};
+
+/// Signs `request` with the officer key and submits it.
+fn submit(context: &Context, request: WriteRequest) -> anyhow::Result<WriteOutcome> {
+    let registry = context.registry()?;
+    let key = context.signing_key()?;
+    let now = unix_now();
+    let jws = signing::sign(&key, &registry.instance_id()?, request, now, MAX_LIFETIME_SECS)?;
+    Ok(registry.submit(&jws, now)?)
+}
+
+pub fn procedure(context: &Context, command: ProcedureCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ProcedureCommand::Add { name, domain, protocol, allowed_domains, require_preregistration } => {
+            let protocol = match protocol {
+                ProtocolArg::Scep => "scep",
+                ProtocolArg::Cmp => "cmp",
+                ProtocolArg::Est => "est",
+                ProtocolArg::Acme => "acme",
+                ProtocolArg::Other => "other",
+            };
+            let allowed_domains = allowed_domains.into_iter().filter(|d| !d.trim().is_empty()).collect();
+            let outcome = submit(
+                context,
+                WriteRequest::CreateProcedure {
+                    name,
+                    domain,
+                    protocol: protocol.into(),
+                    allowed_domains,
+                    require_preregistration,
+                },
+            )?;
+            println!("created {} (audit #{})", outcome.object, outcome.audit_seq);
+        }
+        ProcedureCommand::List { json } => {
+            let procedures = context.registry()?.procedures()?;
+            if json {
+                print_json(&procedures)?;
+            } else {
+                println!("{:<20} {:<16} {:<8} {:<8} ALLOWED DOMAINS", "NAME", "DOMAIN", "PROTOCOL", "PREREG");
+                for p in procedures {
+                    let allowed =
+                        if p.allowed_domains.is_empty() { "(any)".into() } else { p.allowed_domains.join(",") };
+                    let prereg = if p.require_preregistration { "required" } else { "optional" };
+                    println!("{:<20} {:<16} {:<8} {:<8} {allowed}", p.name, p.domain, p.protocol.as_str(), prereg);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OfficerCommand::Add { name, public_key, domains } => {
+            let pem = std::fs::read_to_string(&public_key)
+                .map_err(|e| InputError(format!("--public-key {}: {e}", public_key.display())))?;
+            let outcome = submit(context, WriteRequest::AddOfficer { name, public_key_pem: pem, domains })?;
+            println!("added {} (audit #{})", outcome.object, outcome.audit_seq);
+        }
+        OfficerCommand::List { json } => {
+            let officers = context.registry()?.officers()?;
+            if json {
+                print_json(&officers)?;
+            } else {
+                println!("{:<16} {:<6} {:<44} DOMAINS", "NAME", "ALG", "KEY ID");
+                for o in officers {
+                    println!("{:<16} {:<6} {:<44} {}", o.name, o.algorithm, o.kid, o.domains.join(","));
+                }
+            }
+        }
+        OfficerCommand::Keygen { out, algorithm } => {
+            let key = SigningKey::generate(match algorithm {
+                AlgorithmArg::Ed25519 => Algorithm::EdDsa,
+                AlgorithmArg::Es256 => Algorithm::Es256,
+            });
+            let public = public_key_path(&out);
+            write_new_file(&out, key.to_pem()?.as_bytes(), true)
+                .map_err(|e| InputError(format!("--out {}: {e}", out.display())))?;
+            write_new_file(&public, key.public_key().to_pem()?.as_bytes(), false)
+                .map_err(|e| InputError(format!("{}: {e}", public.display())))?;
+            println!("private key {} (mode 0600), public key {}", out.display(), public.display());
+            println!("key id {}", key.public_key().kid());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn register(context: &Context, args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let password_hash = match &args.password_file {
+        None => None,
+        Some(path) => {
+            let secret = read_secret(path)?;
+            Some(password::hash(&secret).map_err(|e| InputError(format!("--password-file: {e}")))?)
+        }
+    };
+    let outcome = submit(
+        context,
+        WriteRequest::CreateRegistration {
+            procedure: args.procedure,
+            fqdn: args.fqdn,
+            ip: args.ip,
+            serial: args.serial,
+            password_hash,
+            valid_days: args.valid_days,
+            max_enrollments: args.max_enrollments,
+        },
+    )?;
+    match outcome.id {
+        Some(id) => println!("{id}"),
+        None => anyhow::bail!("the registry created no registration id"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A change of a registration's state.
+pub enum StateChange {
+    Disable,
+    Reopen,
+    Delete,
+}
+
+pub fn registration_state(context: &Context, change: StateChange, id: u64) -> anyhow::Result<ExitCode> {
+    let request = match change {
+        StateChange::Disable => WriteRequest::DisableRegistration { id },
+        StateChange::Reopen => WriteRequest::ReopenRegistration { id },
+        StateChange::Delete => WriteRequest::DeleteRegistration { id },
+    };
+    let action = request.action();
+    let outcome = submit(context, request)?;
+    println!("{action} {} (audit #{})", outcome.object, outcome.audit_seq);
+    Ok(ExitCode::SUCCESS)
+}

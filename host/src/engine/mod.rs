@@ -1,0 +1,112 @@
+//! The WebAssembly side of the host: one wasmtime [`Engine`] per process, policy
+//! components compiled once into an [`InstancePre`], and a fresh [`Store`] for
+//! every evaluation, so that nothing leaks from one decision to the next.
+//!
+//! Modelled on Kubewarden's policy-evaluator: [`PolicyEngine`] configures
+//! (builder), [`WasmPolicy`] holds the compiled, linked component (pre), and
+//! every call to [`WasmPolicy::decide`] or [`WasmPolicy::validate_registration`]
+//! rehydrates a store from it.
+//!
+//! Isolation: WASI p2 is linked with a deny-all context (no files, environment,
+//! arguments, network); each store has a memory cap and an epoch deadline, ticked
+//! by one thread per engine; host imports are bounded (see [`host_impl`]).
+
+mod bindings;
+mod errors;
+mod host_impl;
+mod policy;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine};
+
+pub use errors::EngineError;
+pub use policy::WasmPolicy;
+
+/// Limits applied to every evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one evaluation (policy code, not host imports).
+    pub deadline: Duration,
+    /// Largest linear memory a policy may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Largest component file accepted, in bytes.
+    pub max_component_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { deadline: Duration::from_millis(200), max_memory_bytes: 32 << 20, max_component_bytes: 16 << 20 }
+    }
+}
+
+/// How often the epoch ticker advances the engine's epoch.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// A wasmtime engine configured for prereg policies, with its epoch ticker.
+/// Clone it freely: clones share the engine and the ticker.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl PolicyEngine {
+    /// An engine with the given limits and its ticker thread.
+    pub fn new(limits: Limits) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Policies are small: a small stack bounds deep recursion early.
+        config.max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config).map_err(EngineError::Config)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("prereg-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(EngineError::Ticker)?
+        };
+        Ok(PolicyEngine { inner: Arc::new(EngineInner { engine, limits, stop, ticker: Some(ticker) }) })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The limits of every evaluation.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Epoch ticks that make up the deadline (at least one).
+    fn deadline_ticks(&self) -> u64 {
+        (self.inner.limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+    }
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! A compiled, linked policy component ([`WasmPolicy`]), and one evaluation of
+//! it in a fresh store.
+
+use prereg_core::{
+    Decision, EnrollmentRequest, Field, Reason, RegistrationRequest, ValidRegistration, ValidationError,
+};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::prereg::policy::types as wit;
+use super::bindings::{PolicyModule, PolicyModulePre};
+use super::{EngineError, PolicyEngine};
+use crate::audit::hex;
+use crate::evaluation::Evaluation;
+use crate::policy::{Policy, PolicyFailure, PolicyInfo};
+
+/// The data of one store: the evaluation the imports answer from, a deny-all
+/// WASI context, and the store's limits.
+pub(super) struct StoreState {
+    pub(super) evaluation: Option<Evaluation>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A policy component, compiled once and linked, ready to instantiate.
+pub struct WasmPolicy {
+    engine: PolicyEngine,
+    pre: PolicyModulePre<StoreState>,
+    info: PolicyInfo,
+}
+
+impl WasmPolicy {
+    /// Compiles and links a component, and asks it for its metadata.
+    /// `source` names it in messages (`built-in`, or the file path).
+    pub fn new(engine: &PolicyEngine, bytes: &[u8], source: &str) -> Result<Self, EngineError> {
+        let max = engine.limits().max_component_bytes;
+        if bytes.len() > max {
+            return Err(EngineError::TooLarge { path: source.into(), size: bytes.len(), max });
+        }
+        let invalid = |e: wasmtime::Error| EngineError::Invalid { path: source.into(), message: format!("{e:#}") };
+        let component = Component::new(engine.engine(), bytes).map_err(invalid)?;
+        let mut linker: Linker<StoreState> = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
+        PolicyModule::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state).map_err(invalid)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(invalid)?;
+        let pre = PolicyModulePre::new(instance_pre).map_err(invalid)?;
+        let mut policy = WasmPolicy {
+            engine: engine.clone(),
+            pre,
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+                wit_version: prereg_core::WIT_VERSION.into(),
+                sha256: hex(&Sha256::digest(bytes)),
+                source: source.into(),
+            },
+        };
+        let (meta, _) = policy.run(None, |module, store| module.prereg_policy_policy().call_metadata(store));
+        let meta = meta.map_err(|f| EngineError::Metadata { path: source.into(), message: f.to_string() })?;
+        policy.info.name = meta.name.chars().take(64).collect();
+        policy.info.version = meta.version.chars().take(64).collect();
+        Ok(policy)
+    }
+
+    /// Runs `call` on a fresh instance in a fresh store, with the limits and
+    /// the deadline; gives the evaluation back whatever happened.
+    fn run<R>(
+        &self,
+        evaluation: Option<Evaluation>,
+        call: impl FnOnce(&PolicyModule, &mut Store<StoreState>) -> wasmtime::Result<R>,
+    ) -> (Result<R, PolicyFailure>, Option<Evaluation>) {
+        let limits = self.engine.limits();
+        let state = StoreState {
+            evaluation,
+            // Deny-all: no preopened folders, environment, arguments or sockets.
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.max_memory_bytes)
+                .instances(16)
+                .memories(16)
+                .tables(64)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(self.engine.deadline_ticks());
+        store.epoch_deadline_trap();
+        let result = self.pre.instantiate(&mut store).and_then(|module| call(&module, &mut store));
+        let mut state = store.into_data();
+        let violation = state.evaluation.as_ref().and_then(Evaluation::violation);
+        let result = result.map_err(|e| classify(&e, violation.as_deref()));
+        (result, state.evaluation.take())
+    }
+}
+
+/// Names a failure for the operator.
+fn classify(error: &wasmtime::Error, violation: Option<&str>) -> PolicyFailure {
+    if let Some(v) = violation {
+        return PolicyFailure { kind: "budget", message: v.to_owned() };
+    }
+    let message = format!("{error:#}");
+    let kind = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => "timeout",
+        _ if message.contains("memory") && (message.contains("limit") || message.contains("grow")) => "memory",
+        Some(Trap::StackOverflow) => "stack",
+        _ => "trap",
+    };
+    PolicyFailure { kind, message }
+}
+
+impl Policy for WasmPolicy {
+    fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+
+    fn decide(
+        &self,
+        evaluation: Evaluation,
+        request: &EnrollmentRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation) {
+        let wit_request = wit::EnrollmentRequest {
+            procedure: request.procedure.clone(),
+            fqdn: request.fqdn.clone(),
+            ip: request.ip.clone(),
+            serial: request.serial.clone(),
+            has_password: request.has_password,
+        };
+        let (result, evaluation) =
+            self.run(Some(evaluation), |module, store| module.prereg_policy_policy().call_decide(store, &wit_request));
+        let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
+        let decision = result.map(|d| Decision {
+            allowed: d.allowed,
+            reason: reason(d.reason),
+            registration: d.registration,
+            explanation: d.explanation.chars().take(1024).collect(),
+        });
+        (decision, evaluation)
+    }
+
+    fn validate_registration(
+        &self,
+        evaluation: Evaluation,
+        request: &RegistrationRequest,
+    ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation) {
+        let wit_request = wit::RegistrationRequest {
+            procedure: request.procedure.clone(),
+            fqdn: request.fqdn.clone(),
+            ip: request.ip.clone(),
+            serial: request.serial.clone(),
+            has_password: request.has_password,
+        };
+        let (result, evaluation) = self.run(Some(evaluation), |module, store| {
+            module.prereg_policy_policy().call_validate_registration(store, &wit_request)
+        });
+        let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
+        let result = result.and_then(|r| match r {
+            Ok(v) => Ok(Ok(ValidRegistration {
+                domain: v.domain,
+                pattern: v.pattern,
+                ip: v.ip,
+                serial: v.serial,
+                wildcards: v.wildcards,
+            })),
+            Err(e) => match Field::parse(&e.field) {
+                Some(field) => Ok(Err(ValidationError::new(field, e.message.chars().take(1024).collect::<String>()))),
+                None => Err(PolicyFailure {
+                    kind: "invalid-output",
+                    message: format!("validation error names an unknown field {:?}", e.field),
+                }),
+            },
+        });
+        (result, evaluation)
+    }
+}
+
+fn reason(r: wit::Reason) -> Reason {
+    match r {
+        wit::Reason::UnknownProcedure => Reason::UnknownProcedure,
+        wit::Reason::NotRequired => Reason::NotRequired,
+        wit::Reason::InvalidFqdn => Reason::InvalidFqdn,
+        wit::Reason::DomainNotAllowed => Reason::DomainNotAllowed,
+        wit::Reason::NoRegistration => Reason::NoRegistration,
+        wit::Reason::IpMismatch => Reason::IpMismatch,
+        wit::Reason::SerialMismatch => Reason::SerialMismatch,
+        wit::Reason::PasswordRequired => Reason::PasswordRequired,
+        wit::Reason::BadPassword => Reason::BadPassword,
+        wit::Reason::Locked => Reason::Locked,
+        wit::Reason::Matched => Reason::Matched,
+    }
+}

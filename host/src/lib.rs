@@ -1,0 +1,88 @@
+//! prereg: device preregistration for automated certificate enrollment (SCEP,
+//! CMP), with the matching policy as a hot-swappable WebAssembly component.
+//!
+//! - [`engine`]: wasmtime: one engine, policies compiled once, a fresh store per
+//!   evaluation, deny-all WASI, epoch deadline, memory cap.
+//! - [`policy`]: the [`policy::Policy`] trait, and the natively linked default
+//!   policy (the benchmarks' baseline).
+//! - [`evaluation`]: the host facts a policy may ask for, over one transaction.
+//! - [`store`]: the storage trait and SQLite.
+//! - [`registry`]: the service that applies the rules: signed writes,
+//!   decisions, audit.
+//! - [`signing`], [`audit`], [`password`]: signed requests, the hash chain,
+//!   password hashes.
+//! - [`data_dir`]: the data folder layout.
+//!
+//! Opening an instance from a data folder:
+//!
+//! ```no_run
+//! use prereg::{DataDir, open_registry, registry::{DecisionMode, EnrollmentInput, unix_now}};
+//! let registry = open_registry(&DataDir::new("prereg-data"), None)?;
+//! let report = registry.decide(
+//!     EnrollmentInput { procedure: "routers".into(), fqdn: "router5.dept.example.com".into(), ..Default::default() },
+//!     DecisionMode::DryRun,
+//!     unix_now(),
+//! )?;
+//! println!("{} ({})", report.allowed, report.reason);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod audit;
+pub mod builtin;
+pub mod data_dir;
+pub mod engine;
+pub mod evaluation;
+pub mod password;
+pub mod policy;
+pub mod public_suffix;
+pub mod registry;
+pub mod signing;
+pub mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use data_dir::DataDir;
+pub use engine::{EngineError, Limits, PolicyEngine, WasmPolicy};
+pub use registry::{Registry, RegistryError};
+
+/// Why an instance could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The policy.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The data folder.
+    #[error("data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Loads the policy component at `path`, or the built-in default policy.
+pub fn load_policy(engine: &PolicyEngine, path: Option<&Path>) -> Result<WasmPolicy, EngineError> {
+    match path {
+        None => WasmPolicy::new(engine, builtin::DEFAULT_POLICY_COMPONENT, "built-in"),
+        Some(path) => {
+            let shown = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|source| EngineError::Read { path: shown.clone(), source })?;
+            WasmPolicy::new(engine, &bytes, &shown)
+        }
+    }
+}
+
+/// Opens the registry of a data folder (SQLite), creating the folder and the
+/// database if needed, with the policy at `policy` or the built-in default.
+pub fn open_registry(data: &DataDir, policy: Option<&Path>) -> Result<Registry, OpenError> {
+    data.ensure().map_err(|source| OpenError::DataDir { path: data.root().display().to_string(), source })?;
+    let storage = store::SqliteStorage::open(&data.database())?;
+    let engine = PolicyEngine::new(Limits::default())?;
+    let policy = load_policy(&engine, policy)?;
+    Ok(Registry::new(Arc::new(storage), Arc::new(policy)))
+}

@@ -1,0 +1,49 @@
+//! The `prereg` command. Parsing is in `cli`, execution in `command`; errors
+//! become one line on standard error and an exit code: 2 for a fault in the
+//! input, 3 for a failure of the system.
+
+mod cli;
+mod command;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = EnvFilter::try_new(&cli.global.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match command::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("prereg: {}", one_line(&error));
+            if is_input_error(&error) { ExitCode::from(2) } else { ExitCode::from(3) }
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeats.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+fn is_input_error(error: &anyhow::Error) -> bool {
+    if error.downcast_ref::<command::InputError>().is_some()
+        || error.downcast_ref::<prereg::signing::SigningError>().is_some()
+    {
+        return true;
+    }
+    match error.downcast_ref::<prereg::RegistryError>() {
+        Some(e) => e.is_input_error(),
+        None => matches!(error.downcast_ref::<prereg::OpenError>(), Some(prereg::OpenError::Engine(_))),
+    }
+}

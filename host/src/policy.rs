@@ -1,0 +1,106 @@
+//! A loaded policy, whatever runs it: [`crate::engine::WasmPolicy`] (a
+//! WebAssembly component: the real path) or [`NativeDefaultPolicy`] (the default
+//! policy's code linked natively: the baseline of the benchmarks, and a
+//! reference in tests).
+
+use prereg_core::{Decision, EnrollmentRequest, RegistrationRequest, ValidRegistration, ValidationError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::audit::hex;
+use crate::evaluation::Evaluation;
+
+/// Who a policy is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyInfo {
+    /// Its name, from its metadata.
+    pub name: String,
+    /// Its version, from its metadata.
+    pub version: String,
+    /// The WIT package version it implements.
+    pub wit_version: String,
+    /// SHA-256 of its component (hex); for the native baseline, of the
+    /// embedded default component it mirrors.
+    pub sha256: String,
+    /// Where it came from: `built-in`, `native`, or a file path.
+    pub source: String,
+}
+
+/// Why a policy produced no usable answer. The caller turns it into a deny with
+/// reason `policy-error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy failure ({kind}): {message}")]
+pub struct PolicyFailure {
+    /// `timeout`, `memory`, `trap`, `budget`, `invalid-output`, `storage`.
+    pub kind: &'static str,
+    /// Detail for the operator.
+    pub message: String,
+}
+
+/// A policy that can decide enrollments and validate registrations. Each call
+/// takes the [`Evaluation`] and gives it back, whatever happened.
+pub trait Policy: Send + Sync {
+    /// Who it is.
+    fn info(&self) -> &PolicyInfo;
+
+    /// Decides an enrollment request.
+    fn decide(
+        &self,
+        evaluation: Evaluation,
+        request: &EnrollmentRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation);
+
+    /// Validates a new registration.
+    #[allow(clippy::type_complexity)]
+    fn validate_registration(
+        &self,
+        evaluation: Evaluation,
+        request: &RegistrationRequest,
+    ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation);
+}
+
+/// The default policy, linked natively: the same code as the built-in
+/// component, without the WebAssembly boundary.
+#[derive(Debug, Clone)]
+pub struct NativeDefaultPolicy {
+    info: PolicyInfo,
+}
+
+impl Default for NativeDefaultPolicy {
+    fn default() -> Self {
+        let meta = prereg_policy_default::metadata();
+        NativeDefaultPolicy {
+            info: PolicyInfo {
+                name: meta.name,
+                version: meta.version,
+                wit_version: prereg_core::WIT_VERSION.into(),
+                sha256: hex(&Sha256::digest(crate::builtin::DEFAULT_POLICY_COMPONENT)),
+                source: "native".into(),
+            },
+        }
+    }
+}
+
+impl Policy for NativeDefaultPolicy {
+    fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+
+    fn decide(
+        &self,
+        evaluation: Evaluation,
+        request: &EnrollmentRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation) {
+        let decision = prereg_policy_default::decide(&evaluation, request);
+        (Ok(decision), evaluation)
+    }
+
+    fn validate_registration(
+        &self,
+        evaluation: Evaluation,
+        request: &RegistrationRequest,
+    ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation) {
+        let result = prereg_policy_default::validate_registration(&evaluation, request);
+        (Ok(result), evaluation)
+    }
+}

@@ -1,0 +1,259 @@
+//! Enrollment decisions: run the policy, check its answer against what the
+//! host handed out, apply the effects (use counting, lockout) and the audit
+//! record in the same transaction.
+
+use prereg_core::model::{canonical_ip, serial_eq};
+use prereg_core::{Decision, EnrollmentRequest, Fqdn, PasswordCheck, Reason, RegistrationState};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::{Registry, RegistryError};
+use crate::audit::{self, AuditEntry};
+use crate::evaluation::{Evaluation, Trace};
+use crate::store::{Tx, TxKind};
+
+/// Lockout threshold: this many password failures in a row lock a registration.
+pub const LOCKOUT_FAILURES: u32 = 5;
+
+/// An enrollment request as a CA host receives it.
+#[derive(Debug, Clone, Default)]
+pub struct EnrollmentInput {
+    /// Token procedure name.
+    pub procedure: String,
+    /// Device name (CN, or first DNS SAN).
+    pub fqdn: String,
+    /// IP address, if the request has one.
+    pub ip: Option<String>,
+    /// Subject serialNumber, if any.
+    pub serial: Option<String>,
+    /// SCEP challengePassword / CMP shared secret, if any.
+    pub password: Option<Zeroizing<String>>,
+}
+
+/// Dry run or the real thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionMode {
+    /// `check`: explain, change nothing, audit nothing.
+    DryRun,
+    /// `enroll`: count the enrollment, apply the lockout rule, audit.
+    Enroll,
+}
+
+/// The policy that made a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyRef {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// SHA-256 of its component.
+    pub sha256: String,
+}
+
+/// A decision with everything an operator needs to understand it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionReport {
+    /// Whether the device may enroll.
+    pub allowed: bool,
+    /// SPEC.md reason code.
+    pub reason: String,
+    /// The registration that decided, if any.
+    pub registration: Option<u64>,
+    /// Its pattern.
+    pub pattern: Option<String>,
+    /// Why, in words.
+    pub explanation: String,
+    /// The deciding policy.
+    pub policy: PolicyRef,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// The audit record of the decision (enrollments only).
+    pub audit_seq: Option<u64>,
+}
+
+impl Registry {
+    /// Decides an enrollment request. In [`DecisionMode::Enroll`] the decision,
+    /// its effects and its audit record are committed together, under the write
+    /// lock, so two concurrent enrollments of a one-time registration cannot
+    /// both be allowed.
+    pub fn decide(
+        &self,
+        input: EnrollmentInput,
+        mode: DecisionMode,
+        now: u64,
+    ) -> Result<DecisionReport, RegistryError> {
+        let tx = self.storage.begin(match mode {
+            DecisionMode::DryRun => TxKind::Read,
+            DecisionMode::Enroll => TxKind::Write,
+        })?;
+        let request = EnrollmentRequest {
+            procedure: input.procedure.clone(),
+            fqdn: input.fqdn.clone(),
+            ip: input.ip.clone(),
+            serial: input.serial.clone(),
+            has_password: input.password.is_some(),
+        };
+        let info = self.policy.info().clone();
+        let evaluation = Evaluation::new(tx, now, input.password, &info.name);
+        let (result, evaluation) = self.policy.decide(evaluation, &request);
+        let (mut tx, trace) = evaluation.finish();
+
+        let decision = match result {
+            Ok(decision) => match guard(&decision, &trace, &request, tx.as_mut(), now) {
+                Ok(()) => decision,
+                Err(why) => policy_error("invalid-output", &why),
+            },
+            Err(failure) => policy_error(failure.kind, &failure.message),
+        };
+        if decision.reason == Reason::PolicyError {
+            tracing::warn!(policy = %info.name, sha256 = %info.sha256, "{}", decision.explanation);
+        }
+        let pattern = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| o.record.pattern.clone());
+        let mut report = DecisionReport {
+            allowed: decision.allowed,
+            reason: decision.reason.code().into(),
+            registration: decision.registration,
+            pattern,
+            explanation: decision.explanation.clone(),
+            policy: PolicyRef { name: info.name, version: info.version, sha256: info.sha256 },
+            dry_run: mode == DecisionMode::DryRun,
+            audit_seq: None,
+        };
+        if mode == DecisionMode::Enroll {
+            apply_effects(tx.as_mut(), &decision, &trace)?;
+            let record = audit::append(
+                tx.as_mut(),
+                AuditEntry {
+                    time: now,
+                    actor: "device".into(),
+                    action: "enroll".into(),
+                    object: match decision.registration {
+                        Some(id) => format!("registration:{id}"),
+                        None => format!("fqdn:{}", request.fqdn.chars().take(300).collect::<String>()),
+                    },
+                    outcome: if decision.allowed { "allowed" } else { "denied" }.into(),
+                    reason: Some(report.reason.clone()),
+                    policy_sha256: Some(report.policy.sha256.clone()),
+                    request: serde_json::json!({
+                        "procedure": request.procedure,
+                        "fqdn": request.fqdn,
+                        "ip": request.ip,
+                        "serial": request.serial,
+                        "has_password": request.has_password,
+                    })
+                    .to_string(),
+                    detail: decision.explanation.clone(),
+                },
+            )?;
+            tx.commit()?;
+            report.audit_seq = Some(record.seq);
+        }
+        Ok(report)
+    }
+}
+
+fn policy_error(kind: &str, message: &str) -> Decision {
+    Decision::new(Reason::PolicyError, None, format!("policy error ({kind}): {message}"))
+}
+
+/// The host's own safety net: whatever a policy says, an allow must be backed
+/// by what the host handed out during this evaluation. A policy that fails
+/// this check gets `policy-error`, never an allow.
+fn guard(
+    decision: &Decision,
+    trace: &Trace,
+    request: &EnrollmentRequest,
+    tx: &mut dyn Tx,
+    now: u64,
+) -> Result<(), String> {
+    if let Some(storage) = &trace.storage_error {
+        return Err(format!("storage failed during the evaluation: {storage}"));
+    }
+    if let Some(violation) = &trace.violation {
+        return Err(violation.clone());
+    }
+    if decision.allowed != decision.reason.allows() {
+        return Err(format!("allowed={} contradicts reason {}", decision.allowed, decision.reason));
+    }
+    if decision.reason == Reason::PolicyError {
+        return Err("a policy may not claim policy-error itself".into());
+    }
+    if let Some(id) = decision.registration
+        && !trace.offered.contains_key(&id)
+    {
+        return Err(format!("the decision names registration {id}, which the host never offered"));
+    }
+    match decision.reason {
+        Reason::NotRequired => {
+            let procedure = tx.procedure(&request.procedure).map_err(|e| e.to_string())?;
+            match procedure {
+                Some(p) if !p.require_preregistration && !p.protocol.always_requires_preregistration() => Ok(()),
+                _ => Err(format!("not-required, but token procedure {:?} requires preregistration", request.procedure)),
+            }
+        }
+        Reason::Matched => {
+            let id = decision.registration.ok_or("matched without a registration")?;
+            let offer = &trace.offered[&id];
+            let record = &offer.record;
+            let procedure = tx
+                .procedure(&request.procedure)
+                .map_err(|e| e.to_string())?
+                .ok_or("matched, but the token procedure does not exist")?;
+            let fqdn = Fqdn::parse(&request.fqdn).map_err(|e| format!("matched an invalid name: {e}"))?;
+            if offer.domain != procedure.domain || record.domain != procedure.domain || offer.fqdn != fqdn.as_str() {
+                return Err(format!("registration {id} was offered for another domain or name"));
+            }
+            if record.state != RegistrationState::Open
+                || !record.to_policy_view().is_valid_at(now)
+                || record.to_policy_view().is_used_up()
+            {
+                return Err(format!("registration {id} is not usable (state {}, expired or used up)", record.state));
+            }
+            if let Some(ip) = &record.ip
+                && request.ip.as_deref().and_then(canonical_ip).as_ref() != Some(ip)
+            {
+                return Err(format!("registration {id} requires IP {ip}"));
+            }
+            if let Some(serial) = &record.serial
+                && !request.serial.as_deref().is_some_and(|s| serial_eq(s, serial))
+            {
+                return Err(format!("registration {id} requires another serial number"));
+            }
+            if record.has_password && trace.password_checks.get(&id) != Some(&PasswordCheck::Match) {
+                return Err(format!("registration {id} has a password that was not checked successfully"));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// SPEC step 9 and the lockout rule, in the decision's transaction.
+fn apply_effects(tx: &mut dyn Tx, decision: &Decision, trace: &Trace) -> Result<(), RegistryError> {
+    let Some(id) = decision.registration else {
+        return Ok(());
+    };
+    // Re-read under the write lock: the offered copy came from this same
+    // transaction, but re-reading keeps the update independent of the policy.
+    let Some(current) = tx.registration(id)? else {
+        return Ok(());
+    };
+    match decision.reason {
+        Reason::Matched => {
+            let enrollments = current.enrollments.saturating_add(1);
+            let state = if current.max_enrollments.is_some_and(|max| enrollments >= max) {
+                RegistrationState::Used
+            } else {
+                RegistrationState::Open
+            };
+            tx.update_registration(id, state, enrollments, 0)?;
+        }
+        Reason::BadPassword if trace.password_checks.get(&id) == Some(&PasswordCheck::Mismatch) => {
+            let failures = current.failed_attempts.saturating_add(1);
+            let state = if failures >= LOCKOUT_FAILURES { RegistrationState::Locked } else { current.state };
+            tx.update_registration(id, state, current.enrollments, failures)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

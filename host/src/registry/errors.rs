@@ -1,0 +1,64 @@
+//! Errors of the registry service.
+
+use prereg_core::ValidationError;
+
+use crate::signing::SigningError;
+use crate::store::StoreError;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The data folder has not been initialised (`prereg init`).
+    #[error("this prereg instance is not initialised: run `prereg init` first")]
+    NotInitialised,
+    /// The signed request was refused.
+    #[error("signed request refused: {0}")]
+    Signature(#[from] SigningError),
+    /// The officer may not act in that domain.
+    #[error("officer {officer:?} may not act in domain {domain:?}")]
+    Forbidden {
+        /// Officer name.
+        officer: String,
+        /// Domain.
+        domain: String,
+    },
+    /// The request is invalid; names the field.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The field (`fqdn`, `ip`, `domain`, ...).
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// No such object.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The policy could not validate the registration (trap, timeout...).
+    #[error("the policy failed while validating the registration: {0}")]
+    Policy(String),
+    /// A storage failure, a duplicate or a replayed request id.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ValidationError> for RegistryError {
+    fn from(e: ValidationError) -> Self {
+        RegistryError::Invalid { field: e.field.as_str().into(), message: e.message }
+    }
+}
+
+impl RegistryError {
+    /// Whether the caller's input is at fault (as opposed to the system).
+    pub fn is_input_error(&self) -> bool {
+        !matches!(
+            self,
+            RegistryError::Policy(_)
+                | RegistryError::Store(
+                    StoreError::Database(_)
+                        | StoreError::Open { .. }
+                        | StoreError::Corrupt(_)
+                        | StoreError::SchemaTooNew { .. }
+                )
+        )
+    }
+}

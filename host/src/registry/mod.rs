@@ -1,0 +1,164 @@
+//! The registry service: the one place where prereg applies its rules. Every
+//! edge (the CLI today, the REST API later) calls it and decides nothing itself.
+//!
+//! - [`Registry::submit`]: a signed write (procedures, officers, registrations).
+//! - [`Registry::decide`]: an enrollment decision, as a dry run or for real.
+//! - reads, and [`Registry::verify_audit`].
+
+mod decisions;
+mod errors;
+mod writes;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use decisions::{DecisionMode, DecisionReport, EnrollmentInput, PolicyRef};
+pub use errors::RegistryError;
+pub use writes::WriteOutcome;
+
+use crate::audit::{self, AuditEntry, ChainFault, GENESIS};
+use crate::policy::Policy;
+use crate::signing::{PublicKey, SigningKey};
+use crate::store::{
+    AuditRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord, Storage, Tx, TxKind,
+};
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The registry over a storage backend and an active policy.
+#[derive(Clone)]
+pub struct Registry {
+    storage: Arc<dyn Storage>,
+    policy: Arc<dyn Policy>,
+}
+
+/// The result of checking the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Records checked (up to the first bad one).
+    pub checked: u64,
+    /// The first fault, if any.
+    pub fault: Option<ChainFault>,
+}
+
+impl Registry {
+    /// A registry over `storage`, deciding with `policy`.
+    pub fn new(storage: Arc<dyn Storage>, policy: Arc<dyn Policy>) -> Self {
+        Registry { storage, policy }
+    }
+
+    /// The active policy.
+    pub fn policy(&self) -> &Arc<dyn Policy> {
+        &self.policy
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Initialises a new instance: its id and the first officer, allowed in
+    /// every domain. Returns the instance id.
+    pub fn initialise(&self, officer_name: &str, key: &SigningKey, now: u64) -> Result<String, RegistryError> {
+        writes::check_name("officer name", officer_name)?;
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        if tx.instance_id()?.is_some() {
+            return Err(RegistryError::Invalid {
+                field: "data".into(),
+                message: "this data folder is already initialised".into(),
+            });
+        }
+        let mut id = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        let instance_id = audit::hex(&id);
+        tx.set_instance_id(&instance_id, now)?;
+        let public = key.public_key();
+        let officer = OfficerRecord {
+            kid: public.kid(),
+            name: officer_name.into(),
+            algorithm: public.algorithm().jws_name().into(),
+            public_key_pem: public.to_pem()?,
+            domains: vec!["*".into()],
+            created_by: "init".into(),
+            created_at: now,
+        };
+        tx.insert_officer(&officer)?;
+        audit::append(
+            tx.as_mut(),
+            AuditEntry {
+                time: now,
+                actor: "init".into(),
+                action: "instance.init".into(),
+                object: format!("officer:{}", officer.name),
+                outcome: "ok".into(),
+                reason: None,
+                policy_sha256: None,
+                request: serde_json::json!({ "instance": instance_id, "officer": officer.name, "kid": officer.kid })
+                    .to_string(),
+                detail: "instance initialised with its first officer (all domains)".into(),
+            },
+        )?;
+        tx.commit()?;
+        Ok(instance_id)
+    }
+
+    /// The instance id (the audience of signed requests).
+    pub fn instance_id(&self) -> Result<String, RegistryError> {
+        self.read(|tx| tx.instance_id())?.ok_or(RegistryError::NotInitialised)
+    }
+
+    /// A registration by id.
+    pub fn registration(&self, id: u64) -> Result<RegistrationRecord, RegistryError> {
+        self.read(|tx| tx.registration(id))?.ok_or_else(|| RegistryError::NotFound(format!("registration {id}")))
+    }
+
+    /// Registrations by filter.
+    pub fn registrations(&self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, RegistryError> {
+        self.read(|tx| tx.registrations(filter))
+    }
+
+    /// Every token procedure.
+    pub fn procedures(&self) -> Result<Vec<ProcedureRecord>, RegistryError> {
+        self.read(|tx| tx.procedures())
+    }
+
+    /// Every officer.
+    pub fn officers(&self) -> Result<Vec<OfficerRecord>, RegistryError> {
+        self.read(|tx| tx.officers())
+    }
+
+    /// An officer's public key by key id.
+    pub fn officer_key(&self, kid: &str) -> Result<Option<PublicKey>, RegistryError> {
+        let officer = self.read(|tx| tx.officer(kid))?;
+        Ok(officer.and_then(|o| PublicKey::from_pem(&o.public_key_pem, &o.name).ok()))
+    }
+
+    /// Audit records after `after`, at most `limit`.
+    pub fn audit_records(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, RegistryError> {
+        self.read(|tx| tx.audit_records(after, limit))
+    }
+
+    /// Walks the whole audit chain and reports the first bad record.
+    pub fn verify_audit(&self) -> Result<AuditVerification, RegistryError> {
+        const PAGE: u32 = 1000;
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        let mut previous = (0u64, GENESIS.to_owned());
+        loop {
+            let page = tx.audit_records(previous.0, PAGE)?;
+            if page.is_empty() {
+                return Ok(AuditVerification { checked: previous.0, fault: None });
+            }
+            if let Err(fault) = audit::verify_page(&mut previous, &page) {
+                return Ok(AuditVerification { checked: previous.0, fault: Some(fault) });
+            }
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, crate::store::StoreError>) -> Result<T, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        Ok(f(tx.as_mut())?)
+    }
+}

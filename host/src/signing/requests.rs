@@ -1,0 +1,91 @@
+//! The writes an officer can sign.
+
+use serde::{Deserialize, Serialize};
+
+/// A write request: the `request` claim of a signed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", deny_unknown_fields)]
+pub enum WriteRequest {
+    /// Create a token procedure.
+    #[serde(rename = "procedure.create")]
+    CreateProcedure {
+        /// Unique name.
+        name: String,
+        /// Domain.
+        domain: String,
+        /// `scep`, `cmp`, `est`, `acme` or `other`.
+        protocol: String,
+        /// Allowed DNS names (canonicalized by the host).
+        #[serde(default)]
+        allowed_domains: Vec<String>,
+        /// Override of the protocol's default (must stay true for SCEP and CMP).
+        #[serde(default)]
+        require_preregistration: Option<bool>,
+    },
+    /// Add an officer.
+    #[serde(rename = "officer.create")]
+    AddOfficer {
+        /// Unique name.
+        name: String,
+        /// SPKI PEM public key.
+        public_key_pem: String,
+        /// Domains; `["*"]` for all.
+        domains: Vec<String>,
+    },
+    /// Create a registration.
+    #[serde(rename = "registration.create")]
+    CreateRegistration {
+        /// Token procedure.
+        procedure: String,
+        /// FQDN or pattern.
+        fqdn: String,
+        /// IP address.
+        #[serde(default)]
+        ip: Option<String>,
+        /// Serial number.
+        #[serde(default)]
+        serial: Option<String>,
+        /// argon2id PHC hash of the password, computed by the signer so that the
+        /// signed request (kept in the audit log) never holds the password.
+        #[serde(default)]
+        password_hash: Option<String>,
+        /// Days of validity from creation; absent: always valid.
+        #[serde(default)]
+        valid_days: Option<u32>,
+        /// Enrollment limit; absent: 1 for an exact FQDN, unlimited for a pattern.
+        #[serde(default)]
+        max_enrollments: Option<u32>,
+    },
+    /// Disable a registration.
+    #[serde(rename = "registration.disable")]
+    DisableRegistration {
+        /// Its id.
+        id: u64,
+    },
+    /// Reopen a disabled, locked or used registration (resets the failure count).
+    #[serde(rename = "registration.reopen")]
+    ReopenRegistration {
+        /// Its id.
+        id: u64,
+    },
+    /// Delete a registration.
+    #[serde(rename = "registration.delete")]
+    DeleteRegistration {
+        /// Its id.
+        id: u64,
+    },
+}
+
+impl WriteRequest {
+    /// The action name, as in the audit log.
+    pub fn action(&self) -> &'static str {
+        match self {
+            WriteRequest::CreateProcedure { .. } => "procedure.create",
+            WriteRequest::AddOfficer { .. } => "officer.create",
+            WriteRequest::CreateRegistration { .. } => "registration.create",
+            WriteRequest::DisableRegistration { .. } => "registration.disable",
+            WriteRequest::ReopenRegistration { .. } => "registration.reopen",
+            WriteRequest::DeleteRegistration { .. } => "registration.delete",
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Errors of the storage module.
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file or folder could not be opened or created.
+    #[error("cannot open the database {path}: {message}")]
+    Open {
+        /// The database path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The same pattern is already registered in this domain (or another
+    /// uniqueness rule).
+    #[error("{what} already exists")]
+    Duplicate {
+        /// What collided.
+        what: String,
+    },
+    /// A single-use request id was used before.
+    #[error("request id {jti:?} was already used (replayed request)")]
+    Replayed {
+        /// The id.
+        jti: String,
+    },
+    /// A row refers to something that does not exist.
+    #[error("{0}")]
+    Missing(String),
+    /// The stored data is not what the schema promises.
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+    /// The database is newer than this program.
+    #[error("the database schema version {found} is newer than this prereg supports ({supported})")]
+    SchemaTooNew {
+        /// Found.
+        found: i64,
+        /// Supported.
+        supported: i64,
+    },
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+}

@@ -1,0 +1,275 @@
+//! Storage: the [`Storage`] trait and its records; [`sqlite`] is the embedded
+//! default. A PostgreSQL backend can implement the same trait.
+//!
+//! Every operation runs in a transaction ([`Tx`]), so that a change, the
+//! single-use request id that authorized it and its audit record are written
+//! together or not at all.
+
+mod errors;
+mod schema;
+pub mod sqlite;
+
+use prereg_core::{Protocol, RegistrationState};
+use serde::Serialize;
+
+pub use errors::StoreError;
+pub use sqlite::SqliteStorage;
+
+/// A token procedure as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcedureRecord {
+    /// Unique name.
+    pub name: String,
+    /// Domain.
+    pub domain: String,
+    /// Protocol.
+    #[serde(serialize_with = "ser_display")]
+    pub protocol: Protocol,
+    /// Whether preregistration is required.
+    pub require_preregistration: bool,
+    /// Canonical allowed domains; empty: any.
+    pub allowed_domains: Vec<String>,
+    /// Officer key id that created it.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// An RA officer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfficerRecord {
+    /// Key id (RFC 7638 JWK thumbprint of its public key).
+    pub kid: String,
+    /// Unique name.
+    pub name: String,
+    /// `EdDSA` or `ES256`.
+    pub algorithm: String,
+    /// SPKI PEM of the public key.
+    pub public_key_pem: String,
+    /// Domains it may act in; `["*"]`: all.
+    pub domains: Vec<String>,
+    /// Officer key id that added it (`init` for the first).
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl OfficerRecord {
+    /// Whether the officer may act in `domain`.
+    pub fn may_act_in(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d == "*" || d == domain)
+    }
+
+    /// Whether it may act in every domain.
+    pub fn has_all_domains(&self) -> bool {
+        self.domains.iter().any(|d| d == "*")
+    }
+}
+
+/// A registration as stored (the password hash is read separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistrationRecord {
+    /// Identifier.
+    pub id: u64,
+    /// Domain (of the creating procedure).
+    pub domain: String,
+    /// Creating procedure.
+    pub procedure: String,
+    /// Canonical pattern.
+    pub pattern: String,
+    /// Canonical IP, if set.
+    pub ip: Option<String>,
+    /// Serial, if set.
+    pub serial: Option<String>,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// End of validity, Unix seconds.
+    pub expires_at: Option<u64>,
+    /// Enrollment limit.
+    pub max_enrollments: Option<u32>,
+    /// Enrollments so far.
+    pub enrollments: u32,
+    /// Password failures in a row.
+    pub failed_attempts: u32,
+    /// State.
+    #[serde(serialize_with = "ser_display")]
+    pub state: RegistrationState,
+    /// Officer key id.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl RegistrationRecord {
+    /// The registration as a policy sees it.
+    pub fn to_policy_view(&self) -> prereg_core::Registration {
+        prereg_core::Registration {
+            id: self.id,
+            pattern: self.pattern.clone(),
+            ip: self.ip.clone(),
+            serial: self.serial.clone(),
+            has_password: self.has_password,
+            state: self.state,
+            expires_at: self.expires_at,
+            max_enrollments: self.max_enrollments,
+            enrollments: self.enrollments,
+        }
+    }
+}
+
+/// A registration to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRegistration {
+    /// Domain.
+    pub domain: String,
+    /// Creating procedure.
+    pub procedure: String,
+    /// Canonical pattern.
+    pub pattern: String,
+    /// Encoded index key (see [`prereg_core::IndexKey::encode`]).
+    pub index_key: String,
+    /// Canonical IP.
+    pub ip: Option<String>,
+    /// Serial.
+    pub serial: Option<String>,
+    /// PHC string of the password hash.
+    pub password_hash: Option<String>,
+    /// End of validity.
+    pub expires_at: Option<u64>,
+    /// Enrollment limit.
+    pub max_enrollments: Option<u32>,
+    /// Officer key id.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Filters for listing registrations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrationFilter {
+    /// Only this domain.
+    pub domain: Option<String>,
+    /// Only this state.
+    pub state: Option<RegistrationState>,
+    /// Only ids greater than this (pagination).
+    pub after_id: Option<u64>,
+    /// At most this many.
+    pub limit: Option<u32>,
+}
+
+/// One record of the hash-chained audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// Sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// Hash of the previous record (hex; 64 zeros for the first).
+    pub prev_hash: String,
+    /// Hash of this record (hex), see [`crate::audit`].
+    pub hash: String,
+    /// Unix seconds.
+    pub time: u64,
+    /// Officer key id, or `device` for enrollment decisions, `init` for set-up.
+    pub actor: String,
+    /// What was done (`registration.create`, `enroll`, ...).
+    pub action: String,
+    /// What it was done to (`registration:42`, `procedure:scep-routers`, ...).
+    pub object: String,
+    /// `ok`, `allowed` or `denied`.
+    pub outcome: String,
+    /// SPEC reason code, for decisions.
+    pub reason: Option<String>,
+    /// SHA-256 of the policy that decided or validated, hex.
+    pub policy_sha256: Option<String>,
+    /// The signed request (JWS), or the decision request as JSON.
+    pub request: String,
+    /// Further detail (the explanation of a decision).
+    pub detail: String,
+}
+
+/// The kind of transaction to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    /// Reads only; rolled back at the end.
+    Read,
+    /// Reads and writes; takes the write lock at once, so that decisions and
+    /// writes are serialized.
+    Write,
+}
+
+/// A storage backend.
+pub trait Storage: Send + Sync {
+    /// Opens a transaction.
+    fn begin(&self, kind: TxKind) -> Result<Box<dyn Tx>, StoreError>;
+
+    /// A short description for logs (`sqlite:/path/prereg.sqlite3`).
+    fn describe(&self) -> String;
+}
+
+/// One transaction. Dropping it without [`Tx::commit`] rolls it back.
+pub trait Tx: Send {
+    /// The instance id (the `aud` of signed requests), if initialised.
+    fn instance_id(&mut self) -> Result<Option<String>, StoreError>;
+    /// Records the instance id (once).
+    fn set_instance_id(&mut self, id: &str, now: u64) -> Result<(), StoreError>;
+
+    /// A token procedure by name.
+    fn procedure(&mut self, name: &str) -> Result<Option<ProcedureRecord>, StoreError>;
+    /// Every token procedure.
+    fn procedures(&mut self) -> Result<Vec<ProcedureRecord>, StoreError>;
+    /// Inserts a token procedure (its domain is created if new).
+    fn insert_procedure(&mut self, procedure: &ProcedureRecord) -> Result<(), StoreError>;
+
+    /// An officer by key id.
+    fn officer(&mut self, kid: &str) -> Result<Option<OfficerRecord>, StoreError>;
+    /// Every officer.
+    fn officers(&mut self) -> Result<Vec<OfficerRecord>, StoreError>;
+    /// Inserts an officer.
+    fn insert_officer(&mut self, officer: &OfficerRecord) -> Result<(), StoreError>;
+
+    /// A registration by id.
+    fn registration(&mut self, id: u64) -> Result<Option<RegistrationRecord>, StoreError>;
+    /// Registrations by filter, by ascending id.
+    fn registrations(&mut self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, StoreError>;
+    /// Registrations of `domain` filed under any of `keys` (encoded index keys),
+    /// through the storage index; at most `limit` + 1 rows, so the caller can
+    /// tell "too many".
+    fn candidates(
+        &mut self,
+        domain: &str,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError>;
+    /// The PHC password hash of a registration.
+    fn password_hash(&mut self, id: u64) -> Result<Option<String>, StoreError>;
+    /// Inserts a registration; [`StoreError::Duplicate`] if its pattern exists
+    /// in its domain.
+    fn insert_registration(&mut self, registration: &NewRegistration) -> Result<u64, StoreError>;
+    /// Updates state and counters.
+    fn update_registration(
+        &mut self,
+        id: u64,
+        state: RegistrationState,
+        enrollments: u32,
+        failed_attempts: u32,
+    ) -> Result<(), StoreError>;
+    /// Deletes a registration; false if there was none.
+    fn delete_registration(&mut self, id: u64) -> Result<bool, StoreError>;
+
+    /// Records a single-use request id; [`StoreError::Replayed`] if seen before.
+    /// Ids whose expiry has passed are forgotten.
+    fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError>;
+
+    /// The last audit record's sequence number and hash.
+    fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError>;
+    /// Appends an audit record.
+    fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Audit records with `seq > after`, ascending, at most `limit`.
+    fn audit_records(&mut self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Commits.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+fn ser_display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}

@@ -1,0 +1,78 @@
+//! The SQLite schema, as an ordered list of migrations. `PRAGMA user_version`
+//! records how many have run; each runs in its own transaction.
+
+/// Migrations, in order. Never edit a released one: append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the core tables.
+    r#"
+    CREATE TABLE instance (
+        singleton   INTEGER PRIMARY KEY CHECK (singleton = 1),
+        instance_id TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE domains (
+        name TEXT PRIMARY KEY
+    );
+    CREATE TABLE procedures (
+        name                    TEXT PRIMARY KEY,
+        domain                  TEXT NOT NULL REFERENCES domains(name),
+        protocol                TEXT NOT NULL CHECK (protocol IN ('scep', 'cmp', 'est', 'acme', 'other')),
+        require_preregistration INTEGER NOT NULL CHECK (require_preregistration IN (0, 1)),
+        allowed_domains         TEXT NOT NULL,  -- JSON array of canonical names
+        created_by              TEXT NOT NULL,
+        created_at              INTEGER NOT NULL,
+        CHECK (require_preregistration = 1 OR protocol NOT IN ('scep', 'cmp'))
+    );
+    CREATE TABLE officers (
+        kid            TEXT PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,
+        algorithm      TEXT NOT NULL CHECK (algorithm IN ('EdDSA', 'ES256')),
+        public_key_pem TEXT NOT NULL,
+        domains        TEXT NOT NULL,  -- JSON array; ["*"] is every domain
+        created_by     TEXT NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE TABLE registrations (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        domain          TEXT NOT NULL REFERENCES domains(name),
+        procedure       TEXT NOT NULL REFERENCES procedures(name),
+        pattern         TEXT NOT NULL,
+        index_key       TEXT NOT NULL,  -- prereg_core::IndexKey::encode
+        ip              TEXT,
+        serial          TEXT,
+        password_hash   TEXT,           -- PHC string (argon2id)
+        expires_at      INTEGER,
+        max_enrollments INTEGER CHECK (max_enrollments IS NULL OR max_enrollments > 0),
+        enrollments     INTEGER NOT NULL DEFAULT 0 CHECK (enrollments >= 0),
+        failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
+        state           TEXT NOT NULL CHECK (state IN ('open', 'used', 'disabled', 'locked')),
+        created_by      TEXT NOT NULL REFERENCES officers(kid),
+        created_at      INTEGER NOT NULL,
+        -- SPEC: canonical patterns are unique within a domain. The constraint,
+        -- not a check in code, is what makes exactly one of two racing writers win.
+        UNIQUE (domain, pattern)
+    );
+    -- Candidate lookups: a handful of equality probes per decision, never a scan.
+    CREATE INDEX registrations_by_key ON registrations (domain, index_key);
+    CREATE TABLE request_ids (
+        jti        TEXT PRIMARY KEY,
+        kid        TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX request_ids_by_expiry ON request_ids (expires_at);
+    CREATE TABLE audit (
+        seq           INTEGER PRIMARY KEY,
+        prev_hash     TEXT NOT NULL,
+        hash          TEXT NOT NULL,
+        time          INTEGER NOT NULL,
+        actor         TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        object        TEXT NOT NULL,
+        outcome       TEXT NOT NULL,
+        reason        TEXT,
+        policy_sha256 TEXT,
+        request       TEXT NOT NULL,
+        detail        TEXT NOT NULL
+    );
+    "#,
+];

@@ -1,0 +1,468 @@
+//! The embedded default backend: SQLite (bundled) in WAL mode with
+//! `synchronous=FULL` and foreign keys on.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prereg_core::{Protocol, RegistrationState};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+
+use super::schema::MIGRATIONS;
+use super::{
+    AuditRecord, NewRegistration, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord, Storage,
+    StoreError, Tx, TxKind,
+};
+
+/// How long a writer waits for the write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections kept open for reuse.
+const POOL_SIZE: usize = 8;
+
+/// SQLite storage in one database file.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let storage = SqliteStorage { inner: Arc::new(Inner { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) };
+        let mut conn = storage.connect()?;
+        migrate(&mut conn)?;
+        storage.release(conn);
+        Ok(storage)
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            path: self.inner.path.display().to_string(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(&self.inner.path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(open_err)?;
+        Ok(conn)
+    }
+
+    fn release(&self, conn: Connection) {
+        if let Ok(mut idle) = self.inner.idle.lock()
+            && idle.len() < POOL_SIZE
+            && conn.is_autocommit()
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew { found: version, supported });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Storage for SqliteStorage {
+    fn begin(&self, kind: TxKind) -> Result<Box<dyn Tx>, StoreError> {
+        let conn = self.connect()?;
+        conn.execute_batch(match kind {
+            TxKind::Read => "BEGIN DEFERRED",
+            TxKind::Write => "BEGIN IMMEDIATE",
+        })?;
+        Ok(Box::new(SqliteTx { conn: Some(conn), storage: self.clone() }))
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.inner.path.display())
+    }
+}
+
+/// A transaction on a pooled connection.
+struct SqliteTx {
+    conn: Option<Connection>,
+    storage: SqliteStorage,
+}
+
+impl SqliteTx {
+    fn conn(&self) -> Result<&Connection, StoreError> {
+        self.conn.as_ref().ok_or_else(|| StoreError::Missing("transaction already finished".into()))
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            self.storage.release(conn);
+        }
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation
+        && (f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY))
+}
+
+fn json_list(text: &str) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn bad_value(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+fn u64_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, i64>(idx)? as u64)
+}
+
+fn procedure_from(row: &Row<'_>) -> rusqlite::Result<ProcedureRecord> {
+    let protocol: String = row.get("protocol")?;
+    Ok(ProcedureRecord {
+        name: row.get("name")?,
+        domain: row.get("domain")?,
+        protocol: Protocol::parse(&protocol).ok_or_else(|| bad_value("protocol", &protocol))?,
+        require_preregistration: row.get("require_preregistration")?,
+        allowed_domains: json_list(&row.get::<_, String>("allowed_domains")?)?,
+        created_by: row.get("created_by")?,
+        created_at: u64_col(row, "created_at")?,
+    })
+}
+
+fn officer_from(row: &Row<'_>) -> rusqlite::Result<OfficerRecord> {
+    Ok(OfficerRecord {
+        kid: row.get("kid")?,
+        name: row.get("name")?,
+        algorithm: row.get("algorithm")?,
+        public_key_pem: row.get("public_key_pem")?,
+        domains: json_list(&row.get::<_, String>("domains")?)?,
+        created_by: row.get("created_by")?,
+        created_at: u64_col(row, "created_at")?,
+    })
+}
+
+const REGISTRATION_COLUMNS: &str = "id, domain, procedure, pattern, ip, serial, password_hash IS NOT NULL AS has_password, \
+     expires_at, max_enrollments, enrollments, failed_attempts, state, created_by, created_at";
+
+fn registration_from(row: &Row<'_>) -> rusqlite::Result<RegistrationRecord> {
+    let state: String = row.get("state")?;
+    Ok(RegistrationRecord {
+        id: u64_col(row, "id")?,
+        domain: row.get("domain")?,
+        procedure: row.get("procedure")?,
+        pattern: row.get("pattern")?,
+        ip: row.get("ip")?,
+        serial: row.get("serial")?,
+        has_password: row.get("has_password")?,
+        expires_at: row.get::<_, Option<i64>>("expires_at")?.map(|v| v as u64),
+        max_enrollments: row.get("max_enrollments")?,
+        enrollments: row.get("enrollments")?,
+        failed_attempts: row.get("failed_attempts")?,
+        state: RegistrationState::parse(&state).ok_or_else(|| bad_value("state", &state))?,
+        created_by: row.get("created_by")?,
+        created_at: u64_col(row, "created_at")?,
+    })
+}
+
+fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: u64_col(row, "seq")?,
+        prev_hash: row.get("prev_hash")?,
+        hash: row.get("hash")?,
+        time: u64_col(row, "time")?,
+        actor: row.get("actor")?,
+        action: row.get("action")?,
+        object: row.get("object")?,
+        outcome: row.get("outcome")?,
+        reason: row.get("reason")?,
+        policy_sha256: row.get("policy_sha256")?,
+        request: row.get("request")?,
+        detail: row.get("detail")?,
+    })
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::Value::from(list.to_vec()).to_string()
+}
+
+impl Tx for SqliteTx {
+    fn instance_id(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(self.conn()?.query_row("SELECT instance_id FROM instance", [], |r| r.get(0)).optional()?)
+    }
+
+    fn set_instance_id(&mut self, id: &str, now: u64) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO instance (singleton, instance_id, created_at) VALUES (1, ?1, ?2)",
+                params![id, now as i64],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) { StoreError::Duplicate { what: "the instance".into() } } else { e.into() }
+            })?;
+        Ok(())
+    }
+
+    fn procedure(&mut self, name: &str) -> Result<Option<ProcedureRecord>, StoreError> {
+        Ok(self.conn()?.query_row("SELECT * FROM procedures WHERE name = ?1", [name], procedure_from).optional()?)
+    }
+
+    fn procedures(&mut self) -> Result<Vec<ProcedureRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT * FROM procedures ORDER BY name")?;
+        let rows = stmt.query_map([], procedure_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn insert_procedure(&mut self, p: &ProcedureRecord) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute("INSERT OR IGNORE INTO domains (name) VALUES (?1)", [&p.domain])?;
+        conn.execute(
+            "INSERT INTO procedures (name, domain, protocol, require_preregistration, allowed_domains, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                p.name,
+                p.domain,
+                p.protocol.as_str(),
+                p.require_preregistration,
+                to_json(&p.allowed_domains),
+                p.created_by,
+                p.created_at as i64
+            ],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) { StoreError::Duplicate { what: format!("token procedure {:?}", p.name) } } else { e.into() }
+        })?;
+        Ok(())
+    }
+
+    fn officer(&mut self, kid: &str) -> Result<Option<OfficerRecord>, StoreError> {
+        Ok(self.conn()?.query_row("SELECT * FROM officers WHERE kid = ?1", [kid], officer_from).optional()?)
+    }
+
+    fn officers(&mut self) -> Result<Vec<OfficerRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT * FROM officers ORDER BY name")?;
+        let rows = stmt.query_map([], officer_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn insert_officer(&mut self, o: &OfficerRecord) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO officers (kid, name, algorithm, public_key_pem, domains, created_by, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    o.kid,
+                    o.name,
+                    o.algorithm,
+                    o.public_key_pem,
+                    to_json(&o.domains),
+                    o.created_by,
+                    o.created_at as i64
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Duplicate { what: format!("an officer named {:?} or with that key", o.name) }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    fn registration(&mut self, id: u64) -> Result<Option<RegistrationRecord>, StoreError> {
+        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE id = ?1");
+        Ok(self.conn()?.query_row(&sql, [id as i64], registration_from).optional()?)
+    }
+
+    fn registrations(&mut self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {REGISTRATION_COLUMNS} FROM registrations \
+             WHERE (?1 IS NULL OR domain = ?1) AND (?2 IS NULL OR state = ?2) AND id > ?3 \
+             ORDER BY id LIMIT ?4"
+        );
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    filter.domain,
+                    filter.state.map(|s| s.as_str()),
+                    filter.after_id.unwrap_or(0) as i64,
+                    filter.limit.map_or(-1, i64::from)
+                ],
+                registration_from,
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn candidates(
+        &mut self,
+        domain: &str,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        // One indexed equality probe per key; the probe list is short (labels + 2).
+        let sql = format!(
+            "SELECT {REGISTRATION_COLUMNS} FROM registrations \
+             WHERE domain = ?1 AND index_key IN (SELECT value FROM json_each(?2)) LIMIT ?3"
+        );
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(params![domain, to_json(keys), (limit + 1) as i64], registration_from)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn password_hash(&mut self, id: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT password_hash FROM registrations WHERE id = ?1", [id as i64], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn insert_registration(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
+             max_enrollments, state, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11)",
+        )?
+        .execute(params![
+            r.domain,
+            r.procedure,
+            r.pattern,
+            r.index_key,
+            r.ip,
+            r.serial,
+            r.password_hash,
+            r.expires_at.map(|v| v as i64),
+            r.max_enrollments,
+            r.created_by,
+            r.created_at as i64
+        ])
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Duplicate { what: format!("pattern {:?} in domain {:?}", r.pattern, r.domain) }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(conn.last_insert_rowid() as u64)
+    }
+
+    fn update_registration(
+        &mut self,
+        id: u64,
+        state: RegistrationState,
+        enrollments: u32,
+        failed_attempts: u32,
+    ) -> Result<(), StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE registrations SET state = ?2, enrollments = ?3, failed_attempts = ?4 WHERE id = ?1",
+            params![id as i64, state.as_str(), enrollments, failed_attempts],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing(format!("no registration {id}")));
+        }
+        Ok(())
+    }
+
+    fn delete_registration(&mut self, id: u64) -> Result<bool, StoreError> {
+        Ok(self.conn()?.execute("DELETE FROM registrations WHERE id = ?1", [id as i64])? > 0)
+    }
+
+    fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        // An expired token is refused before it gets here, so forgetting ids
+        // past their expiry cannot let a replay through.
+        conn.execute("DELETE FROM request_ids WHERE expires_at < ?1", [now as i64])?;
+        conn.execute(
+            "INSERT INTO request_ids (jti, kid, expires_at) VALUES (?1, ?2, ?3)",
+            params![jti, kid, expires_at as i64],
+        )
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Replayed { jti: jti.into() } } else { e.into() })?;
+        Ok(())
+    }
+
+    fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    fn append_audit(&mut self, a: &AuditRecord) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO audit (seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, \
+                 request, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                a.seq as i64,
+                a.prev_hash,
+                a.hash,
+                a.time as i64,
+                a.actor,
+                a.action,
+                a.object,
+                a.outcome,
+                a.reason,
+                a.policy_sha256,
+                a.request,
+                a.detail
+            ])?;
+        Ok(())
+    }
+
+    fn audit_records(&mut self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT * FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after as i64, limit], audit_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        let conn = self.conn.take().ok_or_else(|| StoreError::Missing("transaction already finished".into()))?;
+        let result = conn.execute_batch("COMMIT");
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.storage.release(conn);
+        Ok(result?)
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of prereg (filled in by the next commit).
+
+fn main() {}

@@ -1,0 +1,82 @@
+//! A policy that misbehaves on purpose, to test the host's sandbox.
+//!
+//! What it does depends on the first label of the name it is asked about:
+//!
+//! | first label | behaviour |
+//! | --- | --- |
+//! | `loop` | spins forever (the host's epoch deadline must stop it) |
+//! | `oom` | allocates until memory runs out (the host's memory cap must stop it) |
+//! | `trap` | panics, which traps |
+//! | `nonsense` | allows, naming a registration the host never offered |
+//! | `liar` | says `allowed` with a deny reason |
+//! | `greedy` | allows via `not-required` on a procedure that requires preregistration |
+//! | `chatty` | logs a 1 MiB line (the host must cut it) and denies |
+//! | anything else | denies with `no-registration` |
+//!
+//! Never use it for real decisions: it exists for `tests/all/sandbox.rs`.
+
+#![allow(unsafe_code)]
+
+use std::hint::black_box;
+
+use prereg_sdk::prelude::*;
+
+/// The hostile policy.
+pub struct Hostile;
+
+fn misbehave(host: &impl PolicyHost, name: &str) -> Option<Decision> {
+    match name.split('.').next().unwrap_or_default() {
+        "loop" => {
+            let mut n = 0u64;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
+        "oom" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let chunk = vec![black_box(1u8); 1 << 20];
+                hoard.push(black_box(chunk));
+                black_box(&hoard);
+            }
+        }
+        "trap" => panic!("hostile policy: trap on purpose"),
+        "nonsense" => {
+            Some(Decision::new(Reason::Matched, Some(u64::MAX - 7), "allowing a registration nobody offered"))
+        }
+        "liar" => Some(Decision {
+            allowed: true,
+            reason: Reason::NoRegistration,
+            registration: None,
+            explanation: "lying".into(),
+        }),
+        "greedy" => Some(Decision::new(Reason::NotRequired, None, "claims preregistration is not required")),
+        "chatty" => {
+            host.log(LogLevel::Warn, &"x".repeat(1 << 20));
+            None
+        }
+        _ => None,
+    }
+}
+
+impl Policy for Hostile {
+    fn metadata() -> PolicyMetadata {
+        PolicyMetadata { name: "hostile".into(), version: "0.0.1".into() }
+    }
+
+    fn validate_registration(
+        host: &impl PolicyHost,
+        request: RegistrationRequest,
+    ) -> Result<ValidRegistration, ValidationError> {
+        misbehave(host, &request.fqdn);
+        Err(ValidationError::new(Field::Fqdn, "the hostile policy accepts no registrations"))
+    }
+
+    fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision {
+        misbehave(host, &request.fqdn)
+            .unwrap_or_else(|| Decision::new(Reason::NoRegistration, None, "the hostile policy denies"))
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+prereg_sdk::export_policy!(Hostile);
