@@ -1,3 +1,16 @@
-//! Integration tests of prereg (filled in by the next commit).
+//! Integration tests of prereg: one binary, a module per feature. Everything
+//! goes through the real path: the default policy as a WebAssembly component
+//! in wasmtime, SQLite in a temporary data folder, and (in `cli`) the real
+//! `prereg` binary.
 
-fn main() {}
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+mod audit_chain;
+mod cli;
+mod lifecycle;
+mod sandbox;
+mod signed_writes;
+mod spec_rules;
+mod uniqueness;

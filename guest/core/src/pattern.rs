@@ -347,7 +347,7 @@ mod tests {
         assert!(!pat.matches(&f("abc.example.com")));
         assert!(!pat.matches(&f("axbc.example.com")));
         assert!(p("*-*.example.com").matches(&f("a-b.example.com")));
-        assert!(!p("*-*.example.com").matches(&f("a-.example.com".trim_end_matches('-'))));
+        assert!(!p("*-*.example.com").matches(&f("ab.example.com")));
     }
 
     #[test]
@@ -389,7 +389,9 @@ mod tests {
     fn probes_cover_every_pattern_that_matches() {
         let name = f("a.b.example.com");
         let probes = IndexKey::probes(&name);
-        for pat in ["a.b.example.com", "*.b.example.com", "a.*.example.com", "*.*.example.com", "a*.b.*.com", "*"] {
+        for pat in
+            ["a.b.example.com", "*.b.example.com", "a.*.example.com", "*.*.example.com", "*.b.*.com", "a.*.*.com", "*"]
+        {
             let key = p(pat).index_key();
             assert!(p(pat).matches(&name), "{pat}");
             assert!(probes.contains(&key), "{pat}: {key:?} not in {probes:?}");

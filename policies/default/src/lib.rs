@@ -192,14 +192,17 @@ pub fn decide(host: &impl PolicyHost, request: &EnrollmentRequest) -> Decision {
     if chosen.has_password {
         let failure = match host.check_password(chosen.id) {
             PasswordCheck::Match => None,
-            PasswordCheck::NotProvided => Some(Reason::PasswordRequired),
-            PasswordCheck::Mismatch | PasswordCheck::NotSet => Some(Reason::BadPassword),
+            PasswordCheck::NotProvided => {
+                Some((Reason::PasswordRequired, "requires a password; the request carries none"))
+            }
+            PasswordCheck::Mismatch => Some((Reason::BadPassword, "has a different password")),
+            PasswordCheck::NotSet => Some((Reason::BadPassword, "has a password the host could not check")),
         };
-        if let Some(reason) = failure {
+        if let Some((reason, why)) = failure {
             return Decision::new(
                 reason,
                 Some(chosen.id),
-                format!("password check failed for registration {}", chosen.id),
+                format!("registration {} ({}) {why}", chosen.id, chosen.pattern),
             );
         }
     }

@@ -1,0 +1,170 @@
+//! Every write is a signed request, verified before it takes effect: bad
+//! signatures, unknown or wrong keys, expiry, replays, `alg: none`, HMAC and
+//! officers acting outside their domains are refused, and nothing is written.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use prereg::RegistryError;
+use prereg::signing::{self, Algorithm, SigningError, SigningKey, WriteRequest};
+
+use crate::common::{Fixture, NOW, create_registration};
+
+fn create(fqdn: &str) -> WriteRequest {
+    create_registration("p", fqdn)
+}
+
+fn fixture() -> Fixture {
+    let f = Fixture::new();
+    f.procedure("p", "D", "scep", &[]);
+    f
+}
+
+fn signature_error(result: Result<prereg::registry::WriteOutcome, RegistryError>) -> SigningError {
+    match result {
+        Err(RegistryError::Signature(e)) => e,
+        other => panic!("expected a signature error, got {other:?}"),
+    }
+}
+
+fn count(f: &Fixture) -> usize {
+    f.registry.registrations(&Default::default()).unwrap().len()
+}
+
+#[test]
+fn a_bad_signature_is_refused() {
+    let f = fixture();
+    let jws = signing::sign(&f.admin, &f.instance, create("a.example.com"), NOW, 300).unwrap();
+    let (head, sig) = jws.rsplit_once('.').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    bytes[0] ^= 1;
+    let tampered = format!("{head}.{}", URL_SAFE_NO_PAD.encode(bytes));
+    assert_eq!(signature_error(f.registry.submit(&tampered, NOW)), SigningError::BadSignature);
+    assert_eq!(count(&f), 0);
+}
+
+#[test]
+fn a_key_no_officer_has_is_refused() {
+    let f = fixture();
+    let stranger = SigningKey::generate(Algorithm::EdDsa);
+    assert!(matches!(
+        signature_error(f.submit_as(&stranger, create("a.example.com"), NOW)),
+        SigningError::UnknownKey(_)
+    ));
+    assert_eq!(count(&f), 0);
+}
+
+#[test]
+fn expired_and_future_requests_are_refused() {
+    let f = fixture();
+    let jws = signing::sign(&f.admin, &f.instance, create("a.example.com"), NOW, 300).unwrap();
+    assert!(matches!(signature_error(f.registry.submit(&jws, NOW + 300)), SigningError::Expired { .. }));
+    let future = signing::sign(&f.admin, &f.instance, create("a.example.com"), NOW + 3600, 300).unwrap();
+    assert!(matches!(signature_error(f.registry.submit(&future, NOW)), SigningError::Expired { .. }));
+    assert_eq!(count(&f), 0);
+}
+
+#[test]
+fn a_replayed_request_id_is_refused() {
+    let f = fixture();
+    let jws = signing::sign(&f.admin, &f.instance, create("a.example.com"), NOW, 300).unwrap();
+    f.registry.submit(&jws, NOW).unwrap();
+    // Replayed after the registration was deleted, so only the jti stops it.
+    let id = f.registry.registrations(&Default::default()).unwrap()[0].id;
+    f.submit(WriteRequest::DeleteRegistration { id }).unwrap();
+    let replay = f.registry.submit(&jws, NOW + 10).unwrap_err();
+    assert!(matches!(replay, RegistryError::Store(prereg::store::StoreError::Replayed { .. })), "{replay}");
+    assert_eq!(count(&f), 0);
+}
+
+#[test]
+fn alg_none_and_hmac_are_refused() {
+    let f = fixture();
+    let jws = signing::sign(&f.admin, &f.instance, create("a.example.com"), NOW, 300).unwrap();
+    let payload = jws.split('.').nth(1).unwrap();
+    let kid = f.admin.public_key().kid();
+    for (alg, expected) in [("none", SigningError::AlgNone), ("HS256", SigningError::Hmac("HS256".into()))] {
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","kid":"{kid}"}}"#));
+        let forged = format!("{header}.{payload}.");
+        assert_eq!(signature_error(f.registry.submit(&forged, NOW)), expected);
+    }
+    assert_eq!(count(&f), 0);
+}
+
+#[test]
+fn a_request_for_another_instance_is_refused() {
+    let f = fixture();
+    let jws = signing::sign(&f.admin, "some-other-instance", create("a.example.com"), NOW, 300).unwrap();
+    assert!(matches!(signature_error(f.registry.submit(&jws, NOW)), SigningError::WrongAudience { .. }));
+}
+
+#[test]
+fn officers_act_only_in_their_domains_with_either_algorithm() {
+    let f = fixture();
+    f.procedure("e", "E", "scep", &[]);
+    let alice = SigningKey::generate(Algorithm::Es256);
+    f.submit(WriteRequest::AddOfficer {
+        name: "alice".into(),
+        public_key_pem: alice.public_key().to_pem().unwrap(),
+        domains: vec!["D".into()],
+    })
+    .unwrap();
+    // ES256 works, in domain D.
+    f.submit_as(&alice, create("alice.example.com"), NOW).unwrap();
+    // Not in domain E.
+    let e = f.submit_as(&alice, create_registration("e", "x.example.com"), NOW).unwrap_err();
+    assert!(matches!(e, RegistryError::Forbidden { ref domain, .. } if domain == "E"), "{e}");
+    // Nor may she grant herself or others more than she has.
+    let bob = SigningKey::generate(Algorithm::EdDsa);
+    let e = f
+        .submit_as(
+            &alice,
+            WriteRequest::AddOfficer {
+                name: "bob".into(),
+                public_key_pem: bob.public_key().to_pem().unwrap(),
+                domains: vec!["*".into()],
+            },
+            NOW,
+        )
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Forbidden { .. }), "{e}");
+    // Nor create a procedure in another domain.
+    let e = f
+        .submit_as(
+            &alice,
+            WriteRequest::CreateProcedure {
+                name: "x".into(),
+                domain: "E".into(),
+                protocol: "cmp".into(),
+                allowed_domains: vec![],
+                require_preregistration: None,
+            },
+            NOW,
+        )
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Forbidden { .. }), "{e}");
+    // Disabling a registration in domain E is refused too.
+    let in_e = f.submit(create_registration("e", "y.example.com")).unwrap().id.unwrap();
+    assert!(matches!(
+        f.submit_as(&alice, WriteRequest::DisableRegistration { id: in_e }, NOW),
+        Err(RegistryError::Forbidden { .. })
+    ));
+}
+
+#[test]
+fn weak_or_foreign_password_hashes_are_refused() {
+    let f = fixture();
+    let weak = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let e = f
+        .submit(WriteRequest::CreateRegistration {
+            procedure: "p".into(),
+            fqdn: "a.example.com".into(),
+            ip: None,
+            serial: None,
+            password_hash: Some(weak.into()),
+            valid_days: None,
+            max_enrollments: None,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("invalid password:"), "{e}");
+}
