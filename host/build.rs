@@ -57,6 +57,17 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
+    // Reproducible components: panic locations name crates by these prefixes,
+    // not by the build machine's paths, so the SHA-256 of the default policy
+    // does not depend on where it was built.
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let mut rustflags = format!("--remap-path-prefix={}=/prereg", workspace.display());
+    if let Some(home) = cargo_home {
+        rustflags.push_str(&format!("\x1f--remap-path-prefix={}=/cargo", home.display()));
+    }
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
     assert!(status.success(), "building the WebAssembly guests failed ({status}); see the output above");
 

@@ -188,6 +188,36 @@ fn passwords_from_stdin_and_files() {
 }
 
 #[test]
+fn policy_flag_replaces_the_built_in_policy() {
+    let cli = Cli::initialised();
+    cli.expect(&["register", "--procedure", "routers", "--fqdn", "trap.example.com"], 0);
+    let hostile = prereg::builtin::HOSTILE_POLICY_PATH;
+    let info = json(&cli.expect(&["--policy", hostile, "policy", "info", "--json"], 0));
+    assert_eq!((info["name"].as_str(), info["source"].as_str()), (Some("hostile"), Some(hostile)));
+    let r =
+        json(&cli.expect(
+            &["--policy", hostile, "check", "--procedure", "routers", "--fqdn", "trap.example.com", "--json"],
+            1,
+        ));
+    assert_eq!(
+        (r["allowed"].as_bool(), r["reason"].as_str(), r["policy"]["name"].as_str()),
+        (Some(false), Some("policy-error"), Some("hostile"))
+    );
+    // PREREG_POLICY does the same.
+    let out = cli.command(&["policy", "info"]).env("PREREG_POLICY", hostile).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hostile"));
+    // Without it, the default policy allows.
+    cli.expect(&["check", "--procedure", "routers", "--fqdn", "trap.example.com"], 0);
+    // A file that is not a policy component: exit 2, naming the file.
+    let bogus = cli.dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm\x01\0\0\0").unwrap();
+    let err = cli.stderr(&["--policy", bogus.to_str().unwrap(), "policy", "info"], 2);
+    assert!(err.contains("bogus.wasm") && err.contains("not a usable prereg:policy@0.1.0 component"), "{err}");
+    let err = cli.stderr(&["--policy", "/nonexistent.wasm", "policy", "info"], 2);
+    assert!(err.contains("cannot read policy /nonexistent.wasm"), "{err}");
+}
+
+#[test]
 fn a_second_officer_signs_with_its_own_key() {
     let cli = Cli::initialised();
     let key = cli.dir.path().join("alice.key");

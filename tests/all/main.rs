@@ -9,7 +9,9 @@ mod common;
 
 mod audit_chain;
 mod cli;
+mod components;
 mod lifecycle;
+mod readme;
 mod sandbox;
 mod signed_writes;
 mod spec_rules;

@@ -43,6 +43,19 @@ fn a_bad_signature_is_refused() {
 }
 
 #[test]
+fn a_request_signed_with_the_wrong_key_is_refused() {
+    let f = fixture();
+    // Signed by another key, but claiming the first officer's key id.
+    let other = SigningKey::generate(Algorithm::EdDsa);
+    let genuine = signing::sign(&f.admin, &f.instance, create("a.example.com"), NOW, 300).unwrap();
+    let forged = signing::sign(&other, &f.instance, create("a.example.com"), NOW, 300).unwrap();
+    let header = genuine.split('.').next().unwrap();
+    let (_, rest) = forged.split_once('.').unwrap();
+    assert_eq!(signature_error(f.registry.submit(&format!("{header}.{rest}"), NOW)), SigningError::BadSignature);
+    assert_eq!(count(&f), 0);
+}
+
+#[test]
 fn a_key_no_officer_has_is_refused() {
     let f = fixture();
     let stranger = SigningKey::generate(Algorithm::EdDsa);

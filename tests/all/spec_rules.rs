@@ -265,3 +265,46 @@ fn native_and_wasm_agree() {
         );
     }
 }
+
+/// SPEC.md, "Names", through the guest: case, trailing dot, IDNA, label and
+/// name lengths, bad characters, for registrations and requests alike.
+#[test]
+fn canonical_names_through_the_guest() {
+    let f = Fixture::new();
+    f.procedure("p", "D", "scep", &[]);
+    let idn = f.register("p", "Bücher.Example.COM.").unwrap();
+    assert_eq!(f.registry.registration(idn).unwrap().pattern, "xn--bcher-kva.example.com");
+    for spelling in ["xn--bcher-kva.example.com", "BÜCHER.example.com", "bücher.example.com.", " bücher.example.com "]
+    {
+        let r = f.check(req("p", spelling));
+        assert_eq!((r.reason.as_str(), r.registration), ("matched", Some(idn)), "{spelling:?}");
+    }
+    // The same name in another spelling is a duplicate.
+    assert!(f.register("p", "xn--BCHER-kva.example.com").unwrap_err().to_string().contains("already exists"));
+
+    let l63 = "a".repeat(63);
+    let l64 = "a".repeat(64);
+    f.register("p", &format!("{l63}.example.com")).unwrap();
+    assert_eq!(f.check(req("p", &format!("{}.example.com", l63.to_uppercase()))).reason, "matched");
+    assert_eq!(f.check(req("p", &format!("{l64}.example.com"))).reason, "invalid-fqdn");
+    // 253 octets pass, 254 do not.
+    let long = format!("{l63}.{l63}.{l63}.{}.com", "b".repeat(57));
+    assert_eq!(long.len(), 253);
+    f.register("p", &long).unwrap();
+    assert_eq!(f.check(req("p", &format!("{long}."))).reason, "matched");
+    assert_eq!(f.check(req("p", &format!("x{long}"))).reason, "invalid-fqdn");
+    let e = f.register("p", &format!("x{long}")).unwrap_err().to_string();
+    assert!(e.contains("254 octets"), "{e}");
+    for bad in [
+        "a_b.example.com",
+        "a b.example.com",
+        "a..example.com",
+        "-a.example.com",
+        "a-.example.com",
+        "xn--zz.example.com",
+        ".",
+    ] {
+        assert_eq!(f.check(req("p", bad)).reason, "invalid-fqdn", "{bad:?}");
+        assert!(f.register("p", bad).unwrap_err().to_string().starts_with("invalid fqdn:"), "{bad:?}");
+    }
+}

@@ -466,3 +466,56 @@ impl Tx for SqliteTx {
         Ok(result?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_run_in_wal_mode_with_full_sync_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(&dir.path().join("t.sqlite3")).unwrap();
+        let conn = storage.connect().unwrap();
+        let pragma = |name: &str| {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, rusqlite::types::Value>(0)).unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), rusqlite::types::Value::Text("wal".into()));
+        assert_eq!(pragma("synchronous"), rusqlite::types::Value::Integer(2)); // FULL
+        assert_eq!(pragma("foreign_keys"), rusqlite::types::Value::Integer(1));
+        assert_eq!(pragma("user_version"), rusqlite::types::Value::Integer(MIGRATIONS.len() as i64));
+        // Foreign keys bite: a registration for a procedure that does not exist.
+        let mut tx = storage.begin(TxKind::Write).unwrap();
+        let orphan = NewRegistration {
+            domain: "D".into(),
+            procedure: "nope".into(),
+            pattern: "a.example.com".into(),
+            index_key: "=a.example.com".into(),
+            ip: None,
+            serial: None,
+            password_hash: None,
+            expires_at: None,
+            max_enrollments: None,
+            created_by: "k".into(),
+            created_at: 0,
+        };
+        assert!(tx.insert_registration(&orphan).is_err());
+    }
+
+    #[test]
+    fn reopening_runs_no_migration_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        drop(SqliteStorage::open(&path).unwrap());
+        let storage = SqliteStorage::open(&path).unwrap();
+        let mut tx = storage.begin(TxKind::Read).unwrap();
+        assert_eq!(tx.instance_id().unwrap(), None);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 999").unwrap();
+        assert!(matches!(SqliteStorage::open(&path), Err(StoreError::SchemaTooNew { found: 999, .. })));
+    }
+}
