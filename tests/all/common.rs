@@ -43,9 +43,9 @@ impl Fixture {
     pub fn with_policy(policy: Arc<dyn Policy>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(&dir.path().join("prereg.sqlite3")).unwrap();
-        let registry = Registry::new(Arc::new(storage), policy);
         let admin = SigningKey::generate(Algorithm::EdDsa);
-        let instance = registry.initialise("admin", &admin, NOW).unwrap();
+        let instance = prereg::registry::initialise(&storage, "admin", &admin, NOW).unwrap();
+        let registry = Registry::new(Arc::new(storage), policy);
         Fixture { dir, registry, admin, instance }
     }
 

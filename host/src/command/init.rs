@@ -18,12 +18,7 @@ pub fn run(context: &Context, officer: &str) -> anyhow::Result<ExitCode> {
     write_new_file(&data.officer_key(), key.to_pem()?.as_bytes(), true)?;
     write_new_file(&data.officer_public_key(), key.public_key().to_pem()?.as_bytes(), false)?;
     let storage = prereg::store::SqliteStorage::open(&data.database())?;
-    // Initialising needs no policy: the native default stands in, unused.
-    let registry = prereg::Registry::new(
-        std::sync::Arc::new(storage),
-        std::sync::Arc::new(prereg::policy::NativeDefaultPolicy::default()),
-    );
-    let instance = registry.initialise(officer, &key, unix_now())?;
+    let instance = prereg::registry::initialise(&storage, officer, &key, unix_now())?;
     println!("initialised prereg instance {instance} in {}", data.root().display());
     println!("first officer {officer:?} (all domains), key id {}", key.public_key().kid());
     println!("officer private key: {} (mode 0600; keep it safe)", data.officer_key().display());

@@ -28,6 +28,57 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Initialises a new instance: its id and the first officer, allowed in
+/// every domain, with the `instance.init` audit record that starts the chain.
+/// Needs no policy. Returns the instance id.
+pub fn initialise(
+    storage: &dyn Storage,
+    officer_name: &str,
+    key: &SigningKey,
+    now: u64,
+) -> Result<String, RegistryError> {
+    writes::check_name("officer name", officer_name)?;
+    let mut tx = storage.begin(TxKind::Write)?;
+    if tx.instance_id()?.is_some() {
+        return Err(RegistryError::Invalid {
+            field: "data".into(),
+            message: "this data folder is already initialised".into(),
+        });
+    }
+    let mut id = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    let instance_id = audit::hex(&id);
+    tx.set_instance_id(&instance_id, now)?;
+    let public = key.public_key();
+    let officer = OfficerRecord {
+        kid: public.kid(),
+        name: officer_name.into(),
+        algorithm: public.algorithm().jws_name().into(),
+        public_key_pem: public.to_pem()?,
+        domains: vec!["*".into()],
+        created_by: "init".into(),
+        created_at: now,
+    };
+    tx.insert_officer(&officer)?;
+    audit::append(
+        tx.as_mut(),
+        AuditEntry {
+            time: now,
+            actor: "init".into(),
+            action: "instance.init".into(),
+            object: format!("officer:{}", officer.name),
+            outcome: "ok".into(),
+            reason: None,
+            policy_sha256: None,
+            request: serde_json::json!({ "instance": instance_id, "officer": officer.name, "kid": officer.kid })
+                .to_string(),
+            detail: "instance initialised with its first officer (all domains)".into(),
+        },
+    )?;
+    tx.commit()?;
+    Ok(instance_id)
+}
+
 /// The registry over a storage backend and an active policy.
 #[derive(Clone)]
 pub struct Registry {
@@ -58,51 +109,6 @@ impl Registry {
     /// The storage backend.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
-    }
-
-    /// Initialises a new instance: its id and the first officer, allowed in
-    /// every domain. Returns the instance id.
-    pub fn initialise(&self, officer_name: &str, key: &SigningKey, now: u64) -> Result<String, RegistryError> {
-        writes::check_name("officer name", officer_name)?;
-        let mut tx = self.storage.begin(TxKind::Write)?;
-        if tx.instance_id()?.is_some() {
-            return Err(RegistryError::Invalid {
-                field: "data".into(),
-                message: "this data folder is already initialised".into(),
-            });
-        }
-        let mut id = [0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
-        let instance_id = audit::hex(&id);
-        tx.set_instance_id(&instance_id, now)?;
-        let public = key.public_key();
-        let officer = OfficerRecord {
-            kid: public.kid(),
-            name: officer_name.into(),
-            algorithm: public.algorithm().jws_name().into(),
-            public_key_pem: public.to_pem()?,
-            domains: vec!["*".into()],
-            created_by: "init".into(),
-            created_at: now,
-        };
-        tx.insert_officer(&officer)?;
-        audit::append(
-            tx.as_mut(),
-            AuditEntry {
-                time: now,
-                actor: "init".into(),
-                action: "instance.init".into(),
-                object: format!("officer:{}", officer.name),
-                outcome: "ok".into(),
-                reason: None,
-                policy_sha256: None,
-                request: serde_json::json!({ "instance": instance_id, "officer": officer.name, "kid": officer.kid })
-                    .to_string(),
-                detail: "instance initialised with its first officer (all domains)".into(),
-            },
-        )?;
-        tx.commit()?;
-        Ok(instance_id)
     }
 
     /// The instance id (the audience of signed requests).
