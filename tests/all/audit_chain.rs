@@ -61,3 +61,43 @@ fn an_inserted_record_is_caught() {
     );
     assert_eq!(seq, 4);
 }
+
+/// If the audit record cannot be written, the action fails and nothing of it
+/// remains: neither a write, nor an enrollment's count, nor its request id.
+#[test]
+fn when_the_audit_insert_fails_the_whole_action_fails() {
+    let f = fixture();
+    let id = f.register("p", "later.example.com").unwrap();
+    let before = f.registry.registration(id).unwrap();
+    let records = f.registry.audit_records(0, 1000).unwrap().len();
+    let conn = Connection::open(f.database()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER audit_fails BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END;",
+    )
+    .unwrap();
+
+    let jws = prereg::signing::sign(
+        &f.admin,
+        &f.instance,
+        crate::common::create_registration("p", "lost.example.com"),
+        crate::common::NOW,
+        300,
+    )
+    .unwrap();
+    let e = f.registry.submit(&jws, crate::common::NOW).unwrap_err().to_string();
+    assert!(e.contains("audit unavailable"), "{e}");
+    assert!(f.registry.registrations(&Default::default()).unwrap().iter().all(|r| r.pattern != "lost.example.com"));
+    assert!(
+        f.registry
+            .decide(req("p", "later.example.com").input(), prereg::registry::DecisionMode::Enroll, crate::common::NOW)
+            .is_err()
+    );
+    assert_eq!(f.registry.registration(id).unwrap(), before, "the enrollment was not counted");
+
+    // Once the audit log works again, the same signed request goes through:
+    // its request id was not consumed by the failed attempt.
+    conn.execute_batch("DROP TRIGGER audit_fails").unwrap();
+    f.registry.submit(&jws, crate::common::NOW).unwrap();
+    assert_eq!(f.registry.audit_records(0, 1000).unwrap().len(), records + 1);
+    assert!(f.registry.verify_audit().unwrap().fault.is_none());
+}
