@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use crate::common::{Fixture, req};
+use crate::common::{Fixture, NOW, create_registration, req};
 
 /// A fixture with a dozen audit records.
 fn fixture() -> Fixture {
@@ -76,28 +76,20 @@ fn when_the_audit_insert_fails_the_whole_action_fails() {
     )
     .unwrap();
 
-    let jws = prereg::signing::sign(
-        &f.admin,
-        &f.instance,
-        crate::common::create_registration("p", "lost.example.com"),
-        crate::common::NOW,
-        300,
-    )
-    .unwrap();
-    let e = f.registry.submit(&jws, crate::common::NOW).unwrap_err().to_string();
+    let jws =
+        prereg::signing::sign(&f.admin, &f.instance, create_registration("p", "lost.example.com"), NOW, 300).unwrap();
+    let e = f.registry.submit(&jws, NOW).unwrap_err().to_string();
     assert!(e.contains("audit unavailable"), "{e}");
     assert!(f.registry.registrations(&Default::default()).unwrap().iter().all(|r| r.pattern != "lost.example.com"));
     assert!(
-        f.registry
-            .decide(req("p", "later.example.com").input(), prereg::registry::DecisionMode::Enroll, crate::common::NOW)
-            .is_err()
+        f.registry.decide(req("p", "later.example.com").input(), prereg::registry::DecisionMode::Enroll, NOW).is_err()
     );
     assert_eq!(f.registry.registration(id).unwrap(), before, "the enrollment was not counted");
 
     // Once the audit log works again, the same signed request goes through:
     // its request id was not consumed by the failed attempt.
     conn.execute_batch("DROP TRIGGER audit_fails").unwrap();
-    f.registry.submit(&jws, crate::common::NOW).unwrap();
+    f.registry.submit(&jws, NOW).unwrap();
     assert_eq!(f.registry.audit_records(0, 1000).unwrap().len(), records + 1);
     assert!(f.registry.verify_audit().unwrap().fault.is_none());
 }

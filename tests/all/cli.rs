@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::common::prereg_command;
+
 struct Cli {
     dir: tempfile::TempDir,
 }
@@ -19,9 +21,8 @@ impl Cli {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prereg"));
-        cmd.args(args).env("PREREG_DATA", self.data()).env_remove("PREREG_POLICY").env_remove("PREREG_KEY");
-        cmd.current_dir(self.dir.path());
+        let mut cmd = prereg_command(self.dir.path());
+        cmd.args(args).env("PREREG_DATA", self.data());
         cmd
     }
 

@@ -168,3 +168,16 @@ pub fn create_registration(procedure: &str, fqdn: &str) -> WriteRequest {
         max_enrollments: None,
     }
 }
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The `prereg` binary, run in `dir`, with none of the caller's `PREREG_*`
+/// settings.
+pub fn prereg_command(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_prereg"));
+    cmd.current_dir(dir).env_remove("PREREG_DATA").env_remove("PREREG_POLICY").env_remove("PREREG_KEY");
+    cmd
+}

@@ -2,9 +2,7 @@
 
 use prereg::builtin::{DEFAULT_POLICY_COMPONENT, HOSTILE_POLICY_PATH};
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
+use crate::common::contains;
 
 #[test]
 fn the_built_in_policy_names_no_path_of_the_build_machine() {

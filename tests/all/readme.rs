@@ -3,7 +3,7 @@
 //! output and exit code must match what the README shows (instance ids, key
 //! ids, hashes and times vary from run to run and are compared by shape).
 
-use std::process::Command;
+use crate::common::prereg_command;
 
 /// One command of the walkthrough and what the README says it prints.
 struct Step {
@@ -96,14 +96,7 @@ fn the_readme_walkthrough_matches_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw.txt"), "s3cret").unwrap();
     for step in steps {
-        let out = Command::new(env!("CARGO_BIN_EXE_prereg"))
-            .args(&step.args)
-            .current_dir(dir.path())
-            .env_remove("PREREG_DATA")
-            .env_remove("PREREG_POLICY")
-            .env_remove("PREREG_KEY")
-            .output()
-            .unwrap();
+        let out = prereg_command(dir.path()).args(&step.args).output().unwrap();
         let actual = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let command = step.args.join(" ");
         assert_eq!(out.status.code(), Some(step.exit), "prereg {command}\n{actual}");
