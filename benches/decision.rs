@@ -63,6 +63,7 @@ fn dataset(n: usize) -> (tempfile::TempDir, Arc<SqliteStorage>) {
             max_enrollments: None,
             created_by: kid.clone(),
             created_at: NOW,
+            import: None,
         })
         .unwrap();
     }

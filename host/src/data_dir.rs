@@ -40,6 +40,12 @@ impl DataDir {
         self.root.join("officer.pub")
     }
 
+    /// Uploaded import files while they are imported, and the per-row
+    /// reports of imports (`<id>.report.jsonl`).
+    pub fn imports(&self) -> PathBuf {
+        self.root.join("imports")
+    }
+
     /// Creates the folder (mode 0700) if it does not exist.
     pub fn ensure(&self) -> io::Result<()> {
         if self.root.is_dir() {

@@ -11,6 +11,7 @@
 //!   decisions, audit.
 //! - [`signing`], [`audit`], [`password`]: signed requests, the hash chain,
 //!   password hashes.
+//! - [`import`]: bulk CSV import (the reader, columns, progress, report).
 //! - [`data_dir`]: the data folder layout.
 //!
 //! Opening an instance from a data folder:
@@ -29,13 +30,16 @@
 
 pub mod audit;
 pub mod builtin;
+pub mod client;
 pub mod data_dir;
 pub mod engine;
 pub mod evaluation;
+pub mod import;
 pub mod password;
 pub mod policy;
 pub mod public_suffix;
 pub mod registry;
+pub mod service;
 pub mod signing;
 pub mod store;
 

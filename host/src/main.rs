@@ -12,8 +12,14 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let filter = EnvFilter::try_new(&cli.global.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let default_level = if matches!(cli.command, cli::Command::Serve { .. }) { "info" } else { "warn" };
+    let level = cli.global.log_level.as_deref().unwrap_or(default_level);
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.global.log_format {
+        cli::LogFormat::Json => logs.json().init(),
+        cli::LogFormat::Text => logs.init(),
+    }
     match command::run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -37,6 +43,12 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn is_input_error(error: &anyhow::Error) -> bool {
+    if let Some(e) = error.downcast_ref::<prereg::client::ClientError>() {
+        return e.is_input_error();
+    }
+    if let Some(e) = error.downcast_ref::<prereg::registry::ImportError>() {
+        return e.is_input_error();
+    }
     if error.downcast_ref::<command::InputError>().is_some()
         || error.downcast_ref::<prereg::signing::SigningError>().is_some()
     {

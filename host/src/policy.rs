@@ -11,7 +11,7 @@ use crate::audit::hex;
 use crate::evaluation::Evaluation;
 
 /// Who a policy is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PolicyInfo {
     /// Its name, from its metadata.
     pub name: String,

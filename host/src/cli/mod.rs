@@ -30,9 +30,26 @@ pub struct GlobalArgs {
     /// Officer private key (PKCS#8 PEM) that signs writes [default: DATA/officer.key].
     #[arg(long, global = true, env = "PREREG_KEY")]
     pub key: Option<PathBuf>,
-    /// Log level (error, warn, info, debug, trace), or a tracing filter.
-    #[arg(long, global = true, env = "PREREG_LOG", default_value = "warn")]
-    pub log_level: String,
+    /// Work against a running `prereg serve` at this URL instead of the local
+    /// data folder: writes are signed here, with --key, and sent to its REST API.
+    #[arg(long, global = true, env = "PREREG_SERVER")]
+    pub server: Option<String>,
+    /// Log level (error, warn, info, debug, trace), or a tracing filter
+    /// [default: warn; info for `serve`].
+    #[arg(long, global = true, env = "PREREG_LOG")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, env = "PREREG_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The commands.
@@ -44,6 +61,17 @@ pub enum Command {
         #[arg(long, default_value = "admin")]
         officer: String,
     },
+    /// Run the service: the REST API, the RA web page, health and metrics, on
+    /// the data folder (initialised on first run).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "PREREG_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Import registrations from a CSV file (columns by header name: fqdn,
+    /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every
+    /// row good; 1: some rows bad (listed); 2: the file or request refused.
+    Import(ImportArgs),
     /// Token procedures.
     #[command(subcommand)]
     Procedure(ProcedureCommand),
@@ -155,8 +183,8 @@ pub enum OfficerCommand {
         /// Private key file to create.
         #[arg(long)]
         out: PathBuf,
-        /// Algorithm.
-        #[arg(long, value_enum, default_value = "ed25519")]
+        /// Algorithm (ES256 keys also sign in the RA web page).
+        #[arg(long, alias = "alg", value_enum, default_value = "ed25519")]
         algorithm: AlgorithmArg,
     },
 }
@@ -217,6 +245,25 @@ pub struct RegisterArgs {
     /// Enrollments allowed (default: 1 for an exact FQDN, unlimited for a pattern).
     #[arg(long)]
     pub max_enrollments: Option<u32>,
+}
+
+/// `prereg import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The CSV file.
+    pub file: PathBuf,
+    /// Token procedure of every row (gives the domain).
+    #[arg(long)]
+    pub procedure: String,
+    /// Check every row and report; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the good rows even if some are bad (default: all or nothing).
+    #[arg(long)]
+    pub partial: bool,
+    /// JSON output: the import and its bad rows.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `prereg check` / `prereg enroll` arguments.

@@ -2,18 +2,17 @@
 
 use std::process::ExitCode;
 
-use prereg::registry::{DecisionMode, EnrollmentInput, unix_now};
+use prereg::registry::{DecisionMode, EnrollmentInput};
 
 use super::{Context, print_json, read_secret};
 use crate::cli::DecisionArgs;
 
 pub fn run(context: &Context, args: DecisionArgs, mode: DecisionMode) -> anyhow::Result<ExitCode> {
     let password = args.password_file.as_deref().map(read_secret).transpose()?;
-    let registry = context.registry()?;
-    let report = registry.decide(
+    let backend = context.backend()?;
+    let report = backend.decide(
         EnrollmentInput { procedure: args.procedure, fqdn: args.fqdn, ip: args.ip, serial: args.serial, password },
         mode,
-        unix_now(),
     )?;
     if args.json {
         print_json(&report)?;

@@ -1,9 +1,12 @@
 //! What each command does. Arguments come parsed from `cli`; every rule is
 //! applied by the library's [`prereg::Registry`]: nothing here decides.
 
+mod backend;
 mod decide;
+mod import;
 mod init;
 mod reads;
+mod serve;
 mod writes;
 
 use std::io::Read;
@@ -28,6 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context { global: cli.global };
     match cli.command {
         Command::Init { officer } => init::run(&context, &officer),
+        Command::Serve { listen } => serve::run(&context, &listen),
+        Command::Import(args) => import::run(&context, args),
         Command::Procedure(cmd) => writes::procedure(&context, cmd),
         Command::Officer(cmd) => writes::officer(&context, cmd),
         Command::Register(args) => writes::register(&context, args),
@@ -51,6 +56,33 @@ pub struct Context {
 impl Context {
     fn data(&self) -> DataDir {
         DataDir::new(&self.global.data)
+    }
+
+    /// Where commands go: the running service given by `--server`, or the
+    /// local data folder.
+    fn backend(&self) -> anyhow::Result<backend::Backend> {
+        match &self.global.server {
+            Some(url) => {
+                if self.global.policy.is_some() {
+                    return Err(InputError(
+                        "--policy applies to a local data folder; a server decides with its own policy".into(),
+                    )
+                    .into());
+                }
+                Ok(backend::Backend::Remote(prereg::client::Client::new(url)))
+            }
+            None => Ok(backend::Backend::Local(self.registry()?)),
+        }
+    }
+
+    /// Refuses `--server` for a command that only works on a local data folder.
+    fn local_only(&self, command: &str) -> anyhow::Result<()> {
+        if self.global.server.is_some() {
+            return Err(
+                InputError(format!("`prereg {command}` works on a local data folder, not with --server")).into()
+            );
+        }
+        Ok(())
     }
 
     /// The registry of an initialised data folder.

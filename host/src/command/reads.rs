@@ -31,7 +31,7 @@ pub fn list(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let filter = RegistrationFilter { domain, state: state_arg.map(state), ..Default::default() };
-    let registrations = context.registry()?.registrations(&filter)?;
+    let registrations = context.backend()?.registrations(&filter)?;
     if json {
         print_json(&registrations)?;
         return Ok(ExitCode::SUCCESS);
@@ -57,7 +57,7 @@ pub fn list(
 }
 
 pub fn show(context: &Context, id: u64, json: bool) -> anyhow::Result<ExitCode> {
-    let r = context.registry()?.registration(id)?;
+    let r = context.backend()?.registration(id)?;
     if json {
         print_json(&r)?;
         return Ok(ExitCode::SUCCESS);
@@ -77,7 +77,7 @@ pub fn show(context: &Context, id: u64, json: bool) -> anyhow::Result<ExitCode> 
 }
 
 pub fn audit(context: &Context, command: AuditCommand) -> anyhow::Result<ExitCode> {
-    let registry = context.registry()?;
+    let registry = context.backend()?;
     match command {
         AuditCommand::Verify => {
             let result = registry.verify_audit()?;
@@ -86,8 +86,8 @@ pub fn audit(context: &Context, command: AuditCommand) -> anyhow::Result<ExitCod
                     println!("audit chain intact: {} records", result.checked);
                     Ok(ExitCode::SUCCESS)
                 }
-                Some(fault) => {
-                    eprintln!("prereg: audit chain broken at record {}: {fault}", fault.seq());
+                Some((seq, fault)) => {
+                    eprintln!("prereg: audit chain broken at record {seq}: {fault}");
                     eprintln!("prereg: records 1 to {} are intact", result.checked);
                     Ok(ExitCode::from(1))
                 }
@@ -114,10 +114,9 @@ pub fn audit(context: &Context, command: AuditCommand) -> anyhow::Result<ExitCod
 
 pub fn policy(context: &Context, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Info { json } = command;
-    let registry = context.registry()?;
-    let info = registry.policy().info();
+    let info = context.backend()?.policy()?;
     if json {
-        print_json(info)?;
+        print_json(&info)?;
     } else {
         println!("name        {}", info.name);
         println!("version     {}", info.version);

@@ -5,19 +5,16 @@ use std::process::ExitCode;
 
 use prereg::data_dir::write_new_file;
 use prereg::password;
-use prereg::registry::{WriteOutcome, unix_now};
-use prereg::signing::{self, Algorithm, MAX_LIFETIME_SECS, SigningKey, WriteRequest};
+use prereg::registry::WriteOutcome;
+use prereg::signing::{Algorithm, SigningKey, WriteRequest};
 
 use super::{Context, InputError, print_json, public_key_path, read_secret};
 use crate::cli::{AlgorithmArg, OfficerCommand, ProcedureCommand, ProtocolArg, RegisterArgs};
 
 /// Signs `request` with the officer key and submits it.
 fn submit(context: &Context, request: WriteRequest) -> anyhow::Result<WriteOutcome> {
-    let registry = context.registry()?;
-    let key = context.signing_key()?;
-    let now = unix_now();
-    let jws = signing::sign(&key, &registry.instance_id()?, request, now, MAX_LIFETIME_SECS)?;
-    Ok(registry.submit(&jws, now)?)
+    let backend = context.backend()?;
+    backend.submit(&context.signing_key()?, request)
 }
 
 pub fn procedure(context: &Context, command: ProcedureCommand) -> anyhow::Result<ExitCode> {
@@ -44,7 +41,7 @@ pub fn procedure(context: &Context, command: ProcedureCommand) -> anyhow::Result
             println!("created {} (audit #{})", outcome.object, outcome.audit_seq);
         }
         ProcedureCommand::List { json } => {
-            let procedures = context.registry()?.procedures()?;
+            let procedures = context.backend()?.procedures()?;
             if json {
                 print_json(&procedures)?;
             } else {
@@ -70,7 +67,7 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
             println!("added {} (audit #{})", outcome.object, outcome.audit_seq);
         }
         OfficerCommand::List { json } => {
-            let officers = context.registry()?.officers()?;
+            let officers = context.backend()?.officers()?;
             if json {
                 print_json(&officers)?;
             } else {

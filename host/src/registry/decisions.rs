@@ -40,7 +40,7 @@ pub enum DecisionMode {
 }
 
 /// The policy that made a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PolicyRef {
     /// Name.
     pub name: String,
@@ -51,7 +51,7 @@ pub struct PolicyRef {
 }
 
 /// A decision with everything an operator needs to understand it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DecisionReport {
     /// Whether the device may enroll.
     pub allowed: bool,

@@ -30,6 +30,10 @@ pub enum RegistryError {
         /// Why.
         message: String,
     },
+    /// The signed request is for another action or object than the one it
+    /// was sent to.
+    #[error("the signed request does not match this call: {0}")]
+    Mismatch(String),
     /// No such object.
     #[error("{0} not found")]
     NotFound(String),

@@ -7,6 +7,7 @@
 
 mod decisions;
 mod errors;
+mod imports;
 mod writes;
 
 use std::sync::Arc;
@@ -14,13 +15,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use decisions::{DecisionMode, DecisionReport, EnrollmentInput, PolicyRef};
 pub use errors::RegistryError;
+pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
 pub use writes::WriteOutcome;
 
 use crate::audit::{self, AuditEntry, ChainFault, GENESIS};
 use crate::policy::Policy;
 use crate::signing::{PublicKey, SigningKey};
 use crate::store::{
-    AuditRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord, Storage, Tx, TxKind,
+    AuditRecord, ImportRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord, Storage, Tx,
+    TxKind,
 };
 
 /// The current time in Unix seconds.
@@ -145,6 +148,16 @@ impl Registry {
     /// Audit records after `after`, at most `limit`.
     pub fn audit_records(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, RegistryError> {
         self.read(|tx| tx.audit_records(after, limit))
+    }
+
+    /// A bulk import by id.
+    pub fn import_record(&self, id: u64) -> Result<ImportRecord, RegistryError> {
+        self.read(|tx| tx.import(id))?.ok_or_else(|| RegistryError::NotFound(format!("import {id}")))
+    }
+
+    /// The latest bulk imports, newest first.
+    pub fn imports(&self, limit: u32) -> Result<Vec<ImportRecord>, RegistryError> {
+        self.read(|tx| tx.imports(limit))
     }
 
     /// Walks the whole audit chain and reports the first bad record.

@@ -16,7 +16,7 @@ const DAY: u64 = 86_400;
 const MAX_VALID_DAYS: u32 = 36_500;
 
 /// What a write did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct WriteOutcome {
     /// The action.
     pub action: String,
@@ -43,23 +43,162 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// Verifies a signed request against the officers of the instance; returns
+/// it with its officer. The request id is not consumed here.
+pub(crate) fn verify_signed(tx: &mut dyn Tx, jws: &str, now: u64) -> Result<(Verified, OfficerRecord), RegistryError> {
+    let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
+    let mut officer = None;
+    let verified = signing::verify(jws, &instance, now, |kid| {
+        let found = tx.officer(kid).ok().flatten()?;
+        let key = PublicKey::from_pem(&found.public_key_pem, &found.name).ok();
+        officer = Some(found);
+        key
+    })?;
+    match officer {
+        Some(officer) => Ok((verified, officer)),
+        None => Err(RegistryError::Signature(signing::SigningError::UnknownKey(verified.kid))),
+    }
+}
+
+/// The fields of a new registration as an officer gives them (the password
+/// only as "there is one": it is hashed apart).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RegistrationFields<'a> {
+    pub fqdn: &'a str,
+    pub ip: Option<&'a str>,
+    pub serial: Option<&'a str>,
+    pub has_password: bool,
+    pub valid_days: Option<u32>,
+    pub max_enrollments: Option<u32>,
+}
+
+/// A registration that passed every check: canonical, indexable, in the
+/// procedure's domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckedRegistration {
+    pub pattern: String,
+    pub index_key: String,
+    pub ip: Option<String>,
+    pub serial: Option<String>,
+    pub expires_at: Option<u64>,
+    pub max_enrollments: Option<u32>,
+}
+
+impl CheckedRegistration {
+    /// The row to insert.
+    pub fn into_new(
+        self,
+        procedure: &ProcedureRecord,
+        password_hash: Option<String>,
+        officer_kid: &str,
+        now: u64,
+        import: Option<(u64, u64)>,
+    ) -> NewRegistration {
+        NewRegistration {
+            domain: procedure.domain.clone(),
+            procedure: procedure.name.clone(),
+            pattern: self.pattern,
+            index_key: self.index_key,
+            ip: self.ip,
+            serial: self.serial,
+            password_hash,
+            expires_at: self.expires_at,
+            max_enrollments: self.max_enrollments,
+            created_by: officer_kid.into(),
+            created_at: now,
+            import,
+        }
+    }
+}
+
 impl Registry {
+    /// Checks a new registration: the numbers here, the name, pattern, IP and
+    /// serial through the policy, then the host's own checks of the policy's
+    /// answer. Hands the transaction back whatever happens.
+    pub(crate) fn check_registration(
+        &self,
+        tx: Box<dyn Tx>,
+        procedure: &ProcedureRecord,
+        fields: &RegistrationFields<'_>,
+        now: u64,
+    ) -> (Box<dyn Tx>, Result<CheckedRegistration, RegistryError>) {
+        if fields.valid_days.is_some_and(|d| d == 0 || d > MAX_VALID_DAYS) {
+            let e = RegistryError::Invalid {
+                field: "valid-days".into(),
+                message: format!("must be 1 to {MAX_VALID_DAYS}"),
+            };
+            return (tx, Err(e));
+        }
+        if fields.max_enrollments == Some(0) {
+            let e = RegistryError::Invalid { field: "max-enrollments".into(), message: "must be at least 1".into() };
+            return (tx, Err(e));
+        }
+        let request = RegistrationRequest {
+            procedure: procedure.name.clone(),
+            fqdn: fields.fqdn.into(),
+            ip: fields.ip.map(String::from),
+            serial: fields.serial.map(String::from),
+            has_password: fields.has_password,
+        };
+        let evaluation = Evaluation::new(tx, now, None, &self.policy.info().name);
+        let (result, evaluation) = self.policy.validate_registration(evaluation, &request);
+        let (tx, trace) = evaluation.finish();
+        if let Some(e) = trace.storage_error {
+            return (tx, Err(RegistryError::Store(StoreError::Corrupt(e))));
+        }
+        let valid = match result {
+            Err(failure) => return (tx, Err(RegistryError::Policy(failure.to_string()))),
+            Ok(Err(invalid)) => return (tx, Err(invalid.into())),
+            Ok(Ok(valid)) => valid,
+        };
+        // The host's own checks on the policy's answer: the domain is the
+        // procedure's, and the pattern is canonical and indexable.
+        let pattern = match Pattern::parse(&valid.pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                let message = format!("the policy returned an invalid pattern {:?}: {e}", valid.pattern);
+                return (tx, Err(RegistryError::Policy(message)));
+            }
+        };
+        if valid.domain != procedure.domain || pattern.as_str() != valid.pattern {
+            let message = "the policy changed the domain or returned a non-canonical pattern".into();
+            return (tx, Err(RegistryError::Policy(message)));
+        }
+        let max_enrollments = match fields.max_enrollments {
+            Some(n) => Some(n),
+            None if pattern.is_exact() => Some(1),
+            None => None,
+        };
+        let checked = CheckedRegistration {
+            index_key: pattern.index_key().encode(),
+            pattern: valid.pattern,
+            ip: valid.ip,
+            serial: valid.serial,
+            expires_at: fields.valid_days.map(|d| now + u64::from(d) * DAY),
+            max_enrollments,
+        };
+        (tx, Ok(checked))
+    }
+
     /// Verifies and applies a signed write (a compact JWS from
     /// [`crate::signing::sign`]). The request id is consumed, the change made
     /// and the audit record appended in one transaction.
     pub fn submit(&self, jws: &str, now: u64) -> Result<WriteOutcome, RegistryError> {
+        self.submit_for(jws, now, &|_| Ok(()))
+    }
+
+    /// [`Registry::submit`] for an edge that serves one kind of write (a REST
+    /// route): `expected` refuses, with a reason, a request signed for
+    /// something else, before anything is consumed.
+    pub fn submit_for(
+        &self,
+        jws: &str,
+        now: u64,
+        expected: &dyn Fn(&WriteRequest) -> Result<(), String>,
+    ) -> Result<WriteOutcome, RegistryError> {
         let mut tx = self.storage.begin(TxKind::Write)?;
-        let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
-        let mut officer = None;
-        let verified = signing::verify(jws, &instance, now, |kid| {
-            let found = tx.officer(kid).ok().flatten()?;
-            let key = PublicKey::from_pem(&found.public_key_pem, &found.name).ok();
-            officer = Some(found);
-            key
-        })?;
-        let Some(officer) = officer else {
-            return Err(RegistryError::Signature(signing::SigningError::UnknownKey(verified.kid)));
-        };
+        let (verified, officer) = verify_signed(tx.as_mut(), jws, now)?;
+        expected(&verified.claims.request).map_err(RegistryError::Mismatch)?;
         tx.consume_request_id(&verified.claims.jti, &verified.kid, verified.claims.exp, now)?;
         let (tx, object, id, detail, policy_sha256) = self.apply(tx, &officer, &verified, now)?;
         let mut tx = tx;
@@ -97,6 +236,10 @@ impl Registry {
             }
         };
         match &verified.claims.request {
+            WriteRequest::ImportCsv { .. } => Err(RegistryError::Invalid {
+                field: "action".into(),
+                message: "an import is submitted with its file (`prereg import`, POST /v1/imports)".into(),
+            }),
             WriteRequest::CreateProcedure { name, domain, protocol, allowed_domains, require_preregistration } => {
                 check_name("procedure name", name)?;
                 check_name("domain", domain)?;
@@ -190,69 +333,27 @@ impl Registry {
                     password::check_hash(hash)
                         .map_err(|message| RegistryError::Invalid { field: "password".into(), message })?;
                 }
-                if valid_days.is_some_and(|d| d == 0 || d > MAX_VALID_DAYS) {
-                    return Err(RegistryError::Invalid {
-                        field: "valid-days".into(),
-                        message: format!("must be 1 to {MAX_VALID_DAYS}"),
-                    });
-                }
-                if *max_enrollments == Some(0) {
-                    return Err(RegistryError::Invalid {
-                        field: "max-enrollments".into(),
-                        message: "must be at least 1".into(),
-                    });
-                }
-                let request = RegistrationRequest {
-                    procedure: procedure.clone(),
-                    fqdn: fqdn.clone(),
-                    ip: ip.clone(),
-                    serial: serial.clone(),
+                let fields = RegistrationFields {
+                    fqdn,
+                    ip: ip.as_deref(),
+                    serial: serial.as_deref(),
                     has_password: password_hash.is_some(),
+                    valid_days: *valid_days,
+                    max_enrollments: *max_enrollments,
                 };
-                let evaluation = Evaluation::new(tx, now, None, &self.policy.info().name);
-                let (result, evaluation) = self.policy.validate_registration(evaluation, &request);
-                let (tx_back, trace) = evaluation.finish();
+                let (tx_back, checked) = self.check_registration(tx, &proc_record, &fields, now);
                 tx = tx_back;
-                if let Some(e) = trace.storage_error {
-                    return Err(RegistryError::Store(StoreError::Corrupt(e)));
-                }
-                let valid = result.map_err(|f| RegistryError::Policy(f.to_string()))??;
-                // The host's own checks on the policy's answer: the domain is the
-                // procedure's, and the pattern is canonical and indexable.
-                let pattern = Pattern::parse(&valid.pattern).map_err(|e| {
-                    RegistryError::Policy(format!("the policy returned an invalid pattern {:?}: {e}", valid.pattern))
-                })?;
-                if valid.domain != proc_record.domain || pattern.as_str() != valid.pattern {
-                    return Err(RegistryError::Policy(
-                        "the policy changed the domain or returned a non-canonical pattern".into(),
-                    ));
-                }
-                let max_enrollments = match max_enrollments {
-                    Some(n) => Some(*n),
-                    None if pattern.is_exact() => Some(1),
-                    None => None,
-                };
-                let id = tx.insert_registration(&NewRegistration {
-                    domain: proc_record.domain.clone(),
-                    procedure: procedure.clone(),
-                    pattern: valid.pattern.clone(),
-                    index_key: pattern.index_key().encode(),
-                    ip: valid.ip,
-                    serial: valid.serial,
-                    password_hash: password_hash.clone(),
-                    expires_at: valid_days.map(|d| now + u64::from(d) * DAY),
-                    max_enrollments,
-                    created_by: officer.kid.clone(),
-                    created_at: now,
-                })?;
+                let checked = checked?;
+                let detail = format!("pattern {} in domain {}", checked.pattern, proc_record.domain);
+                let id = tx.insert_registration(&checked.into_new(
+                    &proc_record,
+                    password_hash.clone(),
+                    &officer.kid,
+                    now,
+                    None,
+                ))?;
                 let sha = Some(self.policy.info().sha256.clone());
-                Ok((
-                    tx,
-                    format!("registration:{id}"),
-                    Some(id),
-                    format!("pattern {} in domain {}", valid.pattern, proc_record.domain),
-                    sha,
-                ))
+                Ok((tx, format!("registration:{id}"), Some(id), detail, sha))
             }
             WriteRequest::DisableRegistration { id }
             | WriteRequest::ReopenRegistration { id }

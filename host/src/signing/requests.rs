@@ -74,6 +74,21 @@ pub enum WriteRequest {
         /// Its id.
         id: u64,
     },
+    /// Import a CSV file of registrations. The file travels beside the
+    /// request; the signature covers its SHA-256, the procedure and the options.
+    #[serde(rename = "import.csv")]
+    ImportCsv {
+        /// Token procedure of every row.
+        procedure: String,
+        /// SHA-256 of the file, lowercase hex.
+        sha256: String,
+        /// Write the good rows even if some are bad.
+        #[serde(default)]
+        partial: bool,
+        /// Validate only; write nothing.
+        #[serde(default)]
+        dry_run: bool,
+    },
 }
 
 impl WriteRequest {
@@ -86,6 +101,7 @@ impl WriteRequest {
             WriteRequest::DisableRegistration { .. } => "registration.disable",
             WriteRequest::ReopenRegistration { .. } => "registration.reopen",
             WriteRequest::DeleteRegistration { .. } => "registration.delete",
+            WriteRequest::ImportCsv { .. } => "import.csv",
         }
     }
 }

@@ -16,14 +16,15 @@ pub use errors::StoreError;
 pub use sqlite::SqliteStorage;
 
 /// A token procedure as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ProcedureRecord {
     /// Unique name.
     pub name: String,
     /// Domain.
     pub domain: String,
     /// Protocol.
-    #[serde(serialize_with = "ser_display")]
+    #[serde(serialize_with = "ser_display", deserialize_with = "de_protocol")]
+    #[schema(value_type = String, example = "scep")]
     pub protocol: Protocol,
     /// Whether preregistration is required.
     pub require_preregistration: bool,
@@ -36,7 +37,7 @@ pub struct ProcedureRecord {
 }
 
 /// An RA officer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct OfficerRecord {
     /// Key id (RFC 7638 JWK thumbprint of its public key).
     pub kid: String,
@@ -67,7 +68,7 @@ impl OfficerRecord {
 }
 
 /// A registration as stored (the password hash is read separately).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RegistrationRecord {
     /// Identifier.
     pub id: u64,
@@ -92,12 +93,15 @@ pub struct RegistrationRecord {
     /// Password failures in a row.
     pub failed_attempts: u32,
     /// State.
-    #[serde(serialize_with = "ser_display")]
+    #[serde(serialize_with = "ser_display", deserialize_with = "de_state")]
+    #[schema(value_type = String, example = "open")]
     pub state: RegistrationState,
     /// Officer key id.
     pub created_by: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The bulk import it came from, if any.
+    pub import_id: Option<u64>,
 }
 
 impl RegistrationRecord {
@@ -142,6 +146,8 @@ pub struct NewRegistration {
     pub created_by: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The bulk import and its row number, when it came from one.
+    pub import: Option<(u64, u64)>,
 }
 
 /// Filters for listing registrations.
@@ -149,16 +155,99 @@ pub struct NewRegistration {
 pub struct RegistrationFilter {
     /// Only this domain.
     pub domain: Option<String>,
+    /// Only this token procedure.
+    pub procedure: Option<String>,
     /// Only this state.
     pub state: Option<RegistrationState>,
+    /// Only patterns containing this text (case-insensitive).
+    pub search: Option<String>,
     /// Only ids greater than this (pagination).
     pub after_id: Option<u64>,
     /// At most this many.
     pub limit: Option<u32>,
 }
 
+/// The status of a bulk import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportStatus {
+    /// Being processed.
+    Running,
+    /// Done: every good row is written (all rows, unless partial).
+    Completed,
+    /// Refused: bad rows and not partial, so nothing was written.
+    Rejected,
+    /// Stopped before the end (shutdown or crash); a partial import left its
+    /// committed batches, and running it again completes it.
+    Interrupted,
+    /// Failed for a reason of the system (storage, policy).
+    Failed,
+}
+
+impl ImportStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportStatus::Running => "running",
+            ImportStatus::Completed => "completed",
+            ImportStatus::Rejected => "rejected",
+            ImportStatus::Interrupted => "interrupted",
+            ImportStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => ImportStatus::Running,
+            "completed" => ImportStatus::Completed,
+            "rejected" => ImportStatus::Rejected,
+            "interrupted" => ImportStatus::Interrupted,
+            "failed" => ImportStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A bulk import as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ImportRecord {
+    /// Identifier.
+    pub id: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Token procedure.
+    pub procedure: String,
+    /// The file's name, as given.
+    pub file_name: String,
+    /// Good rows are written even if some are bad.
+    pub partial: bool,
+    /// Validation only.
+    pub dry_run: bool,
+    /// Officer key id.
+    pub officer: String,
+    /// Status.
+    pub status: ImportStatus,
+    /// Data rows in the file.
+    pub rows_total: u64,
+    /// Rows processed so far.
+    pub rows_done: u64,
+    /// Registrations created.
+    pub created: u64,
+    /// Rows already imported from this same file earlier.
+    pub unchanged: u64,
+    /// Bad rows.
+    pub errors: u64,
+    /// Unix seconds.
+    pub started_at: u64,
+    /// Unix seconds.
+    pub finished_at: Option<u64>,
+    /// Summary in words.
+    pub message: String,
+}
+
 /// One record of the hash-chained audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Sequence number, from 1, without gaps.
     pub seq: u64,
@@ -244,6 +333,14 @@ pub trait Tx: Send {
     /// Inserts a registration; [`StoreError::Duplicate`] if its pattern exists
     /// in its domain.
     fn insert_registration(&mut self, registration: &NewRegistration) -> Result<u64, StoreError>;
+    /// The registration of `pattern` in `domain`, if any.
+    fn registration_by_pattern(
+        &mut self,
+        domain: &str,
+        pattern: &str,
+    ) -> Result<Option<RegistrationRecord>, StoreError>;
+    /// Registrations by state (for metrics).
+    fn count_registrations_by_state(&mut self) -> Result<Vec<(RegistrationState, u64)>, StoreError>;
     /// Updates state and counters.
     fn update_registration(
         &mut self,
@@ -259,6 +356,18 @@ pub trait Tx: Send {
     /// Ids whose expiry has passed are forgotten.
     fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError>;
 
+    /// Records a new import; returns its id.
+    fn insert_import(&mut self, import: &ImportRecord) -> Result<u64, StoreError>;
+    /// Updates an import's status, counts and message.
+    fn update_import(&mut self, import: &ImportRecord) -> Result<(), StoreError>;
+    /// An import by id.
+    fn import(&mut self, id: u64) -> Result<Option<ImportRecord>, StoreError>;
+    /// The latest imports, newest first.
+    fn imports(&mut self, limit: u32) -> Result<Vec<ImportRecord>, StoreError>;
+    /// Marks imports left `running` by a process that died as `interrupted`;
+    /// returns how many.
+    fn interrupt_running_imports(&mut self, now: u64) -> Result<u64, StoreError>;
+
     /// The last audit record's sequence number and hash.
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError>;
     /// Appends an audit record.
@@ -272,4 +381,14 @@ pub trait Tx: Send {
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
+}
+
+fn de_protocol<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    Protocol::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {text:?}")))
+}
+
+fn de_state<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RegistrationState, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    RegistrationState::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("unknown state {text:?}")))
 }

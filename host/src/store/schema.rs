@@ -75,4 +75,29 @@ pub const MIGRATIONS: &[&str] = &[
         detail        TEXT NOT NULL
     );
     "#,
+    // 2: bulk imports. A registration remembers the import and the row it came
+    // from, so that running the same file again changes nothing.
+    r#"
+    CREATE TABLE imports (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha256      TEXT NOT NULL,
+        procedure   TEXT NOT NULL,
+        file_name   TEXT NOT NULL,
+        partial     INTEGER NOT NULL CHECK (partial IN (0, 1)),
+        dry_run     INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
+        officer     TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('running', 'completed', 'rejected', 'interrupted', 'failed')),
+        rows_total  INTEGER NOT NULL,
+        rows_done   INTEGER NOT NULL DEFAULT 0,
+        created     INTEGER NOT NULL DEFAULT 0,
+        unchanged   INTEGER NOT NULL DEFAULT 0,
+        errors      INTEGER NOT NULL DEFAULT 0,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        message     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX imports_by_file ON imports (sha256, procedure);
+    ALTER TABLE registrations ADD COLUMN import_id INTEGER REFERENCES imports(id);
+    ALTER TABLE registrations ADD COLUMN import_row INTEGER;
+    "#,
 ];

@@ -10,8 +10,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, NewRegistration, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord, Storage,
-    StoreError, Tx, TxKind,
+    AuditRecord, ImportRecord, ImportStatus, NewRegistration, OfficerRecord, ProcedureRecord, RegistrationFilter,
+    RegistrationRecord, Storage, StoreError, Tx, TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
@@ -171,7 +171,7 @@ fn officer_from(row: &Row<'_>) -> rusqlite::Result<OfficerRecord> {
 }
 
 const REGISTRATION_COLUMNS: &str = "id, domain, procedure, pattern, ip, serial, password_hash IS NOT NULL AS has_password, \
-     expires_at, max_enrollments, enrollments, failed_attempts, state, created_by, created_at";
+     expires_at, max_enrollments, enrollments, failed_attempts, state, created_by, created_at, import_id";
 
 fn registration_from(row: &Row<'_>) -> rusqlite::Result<RegistrationRecord> {
     let state: String = row.get("state")?;
@@ -190,7 +190,44 @@ fn registration_from(row: &Row<'_>) -> rusqlite::Result<RegistrationRecord> {
         state: RegistrationState::parse(&state).ok_or_else(|| bad_value("state", &state))?,
         created_by: row.get("created_by")?,
         created_at: u64_col(row, "created_at")?,
+        import_id: row.get::<_, Option<i64>>("import_id")?.map(|v| v as u64),
     })
+}
+
+fn import_from(row: &Row<'_>) -> rusqlite::Result<ImportRecord> {
+    let status: String = row.get("status")?;
+    Ok(ImportRecord {
+        id: u64_col(row, "id")?,
+        sha256: row.get("sha256")?,
+        procedure: row.get("procedure")?,
+        file_name: row.get("file_name")?,
+        partial: row.get("partial")?,
+        dry_run: row.get("dry_run")?,
+        officer: row.get("officer")?,
+        status: ImportStatus::parse(&status).ok_or_else(|| bad_value("import status", &status))?,
+        rows_total: u64_col(row, "rows_total")?,
+        rows_done: u64_col(row, "rows_done")?,
+        created: u64_col(row, "created")?,
+        unchanged: u64_col(row, "unchanged")?,
+        errors: u64_col(row, "errors")?,
+        started_at: u64_col(row, "started_at")?,
+        finished_at: row.get::<_, Option<i64>>("finished_at")?.map(|v| v as u64),
+        message: row.get("message")?,
+    })
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }
 
 fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
@@ -309,6 +346,7 @@ impl Tx for SqliteTx {
         let sql = format!(
             "SELECT {REGISTRATION_COLUMNS} FROM registrations \
              WHERE (?1 IS NULL OR domain = ?1) AND (?2 IS NULL OR state = ?2) AND id > ?3 \
+             AND (?5 IS NULL OR procedure = ?5) AND (?6 IS NULL OR pattern LIKE ?6 ESCAPE '\\') \
              ORDER BY id LIMIT ?4"
         );
         let conn = self.conn()?;
@@ -319,7 +357,9 @@ impl Tx for SqliteTx {
                     filter.domain,
                     filter.state.map(|s| s.as_str()),
                     filter.after_id.unwrap_or(0) as i64,
-                    filter.limit.map_or(-1, i64::from)
+                    filter.limit.map_or(-1, i64::from),
+                    filter.procedure,
+                    filter.search.as_deref().map(|t| like_escape(&t.to_ascii_lowercase()))
                 ],
                 registration_from,
             )?
@@ -358,7 +398,8 @@ impl Tx for SqliteTx {
         let conn = self.conn()?;
         conn.prepare_cached(
             "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
-             max_enrollments, state, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11)",
+             max_enrollments, state, created_by, created_at, import_id, import_row) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             r.domain,
@@ -371,7 +412,9 @@ impl Tx for SqliteTx {
             r.expires_at.map(|v| v as i64),
             r.max_enrollments,
             r.created_by,
-            r.created_at as i64
+            r.created_at as i64,
+            r.import.map(|(id, _)| id as i64),
+            r.import.map(|(_, row)| row as i64)
         ])
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -381,6 +424,28 @@ impl Tx for SqliteTx {
             }
         })?;
         Ok(conn.last_insert_rowid() as u64)
+    }
+
+    fn registration_by_pattern(
+        &mut self,
+        domain: &str,
+        pattern: &str,
+    ) -> Result<Option<RegistrationRecord>, StoreError> {
+        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE domain = ?1 AND pattern = ?2");
+        Ok(self.conn()?.prepare_cached(&sql)?.query_row(params![domain, pattern], registration_from).optional()?)
+    }
+
+    fn count_registrations_by_state(&mut self) -> Result<Vec<(RegistrationState, u64)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM registrations GROUP BY state")?;
+        let rows = stmt
+            .query_map([], |r| {
+                let state: String = r.get(0)?;
+                let state = RegistrationState::parse(&state).ok_or_else(|| bad_value("state", &state))?;
+                Ok((state, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn update_registration(
@@ -415,6 +480,74 @@ impl Tx for SqliteTx {
         )
         .map_err(|e| if is_unique_violation(&e) { StoreError::Replayed { jti: jti.into() } } else { e.into() })?;
         Ok(())
+    }
+
+    fn insert_import(&mut self, i: &ImportRecord) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO imports (sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
+             rows_done, created, unchanged, errors, started_at, finished_at, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            params![
+                i.sha256,
+                i.procedure,
+                i.file_name,
+                i.partial,
+                i.dry_run,
+                i.officer,
+                i.status.as_str(),
+                i.rows_total as i64,
+                i.rows_done as i64,
+                i.created as i64,
+                i.unchanged as i64,
+                i.errors as i64,
+                i.started_at as i64,
+                i.finished_at.map(|v| v as i64),
+                i.message
+            ],
+        )?;
+        Ok(conn.last_insert_rowid() as u64)
+    }
+
+    fn update_import(&mut self, i: &ImportRecord) -> Result<(), StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE imports SET status = ?2, rows_done = ?3, created = ?4, unchanged = ?5, errors = ?6, \
+             finished_at = ?7, message = ?8 WHERE id = ?1",
+            params![
+                i.id as i64,
+                i.status.as_str(),
+                i.rows_done as i64,
+                i.created as i64,
+                i.unchanged as i64,
+                i.errors as i64,
+                i.finished_at.map(|v| v as i64),
+                i.message
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing(format!("no import {}", i.id)));
+        }
+        Ok(())
+    }
+
+    fn import(&mut self, id: u64) -> Result<Option<ImportRecord>, StoreError> {
+        Ok(self.conn()?.query_row("SELECT * FROM imports WHERE id = ?1", [id as i64], import_from).optional()?)
+    }
+
+    fn imports(&mut self, limit: u32) -> Result<Vec<ImportRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT * FROM imports ORDER BY id DESC LIMIT ?1")?;
+        let rows = stmt.query_map([limit], import_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn interrupt_running_imports(&mut self, now: u64) -> Result<u64, StoreError> {
+        Ok(self.conn()?.execute(
+            "UPDATE imports SET status = 'interrupted', finished_at = ?1, \
+             message = 'interrupted: the process stopped before the end; run the same import again to complete it' \
+             WHERE status = 'running'",
+            [now as i64],
+        )? as u64)
     }
 
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
@@ -497,6 +630,7 @@ mod tests {
             max_enrollments: None,
             created_by: "k".into(),
             created_at: 0,
+            import: None,
         };
         assert!(tx.insert_registration(&orphan).is_err());
     }

@@ -1,0 +1,299 @@
+//! A blocking client of the REST API (`prereg serve`), for `prereg --server
+//! URL ...` and for hosts that embed prereg remotely. Writes are signed by the
+//! caller with its own key ([`crate::signing::sign`]) and sent as flattened
+//! JSON JWS: private keys never leave the caller.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::policy::PolicyInfo;
+use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, WriteOutcome};
+use crate::service::Problem;
+use crate::service::routes::{
+    AuditPage, AuditVerificationView, DecisionRequest, ImportView, InstanceInfo, RegistrationPage, ReportPage,
+};
+use crate::service::signed::FlattenedJws;
+use crate::signing::WriteRequest;
+use crate::store::{OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a problem document.
+    #[error("{} ({}): {}", .0.title, .0.kind, .0.detail)]
+    Problem(Problem),
+    /// The server could not be reached, or the exchange failed.
+    #[error("cannot reach {url}: {message}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from {url}: {message}")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// A local file.
+    #[error("{path}: {source}")]
+    File {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    /// Whether the caller's input is at fault (a 4xx problem).
+    pub fn is_input_error(&self) -> bool {
+        match self {
+            ClientError::Problem(p) => (400..500).contains(&p.status),
+            ClientError::File { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// A client of one prereg service.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the service at `base` (`http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build();
+        Client { base: base.trim_end_matches('/').to_owned(), agent: config.into() }
+    }
+
+    /// The service's address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        let mut response =
+            result.map_err(|e| ClientError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .map_err(|e| ClientError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Decode { url: url.to_owned(), message: e.to_string() });
+        }
+        match serde_json::from_slice::<Problem>(&body) {
+            Ok(problem) => Err(ClientError::Problem(problem)),
+            Err(_) => Err(ClientError::Decode {
+                url: url.to_owned(),
+                message: format!(
+                    "status {status}: {}",
+                    String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+                ),
+            }),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut request = self.agent.get(&url);
+        for (k, v) in query {
+            request = request.query(k, v);
+        }
+        self.answer(&url, request.call())
+    }
+
+    fn send<T: DeserializeOwned>(&self, method: &str, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let json =
+            serde_json::to_vec(body).map_err(|e| ClientError::Decode { url: url.clone(), message: e.to_string() })?;
+        let result = match method {
+            "DELETE" => {
+                self.agent.delete(&url).force_send_body().header("content-type", "application/json").send(&json[..])
+            }
+            _ => self.agent.post(&url).header("content-type", "application/json").send(&json[..]),
+        };
+        self.answer(&url, result)
+    }
+
+    /// The instance (its id is the audience of signed requests).
+    pub fn instance(&self) -> Result<InstanceInfo, ClientError> {
+        self.get("/v1/instance", &[])
+    }
+
+    /// Sends a signed write (compact JWS) to the route of its action.
+    pub fn submit(&self, jws: &str, request: &WriteRequest) -> Result<WriteOutcome, ClientError> {
+        let body = FlattenedJws::from_compact(jws)
+            .ok_or_else(|| ClientError::Decode { url: self.base.clone(), message: "not a compact JWS".into() })?;
+        match request {
+            WriteRequest::CreateProcedure { .. } => self.send("POST", "/v1/procedures", &body),
+            WriteRequest::AddOfficer { .. } => self.send("POST", "/v1/officers", &body),
+            WriteRequest::CreateRegistration { .. } => {
+                let created: crate::service::routes::Created = self.send("POST", "/v1/registrations", &body)?;
+                Ok(created.outcome)
+            }
+            WriteRequest::DisableRegistration { id } => {
+                self.send("POST", &format!("/v1/registrations/{id}/disable"), &body)
+            }
+            WriteRequest::ReopenRegistration { id } => {
+                self.send("POST", &format!("/v1/registrations/{id}/reopen"), &body)
+            }
+            WriteRequest::DeleteRegistration { id } => self.send("DELETE", &format!("/v1/registrations/{id}"), &body),
+            WriteRequest::ImportCsv { .. } => Err(ClientError::Decode {
+                url: self.base.clone(),
+                message: "an import is sent with its file: use Client::import".into(),
+            }),
+        }
+    }
+
+    /// Every token procedure.
+    pub fn procedures(&self) -> Result<Vec<ProcedureRecord>, ClientError> {
+        self.get("/v1/procedures", &[])
+    }
+
+    /// Every officer.
+    pub fn officers(&self) -> Result<Vec<OfficerRecord>, ClientError> {
+        self.get("/v1/officers", &[])
+    }
+
+    /// One page of registrations.
+    pub fn registrations_page(&self, filter: &RegistrationFilter) -> Result<RegistrationPage, ClientError> {
+        let mut query = Vec::new();
+        if let Some(d) = &filter.domain {
+            query.push(("domain", d.clone()));
+        }
+        if let Some(p) = &filter.procedure {
+            query.push(("procedure", p.clone()));
+        }
+        if let Some(s) = filter.state {
+            query.push(("state", s.as_str().to_owned()));
+        }
+        if let Some(q) = &filter.search {
+            query.push(("q", q.clone()));
+        }
+        if let Some(a) = filter.after_id {
+            query.push(("after", a.to_string()));
+        }
+        query.push(("limit", filter.limit.unwrap_or(1000).min(1000).to_string()));
+        self.get("/v1/registrations", &query)
+    }
+
+    /// Every registration matching `filter` (following pages).
+    pub fn registrations(&self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, ClientError> {
+        let mut all = Vec::new();
+        let mut page_filter = filter.clone();
+        loop {
+            let page = self.registrations_page(&page_filter)?;
+            all.extend(page.items);
+            if filter.limit.is_some_and(|l| all.len() >= l as usize) {
+                all.truncate(filter.limit.unwrap_or(0) as usize);
+                return Ok(all);
+            }
+            match page.next_after {
+                Some(after) => page_filter.after_id = Some(after),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One registration.
+    pub fn registration(&self, id: u64) -> Result<RegistrationRecord, ClientError> {
+        self.get(&format!("/v1/registrations/{id}"), &[])
+    }
+
+    /// An enrollment decision.
+    pub fn decide(&self, input: &EnrollmentInput, mode: DecisionMode) -> Result<DecisionReport, ClientError> {
+        let body = DecisionRequest {
+            procedure: input.procedure.clone(),
+            fqdn: input.fqdn.clone(),
+            ip: input.ip.clone(),
+            serial: input.serial.clone(),
+            password: input.password.as_ref().map(|p| p.to_string()),
+        };
+        let path = match mode {
+            DecisionMode::DryRun => "/v1/decisions/check",
+            DecisionMode::Enroll => "/v1/decisions/enroll",
+        };
+        self.send("POST", path, &body)
+    }
+
+    /// A page of the audit log.
+    pub fn audit(&self, after: u64, limit: u32) -> Result<AuditPage, ClientError> {
+        self.get("/v1/audit", &[("after", after.to_string()), ("limit", limit.clamp(1, 1000).to_string())])
+    }
+
+    /// Checks the audit chain.
+    pub fn verify_audit(&self) -> Result<AuditVerificationView, ClientError> {
+        self.get("/v1/audit/verify", &[])
+    }
+
+    /// The active policy.
+    pub fn policy(&self) -> Result<PolicyInfo, ClientError> {
+        self.get("/v1/policy", &[])
+    }
+
+    /// Starts an import: the signed `import.csv` request, then the file,
+    /// streamed (multipart/form-data).
+    pub fn import(&self, jws: &str, path: &Path, file_name: &str) -> Result<ImportView, ClientError> {
+        let url = self.url("/v1/imports");
+        let request = FlattenedJws::from_compact(jws)
+            .ok_or_else(|| ClientError::Decode { url: url.clone(), message: "not a compact JWS".into() })?;
+        let request = serde_json::to_string(&request)
+            .map_err(|e| ClientError::Decode { url: url.clone(), message: e.to_string() })?;
+        let file = std::fs::File::open(path)
+            .map_err(|source| ClientError::File { path: path.display().to_string(), source })?;
+        let mut nonce = [0u8; 12];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let boundary = format!("prereg-{}", crate::audit::hex(&nonce));
+        let safe_name: String = file_name.chars().filter(|c| !c.is_control() && *c != '"').collect();
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\nContent-Type: application/json\r\n\r\n{request}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe_name}\"\r\nContent-Type: text/csv\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let mut body =
+            std::io::Cursor::new(head.into_bytes()).chain(file).chain(std::io::Cursor::new(tail.into_bytes()));
+        let result = self
+            .agent
+            .post(&url)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .send(ureq::SendBody::from_reader(&mut body));
+        self.answer(&url, result)
+    }
+
+    /// An import's status.
+    pub fn import_status(&self, id: u64) -> Result<ImportView, ClientError> {
+        self.get(&format!("/v1/imports/{id}"), &[])
+    }
+
+    /// A page of an import's bad rows.
+    pub fn import_report(&self, id: u64, after: u64) -> Result<ReportPage, ClientError> {
+        self.get(&format!("/v1/imports/{id}/report"), &[("after", after.to_string()), ("limit", "1000".into())])
+    }
+}

@@ -1,0 +1,132 @@
+//! Where a command's work goes: the local data folder (the library's
+//! [`Registry`]) or a running service (the REST [`Client`]). Commands are
+//! written once against this.
+
+use prereg::Registry;
+use prereg::client::Client;
+use prereg::policy::PolicyInfo;
+use prereg::registry::{DecisionMode, DecisionReport, EnrollmentInput, WriteOutcome, unix_now};
+use prereg::signing::{self, MAX_LIFETIME_SECS, SigningKey, WriteRequest};
+use prereg::store::{AuditRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord};
+
+/// The local data folder, or a service.
+pub enum Backend {
+    /// The local data folder.
+    Local(Registry),
+    /// A running `prereg serve`.
+    Remote(Client),
+}
+
+/// The result of checking the audit chain.
+pub struct ChainCheck {
+    /// Records checked (up to the first bad one).
+    pub checked: u64,
+    /// The first bad record and what is wrong with it.
+    pub fault: Option<(u64, String)>,
+}
+
+impl Backend {
+    /// The instance id: the audience of signed requests.
+    pub fn instance_id(&self) -> anyhow::Result<String> {
+        Ok(match self {
+            Backend::Local(r) => r.instance_id()?,
+            Backend::Remote(c) => c.instance()?.instance_id,
+        })
+    }
+
+    /// Signs `request` with `key` (here, locally) and submits it.
+    pub fn submit(&self, key: &SigningKey, request: WriteRequest) -> anyhow::Result<WriteOutcome> {
+        let now = unix_now();
+        let jws = signing::sign(key, &self.instance_id()?, request.clone(), now, MAX_LIFETIME_SECS)?;
+        Ok(match self {
+            Backend::Local(r) => r.submit(&jws, now)?,
+            Backend::Remote(c) => c.submit(&jws, &request)?,
+        })
+    }
+
+    /// Every token procedure.
+    pub fn procedures(&self) -> anyhow::Result<Vec<ProcedureRecord>> {
+        Ok(match self {
+            Backend::Local(r) => r.procedures()?,
+            Backend::Remote(c) => c.procedures()?,
+        })
+    }
+
+    /// Every officer.
+    pub fn officers(&self) -> anyhow::Result<Vec<OfficerRecord>> {
+        Ok(match self {
+            Backend::Local(r) => r.officers()?,
+            Backend::Remote(c) => c.officers()?,
+        })
+    }
+
+    /// Registrations by filter.
+    pub fn registrations(&self, filter: &RegistrationFilter) -> anyhow::Result<Vec<RegistrationRecord>> {
+        Ok(match self {
+            Backend::Local(r) => r.registrations(filter)?,
+            Backend::Remote(c) => c.registrations(filter)?,
+        })
+    }
+
+    /// One registration.
+    pub fn registration(&self, id: u64) -> anyhow::Result<RegistrationRecord> {
+        Ok(match self {
+            Backend::Local(r) => r.registration(id)?,
+            Backend::Remote(c) => c.registration(id)?,
+        })
+    }
+
+    /// An enrollment decision.
+    pub fn decide(&self, input: EnrollmentInput, mode: DecisionMode) -> anyhow::Result<DecisionReport> {
+        Ok(match self {
+            Backend::Local(r) => r.decide(input, mode, unix_now())?,
+            Backend::Remote(c) => c.decide(&input, mode)?,
+        })
+    }
+
+    /// Audit records after `after`, at most `limit`.
+    pub fn audit_records(&self, after: u64, limit: u32) -> anyhow::Result<Vec<AuditRecord>> {
+        match self {
+            Backend::Local(r) => Ok(r.audit_records(after, limit)?),
+            Backend::Remote(c) => {
+                let mut all = Vec::new();
+                let mut after = after;
+                while all.len() < limit as usize {
+                    let page = c.audit(after, (limit as usize - all.len()).min(1000) as u32)?;
+                    all.extend(page.items);
+                    match page.next_after {
+                        Some(next) => after = next,
+                        None => break,
+                    }
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// Checks the audit chain.
+    pub fn verify_audit(&self) -> anyhow::Result<ChainCheck> {
+        Ok(match self {
+            Backend::Local(r) => {
+                let v = r.verify_audit()?;
+                ChainCheck { checked: v.checked, fault: v.fault.map(|f| (f.seq(), f.to_string())) }
+            }
+            Backend::Remote(c) => {
+                let v = c.verify_audit()?;
+                let fault = match (v.first_bad_seq, v.fault) {
+                    (Some(seq), Some(why)) => Some((seq, why)),
+                    _ => None,
+                };
+                ChainCheck { checked: v.checked, fault }
+            }
+        })
+    }
+
+    /// The active policy.
+    pub fn policy(&self) -> anyhow::Result<PolicyInfo> {
+        Ok(match self {
+            Backend::Local(r) => r.policy().info().clone(),
+            Backend::Remote(c) => c.policy()?,
+        })
+    }
+}

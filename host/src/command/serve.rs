@@ -1,0 +1,49 @@
+//! `prereg serve`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use prereg::registry::unix_now;
+use prereg::service::{self, AppState, ServiceLimits};
+use prereg::store::TxKind;
+
+use super::{Context, InputError, init};
+
+pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
+    context.local_only("serve")?;
+    let data = context.data();
+    if !data.database().exists() {
+        if data.officer_key().exists() {
+            return Err(InputError(format!(
+                "{} holds an officer key but no database; move the key away or use another --data",
+                data.root().display()
+            ))
+            .into());
+        }
+        init::initialise(&data, "admin")?;
+    }
+    let registry = context.registry()?;
+    {
+        let mut tx = registry.storage().begin(TxKind::Write)?;
+        let interrupted = tx.interrupt_running_imports(unix_now())?;
+        tx.commit()?;
+        if interrupted > 0 {
+            tracing::warn!(imports = interrupted, "imports left running by a stopped process are marked interrupted");
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|e| InputError(format!("--listen {listen}: {e}")))?;
+        let address = listener.local_addr()?;
+        let info = registry.policy().info().clone();
+        println!("prereg serving on http://{address} (RA page: http://{address}/)");
+        println!("data {}, policy {} {} sha256:{}", data.root().display(), info.name, info.version, info.sha256);
+        tracing::info!(%address, data = %data.root().display(), policy = %info.name, "listening");
+        let state = AppState::new(registry, data, ServiceLimits::default());
+        service::serve(listener, state, service::shutdown_signal()).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,158 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format.
+//!
+//! - `prereg_decisions_total{mode, outcome, reason}`: decisions by SPEC reason.
+//! - `prereg_decision_duration_seconds{mode}`: decision latency, including the
+//!   policy and the storage transaction.
+//! - `prereg_registrations{state}`: registrations by state (read at scrape).
+//! - `prereg_import_progress_rows{import, count}`: progress of running imports
+//!   (`total`, `done`, `created`, `errors`), read at scrape.
+//! - `prereg_import_rows_total{outcome}`: rows of finished imports.
+//! - `prereg_http_requests_total{method, route, status}`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::import::ProgressSnapshot;
+use crate::registry::DecisionReport;
+use crate::store::ImportRecord;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    mode: &'static str,
+    outcome: &'static str,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ImportLabels {
+    import: String,
+    count: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+type HistogramFamily = Family<ModeLabels, Histogram, fn() -> Histogram>;
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    decision_seconds: HistogramFamily,
+    registrations: Family<StateLabels, Gauge>,
+    import_rows: Family<ImportLabels, Gauge>,
+    import_rows_total: Family<OutcomeLabels, Counter>,
+    http: Family<HttpLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("prereg");
+        let decisions = Family::default();
+        let decision_seconds: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let registrations = Family::default();
+        let import_rows = Family::default();
+        let import_rows_total = Family::default();
+        let http = Family::default();
+        registry.register("decisions", "Enrollment decisions by mode, outcome and SPEC reason", decisions.clone());
+        registry.register(
+            "decision_duration_seconds",
+            "Enrollment decision latency (policy and storage)",
+            decision_seconds.clone(),
+        );
+        registry.register("registrations", "Registrations by state", registrations.clone());
+        registry.register(
+            "import_progress_rows",
+            "Rows of running imports (total, done, created, errors)",
+            import_rows.clone(),
+        );
+        registry.register("import_rows", "Rows of finished imports by outcome", import_rows_total.clone());
+        registry.register("http_requests", "HTTP requests by method, route and status", http.clone());
+        Metrics { registry, decisions, decision_seconds, registrations, import_rows, import_rows_total, http }
+    }
+
+    /// Counts a decision and its latency.
+    pub fn decision(&self, report: &DecisionReport, seconds: f64) {
+        let mode = if report.dry_run { "check" } else { "enroll" };
+        let outcome = if report.allowed { "allowed" } else { "denied" };
+        self.decisions.get_or_create(&DecisionLabels { mode, outcome, reason: report.reason.clone() }).inc();
+        self.decision_seconds.get_or_create(&ModeLabels { mode }).observe(seconds);
+    }
+
+    /// Counts an HTTP request.
+    pub fn http(&self, method: &str, route: &str, status: u16) {
+        self.http.get_or_create(&HttpLabels { method: method.into(), route: route.into(), status }).inc();
+    }
+
+    /// Counts the rows of a finished import.
+    pub fn import_finished(&self, record: &ImportRecord) {
+        if record.dry_run {
+            return;
+        }
+        self.import_rows_total.get_or_create(&OutcomeLabels { outcome: "created" }).inc_by(record.created);
+        self.import_rows_total.get_or_create(&OutcomeLabels { outcome: "unchanged" }).inc_by(record.unchanged);
+        self.import_rows_total.get_or_create(&OutcomeLabels { outcome: "bad" }).inc_by(record.errors);
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub fn render(
+        &self,
+        registrations: &[(prereg_core::RegistrationState, u64)],
+        imports: &[(u64, ProgressSnapshot)],
+    ) -> Result<String, std::fmt::Error> {
+        self.registrations.clear();
+        for state in [
+            prereg_core::RegistrationState::Open,
+            prereg_core::RegistrationState::Used,
+            prereg_core::RegistrationState::Disabled,
+            prereg_core::RegistrationState::Locked,
+        ] {
+            let n = registrations.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            self.registrations.get_or_create(&StateLabels { state: state.as_str().into() }).set(n as i64);
+        }
+        self.import_rows.clear();
+        for (id, p) in imports {
+            for (count, value) in [("total", p.total), ("done", p.done), ("created", p.created), ("errors", p.errors)] {
+                self.import_rows.get_or_create(&ImportLabels { import: id.to_string(), count }).set(value as i64);
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

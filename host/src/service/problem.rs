@@ -1,0 +1,197 @@
+//! Errors as `application/problem+json` (RFC 9457), with a stable `type` per
+//! kind of failure: `urn:prereg:problem:<name>`. Clients branch on `type`;
+//! `detail` is for people.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::RegistryError;
+use crate::import::FileError;
+use crate::registry::ImportError;
+use crate::store::StoreError;
+
+/// The media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A problem document (RFC 9457).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of failure, `urn:prereg:problem:<name>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
+    /// The field at fault, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A failure of an API call: a status, a stable kind and a detail.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    /// A problem of kind `kind` (the last part of the type URN).
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status, kind, title, detail: detail.into(), field: None }
+    }
+
+    /// 400 malformed-request.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed-request", "The request could not be read", detail)
+    }
+
+    /// 404 not-found.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "No such resource", detail)
+    }
+
+    /// 422 invalid-field, naming the field.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field is invalid", detail);
+        e.field = Some(field.into());
+        e
+    }
+
+    /// 503 unavailable.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is not available", detail)
+    }
+
+    /// 500 internal.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal failure", detail)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The full type URN.
+    pub fn type_uri(&self) -> String {
+        format!("urn:prereg:problem:{}", self.kind)
+    }
+
+    /// The problem document.
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: self.type_uri(),
+            title: self.title.into(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            field: self.field.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.kind, self.detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(kind = self.kind, detail = %self.detail, "request failed");
+        }
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let detail = e.to_string();
+        match e {
+            RegistryError::NotInitialised => ApiError::unavailable(detail),
+            RegistryError::Signature(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "signature-refused", "The signed request was refused", detail)
+            }
+            RegistryError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "The officer may not act here", detail)
+            }
+            RegistryError::Invalid { field, message } => ApiError::invalid(field, message),
+            RegistryError::Mismatch(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "request-mismatch",
+                "The signed request is for another call",
+                detail,
+            ),
+            RegistryError::NotFound(_) => ApiError::not_found(detail),
+            RegistryError::Policy(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "policy-failure",
+                "The policy failed to give an answer",
+                detail,
+            ),
+            RegistryError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let detail = e.to_string();
+        match e {
+            StoreError::Duplicate { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate", "It exists already", detail)
+            }
+            StoreError::Replayed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "replayed-request", "The signed request was used before", detail)
+            }
+            StoreError::Missing(_) => ApiError::not_found(detail),
+            StoreError::Database(ref db) if is_busy(db) => ApiError::unavailable(detail),
+            StoreError::Open { .. } | StoreError::Database(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "The storage failed", detail)
+            }
+            StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } => ApiError::internal(detail),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> Self {
+        let detail = e.to_string();
+        match e {
+            FileError::Mismatch { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "file-mismatch",
+                "The file is not the one that was signed",
+                detail,
+            ),
+            FileError::Io { .. } => ApiError::internal(detail),
+            FileError::Csv { .. } | FileError::Header { .. } | FileError::NoRows { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-file", "The file cannot be imported", detail)
+            }
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Registry(e) => e.into(),
+            ImportError::File(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The audit log: pages of records, and the verification of the hash chain.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::{blocking, page_size};
+use crate::service::AppState;
+use crate::service::problem::{ApiError, Problem};
+use crate::store::AuditRecord;
+
+/// Page of the audit log.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only records after this sequence number.
+    pub after: Option<u64>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// A page of audit records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Records by ascending sequence number.
+    pub items: Vec<AuditRecord>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// The result of checking the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditVerificationView {
+    /// Whether the whole chain is intact.
+    pub intact: bool,
+    /// Records checked (up to the first bad one).
+    pub checked: u64,
+    /// The first bad record, if any.
+    pub first_bad_seq: Option<u64>,
+    /// What is wrong with it.
+    pub fault: Option<String>,
+}
+
+/// Audit records, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of audit records", body = AuditPage),
+        (status = 422, description = "Invalid page size", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(State(state): State<AppState>, Query(query): Query<AuditQuery>) -> Result<Json<AuditPage>, ApiError> {
+    let limit = page_size(query.limit)?;
+    let registry = state.registry().clone();
+    let after = query.after.unwrap_or(0);
+    let mut items = blocking(move || Ok(registry.audit_records(after, limit + 1)?)).await?;
+    let next_after = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage { items, next_after }))
+}
+
+/// Walks the whole hash chain and names the first bad record.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "The verification (intact or not)", body = AuditVerificationView)))]
+pub async fn verify(State(state): State<AppState>) -> Result<Json<AuditVerificationView>, ApiError> {
+    let registry = state.registry().clone();
+    let v = blocking(move || Ok(registry.verify_audit()?)).await?;
+    Ok(Json(AuditVerificationView {
+        intact: v.fault.is_none(),
+        checked: v.checked,
+        first_bad_seq: v.fault.as_ref().map(|f| f.seq()),
+        fault: v.fault.map(|f| f.to_string()),
+    }))
+}

@@ -1,0 +1,58 @@
+//! `/healthz` (the process answers), `/readyz` (it can serve: storage
+//! reachable, policy loaded, not shutting down) and `/metrics`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::blocking;
+use crate::service::AppState;
+use crate::service::problem::{ApiError, Problem};
+
+/// Health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into() })
+}
+
+/// Readiness: the storage answers, a policy is loaded, and the service is not
+/// shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
+    if state.shutting_down() {
+        return Err(ApiError::unavailable("shutting down"));
+    }
+    let registry = state.registry().clone();
+    blocking(move || registry.instance_id().map_err(ApiError::from)).await?;
+    Ok(axum::Json(Health { status: "ok".into() }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let registry = state.registry().clone();
+    let counts = blocking(move || {
+        let mut tx = registry.storage().begin(crate::store::TxKind::Read).map_err(ApiError::from)?;
+        tx.count_registrations_by_state().map_err(ApiError::from)
+    })
+    .await?;
+    let text = state
+        .metrics()
+        .render(&counts, &state.running_imports())
+        .map_err(|e| ApiError::internal(format!("encoding metrics: {e}")))?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}

@@ -1,0 +1,327 @@
+//! Bulk imports: submit (multipart: the signed request, then the file),
+//! status with live progress, and the per-row report.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::{blocking, page_size};
+use crate::import::{ImportProgress, ProgressSnapshot, RowError, RowSink};
+use crate::registry::{ImportFile, unix_now};
+use crate::service::AppState;
+use crate::service::problem::{ApiError, Problem};
+use crate::service::signed::FlattenedJws;
+use crate::service::state::RunningImport;
+use crate::store::ImportRecord;
+
+/// The multipart form of an import: `request` first, then `file`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ImportUpload {
+    /// The signed `import.csv` request, a JWS in flattened JSON serialization.
+    /// Its `request` claim: `{"action": "import.csv", "procedure", "sha256"
+    /// (of the file), "partial", "dry_run"}`.
+    request: FlattenedJws,
+    /// The CSV file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// An import: as recorded, with live progress while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImportView {
+    /// The import as recorded.
+    pub import: ImportRecord,
+    /// Live progress, while it runs in this server.
+    pub progress: Option<ProgressSnapshot>,
+    /// Where its per-row report is.
+    pub report: String,
+}
+
+/// A page of the per-row report.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// Only rows after this row number.
+    pub after: Option<u64>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Bad rows of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReportPage {
+    /// Bad rows, by row number.
+    pub items: Vec<RowError>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+fn view(state: &AppState, import: ImportRecord) -> ImportView {
+    let progress = state.import_progress(import.id);
+    let report = format!("/v1/imports/{}/report", import.id);
+    ImportView { import, progress, report }
+}
+
+fn report_path(state: &AppState, id: u64) -> PathBuf {
+    state.data().imports().join(format!("{id}.report.jsonl"))
+}
+
+/// The latest imports, newest first.
+#[utoipa::path(get, path = "/v1/imports", tag = "imports",
+    responses((status = 200, description = "The latest 100 imports", body = [ImportView])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ImportView>>, ApiError> {
+    let registry = state.registry().clone();
+    let imports = blocking(move || Ok(registry.imports(100)?)).await?;
+    Ok(Json(imports.into_iter().map(|i| view(&state, i)).collect()))
+}
+
+/// Starts an import. The signature is checked before the file is received;
+/// the file is read through once (structure, limits, header, SHA-256) before
+/// this answers, so a broken file is refused here. The rows then run in the
+/// background: poll the status.
+#[utoipa::path(post, path = "/v1/imports", tag = "imports",
+    request_body(content = ImportUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Accepted: the rows are being imported", body = ImportView),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "File too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The file cannot be imported, or is not the signed one", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit(
+    State(state): State<AppState>,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<ImportView>), ApiError> {
+    if state.shutting_down() {
+        return Err(ApiError::unavailable("shutting down: no new imports"));
+    }
+    let malformed = |e: axum::extract::multipart::MultipartError| ApiError::malformed(e.body_text());
+    // 1. The signed request, checked before the file is accepted.
+    let field = form.next_field().await.map_err(malformed)?.ok_or_else(|| {
+        ApiError::malformed("the form needs a `request` part (the signed import request), then a `file` part")
+    })?;
+    if field.name() != Some("request") {
+        return Err(ApiError::malformed("the first part of the form must be `request`, the signed import request"));
+    }
+    let text = field.text().await.map_err(malformed)?;
+    let jws: FlattenedJws = serde_json::from_str(&text)
+        .map_err(|e| ApiError::malformed(format!("`request` is not a JWS in flattened JSON serialization: {e}")))?;
+    let jws = jws.to_compact();
+    let registry = state.registry().clone();
+    let checked_jws = jws.clone();
+    let info = blocking(move || Ok(registry.check_import_request(&checked_jws, unix_now())?)).await?;
+    // 2. The file, streamed to disk (owner-only: it may hold passwords).
+    let mut field = form
+        .next_field()
+        .await
+        .map_err(malformed)?
+        .ok_or_else(|| ApiError::malformed("the form needs a `file` part after `request`"))?;
+    if field.name() != Some("file") {
+        return Err(ApiError::malformed("the second part of the form must be `file`, the CSV file"));
+    }
+    let name = field.file_name().filter(|n| !n.is_empty()).unwrap_or("upload.csv").to_owned();
+    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+    let folder = state.data().imports();
+    tokio::fs::create_dir_all(&folder).await.map_err(|e| ApiError::internal(format!("{}: {e}", folder.display())))?;
+    let upload = Upload::new(&folder);
+    let mut out = upload.create().await?;
+    let mut size = 0u64;
+    let limit = state.limits().max_upload_bytes;
+    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "The request is too large",
+                format!("{name}: larger than the {limit} bytes accepted"),
+            ));
+        }
+        out.write_all(&chunk).await.map_err(|e| ApiError::internal(format!("saving the upload: {e}")))?;
+    }
+    out.flush().await.map_err(|e| ApiError::internal(format!("saving the upload: {e}")))?;
+    drop(out);
+    tracing::info!(file = %name, bytes = size, procedure = %info.procedure, dry_run = info.dry_run, partial = info.partial, "import upload received");
+    // 3. Prepare (scan, record) now; run the rows in the background.
+    let progress = Arc::new(ImportProgress::new());
+    let registry = state.registry().clone();
+    let path = upload.path.clone();
+    let prepare_progress = progress.clone();
+    let prepared = blocking(move || {
+        Ok(registry.prepare_import(&jws, ImportFile { path: &path, name: &name }, unix_now(), prepare_progress)?)
+    })
+    .await?;
+    let record = prepared.record().clone();
+    let id = record.id;
+    let report = report_path(&state, id);
+    let worker_state = state.clone();
+    let thread_progress = progress.clone();
+    let spawned = std::thread::Builder::new().name(format!("import-{id}")).spawn(move || {
+        let upload = upload;
+        let result = JsonlReport::create(&report).and_then(|mut sink| {
+            let result = prepared.run(&mut sink);
+            sink.finish()?;
+            Ok(result)
+        });
+        match result {
+            Ok(Ok(record)) => worker_state.metrics().import_finished(&record),
+            Ok(Err(e)) => tracing::error!(import = id, error = %e, "import failed"),
+            Err(e) => tracing::error!(import = id, error = %e, "cannot write the import report"),
+        }
+        drop(upload);
+        drop(thread_progress);
+        worker_state.remove_import(id);
+    });
+    match spawned {
+        Ok(thread) => state.add_import(id, RunningImport { progress, thread: Some(thread) }),
+        Err(e) => return Err(ApiError::internal(format!("cannot start the import: {e}"))),
+    }
+    let mut view = view(&state, record);
+    if view.progress.is_none() {
+        // Finished already: show the final record.
+        let registry = state.registry().clone();
+        view.import = blocking(move || Ok(registry.import_record(id)?)).await?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// An import's status, with live progress while it runs.
+#[utoipa::path(get, path = "/v1/imports/{id}", tag = "imports",
+    params(("id" = u64, Path, description = "Import id")),
+    responses(
+        (status = 200, description = "The import", body = ImportView),
+        (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn status(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<ImportView>, ApiError> {
+    let progress = state.import_progress(id);
+    let registry = state.registry().clone();
+    let import = blocking(move || Ok(registry.import_record(id)?)).await?;
+    let mut view = view(&state, import);
+    view.progress = view.progress.or(progress);
+    Ok(Json(view))
+}
+
+/// The bad rows of an import: row, line, column, kind and reason.
+#[utoipa::path(get, path = "/v1/imports/{id}/report", tag = "imports",
+    params(("id" = u64, Path, description = "Import id"), ReportQuery),
+    responses(
+        (status = 200, description = "A page of bad rows", body = ReportPage),
+        (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn report(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Json<ReportPage>, ApiError> {
+    let limit = page_size(query.limit)? as usize;
+    let after = query.after.unwrap_or(0);
+    let registry = state.registry().clone();
+    let path = report_path(&state, id);
+    let page = blocking(move || {
+        registry.import_record(id)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ReportPage { items: Vec::new(), next_after: None });
+            }
+            Err(e) => return Err(ApiError::internal(format!("{}: {e}", path.display()))),
+        };
+        let mut items = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+            // A line being written is skipped; it shows on the next read.
+            let Ok(row) = serde_json::from_str::<RowError>(&line) else { continue };
+            if row.row > after {
+                items.push(row);
+                if items.len() > limit {
+                    break;
+                }
+            }
+        }
+        let next_after = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| r.row)
+        } else {
+            None
+        };
+        Ok(ReportPage { items, next_after })
+    })
+    .await?;
+    Ok(Json(page))
+}
+
+/// An uploaded file, deleted when dropped (it may hold passwords).
+struct Upload {
+    path: PathBuf,
+}
+
+impl Upload {
+    fn new(folder: &FsPath) -> Self {
+        let mut id = [0u8; 12];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        Upload { path: folder.join(format!("upload-{}.csv", crate::audit::hex(&id))) }
+    }
+
+    async fn create(&self) -> Result<tokio::fs::File, ApiError> {
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        options.open(&self.path).await.map_err(|e| ApiError::internal(format!("{}: {e}", self.path.display())))
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot delete an upload");
+        }
+    }
+}
+
+/// Deletes uploads left by a process that stopped mid-import.
+pub fn remove_stale_uploads(folder: &FsPath) {
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("upload-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The per-row report as JSON lines.
+pub struct JsonlReport {
+    out: BufWriter<std::fs::File>,
+}
+
+impl JsonlReport {
+    /// Creates (or truncates) the report file.
+    pub fn create(path: &FsPath) -> std::io::Result<Self> {
+        Ok(JsonlReport { out: BufWriter::new(std::fs::File::create(path)?) })
+    }
+
+    /// Flushes it.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl RowSink for JsonlReport {
+    fn bad_row(&mut self, error: &RowError) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, error)?;
+        self.out.write_all(b"\n")
+    }
+}

@@ -1,0 +1,45 @@
+//! The instance (its id is the audience of signed requests) and the active
+//! policy.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::blocking;
+use crate::policy::PolicyInfo;
+use crate::service::AppState;
+use crate::service::problem::{ApiError, Problem};
+
+/// This prereg instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceInfo {
+    /// Instance id: the `aud` of every signed request.
+    pub instance_id: String,
+    /// prereg version.
+    pub version: String,
+    /// Storage backend.
+    pub storage: String,
+}
+
+/// The instance id and version.
+#[utoipa::path(get, path = "/v1/instance", tag = "instance",
+    responses(
+        (status = 200, description = "The instance", body = InstanceInfo),
+        (status = 503, description = "Not initialised or storage down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn instance(State(state): State<AppState>) -> Result<Json<InstanceInfo>, ApiError> {
+    let registry = state.registry().clone();
+    let instance_id = blocking(move || registry.instance_id().map_err(ApiError::from)).await?;
+    Ok(Json(InstanceInfo {
+        instance_id,
+        version: env!("CARGO_PKG_VERSION").into(),
+        storage: state.registry().storage().describe(),
+    }))
+}
+
+/// The active policy: name, version, WIT version, SHA-256 and source.
+#[utoipa::path(get, path = "/v1/policy", tag = "instance",
+    responses((status = 200, description = "The active policy", body = PolicyInfo)))]
+pub async fn policy(State(state): State<AppState>) -> Json<PolicyInfo> {
+    Json(state.registry().policy().info().clone())
+}

@@ -1,0 +1,101 @@
+//! The REST API under `/v1`, plus `/healthz`, `/readyz` and `/metrics`. Each
+//! handler is annotated for the OpenAPI document (`utoipa`), and routed
+//! through `utoipa_axum::routes!`, so no route can be missing from it.
+
+mod audit;
+mod decisions;
+mod health;
+mod imports;
+mod instance;
+mod officers;
+mod procedures;
+mod registrations;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use axum::extract::DefaultBodyLimit;
+
+use super::problem::ApiError;
+use super::{AppState, ServiceLimits};
+
+pub use audit::{AuditPage, AuditVerificationView};
+pub use decisions::DecisionRequest;
+pub use health::Health;
+pub use imports::{ImportView, JsonlReport, ReportPage, remove_stale_uploads};
+pub use instance::InstanceInfo;
+pub use registrations::{Created, RegistrationPage};
+
+/// Every API route.
+pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new().routes(routes!(imports::list, imports::submit)).layer(DefaultBodyLimit::max(
+        usize::try_from(limits.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20),
+    ));
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(instance::instance))
+        .routes(routes!(instance::policy))
+        .routes(routes!(procedures::list, procedures::create))
+        .routes(routes!(officers::list, officers::create))
+        .routes(routes!(registrations::list, registrations::create))
+        .routes(routes!(registrations::get, registrations::delete))
+        .routes(routes!(registrations::disable))
+        .routes(routes!(registrations::reopen))
+        .merge(uploads)
+        .routes(routes!(imports::status))
+        .routes(routes!(imports::report))
+        .routes(routes!(decisions::check))
+        .routes(routes!(decisions::enroll))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
+}
+
+/// Runs blocking work (SQLite, wasmtime) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
+}
+
+/// Page size bounds for lists.
+pub(crate) const DEFAULT_PAGE: u32 = 100;
+/// Largest page.
+pub(crate) const MAX_PAGE: u32 = 1000;
+
+pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid("limit", format!("must be 1 to {MAX_PAGE}"))),
+    }
+}
+
+/// Submits a signed write that must satisfy `expected` (the route's action and
+/// object).
+pub(crate) async fn submit(
+    state: &AppState,
+    jws: String,
+    expected: impl Fn(&crate::signing::WriteRequest) -> Result<(), String> + Send + 'static,
+) -> Result<crate::registry::WriteOutcome, ApiError> {
+    let registry = state.registry().clone();
+    blocking(move || Ok(registry.submit_for(&jws, crate::registry::unix_now(), &expected)?)).await
+}
+
+/// A refusal for a request signed for another action.
+pub(crate) fn wrong_action(route: &str, request: &crate::signing::WriteRequest) -> String {
+    format!("{route} takes a signed {} request, not {}", expected_action(route), request.action())
+}
+
+fn expected_action(route: &str) -> &'static str {
+    match route {
+        "POST /v1/procedures" => "procedure.create",
+        "POST /v1/officers" => "officer.create",
+        "POST /v1/registrations" => "registration.create",
+        "POST /v1/registrations/{id}/disable" => "registration.disable",
+        "POST /v1/registrations/{id}/reopen" => "registration.reopen",
+        "DELETE /v1/registrations/{id}" => "registration.delete",
+        _ => "matching",
+    }
+}

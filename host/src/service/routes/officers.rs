@@ -1,0 +1,43 @@
+//! RA officers.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::{blocking, submit, wrong_action};
+use crate::registry::WriteOutcome;
+use crate::service::AppState;
+use crate::service::problem::{ApiError, Problem};
+use crate::service::signed::{FlattenedJws, Signed};
+use crate::signing::WriteRequest;
+use crate::store::OfficerRecord;
+
+/// Every RA officer (public keys only).
+#[utoipa::path(get, path = "/v1/officers", tag = "officers",
+    responses((status = 200, description = "Officers, by name", body = [OfficerRecord])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<OfficerRecord>>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(blocking(move || Ok(registry.officers()?)).await?))
+}
+
+/// Adds an officer (signed `officer.create`).
+#[utoipa::path(post, path = "/v1/officers", tag = "officers", request_body = FlattenedJws,
+    responses(
+        (status = 201, description = "Created", body = WriteOutcome),
+        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Exists already, or replayed request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Signed(jws): Signed,
+) -> Result<(StatusCode, Json<WriteOutcome>), ApiError> {
+    let outcome = submit(&state, jws, |r| match r {
+        WriteRequest::AddOfficer { .. } => Ok(()),
+        other => Err(wrong_action("POST /v1/officers", other)),
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(outcome)))
+}

@@ -1,0 +1,200 @@
+//! Registrations: create, get, list, disable, reopen, delete.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use prereg_core::RegistrationState;
+use serde::{Deserialize, Serialize};
+
+use super::{blocking, page_size, submit, wrong_action};
+use crate::registry::WriteOutcome;
+use crate::service::AppState;
+use crate::service::problem::{ApiError, Problem};
+use crate::service::signed::{FlattenedJws, Signed};
+use crate::signing::WriteRequest;
+use crate::store::{RegistrationFilter, RegistrationRecord};
+
+/// Filters and page of a registration list.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this domain.
+    pub domain: Option<String>,
+    /// Only this token procedure.
+    pub procedure: Option<String>,
+    /// Only this state: `open`, `used`, `disabled` or `locked`.
+    pub state: Option<String>,
+    /// Only patterns containing this text.
+    pub q: Option<String>,
+    /// Only ids greater than this (the `next_after` of the previous page).
+    pub after: Option<u64>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// A page of registrations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistrationPage {
+    /// The registrations, by ascending id.
+    pub items: Vec<RegistrationRecord>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// The result of creating a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Created {
+    /// What the write did.
+    pub outcome: WriteOutcome,
+    /// The new registration.
+    pub registration: RegistrationRecord,
+}
+
+/// Lists registrations, with filters and pagination.
+#[utoipa::path(get, path = "/v1/registrations", tag = "registrations", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of registrations", body = RegistrationPage),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<RegistrationPage>, ApiError> {
+    let limit = page_size(query.limit)?;
+    let state_filter =
+        match query.state.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(RegistrationState::parse(s).ok_or_else(|| {
+                ApiError::invalid("state", format!("{s:?} is not one of open, used, disabled, locked"))
+            })?),
+        };
+    let filter = RegistrationFilter {
+        domain: query.domain.filter(|s| !s.is_empty()),
+        procedure: query.procedure.filter(|s| !s.is_empty()),
+        state: state_filter,
+        search: query.q.filter(|s| !s.is_empty()),
+        after_id: query.after,
+        limit: Some(limit + 1),
+    };
+    let registry = state.registry().clone();
+    let mut items = blocking(move || Ok(registry.registrations(&filter)?)).await?;
+    let next_after = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(RegistrationPage { items, next_after }))
+}
+
+/// Creates a registration (signed `registration.create`).
+#[utoipa::path(post, path = "/v1/registrations", tag = "registrations", request_body = FlattenedJws,
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Pattern already registered in the domain, or replayed request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Signed(jws): Signed,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let outcome = submit(&state, jws, |r| match r {
+        WriteRequest::CreateRegistration { .. } => Ok(()),
+        other => Err(wrong_action("POST /v1/registrations", other)),
+    })
+    .await?;
+    let id = outcome.id.ok_or_else(|| ApiError::internal("the registry created no registration id"))?;
+    let registry = state.registry().clone();
+    let registration = blocking(move || Ok(registry.registration(id)?)).await?;
+    Ok((StatusCode::CREATED, Json(Created { outcome, registration })))
+}
+
+/// One registration.
+#[utoipa::path(get, path = "/v1/registrations/{id}", tag = "registrations",
+    params(("id" = u64, Path, description = "Registration id")),
+    responses(
+        (status = 200, description = "The registration", body = RegistrationRecord),
+        (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<RegistrationRecord>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(blocking(move || Ok(registry.registration(id)?)).await?))
+}
+
+fn expect_id(route: &'static str, id: u64) -> impl Fn(&WriteRequest) -> Result<(), String> + Send + 'static {
+    move |r| {
+        let (matches, signed_id) = match (route, r) {
+            ("POST /v1/registrations/{id}/disable", WriteRequest::DisableRegistration { id }) => (true, *id),
+            ("POST /v1/registrations/{id}/reopen", WriteRequest::ReopenRegistration { id }) => (true, *id),
+            ("DELETE /v1/registrations/{id}", WriteRequest::DeleteRegistration { id }) => (true, *id),
+            _ => (false, 0),
+        };
+        if !matches {
+            Err(wrong_action(route, r))
+        } else if signed_id != id {
+            Err(format!("the request is signed for registration {signed_id}, not {id}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Disables a registration (signed `registration.disable` for this id).
+#[utoipa::path(post, path = "/v1/registrations/{id}/disable", tag = "registrations", request_body = FlattenedJws,
+    params(("id" = u64, Path, description = "Registration id")),
+    responses(
+        (status = 200, description = "Disabled", body = WriteOutcome),
+        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn disable(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Signed(jws): Signed,
+) -> Result<Json<WriteOutcome>, ApiError> {
+    Ok(Json(submit(&state, jws, expect_id("POST /v1/registrations/{id}/disable", id)).await?))
+}
+
+/// Reopens a disabled, locked or used registration (signed `registration.reopen`).
+#[utoipa::path(post, path = "/v1/registrations/{id}/reopen", tag = "registrations", request_body = FlattenedJws,
+    params(("id" = u64, Path, description = "Registration id")),
+    responses(
+        (status = 200, description = "Reopened", body = WriteOutcome),
+        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reopen(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Signed(jws): Signed,
+) -> Result<Json<WriteOutcome>, ApiError> {
+    Ok(Json(submit(&state, jws, expect_id("POST /v1/registrations/{id}/reopen", id)).await?))
+}
+
+/// Deletes a registration (signed `registration.delete`, in the body).
+#[utoipa::path(delete, path = "/v1/registrations/{id}", tag = "registrations", request_body = FlattenedJws,
+    params(("id" = u64, Path, description = "Registration id")),
+    responses(
+        (status = 200, description = "Deleted", body = WriteOutcome),
+        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Signed(jws): Signed,
+) -> Result<Json<WriteOutcome>, ApiError> {
+    Ok(Json(submit(&state, jws, expect_id("DELETE /v1/registrations/{id}", id)).await?))
+}

@@ -1,0 +1,60 @@
+//! Signed writes over HTTP: as ACME does (RFC 8555 §6.2), the body of every
+//! write is a JWS in flattened JSON serialization (RFC 7515 §7.2.2), holding
+//! the same signed request the CLI makes. The server turns it into the
+//! compact form, which the registry verifies and the audit log keeps.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use serde::{Deserialize, Serialize};
+
+use super::problem::ApiError;
+
+/// A JWS in flattened JSON serialization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenedJws {
+    /// The protected header, base64url (`alg`, `kid`, `typ`).
+    pub protected: String,
+    /// The claims, base64url: `aud` (the instance id), `iat`, `exp`, `jti` and
+    /// `request` (the write, tagged by `action`).
+    pub payload: String,
+    /// The signature, base64url.
+    pub signature: String,
+}
+
+impl FlattenedJws {
+    /// From a compact JWS (`protected.payload.signature`).
+    pub fn from_compact(compact: &str) -> Option<Self> {
+        let mut parts = compact.trim().split('.');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(protected), Some(payload), Some(signature), None) => {
+                Some(FlattenedJws { protected: protected.into(), payload: payload.into(), signature: signature.into() })
+            }
+            _ => None,
+        }
+    }
+
+    /// The compact form.
+    pub fn to_compact(&self) -> String {
+        format!("{}.{}.{}", self.protected, self.payload, self.signature)
+    }
+}
+
+/// Extracts a signed write from a JSON body; a body that is not one is a
+/// `malformed-request` problem.
+#[derive(Debug, Clone)]
+pub struct Signed(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(jws) = Json::<FlattenedJws>::from_request(req, state).await.map_err(|e| {
+            ApiError::malformed(format!(
+                "a write's body is a JWS in flattened JSON serialization {{\"protected\", \"payload\", \"signature\"}}: {}",
+                e.body_text()
+            ))
+        })?;
+        Ok(Signed(jws.to_compact()))
+    }
+}

@@ -1,0 +1,142 @@
+//! What every request handler shares.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::metrics::Metrics;
+use crate::DataDir;
+use crate::Registry;
+use crate::import::{ImportProgress, ProgressSnapshot};
+
+/// Limits of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// Largest import upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest JSON body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits { max_upload_bytes: 1 << 30, max_body_bytes: 256 << 10 }
+    }
+}
+
+/// An import running in the background.
+pub struct RunningImport {
+    /// Its progress (and its cancel switch).
+    pub progress: Arc<ImportProgress>,
+    /// The thread running it.
+    pub thread: Option<JoinHandle<()>>,
+}
+
+/// The service's shared state.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    data: DataDir,
+    metrics: Metrics,
+    limits: ServiceLimits,
+    imports: Mutex<HashMap<u64, RunningImport>>,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// The state of a service over `registry`, keeping uploads and reports in
+    /// `data`.
+    pub fn new(registry: Registry, data: DataDir, limits: ServiceLimits) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                registry,
+                data,
+                metrics: Metrics::new(),
+                limits,
+                imports: Mutex::new(HashMap::new()),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The data folder.
+    pub fn data(&self) -> &DataDir {
+        &self.inner.data
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> ServiceLimits {
+        self.inner.limits
+    }
+
+    /// Whether shutdown has begun (then `/readyz` fails and no new import
+    /// starts).
+    pub fn shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Records a running import.
+    pub fn add_import(&self, id: u64, running: RunningImport) {
+        if let Ok(mut map) = self.inner.imports.lock() {
+            map.insert(id, running);
+        }
+    }
+
+    /// The progress of a running import.
+    pub fn import_progress(&self, id: u64) -> Option<ProgressSnapshot> {
+        let map = self.inner.imports.lock().ok()?;
+        map.get(&id).map(|r| r.progress.snapshot())
+    }
+
+    /// Progress of every running import.
+    pub fn running_imports(&self) -> Vec<(u64, ProgressSnapshot)> {
+        let Ok(map) = self.inner.imports.lock() else { return Vec::new() };
+        let mut list: Vec<_> = map.iter().map(|(id, r)| (*id, r.progress.snapshot())).collect();
+        list.sort_by_key(|(id, _)| *id);
+        list
+    }
+
+    /// Forgets a finished import.
+    pub fn remove_import(&self, id: u64) {
+        if let Ok(mut map) = self.inner.imports.lock() {
+            map.remove(&id);
+        }
+    }
+
+    /// Begins shutdown: stops running imports at their next row (an
+    /// all-or-nothing import then writes nothing, a partial one keeps whole
+    /// batches) and waits for them to record how far they got.
+    pub fn shut_down(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let threads: Vec<JoinHandle<()>> = match self.inner.imports.lock() {
+            Ok(mut map) => map
+                .values_mut()
+                .filter_map(|r| {
+                    r.progress.cancel();
+                    r.thread.take()
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("an import thread panicked during shutdown");
+            }
+        }
+    }
+}
