@@ -181,3 +181,82 @@ pub fn prereg_command(dir: &std::path::Path) -> std::process::Command {
     cmd.current_dir(dir).env_remove("PREREG_DATA").env_remove("PREREG_POLICY").env_remove("PREREG_KEY");
     cmd
 }
+
+/// A `prereg serve` process on a free loopback port, over the data folder
+/// `dir/data` (initialised on first start). Its logs go to `dir/server.log`.
+pub struct Server {
+    pub child: std::process::Child,
+    pub url: String,
+    pub dir: std::path::PathBuf,
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    /// Starts it and waits until it listens.
+    pub fn start(dir: &std::path::Path) -> Server {
+        use std::io::BufRead;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        let mut child = prereg_command(dir)
+            .args(["--data", "data", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the server stopped: {}", Server::log_of(dir));
+            if let Some(rest) = line.strip_prefix("prereg serving on ") {
+                let url = rest.split_whitespace().next().unwrap().to_owned();
+                return Server { child, url, dir: dir.to_owned(), _stdout: stdout };
+            }
+        }
+    }
+
+    fn log_of(dir: &std::path::Path) -> String {
+        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        Server::log_of(&self.dir)
+    }
+
+    /// The first officer's key.
+    pub fn admin_key(&self) -> SigningKey {
+        let pem = std::fs::read_to_string(self.dir.join("data/officer.key")).unwrap();
+        SigningKey::from_pem(&pem, "officer.key").unwrap()
+    }
+
+    /// A REST client.
+    pub fn client(&self) -> prereg::client::Client {
+        prereg::client::Client::new(&self.url)
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+
+    /// SIGKILL, then waits.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs `request` for the server's instance with `key`.
+pub fn sign_for(client: &prereg::client::Client, key: &SigningKey, request: WriteRequest) -> String {
+    let instance = client.instance().unwrap().instance_id;
+    signing::sign(key, &instance, request, prereg::registry::unix_now(), 300).unwrap()
+}

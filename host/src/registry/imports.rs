@@ -305,10 +305,16 @@ impl Registry {
                 "nothing changed: {} rows already imported from this file, {} bad rows skipped",
                 pass.unchanged, pass.errors
             ),
-            _ => format!(
-                "{} registrations created, {} already imported from this file, {} bad rows skipped",
-                pass.created, pass.unchanged, pass.errors
-            ),
+            _ => {
+                let mut text = format!("{} registrations created", pass.created);
+                if pass.unchanged > 0 {
+                    text.push_str(&format!(", {} rows already imported from this file", pass.unchanged));
+                }
+                if pass.errors > 0 {
+                    text.push_str(&format!(", {} bad rows skipped", pass.errors));
+                }
+                text
+            }
         };
         record.status = status;
         record.rows_done = pass.rows_done;

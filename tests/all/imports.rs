@@ -1,0 +1,333 @@
+//! Bulk CSV import through the library: the real default policy component,
+//! real SQLite, real files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prereg::import::{CsvError, FileError, ImportProgress, RowError, RowErrorKind};
+use prereg::registry::{ImportError, ImportFile};
+use prereg::signing::{self, WriteRequest};
+use prereg::store::{ImportRecord, ImportStatus, RegistrationFilter};
+use prereg::{RegistryError, import};
+
+use crate::common::{Fixture, NOW, Req};
+
+struct Run {
+    record: ImportRecord,
+    rows: Vec<RowError>,
+}
+
+fn write(fx: &Fixture, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = fx.dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn sign_import(fx: &Fixture, path: &Path, partial: bool, dry_run: bool) -> String {
+    let request = WriteRequest::ImportCsv {
+        procedure: "routers".into(),
+        sha256: import::sha256_file(path).unwrap(),
+        partial,
+        dry_run,
+    };
+    signing::sign(&fx.admin, &fx.instance, request, NOW, 300).unwrap()
+}
+
+fn try_import(fx: &Fixture, path: &Path, partial: bool, dry_run: bool) -> Result<Run, ImportError> {
+    let jws = sign_import(fx, path, partial, dry_run);
+    let mut rows = Vec::new();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let record =
+        fx.registry.import(&jws, ImportFile { path, name: &name }, NOW, Arc::new(ImportProgress::new()), &mut rows)?;
+    Ok(Run { record, rows })
+}
+
+fn run(fx: &Fixture, path: &Path, partial: bool, dry_run: bool) -> Run {
+    try_import(fx, path, partial, dry_run).unwrap()
+}
+
+fn fixture() -> Fixture {
+    let fx = Fixture::new();
+    fx.procedure("routers", "corp", "scep", &[]);
+    fx
+}
+
+fn patterns(fx: &Fixture) -> Vec<String> {
+    fx.registry.registrations(&RegistrationFilter::default()).unwrap().into_iter().map(|r| r.pattern).collect()
+}
+
+fn actions(fx: &Fixture) -> Vec<(String, String)> {
+    fx.registry.audit_records(0, 10_000).unwrap().into_iter().map(|r| (r.action, r.outcome)).collect()
+}
+
+const MIXED: &str = "fqdn,ip,serial,password,valid_days,max_enrollments\n\
+    a.example.com,10.0.0.1,,pw-a,,\n\
+    b.example.com,not-an-ip,,,,\n\
+    A.EXAMPLE.COM.,,,,,\n\
+    c.example.com,,,,zero,\n\
+    existing.example.com,,,,,\n\
+    *.com,,,,,\n\
+    d.example.com,,,,,0\n\
+    e.example.com,,\n\
+    *.lab.example.com,,,,30,\n";
+
+#[test]
+fn all_or_nothing_reports_every_bad_row_and_writes_nothing() {
+    let fx = fixture();
+    fx.register("routers", "existing.example.com").unwrap();
+    let audit_before = actions(&fx).len();
+    let path = write(&fx, "mixed.csv", MIXED.as_bytes());
+    let Run { record, rows } = run(&fx, &path, false, false);
+    assert_eq!(record.status, ImportStatus::Rejected, "{}", record.message);
+    assert_eq!((record.rows_total, record.created, record.errors), (9, 0, 7));
+    let seen: Vec<(u64, Option<&str>, RowErrorKind)> =
+        rows.iter().map(|r| (r.row, r.column.as_deref(), r.kind)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (3, Some("ip"), RowErrorKind::Invalid),
+            (4, Some("fqdn"), RowErrorKind::DuplicateInFile),
+            (5, Some("valid_days"), RowErrorKind::Invalid),
+            (6, Some("fqdn"), RowErrorKind::DuplicateExisting),
+            (7, Some("fqdn"), RowErrorKind::Invalid),
+            (8, Some("max_enrollments"), RowErrorKind::Invalid),
+            (9, None, RowErrorKind::ColumnCount),
+        ]
+    );
+    assert!(rows[1].message.contains("at row 2"), "{}", rows[1].message);
+    assert!(rows[3].message.contains("registration 1"), "{}", rows[3].message);
+    assert_eq!(patterns(&fx), vec!["existing.example.com"]);
+    // One audit record, for the refused import; the chain holds.
+    let audit = actions(&fx);
+    assert_eq!(audit[audit_before..], [("import.csv".to_owned(), "rejected".to_owned())]);
+    assert_eq!(fx.registry.verify_audit().unwrap().fault, None);
+    assert_eq!(fx.registry.import_record(record.id).unwrap().status, ImportStatus::Rejected);
+}
+
+#[test]
+fn partial_writes_the_good_rows_and_running_it_again_changes_nothing() {
+    let fx = fixture();
+    fx.register("routers", "existing.example.com").unwrap();
+    let path = write(&fx, "mixed.csv", MIXED.as_bytes());
+    let first = run(&fx, &path, true, false);
+    assert_eq!(first.record.status, ImportStatus::Completed);
+    assert_eq!((first.record.created, first.record.errors), (2, 7));
+    assert_eq!(patterns(&fx), vec!["existing.example.com", "a.example.com", "*.lab.example.com"]);
+    let created = fx.registry.registrations(&RegistrationFilter::default()).unwrap();
+    assert_eq!(created[1].ip.as_deref(), Some("10.0.0.1"));
+    assert!(created[1].has_password);
+    assert_eq!(created[1].max_enrollments, Some(1));
+    assert_eq!(created[2].expires_at, Some(NOW + 30 * 86_400));
+    assert_eq!(created[2].max_enrollments, None);
+    // The password in the file works, and only as a hash in the database.
+    let allowed = fx.check(Req {
+        procedure: "routers",
+        fqdn: "a.example.com",
+        ip: Some("10.0.0.1"),
+        password: Some("pw-a"),
+        ..Default::default()
+    });
+    assert!(allowed.allowed, "{allowed:?}");
+    let db = std::fs::read(fx.database()).unwrap();
+    assert!(!crate::common::contains(&db, b"pw-a"));
+
+    let again = run(&fx, &path, true, false);
+    assert_eq!((again.record.created, again.record.unchanged, again.record.errors), (0, 2, 7));
+    assert!(again.record.message.starts_with("nothing changed"), "{}", again.record.message);
+    assert_eq!(patterns(&fx).len(), 3);
+    let creates = actions(&fx).iter().filter(|(a, _)| a == "registration.create").count();
+    assert_eq!(creates, 3, "one audit record per registration created, none for unchanged rows");
+    assert_eq!(fx.registry.verify_audit().unwrap().fault, None);
+}
+
+#[test]
+fn a_clean_file_imports_whole_and_a_second_run_says_nothing_changed() {
+    let fx = fixture();
+    let mut text = String::from("\u{feff}FQDN,Serial\r\n");
+    for i in 0..2500 {
+        text.push_str(&format!("dev{i}.example.com,S{i}\r\n"));
+    }
+    let path = write(&fx, "clean.csv", text.as_bytes());
+    let first = run(&fx, &path, false, false);
+    assert_eq!((first.record.status, first.record.created), (ImportStatus::Completed, 2500));
+    assert!(first.rows.is_empty());
+    let second = run(&fx, &path, false, false);
+    assert_eq!(
+        (second.record.status, second.record.created, second.record.unchanged),
+        (ImportStatus::Completed, 0, 2500)
+    );
+    assert_eq!(second.record.message, "nothing changed: all 2500 rows were already imported from this file");
+    assert_eq!(fx.registry.registrations(&RegistrationFilter::default()).unwrap().len(), 2500);
+    let audit = actions(&fx);
+    assert_eq!(audit.iter().filter(|(a, _)| a == "registration.create").count(), 2500);
+    assert_eq!(audit.iter().filter(|(a, _)| a == "import.csv").count(), 2);
+    assert_eq!(fx.registry.verify_audit().unwrap().fault, None);
+    // A different file with the same names is a duplicate, not "unchanged".
+    let other = write(&fx, "other.csv", b"fqdn\ndev7.example.com\n");
+    let run = run(&fx, &other, false, false);
+    assert_eq!(run.rows[0].kind, RowErrorKind::DuplicateExisting);
+}
+
+#[test]
+fn a_dry_run_checks_everything_and_writes_nothing() {
+    let fx = fixture();
+    let path = write(&fx, "mixed.csv", MIXED.as_bytes());
+    let audit_before = actions(&fx).len();
+    let dry = run(&fx, &path, false, true);
+    assert_eq!(dry.record.status, ImportStatus::Completed);
+    assert!(dry.record.dry_run);
+    assert_eq!((dry.record.created, dry.record.errors), (0, 6));
+    assert!(dry.record.message.contains("3 of 9 rows would be created"), "{}", dry.record.message);
+    assert!(patterns(&fx).is_empty());
+    assert_eq!(actions(&fx).len(), audit_before, "a dry run is not audited");
+}
+
+#[test]
+fn quoting_bom_and_line_ends_are_read_as_rfc_4180_says() {
+    let fx = fixture();
+    let text = b"\xEF\xBB\xBF\"fqdn\",\"password\"\r\n\"q1.example.com\",\"a,b \"\"quoted\"\"\r\nnext line\"\r\nq2.example.com,\n";
+    let path = write(&fx, "quoted.csv", text);
+    let result = run(&fx, &path, false, false);
+    assert_eq!(result.record.created, 2, "{:?}", result.rows);
+    let allowed = fx.check(Req {
+        procedure: "routers",
+        fqdn: "q1.example.com",
+        password: Some("a,b \"quoted\"\r\nnext line"),
+        ..Default::default()
+    });
+    assert!(allowed.allowed, "{allowed:?}");
+}
+
+#[test]
+fn broken_files_are_refused_before_anything_is_written() {
+    let fx = fixture();
+    let long_field = format!("fqdn\n{}.example.com\n", "a".repeat(1100));
+    let long_row = format!("fqdn,serial\nx.example.com,{}\n", "s,".repeat(5000));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", Vec::new(), "the file is empty"),
+        ("header only", b"fqdn\n".to_vec(), "no rows"),
+        ("utf16", b"\xFF\xFEf\0q\0d\0n\0".to_vec(), "UTF-16"),
+        ("nul", b"fqdn\nx.example.com\0\n".to_vec(), "line 2: a NUL byte"),
+        ("no fqdn", b"ip\n10.0.0.1\n".to_vec(), "no \"fqdn\" column"),
+        ("unknown", b"fqdn,colour\nx.example.com,red\n".to_vec(), "unknown column \"colour\""),
+        ("long field", long_field.into_bytes(), "row 2 (line 2), column 1: a field longer than 1024 bytes"),
+        ("long row", long_row.into_bytes(), "row 2 (line 2): a row longer than 8192 bytes"),
+        ("open quote", b"fqdn\n\"x.example.com\n".to_vec(), "a quoted field is never closed"),
+        ("bad utf8", b"fqdn\nx\xC3\x28.example.com\n".to_vec(), "not valid UTF-8"),
+    ];
+    for (what, bytes, expected) in cases {
+        let path = write(&fx, "broken.csv", &bytes);
+        let error = match try_import(&fx, &path, true, false) {
+            Err(ImportError::File(e)) => e,
+            Err(other) => panic!("{what}: {other}"),
+            Ok(run) => panic!("{what}: imported {:?}", run.record),
+        };
+        let message = error.to_string();
+        assert!(message.starts_with("broken.csv: "), "{what}: {message}");
+        assert!(message.contains(expected), "{what}: {message}");
+    }
+    assert!(patterns(&fx).is_empty());
+    assert!(fx.registry.imports(100).unwrap().is_empty(), "a refused file leaves no import behind");
+}
+
+#[test]
+fn the_signature_covers_the_file_procedure_and_options() {
+    let fx = fixture();
+    fx.procedure("other", "lab", "est", &[]);
+    let path = write(&fx, "a.csv", b"fqdn\nx.example.com\n");
+    let jws = sign_import(&fx, &path, false, false);
+    // The file changed after signing.
+    std::fs::write(&path, b"fqdn\ny.example.com\n").unwrap();
+    let mut rows = Vec::new();
+    let progress = Arc::new(ImportProgress::new());
+    let changed = fx.registry.import(&jws, ImportFile { path: &path, name: "a.csv" }, NOW, progress.clone(), &mut rows);
+    assert!(matches!(changed, Err(ImportError::File(FileError::Mismatch { .. }))), "{changed:?}");
+    // A signed registration is not an import.
+    let other = signing::sign(
+        &fx.admin,
+        &fx.instance,
+        crate::common::create_registration("routers", "z.example.com"),
+        NOW,
+        300,
+    )
+    .unwrap();
+    let wrong = fx.registry.import(&other, ImportFile { path: &path, name: "a.csv" }, NOW, progress.clone(), &mut rows);
+    assert!(matches!(wrong, Err(ImportError::Registry(RegistryError::Invalid { .. }))), "{wrong:?}");
+    // And an import cannot be submitted without its file.
+    assert!(matches!(fx.registry.submit(&jws, NOW), Err(RegistryError::Invalid { .. })));
+    // Replay: the request id is consumed by the first real import.
+    std::fs::write(&path, b"fqdn\nx.example.com\n").unwrap();
+    fx.registry.import(&jws, ImportFile { path: &path, name: "a.csv" }, NOW, progress.clone(), &mut rows).unwrap();
+    let replay = fx.registry.import(&jws, ImportFile { path: &path, name: "a.csv" }, NOW, progress, &mut rows);
+    assert!(matches!(replay, Err(ImportError::Registry(RegistryError::Store(_)))), "{replay:?}");
+}
+
+#[test]
+fn a_cancelled_import_keeps_what_it_wrote_when_partial_and_nothing_otherwise() {
+    for partial in [false, true] {
+        let fx = fixture();
+        let mut text = String::from("fqdn\n");
+        for i in 0..2500 {
+            text.push_str(&format!("dev{i}.example.com\n"));
+        }
+        text.push_str("stop.example.com\n");
+        let path = write(&fx, "big.csv", text.as_bytes());
+        let jws = sign_import(&fx, &path, partial, false);
+        let progress = Arc::new(ImportProgress::new());
+        // Cancel once the writing pass has passed row 1500.
+        let watcher = {
+            let progress = progress.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let p = progress.snapshot();
+                    if p.phase == import::Phase::Writing && p.done >= 1500 {
+                        progress.cancel();
+                        return;
+                    }
+                    if p.phase == import::Phase::Done {
+                        return;
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        };
+        let mut sink = Vec::new();
+        let record =
+            fx.registry.import(&jws, ImportFile { path: &path, name: "big.csv" }, NOW, progress, &mut sink).unwrap();
+        watcher.join().unwrap();
+        assert_eq!(record.status, ImportStatus::Interrupted, "{record:?}");
+        let count = patterns(&fx).len();
+        if partial {
+            // A cancelled partial import keeps what it wrote (a kill keeps
+            // whole batches: see the `cli` tests).
+            assert!((1500..2501).contains(&count), "{count}");
+            // Running it again completes it, without duplicates.
+            let jws = sign_import(&fx, &path, true, false);
+            let mut rows = Vec::new();
+            let again = fx
+                .registry
+                .import(
+                    &jws,
+                    ImportFile { path: &path, name: "big.csv" },
+                    NOW,
+                    Arc::new(ImportProgress::new()),
+                    &mut rows,
+                )
+                .unwrap();
+            assert_eq!(
+                (again.status, again.unchanged, again.created),
+                (ImportStatus::Completed, count as u64, 2501 - count as u64)
+            );
+            assert_eq!(patterns(&fx).len(), 2501);
+        } else {
+            assert_eq!(count, 0, "all or nothing");
+        }
+        assert_eq!(fx.registry.verify_audit().unwrap().fault, None);
+    }
+}
+
+#[test]
+fn csv_error_positions_name_row_and_line() {
+    let e = CsvError::UnterminatedQuote { at: import::Position { row: 4, line: 6 }, column: 2 };
+    assert_eq!(e.to_string(), "row 4 (line 6), column 2: a quoted field is never closed (a closing quote is missing)");
+}
