@@ -193,6 +193,7 @@ pub struct Server {
 
 impl Server {
     /// Starts it and waits until it listens.
+    #[allow(clippy::zombie_processes, reason = "Drop kills and waits")]
     pub fn start(dir: &std::path::Path) -> Server {
         use std::io::BufRead;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();

@@ -10,6 +10,7 @@ mod common;
 mod audit_chain;
 mod cli;
 mod components;
+mod faults;
 mod imports;
 mod lifecycle;
 mod readme;

@@ -1,0 +1,235 @@
+//! Load and faults, through the real binary: concurrent clients, then
+//! SIGKILL; imports killed mid-way.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prereg::client::ClientError;
+use prereg::registry::{DecisionMode, EnrollmentInput};
+use prereg::signing::WriteRequest;
+use prereg::store::RegistrationFilter;
+
+use crate::common::{Server, create_registration, prereg_command, sign_for};
+
+/// How long the clients run: 30 s, or `PREREG_LOAD_SECS`.
+fn load_seconds() -> u64 {
+    std::env::var("PREREG_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30)
+}
+
+fn count_registrations(database: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(database).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM registrations", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn eight_clients_then_sigkill_lose_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let key = Arc::new(server.admin_key());
+    let client = server.client();
+    let procedure = WriteRequest::CreateProcedure {
+        name: "routers".into(),
+        domain: "corp".into(),
+        protocol: "est".into(),
+        allowed_domains: vec![],
+        require_preregistration: Some(true),
+    };
+    client.submit(&sign_for(&client, &key, procedure.clone()), &procedure).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let race_wins: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let decisions = Arc::new(Mutex::new((0u64, 0u64)));
+    let mut threads = Vec::new();
+    for t in 0..8 {
+        let (client, key, stop) = (client.clone(), key.clone(), stop.clone());
+        let (acknowledged, race_wins, decisions) = (acknowledged.clone(), race_wins.clone(), decisions.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut mine: Vec<String> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                // Every fourth write races the other clients for a shared name.
+                let fqdn =
+                    if n % 4 == 0 { format!("race{}.example.com", n / 4) } else { format!("c{t}-{n}.example.com") };
+                let request = create_registration("routers", &fqdn);
+                let Ok(instance) = client.instance() else { continue };
+                let jws = prereg::signing::sign(
+                    &key,
+                    &instance.instance_id,
+                    request.clone(),
+                    prereg::registry::unix_now(),
+                    300,
+                )
+                .unwrap();
+                match client.submit(&jws, &request) {
+                    Ok(outcome) => {
+                        acknowledged.lock().unwrap().push((outcome.id.unwrap(), fqdn.clone()));
+                        if fqdn.starts_with("race") {
+                            *race_wins.lock().unwrap().entry(fqdn).or_default() += 1;
+                        } else {
+                            mine.push(fqdn);
+                        }
+                    }
+                    Err(ClientError::Problem(p)) if p.kind == "urn:prereg:problem:duplicate" => {}
+                    Err(ClientError::Problem(p)) if p.status == 503 => {}
+                    Err(_) if stop.load(Ordering::Relaxed) => break,
+                    Err(e) => panic!("client {t}: {e}"),
+                }
+                if let Some(name) = mine.last() {
+                    let input =
+                        EnrollmentInput { procedure: "routers".into(), fqdn: name.clone(), ..Default::default() };
+                    if let Ok(report) = client.decide(&input, DecisionMode::DryRun) {
+                        let mut d = decisions.lock().unwrap();
+                        d.0 += 1;
+                        d.1 += u64::from(report.allowed);
+                    }
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(load_seconds()));
+    // Killed while the clients are still writing: from here on, a failed call
+    // is expected, and a call that succeeded was acknowledged before the kill.
+    stop.store(true, Ordering::Relaxed);
+    server.kill();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let (checks, allowed) = *decisions.lock().unwrap();
+    assert!(acknowledged.len() > 100, "only {} registrations in the load run", acknowledged.len());
+    assert_eq!(checks, allowed, "every decision on an acknowledged registration allows it");
+    for (name, wins) in race_wins.lock().unwrap().iter() {
+        assert_eq!(*wins, 1, "{name} was won {wins} times");
+    }
+    println!("load: {} registrations acknowledged, {checks} decisions, in {} s", acknowledged.len(), load_seconds());
+
+    let server = Server::start(dir.path());
+    let client = server.client();
+    let all = client.registrations(&RegistrationFilter::default()).unwrap();
+    let by_id: HashMap<u64, &str> = all.iter().map(|r| (r.id, r.pattern.as_str())).collect();
+    for (id, fqdn) in &acknowledged {
+        assert_eq!(by_id.get(id).copied(), Some(fqdn.as_str()), "acknowledged registration {id} ({fqdn}) is lost");
+    }
+    let mut patterns: Vec<&str> = all.iter().map(|r| r.pattern.as_str()).collect();
+    patterns.sort_unstable();
+    patterns.dedup();
+    assert_eq!(patterns.len(), all.len(), "a pattern is registered twice");
+    let verified = client.verify_audit().unwrap();
+    assert!(verified.intact, "{verified:?}");
+    // Nothing half-written: every registration has its audit record, and no
+    // audit record names a registration that is not there.
+    let mut creates = 0;
+    let mut after = 0;
+    loop {
+        let page = client.audit(after, 1000).unwrap();
+        for r in &page.items {
+            if r.action == "registration.create" {
+                creates += 1;
+                let id: u64 = r.object.trim_start_matches("registration:").parse().unwrap();
+                assert!(by_id.contains_key(&id), "audit record {} names a missing registration {id}", r.seq);
+            }
+        }
+        match page.next_after {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(creates, all.len());
+}
+
+fn big_file(dir: &Path, rows: usize) -> std::path::PathBuf {
+    let mut text = String::from("fqdn,serial\n");
+    for i in 0..rows {
+        text.push_str(&format!("host{i}.fleet.example.com,SN{i}\n"));
+    }
+    let path = dir.join("fleet.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn setup(dir: &Path) {
+    let run =
+        |args: &[&str]| assert!(prereg_command(dir).args(["--data", "data"]).args(args).status().unwrap().success());
+    run(&["init"]);
+    run(&["procedure", "add", "fleet", "--domain", "corp", "--protocol", "est"]);
+}
+
+#[test]
+fn a_killed_partial_import_keeps_whole_batches_and_running_it_again_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    big_file(dir.path(), 12_000);
+    let database = dir.path().join("data/prereg.sqlite3");
+    let mut child = prereg_command(dir.path())
+        .args(["--data", "data", "import", "fleet.csv", "--procedure", "fleet", "--partial"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while count_registrations(&database) < 2000 {
+        assert!(started.elapsed() < Duration::from_secs(120), "the import made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "the import ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = count_registrations(&database);
+    assert!(kept % 1000 == 0 && kept < 12_000, "{kept} registrations: not whole batches");
+    let out = prereg_command(dir.path())
+        .args(["--data", "data", "import", "fleet.csv", "--procedure", "fleet", "--partial"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("{} registrations created, {kept} rows already imported from this file", 12_000 - kept)),
+        "{text}"
+    );
+    assert_eq!(count_registrations(&database), 12_000);
+    let verify = prereg_command(dir.path()).args(["--data", "data", "audit", "verify"]).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}
+
+#[test]
+fn a_killed_all_or_nothing_import_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    big_file(dir.path(), 12_000);
+    let database = dir.path().join("data/prereg.sqlite3");
+    let mut child = prereg_command(dir.path())
+        .args(["--data", "data", "import", "fleet.csv", "--procedure", "fleet"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it in its writing pass: after the check pass, which takes about as long.
+    let conn = rusqlite::Connection::open(&database).unwrap();
+    let started = Instant::now();
+    loop {
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM imports", [], |r| r.get(0)).unwrap();
+        if n > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let since = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the import finished in {:?}; make the file bigger", since.elapsed());
+    assert_eq!(count_registrations(&database), 0);
+    // The server marks it interrupted when it starts.
+    let server = Server::start(dir.path());
+    let imports = server.client().registrations(&RegistrationFilter::default()).unwrap();
+    assert!(imports.is_empty());
+    let conn = rusqlite::Connection::open(&database).unwrap();
+    let status: String = conn.query_row("SELECT status FROM imports", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "interrupted");
+}
