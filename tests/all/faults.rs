@@ -55,8 +55,11 @@ fn eight_clients_then_sigkill_lose_nothing_acknowledged() {
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 // Every fourth write races the other clients for a shared name.
-                let fqdn =
-                    if n % 4 == 0 { format!("race{}.example.com", n / 4) } else { format!("c{t}-{n}.example.com") };
+                let fqdn = if n.is_multiple_of(4) {
+                    format!("race{}.example.com", n / 4)
+                } else {
+                    format!("c{t}-{n}.example.com")
+                };
                 let request = create_registration("routers", &fqdn);
                 let Ok(instance) = client.instance() else { continue };
                 let jws = prereg::signing::sign(

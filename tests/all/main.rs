@@ -8,6 +8,7 @@
 mod common;
 
 mod audit_chain;
+mod browser;
 mod cli;
 mod components;
 mod faults;

@@ -1,5 +1,5 @@
 //! The README's walkthrough is real: every `$ prereg ...` line in its `text`
-//! blocks is run against the binary, in order, in a fresh folder, and its
+//! blocks is run against the binary (with its `csv` block as `hosts.csv`), in order, in a fresh folder, and its
 //! output and exit code must match what the README shows (instance ids, key
 //! ids, hashes and times vary from run to run and are compared by shape).
 
@@ -95,6 +95,9 @@ fn the_readme_walkthrough_matches_the_binary() {
     assert!(steps.len() >= 15, "the walkthrough has {} commands", steps.len());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw.txt"), "s3cret").unwrap();
+    // The example file of the import section.
+    let csv = readme.split("```csv\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    std::fs::write(dir.path().join("hosts.csv"), csv).unwrap();
     for step in steps {
         let out = prereg_command(dir.path()).args(&step.args).output().unwrap();
         let actual = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

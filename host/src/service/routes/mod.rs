@@ -53,7 +53,7 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
 }
 
 /// Runs blocking work (SQLite, wasmtime) off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?

@@ -1,10 +1,220 @@
-//! The RA web page.
+//! The RA web page at `/`: server-rendered (askama), every asset embedded in
+//! the binary, no CDN. The page reads through HTML fragments rendered here
+//! and writes through the REST API: the officer's private key is loaded into
+//! page memory from a PKCS#8 file and every write is signed in the browser
+//! with WebCrypto (ES256, or Ed25519 where the browser has it), so the server
+//! never holds an officer key. A registration with a password is sent as a
+//! one-row import: the password travels in the file part (hashed on
+//! arrival), never in the signed request that the audit log keeps.
 
+use askama::Template;
 use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
 
 use super::AppState;
+use super::problem::ApiError;
+use super::routes::blocking;
+use crate::audit::ChainFault;
+use crate::policy::PolicyInfo;
+use crate::store::{AuditRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord};
+
+/// Registrations per page.
+const PAGE: u32 = 50;
+/// Audit records shown.
+const AUDIT_PAGE: u32 = 100;
 
 /// The page's routes.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(index))
+        .route("/ui/registrations", get(registrations))
+        .route("/ui/audit", get(audit))
+        .route(
+            "/assets/app.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../../../assets/app.js"))),
+        )
+        .route("/assets/style.css", get(|| asset("text/css; charset=utf-8", include_str!("../../../assets/style.css"))))
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// An HTML response with the page's security headers.
+fn page(html: String) -> Response {
+    let mut response = Html(html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+             form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+fn render(template: &impl Template) -> Result<Response, ApiError> {
+    template.render().map(page).map_err(|e| ApiError::internal(format!("rendering the page: {e}")))
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    policy: PolicyInfo,
+    procedures: Vec<ProcedureRecord>,
+    registrations: RegistrationsFragment,
+    audit: AuditFragment,
+}
+
+/// Filters of the registration list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    state: Option<String>,
+    after: Option<u64>,
+}
+
+#[derive(Template)]
+#[template(path = "registrations.html")]
+struct RegistrationsFragment {
+    items: Vec<RegistrationRecord>,
+    next_after: Option<u64>,
+    q: String,
+    state: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditFragment {
+    items: Vec<AuditRow>,
+    checked: u64,
+    fault: Option<String>,
+}
+
+/// An audit record as the page shows it.
+struct AuditRow {
+    seq: u64,
+    time: String,
+    actor: String,
+    action: String,
+    object: String,
+    outcome: String,
+    reason: String,
+    detail: String,
+}
+
+impl From<AuditRecord> for AuditRow {
+    fn from(r: AuditRecord) -> Self {
+        AuditRow {
+            seq: r.seq,
+            time: utc(r.time),
+            actor: r.actor.chars().take(12).collect(),
+            action: r.action,
+            object: r.object,
+            outcome: r.outcome,
+            reason: r.reason.unwrap_or_default(),
+            detail: r.detail,
+        }
+    }
+}
+
+fn load_registrations(state: &AppState, query: &ListQuery) -> Result<RegistrationsFragment, ApiError> {
+    let wanted_state =
+        match query.state.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(prereg_core::RegistrationState::parse(s).ok_or_else(|| {
+                ApiError::invalid("state", format!("{s:?} is not one of open, used, disabled, locked"))
+            })?),
+        };
+    let filter = RegistrationFilter {
+        search: query.q.clone().filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_owned()),
+        state: wanted_state,
+        after_id: query.after,
+        limit: Some(PAGE + 1),
+        ..Default::default()
+    };
+    let mut items = state.registry().registrations(&filter)?;
+    let next_after = if items.len() > PAGE as usize {
+        items.truncate(PAGE as usize);
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(RegistrationsFragment {
+        items,
+        next_after,
+        q: query.q.clone().unwrap_or_default(),
+        state: query.state.clone().unwrap_or_default(),
+    })
+}
+
+fn load_audit(state: &AppState) -> Result<AuditFragment, ApiError> {
+    let registry = state.registry();
+    let verification = registry.verify_audit()?;
+    // The latest records, newest first.
+    let last = verification.checked;
+    let after = last.saturating_sub(u64::from(AUDIT_PAGE));
+    let items = registry.audit_records(after, AUDIT_PAGE)?.into_iter().rev().map(AuditRow::from).collect();
+    Ok(AuditFragment {
+        items,
+        checked: verification.checked,
+        fault: verification.fault.as_ref().map(ChainFault::to_string),
+    })
+}
+
+async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let page = blocking(move || {
+        Ok(IndexPage {
+            policy: state.registry().policy().info().clone(),
+            procedures: state.registry().procedures()?,
+            registrations: load_registrations(&state, &ListQuery::default())?,
+            audit: load_audit(&state)?,
+        })
+    })
+    .await?;
+    render(&page)
+}
+
+async fn registrations(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
+    let fragment = blocking(move || load_registrations(&state, &query)).await?;
+    render(&fragment)
+}
+
+async fn audit(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let fragment = blocking(move || load_audit(&state)).await?;
+    render(&fragment)
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(1_767_225_600), "2026-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400 + 3661), "2000-02-29 01:01:01 UTC");
+    }
 }
