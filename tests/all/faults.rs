@@ -236,3 +236,62 @@ fn a_killed_all_or_nothing_import_leaves_nothing() {
     let status: String = conn.query_row("SELECT status FROM imports", [], |r| r.get(0)).unwrap();
     assert_eq!(status, "interrupted");
 }
+
+#[test]
+fn sigterm_during_a_rest_import_stops_it_cleanly_and_running_it_again_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let key = server.admin_key();
+    let client = server.client();
+    let procedure = WriteRequest::CreateProcedure {
+        name: "fleet".into(),
+        domain: "corp".into(),
+        protocol: "est".into(),
+        allowed_domains: vec![],
+        require_preregistration: None,
+    };
+    client.submit(&sign_for(&client, &key, procedure.clone()), &procedure).unwrap();
+    let path = big_file(dir.path(), 20_000);
+    let import = |client: &prereg::client::Client| {
+        let request = WriteRequest::ImportCsv {
+            procedure: "fleet".into(),
+            sha256: prereg::import::sha256_file(&path).unwrap(),
+            partial: true,
+            dry_run: false,
+        };
+        client.import(&sign_for(client, &key, request), &path, "fleet.csv").unwrap()
+    };
+    let started = import(&client);
+    let id = started.import.id;
+    let begun = Instant::now();
+    loop {
+        let view = client.import_status(id).unwrap();
+        if view.progress.is_some_and(|p| p.done >= 2000) {
+            break;
+        }
+        assert_eq!(view.import.status.as_str(), "running", "the import ended before the test could stop it");
+        assert!(begun.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir_path = server.dir.clone();
+    assert_eq!(server.stop().code(), Some(0), "a clean exit after SIGTERM");
+    let server = Server::start(&dir_path);
+    let client = server.client();
+    let stopped = client.import_status(id).unwrap().import;
+    assert_eq!(stopped.status.as_str(), "interrupted", "{stopped:?}");
+    assert!(stopped.message.contains("run the same import again"), "{}", stopped.message);
+    let kept = stopped.created;
+    assert!(kept >= 2000 && kept < 20_000, "{kept}");
+    assert_eq!(count_registrations(&dir_path.join("data/prereg.sqlite3")), kept as i64);
+    let again = import(&client);
+    let mut view = again;
+    while view.import.status.as_str() == "running" {
+        std::thread::sleep(Duration::from_millis(100));
+        view = client.import_status(view.import.id).unwrap();
+    }
+    assert_eq!(
+        (view.import.status.as_str(), view.import.unchanged, view.import.created),
+        ("completed", kept, 20_000 - kept)
+    );
+    assert!(client.verify_audit().unwrap().intact);
+}

@@ -376,11 +376,13 @@ fn the_cli_signs_locally_and_works_against_a_server() {
 }
 
 #[test]
-fn sigterm_stops_cleanly_and_readyz_says_so_first() {
+fn sigterm_stops_cleanly_and_the_service_starts_again() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let client = server.client();
     assert!(client.instance().is_ok());
+    let ready = ureq::get(format!("{}/readyz", server.url)).call().unwrap().into_body().read_to_string().unwrap();
+    assert_eq!(ready, r#"{"status":"ok"}"#);
     let log_dir = server.dir.clone();
     assert_eq!(server.stop().code(), Some(0));
     let log = std::fs::read_to_string(log_dir.join("server.log")).unwrap();

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use axum::extract::DefaultBodyLimit;
 
-use super::problem::ApiError;
+use super::problem::{ApiError, Problem};
 use super::{AppState, ServiceLimits};
 
 pub use audit::{AuditPage, AuditVerificationView};
@@ -50,6 +50,28 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(decisions::enroll))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
+}
+
+/// The refusals every signed write can meet (documented once, used by every
+/// write route).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "a description of responses, never built")]
+pub(crate) enum WriteRefusals {
+    /// Malformed, or signed for another call (`malformed-request`, `request-mismatch`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    Malformed(Problem),
+    /// The signature was refused (`signature-refused`).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Signature(Problem),
+    /// The officer may not act in that domain (`forbidden`).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// It exists already, or the request was used before (`duplicate`, `replayed-request`).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// A field is invalid (`invalid-field`, naming it).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
 }
 
 /// Runs blocking work (SQLite, wasmtime) off the async workers.

@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::{blocking, submit, wrong_action};
+use super::{WriteRefusals, blocking, submit, wrong_action};
 use crate::registry::WriteOutcome;
 use crate::service::AppState;
-use crate::service::problem::{ApiError, Problem};
+use crate::service::problem::ApiError;
 use crate::service::signed::{FlattenedJws, Signed};
 use crate::signing::WriteRequest;
 use crate::store::ProcedureRecord;
@@ -24,11 +24,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ProcedureRec
 #[utoipa::path(post, path = "/v1/procedures", tag = "procedures", request_body = FlattenedJws,
     responses(
         (status = 201, description = "Created", body = WriteOutcome),
-        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Exists already, or replayed request", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        WriteRefusals,
     ))]
 pub async fn create(
     State(state): State<AppState>,

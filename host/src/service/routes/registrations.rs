@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use prereg_core::RegistrationState;
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, page_size, submit, wrong_action};
+use super::{WriteRefusals, blocking, page_size, submit, wrong_action};
 use crate::registry::WriteOutcome;
 use crate::service::AppState;
 use crate::service::problem::{ApiError, Problem};
@@ -91,11 +91,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/registrations", tag = "registrations", request_body = FlattenedJws,
     responses(
         (status = 201, description = "Created", body = Created),
-        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Pattern already registered in the domain, or replayed request", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        WriteRefusals,
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -147,11 +143,8 @@ fn expect_id(route: &'static str, id: u64) -> impl Fn(&WriteRequest) -> Result<(
     params(("id" = u64, Path, description = "Registration id")),
     responses(
         (status = 200, description = "Disabled", body = WriteOutcome),
-        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        WriteRefusals,
         (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn disable(
     State(state): State<AppState>,
@@ -166,11 +159,8 @@ pub async fn disable(
     params(("id" = u64, Path, description = "Registration id")),
     responses(
         (status = 200, description = "Reopened", body = WriteOutcome),
-        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        WriteRefusals,
         (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reopen(
     State(state): State<AppState>,
@@ -185,11 +175,8 @@ pub async fn reopen(
     params(("id" = u64, Path, description = "Registration id")),
     responses(
         (status = 200, description = "Deleted", body = WriteOutcome),
-        (status = 400, description = "Malformed or mismatched request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
+        WriteRefusals,
         (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
