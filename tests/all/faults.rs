@@ -281,7 +281,7 @@ fn sigterm_during_a_rest_import_stops_it_cleanly_and_running_it_again_completes_
     assert_eq!(stopped.status.as_str(), "interrupted", "{stopped:?}");
     assert!(stopped.message.contains("run the same import again"), "{}", stopped.message);
     let kept = stopped.created;
-    assert!(kept >= 2000 && kept < 20_000, "{kept}");
+    assert!((2000..20_000).contains(&kept), "{kept}");
     assert_eq!(count_registrations(&dir_path.join("data/prereg.sqlite3")), kept as i64);
     let again = import(&client);
     let mut view = again;
