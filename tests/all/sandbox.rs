@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use prereg::policy::Policy as _;
 use prereg::registry::DecisionMode;
 use prereg::{EngineError, WasmPolicy};
 
@@ -123,8 +124,48 @@ fn files_that_are_not_policy_components_are_refused_with_a_reason() {
     let core_module = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     let e = WasmPolicy::new(engine(), &core_module, "core.wasm").err().unwrap().to_string();
     assert!(e.contains("core.wasm") && e.contains("not a usable"), "{e}");
+    // Empty, truncated.
+    let e = WasmPolicy::new(engine(), b"", "nothing.wasm").err().unwrap().to_string();
+    assert!(e.contains("nothing.wasm") && e.contains("the file is empty"), "{e}");
+    let whole = prereg::builtin::DEFAULT_POLICY_COMPONENT;
+    let e = WasmPolicy::new(engine(), &whole[..whole.len() / 2], "half.wasm").err().unwrap().to_string();
+    assert!(e.contains("half.wasm") && e.contains("truncated or malformed"), "{e}");
     // An empty component: it exports nothing of the prereg:policy world.
     let empty_component = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
     let e = WasmPolicy::new(engine(), &empty_component, "empty.wasm").err().unwrap().to_string();
     assert!(e.contains("empty.wasm") && e.contains("prereg:policy"), "{e}");
+}
+
+/// A component with a `prereg:wit-version` section appended.
+fn with_wit_version(version: &str) -> Vec<u8> {
+    let mut bytes = prereg::builtin::DEFAULT_POLICY_COMPONENT.to_vec();
+    let name = prereg::engine::inspect::WIT_VERSION_SECTION.as_bytes();
+    let mut content = vec![name.len() as u8];
+    content.extend_from_slice(name);
+    content.extend_from_slice(version.as_bytes());
+    bytes.push(0); // a custom section
+    bytes.push(content.len() as u8);
+    bytes.extend_from_slice(&content);
+    bytes
+}
+
+#[test]
+fn the_wit_version_the_sdk_records_is_checked_at_load() {
+    // The SDK records the version the default policy was built against.
+    let facts = prereg::engine::inspect::inspect(prereg::builtin::DEFAULT_POLICY_COMPONENT, "built-in").unwrap();
+    assert_eq!(facts.wit_version.as_deref(), Some(prereg_core::WIT_VERSION));
+    assert_eq!(prereg::load_policy(engine(), None).unwrap().info().wit_version, prereg_core::WIT_VERSION);
+    // A later patch version of the same WIT loads.
+    assert!(WasmPolicy::new(engine(), &with_wit_version("0.1.9"), "patch.wasm").is_ok());
+    // Another minor or major version is refused, naming what this host runs.
+    for version in ["0.2.0", "1.0.0"] {
+        let e = WasmPolicy::new(engine(), &with_wit_version(version), "newer.wasm").err().unwrap();
+        assert!(matches!(e, EngineError::WitVersion { .. }), "{e}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&format!("built against prereg:policy@{version}"))
+                && message.contains("runs prereg:policy@0.1.x"),
+            "{message}"
+        );
+    }
 }

@@ -35,6 +35,18 @@ pub enum EngineError {
         /// What wasmtime said.
         message: String,
     },
+    /// Built against a WIT version this host does not run.
+    #[error(
+        "policy {path} was built against prereg:policy@{found}; this prereg runs prereg:policy@{supported}: rebuild it with a matching prereg-sdk"
+    )]
+    WitVersion {
+        /// The file.
+        path: String,
+        /// The version in its `prereg:wit-version` section.
+        found: String,
+        /// What this host runs.
+        supported: String,
+    },
     /// The policy failed while being asked for its metadata.
     #[error("policy {path} failed when asked for its metadata: {message}")]
     Metadata {

@@ -14,6 +14,7 @@
 mod bindings;
 mod errors;
 mod host_impl;
+pub mod inspect;
 mod policy;
 
 use std::sync::Arc;

@@ -46,6 +46,7 @@ impl WasmPolicy {
         if bytes.len() > max {
             return Err(EngineError::TooLarge { path: source.into(), size: bytes.len(), max });
         }
+        let facts = super::inspect::inspect(bytes, source)?;
         let invalid = |e: wasmtime::Error| EngineError::Invalid { path: source.into(), message: format!("{e:#}") };
         let component = Component::new(engine.engine(), bytes).map_err(invalid)?;
         let mut linker: Linker<StoreState> = Linker::new(engine.engine());
@@ -59,7 +60,7 @@ impl WasmPolicy {
             info: PolicyInfo {
                 name: String::new(),
                 version: String::new(),
-                wit_version: prereg_core::WIT_VERSION.into(),
+                wit_version: facts.wit_version.unwrap_or_else(|| prereg_core::WIT_VERSION.into()),
                 sha256: hex(&Sha256::digest(bytes)),
                 source: source.into(),
             },
