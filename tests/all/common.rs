@@ -25,6 +25,17 @@ pub fn default_policy() -> Arc<WasmPolicy> {
     POLICY.get_or_init(|| Arc::new(prereg::load_policy(engine(), None).unwrap())).clone()
 }
 
+/// The hostile test policy (`tests/guests/hostile`), compiled once.
+pub fn hostile() -> Arc<WasmPolicy> {
+    static POLICY: OnceLock<Arc<WasmPolicy>> = OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let path = std::path::Path::new(prereg::builtin::HOSTILE_POLICY_PATH);
+            Arc::new(prereg::load_policy(engine(), Some(path)).unwrap())
+        })
+        .clone()
+}
+
 /// A fresh instance.
 pub struct Fixture {
     pub dir: tempfile::TempDir,

@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod components;
 mod faults;
+mod hot_swap;
 mod imports;
 mod lifecycle;
 mod readme;

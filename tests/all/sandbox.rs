@@ -3,23 +3,11 @@
 //! reason `policy-error`, never an allow and never a crash, and the host keeps
 //! serving.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
-
 use prereg::policy::Policy as _;
 use prereg::registry::DecisionMode;
 use prereg::{EngineError, WasmPolicy};
 
-use crate::common::{Fixture, NOW, create_registration, default_policy, engine, req};
-
-fn hostile() -> Arc<WasmPolicy> {
-    static POLICY: OnceLock<Arc<WasmPolicy>> = OnceLock::new();
-    POLICY
-        .get_or_init(|| {
-            Arc::new(prereg::load_policy(engine(), Some(Path::new(prereg::builtin::HOSTILE_POLICY_PATH))).unwrap())
-        })
-        .clone()
-}
+use crate::common::{Fixture, NOW, create_registration, default_policy, engine, hostile, req};
 
 /// A fixture whose registry decides with the hostile policy, with one
 /// registration per misbehaviour so that a policy that wrongly allowed would

@@ -93,9 +93,11 @@ impl Registry {
             serial: input.serial.clone(),
             has_password: input.password.is_some(),
         };
-        let info = self.policy.info().clone();
+        // The policy is taken once: a swap meanwhile does not touch this decision.
+        let policy = self.policy();
+        let info = policy.info().clone();
         let evaluation = Evaluation::new(tx, now, input.password, &info.name);
-        let (result, evaluation) = self.policy.decide(evaluation, &request);
+        let (result, evaluation) = policy.decide(evaluation, &request);
         let (mut tx, trace) = evaluation.finish();
 
         let decision = match result {

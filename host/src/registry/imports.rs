@@ -349,7 +349,7 @@ impl Registry {
                     object: format!("import:{}", record.id),
                     outcome: outcome.into(),
                     reason: None,
-                    policy_sha256: Some(self.policy.info().sha256.clone()),
+                    policy_sha256: Some(self.policy().info().sha256.clone()),
                     request: request.jws.clone(),
                     detail: format!(
                         "{} (sha256 {}, procedure {}): {}",
@@ -638,6 +638,7 @@ impl Job<'_> {
         };
         let procedure = &self.request.procedure;
         let pattern = checked.pattern.clone();
+        let policy_sha256 = checked.policy_sha256.clone();
         let new = checked.into_new(
             procedure,
             password_hash,
@@ -667,7 +668,7 @@ impl Job<'_> {
                 object: format!("registration:{id}"),
                 outcome: "ok".into(),
                 reason: None,
-                policy_sha256: Some(self.registry.policy.info().sha256.clone()),
+                policy_sha256: Some(policy_sha256),
                 request: serde_json::json!({ "import": self.import_id, "row": record.at.row }).to_string(),
                 detail: format!(
                     "pattern {pattern} in domain {} (import {}, row {})",

@@ -11,6 +11,8 @@ mod imports;
 mod writes;
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use decisions::{DecisionMode, DecisionReport, EnrollmentInput, PolicyRef};
@@ -82,11 +84,14 @@ pub fn initialise(
     Ok(instance_id)
 }
 
-/// The registry over a storage backend and an active policy.
+/// The registry over a storage backend and an active policy. The policy can
+/// be swapped while the registry serves ([`Registry::swap_policy`]): each
+/// decision, validation and import row takes the active policy once, so work
+/// in flight finishes on the policy it started with, and none mixes two.
 #[derive(Clone)]
 pub struct Registry {
     storage: Arc<dyn Storage>,
-    policy: Arc<dyn Policy>,
+    policy: Arc<ArcSwap<Arc<dyn Policy>>>,
 }
 
 /// The result of checking the audit chain.
@@ -101,12 +106,21 @@ pub struct AuditVerification {
 impl Registry {
     /// A registry over `storage`, deciding with `policy`.
     pub fn new(storage: Arc<dyn Storage>, policy: Arc<dyn Policy>) -> Self {
-        Registry { storage, policy }
+        Registry { storage, policy: Arc::new(ArcSwap::from_pointee(policy)) }
     }
 
-    /// The active policy.
-    pub fn policy(&self) -> &Arc<dyn Policy> {
-        &self.policy
+    /// The active policy, as it is now.
+    pub fn policy(&self) -> Arc<dyn Policy> {
+        self.policy.load().as_ref().clone()
+    }
+
+    /// Makes `policy` the active one, atomically, for every clone of this
+    /// registry; returns the one it replaces. Decisions already running finish
+    /// on the old one.
+    pub fn swap_policy(&self, policy: Arc<dyn Policy>) -> Arc<dyn Policy> {
+        let old = self.policy.swap(Arc::new(policy));
+        tracing::info!(name = %self.policy().info().name, sha256 = %self.policy().info().sha256, "policy swapped");
+        old.as_ref().clone()
     }
 
     /// The storage backend.

@@ -82,6 +82,8 @@ pub(crate) struct CheckedRegistration {
     pub serial: Option<String>,
     pub expires_at: Option<u64>,
     pub max_enrollments: Option<u32>,
+    /// SHA-256 of the policy that validated it.
+    pub policy_sha256: String,
 }
 
 impl CheckedRegistration {
@@ -140,8 +142,9 @@ impl Registry {
             serial: fields.serial.map(String::from),
             has_password: fields.has_password,
         };
-        let evaluation = Evaluation::new(tx, now, None, &self.policy.info().name);
-        let (result, evaluation) = self.policy.validate_registration(evaluation, &request);
+        let policy = self.policy();
+        let evaluation = Evaluation::new(tx, now, None, &policy.info().name);
+        let (result, evaluation) = policy.validate_registration(evaluation, &request);
         let (tx, trace) = evaluation.finish();
         if let Some(e) = trace.storage_error {
             return (tx, Err(RegistryError::Store(StoreError::Corrupt(e))));
@@ -176,6 +179,7 @@ impl Registry {
             serial: valid.serial,
             expires_at: fields.valid_days.map(|d| now + u64::from(d) * DAY),
             max_enrollments,
+            policy_sha256: policy.info().sha256.clone(),
         };
         (tx, Ok(checked))
     }
@@ -345,6 +349,7 @@ impl Registry {
                 tx = tx_back;
                 let checked = checked?;
                 let detail = format!("pattern {} in domain {}", checked.pattern, proc_record.domain);
+                let sha = Some(checked.policy_sha256.clone());
                 let id = tx.insert_registration(&checked.into_new(
                     &proc_record,
                     password_hash.clone(),
@@ -352,7 +357,6 @@ impl Registry {
                     now,
                     None,
                 ))?;
-                let sha = Some(self.policy.info().sha256.clone());
                 Ok((tx, format!("registration:{id}"), Some(id), detail, sha))
             }
             WriteRequest::DisableRegistration { id }
