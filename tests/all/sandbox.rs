@@ -157,3 +157,23 @@ fn the_wit_version_the_sdk_records_is_checked_at_load() {
         );
     }
 }
+
+#[test]
+fn components_that_import_more_than_the_policy_world_are_refused_at_load() {
+    for (import, file) in [
+        ("wasi:filesystem/types@0.2.6", "files.wasm"),
+        ("wasi:sockets/tcp@0.2.6", "sockets.wasm"),
+        ("acme:spy/exfiltrate@1.0.0", "unknown.wasm"),
+    ] {
+        let bytes = wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#)).unwrap();
+        let e = WasmPolicy::new(engine(), &bytes, file).err().unwrap();
+        assert!(matches!(e, EngineError::ForbiddenImport { .. }), "{e}");
+        let message = e.to_string();
+        assert!(message.contains(file) && message.contains(&format!("imports {import}")), "{message}");
+    }
+    // A component of another world: it imports nothing forbidden, but exports
+    // nothing of prereg:policy.
+    let other = wat::parse_str(r#"(component (import "wasi:cli/stdout@0.2.6" (instance)))"#).unwrap();
+    let e = WasmPolicy::new(engine(), &other, "other-world.wasm").err().unwrap().to_string();
+    assert!(e.contains("other-world.wasm") && e.contains("not a usable prereg:policy"), "{e}");
+}

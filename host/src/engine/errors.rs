@@ -35,6 +35,18 @@ pub enum EngineError {
         /// What wasmtime said.
         message: String,
     },
+    /// Imports an interface a policy may not use.
+    #[error(
+        "policy {path} imports {import}, which a policy may not use (it may import only {allowed}; its facts come from prereg:policy/host)"
+    )]
+    ForbiddenImport {
+        /// The file.
+        path: String,
+        /// The import.
+        import: String,
+        /// What may be imported.
+        allowed: String,
+    },
     /// Built against a WIT version this host does not run.
     #[error(
         "policy {path} was built against prereg:policy@{found}; this prereg runs prereg:policy@{supported}: rebuild it with a matching prereg-sdk"

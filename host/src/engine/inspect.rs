@@ -11,11 +11,19 @@ use super::EngineError;
 /// The custom section the SDK's `export_policy!` writes.
 pub const WIT_VERSION_SECTION: &str = "prereg:wit-version";
 
+/// The interfaces a policy may import: its own host interface and the parts
+/// of WASI a Rust `wasm32-wasip2` program imports even when unused (served
+/// deny-all). Anything else (files, sockets, HTTP, an unknown interface) is
+/// refused at load.
+pub const ALLOWED_IMPORTS: [&str; 5] = ["prereg:policy/", "wasi:io/", "wasi:cli/", "wasi:clocks/", "wasi:random/"];
+
 /// What the file says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentFacts {
     /// The WIT version recorded by the SDK, if the policy was built with it.
     pub wit_version: Option<String>,
+    /// The interfaces the component imports (`wasi:io/streams@0.2.6`, ...).
+    pub imports: Vec<String>,
 }
 
 /// The WIT versions this host runs: the same major version, and for 0.x the
@@ -57,7 +65,9 @@ pub fn inspect(bytes: &[u8], source: &str) -> Result<ComponentFacts, EngineError
         return Err(invalid("not a WebAssembly file (it does not start with \\0asm)".into()));
     }
     let mut wit_version = None;
+    let mut imports = Vec::new();
     let mut top = true;
+    let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| invalid(format!("truncated or malformed: {e}")))?;
         match payload {
@@ -69,6 +79,14 @@ pub fn inspect(bytes: &[u8], source: &str) -> Result<ComponentFacts, EngineError
                          prereg-sdk (or turn it into a component with wasm-tools component new)"
                             .into(),
                     ));
+                }
+            }
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| invalid(format!("malformed import: {e}")))?;
+                    imports.push(import.name.0.to_owned());
                 }
             }
             Payload::CustomSection(section) if section.name() == WIT_VERSION_SECTION => {
@@ -87,7 +105,14 @@ pub fn inspect(bytes: &[u8], source: &str) -> Result<ComponentFacts, EngineError
             _ => {}
         }
     }
-    Ok(ComponentFacts { wit_version })
+    if let Some(import) = imports.iter().find(|i| !ALLOWED_IMPORTS.iter().any(|a| i.starts_with(a))) {
+        return Err(EngineError::ForbiddenImport {
+            path: source.into(),
+            import: import.clone(),
+            allowed: ALLOWED_IMPORTS.iter().map(|a| format!("{a}*")).collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(ComponentFacts { wit_version, imports })
 }
 
 #[cfg(test)]
@@ -102,6 +127,12 @@ mod tests {
         assert!(!compatible("1.0.0"));
         assert!(!compatible("banana"));
         assert_eq!(supported_versions(), "0.1.x");
+    }
+
+    #[test]
+    fn the_default_policy_imports() {
+        let facts = inspect(crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in").unwrap();
+        assert!(facts.imports.iter().any(|i| i.starts_with("prereg:policy/host")));
     }
 
     #[test]
