@@ -165,9 +165,11 @@ impl Client {
                 self.send("POST", &format!("/v1/registrations/{id}/reopen"), &body)
             }
             WriteRequest::DeleteRegistration { id } => self.send("DELETE", &format!("/v1/registrations/{id}"), &body),
-            WriteRequest::ImportCsv { .. } => Err(ClientError::Decode {
+            WriteRequest::ActivatePolicy { .. } => Ok(self.activate_policy(&body)?.outcome),
+            WriteRequest::ImportCsv { .. } | WriteRequest::LoadPolicy { .. } => Err(ClientError::Decode {
                 url: self.base.clone(),
-                message: "an import is sent with its file: use Client::import".into(),
+                message: "imports and policies are sent with their file: use Client::import or Client::load_policy"
+                    .into(),
             }),
         }
     }
@@ -261,7 +263,24 @@ impl Client {
     /// Starts an import: the signed `import.csv` request, then the file,
     /// streamed (multipart/form-data).
     pub fn import(&self, jws: &str, path: &Path, file_name: &str) -> Result<ImportView, ClientError> {
-        let url = self.url("/v1/imports");
+        self.upload_named("/v1/imports", jws, path, file_name, "text/csv")
+    }
+
+    fn upload<T: DeserializeOwned>(&self, route: &str, jws: &str, path: &Path, media: &str) -> Result<T, ClientError> {
+        let name = path.file_name().map_or_else(|| "upload".to_owned(), |n| n.to_string_lossy().into_owned());
+        self.upload_named(route, jws, path, &name, media)
+    }
+
+    /// A multipart upload: the signed request (`request`), then the file (`file`).
+    fn upload_named<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        jws: &str,
+        path: &Path,
+        file_name: &str,
+        media: &str,
+    ) -> Result<T, ClientError> {
+        let url = self.url(route);
         let request = FlattenedJws::from_compact(jws)
             .ok_or_else(|| ClientError::Decode { url: url.clone(), message: "not a compact JWS".into() })?;
         let request = serde_json::to_string(&request)
@@ -274,7 +293,7 @@ impl Client {
         let safe_name: String = file_name.chars().filter(|c| !c.is_control() && *c != '"').collect();
         let head = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\nContent-Type: application/json\r\n\r\n{request}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe_name}\"\r\nContent-Type: text/csv\r\n\r\n"
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe_name}\"\r\nContent-Type: {media}\r\n\r\n"
         );
         let tail = format!("\r\n--{boundary}--\r\n");
         let mut body =
@@ -285,6 +304,22 @@ impl Client {
             .header("content-type", format!("multipart/form-data; boundary={boundary}"))
             .send(ureq::SendBody::from_reader(&mut body));
         self.answer(&url, result)
+    }
+
+    /// Loads a policy component (the signed `policy.load` request, then the
+    /// file).
+    pub fn load_policy(&self, jws: &str, path: &Path) -> Result<crate::registry::PolicyChange, ClientError> {
+        self.upload("/v1/policies", jws, path, "application/wasm")
+    }
+
+    /// Activates a loaded policy version (a signed `policy.activate`).
+    pub fn activate_policy(&self, body: &FlattenedJws) -> Result<crate::registry::PolicyChange, ClientError> {
+        self.send("POST", "/v1/policies/activate", body)
+    }
+
+    /// Every loaded policy version.
+    pub fn policy_versions(&self) -> Result<Vec<crate::store::PolicyVersionRecord>, ClientError> {
+        self.get("/v1/policies", &[])
     }
 
     /// An import's status.

@@ -83,10 +83,35 @@ pub fn load_policy(engine: &PolicyEngine, path: Option<&Path>) -> Result<WasmPol
 
 /// Opens the registry of a data folder (SQLite), creating the folder and the
 /// database if needed, with the policy at `policy` or the built-in default.
+///
+/// Without `policy`, the active version recorded in the store (`prereg policy
+/// activate`) is loaded, or the built-in default if none is.
 pub fn open_registry(data: &DataDir, policy: Option<&Path>) -> Result<Registry, OpenError> {
     data.ensure().map_err(|source| OpenError::DataDir { path: data.root().display().to_string(), source })?;
     let storage = store::SqliteStorage::open(&data.database())?;
     let engine = PolicyEngine::new(Limits::default())?;
-    let policy = load_policy(&engine, policy)?;
-    Ok(Registry::new(Arc::new(storage), Arc::new(policy)))
+    let active = match policy {
+        Some(path) => load_policy(&engine, Some(path))?,
+        None => {
+            let mut tx = store::Storage::begin(&storage, store::TxKind::Read)?;
+            let stored = match tx.active_policy()? {
+                Some(sha) => tx.policy_component(&sha)?.map(|bytes| (sha, bytes)),
+                None => None,
+            };
+            drop(tx);
+            match stored {
+                Some((sha, bytes)) => {
+                    WasmPolicy::new(&engine, &bytes, &format!("sha256:{}", &sha[..12.min(sha.len())]))?
+                }
+                None => load_policy(&engine, None)?,
+            }
+        }
+    };
+    let loader_engine = engine.clone();
+    let loader: Arc<registry::PolicyLoader> = Arc::new(move |bytes: &[u8], source: &str| {
+        WasmPolicy::new(&loader_engine, bytes, source)
+            .map(|p| Arc::new(p) as Arc<dyn policy::Policy>)
+            .map_err(|e| e.to_string())
+    });
+    Ok(Registry::new(Arc::new(storage), Arc::new(active)).with_loader(loader))
 }

@@ -56,7 +56,10 @@ impl Fixture {
         let storage = SqliteStorage::open(&dir.path().join("prereg.sqlite3")).unwrap();
         let admin = SigningKey::generate(Algorithm::EdDsa);
         let instance = prereg::registry::initialise(&storage, "admin", &admin, NOW).unwrap();
-        let registry = Registry::new(Arc::new(storage), policy);
+        let loader: Arc<prereg::registry::PolicyLoader> = Arc::new(|bytes: &[u8], source: &str| {
+            WasmPolicy::new(engine(), bytes, source).map(|p| Arc::new(p) as Arc<dyn Policy>).map_err(|e| e.to_string())
+        });
+        let registry = Registry::new(Arc::new(storage), policy).with_loader(loader);
         Fixture { dir, registry, admin, instance }
     }
 

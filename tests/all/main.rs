@@ -15,6 +15,7 @@ mod faults;
 mod hot_swap;
 mod imports;
 mod lifecycle;
+mod policy_versions;
 mod readme;
 mod sandbox;
 mod service;

@@ -265,6 +265,33 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     assert!(problem["detail"].as_str().unwrap().contains("broken.csv: header (row 1): unknown column \"colour\""));
     let (status, _) = api.get("/v1/imports/{id}", "/v1/imports/4242");
     assert_eq!(status, 404);
+    // Policy versions: load, activate (the decisions change), roll back.
+    let component = std::fs::read(prereg::builtin::HOSTILE_POLICY_PATH).unwrap();
+    let load = |bytes: &[u8]| {
+        let sha = prereg::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        serde_json::to_string(&sign(WriteRequest::LoadPolicy { sha256: sha, activate: false })).unwrap()
+    };
+    let (ct, body) = multipart(&load(&component), "hostile.wasm", &component);
+    let (status, loaded) = api.call("POST", "/v1/policies", "/v1/policies", Some((&ct, body)));
+    assert_eq!((status, loaded["policy"]["name"].as_str()), (201, Some("hostile")));
+    let core_module = wat::parse_str("(module)").unwrap();
+    let (ct, body) = multipart(&load(&core_module), "core.wasm", &core_module);
+    let (status, problem) = api.call("POST", "/v1/policies", "/v1/policies", Some((&ct, body)));
+    assert_eq!((status, problem_type(&problem)), (422, "urn:prereg:problem:policy-refused"));
+    let (_, versions) = api.get("/v1/policies", "/v1/policies");
+    assert_eq!(versions.as_array().unwrap().len(), 1);
+    let activate = |policy: &str| sign(WriteRequest::ActivatePolicy { policy: policy.into() });
+    assert_eq!(api.post_json("/v1/policies/activate", "/v1/policies/activate", &activate("hostile@0.0.1")).0, 200);
+    let decide = json!({"procedure": "routers", "fqdn": "dev1.example.com"});
+    let (_, denied) = api.post_json("/v1/decisions/check", "/v1/decisions/check", &decide);
+    assert_eq!((denied["allowed"].as_bool(), denied["policy"]["name"].as_str()), (Some(false), Some("hostile")));
+    let (_, active) = api.get("/v1/policy", "/v1/policy");
+    assert_eq!(active["name"], "hostile");
+    let (status, problem) = api.post_json("/v1/policies/activate", "/v1/policies/activate", &activate("nobody@9"));
+    assert_eq!((status, problem_type(&problem)), (404, "urn:prereg:problem:not-found"));
+    assert_eq!(api.post_json("/v1/policies/activate", "/v1/policies/activate", &activate("built-in")).0, 200);
+    let (_, allowed) = api.post_json("/v1/decisions/check", "/v1/decisions/check", &decide);
+    assert_eq!(allowed["allowed"].as_bool(), Some(true));
     // Audit.
     let (_, audit) = api.get("/v1/audit", "/v1/audit?limit=1000");
     let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
@@ -303,7 +330,10 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
         metrics.contains(r#"prereg_decisions_total{mode="enroll",outcome="allowed",reason="matched"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"prereg_decisions_total{mode="check",outcome="denied",reason="no-registration"} 1"#));
+    assert!(
+        metrics.contains(r#"prereg_decisions_total{mode="check",outcome="denied",reason="no-registration"} 2"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"prereg_registrations{state="open"} 4"#), "{metrics}");
     assert!(metrics.contains("prereg_decision_duration_seconds_bucket"));
     assert!(metrics.contains(r#"prereg_import_rows_total{outcome="created"} 1"#));

@@ -218,6 +218,28 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Load a policy component (signed; needs an officer of every domain). It is
+    /// checked and compiled before it is stored; a refused file changes nothing.
+    Load {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Make it the active policy at once.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Every loaded policy version, and which is active.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a loaded version the active policy (roll back or forward): `built-in`,
+    /// a SHA-256 (8 hex digits or more) or NAME@VERSION.
+    Activate {
+        /// Which version.
+        #[arg(value_name = "VERSION")]
+        selector: String,
+    },
 }
 
 /// `prereg register` arguments.
@@ -316,4 +338,12 @@ pub enum StateArg {
 pub enum AlgorithmArg {
     Ed25519,
     Es256,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -5,9 +5,11 @@
 use prereg::Registry;
 use prereg::client::Client;
 use prereg::policy::PolicyInfo;
-use prereg::registry::{DecisionMode, DecisionReport, EnrollmentInput, WriteOutcome, unix_now};
+use prereg::registry::{DecisionMode, DecisionReport, EnrollmentInput, PolicyChange, WriteOutcome, unix_now};
 use prereg::signing::{self, MAX_LIFETIME_SECS, SigningKey, WriteRequest};
-use prereg::store::{AuditRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord};
+use prereg::store::{
+    AuditRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord,
+};
 
 /// The local data folder, or a service.
 pub enum Backend {
@@ -119,6 +121,47 @@ impl Backend {
                 };
                 ChainCheck { checked: v.checked, fault }
             }
+        })
+    }
+
+    /// Loads a policy component, signed with `key`.
+    pub fn load_policy(
+        &self,
+        key: &SigningKey,
+        path: &std::path::Path,
+        activate: bool,
+    ) -> anyhow::Result<PolicyChange> {
+        let bytes = std::fs::read(path).map_err(|e| super::InputError(format!("{}: {e}", path.display())))?;
+        let sha256 = prereg::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let now = unix_now();
+        let request = WriteRequest::LoadPolicy { sha256, activate };
+        let jws = signing::sign(key, &self.instance_id()?, request, now, MAX_LIFETIME_SECS)?;
+        Ok(match self {
+            Backend::Local(r) => r.load_policy(&jws, &bytes, now)?,
+            Backend::Remote(c) => c.load_policy(&jws, path)?,
+        })
+    }
+
+    /// Activates a loaded policy version, signed with `key`.
+    pub fn activate_policy(&self, key: &SigningKey, policy: &str) -> anyhow::Result<PolicyChange> {
+        let now = unix_now();
+        let request = WriteRequest::ActivatePolicy { policy: policy.into() };
+        let jws = signing::sign(key, &self.instance_id()?, request.clone(), now, MAX_LIFETIME_SECS)?;
+        Ok(match self {
+            Backend::Local(r) => r.activate_policy(&jws, now)?,
+            Backend::Remote(c) => {
+                let body = prereg::service::signed::FlattenedJws::from_compact(&jws)
+                    .ok_or_else(|| anyhow::anyhow!("signing produced no JWS"))?;
+                c.activate_policy(&body)?
+            }
+        })
+    }
+
+    /// Every loaded policy version.
+    pub fn policy_versions(&self) -> anyhow::Result<Vec<PolicyVersionRecord>> {
+        Ok(match self {
+            Backend::Local(r) => r.policy_versions()?,
+            Backend::Remote(c) => c.policy_versions()?,
         })
     }
 

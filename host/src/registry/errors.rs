@@ -34,6 +34,10 @@ pub enum RegistryError {
     /// was sent to.
     #[error("the signed request does not match this call: {0}")]
     Mismatch(String),
+    /// A policy component was refused (not a component, wrong world or WIT
+    /// version, forbidden imports, failing metadata).
+    #[error("policy refused: {0}")]
+    PolicyRefused(String),
     /// No such object.
     #[error("{0} not found")]
     NotFound(String),

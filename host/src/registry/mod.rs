@@ -8,6 +8,7 @@
 mod decisions;
 mod errors;
 mod imports;
+mod policies;
 mod writes;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use decisions::{DecisionMode, DecisionReport, EnrollmentInput, PolicyRef};
 pub use errors::RegistryError;
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
+pub use policies::{BUILT_IN, PolicyChange, PolicyLoader};
 pub use writes::WriteOutcome;
 
 use crate::audit::{self, AuditEntry, ChainFault, GENESIS};
@@ -92,6 +94,7 @@ pub fn initialise(
 pub struct Registry {
     storage: Arc<dyn Storage>,
     policy: Arc<ArcSwap<Arc<dyn Policy>>>,
+    loader: Option<Arc<PolicyLoader>>,
 }
 
 /// The result of checking the audit chain.
@@ -106,7 +109,7 @@ pub struct AuditVerification {
 impl Registry {
     /// A registry over `storage`, deciding with `policy`.
     pub fn new(storage: Arc<dyn Storage>, policy: Arc<dyn Policy>) -> Self {
-        Registry { storage, policy: Arc::new(ArcSwap::from_pointee(policy)) }
+        Registry { storage, policy: Arc::new(ArcSwap::from_pointee(policy)), loader: None }
     }
 
     /// The active policy, as it is now.

@@ -133,6 +133,12 @@ impl From<RegistryError> for ApiError {
                 detail,
             ),
             RegistryError::NotFound(_) => ApiError::not_found(detail),
+            RegistryError::PolicyRefused(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "policy-refused",
+                "The policy component was refused",
+                detail,
+            ),
             RegistryError::Policy(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "policy-failure",

@@ -74,6 +74,24 @@ pub enum WriteRequest {
         /// Its id.
         id: u64,
     },
+    /// Load a policy component (it travels beside the request; the signature
+    /// covers its SHA-256). Needs an officer of every domain.
+    #[serde(rename = "policy.load")]
+    LoadPolicy {
+        /// SHA-256 of the component, lowercase hex.
+        sha256: String,
+        /// Make it the active policy once it is loaded.
+        #[serde(default)]
+        activate: bool,
+    },
+    /// Make a loaded policy version the active one (roll back or forward).
+    /// Needs an officer of every domain.
+    #[serde(rename = "policy.activate")]
+    ActivatePolicy {
+        /// `built-in`, a SHA-256 (or a unique prefix of 8 or more hex digits),
+        /// or `name@version`.
+        policy: String,
+    },
     /// Import a CSV file of registrations. The file travels beside the
     /// request; the signature covers its SHA-256, the procedure and the options.
     #[serde(rename = "import.csv")]
@@ -102,6 +120,8 @@ impl WriteRequest {
             WriteRequest::ReopenRegistration { .. } => "registration.reopen",
             WriteRequest::DeleteRegistration { .. } => "registration.delete",
             WriteRequest::ImportCsv { .. } => "import.csv",
+            WriteRequest::LoadPolicy { .. } => "policy.load",
+            WriteRequest::ActivatePolicy { .. } => "policy.activate",
         }
     }
 }

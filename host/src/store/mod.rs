@@ -246,6 +246,27 @@ pub struct ImportRecord {
     pub message: String,
 }
 
+/// A loaded policy version (the component is read separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PolicyVersionRecord {
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    /// Name, from its metadata.
+    pub name: String,
+    /// Version, from its metadata.
+    pub version: String,
+    /// WIT version it was built against.
+    pub wit_version: String,
+    /// Size of the component in bytes.
+    pub size: u64,
+    /// Officer key id that loaded it.
+    pub loaded_by: String,
+    /// Unix seconds.
+    pub loaded_at: u64,
+    /// Whether it is the active policy.
+    pub active: bool,
+}
+
 /// One record of the hash-chained audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
@@ -367,6 +388,17 @@ pub trait Tx: Send {
     /// Marks imports left `running` by a process that died as `interrupted`;
     /// returns how many.
     fn interrupt_running_imports(&mut self, now: u64) -> Result<u64, StoreError>;
+
+    /// Stores a policy version; false if that component was stored before.
+    fn insert_policy(&mut self, record: &PolicyVersionRecord, component: &[u8]) -> Result<bool, StoreError>;
+    /// Every stored policy version, oldest first.
+    fn policy_versions(&mut self) -> Result<Vec<PolicyVersionRecord>, StoreError>;
+    /// A stored component.
+    fn policy_component(&mut self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The active policy's SHA-256; `None`: the built-in default.
+    fn active_policy(&mut self) -> Result<Option<String>, StoreError>;
+    /// Sets the active policy (`None`: the built-in default).
+    fn set_active_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError>;
 
     /// The last audit record's sequence number and hash.
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError>;

@@ -100,4 +100,24 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE registrations ADD COLUMN import_id INTEGER REFERENCES imports(id);
     ALTER TABLE registrations ADD COLUMN import_row INTEGER;
     "#,
+    // 3: policy versions. The component itself is kept, so that any version
+    // can be activated again, and the active one is loaded at start.
+    r#"
+    CREATE TABLE policies (
+        sha256      TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        wit_version TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        component   BLOB NOT NULL,
+        loaded_by   TEXT NOT NULL,
+        loaded_at   INTEGER NOT NULL
+    );
+    CREATE TABLE active_policy (
+        singleton    INTEGER PRIMARY KEY CHECK (singleton = 1),
+        sha256       TEXT REFERENCES policies(sha256),  -- NULL: the built-in default policy
+        activated_by TEXT NOT NULL,
+        activated_at INTEGER NOT NULL
+    );
+    "#,
 ];

@@ -10,8 +10,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, ImportRecord, ImportStatus, NewRegistration, OfficerRecord, ProcedureRecord, RegistrationFilter,
-    RegistrationRecord, Storage, StoreError, Tx, TxKind,
+    AuditRecord, ImportRecord, ImportStatus, NewRegistration, OfficerRecord, PolicyVersionRecord, ProcedureRecord,
+    RegistrationFilter, RegistrationRecord, Storage, StoreError, Tx, TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
@@ -548,6 +548,63 @@ impl Tx for SqliteTx {
              WHERE status = 'running'",
             [now as i64],
         )? as u64)
+    }
+
+    fn insert_policy(&mut self, r: &PolicyVersionRecord, component: &[u8]) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "INSERT OR IGNORE INTO policies (sha256, name, version, wit_version, size, component, loaded_by, loaded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![r.sha256, r.name, r.version, r.wit_version, r.size as i64, component, r.loaded_by, r.loaded_at as i64],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn policy_versions(&mut self) -> Result<Vec<PolicyVersionRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.sha256, p.name, p.version, p.wit_version, p.size, p.loaded_by, p.loaded_at, \
+             (a.sha256 IS NOT NULL) AS active FROM policies p \
+             LEFT JOIN active_policy a ON a.sha256 = p.sha256 ORDER BY p.loaded_at, p.rowid",
+        )?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(PolicyVersionRecord {
+                    sha256: row.get(0)?,
+                    name: row.get(1)?,
+                    version: row.get(2)?,
+                    wit_version: row.get(3)?,
+                    size: row.get::<_, i64>(4)? as u64,
+                    loaded_by: row.get(5)?,
+                    loaded_at: row.get::<_, i64>(6)? as u64,
+                    active: row.get(7)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn policy_component(&mut self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT component FROM policies WHERE sha256 = ?1", [sha256], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn active_policy(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT sha256 FROM active_policy", [], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn set_active_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO active_policy (singleton, sha256, activated_by, activated_at) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (singleton) DO UPDATE SET sha256 = ?1, activated_by = ?2, activated_at = ?3",
+            params![sha256, by, at as i64],
+        )?;
+        Ok(())
     }
 
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {

@@ -8,6 +8,7 @@ mod health;
 mod imports;
 mod instance;
 mod officers;
+mod policies;
 mod procedures;
 mod registrations;
 
@@ -28,9 +29,12 @@ pub use registrations::{Created, RegistrationPage};
 
 /// Every API route.
 pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
-    let uploads = OpenApiRouter::new().routes(routes!(imports::list, imports::submit)).layer(DefaultBodyLimit::max(
-        usize::try_from(limits.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20),
-    ));
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(imports::list, imports::submit))
+        .routes(routes!(policies::list, policies::load))
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(limits.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20),
+        ));
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -44,6 +48,7 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(registrations::disable))
         .routes(routes!(registrations::reopen))
         .merge(uploads)
+        .routes(routes!(policies::activate))
         .routes(routes!(imports::status))
         .routes(routes!(imports::report))
         .routes(routes!(decisions::check))

@@ -1,0 +1,95 @@
+//! Policy versions: load (multipart: the signed request, then the
+//! component), list, activate.
+
+use axum::Json;
+use axum::extract::{Multipart, State};
+use axum::http::StatusCode;
+
+use super::{WriteRefusals, blocking};
+use crate::registry::{PolicyChange, unix_now};
+use crate::service::AppState;
+use crate::service::problem::ApiError;
+use crate::service::signed::{FlattenedJws, Signed};
+use crate::store::PolicyVersionRecord;
+
+/// Largest component accepted, as the engine's default limit.
+const MAX_COMPONENT_BYTES: usize = 16 << 20;
+
+/// The multipart form of a policy load: `request` first, then `file`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "a description of the form, never built")]
+pub struct PolicyUpload {
+    /// The signed `policy.load` request (JWS, flattened JSON): `{"action":
+    /// "policy.load", "sha256" (of the component), "activate"}`.
+    request: FlattenedJws,
+    /// The component (`.wasm`).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Every loaded policy version, oldest first, and which is active (none: the
+/// built-in default).
+#[utoipa::path(get, path = "/v1/policies", tag = "instance",
+    responses((status = 200, description = "Loaded policy versions", body = [PolicyVersionRecord])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PolicyVersionRecord>>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(blocking(move || Ok(registry.policy_versions()?)).await?))
+}
+
+/// Loads a policy component (signed `policy.load`, by an officer of every
+/// domain): it is checked and compiled before it is stored, and activated
+/// atomically if asked. A refused component changes nothing.
+#[utoipa::path(post, path = "/v1/policies", tag = "instance",
+    request_body(content = PolicyUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Loaded (and activated if asked)", body = PolicyChange),
+        WriteRefusals,
+        (status = 413, description = "Component too large", body = crate::service::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn load(
+    State(state): State<AppState>,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<PolicyChange>), ApiError> {
+    let malformed = |e: axum::extract::multipart::MultipartError| ApiError::malformed(e.body_text());
+    let field = form.next_field().await.map_err(malformed)?;
+    let Some(field) = field.filter(|f| f.name() == Some("request")) else {
+        return Err(ApiError::malformed(
+            "the form needs a `request` part (the signed policy.load), then a `file` part",
+        ));
+    };
+    let text = field.text().await.map_err(malformed)?;
+    let jws: FlattenedJws = serde_json::from_str(&text)
+        .map_err(|e| ApiError::malformed(format!("`request` is not a JWS in flattened JSON serialization: {e}")))?;
+    let field = form.next_field().await.map_err(malformed)?;
+    let Some(mut field) = field.filter(|f| f.name() == Some("file")) else {
+        return Err(ApiError::malformed("the second part of the form must be `file`, the component"));
+    };
+    let mut component = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+        if component.len() + chunk.len() > MAX_COMPONENT_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "The request is too large",
+                format!("a policy component may be at most {MAX_COMPONENT_BYTES} bytes"),
+            ));
+        }
+        component.extend_from_slice(&chunk);
+    }
+    let registry = state.registry().clone();
+    let change = blocking(move || Ok(registry.load_policy(&jws.to_compact(), &component, unix_now())?)).await?;
+    Ok((StatusCode::CREATED, Json(change)))
+}
+
+/// Activates a loaded version, or `built-in` (signed `policy.activate`, by an
+/// officer of every domain). Decisions in flight finish on the old policy.
+#[utoipa::path(post, path = "/v1/policies/activate", tag = "instance", request_body = FlattenedJws,
+    responses(
+        (status = 200, description = "Activated", body = PolicyChange),
+        WriteRefusals,
+        (status = 404, description = "No such loaded version", body = crate::service::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn activate(State(state): State<AppState>, Signed(jws): Signed) -> Result<Json<PolicyChange>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(blocking(move || Ok(registry.activate_policy(&jws, unix_now())?)).await?))
+}
