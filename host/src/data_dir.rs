@@ -46,6 +46,11 @@ impl DataDir {
         self.root.join("imports")
     }
 
+    /// Precompiled policies (see [`crate::engine::cache`]).
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
     /// Creates the folder (mode 0700) if it does not exist.
     pub fn ensure(&self) -> io::Result<()> {
         if self.root.is_dir() {

@@ -88,30 +88,53 @@ pub fn load_policy(engine: &PolicyEngine, path: Option<&Path>) -> Result<WasmPol
 /// activate`) is loaded, or the built-in default if none is.
 pub fn open_registry(data: &DataDir, policy: Option<&Path>) -> Result<Registry, OpenError> {
     data.ensure().map_err(|source| OpenError::DataDir { path: data.root().display().to_string(), source })?;
-    let storage = store::SqliteStorage::open(&data.database())?;
+    let storage: Arc<dyn store::Storage> = Arc::new(store::SqliteStorage::open(&data.database())?);
     let engine = PolicyEngine::new(Limits::default())?;
+    let cache = Arc::new(engine::cache::PrecompiledCache::new(data.cache(), Box::new(StoreLedger(storage.clone()))));
     let active = match policy {
-        Some(path) => load_policy(&engine, Some(path))?,
+        Some(path) => {
+            let shown = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|source| EngineError::Read { path: shown.clone(), source })?;
+            cache.load(&engine, &bytes, &shown)?.0
+        }
         None => {
-            let mut tx = store::Storage::begin(&storage, store::TxKind::Read)?;
+            let mut tx = storage.begin(store::TxKind::Read)?;
             let stored = match tx.active_policy()? {
                 Some(sha) => tx.policy_component(&sha)?.map(|bytes| (sha, bytes)),
                 None => None,
             };
             drop(tx);
             match stored {
-                Some((sha, bytes)) => {
-                    WasmPolicy::new(&engine, &bytes, &format!("sha256:{}", &sha[..12.min(sha.len())]))?
-                }
-                None => load_policy(&engine, None)?,
+                Some((sha, bytes)) => cache.load(&engine, &bytes, &format!("sha256:{}", &sha[..12.min(sha.len())]))?.0,
+                None => cache.load(&engine, builtin::DEFAULT_POLICY_COMPONENT, "built-in")?.0,
             }
         }
     };
-    let loader_engine = engine.clone();
     let loader: Arc<registry::PolicyLoader> = Arc::new(move |bytes: &[u8], source: &str| {
-        WasmPolicy::new(&loader_engine, bytes, source)
-            .map(|p| Arc::new(p) as Arc<dyn policy::Policy>)
+        cache
+            .load(&engine, bytes, source)
+            .map(|(p, _)| Arc::new(p) as Arc<dyn policy::Policy>)
             .map_err(|e| e.to_string())
     });
-    Ok(Registry::new(Arc::new(storage), Arc::new(active)).with_loader(loader))
+    Ok(Registry::new(storage, Arc::new(active)).with_loader(loader))
+}
+
+/// The store as the ledger of precompiled artifacts.
+struct StoreLedger(Arc<dyn store::Storage>);
+
+impl engine::cache::Ledger for StoreLedger {
+    fn recorded(&self, key: &str) -> Option<String> {
+        let mut tx = self.0.begin(store::TxKind::Read).ok()?;
+        tx.precompiled(key).ok().flatten()
+    }
+
+    fn record(&self, key: &str, sha256: &str) {
+        let result = self.0.begin(store::TxKind::Write).and_then(|mut tx| {
+            tx.record_precompiled(key, sha256)?;
+            tx.commit()
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot record a precompiled policy");
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod hot_swap;
 mod imports;
 mod lifecycle;
 mod policy_versions;
+mod precompiled;
 mod readme;
 mod sandbox;
 mod service;

@@ -12,6 +12,7 @@
 //! by one thread per engine; host imports are bounded (see [`host_impl`]).
 
 mod bindings;
+pub mod cache;
 mod errors;
 mod host_impl;
 pub mod inspect;

@@ -42,13 +42,35 @@ impl WasmPolicy {
     /// Compiles and links a component, and asks it for its metadata.
     /// `source` names it in messages (`built-in`, or the file path).
     pub fn new(engine: &PolicyEngine, bytes: &[u8], source: &str) -> Result<Self, EngineError> {
+        let facts = Self::check(engine, bytes, source)?;
+        let component = Component::new(engine.engine(), bytes)
+            .map_err(|e| EngineError::Invalid { path: source.into(), message: format!("{e:#}") })?;
+        Self::link(engine, component, facts, hex(&Sha256::digest(bytes)), source)
+    }
+
+    /// The checks made before compiling: size, a component, WIT version,
+    /// imports.
+    pub(super) fn check(
+        engine: &PolicyEngine,
+        bytes: &[u8],
+        source: &str,
+    ) -> Result<super::inspect::ComponentFacts, EngineError> {
         let max = engine.limits().max_component_bytes;
         if bytes.len() > max {
             return Err(EngineError::TooLarge { path: source.into(), size: bytes.len(), max });
         }
-        let facts = super::inspect::inspect(bytes, source)?;
+        super::inspect::inspect(bytes, source)
+    }
+
+    /// Links a compiled component and asks it for its metadata.
+    pub(super) fn link(
+        engine: &PolicyEngine,
+        component: Component,
+        facts: super::inspect::ComponentFacts,
+        sha256: String,
+        source: &str,
+    ) -> Result<Self, EngineError> {
         let invalid = |e: wasmtime::Error| EngineError::Invalid { path: source.into(), message: format!("{e:#}") };
-        let component = Component::new(engine.engine(), bytes).map_err(invalid)?;
         let mut linker: Linker<StoreState> = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
         PolicyModule::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state).map_err(invalid)?;
@@ -61,7 +83,7 @@ impl WasmPolicy {
                 name: String::new(),
                 version: String::new(),
                 wit_version: facts.wit_version.unwrap_or_else(|| prereg_core::WIT_VERSION.into()),
-                sha256: hex(&Sha256::digest(bytes)),
+                sha256,
                 source: source.into(),
             },
         };

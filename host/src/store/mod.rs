@@ -400,6 +400,11 @@ pub trait Tx: Send {
     /// Sets the active policy (`None`: the built-in default).
     fn set_active_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError>;
 
+    /// The recorded SHA-256 of a precompiled artifact.
+    fn precompiled(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Records the SHA-256 of a precompiled artifact.
+    fn record_precompiled(&mut self, key: &str, sha256: &str) -> Result<(), StoreError>;
+
     /// The last audit record's sequence number and hash.
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError>;
     /// Appends an audit record.

@@ -120,4 +120,12 @@ pub const MIGRATIONS: &[&str] = &[
         activated_at INTEGER NOT NULL
     );
     "#,
+    // 4: the hashes of precompiled policies this program wrote (see
+    // engine::cache): only a file with a recorded hash is deserialized.
+    r#"
+    CREATE TABLE precompiled (
+        key    TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL
+    );
+    "#,
 ];

@@ -607,6 +607,18 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
+    fn precompiled(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.conn()?.query_row("SELECT sha256 FROM precompiled WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    fn record_precompiled(&mut self, key: &str, sha256: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO precompiled (key, sha256) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET sha256 = ?2",
+            params![key, sha256],
+        )?;
+        Ok(())
+    }
+
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
         Ok(self
             .conn()?
