@@ -24,6 +24,9 @@ pub const MAX_LOOKUPS: u32 = 16;
 pub const MAX_PASSWORD_CHECKS: usize = 2;
 /// Most log lines kept from one evaluation.
 pub const MAX_LOG_LINES: u32 = 32;
+/// Host-import calls one evaluation may make, all imports together (an
+/// import storm is stopped here, not only by the deadline).
+pub const MAX_IMPORT_CALLS: u32 = 10_000;
 /// Longest log line kept, in bytes.
 pub const MAX_LOG_BYTES: usize = 1024;
 
@@ -53,6 +56,8 @@ pub struct Trace {
     pub violation: Option<String>,
     /// Log lines written.
     pub log_lines: u32,
+    /// Host-import calls made.
+    pub import_calls: u32,
 }
 
 /// The context of one evaluation.
@@ -85,6 +90,20 @@ impl Evaluation {
     /// is then a `policy-error`).
     pub fn violation(&self) -> Option<String> {
         self.trace.borrow().violation.clone()
+    }
+
+    /// Counts one host-import call; false (and a violation) past
+    /// [`MAX_IMPORT_CALLS`].
+    pub fn count_import_call(&self) -> bool {
+        let over = {
+            let mut trace = self.trace.borrow_mut();
+            trace.import_calls = trace.import_calls.saturating_add(1);
+            trace.import_calls > MAX_IMPORT_CALLS
+        };
+        if over {
+            self.violate(format!("more than {MAX_IMPORT_CALLS} host-import calls in one evaluation"));
+        }
+        !over
     }
 
     fn violate(&self, what: String) {

@@ -1,5 +1,6 @@
 //! The host survives a bad policy: the hostile guest (`tests/guests/hostile`)
-//! loops, exhausts memory, traps and answers nonsense. Each gives a deny with
+//! loops, exhausts memory, recurses without end, storms the imports, traps
+//! and answers nonsense or oversized output. Each gives a deny with
 //! reason `policy-error`, never an allow and never a crash, and the host keeps
 //! serving.
 
@@ -15,7 +16,7 @@ use crate::common::{Fixture, NOW, create_registration, default_policy, engine, h
 fn fixture() -> Fixture {
     let f = Fixture::with_policy(default_policy());
     f.procedure("p", "D", "scep", &[]);
-    for name in ["loop", "oom", "trap", "nonsense", "liar", "greedy", "chatty", "calm"] {
+    for name in ["loop", "oom", "trap", "nonsense", "liar", "greedy", "chatty", "deep", "storm", "huge", "calm"] {
         f.register("p", &format!("{name}.example.com")).unwrap();
     }
     f
@@ -47,6 +48,21 @@ fn a_guest_that_loops_forever_times_out() {
 #[test]
 fn a_guest_that_exhausts_memory_is_stopped() {
     assert_policy_error(&fixture(), "oom", "memory");
+}
+
+#[test]
+fn a_guest_that_recurses_without_end_overflows_its_stack() {
+    assert_policy_error(&fixture(), "deep", "trap");
+}
+
+#[test]
+fn an_import_storm_is_stopped_by_the_import_budget() {
+    assert_policy_error(&fixture(), "storm", "host-import calls");
+}
+
+#[test]
+fn a_huge_return_value_is_refused() {
+    assert_policy_error(&fixture(), "huge", "explanation of 8388608 bytes");
 }
 
 #[test]
@@ -176,4 +192,38 @@ fn components_that_import_more_than_the_policy_world_are_refused_at_load() {
     let other = wat::parse_str(r#"(component (import "wasi:cli/stdout@0.2.6" (instance)))"#).unwrap();
     let e = WasmPolicy::new(engine(), &other, "other-world.wasm").err().unwrap().to_string();
     assert!(e.contains("other-world.wasm") && e.contains("not a usable prereg:policy"), "{e}");
+}
+
+#[test]
+fn benign_decisions_all_succeed_while_a_bad_guest_runs_beside_them() {
+    let f = fixture();
+    let bad = f.with_other_policy(hostile());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut attacks = 0;
+            for name in ["loop", "oom", "storm", "deep"].iter().cycle() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let r =
+                    bad.decide(req("p", &format!("{name}.example.com")).input(), DecisionMode::DryRun, NOW).unwrap();
+                assert_eq!(r.reason, "policy-error");
+                attacks += 1;
+            }
+            attacks
+        })
+    };
+    let mut benign = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let r = f.check(req("p", "calm.example.com"));
+        assert_eq!((r.allowed, r.reason.as_str()), (true, "matched"), "{r:?}");
+        benign += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let attacks = attacker.join().unwrap();
+    assert!(attacks >= 2 && benign >= 100, "{attacks} attacks, {benign} benign decisions");
+    println!("{benign} benign decisions succeeded beside {attacks} attacks in 2 s");
 }

@@ -16,6 +16,15 @@ impl StoreState {
         self.evaluation.as_ref().ok_or_else(|| wasmtime::Error::msg("host import called outside an evaluation"))
     }
 
+    /// The evaluation, counting one import call: traps past the budget.
+    fn counted(&self) -> wasmtime::Result<&Evaluation> {
+        let evaluation = self.evaluation()?;
+        if !evaluation.count_import_call() {
+            return Err(wasmtime::Error::msg(evaluation.violation().unwrap_or_default()));
+        }
+        Ok(evaluation)
+    }
+
     /// Traps if the policy has overrun a budget.
     fn checked<T>(&self, value: T) -> wasmtime::Result<T> {
         match self.evaluation()?.violation() {
@@ -37,7 +46,7 @@ impl wit::Host for StoreState {}
 impl host::Host for StoreState {
     fn get_procedure(&mut self, name: String) -> wasmtime::Result<Option<wit::Procedure>> {
         bounded("get-procedure", &name)?;
-        let procedure = self.evaluation()?.procedure(&name).map(|p| wit::Procedure {
+        let procedure = self.counted()?.procedure(&name).map(|p| wit::Procedure {
             name: p.name,
             domain: p.domain,
             protocol: match p.protocol {
@@ -64,7 +73,7 @@ impl host::Host for StoreState {
         let Ok(fqdn) = Fqdn::parse(&fqdn) else {
             return Ok(Ok(Vec::new()));
         };
-        let result = self.evaluation()?.candidates(&domain, &fqdn);
+        let result = self.counted()?.candidates(&domain, &fqdn);
         let result = match result {
             Ok(list) => Ok(list
                 .into_iter()
@@ -92,7 +101,7 @@ impl host::Host for StoreState {
     }
 
     fn check_password(&mut self, registration: u64) -> wasmtime::Result<wit::PasswordCheck> {
-        let result = match self.evaluation()?.check_password(registration) {
+        let result = match self.counted()?.check_password(registration) {
             PasswordCheck::Match => wit::PasswordCheck::Match,
             PasswordCheck::Mismatch => wit::PasswordCheck::Mismatch,
             PasswordCheck::NotProvided => wit::PasswordCheck::NotProvided,
@@ -103,11 +112,11 @@ impl host::Host for StoreState {
 
     fn is_public_suffix(&mut self, name: String) -> wasmtime::Result<bool> {
         bounded("is-public-suffix", &name)?;
-        Ok(self.evaluation()?.is_public_suffix(&name))
+        Ok(self.counted()?.is_public_suffix(&name))
     }
 
     fn now(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.evaluation()?.now())
+        Ok(self.counted()?.now())
     }
 
     fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
@@ -116,7 +125,7 @@ impl host::Host for StoreState {
             wit::LogLevel::Info => LogLevel::Info,
             wit::LogLevel::Warn => LogLevel::Warn,
         };
-        self.evaluation()?.log(level, &message);
+        self.counted()?.log(level, &message);
         Ok(())
     }
 }

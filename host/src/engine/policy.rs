@@ -162,11 +162,14 @@ impl Policy for WasmPolicy {
         let (result, evaluation) =
             self.run(Some(evaluation), |module, store| module.prereg_policy_policy().call_decide(store, &wit_request));
         let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
-        let decision = result.map(|d| Decision {
-            allowed: d.allowed,
-            reason: reason(d.reason),
-            registration: d.registration,
-            explanation: d.explanation.chars().take(1024).collect(),
+        let decision = result.and_then(|d| {
+            bounded_output("explanation", &d.explanation)?;
+            Ok(Decision {
+                allowed: d.allowed,
+                reason: reason(d.reason),
+                registration: d.registration,
+                explanation: d.explanation.chars().take(1024).collect(),
+            })
         });
         (decision, evaluation)
     }
@@ -188,6 +191,12 @@ impl Policy for WasmPolicy {
         });
         let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
         let result = result.and_then(|r| match r {
+            Ok(v) if v.pattern.len() > MAX_OUTPUT_BYTES => {
+                bounded_output("pattern", &v.pattern).map(|()| Err(ValidationError::new(Field::Fqdn, String::new())))
+            }
+            Err(e) if e.message.len() > MAX_OUTPUT_BYTES => {
+                bounded_output("message", &e.message).map(|()| Err(ValidationError::new(Field::Fqdn, String::new())))
+            }
             Ok(v) => Ok(Ok(ValidRegistration {
                 domain: v.domain,
                 pattern: v.pattern,
@@ -205,6 +214,23 @@ impl Policy for WasmPolicy {
         });
         (result, evaluation)
     }
+}
+
+/// Longest string a policy may return, in bytes.
+const MAX_OUTPUT_BYTES: usize = 4096;
+
+/// A policy that returns an oversized string fails (closed), whatever it said.
+fn bounded_output(what: &str, value: &str) -> Result<(), PolicyFailure> {
+    if value.len() > MAX_OUTPUT_BYTES {
+        return Err(PolicyFailure {
+            kind: "invalid-output",
+            message: format!(
+                "the policy returned a {what} of {} bytes; at most {MAX_OUTPUT_BYTES} are accepted",
+                value.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn reason(r: wit::Reason) -> Reason {

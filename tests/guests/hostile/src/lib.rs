@@ -11,6 +11,9 @@
 //! | `liar` | says `allowed` with a deny reason |
 //! | `greedy` | allows via `not-required` on a procedure that requires preregistration |
 //! | `chatty` | logs a 1 MiB line (the host must cut it) and denies |
+//! | `deep` | recurses without end (the stack overflows: a trap) |
+//! | `storm` | calls a host import ten million times (the import budget must stop it) |
+//! | `huge` | allows with an 8 MiB explanation (the host must refuse the output) |
 //! | anything else | denies with `no-registration` |
 //!
 //! Never use it for real decisions: it exists for `tests/all/sandbox.rs`.
@@ -20,6 +23,15 @@
 use std::hint::black_box;
 
 use prereg_sdk::prelude::*;
+
+/// Recursion the optimizer cannot remove (it never returns, on purpose).
+#[allow(unconditional_recursion, reason = "the point of the `deep` case")]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 256];
+    frame[(depth % 256) as usize] = 1;
+    black_box(&mut frame);
+    recurse(black_box(depth + 1)).wrapping_add(u64::from(frame[0]))
+}
 
 /// The hostile policy.
 pub struct Hostile;
@@ -51,6 +63,20 @@ fn misbehave(host: &impl PolicyHost, name: &str) -> Option<Decision> {
             explanation: "lying".into(),
         }),
         "greedy" => Some(Decision::new(Reason::NotRequired, None, "claims preregistration is not required")),
+        "deep" => Some(Decision::new(Reason::NoRegistration, None, format!("depth {}", recurse(black_box(0))))),
+        "storm" => {
+            let mut sum = 0u64;
+            for _ in 0..10_000_000u32 {
+                sum = black_box(sum.wrapping_add(host.now()));
+            }
+            Some(Decision::new(Reason::NoRegistration, None, format!("{sum}")))
+        }
+        "huge" => Some(Decision {
+            allowed: true,
+            reason: Reason::Matched,
+            registration: None,
+            explanation: "x".repeat(black_box(8 << 20)),
+        }),
         "chatty" => {
             host.log(LogLevel::Warn, &"x".repeat(1 << 20));
             None
