@@ -258,6 +258,8 @@ fn an_officer_works_in_the_ra_page_with_a_key_that_never_leaves_it() {
 
     // The audit log, with the chain's status.
     browser.tab("audit");
+    // The page does not walk the whole chain on every load: Refresh does.
+    browser.wait_text("#chain-status", "Press Refresh to verify the whole chain");
     browser.click("#audit-refresh");
     browser.wait_text("#chain-status", "Audit chain intact");
     let audit = browser.wait_text("#audit", "registration.disable");
