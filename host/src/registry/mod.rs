@@ -121,8 +121,9 @@ impl Registry {
     /// registry; returns the one it replaces. Decisions already running finish
     /// on the old one.
     pub fn swap_policy(&self, policy: Arc<dyn Policy>) -> Arc<dyn Policy> {
+        let info = policy.info().clone();
         let old = self.policy.swap(Arc::new(policy));
-        tracing::info!(name = %self.policy().info().name, sha256 = %self.policy().info().sha256, "policy swapped");
+        tracing::info!(name = %info.name, sha256 = %info.sha256, "policy swapped");
         old.as_ref().clone()
     }
 

@@ -4,7 +4,8 @@
 //! compact form, which the registry verifies and the audit log keeps.
 
 use axum::Json;
-use axum::extract::{FromRequest, Request};
+use axum::extract::multipart::Field;
+use axum::extract::{FromRequest, Multipart, Request};
 use serde::{Deserialize, Serialize};
 
 use super::problem::ApiError;
@@ -38,6 +39,35 @@ impl FlattenedJws {
     pub fn to_compact(&self) -> String {
         format!("{}.{}.{}", self.protected, self.payload, self.signature)
     }
+}
+
+/// The problem for a multipart body that cannot be read.
+pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::malformed(e.body_text())
+}
+
+/// An upload (an import, a policy) is a multipart form: first `request`, the
+/// signed request as flattened JSON, then `file`. Reads `request` and returns
+/// the signed request in compact form; `what` names the request in messages.
+pub async fn signed_part(form: &mut Multipart, what: &str) -> Result<String, ApiError> {
+    let field = form.next_field().await.map_err(multipart_error)?;
+    let Some(field) = field.filter(|f| f.name() == Some("request")) else {
+        return Err(ApiError::malformed(format!(
+            "the first part of the form must be `request` ({what}), then a `file` part"
+        )));
+    };
+    let text = field.text().await.map_err(multipart_error)?;
+    let jws: FlattenedJws = serde_json::from_str(&text)
+        .map_err(|e| ApiError::malformed(format!("`request` is not a JWS in flattened JSON serialization: {e}")))?;
+    Ok(jws.to_compact())
+}
+
+/// The `file` part that follows `request`; `what` names the file in messages.
+pub async fn file_part<'a>(form: &'a mut Multipart, what: &str) -> Result<Field<'a>, ApiError> {
+    let field = form.next_field().await.map_err(multipart_error)?;
+    field
+        .filter(|f| f.name() == Some("file"))
+        .ok_or_else(|| ApiError::malformed(format!("the second part of the form must be `file`, {what}")))
 }
 
 /// Extracts a signed write from a JSON body; a body that is not one is a

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, page_size};
+use super::{blocking, next_page, page_size};
 use crate::service::AppState;
 use crate::service::problem::{ApiError, Problem};
 use crate::store::AuditRecord;
@@ -52,12 +52,7 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<AuditQuery>
     let registry = state.registry().clone();
     let after = query.after.unwrap_or(0);
     let mut items = blocking(move || Ok(registry.audit_records(after, limit + 1)?)).await?;
-    let next_after = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.seq)
-    } else {
-        None
-    };
+    let next_after = next_page(&mut items, limit as usize, |r| r.seq);
     Ok(Json(AuditPage { items, next_after }))
 }
 

@@ -11,12 +11,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{blocking, page_size};
+use super::{blocking, next_page, page_size};
 use crate::import::{ImportProgress, ProgressSnapshot, RowError, RowSink};
 use crate::registry::{ImportFile, unix_now};
 use crate::service::AppState;
 use crate::service::problem::{ApiError, Problem};
-use crate::service::signed::FlattenedJws;
+use crate::service::signed::{FlattenedJws, file_part, multipart_error, signed_part};
 use crate::service::state::RunningImport;
 use crate::store::ImportRecord;
 
@@ -105,30 +105,13 @@ pub async fn submit(
     if state.shutting_down() {
         return Err(ApiError::unavailable("shutting down: no new imports"));
     }
-    let malformed = |e: axum::extract::multipart::MultipartError| ApiError::malformed(e.body_text());
     // 1. The signed request, checked before the file is accepted.
-    let field = form.next_field().await.map_err(malformed)?.ok_or_else(|| {
-        ApiError::malformed("the form needs a `request` part (the signed import request), then a `file` part")
-    })?;
-    if field.name() != Some("request") {
-        return Err(ApiError::malformed("the first part of the form must be `request`, the signed import request"));
-    }
-    let text = field.text().await.map_err(malformed)?;
-    let jws: FlattenedJws = serde_json::from_str(&text)
-        .map_err(|e| ApiError::malformed(format!("`request` is not a JWS in flattened JSON serialization: {e}")))?;
-    let jws = jws.to_compact();
+    let jws = signed_part(&mut form, "the signed import.csv request").await?;
     let registry = state.registry().clone();
     let checked_jws = jws.clone();
     let info = blocking(move || Ok(registry.check_import_request(&checked_jws, unix_now())?)).await?;
     // 2. The file, streamed to disk (owner-only: it may hold passwords).
-    let mut field = form
-        .next_field()
-        .await
-        .map_err(malformed)?
-        .ok_or_else(|| ApiError::malformed("the form needs a `file` part after `request`"))?;
-    if field.name() != Some("file") {
-        return Err(ApiError::malformed("the second part of the form must be `file`, the CSV file"));
-    }
+    let mut field = file_part(&mut form, "the CSV file").await?;
     let name = field.file_name().filter(|n| !n.is_empty()).unwrap_or("upload.csv").to_owned();
     let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
     let folder = state.data().imports();
@@ -137,7 +120,7 @@ pub async fn submit(
     let mut out = upload.create().await?;
     let mut size = 0u64;
     let limit = state.limits().max_upload_bytes;
-    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         size += chunk.len() as u64;
         if size > limit {
             return Err(ApiError::new(
@@ -248,12 +231,7 @@ pub async fn report(
                 }
             }
         }
-        let next_after = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|r| r.row)
-        } else {
-            None
-        };
+        let next_after = next_page(&mut items, limit, |r| r.row);
         Ok(ReportPage { items, next_after })
     })
     .await?;

@@ -91,6 +91,17 @@ pub(crate) const DEFAULT_PAGE: u32 = 100;
 /// Largest page.
 pub(crate) const MAX_PAGE: u32 = 1000;
 
+/// Cuts a page read with one row more than `limit` back to `limit`, and
+/// returns the `after` of the next page (`None` on the last page).
+pub(crate) fn next_page<T>(items: &mut Vec<T>, limit: usize, key: impl Fn(&T) -> u64) -> Option<u64> {
+    if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(key)
+    } else {
+        None
+    }
+}
+
 pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),

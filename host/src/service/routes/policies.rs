@@ -9,7 +9,7 @@ use super::{WriteRefusals, blocking};
 use crate::registry::{PolicyChange, unix_now};
 use crate::service::AppState;
 use crate::service::problem::ApiError;
-use crate::service::signed::{FlattenedJws, Signed};
+use crate::service::signed::{FlattenedJws, Signed, file_part, multipart_error, signed_part};
 use crate::store::PolicyVersionRecord;
 
 /// Largest component accepted, as the engine's default limit.
@@ -50,22 +50,10 @@ pub async fn load(
     State(state): State<AppState>,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<PolicyChange>), ApiError> {
-    let malformed = |e: axum::extract::multipart::MultipartError| ApiError::malformed(e.body_text());
-    let field = form.next_field().await.map_err(malformed)?;
-    let Some(field) = field.filter(|f| f.name() == Some("request")) else {
-        return Err(ApiError::malformed(
-            "the form needs a `request` part (the signed policy.load), then a `file` part",
-        ));
-    };
-    let text = field.text().await.map_err(malformed)?;
-    let jws: FlattenedJws = serde_json::from_str(&text)
-        .map_err(|e| ApiError::malformed(format!("`request` is not a JWS in flattened JSON serialization: {e}")))?;
-    let field = form.next_field().await.map_err(malformed)?;
-    let Some(mut field) = field.filter(|f| f.name() == Some("file")) else {
-        return Err(ApiError::malformed("the second part of the form must be `file`, the component"));
-    };
+    let jws = signed_part(&mut form, "the signed policy.load request").await?;
+    let mut field = file_part(&mut form, "the component").await?;
     let mut component = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if component.len() + chunk.len() > MAX_COMPONENT_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -77,7 +65,7 @@ pub async fn load(
         component.extend_from_slice(&chunk);
     }
     let registry = state.registry().clone();
-    let change = blocking(move || Ok(registry.load_policy(&jws.to_compact(), &component, unix_now())?)).await?;
+    let change = blocking(move || Ok(registry.load_policy(&jws, &component, unix_now())?)).await?;
     Ok((StatusCode::CREATED, Json(change)))
 }
 

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use prereg_core::RegistrationState;
 use serde::{Deserialize, Serialize};
 
-use super::{WriteRefusals, blocking, page_size, submit, wrong_action};
+use super::{WriteRefusals, blocking, next_page, page_size, submit, wrong_action};
 use crate::registry::WriteOutcome;
 use crate::service::AppState;
 use crate::service::problem::{ApiError, Problem};
@@ -78,12 +78,7 @@ pub async fn list(
     };
     let registry = state.registry().clone();
     let mut items = blocking(move || Ok(registry.registrations(&filter)?)).await?;
-    let next_after = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_after = next_page(&mut items, limit as usize, |r| r.id);
     Ok(Json(RegistrationPage { items, next_after }))
 }
 

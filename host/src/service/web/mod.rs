@@ -142,12 +142,7 @@ fn load_registrations(state: &AppState, query: &ListQuery) -> Result<Registratio
         ..Default::default()
     };
     let mut items = state.registry().registrations(&filter)?;
-    let next_after = if items.len() > PAGE as usize {
-        items.truncate(PAGE as usize);
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_after = super::routes::next_page(&mut items, PAGE as usize, |r| r.id);
     Ok(RegistrationsFragment {
         items,
         next_after,
