@@ -1,5 +1,5 @@
-//! Builds the WebAssembly guests of the workspace (the default policy, and the
-//! hostile policy used by the sandbox tests) as `wasm32-wasip2` components, and
+//! Builds the WebAssembly guests of the workspace (the example policies of
+//! `policies/`, and the hostile policy used by the sandbox tests) as `wasm32-wasip2` components, and
 //! generates `guests.rs` with their paths, so that `cargo build` from a clean
 //! checkout embeds the default policy in the binary. Modelled on wasmtime's
 //! `crates/test-programs/artifacts/build.rs`.
@@ -16,8 +16,13 @@ const TARGET: &str = "wasm32-wasip2";
 /// Cargo profile for guests (see the workspace `Cargo.toml`).
 const PROFILE: &str = "wasm-guest";
 /// (package, constant name) of every guest.
-const GUESTS: &[(&str, &str)] =
-    &[("prereg-policy-default", "DEFAULT_POLICY"), ("prereg-policy-hostile", "HOSTILE_POLICY")];
+const GUESTS: &[(&str, &str)] = &[
+    ("prereg-policy-default", "DEFAULT_POLICY"),
+    ("prereg-policy-exact-only", "EXACT_ONLY_POLICY"),
+    ("prereg-policy-multi-label", "MULTI_LABEL_POLICY"),
+    ("prereg-policy-serial-required", "SERIAL_REQUIRED_POLICY"),
+    ("prereg-policy-hostile", "HOSTILE_POLICY"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

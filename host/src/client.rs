@@ -166,6 +166,7 @@ impl Client {
             }
             WriteRequest::DeleteRegistration { id } => self.send("DELETE", &format!("/v1/registrations/{id}"), &body),
             WriteRequest::ActivatePolicy { .. } => Ok(self.activate_policy(&body)?.outcome),
+            WriteRequest::ShadowPolicy { .. } => Ok(self.shadow_policy(&body)?.outcome),
             WriteRequest::ImportCsv { .. } | WriteRequest::LoadPolicy { .. } => Err(ClientError::Decode {
                 url: self.base.clone(),
                 message: "imports and policies are sent with their file: use Client::import or Client::load_policy"
@@ -315,6 +316,16 @@ impl Client {
     /// Activates a loaded policy version (a signed `policy.activate`).
     pub fn activate_policy(&self, body: &FlattenedJws) -> Result<crate::registry::PolicyChange, ClientError> {
         self.send("POST", "/v1/policies/activate", body)
+    }
+
+    /// Starts or stops shadow mode (a signed `policy.shadow`).
+    pub fn shadow_policy(&self, body: &FlattenedJws) -> Result<crate::registry::ShadowChange, ClientError> {
+        self.send("POST", "/v1/policies/shadow", body)
+    }
+
+    /// The shadow policy and the decisions where it disagreed, after `after`.
+    pub fn shadow_report(&self, after: u64, limit: u32) -> Result<crate::registry::ShadowReport, ClientError> {
+        self.get("/v1/policies/shadow", &[("after", after.to_string()), ("limit", limit.to_string())])
     }
 
     /// Every loaded policy version.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use prereg_core::{Fqdn, IndexKey, LogLevel, LookupError, PasswordCheck, PolicyHost, Procedure, Registration};
 use zeroize::Zeroizing;
 
+use crate::host_calls::{self, HostCall, HostCalls};
 use crate::password;
 use crate::public_suffix;
 use crate::store::{RegistrationRecord, Tx};
@@ -24,9 +25,6 @@ pub const MAX_LOOKUPS: u32 = 16;
 pub const MAX_PASSWORD_CHECKS: usize = 2;
 /// Most log lines kept from one evaluation.
 pub const MAX_LOG_LINES: u32 = 32;
-/// Host-import calls one evaluation may make, all imports together (an
-/// import storm is stopped here, not only by the deadline).
-pub const MAX_IMPORT_CALLS: u32 = 10_000;
 /// Longest log line kept, in bytes.
 pub const MAX_LOG_BYTES: usize = 1024;
 
@@ -58,6 +56,8 @@ pub struct Trace {
     pub log_lines: u32,
     /// Host-import calls made.
     pub import_calls: u32,
+    /// The calls and their answers, when recording ([`HostCalls::Record`]).
+    pub recorded: Vec<HostCall>,
 }
 
 /// The context of one evaluation.
@@ -67,6 +67,7 @@ pub struct Evaluation {
     password: Option<Zeroizing<String>>,
     policy_name: String,
     trace: RefCell<Trace>,
+    calls: HostCalls,
 }
 
 impl Evaluation {
@@ -78,6 +79,31 @@ impl Evaluation {
             password,
             policy_name: policy_name.to_owned(),
             trace: RefCell::new(Trace::default()),
+            calls: HostCalls::Live,
+        }
+    }
+
+    /// Records the host calls, or answers them from a recording only.
+    pub fn with_host_calls(mut self, calls: HostCalls) -> Self {
+        self.calls = calls;
+        self
+    }
+
+    /// In replay: the recorded answer to `question`, or a violation.
+    fn replayed(&self, question: &HostCall) -> Option<Option<HostCall>> {
+        let HostCalls::Replay(recording) = &self.calls else {
+            return None;
+        };
+        let found = recording.iter().find(|c| c.same_question(question)).cloned();
+        if found.is_none() {
+            self.violate(format!("replay: the recording has no answer to {}", question.question()));
+        }
+        Some(found)
+    }
+
+    fn record(&self, call: HostCall) {
+        if matches!(self.calls, HostCalls::Record) {
+            self.trace.borrow_mut().recorded.push(call);
         }
     }
 
@@ -92,16 +118,16 @@ impl Evaluation {
         self.trace.borrow().violation.clone()
     }
 
-    /// Counts one host-import call; false (and a violation) past
-    /// [`MAX_IMPORT_CALLS`].
-    pub fn count_import_call(&self) -> bool {
+    /// Counts one host-import call; false (and a violation) past `limit`
+    /// calls ([`crate::Limits::max_import_calls`]).
+    pub fn count_import_call(&self, limit: u32) -> bool {
         let over = {
             let mut trace = self.trace.borrow_mut();
             trace.import_calls = trace.import_calls.saturating_add(1);
-            trace.import_calls > MAX_IMPORT_CALLS
+            trace.import_calls > limit
         };
         if over {
-            self.violate(format!("more than {MAX_IMPORT_CALLS} host-import calls in one evaluation"));
+            self.violate(format!("more than {limit} host-import calls in one evaluation"));
         }
         !over
     }
@@ -122,8 +148,9 @@ impl Evaluation {
     }
 }
 
-impl PolicyHost for Evaluation {
-    fn procedure(&self, name: &str) -> Option<Procedure> {
+/// The answers from the store.
+impl Evaluation {
+    fn procedure_from_store(&self, name: &str) -> Option<Procedure> {
         match self.tx.borrow_mut().procedure(name) {
             Ok(p) => p.map(|p| Procedure {
                 name: p.name,
@@ -139,16 +166,7 @@ impl PolicyHost for Evaluation {
         }
     }
 
-    fn candidates(&self, domain: &str, fqdn: &Fqdn) -> Result<Vec<Registration>, LookupError> {
-        {
-            let mut trace = self.trace.borrow_mut();
-            trace.lookups += 1;
-            if trace.lookups > MAX_LOOKUPS {
-                drop(trace);
-                self.violate(format!("more than {MAX_LOOKUPS} candidate lookups in one evaluation"));
-                return Err(LookupError::TooMany);
-            }
-        }
+    fn candidates_from_store(&self, domain: &str, fqdn: &Fqdn) -> Result<Vec<Registration>, LookupError> {
         let keys: Vec<String> = IndexKey::probes(fqdn).iter().map(IndexKey::encode).collect();
         let rows = match self.tx.borrow_mut().candidates(domain, &keys, MAX_CANDIDATES) {
             Ok(rows) => rows,
@@ -173,7 +191,7 @@ impl PolicyHost for Evaluation {
             .collect())
     }
 
-    fn check_password(&self, registration: u64) -> PasswordCheck {
+    fn check_password_in_store(&self, registration: u64) -> PasswordCheck {
         if let Some(done) = self.trace.borrow().password_checks.get(&registration) {
             return *done;
         }
@@ -200,9 +218,79 @@ impl PolicyHost for Evaluation {
         self.trace.borrow_mut().password_checks.insert(registration, result);
         result
     }
+}
+
+impl PolicyHost for Evaluation {
+    fn procedure(&self, name: &str) -> Option<Procedure> {
+        let question = HostCall::GetProcedure { name: name.to_owned(), answer: None };
+        if let Some(answer) = self.replayed(&question) {
+            return match answer {
+                Some(HostCall::GetProcedure { answer, .. }) => answer.as_ref().and_then(|p| p.to_procedure()),
+                _ => None,
+            };
+        }
+        let answer = self.procedure_from_store(name);
+        self.record(HostCall::GetProcedure { name: name.to_owned(), answer: answer.as_ref().map(Into::into) });
+        answer
+    }
+
+    fn candidates(&self, domain: &str, fqdn: &Fqdn) -> Result<Vec<Registration>, LookupError> {
+        let question =
+            HostCall::FindCandidates { domain: domain.to_owned(), fqdn: fqdn.to_string(), answer: Ok(vec![]) };
+        {
+            let mut trace = self.trace.borrow_mut();
+            trace.lookups += 1;
+            if trace.lookups > MAX_LOOKUPS {
+                drop(trace);
+                self.violate(format!("more than {MAX_LOOKUPS} candidate lookups in one evaluation"));
+                return Err(LookupError::TooMany);
+            }
+        }
+        if let Some(answer) = self.replayed(&question) {
+            return match answer {
+                Some(HostCall::FindCandidates { answer: Ok(list), .. }) => {
+                    Ok(list.iter().filter_map(|r| r.to_registration()).collect())
+                }
+                Some(HostCall::FindCandidates { answer: Err(e), .. }) if e == "too-many" => Err(LookupError::TooMany),
+                _ => Err(LookupError::Unavailable),
+            };
+        }
+        let answer = self.candidates_from_store(domain, fqdn);
+        self.record(HostCall::FindCandidates {
+            domain: domain.to_owned(),
+            fqdn: fqdn.to_string(),
+            answer: match &answer {
+                Ok(list) => Ok(list.iter().map(Into::into).collect()),
+                Err(LookupError::TooMany) => Err("too-many".into()),
+                Err(LookupError::Unavailable) => Err("unavailable".into()),
+            },
+        });
+        answer
+    }
+
+    fn check_password(&self, registration: u64) -> PasswordCheck {
+        let question = HostCall::CheckPassword { registration, answer: String::new() };
+        if let Some(answer) = self.replayed(&question) {
+            return match answer {
+                Some(HostCall::CheckPassword { answer, .. }) => {
+                    host_calls::parse_password_check(&answer).unwrap_or(PasswordCheck::Mismatch)
+                }
+                _ => PasswordCheck::Mismatch,
+            };
+        }
+        let answer = self.check_password_in_store(registration);
+        self.record(HostCall::CheckPassword { registration, answer: host_calls::password_check_name(answer).into() });
+        answer
+    }
 
     fn is_public_suffix(&self, name: &str) -> bool {
-        public_suffix::is_public_suffix(name)
+        let question = HostCall::IsPublicSuffix { name: name.to_owned(), answer: false };
+        if let Some(answer) = self.replayed(&question) {
+            return matches!(answer, Some(HostCall::IsPublicSuffix { answer: true, .. }));
+        }
+        let answer = public_suffix::is_public_suffix(name);
+        self.record(HostCall::IsPublicSuffix { name: name.to_owned(), answer });
+        answer
     }
 
     fn now(&self) -> u64 {

@@ -30,15 +30,21 @@
 
 pub mod audit;
 pub mod builtin;
+pub mod cases;
 pub mod client;
 pub mod data_dir;
+pub mod dataset;
 pub mod engine;
 pub mod evaluation;
+pub mod host_calls;
 pub mod import;
 pub mod password;
 pub mod policy;
+pub mod policy_bench;
 pub mod public_suffix;
 pub mod registry;
+pub mod scaffold;
+pub mod scratch;
 pub mod service;
 pub mod signing;
 pub mod store;
@@ -87,26 +93,41 @@ pub fn load_policy(engine: &PolicyEngine, path: Option<&Path>) -> Result<WasmPol
 /// Without `policy`, the active version recorded in the store (`prereg policy
 /// activate`) is loaded, or the built-in default if none is.
 pub fn open_registry(data: &DataDir, policy: Option<&Path>) -> Result<Registry, OpenError> {
+    open_registry_with(data, policy, Limits::default())
+}
+
+/// [`open_registry`] with the policy sandbox's limits.
+pub fn open_registry_with(data: &DataDir, policy: Option<&Path>, limits: Limits) -> Result<Registry, OpenError> {
     data.ensure().map_err(|source| OpenError::DataDir { path: data.root().display().to_string(), source })?;
     let storage: Arc<dyn store::Storage> = Arc::new(store::SqliteStorage::open(&data.database())?);
-    let engine = PolicyEngine::new(Limits::default())?;
+    let engine = PolicyEngine::new(limits)?;
     let cache = Arc::new(engine::cache::PrecompiledCache::new(data.cache(), Box::new(StoreLedger(storage.clone()))));
-    let active = match policy {
+    let active: Arc<dyn policy::Policy> = match policy {
         Some(path) => {
             let shown = path.display().to_string();
             let bytes = std::fs::read(path).map_err(|source| EngineError::Read { path: shown.clone(), source })?;
-            cache.load(&engine, &bytes, &shown)?.0
+            Arc::new(cache.load(&engine, &bytes, &shown)?.0)
         }
         None => {
             let mut tx = storage.begin(store::TxKind::Read)?;
             let stored = match tx.active_policy()? {
-                Some(sha) => tx.policy_component(&sha)?.map(|bytes| (sha, bytes)),
+                Some(sha) => match tx.policy_component(&sha)? {
+                    Some(bytes) => Some((tx.policy_versions()?.into_iter().find(|p| p.sha256 == sha), sha, bytes)),
+                    None => None,
+                },
                 None => None,
             };
             drop(tx);
             match stored {
-                Some((sha, bytes)) => cache.load(&engine, &bytes, &format!("sha256:{}", &sha[..12.min(sha.len())]))?.0,
-                None => cache.load(&engine, builtin::DEFAULT_POLICY_COMPONENT, "built-in")?.0,
+                Some((record, sha, bytes)) => {
+                    let policy: Arc<dyn policy::Policy> =
+                        Arc::new(cache.load(&engine, &bytes, &format!("sha256:{}", &sha[..12.min(sha.len())]))?.0);
+                    match record {
+                        Some(r) => registry::labelled(policy, &r.name, &r.version),
+                        None => policy,
+                    }
+                }
+                None => Arc::new(cache.load(&engine, builtin::DEFAULT_POLICY_COMPONENT, "built-in")?.0),
             }
         }
     };
@@ -116,7 +137,12 @@ pub fn open_registry(data: &DataDir, policy: Option<&Path>) -> Result<Registry, 
             .map(|(p, _)| Arc::new(p) as Arc<dyn policy::Policy>)
             .map_err(|e| e.to_string())
     });
-    Ok(Registry::new(storage, Arc::new(active)).with_loader(loader))
+    let registry = Registry::new(storage, active).with_loader(loader);
+    // The shadow policy, if one is set, decides beside the active one.
+    if let Err(e) = registry.follow_store(false) {
+        tracing::warn!(error = %e, "the shadow policy recorded in the store cannot be loaded; shadow mode is off");
+    }
+    Ok(registry)
 }
 
 /// The store as the ledger of precompiled artifacts.

@@ -57,6 +57,11 @@ pub trait Policy: Send + Sync {
         evaluation: Evaluation,
         request: &RegistrationRequest,
     ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation);
+
+    /// The test cases the policy ships (a case file, see [`crate::cases`]), if any.
+    fn test_cases(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// The default policy, linked natively: the same code as the built-in
@@ -68,7 +73,7 @@ pub struct NativeDefaultPolicy {
 
 impl Default for NativeDefaultPolicy {
     fn default() -> Self {
-        let meta = prereg_policy_default::metadata();
+        let meta = prereg_rules::metadata();
         NativeDefaultPolicy {
             info: PolicyInfo {
                 name: meta.name,
@@ -91,7 +96,7 @@ impl Policy for NativeDefaultPolicy {
         evaluation: Evaluation,
         request: &EnrollmentRequest,
     ) -> (Result<Decision, PolicyFailure>, Evaluation) {
-        let decision = prereg_policy_default::decide(&evaluation, request);
+        let decision = prereg_rules::decide(&evaluation, request);
         (Ok(decision), evaluation)
     }
 
@@ -100,7 +105,7 @@ impl Policy for NativeDefaultPolicy {
         evaluation: Evaluation,
         request: &RegistrationRequest,
     ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation) {
-        let result = prereg_policy_default::validate_registration(&evaluation, request);
+        let result = prereg_rules::validate_registration(&evaluation, request);
         (Ok(result), evaluation)
     }
 }

@@ -35,7 +35,11 @@ fn load_list_activate_and_roll_back() {
     assert_eq!(hostile_sha, hostile().info().sha256);
 
     // Loaded, not active: decisions do not change.
-    let jws = sign(&f, &f.admin, WriteRequest::LoadPolicy { sha256: hostile_sha.clone(), activate: false });
+    let jws = sign(
+        &f,
+        &f.admin,
+        WriteRequest::LoadPolicy { sha256: hostile_sha.clone(), activate: false, name: None, version: None },
+    );
     let loaded = f.registry.load_policy(&jws, &bytes, NOW).unwrap();
     assert!(!loaded.active);
     assert_eq!(loaded.policy.as_ref().map(|p| (p.name.as_str(), p.version.as_str())), Some(("hostile", "0.0.1")));
@@ -92,7 +96,11 @@ fn load_list_activate_and_roll_back() {
 fn refused_components_and_requests_change_nothing() {
     let f = Fixture::new();
     let core_module = wat::parse_str("(module)").unwrap();
-    let jws = sign(&f, &f.admin, WriteRequest::LoadPolicy { sha256: sha(&core_module), activate: true });
+    let jws = sign(
+        &f,
+        &f.admin,
+        WriteRequest::LoadPolicy { sha256: sha(&core_module), activate: true, name: None, version: None },
+    );
     let e = f.registry.load_policy(&jws, &core_module, NOW).unwrap_err();
     assert!(matches!(e, RegistryError::PolicyRefused(ref m) if m.contains("core WebAssembly module")), "{e}");
     assert!(f.registry.policy_versions().unwrap().is_empty());
@@ -109,7 +117,8 @@ fn refused_components_and_requests_change_nothing() {
     })
     .unwrap();
     let bytes = hostile_bytes();
-    let jws = sign(&f, &bob, WriteRequest::LoadPolicy { sha256: sha(&bytes), activate: true });
+    let jws =
+        sign(&f, &bob, WriteRequest::LoadPolicy { sha256: sha(&bytes), activate: true, name: None, version: None });
     assert!(matches!(f.registry.load_policy(&jws, &bytes, NOW), Err(RegistryError::Forbidden { .. })));
     assert_eq!(f.registry.policy().info().sha256, default_policy().info().sha256);
 }

@@ -227,3 +227,40 @@ fn benign_decisions_all_succeed_while_a_bad_guest_runs_beside_them() {
     assert!(attacks >= 2 && benign >= 100, "{attacks} attacks, {benign} benign decisions");
     println!("{benign} benign decisions succeeded beside {attacks} attacks in 2 s");
 }
+
+#[test]
+fn the_sandbox_limits_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = crate::common::prereg_command(dir.path()).args(["--data", "data"]).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(run(&["init"]).0, Some(0));
+    assert_eq!(run(&["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]).0, Some(0));
+    assert_eq!(run(&["register", "--procedure", "routers", "--fqdn", "r1.example.com"]).0, Some(0));
+    let check = ["check", "--procedure", "routers", "--fqdn", "r1.example.com"];
+    let (code, out) = run(&check);
+    assert_eq!(code, Some(0), "{out}");
+    // The default policy makes a few host calls per decision; two are too few.
+    let (code, out) = run(&[&["--policy-import-calls", "2"][..], &check].concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("DENY policy-error") && out.contains("more than 2 host-import calls"), "{out}");
+    // A Rust guest needs more than 1 MiB of linear memory to start: the
+    // policy cannot even be loaded under that cap.
+    let out = crate::common::prereg_command(dir.path())
+        .args(["--data", "data", "--policy-memory-mib", "1"])
+        .args(check)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("policy failure (memory)"), "{err}");
+    // Through the environment too.
+    let out = crate::common::prereg_command(dir.path())
+        .args(["--data", "data"])
+        .args(check)
+        .env("PREREG_POLICY_IMPORT_CALLS", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

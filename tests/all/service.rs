@@ -269,7 +269,13 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let component = std::fs::read(prereg::builtin::HOSTILE_POLICY_PATH).unwrap();
     let load = |bytes: &[u8]| {
         let sha = prereg::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
-        serde_json::to_string(&sign(WriteRequest::LoadPolicy { sha256: sha, activate: false })).unwrap()
+        serde_json::to_string(&sign(WriteRequest::LoadPolicy {
+            sha256: sha,
+            activate: false,
+            name: None,
+            version: None,
+        }))
+        .unwrap()
     };
     let (ct, body) = multipart(&load(&component), "hostile.wasm", &component);
     let (status, loaded) = api.call("POST", "/v1/policies", "/v1/policies", Some((&ct, body)));
@@ -292,6 +298,25 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     assert_eq!(api.post_json("/v1/policies/activate", "/v1/policies/activate", &activate("built-in")).0, 200);
     let (_, allowed) = api.post_json("/v1/decisions/check", "/v1/decisions/check", &decide);
     assert_eq!(allowed["allowed"].as_bool(), Some(true));
+    // Shadow mode: exact-only (its own test cases run at load) decides
+    // beside the active policy; the report shows where they disagreed.
+    let exact_only = std::fs::read(prereg::builtin::EXACT_ONLY_POLICY_PATH).unwrap();
+    let (ct, body) = multipart(&load(&exact_only), "exact-only.wasm", &exact_only);
+    let (status, loaded) = api.call("POST", "/v1/policies", "/v1/policies", Some((&ct, body)));
+    assert_eq!((status, loaded["self_test_cases"].as_u64()), (201, Some(5)), "{loaded}");
+    let shadow = |policy: Option<&str>| sign(WriteRequest::ShadowPolicy { policy: policy.map(Into::into) });
+    let (status, started) =
+        api.post_json("/v1/policies/shadow", "/v1/policies/shadow", &shadow(Some("exact-only@0.1.0")));
+    assert_eq!((status, started["shadow"]["name"].as_str()), (200, Some("exact-only")), "{started}");
+    let (_, enrolled) = api.post_json("/v1/decisions/enroll", "/v1/decisions/enroll", &decide);
+    assert_eq!(enrolled["allowed"].as_bool(), Some(true), "the shadow never changes the outcome: {enrolled}");
+    let by_pattern = enrolled["pattern"].as_str().unwrap().contains('*');
+    let (_, report) = api.get("/v1/policies/shadow", "/v1/policies/shadow?limit=10");
+    assert_eq!(report["shadow"]["compared"].as_u64(), Some(1), "{report}");
+    assert_eq!(report["disagreements"].as_array().unwrap().len(), usize::from(by_pattern), "{report}");
+    assert_eq!(api.post_json("/v1/policies/shadow", "/v1/policies/shadow", &shadow(None)).0, 200);
+    let (_, report) = api.get("/v1/policies/shadow", "/v1/policies/shadow");
+    assert!(report["shadow"].is_null(), "{report}");
     // Audit.
     let (_, audit) = api.get("/v1/audit", "/v1/audit?limit=1000");
     let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
@@ -327,14 +352,17 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let (_, metrics) = api.get("/metrics", "/metrics");
     let metrics = metrics.as_str().unwrap();
     assert!(
-        metrics.contains(r#"prereg_decisions_total{mode="enroll",outcome="allowed",reason="matched"} 1"#),
+        // One enrollment before the policy section, one in shadow mode.
+        metrics.contains(r#"prereg_decisions_total{mode="enroll",outcome="allowed",reason="matched"} 2"#),
         "{metrics}"
     );
     assert!(
         metrics.contains(r#"prereg_decisions_total{mode="check",outcome="denied",reason="no-registration"} 2"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"prereg_registrations{state="open"} 4"#), "{metrics}");
+    // The shadow-mode enrollment used up the exact registration it matched.
+    assert!(metrics.contains(r#"prereg_registrations{state="open"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"prereg_registrations{state="used"} 1"#), "{metrics}");
     assert!(metrics.contains("prereg_decision_duration_seconds_bucket"));
     assert!(metrics.contains(r#"prereg_import_rows_total{outcome="created"} 1"#));
     assert_eq!(server.stop().code(), Some(0));

@@ -31,6 +31,7 @@ pub use prereg_core::{
     PolicyMetadata, Procedure, Protocol, Reason, Registration, RegistrationRequest, RegistrationState,
     ValidRegistration, ValidationError,
 };
+pub use prereg_rules as rules;
 
 mod convert;
 mod wasm_host;
@@ -66,11 +67,14 @@ pub trait Policy {
     /// The policy's name and version.
     fn metadata() -> PolicyMetadata;
 
-    /// Validates a new registration; returns it in canonical form or the field at fault.
+    /// Validates a new registration; returns it in canonical form or the
+    /// field at fault. By default, SPEC.md's validation ([`prereg_rules`]).
     fn validate_registration(
         host: &impl PolicyHost,
         request: RegistrationRequest,
-    ) -> Result<ValidRegistration, ValidationError>;
+    ) -> Result<ValidRegistration, ValidationError> {
+        prereg_rules::validate_registration(host, &request)
+    }
 
     /// Decides an enrollment request.
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision;
@@ -103,6 +107,15 @@ impl<P: Policy> bindings::exports::prereg::policy::policy::Guest for Export<P> {
 
 /// Exports a [`Policy`] as the component's `prereg:policy/policy` interface and
 /// records the WIT version in the `prereg:wit-version` custom section.
+///
+/// With `cases = "FILE"` (a path relative to the crate's `Cargo.toml`), the
+/// policy also ships its own test cases (the format of `prereg policy test`)
+/// in the `prereg:test-cases` custom section: the host runs them when the
+/// policy is loaded, and refuses it if one fails.
+///
+/// ```ignore
+/// prereg_sdk::export_policy!(MyPolicy, cases = "cases.toml");
+/// ```
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
@@ -113,5 +126,14 @@ macro_rules! export_policy {
 
         type __PreregExport = $crate::Export<$policy>;
         $crate::bindings::__export_policy_module!(__PreregExport with_types_in $crate::bindings);
+    };
+    ($policy:ty, cases = $cases:literal) => {
+        $crate::export_policy!($policy);
+
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(link_section = "prereg:test-cases")]
+        #[used]
+        static __PREREG_TEST_CASES: [u8; include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $cases)).len()] =
+            *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $cases));
     };
 }

@@ -41,6 +41,55 @@ pub struct GlobalArgs {
     /// Log format.
     #[arg(long, global = true, env = "PREREG_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Wall-clock deadline of one policy evaluation, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "PREREG_POLICY_DEADLINE_MS",
+        default_value_t = 200,
+        help_heading = "Policy sandbox"
+    )]
+    pub policy_deadline_ms: u64,
+    /// Memory one policy evaluation may use, in MiB.
+    #[arg(
+        long,
+        global = true,
+        env = "PREREG_POLICY_MEMORY_MIB",
+        default_value_t = 32,
+        help_heading = "Policy sandbox"
+    )]
+    pub policy_memory_mib: usize,
+    /// Host-import calls one policy evaluation may make.
+    #[arg(
+        long,
+        global = true,
+        env = "PREREG_POLICY_IMPORT_CALLS",
+        default_value_t = 10_000,
+        help_heading = "Policy sandbox"
+    )]
+    pub policy_import_calls: u32,
+    /// Longest string that may cross the policy boundary, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "PREREG_POLICY_STRING_BYTES",
+        default_value_t = 4096,
+        help_heading = "Policy sandbox"
+    )]
+    pub policy_string_bytes: usize,
+}
+
+impl GlobalArgs {
+    /// The policy sandbox's limits.
+    pub fn limits(&self) -> prereg::Limits {
+        prereg::Limits {
+            deadline: std::time::Duration::from_millis(self.policy_deadline_ms.clamp(1, 60_000)),
+            max_memory_bytes: self.policy_memory_mib.clamp(1, 4096) << 20,
+            max_import_calls: self.policy_import_calls.max(1),
+            max_string_bytes: self.policy_string_bytes.clamp(256, 1 << 20),
+            ..prereg::Limits::default()
+        }
+    }
 }
 
 /// Log formats.
@@ -219,13 +268,21 @@ pub enum PolicyCommand {
         json: bool,
     },
     /// Load a policy component (signed; needs an officer of every domain). It is
-    /// checked and compiled before it is stored; a refused file changes nothing.
+    /// checked, compiled and its own test cases run before it is stored; a
+    /// refused file changes nothing.
+    #[command(disable_version_flag = true)]
     Load {
         /// The component (.wasm).
         file: PathBuf,
         /// Make it the active policy at once.
         #[arg(long)]
         activate: bool,
+        /// List it under this name instead of the one in its metadata.
+        #[arg(long)]
+        name: Option<String>,
+        /// List it under this version instead of the one in its metadata.
+        #[arg(long)]
+        version: Option<String>,
     },
     /// Every loaded policy version, and which is active.
     List {
@@ -240,6 +297,90 @@ pub enum PolicyCommand {
         #[arg(value_name = "VERSION")]
         selector: String,
     },
+    /// Shadow mode: `shadow FILE.wasm` (or a loaded VERSION) decides every
+    /// enrollment beside the active policy, without effect; `shadow report`
+    /// lists where they disagreed; `shadow stop` ends it.
+    #[command(args_conflicts_with_subcommands = true)]
+    Shadow {
+        /// The candidate: a component file (loaded first), or a loaded version.
+        #[arg(value_name = "FILE|VERSION")]
+        candidate: Option<String>,
+        /// Report or stop.
+        #[command(subcommand)]
+        action: Option<ShadowCommand>,
+    },
+    /// Run table-driven test cases against a policy in a throwaway store (a
+    /// readable report; exit code 0 only when all pass).
+    Test(PolicyTestArgs),
+    /// Compile time, instantiation time and decision latency of a policy on a
+    /// generated dataset.
+    Bench(PolicyBenchArgs),
+    /// Scaffold a new policy crate (Cargo.toml, src/lib.rs, cases.toml) that
+    /// builds with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// The policy's name (a crate name: letters, digits, `-`).
+        name: String,
+        /// Folder to create [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The prereg source tree whose SDK the crate depends on [default: the
+        /// one this binary was built from].
+        #[arg(long)]
+        prereg: Option<PathBuf>,
+    },
+}
+
+/// `prereg policy shadow ...`
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// The enrollments where the shadow policy and the active one disagreed.
+    Report {
+        /// Only disagreements after this id.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop shadow mode.
+    Stop,
+}
+
+/// `prereg policy test` arguments.
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// The policy component (.wasm).
+    pub file: PathBuf,
+    /// The case file (TOML) [default: the cases the policy ships].
+    pub cases: Option<PathBuf>,
+    /// JSON output (for CI).
+    #[arg(long)]
+    pub json: bool,
+    /// Record the host calls the policy makes into this file (JSON).
+    #[arg(long, conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Answer the policy's host calls from this recording only (no store).
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
+}
+
+/// `prereg policy bench` arguments.
+#[derive(Debug, Args)]
+pub struct PolicyBenchArgs {
+    /// The policy component (.wasm).
+    pub file: PathBuf,
+    /// Registrations in the generated dataset.
+    #[arg(long, default_value_t = 10_000)]
+    pub registrations: u32,
+    /// Decisions to time.
+    #[arg(long, default_value_t = 2_000)]
+    pub decisions: u32,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `prereg register` arguments.

@@ -5,7 +5,9 @@
 use prereg::Registry;
 use prereg::client::Client;
 use prereg::policy::PolicyInfo;
-use prereg::registry::{DecisionMode, DecisionReport, EnrollmentInput, PolicyChange, WriteOutcome, unix_now};
+use prereg::registry::{
+    DecisionMode, DecisionReport, EnrollmentInput, PolicyChange, ShadowChange, ShadowReport, WriteOutcome, unix_now,
+};
 use prereg::signing::{self, MAX_LIFETIME_SECS, SigningKey, WriteRequest};
 use prereg::store::{
     AuditRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord,
@@ -130,11 +132,13 @@ impl Backend {
         key: &SigningKey,
         path: &std::path::Path,
         activate: bool,
+        name: Option<String>,
+        version: Option<String>,
     ) -> anyhow::Result<PolicyChange> {
         let bytes = std::fs::read(path).map_err(|e| super::InputError(format!("{}: {e}", path.display())))?;
         let sha256 = prereg::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         let now = unix_now();
-        let request = WriteRequest::LoadPolicy { sha256, activate };
+        let request = WriteRequest::LoadPolicy { sha256, activate, name, version };
         let jws = signing::sign(key, &self.instance_id()?, request, now, MAX_LIFETIME_SECS)?;
         Ok(match self {
             Backend::Local(r) => r.load_policy(&jws, &bytes, now)?,
@@ -154,6 +158,29 @@ impl Backend {
                     .ok_or_else(|| anyhow::anyhow!("signing produced no JWS"))?;
                 c.activate_policy(&body)?
             }
+        })
+    }
+
+    /// Starts (a loaded version) or stops (`None`) shadow mode, signed with `key`.
+    pub fn shadow_policy(&self, key: &SigningKey, policy: Option<String>) -> anyhow::Result<ShadowChange> {
+        let now = unix_now();
+        let request = WriteRequest::ShadowPolicy { policy };
+        let jws = signing::sign(key, &self.instance_id()?, request, now, MAX_LIFETIME_SECS)?;
+        Ok(match self {
+            Backend::Local(r) => r.set_shadow(&jws, now)?,
+            Backend::Remote(c) => {
+                let body = prereg::service::signed::FlattenedJws::from_compact(&jws)
+                    .ok_or_else(|| anyhow::anyhow!("signing produced no JWS"))?;
+                c.shadow_policy(&body)?
+            }
+        })
+    }
+
+    /// The shadow policy and its disagreements.
+    pub fn shadow_report(&self, after: u64, limit: u32) -> anyhow::Result<ShadowReport> {
+        Ok(match self {
+            Backend::Local(r) => r.shadow_report(after, limit)?,
+            Backend::Remote(c) => c.shadow_report(after, limit)?,
         })
     }
 

@@ -5,6 +5,7 @@ mod backend;
 mod decide;
 mod import;
 mod init;
+mod policy;
 mod reads;
 mod serve;
 mod writes;
@@ -44,13 +45,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => decide::run(&context, args, prereg::registry::DecisionMode::DryRun),
         Command::Enroll(args) => decide::run(&context, args, prereg::registry::DecisionMode::Enroll),
         Command::Audit(cmd) => reads::audit(&context, cmd),
-        Command::Policy(cmd) => reads::policy(&context, cmd),
+        Command::Policy(cmd) => policy::run(&context, cmd),
     }
 }
 
 /// What every command may need.
 pub struct Context {
-    global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
 }
 
 impl Context {
@@ -95,7 +96,7 @@ impl Context {
             ))
             .into());
         }
-        let registry = prereg::open_registry(&data, self.global.policy.as_deref())?;
+        let registry = prereg::open_registry_with(&data, self.global.policy.as_deref(), self.global.limits())?;
         registry.instance_id()?;
         Ok(registry)
     }

@@ -1,4 +1,4 @@
-//! Commands that only read: `list`, `show`, `audit`, `policy info`.
+//! Commands that only read: `list`, `show`, `audit`.
 
 use std::process::ExitCode;
 
@@ -6,7 +6,7 @@ use prereg::store::{RegistrationFilter, RegistrationRecord};
 use prereg_core::RegistrationState;
 
 use super::{Context, print_json};
-use crate::cli::{AuditCommand, PolicyCommand, StateArg};
+use crate::cli::{AuditCommand, StateArg};
 
 fn state(arg: StateArg) -> RegistrationState {
     match arg {
@@ -110,77 +110,4 @@ pub fn audit(context: &Context, command: AuditCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-pub fn policy(context: &Context, command: PolicyCommand) -> anyhow::Result<ExitCode> {
-    let backend = context.backend()?;
-    match command {
-        PolicyCommand::Info { json } => {
-            let info = backend.policy()?;
-            if json {
-                print_json(&info)?;
-            } else {
-                println!("name        {}", info.name);
-                println!("version     {}", info.version);
-                println!("wit version prereg:policy@{}", info.wit_version);
-                println!("sha256      {}", info.sha256);
-                println!("source      {}", info.source);
-            }
-        }
-        PolicyCommand::Load { file, activate } => {
-            let change = backend.load_policy(&context.signing_key()?, &file, activate)?;
-            let p = change.policy.as_ref();
-            println!(
-                "loaded {} {} sha256:{}{} (audit #{})",
-                p.map_or("?", |p| p.name.as_str()),
-                p.map_or("?", |p| p.version.as_str()),
-                p.map_or("?", |p| p.sha256.as_str()),
-                if change.active { ", active" } else { "" },
-                change.outcome.audit_seq
-            );
-        }
-        PolicyCommand::Activate { selector } => {
-            let change = backend.activate_policy(&context.signing_key()?, &selector)?;
-            let what = change.policy.as_ref().map_or_else(
-                || prereg::registry::BUILT_IN.to_owned(),
-                |p| format!("{} {} sha256:{}", p.name, p.version, p.sha256),
-            );
-            println!("active: {what} (audit #{})", change.outcome.audit_seq);
-        }
-        PolicyCommand::List { json } => {
-            let versions = backend.policy_versions()?;
-            if json {
-                print_json(&versions)?;
-            } else {
-                let builtin_active = !versions.iter().any(|p| p.active);
-                println!(
-                    "{:<7} {:<16} {:<10} {:<8} {:<24} {:<12} SHA-256",
-                    "ACTIVE", "NAME", "VERSION", "WIT", "LOADED", "BY"
-                );
-                println!(
-                    "{:<7} {:<16} {:<10} {:<8} {:<24} {:<12} -",
-                    if builtin_active { "*" } else { "" },
-                    "built-in",
-                    "-",
-                    prereg_core::WIT_VERSION,
-                    "-",
-                    "-"
-                );
-                for p in versions {
-                    let by: String = p.loaded_by.chars().take(12).collect();
-                    println!(
-                        "{:<7} {:<16} {:<10} {:<8} {:<24} {:<12} {}",
-                        if p.active { "*" } else { "" },
-                        p.name,
-                        p.version,
-                        p.wit_version,
-                        prereg::service::web::utc(p.loaded_at),
-                        by,
-                        p.sha256
-                    );
-                }
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,9 @@ use prereg::store::TxKind;
 
 use super::{Context, InputError, init};
 
+/// How often the service looks for policy changes made by other processes.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
     context.local_only("serve")?;
     let data = context.data();
@@ -40,6 +43,26 @@ pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
         println!("prereg serving on http://{address} (RA page: http://{address}/)");
         println!("data {}, policy {} {} sha256:{}", data.root().display(), info.name, info.version, info.sha256);
         tracing::info!(%address, data = %data.root().display(), policy = %info.name, "listening");
+        // Another process may change the active or shadow policy in the store
+        // (`prereg policy activate` without --server): follow it.
+        let follower = registry.clone();
+        let follow_active = context.global.policy.is_none();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FOLLOW_EVERY);
+            loop {
+                tick.tick().await;
+                let registry = follower.clone();
+                match tokio::task::spawn_blocking(move || registry.follow_store(follow_active)).await {
+                    Ok(Ok(changes)) => {
+                        for change in changes {
+                            tracing::info!("{change} (changed in the store by another process)");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot follow the policy recorded in the store"),
+                    Err(e) => tracing::warn!(error = %e, "policy follower failed"),
+                }
+            }
+        });
         let state = AppState::new(registry, data, ServiceLimits::default());
         service::serve(listener, state, service::shutdown_signal()).await?;
         tracing::info!("stopped");

@@ -8,9 +8,6 @@ use super::bindings::prereg::policy::{host, types as wit};
 use super::policy::StoreState;
 use crate::evaluation::Evaluation;
 
-/// Longest string a policy may pass to an import, in bytes.
-const MAX_ARG_BYTES: usize = 1024;
-
 impl StoreState {
     fn evaluation(&self) -> wasmtime::Result<&Evaluation> {
         self.evaluation.as_ref().ok_or_else(|| wasmtime::Error::msg("host import called outside an evaluation"))
@@ -19,7 +16,7 @@ impl StoreState {
     /// The evaluation, counting one import call: traps past the budget.
     fn counted(&self) -> wasmtime::Result<&Evaluation> {
         let evaluation = self.evaluation()?;
-        if !evaluation.count_import_call() {
+        if !evaluation.count_import_call(self.limits.max_import_calls) {
             return Err(wasmtime::Error::msg(evaluation.violation().unwrap_or_default()));
         }
         Ok(evaluation)
@@ -34,18 +31,22 @@ impl StoreState {
     }
 }
 
-fn bounded(what: &str, s: &str) -> wasmtime::Result<()> {
-    if s.len() > MAX_ARG_BYTES {
-        return Err(wasmtime::Error::msg(format!("{what} argument of {} bytes exceeds {MAX_ARG_BYTES}", s.len())));
+impl StoreState {
+    /// Traps on an argument longer than the limit.
+    fn bounded(&self, what: &str, s: &str) -> wasmtime::Result<()> {
+        let max = self.limits.max_string_bytes;
+        if s.len() > max {
+            return Err(wasmtime::Error::msg(format!("{what} argument of {} bytes exceeds {max}", s.len())));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 impl wit::Host for StoreState {}
 
 impl host::Host for StoreState {
     fn get_procedure(&mut self, name: String) -> wasmtime::Result<Option<wit::Procedure>> {
-        bounded("get-procedure", &name)?;
+        self.bounded("get-procedure", &name)?;
         let procedure = self.counted()?.procedure(&name).map(|p| wit::Procedure {
             name: p.name,
             domain: p.domain,
@@ -67,8 +68,8 @@ impl host::Host for StoreState {
         domain: String,
         fqdn: String,
     ) -> wasmtime::Result<Result<Vec<wit::Registration>, wit::LookupError>> {
-        bounded("find-candidates", &domain)?;
-        bounded("find-candidates", &fqdn)?;
+        self.bounded("find-candidates", &domain)?;
+        self.bounded("find-candidates", &fqdn)?;
         // The host canonicalizes again: the index is keyed by canonical names.
         let Ok(fqdn) = Fqdn::parse(&fqdn) else {
             return Ok(Ok(Vec::new()));
@@ -111,7 +112,7 @@ impl host::Host for StoreState {
     }
 
     fn is_public_suffix(&mut self, name: String) -> wasmtime::Result<bool> {
-        bounded("is-public-suffix", &name)?;
+        self.bounded("is-public-suffix", &name)?;
         Ok(self.counted()?.is_public_suffix(&name))
     }
 

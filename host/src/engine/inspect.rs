@@ -11,6 +11,10 @@ use super::EngineError;
 /// The custom section the SDK's `export_policy!` writes.
 pub const WIT_VERSION_SECTION: &str = "prereg:wit-version";
 
+/// The custom section that carries a policy's own test cases (the SDK's
+/// `export_policy!(P, cases = "cases.toml")`); the host runs them at load.
+pub const TEST_CASES_SECTION: &str = "prereg:test-cases";
+
 /// The interfaces a policy may import: its own host interface and the parts
 /// of WASI a Rust `wasm32-wasip2` program imports even when unused (served
 /// deny-all). Anything else (files, sockets, HTTP, an unknown interface) is
@@ -24,6 +28,8 @@ pub struct ComponentFacts {
     pub wit_version: Option<String>,
     /// The interfaces the component imports (`wasi:io/streams@0.2.6`, ...).
     pub imports: Vec<String>,
+    /// The test cases the policy ships (TOML), if any.
+    pub test_cases: Option<Vec<u8>>,
 }
 
 /// The WIT versions this host runs: the same major version, and for 0.x the
@@ -66,6 +72,7 @@ pub fn inspect(bytes: &[u8], source: &str) -> Result<ComponentFacts, EngineError
     }
     let mut wit_version = None;
     let mut imports = Vec::new();
+    let mut test_cases = None;
     let mut top = true;
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -102,6 +109,16 @@ pub fn inspect(bytes: &[u8], source: &str) -> Result<ComponentFacts, EngineError
                 }
                 wit_version = Some(found);
             }
+            Payload::CustomSection(section) if section.name() == TEST_CASES_SECTION => {
+                let max = crate::cases::MAX_CASES_BYTES;
+                if section.data().len() > max {
+                    return Err(invalid(format!(
+                        "its {TEST_CASES_SECTION} section has {} bytes; at most {max} are accepted",
+                        section.data().len()
+                    )));
+                }
+                test_cases = Some(section.data().to_vec());
+            }
             _ => {}
         }
     }
@@ -112,7 +129,7 @@ pub fn inspect(bytes: &[u8], source: &str) -> Result<ComponentFacts, EngineError
             allowed: ALLOWED_IMPORTS.iter().map(|a| format!("{a}*")).collect::<Vec<_>>().join(", "),
         });
     }
-    Ok(ComponentFacts { wit_version, imports })
+    Ok(ComponentFacts { wit_version, imports, test_cases })
 }
 
 #[cfg(test)]

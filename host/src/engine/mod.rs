@@ -37,11 +37,23 @@ pub struct Limits {
     pub max_memory_bytes: usize,
     /// Largest component file accepted, in bytes.
     pub max_component_bytes: usize,
+    /// Host-import calls one evaluation may make, all imports together (an
+    /// import storm is stopped here, not only by the deadline).
+    pub max_import_calls: u32,
+    /// Longest string that may cross the boundary, either way: an import's
+    /// argument, or a string in the policy's answer.
+    pub max_string_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { deadline: Duration::from_millis(200), max_memory_bytes: 32 << 20, max_component_bytes: 16 << 20 }
+        Limits {
+            deadline: Duration::from_millis(200),
+            max_memory_bytes: 32 << 20,
+            max_component_bytes: 16 << 20,
+            max_import_calls: 10_000,
+            max_string_bytes: 4096,
+        }
     }
 }
 

@@ -20,9 +20,11 @@ use crate::policy::{Policy, PolicyFailure, PolicyInfo};
 /// WASI context, and the store's limits.
 pub(super) struct StoreState {
     pub(super) evaluation: Option<Evaluation>,
+    /// The engine's limits (import calls, string sizes).
+    pub(super) limits: super::Limits,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    store_limits: StoreLimits,
 }
 
 impl WasiView for StoreState {
@@ -36,6 +38,7 @@ pub struct WasmPolicy {
     engine: PolicyEngine,
     pre: PolicyModulePre<StoreState>,
     info: PolicyInfo,
+    test_cases: Option<Vec<u8>>,
 }
 
 impl WasmPolicy {
@@ -79,6 +82,7 @@ impl WasmPolicy {
         let mut policy = WasmPolicy {
             engine: engine.clone(),
             pre,
+            test_cases: facts.test_cases,
             info: PolicyInfo {
                 name: String::new(),
                 version: String::new(),
@@ -94,6 +98,12 @@ impl WasmPolicy {
         Ok(policy)
     }
 
+    /// Instantiates the policy in a fresh store and calls nothing: the fixed
+    /// cost of every evaluation (`prereg policy bench`).
+    pub fn instantiate_only(&self) -> Result<(), PolicyFailure> {
+        self.run(None, |_, _| Ok(())).0
+    }
+
     /// Runs `call` on a fresh instance in a fresh store, with the limits and
     /// the deadline; gives the evaluation back whatever happened.
     fn run<R>(
@@ -104,10 +114,11 @@ impl WasmPolicy {
         let limits = self.engine.limits();
         let state = StoreState {
             evaluation,
+            limits,
             // Deny-all: no preopened folders, environment, arguments or sockets.
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
+            store_limits: StoreLimitsBuilder::new()
                 .memory_size(limits.max_memory_bytes)
                 .instances(16)
                 .memories(16)
@@ -116,7 +127,7 @@ impl WasmPolicy {
                 .build(),
         };
         let mut store = Store::new(self.engine.engine(), state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.store_limits);
         store.set_epoch_deadline(self.engine.deadline_ticks());
         store.epoch_deadline_trap();
         let result = self.pre.instantiate(&mut store).and_then(|module| call(&module, &mut store));
@@ -147,6 +158,10 @@ impl Policy for WasmPolicy {
         &self.info
     }
 
+    fn test_cases(&self) -> Option<&[u8]> {
+        self.test_cases.as_deref()
+    }
+
     fn decide(
         &self,
         evaluation: Evaluation,
@@ -159,11 +174,12 @@ impl Policy for WasmPolicy {
             serial: request.serial.clone(),
             has_password: request.has_password,
         };
+        let max_string = self.engine.limits().max_string_bytes;
         let (result, evaluation) =
             self.run(Some(evaluation), |module, store| module.prereg_policy_policy().call_decide(store, &wit_request));
         let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
         let decision = result.and_then(|d| {
-            bounded_output("explanation", &d.explanation)?;
+            bounded_output("explanation", &d.explanation, max_string)?;
             Ok(Decision {
                 allowed: d.allowed,
                 reason: reason(d.reason),
@@ -186,17 +202,16 @@ impl Policy for WasmPolicy {
             serial: request.serial.clone(),
             has_password: request.has_password,
         };
+        let max_string = self.engine.limits().max_string_bytes;
         let (result, evaluation) = self.run(Some(evaluation), |module, store| {
             module.prereg_policy_policy().call_validate_registration(store, &wit_request)
         });
         let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
         let result = result.and_then(|r| match r {
-            Ok(v) if v.pattern.len() > MAX_OUTPUT_BYTES => {
-                bounded_output("pattern", &v.pattern).map(|()| Err(ValidationError::new(Field::Fqdn, String::new())))
-            }
-            Err(e) if e.message.len() > MAX_OUTPUT_BYTES => {
-                bounded_output("message", &e.message).map(|()| Err(ValidationError::new(Field::Fqdn, String::new())))
-            }
+            Ok(v) if v.pattern.len() > max_string => bounded_output("pattern", &v.pattern, max_string)
+                .map(|()| Err(ValidationError::new(Field::Fqdn, String::new()))),
+            Err(e) if e.message.len() > max_string => bounded_output("message", &e.message, max_string)
+                .map(|()| Err(ValidationError::new(Field::Fqdn, String::new()))),
             Ok(v) => Ok(Ok(ValidRegistration {
                 domain: v.domain,
                 pattern: v.pattern,
@@ -216,18 +231,12 @@ impl Policy for WasmPolicy {
     }
 }
 
-/// Longest string a policy may return, in bytes.
-const MAX_OUTPUT_BYTES: usize = 4096;
-
 /// A policy that returns an oversized string fails (closed), whatever it said.
-fn bounded_output(what: &str, value: &str) -> Result<(), PolicyFailure> {
-    if value.len() > MAX_OUTPUT_BYTES {
+fn bounded_output(what: &str, value: &str, max: usize) -> Result<(), PolicyFailure> {
+    if value.len() > max {
         return Err(PolicyFailure {
             kind: "invalid-output",
-            message: format!(
-                "the policy returned a {what} of {} bytes; at most {MAX_OUTPUT_BYTES} are accepted",
-                value.len()
-            ),
+            message: format!("the policy returned a {what} of {} bytes; at most {max} are accepted", value.len()),
         });
     }
     Ok(())

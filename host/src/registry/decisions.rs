@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
 use crate::evaluation::{Evaluation, Trace};
+use crate::host_calls::{HostCall, HostCalls};
 use crate::store::{Tx, TxKind};
 
 /// Lockout threshold: this many password failures in a row lock a registration.
@@ -82,6 +83,18 @@ impl Registry {
         mode: DecisionMode,
         now: u64,
     ) -> Result<DecisionReport, RegistryError> {
+        self.decide_recording(input, mode, now, HostCalls::Live).map(|(report, _)| report)
+    }
+
+    /// [`Registry::decide`], recording the host calls the policy made when
+    /// `calls` is [`HostCalls::Record`] (`prereg policy test --record`).
+    pub fn decide_recording(
+        &self,
+        input: EnrollmentInput,
+        mode: DecisionMode,
+        now: u64,
+        calls: HostCalls,
+    ) -> Result<(DecisionReport, Vec<HostCall>), RegistryError> {
         let tx = self.storage.begin(match mode {
             DecisionMode::DryRun => TxKind::Read,
             DecisionMode::Enroll => TxKind::Write,
@@ -96,9 +109,11 @@ impl Registry {
         // The policy is taken once: a swap meanwhile does not touch this decision.
         let policy = self.policy();
         let info = policy.info().clone();
-        let evaluation = Evaluation::new(tx, now, input.password, &info.name);
+        let shadow_password = if mode == DecisionMode::Enroll { input.password.clone() } else { None };
+        let evaluation = Evaluation::new(tx, now, input.password, &info.name).with_host_calls(calls);
         let (result, evaluation) = policy.decide(evaluation, &request);
-        let (mut tx, trace) = evaluation.finish();
+        let (mut tx, mut trace) = evaluation.finish();
+        let recorded = std::mem::take(&mut trace.recorded);
 
         let decision = match result {
             Ok(decision) => match guard(&decision, &trace, &request, tx.as_mut(), now) {
@@ -122,7 +137,18 @@ impl Registry {
             audit_seq: None,
         };
         if mode == DecisionMode::Enroll {
+            // The shadow decides on the same facts, before this decision's effects.
+            let (mut tx, shadow) = self.shadow_decide(tx, &request, shadow_password, now);
             apply_effects(tx.as_mut(), &decision, &trace)?;
+            // What the audit record and a shadow disagreement keep of the
+            // request: everything but the password.
+            let request_json = serde_json::json!({
+                "procedure": request.procedure,
+                "fqdn": request.fqdn,
+                "ip": request.ip,
+                "serial": request.serial,
+                "has_password": request.has_password,
+            });
             let record = audit::append(
                 tx.as_mut(),
                 AuditEntry {
@@ -136,32 +162,38 @@ impl Registry {
                     outcome: if decision.allowed { "allowed" } else { "denied" }.into(),
                     reason: Some(report.reason.clone()),
                     policy_sha256: Some(report.policy.sha256.clone()),
-                    request: serde_json::json!({
-                        "procedure": request.procedure,
-                        "fqdn": request.fqdn,
-                        "ip": request.ip,
-                        "serial": request.serial,
-                        "has_password": request.has_password,
-                    })
-                    .to_string(),
+                    request: request_json.to_string(),
                     detail: decision.explanation.clone(),
                 },
             )?;
+            if let Some(shadow) = shadow {
+                let active = super::shadow::side(&report.policy.sha256, &decision);
+                let differs = super::shadow::disagree(&active, &shadow.side);
+                let disagreement = differs.then_some(crate::store::ShadowDisagreement {
+                    id: 0,
+                    time: now,
+                    audit_seq: record.seq,
+                    request: request_json,
+                    active,
+                    shadow: shadow.side,
+                });
+                tx.record_shadow(disagreement.as_ref())?;
+            }
             tx.commit()?;
             report.audit_seq = Some(record.seq);
         }
-        Ok(report)
+        Ok((report, recorded))
     }
 }
 
-fn policy_error(kind: &str, message: &str) -> Decision {
+pub(super) fn policy_error(kind: &str, message: &str) -> Decision {
     Decision::new(Reason::PolicyError, None, format!("policy error ({kind}): {message}"))
 }
 
 /// The host's own safety net: whatever a policy says, an allow must be backed
 /// by what the host handed out during this evaluation. A policy that fails
 /// this check gets `policy-error`, never an allow.
-fn guard(
+pub(super) fn guard(
     decision: &Decision,
     trace: &Trace,
     request: &EnrollmentRequest,
@@ -202,7 +234,11 @@ fn guard(
                 .map_err(|e| e.to_string())?
                 .ok_or("matched, but the token procedure does not exist")?;
             let fqdn = Fqdn::parse(&request.fqdn).map_err(|e| format!("matched an invalid name: {e}"))?;
-            if offer.domain != procedure.domain || record.domain != procedure.domain || offer.fqdn != fqdn.as_str() {
+            // Offered for the request name, or for one of its parent names (a
+            // policy may look up parents, as `multi-label` does).
+            let offered_for_name = offer.fqdn == fqdn.as_str()
+                || fqdn.as_str().strip_suffix(offer.fqdn.as_str()).is_some_and(|head| head.ends_with('.'));
+            if offer.domain != procedure.domain || record.domain != procedure.domain || !offered_for_name {
                 return Err(format!("registration {id} was offered for another domain or name"));
             }
             if record.state != RegistrationState::Open

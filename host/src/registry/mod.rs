@@ -9,6 +9,7 @@ mod decisions;
 mod errors;
 mod imports;
 mod policies;
+mod shadow;
 mod writes;
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use decisions::{DecisionMode, DecisionReport, EnrollmentInput, PolicyRef};
 pub use errors::RegistryError;
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
-pub use policies::{BUILT_IN, PolicyChange, PolicyLoader};
+pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};
+pub use shadow::{ShadowChange, ShadowReport};
 pub use writes::WriteOutcome;
 
 use crate::audit::{self, AuditEntry, ChainFault, GENESIS};
@@ -94,6 +96,7 @@ pub fn initialise(
 pub struct Registry {
     storage: Arc<dyn Storage>,
     policy: Arc<ArcSwap<Arc<dyn Policy>>>,
+    shadow: Arc<ArcSwap<Option<Arc<dyn Policy>>>>,
     loader: Option<Arc<PolicyLoader>>,
 }
 
@@ -109,7 +112,12 @@ pub struct AuditVerification {
 impl Registry {
     /// A registry over `storage`, deciding with `policy`.
     pub fn new(storage: Arc<dyn Storage>, policy: Arc<dyn Policy>) -> Self {
-        Registry { storage, policy: Arc::new(ArcSwap::from_pointee(policy)), loader: None }
+        Registry {
+            storage,
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
+            shadow: Arc::new(ArcSwap::from_pointee(None)),
+            loader: None,
+        }
     }
 
     /// The active policy, as it is now.

@@ -11,8 +11,12 @@ use sha2::{Digest, Sha256};
 
 use super::writes::verify_signed;
 use super::{Registry, RegistryError, WriteOutcome};
+use prereg_core::{Decision, EnrollmentRequest, RegistrationRequest, ValidRegistration, ValidationError};
+
 use crate::audit::{self, AuditEntry, hex};
-use crate::policy::Policy;
+use crate::cases::{self, CaseFile, Facts};
+use crate::evaluation::Evaluation;
+use crate::policy::{Policy, PolicyFailure, PolicyInfo};
 use crate::signing::WriteRequest;
 use crate::store::{OfficerRecord, PolicyVersionRecord, TxKind};
 
@@ -28,6 +32,10 @@ pub struct PolicyChange {
     pub policy: Option<PolicyVersionRecord>,
     /// Whether it is now the active policy.
     pub active: bool,
+    /// How many of the policy's own test cases ran at load (all passed, or
+    /// the load was refused); absent when it ships none.
+    #[serde(default)]
+    pub self_test_cases: Option<usize>,
 }
 
 /// The selector of the built-in default policy.
@@ -41,7 +49,7 @@ impl Registry {
         self
     }
 
-    fn loader(&self) -> Result<&Arc<PolicyLoader>, RegistryError> {
+    pub(super) fn loader(&self) -> Result<&Arc<PolicyLoader>, RegistryError> {
         self.loader.as_ref().ok_or_else(|| RegistryError::Invalid {
             field: "policy".into(),
             message: "this registry was opened without a policy engine".into(),
@@ -54,7 +62,7 @@ impl Registry {
         Ok(tx.policy_versions()?)
     }
 
-    fn verify_policy_request(
+    pub(super) fn verify_policy_request(
         &self,
         jws: &str,
         now: u64,
@@ -74,7 +82,7 @@ impl Registry {
     /// asked, activated. A refused file changes nothing.
     pub fn load_policy(&self, jws: &str, component: &[u8], now: u64) -> Result<PolicyChange, RegistryError> {
         let (verified, officer) = self.verify_policy_request(jws, now)?;
-        let WriteRequest::LoadPolicy { sha256, activate } = &verified.claims.request else {
+        let WriteRequest::LoadPolicy { sha256, activate, name, version } = &verified.claims.request else {
             return Err(RegistryError::Mismatch(format!(
                 "expected policy.load, not {}",
                 verified.claims.request.action()
@@ -87,13 +95,35 @@ impl Registry {
                 message: format!("the component's SHA-256 is {found}, but the signed request is for {sha256}"),
             });
         }
-        let policy =
-            (self.loader()?)(component, &format!("sha256:{}", &found[..12])).map_err(RegistryError::PolicyRefused)?;
+        for (field, label) in [("name", name), ("version", version)] {
+            if let Some(label) = label {
+                check_label(field, label)?;
+            }
+        }
+        let source = format!("sha256:{}", &found[..12]);
+        let policy = (self.loader()?)(component, &source).map_err(RegistryError::PolicyRefused)?;
+        let self_test = self_test(&policy, &source)?;
         let info = policy.info().clone();
+        let (name, version) = (
+            name.clone().unwrap_or_else(|| info.name.clone()),
+            version.clone().unwrap_or_else(|| info.version.clone()),
+        );
+        if let Some(other) =
+            self.policy_versions()?.into_iter().find(|p| p.name == name && p.version == version && p.sha256 != found)
+        {
+            return Err(RegistryError::Invalid {
+                field: "version".into(),
+                message: format!(
+                    "{name}@{version} already names another component (sha256 {}); give this one another --version",
+                    &other.sha256[..12]
+                ),
+            });
+        }
+        let policy = labelled(policy, &name, &version);
         let record = PolicyVersionRecord {
             sha256: found.clone(),
-            name: info.name.clone(),
-            version: info.version.clone(),
+            name: name.clone(),
+            version: version.clone(),
             wit_version: info.wit_version.clone(),
             size: component.len() as u64,
             loaded_by: officer.kid.clone(),
@@ -107,11 +137,13 @@ impl Registry {
             tx.set_active_policy(Some(&found), &officer.kid, now)?;
         }
         let detail = format!(
-            "{} {} (WIT {}, {} bytes){}{}",
-            info.name,
-            info.version,
+            "{name} {version} (WIT {}, {} bytes){}{}{}",
             info.wit_version,
             component.len(),
+            match self_test {
+                Some(n) => format!(", its {n} test cases pass"),
+                None => String::new(),
+            },
             if new { "" } else { ", loaded before" },
             if *activate { ", activated" } else { "" }
         );
@@ -143,6 +175,7 @@ impl Registry {
             },
             active: *activate,
             policy: record,
+            self_test_cases: self_test,
         })
     }
 
@@ -164,16 +197,7 @@ impl Registry {
                     .map_err(RegistryError::PolicyRefused)?;
                 (compiled, "the built-in default policy".to_owned())
             }
-            Some(record) => {
-                let bytes = {
-                    let mut tx = self.storage.begin(TxKind::Read)?;
-                    tx.policy_component(&record.sha256)?
-                }
-                .ok_or_else(|| RegistryError::NotFound(format!("policy {}", record.sha256)))?;
-                let compiled = (self.loader()?)(&bytes, &format!("sha256:{}", &record.sha256[..12]))
-                    .map_err(RegistryError::PolicyRefused)?;
-                (compiled, format!("{} {}", record.name, record.version))
-            }
+            Some(record) => (self.compile_stored(record)?, format!("{} {}", record.name, record.version)),
         };
         let sha = policy.info().sha256.clone();
         let mut tx = self.storage.begin(TxKind::Write)?;
@@ -209,12 +233,13 @@ impl Registry {
             },
             policy: record,
             active: true,
+            self_test_cases: None,
         })
     }
 
     /// `built-in` (None), a SHA-256 or unique prefix of 8+ hex digits, or
     /// `name@version`.
-    fn resolve_policy(&self, selector: &str) -> Result<Option<PolicyVersionRecord>, RegistryError> {
+    pub(super) fn resolve_policy(&self, selector: &str) -> Result<Option<PolicyVersionRecord>, RegistryError> {
         let selector = selector.trim();
         if selector == BUILT_IN {
             return Ok(None);
@@ -239,5 +264,87 @@ impl Registry {
                 message: format!("{selector:?} names {} loaded versions; give more of the SHA-256", matches.len()),
             }),
         }
+    }
+}
+
+/// A label given at load: 1 to 64 printable characters, no `@` or spaces.
+fn check_label(field: &str, label: &str) -> Result<(), RegistryError> {
+    let ok = !label.is_empty()
+        && label.chars().count() <= 64
+        && label.chars().all(|c| (c.is_ascii_graphic() && c != '@') || c.is_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid {
+            field: field.into(),
+            message: format!("{label:?}: 1 to 64 printable characters, without spaces or '@'"),
+        })
+    }
+}
+
+/// Runs the test cases a policy ships; refuses the policy if one fails.
+/// Returns how many ran.
+fn self_test(policy: &Arc<dyn Policy>, source: &str) -> Result<Option<usize>, RegistryError> {
+    let Some(bytes) = policy.test_cases() else {
+        return Ok(None);
+    };
+    let refuse = |why: String| RegistryError::PolicyRefused(format!("{source}: {why}"));
+    let file = CaseFile::parse_embedded(bytes, source).map_err(|e| refuse(format!("its test cases: {e}")))?;
+    let (report, _) = cases::run(policy.clone(), &file, "embedded test cases", Facts::Live)
+        .map_err(|e| refuse(format!("its own test cases could not run: {e}")))?;
+    if !report.all_passed() {
+        return Err(refuse(format!(
+            "{} of its own {} test cases fail: {}",
+            report.failed,
+            report.passed + report.failed,
+            report.failure_summary()
+        )));
+    }
+    tracing::info!(policy = %report.policy.name, cases = report.passed, "the policy's own test cases pass");
+    Ok(Some(report.passed))
+}
+
+/// `policy` under the name and version it was loaded as (when they differ
+/// from its metadata), so decisions name it as `prereg policy list` does.
+pub fn labelled(policy: Arc<dyn Policy>, name: &str, version: &str) -> Arc<dyn Policy> {
+    let info = policy.info();
+    if info.name == name && info.version == version {
+        return policy;
+    }
+    let mut info = info.clone();
+    info.name = name.into();
+    info.version = version.into();
+    Arc::new(Labelled { inner: policy, info })
+}
+
+/// A policy listed under another name or version.
+struct Labelled {
+    inner: Arc<dyn Policy>,
+    info: PolicyInfo,
+}
+
+impl Policy for Labelled {
+    fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+
+    fn decide(
+        &self,
+        evaluation: Evaluation,
+        request: &EnrollmentRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation) {
+        self.inner.decide(evaluation, request)
+    }
+
+    fn validate_registration(
+        &self,
+        evaluation: Evaluation,
+        request: &RegistrationRequest,
+    ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation) {
+        self.inner.validate_registration(evaluation, request)
+    }
+
+    fn test_cases(&self) -> Option<&[u8]> {
+        self.inner.test_cases()
     }
 }

@@ -244,9 +244,11 @@ impl Registry {
                 field: "action".into(),
                 message: "an import is submitted with its file (`prereg import`, POST /v1/imports)".into(),
             }),
-            WriteRequest::LoadPolicy { .. } | WriteRequest::ActivatePolicy { .. } => Err(RegistryError::Invalid {
+            WriteRequest::LoadPolicy { .. }
+            | WriteRequest::ActivatePolicy { .. }
+            | WriteRequest::ShadowPolicy { .. } => Err(RegistryError::Invalid {
                 field: "action".into(),
-                message: "policy changes go through `prereg policy load|activate` (POST /v1/policies)".into(),
+                message: "policy changes go through `prereg policy load|activate|shadow` (/v1/policies)".into(),
             }),
             WriteRequest::CreateProcedure { name, domain, protocol, allowed_domains, require_preregistration } => {
                 check_name("procedure name", name)?;

@@ -83,6 +83,12 @@ pub enum WriteRequest {
         /// Make it the active policy once it is loaded.
         #[serde(default)]
         activate: bool,
+        /// A name to list it under instead of the one in its metadata.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// A version to list it under instead of the one in its metadata.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
     },
     /// Make a loaded policy version the active one (roll back or forward).
     /// Needs an officer of every domain.
@@ -91,6 +97,15 @@ pub enum WriteRequest {
         /// `built-in`, a SHA-256 (or a unique prefix of 8 or more hex digits),
         /// or `name@version`.
         policy: String,
+    },
+    /// Run a loaded policy version in shadow mode beside the active one (or
+    /// stop). Needs an officer of every domain.
+    #[serde(rename = "policy.shadow")]
+    ShadowPolicy {
+        /// A SHA-256 (or a unique prefix of 8 or more hex digits) or
+        /// `name@version` of a loaded version; absent: stop shadowing.
+        #[serde(default)]
+        policy: Option<String>,
     },
     /// Import a CSV file of registrations. The file travels beside the
     /// request; the signature covers its SHA-256, the procedure and the options.
@@ -122,6 +137,7 @@ impl WriteRequest {
             WriteRequest::ImportCsv { .. } => "import.csv",
             WriteRequest::LoadPolicy { .. } => "policy.load",
             WriteRequest::ActivatePolicy { .. } => "policy.activate",
+            WriteRequest::ShadowPolicy { .. } => "policy.shadow",
         }
     }
 }

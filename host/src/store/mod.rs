@@ -267,6 +267,53 @@ pub struct PolicyVersionRecord {
     pub active: bool,
 }
 
+/// The shadow policy and how its decisions compared so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ShadowRecord {
+    /// SHA-256 of the shadow component.
+    pub sha256: String,
+    /// Officer key id that set it.
+    pub set_by: String,
+    /// Unix seconds.
+    pub set_at: u64,
+    /// Enrollments decided by both policies since it was set.
+    pub compared: u64,
+    /// Of which the two disagreed.
+    pub disagreed: u64,
+}
+
+/// One side of a shadowed decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ShadowSide {
+    /// SHA-256 of the policy.
+    pub sha256: String,
+    /// Whether it allowed.
+    pub allowed: bool,
+    /// Its reason code.
+    pub reason: String,
+    /// The registration that decided.
+    pub registration: Option<u64>,
+    /// Its explanation.
+    pub explanation: String,
+}
+
+/// An enrollment where the shadow policy and the active one disagreed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ShadowDisagreement {
+    /// Id (order of recording).
+    pub id: u64,
+    /// Unix seconds.
+    pub time: u64,
+    /// The enrollment's audit record.
+    pub audit_seq: u64,
+    /// The request (JSON, without the password).
+    pub request: serde_json::Value,
+    /// What the active policy decided (and what counted).
+    pub active: ShadowSide,
+    /// What the shadow policy would have decided.
+    pub shadow: ShadowSide,
+}
+
 /// One record of the hash-chained audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
@@ -399,6 +446,20 @@ pub trait Tx: Send {
     fn active_policy(&mut self) -> Result<Option<String>, StoreError>;
     /// Sets the active policy (`None`: the built-in default).
     fn set_active_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError>;
+
+    /// The shadow policy, if one is set.
+    fn shadow_policy(&mut self) -> Result<Option<ShadowRecord>, StoreError>;
+    /// Sets the shadow policy (`None`: none); resets its counts.
+    fn set_shadow_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError>;
+    /// Counts one compared enrollment, and records it if the two disagreed.
+    fn record_shadow(&mut self, disagreement: Option<&ShadowDisagreement>) -> Result<(), StoreError>;
+    /// Disagreements of the shadow `sha256`, after id `after`, at most `limit`.
+    fn shadow_disagreements(
+        &mut self,
+        sha256: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ShadowDisagreement>, StoreError>;
 
     /// The recorded SHA-256 of a precompiled artifact.
     fn precompiled(&mut self, key: &str) -> Result<Option<String>, StoreError>;

@@ -128,4 +128,34 @@ pub const MIGRATIONS: &[&str] = &[
         sha256 TEXT NOT NULL
     );
     "#,
+    // 5: shadow mode: a candidate policy decides beside the active one on
+    // every enrollment, without effect; the decisions where they disagree are
+    // kept, with how many were compared.
+    r#"
+    CREATE TABLE shadow_policy (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        sha256    TEXT REFERENCES policies(sha256),  -- NULL: no shadow
+        set_by    TEXT NOT NULL,
+        set_at    INTEGER NOT NULL,
+        compared  INTEGER NOT NULL DEFAULT 0,
+        disagreed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE shadow_disagreements (
+        id                  INTEGER PRIMARY KEY,
+        time                INTEGER NOT NULL,
+        audit_seq           INTEGER NOT NULL,
+        request             TEXT NOT NULL,
+        active_sha256       TEXT NOT NULL,
+        active_allowed      INTEGER NOT NULL,
+        active_reason       TEXT NOT NULL,
+        active_registration INTEGER,
+        active_explanation  TEXT NOT NULL,
+        shadow_sha256       TEXT NOT NULL,
+        shadow_allowed      INTEGER NOT NULL,
+        shadow_reason       TEXT NOT NULL,
+        shadow_registration INTEGER,
+        shadow_explanation  TEXT NOT NULL
+    );
+    CREATE INDEX shadow_disagreements_by_shadow ON shadow_disagreements (shadow_sha256, id);
+    "#,
 ];

@@ -11,7 +11,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use super::schema::MIGRATIONS;
 use super::{
     AuditRecord, ImportRecord, ImportStatus, NewRegistration, OfficerRecord, PolicyVersionRecord, ProcedureRecord,
-    RegistrationFilter, RegistrationRecord, Storage, StoreError, Tx, TxKind,
+    RegistrationFilter, RegistrationRecord, ShadowDisagreement, ShadowRecord, ShadowSide, Storage, StoreError, Tx,
+    TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
@@ -249,6 +250,17 @@ fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
 
 fn to_json(list: &[String]) -> String {
     serde_json::Value::from(list.to_vec()).to_string()
+}
+
+/// One side of a shadow disagreement, from five columns starting at `at`.
+fn shadow_side(r: &Row<'_>, at: usize) -> rusqlite::Result<ShadowSide> {
+    Ok(ShadowSide {
+        sha256: r.get(at)?,
+        allowed: r.get(at + 1)?,
+        reason: r.get(at + 2)?,
+        registration: r.get::<_, Option<i64>>(at + 3)?.map(|id| id as u64),
+        explanation: r.get(at + 4)?,
+    })
 }
 
 impl Tx for SqliteTx {
@@ -605,6 +617,94 @@ impl Tx for SqliteTx {
             params![sha256, by, at as i64],
         )?;
         Ok(())
+    }
+
+    fn shadow_policy(&mut self) -> Result<Option<ShadowRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT sha256, set_by, set_at, compared, disagreed FROM shadow_policy WHERE sha256 IS NOT NULL",
+                [],
+                |r| {
+                    Ok(ShadowRecord {
+                        sha256: r.get(0)?,
+                        set_by: r.get(1)?,
+                        set_at: r.get::<_, i64>(2)? as u64,
+                        compared: r.get::<_, i64>(3)? as u64,
+                        disagreed: r.get::<_, i64>(4)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn set_shadow_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO shadow_policy (singleton, sha256, set_by, set_at) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (singleton) DO UPDATE SET sha256 = ?1, set_by = ?2, set_at = ?3, compared = 0, disagreed = 0",
+            params![sha256, by, at as i64],
+        )?;
+        Ok(())
+    }
+
+    fn record_shadow(&mut self, disagreement: Option<&ShadowDisagreement>) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE shadow_policy SET compared = compared + 1, disagreed = disagreed + ?1",
+            [i64::from(disagreement.is_some())],
+        )?;
+        if let Some(d) = disagreement {
+            conn.execute(
+                "INSERT INTO shadow_disagreements (time, audit_seq, request, active_sha256, active_allowed, \
+                 active_reason, active_registration, active_explanation, shadow_sha256, shadow_allowed, \
+                 shadow_reason, shadow_registration, shadow_explanation) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    d.time as i64,
+                    d.audit_seq as i64,
+                    d.request.to_string(),
+                    d.active.sha256,
+                    d.active.allowed,
+                    d.active.reason,
+                    d.active.registration.map(|id| id as i64),
+                    d.active.explanation,
+                    d.shadow.sha256,
+                    d.shadow.allowed,
+                    d.shadow.reason,
+                    d.shadow.registration.map(|id| id as i64),
+                    d.shadow.explanation,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn shadow_disagreements(
+        &mut self,
+        sha256: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ShadowDisagreement>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, time, audit_seq, request, active_sha256, active_allowed, active_reason, active_registration, \
+             active_explanation, shadow_sha256, shadow_allowed, shadow_reason, shadow_registration, shadow_explanation \
+             FROM shadow_disagreements WHERE shadow_sha256 = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![sha256, after as i64, i64::from(limit)], |r| {
+                let request: String = r.get(3)?;
+                Ok(ShadowDisagreement {
+                    id: r.get::<_, i64>(0)? as u64,
+                    time: r.get::<_, i64>(1)? as u64,
+                    audit_seq: r.get::<_, i64>(2)? as u64,
+                    request: serde_json::from_str(&request).unwrap_or(serde_json::Value::String(request)),
+                    active: shadow_side(r, 4)?,
+                    shadow: shadow_side(r, 9)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn precompiled(&mut self, key: &str) -> Result<Option<String>, StoreError> {

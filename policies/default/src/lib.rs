@@ -1,211 +1,23 @@
-//! The default prereg policy: the rules of SPEC.md.
-//!
-//! Everything here is plain Rust over [`PolicyHost`]: the `wasm32-wasip2` build
-//! exports it as a component through the SDK, and the prereg host links the same
-//! code natively (its native baseline and tests), so there is one copy of the
-//! rules.
+//! The default prereg policy: the rules of SPEC.md ([`prereg_rules`]),
+//! exported as a component, with its test cases (`cases.toml`), which the
+//! host runs when the policy is loaded.
 
-// The export macro emits export names and a custom section (both `unsafe` attributes).
-#![allow(unsafe_code)]
+#![allow(unsafe_code)] // the export macro's attributes
 
-use prereg_core::model::{canonical_ip, serial_eq};
-use prereg_core::name::is_within;
-use prereg_core::pattern;
 use prereg_sdk::prelude::*;
-use prereg_sdk::{PasswordCheck, Registration, RegistrationState};
-
-/// Longest serial number accepted (X.520 serialNumber is at most 64 characters).
-pub const MAX_SERIAL_LEN: usize = 64;
 
 /// The default policy.
 pub struct DefaultPolicy;
 
 impl Policy for DefaultPolicy {
     fn metadata() -> PolicyMetadata {
-        metadata()
-    }
-
-    fn validate_registration(
-        host: &impl PolicyHost,
-        request: RegistrationRequest,
-    ) -> Result<ValidRegistration, ValidationError> {
-        validate_registration(host, &request)
+        prereg_rules::metadata()
     }
 
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision {
-        decide(host, &request)
+        prereg_rules::decide(host, &request)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-prereg_sdk::export_policy!(DefaultPolicy);
-
-/// Name and version of this policy.
-pub fn metadata() -> PolicyMetadata {
-    PolicyMetadata { name: "default".into(), version: env!("CARGO_PKG_VERSION").into() }
-}
-
-/// SPEC.md, "Registering": validates and canonicalizes a new registration.
-/// Uniqueness is the host's (a database constraint).
-pub fn validate_registration(
-    host: &impl PolicyHost,
-    request: &RegistrationRequest,
-) -> Result<ValidRegistration, ValidationError> {
-    let procedure = host.procedure(&request.procedure).ok_or_else(|| {
-        ValidationError::new(Field::Procedure, format!("unknown token procedure {:?}", request.procedure))
-    })?;
-    let pattern = Pattern::parse(&request.fqdn)
-        .and_then(|p| p.check_public_suffix(|name| host.is_public_suffix(name)).map(|()| p))
-        .map_err(|e| ValidationError::new(Field::Fqdn, format!("{:?}: {e}", request.fqdn)))?;
-    if pattern.is_catch_all() && !request.has_password {
-        return Err(ValidationError::new(
-            Field::Password,
-            "the catch-all pattern '*' is accepted only with a password",
-        ));
-    }
-    if !procedure.allowed_domains.is_empty()
-        && !procedure.allowed_domains.iter().any(|d| is_within(pattern.literal_suffix(), d))
-    {
-        return Err(ValidationError::new(
-            Field::Fqdn,
-            format!(
-                "{:?} is outside the allowed domains of token procedure {:?} ({})",
-                pattern.as_str(),
-                procedure.name,
-                procedure.allowed_domains.join(", ")
-            ),
-        ));
-    }
-    let ip = match request.ip.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(text) => Some(
-            canonical_ip(text)
-                .ok_or_else(|| ValidationError::new(Field::Ip, format!("{text:?} is not an IPv4 or IPv6 address")))?,
-        ),
-    };
-    let serial = match request.serial.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(text) => Some(validate_serial(text)?),
-    };
-    Ok(ValidRegistration {
-        domain: procedure.domain,
-        wildcards: pattern.wildcards(),
-        pattern: pattern.into_string(),
-        ip,
-        serial,
-    })
-}
-
-fn validate_serial(serial: &str) -> Result<String, ValidationError> {
-    if serial.len() > MAX_SERIAL_LEN {
-        return Err(ValidationError::new(
-            Field::Serial,
-            format!("{} characters long; at most {MAX_SERIAL_LEN} are allowed", serial.len()),
-        ));
-    }
-    if let Some(c) = serial.chars().find(|c| !c.is_ascii_graphic() && *c != ' ') {
-        return Err(ValidationError::new(Field::Serial, format!("contains {c:?}; only printable ASCII is allowed")));
-    }
-    Ok(serial.to_owned())
-}
-
-/// SPEC.md, "Deciding an enrollment", steps 1 to 8 (step 9, counting the
-/// enrollment, is the host's, atomically with the audit record).
-pub fn decide(host: &impl PolicyHost, request: &EnrollmentRequest) -> Decision {
-    // 1. The token procedure.
-    let Some(procedure) = host.procedure(&request.procedure) else {
-        return Decision::new(Reason::UnknownProcedure, None, format!("no token procedure {:?}", request.procedure));
-    };
-    // 2. Preregistration required? (Always for SCEP and CMP, whatever the setting says.)
-    if !procedure.require_preregistration && !procedure.protocol.always_requires_preregistration() {
-        return Decision::new(
-            Reason::NotRequired,
-            None,
-            format!("token procedure {:?} does not require preregistration", procedure.name),
-        );
-    }
-    // 3. A valid FQDN, without `*`.
-    let fqdn = match Fqdn::parse(&request.fqdn) {
-        Ok(fqdn) => fqdn,
-        Err(e) => return Decision::new(Reason::InvalidFqdn, None, format!("{:?}: {e}", request.fqdn)),
-    };
-    // 4. Allowed domains.
-    if !procedure.allowed_domains.is_empty() && !procedure.allowed_domains.iter().any(|d| fqdn.is_within(d)) {
-        return Decision::new(
-            Reason::DomainNotAllowed,
-            None,
-            format!("{fqdn} is outside the allowed domains of {:?}", procedure.name),
-        );
-    }
-    // 5. Candidates of the procedure's domain: matching, usable.
-    let now = host.now();
-    let candidates = match host.candidates(&procedure.domain, &fqdn) {
-        Ok(list) => list,
-        Err(e) => return Decision::new(Reason::NoRegistration, None, format!("candidate lookup failed: {e}")),
-    };
-    let mut usable: Vec<Registration> = candidates
-        .into_iter()
-        .filter(|r| pattern::matches(&r.pattern, fqdn.as_str()))
-        .filter(|r| matches!(r.state, RegistrationState::Open | RegistrationState::Locked))
-        .filter(|r| r.is_valid_at(now) && !r.is_used_up())
-        .collect();
-    // Most specific first; equal specificity: the oldest registration first.
-    usable.sort_by(|a, b| {
-        pattern::Specificity::of(&b.pattern).cmp(&pattern::Specificity::of(&a.pattern)).then(a.id.cmp(&b.id))
-    });
-    let Some(most_specific) = usable.first() else {
-        return Decision::new(
-            Reason::NoRegistration,
-            None,
-            format!("no open registration in domain {:?} matches {fqdn}", procedure.domain),
-        );
-    };
-    // 6. IP and serial: empty matches anything, set must be equal.
-    let request_ip = request.ip.as_deref().and_then(canonical_ip);
-    let ip_ok = |r: &Registration| r.ip.is_none() || r.ip == request_ip;
-    let serial_ok = |r: &Registration| match (&r.serial, &request.serial) {
-        (None, _) => true,
-        (Some(want), Some(got)) => serial_eq(want, got),
-        (Some(_), None) => false,
-    };
-    // 7. The most specific remaining candidate decides, with no fall-through.
-    let Some(chosen) = usable.iter().find(|r| ip_ok(r) && serial_ok(r)) else {
-        let (reason, what) = if !ip_ok(most_specific) {
-            (Reason::IpMismatch, "IP address")
-        } else {
-            (Reason::SerialMismatch, "serial number")
-        };
-        return Decision::new(
-            reason,
-            Some(most_specific.id),
-            format!("{fqdn} matches {:?} but the {what} does not", most_specific.pattern),
-        );
-    };
-    // 8. Lockout and password.
-    if chosen.state == RegistrationState::Locked {
-        return Decision::new(
-            Reason::Locked,
-            Some(chosen.id),
-            format!("registration {} is locked after repeated password failures", chosen.id),
-        );
-    }
-    if chosen.has_password {
-        let failure = match host.check_password(chosen.id) {
-            PasswordCheck::Match => None,
-            PasswordCheck::NotProvided => {
-                Some((Reason::PasswordRequired, "requires a password; the request carries none"))
-            }
-            PasswordCheck::Mismatch => Some((Reason::BadPassword, "has a different password")),
-            PasswordCheck::NotSet => Some((Reason::BadPassword, "has a password the host could not check")),
-        };
-        if let Some((reason, why)) = failure {
-            return Decision::new(
-                reason,
-                Some(chosen.id),
-                format!("registration {} ({}) {why}", chosen.id, chosen.pattern),
-            );
-        }
-    }
-    // 9. Allow; the host counts the enrollment.
-    Decision::new(Reason::Matched, Some(chosen.id), format!("{fqdn} matched {:?}", chosen.pattern))
-}
+prereg_sdk::export_policy!(DefaultPolicy, cases = "cases.toml");

@@ -49,6 +49,7 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(registrations::reopen))
         .merge(uploads)
         .routes(routes!(policies::activate))
+        .routes(routes!(policies::shadow, policies::shadow_report))
         .routes(routes!(imports::status))
         .routes(routes!(imports::report))
         .routes(routes!(decisions::check))

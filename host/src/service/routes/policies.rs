@@ -1,12 +1,12 @@
 //! Policy versions: load (multipart: the signed request, then the
-//! component), list, activate.
+//! component), list, activate; shadow mode and its report.
 
 use axum::Json;
-use axum::extract::{Multipart, State};
+use axum::extract::{Multipart, Query, State};
 use axum::http::StatusCode;
 
 use super::{WriteRefusals, blocking};
-use crate::registry::{PolicyChange, unix_now};
+use crate::registry::{PolicyChange, ShadowChange, ShadowReport, unix_now};
 use crate::service::AppState;
 use crate::service::problem::ApiError;
 use crate::service::signed::{FlattenedJws, Signed, file_part, multipart_error, signed_part};
@@ -80,4 +80,43 @@ pub async fn load(
 pub async fn activate(State(state): State<AppState>, Signed(jws): Signed) -> Result<Json<PolicyChange>, ApiError> {
     let registry = state.registry().clone();
     Ok(Json(blocking(move || Ok(registry.activate_policy(&jws, unix_now())?)).await?))
+}
+
+/// Starts shadow mode with a loaded version (signed `policy.shadow` with
+/// `policy`: a SHA-256, a prefix of 8+ hex digits, or NAME@VERSION), or stops
+/// it (without `policy`). The shadow decides every enrollment beside the
+/// active policy, without effect.
+#[utoipa::path(post, path = "/v1/policies/shadow", tag = "instance", request_body = FlattenedJws,
+    responses(
+        (status = 200, description = "Shadow mode started or stopped", body = ShadowChange),
+        WriteRefusals,
+        (status = 404, description = "No such loaded version", body = crate::service::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn shadow(State(state): State<AppState>, Signed(jws): Signed) -> Result<Json<ShadowChange>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(blocking(move || Ok(registry.set_shadow(&jws, unix_now())?)).await?))
+}
+
+/// Which disagreements to list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShadowQuery {
+    /// Only disagreements after this id.
+    pub after: Option<u64>,
+    /// At most this many (1 to 1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// The shadow policy, how many enrollments it was compared on, and the
+/// decisions where it disagreed with the active policy (request, both
+/// decisions, both reasons).
+#[utoipa::path(get, path = "/v1/policies/shadow", tag = "instance", params(ShadowQuery),
+    responses((status = 200, description = "The shadow report", body = ShadowReport)))]
+pub async fn shadow_report(
+    State(state): State<AppState>,
+    Query(query): Query<ShadowQuery>,
+) -> Result<Json<ShadowReport>, ApiError> {
+    let registry = state.registry().clone();
+    let (after, limit) = (query.after.unwrap_or(0), query.limit.unwrap_or(100));
+    Ok(Json(blocking(move || Ok(registry.shadow_report(after, limit)?)).await?))
 }

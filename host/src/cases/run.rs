@@ -1,0 +1,300 @@
+//! Running a case file against a policy in a throwaway store.
+//!
+//! Live and record: a fresh SQLite store in a temporary folder, an instance
+//! with a throwaway officer key, the file's procedures and registrations
+//! created through signed requests (so the policy under test validates every
+//! registration), then each case decided through [`Registry::decide`], the
+//! host's guard included. Replay: no store at all; each case's decision is
+//! made by the policy alone from the recorded answers.
+
+use std::sync::Arc;
+
+use prereg_core::{Decision, EnrollmentRequest};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{Case, CaseFile, CaseOutcome, CasesError, Mismatch, TestReport};
+use crate::evaluation::Evaluation;
+use crate::host_calls::{HostCall, HostCalls};
+use crate::password;
+use crate::policy::Policy;
+use crate::registry::{self, DecisionMode, DecisionReport, EnrollmentInput, RegistryError};
+use crate::scratch::Scratch;
+use crate::signing::WriteRequest;
+use crate::store::{SqliteStorage, Storage, TxKind};
+
+/// Where the facts of a run come from.
+#[derive(Debug, Clone)]
+pub enum Facts {
+    /// A throwaway store set up from the file.
+    Live,
+    /// The same, and every host call the policy makes is recorded.
+    Record,
+    /// Only the recorded answers; no store.
+    Replay(Recording),
+}
+
+/// The host calls of one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCase {
+    /// The case's name.
+    pub name: String,
+    /// Its evaluation time.
+    pub now: u64,
+    /// The calls, in order, with their answers.
+    pub calls: Vec<HostCall>,
+}
+
+/// The host calls of a whole run (`--record FILE` writes it as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recording {
+    /// Format version.
+    pub format: u32,
+    /// The policy that was recorded (any policy may be replayed against it).
+    pub recorded_with: String,
+    /// Each case's calls.
+    pub cases: Vec<RecordedCase>,
+}
+
+/// Runs `file` against `policy`. Returns the report and, with
+/// [`Facts::Record`], the recording.
+pub fn run(
+    policy: Arc<dyn Policy>,
+    file: &CaseFile,
+    cases_file: &str,
+    facts: Facts,
+) -> Result<(TestReport, Option<Recording>), CasesError> {
+    let mut outcomes = Vec::new();
+    let mut recorded = Vec::new();
+    let facts_name = match &facts {
+        Facts::Live => "live",
+        Facts::Record => "record",
+        Facts::Replay(_) => "replay",
+    };
+    match &facts {
+        Facts::Replay(recording) => {
+            let folder = tempfile::Builder::new().prefix("prereg-replay-").tempdir().map_err(CasesError::Folder)?;
+            let storage = SqliteStorage::open(&folder.path().join("empty.sqlite"))?;
+            for case in &file.cases {
+                outcomes.push(replay_case(&policy, &storage, case, recording)?);
+            }
+        }
+        Facts::Live | Facts::Record => {
+            let scratch = Scratch::new(policy.clone(), file.now())?;
+            let registry = scratch.registry();
+            let setup = Setup(&scratch);
+            for (i, p) in file.procedures.iter().enumerate() {
+                setup
+                    .submit(WriteRequest::CreateProcedure {
+                        name: p.name.clone(),
+                        domain: p.domain.clone(),
+                        protocol: p.protocol.clone(),
+                        allowed_domains: p.allowed_domains.clone(),
+                        require_preregistration: p.require_preregistration,
+                    })
+                    .map_err(|error| CasesError::Setup {
+                        what: format!("procedure {} ({:?})", i + 1, p.name),
+                        error,
+                    })?;
+            }
+            for (i, r) in file.registrations.iter().enumerate() {
+                if let Some(outcome) = setup.registration(i, r)? {
+                    outcomes.push(outcome);
+                }
+            }
+            for case in &file.cases {
+                let calls = if matches!(facts, Facts::Record) { HostCalls::Record } else { HostCalls::Live };
+                let now = file.now() + u64::from(case.days_later) * 86_400;
+                let mode = if case.enroll { DecisionMode::Enroll } else { DecisionMode::DryRun };
+                let (report, calls) = registry
+                    .decide_recording(input(case), mode, now, calls)
+                    .map_err(|error| CasesError::Decision { case: case.name.clone(), error })?;
+                outcomes.push(compare(case, &report));
+                recorded.push(RecordedCase { name: case.name.clone(), now, calls });
+            }
+        }
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    let report = TestReport {
+        policy: policy.info().clone(),
+        cases_file: cases_file.into(),
+        facts: facts_name.into(),
+        passed: outcomes.len() - failed,
+        failed,
+        cases: outcomes,
+    };
+    let recording = matches!(facts, Facts::Record).then(|| Recording {
+        format: 1,
+        recorded_with: format!("{} {} sha256:{}", report.policy.name, report.policy.version, report.policy.sha256),
+        cases: recorded,
+    });
+    Ok((report, recording))
+}
+
+/// Creating the file's registrations in a throwaway instance.
+struct Setup<'s>(&'s Scratch);
+
+impl Setup<'_> {
+    fn submit(&self, request: WriteRequest) -> Result<registry::WriteOutcome, RegistryError> {
+        self.0.submit(request)
+    }
+
+    /// Creates registration `i`; an outcome when the file expects a refusal
+    /// or the policy refuses it.
+    fn registration(&self, i: usize, r: &super::CaseRegistration) -> Result<Option<CaseOutcome>, CasesError> {
+        let name = format!("registration {} ({})", i + 1, r.fqdn);
+        let password_hash = match &r.password {
+            None => None,
+            Some(p) => Some(password::hash(p).map_err(|message| CasesError::Setup {
+                what: name.clone(),
+                error: RegistryError::Invalid { field: "password".into(), message },
+            })?),
+        };
+        let created = self.submit(WriteRequest::CreateRegistration {
+            procedure: r.procedure.clone(),
+            fqdn: r.fqdn.clone(),
+            ip: r.ip.clone(),
+            serial: r.serial.clone(),
+            password_hash,
+            valid_days: r.valid_days,
+            max_enrollments: r.max_enrollments,
+        });
+        let refused = match (&created, &r.invalid) {
+            (Ok(outcome), None) => {
+                if r.disabled
+                    && let Some(id) = outcome.id
+                {
+                    self.submit(WriteRequest::DisableRegistration { id })
+                        .map_err(|error| CasesError::Setup { what: name.clone(), error })?;
+                }
+                return Ok(None);
+            }
+            (Ok(_), Some(field)) => {
+                return Ok(Some(CaseOutcome {
+                    name,
+                    passed: false,
+                    mismatches: vec![Mismatch {
+                        field: "field".into(),
+                        expected: format!("refused ({field})"),
+                        got: "accepted".into(),
+                    }],
+                    explanation: "the policy accepted the registration".into(),
+                }));
+            }
+            (Err(RegistryError::Invalid { field, message }), expected) => (field.clone(), message.clone(), expected),
+            (Err(error), _) => {
+                return Err(CasesError::Setup {
+                    what: name,
+                    error: RegistryError::Invalid { field: "registration".into(), message: error.to_string() },
+                });
+            }
+        };
+        let (field, message, expected) = refused;
+        let passed = expected.as_deref() == Some(field.as_str());
+        Ok(Some(CaseOutcome {
+            name,
+            passed,
+            mismatches: if passed {
+                Vec::new()
+            } else {
+                vec![Mismatch {
+                    field: "field".into(),
+                    expected: expected.as_deref().map_or("accepted".into(), |f| format!("refused ({f})")),
+                    got: format!("refused ({field})"),
+                }]
+            },
+            explanation: message,
+        }))
+    }
+}
+
+fn input(case: &Case) -> EnrollmentInput {
+    EnrollmentInput {
+        procedure: case.procedure.clone(),
+        fqdn: case.fqdn.clone(),
+        ip: case.ip.clone(),
+        serial: case.serial.clone(),
+        password: case.password.clone().map(Zeroizing::new),
+    }
+}
+
+/// Compares a decision with the case's expectation.
+fn compare(case: &Case, report: &DecisionReport) -> CaseOutcome {
+    let mut mismatches = Vec::new();
+    let got = if report.allowed { "allow" } else { "deny" };
+    if got != case.expect.as_str() {
+        mismatches.push(Mismatch { field: "decision".into(), expected: case.expect.as_str().into(), got: got.into() });
+    }
+    if let Some(reason) = &case.reason
+        && *reason != report.reason
+    {
+        mismatches.push(Mismatch { field: "reason".into(), expected: reason.clone(), got: report.reason.clone() });
+    }
+    if let Some(pattern) = &case.pattern {
+        let got = report.pattern.clone().unwrap_or_default();
+        if *pattern != got {
+            let shown = |p: &str| if p.is_empty() { "none".to_owned() } else { format!("{p:?}") };
+            mismatches.push(Mismatch { field: "pattern".into(), expected: shown(pattern), got: shown(&got) });
+        }
+    }
+    CaseOutcome {
+        name: case.name.clone(),
+        passed: mismatches.is_empty(),
+        mismatches,
+        explanation: report.explanation.clone(),
+    }
+}
+
+/// Decides one case from its recorded answers only.
+fn replay_case(
+    policy: &Arc<dyn Policy>,
+    storage: &dyn Storage,
+    case: &Case,
+    recording: &Recording,
+) -> Result<CaseOutcome, CasesError> {
+    let Some(recorded) = recording.cases.iter().find(|c| c.name == case.name) else {
+        return Err(CasesError::Recording {
+            path: recording.recorded_with.clone(),
+            message: format!("no recorded host calls for case {:?}", case.name),
+        });
+    };
+    // The policy sees no store: every fact comes from the recording. The
+    // transaction is that of an empty store and is never asked anything.
+    let tx = storage.begin(TxKind::Read)?;
+    let info = policy.info().clone();
+    let evaluation = Evaluation::new(tx, recorded.now, case.password.clone().map(Zeroizing::new), &info.name)
+        .with_host_calls(HostCalls::Replay(recorded.calls.clone().into()));
+    let request = EnrollmentRequest {
+        procedure: case.procedure.clone(),
+        fqdn: case.fqdn.clone(),
+        ip: case.ip.clone(),
+        serial: case.serial.clone(),
+        has_password: case.password.is_some(),
+    };
+    let (result, evaluation) = policy.decide(evaluation, &request);
+    let violation = evaluation.violation();
+    let decision = match (result, violation) {
+        (_, Some(v)) => Decision::new(prereg_core::Reason::PolicyError, None, format!("policy error (replay): {v}")),
+        (Ok(d), None) => d,
+        (Err(f), None) => Decision::new(prereg_core::Reason::PolicyError, None, format!("policy error: {f}")),
+    };
+    let pattern = decision.registration.and_then(|id| {
+        recorded.calls.iter().find_map(|call| match call {
+            HostCall::FindCandidates { answer: Ok(list), .. } => {
+                list.iter().find(|r| r.id == id).map(|r| r.pattern.clone())
+            }
+            _ => None,
+        })
+    });
+    let report = DecisionReport {
+        allowed: decision.allowed,
+        reason: decision.reason.code().into(),
+        registration: decision.registration,
+        pattern,
+        explanation: decision.explanation,
+        policy: crate::registry::PolicyRef { name: info.name, version: info.version, sha256: info.sha256 },
+        dry_run: true,
+        audit_seq: None,
+    };
+    Ok(compare(case, &report))
+}

@@ -1,0 +1,87 @@
+//! Seeded synthetic registrations and enrollment requests, for `prereg
+//! policy bench` (and the benchmarks): exact FQDNs, `*.zone` patterns,
+//! in-label wildcards, some with IP addresses or serial numbers; requests
+//! that hit exact names, hit patterns, or miss. Same seed, same data.
+
+use std::io::Write;
+use std::path::Path;
+
+/// A small, fast, seeded generator (SplitMix64): reproducible data, no dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// What kind of registration row `i` is: 70% exact, 20% `*.zone`, 5%
+/// in-label wildcard, 5% exact with an IP address and a serial number.
+fn kind(i: u64) -> u64 {
+    i % 20
+}
+
+/// Zones of the dataset: about one per 50 registrations.
+fn zones(n: u64) -> u64 {
+    (n / 50).max(1)
+}
+
+/// The pattern of row `i` of an `n`-row dataset.
+pub fn pattern(i: u64, n: u64) -> String {
+    let zone = i % zones(n);
+    match kind(i) {
+        0..=13 => format!("host{i}.z{zone}.bench.example"),
+        14..=17 => format!("*.w{i}.bench.example"),
+        18 => format!("dev{i}-*.z{zone}.bench.example"),
+        _ => format!("node{i}.z{zone}.bench.example"),
+    }
+}
+
+/// Writes an `n`-row CSV (`fqdn,ip,serial`) for `prereg import`.
+pub fn write_csv(path: &Path, n: u64) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "fqdn,ip,serial")?;
+    for i in 0..n {
+        if kind(i) == 19 {
+            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            writeln!(out, "{},{ip},SN-{i}", pattern(i, n))?;
+        } else {
+            writeln!(out, "{},,", pattern(i, n))?;
+        }
+    }
+    out.flush()
+}
+
+/// An enrollment request of the query mix, and whether it should be allowed
+/// by the default policy: 50% exact hits, 25% pattern hits, 25% misses
+/// (names beside registered ones, sharing their zones' suffixes).
+pub fn request(rng: &mut SplitMix64, n: u64) -> (String, Option<String>, Option<String>, bool) {
+    let i = rng.below(n);
+    let roll = rng.below(4);
+    match (roll, kind(i)) {
+        (0 | 1, 0..=13) => (pattern(i, n), None, None, true),
+        (0 | 1, 19) => {
+            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            (pattern(i, n), Some(ip), Some(format!("SN-{i}")), true)
+        }
+        (2, 14..=17) => (format!("d{}.w{i}.bench.example", rng.below(1000)), None, None, true),
+        (2, 18) => (format!("dev{i}-{}.z{}.bench.example", rng.below(1000), i % zones(n)), None, None, true),
+        _ => (format!("absent{i}.z{}.bench.example", i % zones(n)), None, None, false),
+    }
+}

@@ -1,0 +1,70 @@
+//! A throwaway instance: a fresh SQLite store in a temporary folder, an
+//! instance id and an officer key that live as long as it does. `prereg
+//! policy test` and `prereg policy bench` set up their data here, through
+//! signed requests like any other, so the policy under test validates every
+//! registration.
+
+use std::sync::Arc;
+
+use tempfile::TempDir;
+
+use crate::policy::Policy;
+use crate::registry::{self, Registry, RegistryError, WriteOutcome};
+use crate::signing::{Algorithm, SigningKey, WriteRequest};
+use crate::store::{SqliteStorage, Storage, StoreError};
+
+/// Why a throwaway instance could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    /// The temporary folder.
+    #[error("throwaway folder: {0}")]
+    Folder(#[from] std::io::Error),
+    /// The store.
+    #[error("throwaway store: {0}")]
+    Store(#[from] StoreError),
+    /// The instance.
+    #[error("throwaway instance: {0}")]
+    Registry(#[from] RegistryError),
+}
+
+/// A throwaway instance deciding with one policy; removed when dropped.
+pub struct Scratch {
+    folder: TempDir,
+    registry: Registry,
+    key: SigningKey,
+    instance: String,
+    now: u64,
+}
+
+impl Scratch {
+    /// A new instance at time `now`, deciding with `policy`.
+    pub fn new(policy: Arc<dyn Policy>, now: u64) -> Result<Self, ScratchError> {
+        let folder = tempfile::Builder::new().prefix("prereg-scratch-").tempdir()?;
+        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&folder.path().join("scratch.sqlite"))?);
+        let key = SigningKey::generate(Algorithm::EdDsa);
+        let instance = registry::initialise(storage.as_ref(), "scratch", &key, now)?;
+        let registry = Registry::new(storage, policy);
+        Ok(Scratch { folder, registry, key, instance, now })
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The folder (for files to import).
+    pub fn folder(&self) -> &std::path::Path {
+        self.folder.path()
+    }
+
+    /// Signs `request` with the throwaway officer.
+    pub fn sign(&self, request: WriteRequest) -> Result<String, RegistryError> {
+        Ok(crate::signing::sign(&self.key, &self.instance, request, self.now, 60)?)
+    }
+
+    /// Signs and submits a write.
+    pub fn submit(&self, request: WriteRequest) -> Result<WriteOutcome, RegistryError> {
+        let jws = self.sign(request)?;
+        self.registry.submit(&jws, self.now)
+    }
+}
