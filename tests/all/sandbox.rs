@@ -16,7 +16,9 @@ use crate::common::{Fixture, NOW, create_registration, default_policy, engine, h
 fn fixture() -> Fixture {
     let f = Fixture::with_policy(default_policy());
     f.procedure("p", "D", "scep", &[]);
-    for name in ["loop", "oom", "trap", "nonsense", "liar", "greedy", "chatty", "deep", "storm", "huge", "calm"] {
+    for name in
+        ["loop", "oom", "trap", "nonsense", "liar", "greedy", "chatty", "deep", "storm", "huge", "malformed", "calm"]
+    {
         f.register("p", &format!("{name}.example.com")).unwrap();
     }
     f
@@ -63,6 +65,12 @@ fn an_import_storm_is_stopped_by_the_import_budget() {
 #[test]
 fn a_huge_return_value_is_refused() {
     assert_policy_error(&fixture(), "huge", "explanation of 8388608 bytes");
+}
+
+#[test]
+fn a_malformed_return_value_is_refused() {
+    // A string that is not UTF-8 cannot be lifted: the call fails, the policy fails closed.
+    assert_policy_error(&fixture(), "malformed", "utf-8");
 }
 
 #[test]

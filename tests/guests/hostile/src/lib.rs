@@ -14,6 +14,7 @@
 //! | `deep` | recurses without end (the stack overflows: a trap) |
 //! | `storm` | calls a host import ten million times (the import budget must stop it) |
 //! | `huge` | allows with an 8 MiB explanation (the host must refuse the output) |
+//! | `malformed` | returns an explanation that is not UTF-8 (lifting it must fail) |
 //! | anything else | denies with `no-registration` |
 //!
 //! Never use it for real decisions: it exists for `tests/all/sandbox.rs`.
@@ -77,6 +78,13 @@ fn misbehave(host: &impl PolicyHost, name: &str) -> Option<Decision> {
             registration: None,
             explanation: "x".repeat(black_box(8 << 20)),
         }),
+        "malformed" => {
+            let bytes = black_box(vec![0xff, 0xfe, b'x', 0xc3]);
+            // Deliberately broken: the canonical ABI carries these bytes as a
+            // string, and the host must refuse to lift them.
+            let explanation = unsafe { String::from_utf8_unchecked(bytes) };
+            Some(Decision { allowed: true, reason: Reason::Matched, registration: None, explanation })
+        }
         "chatty" => {
             host.log(LogLevel::Warn, &"x".repeat(1 << 20));
             None
