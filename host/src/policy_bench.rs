@@ -124,7 +124,7 @@ pub fn run(
         instantiate.push(started.elapsed());
     }
 
-    let scratch = Scratch::new(policy.clone(), crate::registry::unix_now())?;
+    let scratch = Scratch::on_disk(policy.clone(), crate::registry::unix_now())?;
     scratch.submit(WriteRequest::CreateProcedure {
         name: "bench".into(),
         domain: "bench".into(),

@@ -1,5 +1,5 @@
-//! A throwaway instance: a fresh SQLite store in a temporary folder, an
-//! instance id and an officer key that live as long as it does. `prereg
+//! A throwaway instance: a fresh SQLite store in memory, a temporary folder
+//! for files, an instance id and an officer key that live as long as it does. `prereg
 //! policy test` and `prereg policy bench` set up their data here, through
 //! signed requests like any other, so the policy under test validates every
 //! registration.
@@ -37,10 +37,27 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// A new instance at time `now`, deciding with `policy`.
+    /// A new instance at time `now`, deciding with `policy`, its store in memory.
     pub fn new(policy: Arc<dyn Policy>, now: u64) -> Result<Self, ScratchError> {
         let folder = tempfile::Builder::new().prefix("prereg-scratch-").tempdir()?;
-        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&folder.path().join("scratch.sqlite"))?);
+        let storage = Arc::new(SqliteStorage::in_memory()?);
+        Self::with_storage(folder, storage, policy, now)
+    }
+
+    /// The same with its store in a file of the temporary folder, as a data
+    /// folder has it (write-ahead log, synchronous writes): for measurements.
+    pub fn on_disk(policy: Arc<dyn Policy>, now: u64) -> Result<Self, ScratchError> {
+        let folder = tempfile::Builder::new().prefix("prereg-scratch-").tempdir()?;
+        let storage = Arc::new(SqliteStorage::open(&folder.path().join("scratch.sqlite3"))?);
+        Self::with_storage(folder, storage, policy, now)
+    }
+
+    fn with_storage(
+        folder: TempDir,
+        storage: Arc<dyn Storage>,
+        policy: Arc<dyn Policy>,
+        now: u64,
+    ) -> Result<Self, ScratchError> {
         let key = SigningKey::generate(Algorithm::EdDsa);
         let instance = registry::initialise(storage.as_ref(), "scratch", &key, now)?;
         let registry = Registry::new(storage, policy);

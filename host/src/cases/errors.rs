@@ -45,9 +45,6 @@ pub enum CasesError {
     /// The throwaway instance.
     #[error(transparent)]
     Scratch(#[from] crate::scratch::ScratchError),
-    /// The throwaway folder.
-    #[error("throwaway folder: {0}")]
-    Folder(std::io::Error),
     /// A decision could not be made (storage, not the policy: a failing policy
     /// gives `policy-error`, which is a case outcome).
     #[error("case {case:?}: {error}")]

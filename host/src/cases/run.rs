@@ -1,6 +1,6 @@
 //! Running a case file against a policy in a throwaway store.
 //!
-//! Live and record: a fresh SQLite store in a temporary folder, an instance
+//! Live and record: a fresh SQLite store in memory, an instance
 //! with a throwaway officer key, the file's procedures and registrations
 //! created through signed requests (so the policy under test validates every
 //! registration), then each case decided through [`Registry::decide`], the
@@ -73,8 +73,7 @@ pub fn run(
     };
     match &facts {
         Facts::Replay(recording) => {
-            let folder = tempfile::Builder::new().prefix("prereg-replay-").tempdir().map_err(CasesError::Folder)?;
-            let storage = SqliteStorage::open(&folder.path().join("empty.sqlite"))?;
+            let storage = SqliteStorage::in_memory()?;
             for case in &file.cases {
                 outcomes.push(replay_case(&policy, &storage, case, recording)?);
             }

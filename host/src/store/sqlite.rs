@@ -29,12 +29,34 @@ pub struct SqliteStorage {
 struct Inner {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// For an in-memory database: one connection kept open, so the database
+    /// lives as long as the storage.
+    _anchor: Option<Mutex<Connection>>,
 }
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let storage = SqliteStorage { inner: Arc::new(Inner { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) };
+        let storage = SqliteStorage {
+            inner: Arc::new(Inner { path: path.to_owned(), idle: Mutex::new(Vec::new()), _anchor: None }),
+        };
+        let mut conn = storage.connect()?;
+        migrate(&mut conn)?;
+        storage.release(conn);
+        Ok(storage)
+    }
+
+    /// A throwaway database in memory (`prereg policy test`, `prereg policy
+    /// bench`): shared by the storage's connections, gone when it is dropped.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let mut id = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        let path = PathBuf::from(format!("file:prereg-{}?mode=memory&cache=shared", crate::audit::hex(&id)));
+        let anchor = Connection::open(&path)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        let storage = SqliteStorage {
+            inner: Arc::new(Inner { path, idle: Mutex::new(Vec::new()), _anchor: Some(Mutex::new(anchor)) }),
+        };
         let mut conn = storage.connect()?;
         migrate(&mut conn)?;
         storage.release(conn);

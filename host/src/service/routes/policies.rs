@@ -20,7 +20,8 @@ const MAX_COMPONENT_BYTES: usize = 16 << 20;
 #[allow(dead_code, reason = "a description of the form, never built")]
 pub struct PolicyUpload {
     /// The signed `policy.load` request (JWS, flattened JSON): `{"action":
-    /// "policy.load", "sha256" (of the component), "activate"}`.
+    /// "policy.load", "sha256" (of the component), "activate", and optional
+    /// "name" and "version" labels}`.
     request: FlattenedJws,
     /// The component (`.wasm`).
     #[schema(value_type = String, format = Binary)]
@@ -37,8 +38,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PolicyVersio
 }
 
 /// Loads a policy component (signed `policy.load`, by an officer of every
-/// domain): it is checked and compiled before it is stored, and activated
-/// atomically if asked. A refused component changes nothing.
+/// domain): it is checked, compiled and its own test cases run before it is
+/// stored, and it is activated atomically if asked. A refused component
+/// changes nothing.
 #[utoipa::path(post, path = "/v1/policies", tag = "instance",
     request_body(content = PolicyUpload, content_type = "multipart/form-data"),
     responses(
