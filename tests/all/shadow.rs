@@ -73,6 +73,11 @@ fn the_shadow_decides_beside_the_active_policy_and_never_changes_the_outcome() {
     let shadow = f.registry.shadow_report(0, 100).unwrap();
     assert_eq!(shadow.shadow.as_ref().map(|s| (s.compared, s.disagreed)), Some((1, 1)), "counts reset per shadow");
     assert_eq!(shadow.disagreements[0].shadow.reason, "policy-error");
+    // Shadowing multi-label again starts a new period: earlier disagreements are not in it.
+    set_shadow(&f, Some(&multi));
+    let again = f.registry.shadow_report(0, 100).unwrap();
+    assert_eq!(again.shadow.map(|s| (s.compared, s.disagreed)), Some((0, 0)));
+    assert!(again.disagreements.is_empty(), "{:?}", again.disagreements);
 
     // Stopping: no more comparisons; every change is audited.
     assert!(set_shadow(&f, None).shadow.is_none());
@@ -81,7 +86,7 @@ fn the_shadow_decides_beside_the_active_policy_and_never_changes_the_outcome() {
     assert!(f.registry.shadow_report(0, 10).unwrap().shadow.is_none());
     let actions: Vec<String> =
         f.registry.audit_records(0, 1000).unwrap().into_iter().map(|r| format!("{} {}", r.action, r.object)).collect();
-    assert_eq!(actions.iter().filter(|a| a.starts_with("policy.shadow")).count(), 3, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| a.starts_with("policy.shadow")).count(), 4, "{actions:?}");
     assert!(f.registry.verify_audit().unwrap().fault.is_none());
 }
 
@@ -176,6 +181,11 @@ fn a_change_made_by_another_process_reaches_the_running_service() {
     let out = local(&["policy", "shadow", "report"]);
     assert!(out.contains("1 enrollments compared, 1 disagreements"), "{out}");
     assert!(out.contains("active: ALLOW matched") && out.contains("shadow: DENY  no-registration"), "{out}");
+    // The RA page's policy tab shows the versions and the disagreements.
+    let page = ureq::get(&format!("{}/", server.url)).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(page.contains("<td>exact-only</td><td>0.1.0</td>") && page.contains("<td>shadow</td>"), "{page}");
+    assert!(page.contains("1 enrollments compared, 1 disagreements"), "{page}");
+    assert!(page.contains("<td>routers a.b.dept.example.com</td>"), "{page}");
     local(&["policy", "activate", "built-in"]);
     assert!(eventually(Duration::from_secs(10), || client.policy().unwrap().name == "default"));
     assert!(server.log().contains("active policy is now default"), "{}", server.log());

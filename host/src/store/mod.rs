@@ -453,7 +453,8 @@ pub trait Tx: Send {
     fn set_shadow_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError>;
     /// Counts one compared enrollment, and records it if the two disagreed.
     fn record_shadow(&mut self, disagreement: Option<&ShadowDisagreement>) -> Result<(), StoreError>;
-    /// Disagreements of the shadow `sha256`, after id `after`, at most `limit`.
+    /// Disagreements of the shadow `sha256` since it was set, after id
+    /// `after`, at most `limit`.
     fn shadow_disagreements(
         &mut self,
         sha256: &str,

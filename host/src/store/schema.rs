@@ -138,7 +138,8 @@ pub const MIGRATIONS: &[&str] = &[
         set_by    TEXT NOT NULL,
         set_at    INTEGER NOT NULL,
         compared  INTEGER NOT NULL DEFAULT 0,
-        disagreed INTEGER NOT NULL DEFAULT 0
+        disagreed INTEGER NOT NULL DEFAULT 0,
+        since_id  INTEGER NOT NULL DEFAULT 0  -- disagreements of this shadow period have larger ids
     );
     CREATE TABLE shadow_disagreements (
         id                  INTEGER PRIMARY KEY,

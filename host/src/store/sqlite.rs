@@ -662,8 +662,10 @@ impl Tx for SqliteTx {
 
     fn set_shadow_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError> {
         self.conn()?.execute(
-            "INSERT INTO shadow_policy (singleton, sha256, set_by, set_at) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT (singleton) DO UPDATE SET sha256 = ?1, set_by = ?2, set_at = ?3, compared = 0, disagreed = 0",
+            "INSERT INTO shadow_policy (singleton, sha256, set_by, set_at, since_id) \
+             VALUES (1, ?1, ?2, ?3, (SELECT COALESCE(MAX(id), 0) FROM shadow_disagreements)) \
+             ON CONFLICT (singleton) DO UPDATE SET sha256 = ?1, set_by = ?2, set_at = ?3, compared = 0, \
+             disagreed = 0, since_id = excluded.since_id",
             params![sha256, by, at as i64],
         )?;
         Ok(())
@@ -711,7 +713,8 @@ impl Tx for SqliteTx {
         let mut stmt = conn.prepare_cached(
             "SELECT id, time, audit_seq, request, active_sha256, active_allowed, active_reason, active_registration, \
              active_explanation, shadow_sha256, shadow_allowed, shadow_reason, shadow_registration, shadow_explanation \
-             FROM shadow_disagreements WHERE shadow_sha256 = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+             FROM shadow_disagreements WHERE shadow_sha256 = ?1 AND id > ?2 \
+             AND id > (SELECT since_id FROM shadow_policy) ORDER BY id LIMIT ?3",
         )?;
         let rows = stmt
             .query_map(params![sha256, after as i64, i64::from(limit)], |r| {

@@ -68,9 +68,44 @@ fn render(template: &impl Template) -> Result<Response, ApiError> {
 #[template(path = "index.html")]
 struct IndexPage {
     policy: PolicyInfo,
+    versions: Vec<VersionRow>,
+    shadow: crate::registry::ShadowReport,
     procedures: Vec<ProcedureRecord>,
     registrations: RegistrationsFragment,
     audit: AuditFragment,
+}
+
+/// A loaded policy version as the page shows it.
+struct VersionRow {
+    name: String,
+    version: String,
+    wit_version: String,
+    sha256: String,
+    short: String,
+    loaded: String,
+    /// `active`, `shadow` or nothing.
+    mark: &'static str,
+}
+
+fn version_rows(versions: Vec<crate::store::PolicyVersionRecord>, shadow: Option<&str>) -> Vec<VersionRow> {
+    versions
+        .into_iter()
+        .map(|v| VersionRow {
+            mark: if v.active {
+                "active"
+            } else if shadow == Some(v.sha256.as_str()) {
+                "shadow"
+            } else {
+                ""
+            },
+            short: v.sha256.chars().take(12).collect(),
+            loaded: utc(v.loaded_at),
+            name: v.name,
+            version: v.version,
+            wit_version: v.wit_version,
+            sha256: v.sha256,
+        })
+        .collect()
 }
 
 /// Filters of the registration list.
@@ -170,8 +205,12 @@ fn load_audit(state: &AppState, verify: bool) -> Result<AuditFragment, ApiError>
 
 async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
     let page = blocking(move || {
+        let shadow = state.registry().shadow_report(0, 50)?;
+        let shadow_sha = shadow.shadow.as_ref().map(|s| s.sha256.clone());
         Ok(IndexPage {
             policy: state.registry().policy().info().clone(),
+            versions: version_rows(state.registry().policy_versions()?, shadow_sha.as_deref()),
+            shadow,
             procedures: state.registry().procedures()?,
             registrations: load_registrations(&state, &ListQuery::default())?,
             audit: load_audit(&state, false)?,
