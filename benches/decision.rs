@@ -1,31 +1,54 @@
-//! Enrollment decisions, native against WebAssembly, side by side on the same
-//! data in one run: `decision/native/*` links the default policy's code into
-//! the host; `decision/wasm/*` runs the built-in component, a fresh store per
-//! decision. Both go through `Registry::decide` (a dry run: one SQLite read
-//! transaction and the indexed candidate lookup), so the ratio is the cost of
-//! the WebAssembly boundary and instantiation.
+//! The cost of a decision and of its parts, side by side on the same data in
+//! one run.
 //!
-//! `cargo bench -p prereg --bench decision` measures; `cargo test --release`
-//! runs each benchmark once so that it cannot rot.
+//! - `decision/native/*`: the default policy's rules (`prereg-rules`) linked
+//!   into the host: the denominator.
+//! - `decision/wasm/*`: the built-in component, a fresh store per decision.
+//! - `decision/wasm-pooling/*`: the same with wasmtime's pooling allocator.
+//! - `instantiate/{on-demand,pooling}`: a fresh store and instance, no call.
+//! - `swap/prepare/{compile,deserialize}`: preparing a policy version from
+//!   its `.wasm`, and from the precompiled cache.
+//!
+//! Every decision goes through `Registry::decide` (a dry run: one SQLite read
+//! transaction and the indexed candidate lookup) on a dataset from
+//! `prereg::dataset` (exact names, `*.zone` patterns, in-label wildcards, IP
+//! and serial numbers) with its query mix (exact hits, pattern hits, misses)
+//! spread over the whole dataset.
+//!
+//! `cargo bench -p prereg --bench decision` measures at 10k and 1M
+//! registrations; `cargo test --benches` runs each benchmark once on small
+//! datasets (1k and 5k, under the same names) so that they cannot rot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use prereg::dataset::{self, SplitMix64};
+use prereg::engine::cache::{Ledger, PrecompiledCache, Prepared};
 use prereg::policy::{NativeDefaultPolicy, Policy};
 use prereg::registry::{DecisionMode, EnrollmentInput, initialise};
 use prereg::signing::{Algorithm, SigningKey};
 use prereg::store::{NewRegistration, ProcedureRecord, SqliteStorage, Storage, TxKind};
-use prereg::{Limits, PolicyEngine, Registry};
+use prereg::{Allocation, Limits, PolicyEngine, Registry, WasmPolicy};
 use prereg_core::{Pattern, Protocol};
 
 const NOW: u64 = 1_767_225_600;
 
-/// `n` registrations in domain D: 70% exact names, 20% `*.zone` patterns,
-/// 10% `serial-*.zone`, over `n / 100` zones.
-fn dataset(n: usize) -> (tempfile::TempDir, Arc<SqliteStorage>) {
+/// `cargo bench` passes `--bench`; `cargo test --benches` does not.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The dataset sizes: (label, registrations).
+fn sizes() -> [(&'static str, u64); 2] {
+    if measuring() { [("10k", 10_000), ("1M", 1_000_000)] } else { [("10k", 1_000), ("1M", 5_000)] }
+}
+
+/// `n` registrations of `prereg::dataset`, written in one transaction.
+fn store(n: u64) -> (tempfile::TempDir, Arc<SqliteStorage>) {
     let dir = tempfile::tempdir().unwrap();
     let storage = SqliteStorage::open(&dir.path().join("bench.sqlite3")).unwrap();
     let key = SigningKey::generate(Algorithm::EdDsa);
@@ -33,31 +56,25 @@ fn dataset(n: usize) -> (tempfile::TempDir, Arc<SqliteStorage>) {
     let kid = key.public_key().kid();
     let mut tx = storage.begin(TxKind::Write).unwrap();
     tx.insert_procedure(&ProcedureRecord {
-        name: "p".into(),
-        domain: "D".into(),
-        protocol: Protocol::Scep,
+        name: "bench".into(),
+        domain: "bench".into(),
+        protocol: Protocol::Est,
         require_preregistration: true,
         allowed_domains: vec![],
         created_by: kid.clone(),
         created_at: NOW,
     })
     .unwrap();
-    let zones = (n / 100).max(1);
     for i in 0..n {
-        let zone = format!("zone{}.example.com", i % zones);
-        let text = match i % 10 {
-            0..=6 => format!("dev{i}.{zone}"),
-            7 | 8 => format!("*.sub{i}.{zone}"),
-            _ => format!("serial-*.s{i}.{zone}"),
-        };
+        let (text, ip, serial) = dataset::registration(i, n);
         let pattern = Pattern::parse(&text).unwrap();
         tx.insert_registration(&NewRegistration {
-            domain: "D".into(),
-            procedure: "p".into(),
-            pattern: pattern.as_str().into(),
+            domain: "bench".into(),
+            procedure: "bench".into(),
             index_key: pattern.index_key().encode(),
-            ip: None,
-            serial: None,
+            pattern: pattern.into_string(),
+            ip,
+            serial,
             password_hash: None,
             expires_at: None,
             max_enrollments: None,
@@ -71,41 +88,47 @@ fn dataset(n: usize) -> (tempfile::TempDir, Arc<SqliteStorage>) {
     (dir, Arc::new(storage))
 }
 
-/// Exact hits, wildcard hits and misses, spread over the dataset.
-fn queries(n: usize) -> Vec<String> {
-    let zones = (n / 100).max(1);
-    (0..64)
-        .map(|q| {
-            let i = (q * 7919) % n;
-            let zone = format!("zone{}.example.com", i % zones);
-            match q % 4 {
-                0 | 1 => format!("dev{}.{zone}", i - i % 10),
-                2 => format!("router.sub{}.{zone}", i - i % 10 + 7),
-                _ => format!("nobody{i}.{zone}"),
-            }
+/// The query mix, spread over the dataset.
+fn queries(n: u64) -> Vec<EnrollmentInput> {
+    let mut rng = SplitMix64::new(0x0062_656e_6368);
+    (0..4096)
+        .map(|_| {
+            let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
+            EnrollmentInput { procedure: "bench".into(), fqdn, ip, serial, password: None }
         })
         .collect()
 }
 
 fn decisions(c: &mut Criterion) {
-    let engine = PolicyEngine::new(Limits::default()).unwrap();
-    let wasm: Arc<dyn Policy> = Arc::new(prereg::load_policy(&engine, None).unwrap());
-    let native: Arc<dyn Policy> = Arc::new(NativeDefaultPolicy::default());
+    let limits = Limits::default();
+    let on_demand = PolicyEngine::new(limits).unwrap();
+    let pooling = PolicyEngine::with_allocation(limits, Allocation::Pooling { concurrent: 64 }).unwrap();
+    let policies: [(&str, Arc<dyn Policy>); 3] = [
+        ("native", Arc::new(NativeDefaultPolicy::default())),
+        ("wasm", Arc::new(prereg::load_policy(&on_demand, None).unwrap())),
+        ("wasm-pooling", Arc::new(prereg::load_policy(&pooling, None).unwrap())),
+    ];
     let mut group = c.benchmark_group("decision");
-    for (label, n) in [("10k", 10_000)] {
-        let (_dir, storage) = dataset(n);
-        let names = queries(n);
-        for (path, policy) in [("native", native.clone()), ("wasm", wasm.clone())] {
-            let registry = Registry::new(storage.clone(), policy);
-            // Sanity: the mix really has hits and misses.
-            let allowed =
-                names.iter().filter(|f| registry.decide(input(f), DecisionMode::DryRun, NOW).unwrap().allowed).count();
-            assert!(allowed > 0 && allowed < names.len(), "{allowed} of {} allowed", names.len());
-            let mut next = names.iter().cycle();
-            group.bench_function(BenchmarkId::new(path, label), |b| {
+    for (label, n) in sizes() {
+        let (_dir, storage) = store(n);
+        let inputs = queries(n);
+        for (path, policy) in &policies {
+            let registry = Registry::new(storage.clone(), policy.clone());
+            // Sanity: the mix really has hits and misses, and no failures.
+            let reports: Vec<_> =
+                inputs.iter().map(|i| registry.decide(i.clone(), DecisionMode::DryRun, NOW).unwrap()).collect();
+            let allowed = reports.iter().filter(|r| r.allowed).count();
+            assert!(
+                allowed > inputs.len() / 4 && allowed < inputs.len(),
+                "{path}: {allowed} of {} allowed",
+                inputs.len()
+            );
+            assert!(reports.iter().all(|r| r.reason != "policy-error"), "{path}: policy errors");
+            let mut next = inputs.iter().cycle();
+            group.bench_function(BenchmarkId::new(*path, label), |b| {
                 b.iter(|| {
-                    let fqdn = next.next().unwrap();
-                    black_box(registry.decide(input(fqdn), DecisionMode::DryRun, NOW).unwrap())
+                    let input = next.next().unwrap().clone();
+                    black_box(registry.decide(input, DecisionMode::DryRun, NOW).unwrap())
                 })
             });
         }
@@ -113,9 +136,51 @@ fn decisions(c: &mut Criterion) {
     group.finish();
 }
 
-fn input(fqdn: &str) -> EnrollmentInput {
-    EnrollmentInput { procedure: "p".into(), fqdn: fqdn.into(), ..Default::default() }
+fn instantiation(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("instantiate");
+    for (label, allocation) in
+        [("on-demand", Allocation::OnDemand), ("pooling", Allocation::Pooling { concurrent: 64 })]
+    {
+        let engine = PolicyEngine::with_allocation(limits, allocation).unwrap();
+        let policy = prereg::load_policy(&engine, None).unwrap();
+        group.bench_function(label, |b| b.iter(|| policy.instantiate_only().unwrap()));
+    }
+    group.finish();
 }
 
-criterion_group!(benches, decisions);
+/// The store's record of precompiled artifacts, in memory.
+#[derive(Default)]
+struct MemoryLedger(Mutex<HashMap<String, String>>);
+
+impl Ledger for MemoryLedger {
+    fn recorded(&self, key: &str) -> Option<String> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+
+    fn record(&self, key: &str, sha256: &str) {
+        self.0.lock().unwrap().insert(key.into(), sha256.into());
+    }
+}
+
+fn swap_prepare(c: &mut Criterion) {
+    let engine = PolicyEngine::new(Limits::default()).unwrap();
+    let bytes = prereg::builtin::DEFAULT_POLICY_COMPONENT;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = PrecompiledCache::new(dir.path(), Box::new(MemoryLedger::default()));
+    assert!(matches!(cache.load(&engine, bytes, "built-in").unwrap().1, Prepared::Compiled));
+    let mut group = c.benchmark_group("swap/prepare");
+    group.sample_size(10);
+    group.bench_function("compile", |b| b.iter(|| black_box(WasmPolicy::new(&engine, bytes, "built-in").unwrap())));
+    group.bench_function("deserialize", |b| {
+        b.iter(|| {
+            let (policy, how) = cache.load(&engine, bytes, "built-in").unwrap();
+            assert!(matches!(how, Prepared::FromCache));
+            black_box(policy)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decisions, instantiation, swap_prepare);
 criterion_main!(benches);

@@ -53,17 +53,22 @@ pub fn pattern(i: u64, n: u64) -> String {
     }
 }
 
+/// Row `i` of an `n`-row dataset: pattern, IP address, serial number.
+pub fn registration(i: u64, n: u64) -> (String, Option<String>, Option<String>) {
+    if kind(i) == 19 { (pattern(i, n), Some(ip(i)), Some(format!("SN-{i}"))) } else { (pattern(i, n), None, None) }
+}
+
+fn ip(i: u64) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
 /// Writes an `n`-row CSV (`fqdn,ip,serial`) for `prereg import`.
 pub fn write_csv(path: &Path, n: u64) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(out, "fqdn,ip,serial")?;
     for i in 0..n {
-        if kind(i) == 19 {
-            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-            writeln!(out, "{},{ip},SN-{i}", pattern(i, n))?;
-        } else {
-            writeln!(out, "{},,", pattern(i, n))?;
-        }
+        let (pattern, ip, serial) = registration(i, n);
+        writeln!(out, "{pattern},{},{}", ip.unwrap_or_default(), serial.unwrap_or_default())?;
     }
     out.flush()
 }

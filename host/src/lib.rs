@@ -53,7 +53,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use data_dir::DataDir;
-pub use engine::{EngineError, Limits, PolicyEngine, WasmPolicy};
+pub use engine::{Allocation, EngineError, Limits, PolicyEngine, WasmPolicy};
 pub use registry::{Registry, RegistryError};
 
 /// Why an instance could not be opened.

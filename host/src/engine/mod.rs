@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use errors::EngineError;
 pub use policy::WasmPolicy;
@@ -57,6 +57,20 @@ impl Default for Limits {
     }
 }
 
+/// How stores get their instances' memories and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocation {
+    /// Mapped for each store and unmapped after it (wasmtime's default).
+    #[default]
+    OnDemand,
+    /// Taken from pools reserved once per engine and reset between stores
+    /// (wasmtime's pooling allocator), for up to this many evaluations at once.
+    Pooling {
+        /// Evaluations that may run at the same time.
+        concurrent: u32,
+    },
+}
+
 /// How often the epoch ticker advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -77,11 +91,31 @@ struct EngineInner {
 impl PolicyEngine {
     /// An engine with the given limits and its ticker thread.
     pub fn new(limits: Limits) -> Result<Self, EngineError> {
+        Self::with_allocation(limits, Allocation::OnDemand)
+    }
+
+    /// An engine with the given limits and instance allocation.
+    pub fn with_allocation(limits: Limits, allocation: Allocation) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         // Policies are small: a small stack bounds deep recursion early.
         config.max_wasm_stack(512 << 10);
+        if let Allocation::Pooling { concurrent } = allocation {
+            let concurrent = concurrent.max(1);
+            // A Rust wasm32-wasip2 component has a few core instances (its
+            // module and the WASI adapter's), each with a memory or tables.
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(concurrent)
+                .total_core_instances(concurrent.saturating_mul(8))
+                .total_memories(concurrent.saturating_mul(4))
+                .total_tables(concurrent.saturating_mul(8))
+                .max_memory_size(limits.max_memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            // Reserve what the memory cap allows, not wasmtime's 4 GiB per slot.
+            config.memory_reservation(limits.max_memory_bytes as u64);
+            config.memory_guard_size(64 << 10);
+        }
         let engine = Engine::new(&config).map_err(EngineError::Config)?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
