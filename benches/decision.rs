@@ -21,19 +21,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use prereg::dataset::{self, SplitMix64};
-use prereg::engine::cache::{Ledger, PrecompiledCache, Prepared};
+use prereg::engine::cache::{MemoryLedger, PrecompiledCache, Prepared};
 use prereg::policy::{NativeDefaultPolicy, Policy};
 use prereg::registry::{DecisionMode, EnrollmentInput, initialise};
 use prereg::signing::{Algorithm, SigningKey};
-use prereg::store::{NewRegistration, ProcedureRecord, SqliteStorage, Storage, TxKind};
+use prereg::store::{SqliteStorage, Storage, TxKind};
 use prereg::{Allocation, Limits, PolicyEngine, Registry, WasmPolicy};
-use prereg_core::{Pattern, Protocol};
 
 const NOW: u64 = 1_767_225_600;
 
@@ -53,37 +51,8 @@ fn store(n: u64) -> (tempfile::TempDir, Arc<SqliteStorage>) {
     let storage = SqliteStorage::open(&dir.path().join("bench.sqlite3")).unwrap();
     let key = SigningKey::generate(Algorithm::EdDsa);
     initialise(&storage, "bench", &key, NOW).unwrap();
-    let kid = key.public_key().kid();
     let mut tx = storage.begin(TxKind::Write).unwrap();
-    tx.insert_procedure(&ProcedureRecord {
-        name: "bench".into(),
-        domain: "bench".into(),
-        protocol: Protocol::Est,
-        require_preregistration: true,
-        allowed_domains: vec![],
-        created_by: kid.clone(),
-        created_at: NOW,
-    })
-    .unwrap();
-    for i in 0..n {
-        let (text, ip, serial) = dataset::registration(i, n);
-        let pattern = Pattern::parse(&text).unwrap();
-        tx.insert_registration(&NewRegistration {
-            domain: "bench".into(),
-            procedure: "bench".into(),
-            index_key: pattern.index_key().encode(),
-            pattern: pattern.into_string(),
-            ip,
-            serial,
-            password_hash: None,
-            expires_at: None,
-            max_enrollments: None,
-            created_by: kid.clone(),
-            created_at: NOW,
-            import: None,
-        })
-        .unwrap();
-    }
+    dataset::populate(tx.as_mut(), n, &key.public_key().kid(), NOW).unwrap();
     tx.commit().unwrap();
     (dir, Arc::new(storage))
 }
@@ -94,7 +63,7 @@ fn queries(n: u64) -> Vec<EnrollmentInput> {
     (0..4096)
         .map(|_| {
             let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
-            EnrollmentInput { procedure: "bench".into(), fqdn, ip, serial, password: None }
+            EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip, serial, password: None }
         })
         .collect()
 }
@@ -147,20 +116,6 @@ fn instantiation(c: &mut Criterion) {
         group.bench_function(label, |b| b.iter(|| policy.instantiate_only().unwrap()));
     }
     group.finish();
-}
-
-/// The store's record of precompiled artifacts, in memory.
-#[derive(Default)]
-struct MemoryLedger(Mutex<HashMap<String, String>>);
-
-impl Ledger for MemoryLedger {
-    fn recorded(&self, key: &str) -> Option<String> {
-        self.0.lock().unwrap().get(key).cloned()
-    }
-
-    fn record(&self, key: &str, sha256: &str) {
-        self.0.lock().unwrap().insert(key.into(), sha256.into());
-    }
 }
 
 fn swap_prepare(c: &mut Criterion) {

@@ -6,6 +6,13 @@
 use std::io::Write;
 use std::path::Path;
 
+use prereg_core::{Pattern, Protocol};
+
+use crate::store::{NewRegistration, ProcedureRecord, StoreError, Tx};
+
+/// The token procedure (and domain) of the generated data.
+pub const PROCEDURE: &str = "bench";
+
 /// A small, fast, seeded generator (SplitMix64): reproducible data, no dependency.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
@@ -89,4 +96,39 @@ pub fn request(rng: &mut SplitMix64, n: u64) -> (String, Option<String>, Option<
         (2, 18) => (format!("dev{i}-{}.z{}.bench.example", rng.below(1000), i % zones(n)), None, None, true),
         _ => (format!("absent{i}.z{}.bench.example", i % zones(n)), None, None, false),
     }
+}
+
+/// Writes the token procedure [`PROCEDURE`] (EST, preregistration required)
+/// and `n` registrations straight into `tx`, as an import would store them
+/// (canonical patterns and index keys), without the policy or the audit log:
+/// a fixture for measurements, not a way to register devices.
+pub fn populate(tx: &mut dyn Tx, n: u64, created_by: &str, now: u64) -> Result<(), StoreError> {
+    tx.insert_procedure(&ProcedureRecord {
+        name: PROCEDURE.into(),
+        domain: PROCEDURE.into(),
+        protocol: Protocol::Est,
+        require_preregistration: true,
+        allowed_domains: vec![],
+        created_by: created_by.into(),
+        created_at: now,
+    })?;
+    for i in 0..n {
+        let (text, ip, serial) = registration(i, n);
+        let Ok(pattern) = Pattern::parse(&text) else { continue };
+        tx.insert_registration(&NewRegistration {
+            domain: PROCEDURE.into(),
+            procedure: PROCEDURE.into(),
+            index_key: pattern.index_key().encode(),
+            pattern: pattern.into_string(),
+            ip,
+            serial,
+            password_hash: None,
+            expires_at: None,
+            max_enrollments: None,
+            created_by: created_by.into(),
+            created_at: now,
+            import: None,
+        })?;
+    }
+    Ok(())
 }

@@ -29,6 +29,7 @@
 //! ```
 
 pub mod audit;
+pub mod bench;
 pub mod builtin;
 pub mod cases;
 pub mod client;

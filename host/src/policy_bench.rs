@@ -5,10 +5,11 @@
 //! check`. The full benchmarks are in `benches/` and `prereg bench`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::bench::Latency;
 use crate::dataset::{self, SplitMix64};
 use crate::engine::{EngineError, PolicyEngine, WasmPolicy};
 use crate::import::ImportProgress;
@@ -26,32 +27,6 @@ pub struct BenchOptions {
     pub decisions: u32,
 }
 
-/// Percentiles of a set of timings, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Percentiles {
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-}
-
-impl Percentiles {
-    /// Of `samples` (sorted here).
-    pub fn of(samples: &mut [Duration]) -> Self {
-        samples.sort_unstable();
-        let at = |q: f64| {
-            if samples.is_empty() {
-                return 0.0;
-            }
-            let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-            samples[i].as_secs_f64() * 1e6
-        };
-        Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99) }
-    }
-}
-
 /// What `prereg policy bench` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -60,13 +35,13 @@ pub struct BenchReport {
     /// Compiling the component (median of 3), milliseconds.
     pub compile_ms: f64,
     /// Instantiating it in a fresh store, microseconds.
-    pub instantiate_us: Percentiles,
+    pub instantiate_us: Latency,
     /// Registrations in the dataset (rows the policy accepted).
     pub registrations: u64,
     /// Rows of the dataset the policy refused.
     pub refused_rows: u64,
     /// One decision (dry run: store read, instantiation, policy, guard), microseconds.
-    pub decision_us: Percentiles,
+    pub decision_us: Latency,
     /// Decisions made.
     pub decisions: u32,
     /// Of which allowed.
@@ -164,10 +139,10 @@ pub fn run(
     Ok(BenchReport {
         policy: policy.info().clone(),
         compile_ms: compile[compile.len() / 2].as_secs_f64() * 1e3,
-        instantiate_us: Percentiles::of(&mut instantiate),
+        instantiate_us: Latency::of(&mut instantiate),
         registrations: record.created,
         refused_rows: refused.len() as u64,
-        decision_us: Percentiles::of(&mut timings),
+        decision_us: Latency::of(&mut timings),
         decisions: options.decisions,
         allowed,
         policy_errors,

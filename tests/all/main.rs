@@ -8,6 +8,7 @@
 mod common;
 
 mod audit_chain;
+mod bench;
 mod browser;
 mod cli;
 mod components;

@@ -121,6 +121,10 @@ pub enum Command {
     /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every
     /// row good; 1: some rows bad (listed); 2: the file or request refused.
     Import(ImportArgs),
+    /// Decisions under load on a generated dataset in a scratch folder:
+    /// throughput, latency percentiles, failures, memory; with --swap-every,
+    /// the latency inside and outside policy swaps.
+    Bench(BenchArgs),
     /// Token procedures.
     #[command(subcommand)]
     Procedure(ProcedureCommand),
@@ -365,6 +369,26 @@ pub struct PolicyTestArgs {
     /// Answer the policy's host calls from this recording only (no store).
     #[arg(long)]
     pub replay: Option<PathBuf>,
+}
+
+/// `prereg bench` arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Registrations in the generated dataset.
+    #[arg(long, default_value_t = 100_000)]
+    pub registrations: u64,
+    /// Deciding threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Seconds of deciding.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Swap the policy every this many seconds.
+    #[arg(long)]
+    pub swap_every: Option<f64>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `prereg policy bench` arguments.

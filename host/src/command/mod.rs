@@ -2,6 +2,7 @@
 //! applied by the library's [`prereg::Registry`]: nothing here decides.
 
 mod backend;
+mod bench;
 mod decide;
 mod import;
 mod init;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enroll(args) => decide::run(&context, args, prereg::registry::DecisionMode::Enroll),
         Command::Audit(cmd) => reads::audit(&context, cmd),
         Command::Policy(cmd) => policy::run(&context, cmd),
+        Command::Bench(args) => bench::run(&context, args),
     }
 }
 

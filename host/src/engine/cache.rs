@@ -111,3 +111,20 @@ fn deserialize(engine: &PolicyEngine, artifact: &[u8]) -> wasmtime::Result<Compo
     // was compiled for this engine's configuration.
     unsafe { Component::deserialize(engine.engine(), artifact) }
 }
+
+/// A ledger in memory, for scratch runs and benchmarks whose cache folder
+/// lives no longer than the process (a data folder records in its store).
+#[derive(Default)]
+pub struct MemoryLedger(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Ledger for MemoryLedger {
+    fn recorded(&self, key: &str) -> Option<String> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn record(&self, key: &str, sha256: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key.into(), sha256.into());
+        }
+    }
+}

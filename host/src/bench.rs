@@ -1,0 +1,237 @@
+//! `prereg bench`: decisions under load on a generated dataset, through the
+//! registry the service runs (`Registry::decide`, dry runs: the store, the
+//! built-in policy component, the guard), from several threads for a while,
+//! optionally swapping the policy every few seconds. It reports throughput,
+//! latency percentiles, failures and memory, and for swaps the latency inside
+//! and outside the swap windows.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::dataset::{self, SplitMix64};
+use crate::engine::cache::{MemoryLedger, PrecompiledCache};
+use crate::engine::{EngineError, PolicyEngine};
+use crate::policy::Policy;
+use crate::registry::{DecisionMode, EnrollmentInput, Registry, RegistryError};
+use crate::signing::{Algorithm, SigningKey};
+use crate::store::{SqliteStorage, Storage, StoreError, TxKind};
+
+/// How long after a swap a decision counts as "inside the swap window".
+pub const SWAP_WINDOW: Duration = Duration::from_millis(100);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Registrations in the dataset.
+    pub registrations: u64,
+    /// Deciding threads.
+    pub threads: usize,
+    /// How long to decide.
+    pub duration: Duration,
+    /// Swap the policy this often.
+    pub swap_every: Option<Duration>,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Decisions measured.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+}
+
+impl Latency {
+    /// Of `samples` (sorted here).
+    pub fn of(samples: &mut [Duration]) -> Self {
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let Some(last) = samples.len().checked_sub(1) else { return 0.0 };
+            samples[((last as f64) * q).round() as usize].as_secs_f64() * 1e6
+        };
+        Latency { count: samples.len() as u64, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999) }
+    }
+}
+
+/// One decision as measured: when it started (from the start of the run) and
+/// how long it took.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    /// Start, seconds from the start of the run.
+    pub at: f64,
+    /// Latency, microseconds.
+    pub micros: f64,
+}
+
+/// What `prereg bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Registrations in the dataset.
+    pub registrations: u64,
+    /// Seconds to generate and store the dataset.
+    pub setup_seconds: f64,
+    /// Seconds to open the store and prepare the policy afterwards (a restart).
+    pub restart_seconds: f64,
+    /// Deciding threads.
+    pub threads: usize,
+    /// Seconds of deciding.
+    pub seconds: f64,
+    /// Decisions made.
+    pub decisions: u64,
+    /// Decisions that failed (an error, or `policy-error`).
+    pub failures: u64,
+    /// Decisions per second, all threads.
+    pub decisions_per_second: f64,
+    /// Latency of every decision.
+    pub latency: Latency,
+    /// Swaps made.
+    pub swaps: u64,
+    /// Latency of decisions that started within [`SWAP_WINDOW`] after a swap.
+    pub in_swap_windows: Option<Latency>,
+    /// Latency of the others.
+    pub outside_swap_windows: Option<Latency>,
+    /// Peak resident memory of the process, bytes (Linux).
+    pub peak_rss_bytes: Option<u64>,
+    /// Every decision, for plots (not in the JSON report).
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+    /// When each swap happened, seconds from the start.
+    pub swap_times: Vec<f64>,
+}
+
+/// Why the bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The registry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The policy engine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The scratch folder.
+    #[error("scratch folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the bench on a generated dataset in a scratch folder.
+pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    let folder = tempfile::Builder::new().prefix("prereg-bench-").tempdir()?;
+    let database = folder.path().join("bench.sqlite3");
+    let started = Instant::now();
+    {
+        let storage = SqliteStorage::open(&database)?;
+        let key = SigningKey::generate(Algorithm::EdDsa);
+        let now = crate::registry::unix_now();
+        crate::registry::initialise(&storage, "bench", &key, now)?;
+        let mut tx = storage.begin(TxKind::Write)?;
+        dataset::populate(tx.as_mut(), options.registrations, &key.public_key().kid(), now)?;
+        tx.commit()?;
+    }
+    let setup_seconds = started.elapsed().as_secs_f64();
+
+    // A restart: open the store, prepare the policy (compiled once into the
+    // cache, then deserialized, as a service restart does).
+    let cache = PrecompiledCache::new(folder.path().join("cache"), Box::new(MemoryLedger::default()));
+    cache.load(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in")?;
+    let restarted = Instant::now();
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&database)?);
+    let (policy, _) = cache.load(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in")?;
+    let registry = Registry::new(storage, Arc::new(policy));
+    registry.instance_id()?;
+    let restart_seconds = restarted.elapsed().as_secs_f64();
+
+    let n = options.registrations.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let deciders: Vec<_> = (0..options.threads.max(1))
+        .map(|t| {
+            let (registry, stop) = (registry.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = SplitMix64::new(0x0070_7265_7265_6700 ^ t as u64);
+                let (mut samples, mut failures) = (Vec::new(), 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
+                    let input =
+                        EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip, serial, password: None };
+                    let one = Instant::now();
+                    let at = one.duration_since(t0);
+                    let result = registry.decide(input, DecisionMode::DryRun, crate::registry::unix_now());
+                    let took = one.elapsed();
+                    if !matches!(&result, Ok(r) if r.reason != "policy-error") {
+                        failures += 1;
+                    }
+                    samples.push((at, took));
+                }
+                (samples, failures)
+            })
+        })
+        .collect();
+    let mut swap_times = Vec::new();
+    match options.swap_every {
+        Some(every) => {
+            while t0.elapsed() + every <= options.duration {
+                std::thread::sleep(every);
+                // A new version prepared from the cache, then swapped in.
+                let (policy, _) = cache.load(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in")?;
+                swap_times.push(t0.elapsed());
+                registry.swap_policy(Arc::new(policy) as Arc<dyn Policy>);
+            }
+            std::thread::sleep(options.duration.saturating_sub(t0.elapsed()));
+        }
+        None => std::thread::sleep(options.duration),
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seconds = t0.elapsed().as_secs_f64();
+    let (mut all, mut failures) = (Vec::new(), 0);
+    for decider in deciders {
+        let (samples, failed) = decider.join().unwrap_or_default();
+        all.extend(samples);
+        failures += failed;
+    }
+    let in_window = |at: Duration| swap_times.iter().any(|s| at >= *s && at < *s + SWAP_WINDOW);
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for (at, took) in &all {
+        if in_window(*at) { inside.push(*took) } else { outside.push(*took) }
+    }
+    let samples =
+        all.iter().map(|(at, took)| Sample { at: at.as_secs_f64(), micros: took.as_secs_f64() * 1e6 }).collect();
+    let mut latencies: Vec<Duration> = all.iter().map(|(_, took)| *took).collect();
+    let swapping = options.swap_every.is_some();
+    Ok(BenchReport {
+        registrations: options.registrations,
+        setup_seconds,
+        restart_seconds,
+        threads: options.threads.max(1),
+        seconds,
+        decisions: all.len() as u64,
+        failures,
+        decisions_per_second: all.len() as f64 / seconds.max(1e-9),
+        latency: Latency::of(&mut latencies),
+        swaps: swap_times.len() as u64,
+        in_swap_windows: swapping.then(|| Latency::of(&mut inside)),
+        outside_swap_windows: swapping.then(|| Latency::of(&mut outside)),
+        peak_rss_bytes: peak_rss(),
+        samples,
+        swap_times: swap_times.iter().map(Duration::as_secs_f64).collect(),
+    })
+}
+
+/// The process's peak resident memory (`VmHWM`), on Linux.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

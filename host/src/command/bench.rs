@@ -1,0 +1,55 @@
+//! `prereg bench`: decisions under load (see `prereg::bench`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use prereg::PolicyEngine;
+use prereg::bench::{BenchOptions, Latency};
+
+use super::{Context, InputError};
+use crate::cli::BenchArgs;
+
+pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let seconds = |what: &str, s: f64| {
+        if s.is_finite() && (0.01..=86_400.0).contains(&s) {
+            Ok(Duration::from_secs_f64(s))
+        } else {
+            Err(InputError(format!("{what} {s}: give seconds between 0.01 and 86400")))
+        }
+    };
+    let options = BenchOptions {
+        registrations: args.registrations.max(1),
+        threads: args.threads.clamp(1, 256),
+        duration: seconds("--seconds", args.seconds)?,
+        swap_every: args.swap_every.map(|s| seconds("--swap-every", s)).transpose()?,
+    };
+    let engine = PolicyEngine::new(context.global.limits())?;
+    eprintln!("generating {} registrations ...", options.registrations);
+    let report = prereg::bench::run(&engine, &options)?;
+    let line = |label: &str, l: &Latency| {
+        println!(
+            "{label:<14} p50 {:>8.1} µs  p90 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs  ({} decisions)",
+            l.p50, l.p90, l.p99, l.p999, l.count
+        );
+    };
+    println!("dataset        {} registrations, stored in {:.1} s", report.registrations, report.setup_seconds);
+    println!("restart        {:.3} s (open the store, prepare the policy from the cache)", report.restart_seconds);
+    println!(
+        "decisions      {} in {:.1} s on {} threads: {:.0}/s, {} failures",
+        report.decisions, report.seconds, report.threads, report.decisions_per_second, report.failures
+    );
+    line("latency", &report.latency);
+    if let (Some(inside), Some(outside)) = (&report.in_swap_windows, &report.outside_swap_windows) {
+        println!("swaps          {}", report.swaps);
+        line("in swaps", inside);
+        line("outside swaps", outside);
+    }
+    if let Some(rss) = report.peak_rss_bytes {
+        println!("peak memory    {:.1} MiB", rss as f64 / f64::from(1 << 20));
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .map_err(|e| InputError(format!("--json {}: {e}", path.display())))?;
+    }
+    Ok(if report.failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
