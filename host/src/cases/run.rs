@@ -18,7 +18,7 @@ use crate::evaluation::Evaluation;
 use crate::host_calls::{HostCall, HostCalls};
 use crate::password;
 use crate::policy::Policy;
-use crate::registry::{self, DecisionMode, DecisionReport, EnrollmentInput, RegistryError};
+use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, RegistryError};
 use crate::scratch::Scratch;
 use crate::signing::WriteRequest;
 use crate::store::{SqliteStorage, Storage, TxKind};
@@ -81,9 +81,8 @@ pub fn run(
         Facts::Live | Facts::Record => {
             let scratch = Scratch::new(policy.clone(), file.now())?;
             let registry = scratch.registry();
-            let setup = Setup(&scratch);
             for (i, p) in file.procedures.iter().enumerate() {
-                setup
+                scratch
                     .submit(WriteRequest::CreateProcedure {
                         name: p.name.clone(),
                         domain: p.domain.clone(),
@@ -97,7 +96,7 @@ pub fn run(
                     })?;
             }
             for (i, r) in file.registrations.iter().enumerate() {
-                if let Some(outcome) = setup.registration(i, r)? {
+                if let Some(outcome) = create_registration(&scratch, i, r)? {
                     outcomes.push(outcome);
                 }
             }
@@ -130,81 +129,77 @@ pub fn run(
     Ok((report, recording))
 }
 
-/// Creating the file's registrations in a throwaway instance.
-struct Setup<'s>(&'s Scratch);
-
-impl Setup<'_> {
-    fn submit(&self, request: WriteRequest) -> Result<registry::WriteOutcome, RegistryError> {
-        self.0.submit(request)
-    }
-
-    /// Creates registration `i`; an outcome when the file expects a refusal
-    /// or the policy refuses it.
-    fn registration(&self, i: usize, r: &super::CaseRegistration) -> Result<Option<CaseOutcome>, CasesError> {
-        let name = format!("registration {} ({})", i + 1, r.fqdn);
-        let password_hash = match &r.password {
-            None => None,
-            Some(p) => Some(password::hash(p).map_err(|message| CasesError::Setup {
-                what: name.clone(),
-                error: RegistryError::Invalid { field: "password".into(), message },
-            })?),
-        };
-        let created = self.submit(WriteRequest::CreateRegistration {
-            procedure: r.procedure.clone(),
-            fqdn: r.fqdn.clone(),
-            ip: r.ip.clone(),
-            serial: r.serial.clone(),
-            password_hash,
-            valid_days: r.valid_days,
-            max_enrollments: r.max_enrollments,
-        });
-        let refused = match (&created, &r.invalid) {
-            (Ok(outcome), None) => {
-                if r.disabled
-                    && let Some(id) = outcome.id
-                {
-                    self.submit(WriteRequest::DisableRegistration { id })
-                        .map_err(|error| CasesError::Setup { what: name.clone(), error })?;
-                }
-                return Ok(None);
+/// Creates registration `i` of the file in the throwaway instance; an
+/// outcome when the file expects a refusal or the policy refuses it.
+fn create_registration(
+    scratch: &Scratch,
+    i: usize,
+    r: &super::CaseRegistration,
+) -> Result<Option<CaseOutcome>, CasesError> {
+    let name = format!("registration {} ({})", i + 1, r.fqdn);
+    let password_hash = match &r.password {
+        None => None,
+        Some(p) => Some(password::hash(p).map_err(|message| CasesError::Setup {
+            what: name.clone(),
+            error: RegistryError::Invalid { field: "password".into(), message },
+        })?),
+    };
+    let created = scratch.submit(WriteRequest::CreateRegistration {
+        procedure: r.procedure.clone(),
+        fqdn: r.fqdn.clone(),
+        ip: r.ip.clone(),
+        serial: r.serial.clone(),
+        password_hash,
+        valid_days: r.valid_days,
+        max_enrollments: r.max_enrollments,
+    });
+    let refused = match (&created, &r.invalid) {
+        (Ok(outcome), None) => {
+            if r.disabled
+                && let Some(id) = outcome.id
+            {
+                scratch
+                    .submit(WriteRequest::DisableRegistration { id })
+                    .map_err(|error| CasesError::Setup { what: name.clone(), error })?;
             }
-            (Ok(_), Some(field)) => {
-                return Ok(Some(CaseOutcome {
-                    name,
-                    passed: false,
-                    mismatches: vec![Mismatch {
-                        field: "field".into(),
-                        expected: format!("refused ({field})"),
-                        got: "accepted".into(),
-                    }],
-                    explanation: "the policy accepted the registration".into(),
-                }));
-            }
-            (Err(RegistryError::Invalid { field, message }), expected) => (field.clone(), message.clone(), expected),
-            (Err(error), _) => {
-                return Err(CasesError::Setup {
-                    what: name,
-                    error: RegistryError::Invalid { field: "registration".into(), message: error.to_string() },
-                });
-            }
-        };
-        let (field, message, expected) = refused;
-        let passed = expected.as_deref() == Some(field.as_str());
-        Ok(Some(CaseOutcome {
-            name,
-            passed,
-            mismatches: if passed {
-                Vec::new()
-            } else {
-                vec![Mismatch {
+            return Ok(None);
+        }
+        (Ok(_), Some(field)) => {
+            return Ok(Some(CaseOutcome {
+                name,
+                passed: false,
+                mismatches: vec![Mismatch {
                     field: "field".into(),
-                    expected: expected.as_deref().map_or("accepted".into(), |f| format!("refused ({f})")),
-                    got: format!("refused ({field})"),
-                }]
-            },
-            explanation: message,
-        }))
-    }
+                    expected: format!("refused ({field})"),
+                    got: "accepted".into(),
+                }],
+                explanation: "the policy accepted the registration".into(),
+            }));
+        }
+        (Err(RegistryError::Invalid { field, message }), expected) => (field.clone(), message.clone(), expected),
+        (Err(error), _) => {
+            return Err(CasesError::Setup {
+                what: name,
+                error: RegistryError::Invalid { field: "registration".into(), message: error.to_string() },
+            });
+        }
+    };
+    let (field, message, expected) = refused;
+    let passed = expected.as_deref() == Some(field.as_str());
+    Ok(Some(CaseOutcome {
+        name,
+        passed,
+        mismatches: if passed {
+            Vec::new()
+        } else {
+            vec![Mismatch {
+                field: "field".into(),
+                expected: expected.as_deref().map_or("accepted".into(), |f| format!("refused ({f})")),
+                got: format!("refused ({field})"),
+            }]
+        },
+        explanation: message,
+    }))
 }
 
 fn input(case: &Case) -> EnrollmentInput {
