@@ -82,7 +82,8 @@ fn decisions(c: &mut Criterion) {
         let (_dir, storage) = store(n);
         let inputs = queries(n);
         for (path, policy) in &policies {
-            let registry = Registry::new(storage.clone(), policy.clone());
+            // As `prereg serve` decides: candidates from the in-memory index.
+            let registry = Registry::new(storage.clone(), policy.clone()).with_memory_index().unwrap();
             // Sanity: the mix really has hits and misses, and no failures.
             let reports: Vec<_> =
                 inputs.iter().map(|i| registry.decide(i.clone(), DecisionMode::DryRun, NOW).unwrap()).collect();
@@ -101,6 +102,75 @@ fn decisions(c: &mut Criterion) {
                 })
             });
         }
+    }
+    group.finish();
+}
+
+/// Where the time of the WebAssembly boundary goes, with the probe policy
+/// (`tests/guests/probe`) on the pooling allocator, as `prereg serve` runs:
+/// each benchmark is a whole dry-run decision through `Registry::decide`, so
+/// compare them with `boundary/call-empty` (instance, request in, decision
+/// out, and the host's fixed work) and `boundary/instantiate` (no call).
+fn boundary(c: &mut Criterion) {
+    let engine = PolicyEngine::with_allocation(Limits::default(), Allocation::Pooling { concurrent: 8 }).unwrap();
+    let probe: Arc<dyn Policy> =
+        Arc::new(prereg::load_policy(&engine, Some(std::path::Path::new(prereg::builtin::PROBE_POLICY_PATH))).unwrap());
+    // One key holding K in-label patterns, for each K: a lookup returns K candidates.
+    let (_dir, storage) = store(0);
+    let candidate_counts = [1u64, 64, 1024];
+    {
+        let mut tx = storage.begin(TxKind::Write).unwrap();
+        let kid = tx.officers().unwrap()[0].kid.clone();
+        for k in candidate_counts {
+            for j in 0..k {
+                let pattern = prereg_core::Pattern::parse(&format!("c{j}-*.k{k}.probe.example")).unwrap();
+                tx.insert_registration(&prereg::store::NewRegistration {
+                    domain: dataset::PROCEDURE.into(),
+                    procedure: dataset::PROCEDURE.into(),
+                    index_key: pattern.index_key().encode(),
+                    pattern: pattern.into_string(),
+                    ip: None,
+                    serial: None,
+                    password_hash: None,
+                    expires_at: None,
+                    max_enrollments: None,
+                    created_by: kid.clone(),
+                    created_at: NOW,
+                    import: None,
+                })
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let registry = Registry::new(storage, probe.clone()).with_memory_index().unwrap();
+    let decide = |fqdn: String, serial: Option<String>, expect: &str| {
+        let input = EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip: None, serial, password: None };
+        let report = registry.decide(input, DecisionMode::DryRun, NOW).unwrap();
+        assert!(report.explanation.starts_with(expect), "{expect}: {report:?}");
+        report
+    };
+    let mut group = c.benchmark_group("boundary");
+    let wasm = prereg::load_policy(&engine, Some(std::path::Path::new(prereg::builtin::PROBE_POLICY_PATH))).unwrap();
+    group.bench_function("instantiate", |b| b.iter(|| wasm.instantiate_only().unwrap()));
+    group.bench_function("call-empty", |b| b.iter(|| black_box(decide("empty.probe.example".into(), None, ""))));
+    // The request grows (its serial number: 64 B to 4000 B; the limit is 4096).
+    for size in [64usize, 1024, 4000] {
+        group.bench_function(BenchmarkId::new("request-bytes", size), |b| {
+            b.iter(|| black_box(decide("empty.probe.example".into(), Some("s".repeat(size)), "")))
+        });
+    }
+    // Guest→host: N calls of the cheapest import (`now`).
+    for n in [100u32, 1000] {
+        group.bench_function(BenchmarkId::new("imports", n), |b| {
+            b.iter(|| black_box(decide("imports.probe.example".into(), Some(n.to_string()), &format!("{n} imports"))))
+        });
+    }
+    // Host→guest lists: one lookup answering K candidates.
+    for k in candidate_counts {
+        group.bench_function(BenchmarkId::new("candidates", k), |b| {
+            b.iter(|| black_box(decide(format!("candidates-x.k{k}.probe.example"), None, &format!("{k} candidates"))))
+        });
     }
     group.finish();
 }
@@ -137,5 +207,5 @@ fn swap_prepare(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions, instantiation, swap_prepare);
+criterion_group!(benches, decisions, boundary, instantiation, swap_prepare);
 criterion_main!(benches);

@@ -22,6 +22,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("prereg-policy-multi-label", "MULTI_LABEL_POLICY"),
     ("prereg-policy-serial-required", "SERIAL_REQUIRED_POLICY"),
     ("prereg-policy-hostile", "HOSTILE_POLICY"),
+    ("prereg-policy-probe", "PROBE_POLICY"),
 ];
 
 fn main() {

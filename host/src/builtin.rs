@@ -10,6 +10,9 @@ pub const DEFAULT_POLICY_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR
 /// Path of the hostile test policy component (a test fixture, not embedded).
 pub const HOSTILE_POLICY_PATH: &str = paths::HOSTILE_POLICY;
 
+/// Path of the probe policy component (a benchmark fixture, not embedded).
+pub const PROBE_POLICY_PATH: &str = paths::PROBE_POLICY;
+
 /// Path of the default policy component as built.
 pub const DEFAULT_POLICY_PATH: &str = paths::DEFAULT_POLICY;
 

@@ -8,14 +8,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use prereg_core::{Fqdn, IndexKey, LogLevel, LookupError, PasswordCheck, PolicyHost, Procedure, Registration};
 use zeroize::Zeroizing;
 
 use crate::host_calls::{self, HostCall, HostCalls};
+use crate::index::{MemoryIndex, TooMany};
 use crate::password;
 use crate::public_suffix;
-use crate::store::{RegistrationRecord, Tx};
+use crate::store::Tx;
 
 /// Most candidates one lookup returns.
 pub const MAX_CANDIDATES: usize = 4096;
@@ -31,8 +33,10 @@ pub const MAX_LOG_BYTES: usize = 1024;
 /// A registration the host offered during an evaluation, and for what lookup.
 #[derive(Debug, Clone)]
 pub struct Offer {
-    /// The registration as it was when offered.
-    pub record: RegistrationRecord,
+    /// The registration as it was when offered (what the policy saw).
+    pub registration: Registration,
+    /// The registration's domain.
+    pub registration_domain: String,
     /// Domain of the lookup.
     pub domain: String,
     /// Canonical name of the lookup.
@@ -68,6 +72,7 @@ pub struct Evaluation {
     policy_name: String,
     trace: RefCell<Trace>,
     calls: HostCalls,
+    index: Option<Arc<MemoryIndex>>,
 }
 
 impl Evaluation {
@@ -80,7 +85,15 @@ impl Evaluation {
             policy_name: policy_name.to_owned(),
             trace: RefCell::new(Trace::default()),
             calls: HostCalls::Live,
+            index: None,
         }
+    }
+
+    /// Answers candidate lookups from `index` (caught up in this evaluation's
+    /// transaction) instead of the storage index.
+    pub fn with_index(mut self, index: Option<Arc<MemoryIndex>>) -> Self {
+        self.index = index;
+        self
     }
 
     /// Records the host calls, or answers them from a recording only.
@@ -132,6 +145,15 @@ impl Evaluation {
         !over
     }
 
+    /// Starts one more call of a policy in this evaluation (a batch of
+    /// validations): the import budget and any violation of the previous
+    /// call are for that call alone.
+    pub fn start_call(&mut self) {
+        let trace = self.trace.get_mut();
+        trace.import_calls = 0;
+        trace.violation = None;
+    }
+
     fn violate(&self, what: String) {
         let mut trace = self.trace.borrow_mut();
         if trace.violation.is_none() {
@@ -167,25 +189,42 @@ impl Evaluation {
     }
 
     fn candidates_from_store(&self, domain: &str, fqdn: &Fqdn) -> Result<Vec<Registration>, LookupError> {
-        let keys: Vec<String> = IndexKey::probes(fqdn).iter().map(IndexKey::encode).collect();
-        let rows = match self.tx.borrow_mut().candidates(domain, &keys, MAX_CANDIDATES) {
-            Ok(rows) => rows,
-            Err(e) => {
-                self.storage_failed(e);
-                return Err(LookupError::Unavailable);
+        let found: Vec<(Registration, String)> = match &self.index {
+            Some(index) => index
+                .candidates(domain, fqdn, MAX_CANDIDATES)
+                .map_err(|TooMany| LookupError::TooMany)?
+                .into_iter()
+                .map(|r| (r, domain.to_owned()))
+                .collect(),
+            None => {
+                let keys: Vec<String> = IndexKey::probes(fqdn).iter().map(IndexKey::encode).collect();
+                let rows = match self.tx.borrow_mut().candidates(domain, &keys, MAX_CANDIDATES) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        self.storage_failed(e);
+                        return Err(LookupError::Unavailable);
+                    }
+                };
+                if rows.len() > MAX_CANDIDATES {
+                    return Err(LookupError::TooMany);
+                }
+                rows.into_iter().map(|record| (record.to_policy_view(), record.domain)).collect()
             }
         };
-        if rows.len() > MAX_CANDIDATES {
-            return Err(LookupError::TooMany);
-        }
         let mut trace = self.trace.borrow_mut();
-        Ok(rows
+        Ok(found
             .into_iter()
-            .map(|record| {
-                let view = record.to_policy_view();
-                trace
-                    .offered
-                    .insert(record.id, Offer { record, domain: domain.to_owned(), fqdn: fqdn.as_str().to_owned() });
+            .map(|(registration, registration_domain)| {
+                let view = registration.clone();
+                trace.offered.insert(
+                    registration.id,
+                    Offer {
+                        registration,
+                        registration_domain,
+                        domain: domain.to_owned(),
+                        fqdn: fqdn.as_str().to_owned(),
+                    },
+                );
                 view
             })
             .collect())

@@ -39,6 +39,7 @@ pub mod engine;
 pub mod evaluation;
 pub mod host_calls;
 pub mod import;
+pub mod index;
 pub mod password;
 pub mod policy;
 pub mod policy_bench;
@@ -94,14 +95,20 @@ pub fn load_policy(engine: &PolicyEngine, path: Option<&Path>) -> Result<WasmPol
 /// Without `policy`, the active version recorded in the store (`prereg policy
 /// activate`) is loaded, or the built-in default if none is.
 pub fn open_registry(data: &DataDir, policy: Option<&Path>) -> Result<Registry, OpenError> {
-    open_registry_with(data, policy, Limits::default())
+    open_registry_with(data, policy, Limits::default(), engine::Allocation::OnDemand)
 }
 
-/// [`open_registry`] with the policy sandbox's limits.
-pub fn open_registry_with(data: &DataDir, policy: Option<&Path>, limits: Limits) -> Result<Registry, OpenError> {
+/// [`open_registry`] with the policy sandbox's limits and its instance
+/// allocation (pooling for a service, on demand for one-shot commands).
+pub fn open_registry_with(
+    data: &DataDir,
+    policy: Option<&Path>,
+    limits: Limits,
+    allocation: engine::Allocation,
+) -> Result<Registry, OpenError> {
     data.ensure().map_err(|source| OpenError::DataDir { path: data.root().display().to_string(), source })?;
     let storage: Arc<dyn store::Storage> = Arc::new(store::SqliteStorage::open(&data.database())?);
-    let engine = PolicyEngine::new(limits)?;
+    let engine = PolicyEngine::with_allocation(limits, allocation)?;
     let cache = Arc::new(engine::cache::PrecompiledCache::new(data.cache(), Box::new(StoreLedger(storage.clone()))));
     let active: Arc<dyn policy::Policy> = match policy {
         Some(path) => {

@@ -1,5 +1,6 @@
 //! `prereg bench`, the load harness, through the binary: it decides from
-//! several threads while swapping the policy, and reports what it measured.
+//! several threads while swapping the policy, and reports what it measured
+//! (as text, JSON and an SVG chart).
 
 use crate::common::prereg_command;
 
@@ -8,12 +9,21 @@ fn the_bench_harness_decides_under_swaps_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let out = prereg_command(dir.path())
         .args(["bench", "--registrations", "3000", "--threads", "2", "--seconds", "1.5", "--swap-every", "0.3"])
-        .args(["--json", "report.json"])
+        .args(["--scaling", "--json", "report.json", "--plot", "chart.svg"])
         .output()
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    for line in ["dataset        3000 registrations", "restart ", "in swaps ", "outside swaps ", "peak memory"] {
+    for line in [
+        "dataset        3000 registrations",
+        "restart ",
+        "index          3000 registrations",
+        "scaling ",
+        "in swaps ",
+        "outside swaps ",
+        "peak memory",
+        "chart          chart.svg",
+    ] {
         assert!(stdout.contains(line), "{line:?} missing from {stdout}");
     }
     let report: serde_json::Value =
@@ -31,6 +41,29 @@ fn the_bench_harness_decides_under_swaps_and_reports() {
     assert!(latency["p50"].as_f64().unwrap() > 0.0);
     assert!(latency["p50"].as_f64() <= latency["p99"].as_f64() && latency["p99"].as_f64() <= latency["p999"].as_f64());
     assert!(report["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+    // The in-memory index, as the service uses it: its size and build time.
+    let index = &report["index"];
+    assert_eq!(index["registrations"], 3000, "{report}");
+    assert!(index["heap_bytes"].as_u64().unwrap() > 3000 * 64, "{report}");
+    assert!(index["build_seconds"].as_f64().unwrap() > 0.0);
+    // --scaling ran one thread first, on the same data.
+    let one = report["one_thread_decisions_per_second"].as_f64().unwrap();
+    let ratio = report["scaling"].as_f64().unwrap();
+    assert!(one > 0.0 && (ratio - report["decisions_per_second"].as_f64().unwrap() / one).abs() < 1e-6, "{report}");
+    // The chart: latency over time with the swaps marked, and a histogram.
+    let svg = std::fs::read_to_string(dir.path().join("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("policy swap") && svg.contains("latency: p50"), "{svg:.300}");
+    assert!(svg.matches("<rect").count() > 10, "histogram bars");
+    // Without the index: the storage index answers, and the report says so.
+    let out = prereg_command(dir.path())
+        .args(["bench", "--registrations", "500", "--threads", "1", "--seconds", "0.3", "--store-lookups"])
+        .args(["--allocation", "on-demand", "--json", "plain.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let plain: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("plain.json")).unwrap()).unwrap();
+    assert!(plain["index"].is_null() && plain["failures"] == 0 && plain["decisions"].as_u64() > Some(10), "{plain}");
     // Bad input names the option.
     let out = prereg_command(dir.path()).args(["bench", "--seconds", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -196,6 +196,14 @@ pub fn prereg_command(dir: &std::path::Path) -> std::process::Command {
     cmd
 }
 
+/// Runs `prereg --data data ARGS` in `dir` without `--server` (another
+/// process on the same data folder as a running service); its output.
+pub fn run_local(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = prereg_command(dir).args(["--data", "data"]).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A `prereg serve` process on a free loopback port, over the data folder
 /// `dir/data` (initialised on first start). Its logs go to `dir/server.log`.
 pub struct Server {

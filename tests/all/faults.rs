@@ -204,14 +204,15 @@ fn a_killed_partial_import_keeps_whole_batches_and_running_it_again_completes_it
 fn a_killed_all_or_nothing_import_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
-    big_file(dir.path(), 12_000);
+    // Big enough that the one writing pass lasts seconds (about 30 µs a row).
+    big_file(dir.path(), 150_000);
     let database = dir.path().join("data/prereg.sqlite3");
     let mut child = prereg_command(dir.path())
         .args(["--data", "data", "import", "fleet.csv", "--procedure", "fleet"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it in its writing pass: after the check pass, which takes about as long.
+    // Kill it in its writing pass (it writes from the first row on).
     let conn = rusqlite::Connection::open(&database).unwrap();
     let started = Instant::now();
     loop {
@@ -223,7 +224,7 @@ fn a_killed_all_or_nothing_import_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let since = Instant::now();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(800));
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the import finished in {:?}; make the file bigger", since.elapsed());

@@ -16,6 +16,7 @@ mod faults;
 mod hot_swap;
 mod imports;
 mod lifecycle;
+mod memory_index;
 mod policy_author;
 mod policy_versions;
 mod precompiled;

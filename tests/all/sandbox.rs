@@ -272,3 +272,42 @@ fn the_sandbox_limits_are_configurable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A bulk import validates its rows in batches on one instance: each call
+/// gets the whole deadline and import budget, and a call that fails costs
+/// only its own row (the rest get a fresh instance).
+#[test]
+fn a_batch_of_validations_isolates_the_row_that_fails() {
+    let f = fixture();
+    let storage = f.registry.storage().clone();
+    let names = ["a.example.com", "trap.example.com", "loop.example.com", "storm.example.com", "b.example.com"];
+    let requests: Vec<prereg_core::RegistrationRequest> = names
+        .iter()
+        .map(|fqdn| prereg_core::RegistrationRequest {
+            procedure: "p".into(),
+            fqdn: (*fqdn).into(),
+            ip: None,
+            serial: None,
+            has_password: false,
+        })
+        .collect();
+    let tx = storage.begin(prereg::store::TxKind::Read).unwrap();
+    let evaluation = prereg::evaluation::Evaluation::new(tx, NOW, None, "hostile");
+    let (answers, _) = hostile().validate_registrations(evaluation, &requests);
+    let kinds: Vec<&str> = answers
+        .iter()
+        .map(|a| match a {
+            Ok(Ok(_)) => "valid",
+            Ok(Err(_)) => "invalid",
+            Err(failure) => failure.kind,
+        })
+        .collect();
+    // The hostile policy refuses every registration it survives.
+    assert_eq!(kinds, ["invalid", "trap", "timeout", "budget", "invalid"], "{answers:?}");
+    // The default policy answers a whole batch, in order, from one instance.
+    let tx = storage.begin(prereg::store::TxKind::Read).unwrap();
+    let evaluation = prereg::evaluation::Evaluation::new(tx, NOW, None, "default");
+    let (answers, _) = default_policy().validate_registrations(evaluation, &requests);
+    let patterns: Vec<String> = answers.into_iter().map(|a| a.unwrap().unwrap().pattern).collect();
+    assert_eq!(patterns, names);
+}

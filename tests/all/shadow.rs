@@ -154,11 +154,7 @@ fn a_change_made_by_another_process_reaches_the_running_service() {
     let server = Server::start(dir.path());
     let client = server.client();
     // Another process on the same data folder, without --server.
-    let local = |args: &[&str]| {
-        let out = prereg_command(dir.path()).args(["--data", "data"]).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let local = |args: &[&str]| crate::common::run_local(dir.path(), args);
     local(&["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
     local(&["register", "--procedure", "routers", "--fqdn", "*.dept.example.com"]);
     assert!(!check(&client, "a.b.dept.example.com").0);

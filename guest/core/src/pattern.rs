@@ -140,13 +140,7 @@ impl Pattern {
 
     /// The key under which a host indexes this pattern; see [`IndexKey`].
     pub fn index_key(&self) -> IndexKey {
-        if self.is_catch_all() {
-            return IndexKey::CatchAll;
-        }
-        if self.is_exact() {
-            return IndexKey::Exact(self.text.clone());
-        }
-        IndexKey::Suffix { labels: self.text.split('.').count(), suffix: literal_suffix(&self.text).to_owned() }
+        IndexKey::of_canonical(&self.text)
     }
 
     /// The pattern as an owned string.
@@ -290,6 +284,32 @@ impl IndexKey {
         keys
     }
 
+    /// The key of a pattern already in canonical form (as stored), without
+    /// parsing it again.
+    pub fn of_canonical(pattern: &str) -> IndexKey {
+        if pattern == "*" {
+            return IndexKey::CatchAll;
+        }
+        if !pattern.contains('*') {
+            return IndexKey::Exact(pattern.to_owned());
+        }
+        IndexKey::Suffix { labels: pattern.split('.').count(), suffix: literal_suffix(pattern).to_owned() }
+    }
+
+    /// Whether `pattern` (canonical) is filed under this key; allocates nothing.
+    pub fn files(&self, pattern: &str) -> bool {
+        match self {
+            IndexKey::CatchAll => pattern == "*",
+            IndexKey::Exact(name) => pattern == name,
+            IndexKey::Suffix { labels, suffix } => {
+                pattern != "*"
+                    && pattern.contains('*')
+                    && pattern.split('.').count() == *labels
+                    && literal_suffix(pattern) == suffix
+            }
+        }
+    }
+
     /// A compact text form for storage indexes: `=name`, `N|suffix` or `*`.
     pub fn encode(&self) -> String {
         match self {
@@ -383,6 +403,14 @@ mod tests {
         assert_eq!(p("*.example.com").index_key().encode(), "3|example.com");
         assert_eq!(p("x.example.com").index_key().encode(), "=x.example.com");
         assert_eq!(p("*").index_key(), IndexKey::CatchAll);
+        for text in ["*.dept.example.com", "a.*.example.com", "x.example.com", "*", "serial-*.example.com"] {
+            let key = p(text).index_key();
+            assert!(key.files(text), "{text} is filed under its own key");
+            assert_eq!(IndexKey::of_canonical(text), key);
+        }
+        assert!(!p("*.example.com").index_key().files("*.example.org"));
+        assert!(!p("*.example.com").index_key().files("a.*.example.com"));
+        assert!(!p("x.example.com").index_key().files("*.example.com"));
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use prereg::PolicyEngine;
 use prereg::bench::{BenchOptions, Latency};
+use prereg::engine::Allocation;
 
 use super::{Context, InputError};
-use crate::cli::BenchArgs;
+use crate::cli::{AllocationArg, BenchArgs};
 
 pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let seconds = |what: &str, s: f64| {
@@ -22,8 +23,15 @@ pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
         threads: args.threads.clamp(1, 256),
         duration: seconds("--seconds", args.seconds)?,
         swap_every: args.swap_every.map(|s| seconds("--swap-every", s)).transpose()?,
+        memory_index: !args.store_lookups,
+        scaling: args.scaling,
     };
-    let engine = PolicyEngine::new(context.global.limits())?;
+    let allocation = match args.allocation {
+        AllocationArg::OnDemand => Allocation::OnDemand,
+        // Every decider, the swapper's preparation, and room to spare.
+        AllocationArg::Pooling => Allocation::Pooling { concurrent: options.threads as u32 * 2 + 2 },
+    };
+    let engine = PolicyEngine::with_allocation(context.global.limits(), allocation)?;
     eprintln!("generating {} registrations ...", options.registrations);
     let report = prereg::bench::run(&engine, &options)?;
     let line = |label: &str, l: &Latency| {
@@ -33,11 +41,33 @@ pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     };
     println!("dataset        {} registrations, stored in {:.1} s", report.registrations, report.setup_seconds);
-    println!("restart        {:.3} s (open the store, prepare the policy from the cache)", report.restart_seconds);
+    match &report.index {
+        Some(index) => {
+            println!(
+                "restart        {:.3} s (open the store, prepare the policy from the cache, build the index)",
+                report.restart_seconds
+            );
+            println!(
+                "index          {} registrations in {:.3} s; {:.1} MiB resident ({:.0} B per registration), {:.1} MiB of tables",
+                index.registrations,
+                index.build_seconds,
+                index.rss_bytes as f64 / f64::from(1 << 20),
+                index.rss_bytes_per_registration,
+                index.heap_bytes as f64 / f64::from(1 << 20),
+            );
+        }
+        None => println!(
+            "restart        {:.3} s (open the store, prepare the policy from the cache; storage-index lookups)",
+            report.restart_seconds
+        ),
+    }
     println!(
         "decisions      {} in {:.1} s on {} threads: {:.0}/s, {} failures",
         report.decisions, report.seconds, report.threads, report.decisions_per_second, report.failures
     );
+    if let (Some(one), Some(ratio)) = (report.one_thread_decisions_per_second, report.scaling) {
+        println!("scaling        {ratio:.2}x the throughput of one thread ({one:.0}/s, the same run just before)");
+    }
     line("latency", &report.latency);
     if let (Some(inside), Some(outside)) = (&report.in_swap_windows, &report.outside_swap_windows) {
         println!("swaps          {}", report.swaps);
@@ -46,6 +76,10 @@ pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(rss) = report.peak_rss_bytes {
         println!("peak memory    {:.1} MiB", rss as f64 / f64::from(1 << 20));
+    }
+    if let Some(path) = &args.plot {
+        prereg::bench::plot::write(&report, path)?;
+        println!("chart          {}", path.display());
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")

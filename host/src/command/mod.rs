@@ -90,6 +90,11 @@ impl Context {
 
     /// The registry of an initialised data folder.
     fn registry(&self) -> anyhow::Result<Registry> {
+        self.registry_with(prereg::engine::Allocation::OnDemand)
+    }
+
+    /// [`Context::registry`] with the given instance allocation.
+    fn registry_with(&self, allocation: prereg::engine::Allocation) -> anyhow::Result<Registry> {
         let data = self.data();
         if !data.database().exists() {
             return Err(InputError(format!(
@@ -98,7 +103,8 @@ impl Context {
             ))
             .into());
         }
-        let registry = prereg::open_registry_with(&data, self.global.policy.as_deref(), self.global.limits())?;
+        let registry =
+            prereg::open_registry_with(&data, self.global.policy.as_deref(), self.global.limits(), allocation)?;
         registry.instance_id()?;
         Ok(registry)
     }

@@ -25,7 +25,9 @@ pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
         }
         init::initialise(&data, "admin")?;
     }
-    let registry = context.registry()?;
+    // A service decides many times: candidates come from the in-memory
+    // index, and policy instances from wasmtime's pooling allocator.
+    let registry = context.registry_with(service_allocation())?.with_memory_index()?;
     {
         let mut tx = registry.storage().begin(TxKind::Write)?;
         let interrupted = tx.interrupt_running_imports(unix_now())?;
@@ -52,7 +54,15 @@ pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
             loop {
                 tick.tick().await;
                 let registry = follower.clone();
-                match tokio::task::spawn_blocking(move || registry.follow_store(follow_active)).await {
+                let followed = tokio::task::spawn_blocking(move || {
+                    // Registrations written by other processes reach the index
+                    // here, so that decisions seldom have changes to apply.
+                    if let Err(e) = registry.refresh_index() {
+                        tracing::warn!(error = %e, "cannot bring the candidate index up to the store");
+                    }
+                    registry.follow_store(follow_active)
+                });
+                match followed.await {
                     Ok(Ok(changes)) => {
                         for change in changes {
                             tracing::info!("{change} (changed in the store by another process)");
@@ -69,4 +79,11 @@ pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pooling allocator, sized for the evaluations a service runs at once
+/// (more wait for a slot; see `PolicyEngine::with_allocation`).
+fn service_allocation() -> prereg::engine::Allocation {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u32;
+    prereg::engine::Allocation::Pooling { concurrent: (cores * 4).max(8) }
 }

@@ -14,7 +14,7 @@ use super::bindings::{PolicyModule, PolicyModulePre};
 use super::{EngineError, PolicyEngine};
 use crate::audit::hex;
 use crate::evaluation::Evaluation;
-use crate::policy::{Policy, PolicyFailure, PolicyInfo};
+use crate::policy::{Policy, PolicyFailure, PolicyInfo, Validation};
 
 /// The data of one store: the evaluation the imports answer from, a deny-all
 /// WASI context, and the store's limits.
@@ -112,6 +112,8 @@ impl WasmPolicy {
         call: impl FnOnce(&PolicyModule, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> (Result<R, PolicyFailure>, Option<Evaluation>) {
         let limits = self.engine.limits();
+        // Held until the store is gone, so its pooled slot is free again.
+        let _slot = self.engine.permit();
         let state = StoreState {
             evaluation,
             limits,
@@ -190,24 +192,75 @@ impl Policy for WasmPolicy {
         (decision, evaluation)
     }
 
-    fn validate_registration(
+    fn validate_registration(&self, evaluation: Evaluation, request: &RegistrationRequest) -> (Validation, Evaluation) {
+        let (mut answers, evaluation) = self.validate_registrations(evaluation, std::slice::from_ref(request));
+        let answer = answers.pop().unwrap_or_else(|| {
+            Err(PolicyFailure { kind: "invalid-output", message: "no answer to the validation".into() })
+        });
+        (answer, evaluation)
+    }
+
+    /// One instance answers the requests in turn, each call with the whole
+    /// deadline and import budget. A call that fails takes its instance with
+    /// it: that request gets the failure, and the rest a fresh instance.
+    fn validate_registrations(
         &self,
         evaluation: Evaluation,
-        request: &RegistrationRequest,
-    ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation) {
-        let wit_request = wit::RegistrationRequest {
-            procedure: request.procedure.clone(),
-            fqdn: request.fqdn.clone(),
-            ip: request.ip.clone(),
-            serial: request.serial.clone(),
-            has_password: request.has_password,
-        };
+        requests: &[RegistrationRequest],
+    ) -> (Vec<Validation>, Evaluation) {
+        let ticks = self.engine.deadline_ticks();
+        let mut evaluation = evaluation;
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut rest = requests;
+        while !rest.is_empty() {
+            let (outcome, back) = self.run(Some(evaluation), |module, store| {
+                let mut lifted = Vec::with_capacity(rest.len());
+                for request in rest {
+                    store.set_epoch_deadline(ticks);
+                    if let Some(evaluation) = store.data_mut().evaluation.as_mut() {
+                        evaluation.start_call();
+                    }
+                    let wit_request = wit::RegistrationRequest {
+                        procedure: request.procedure.clone(),
+                        fqdn: request.fqdn.clone(),
+                        ip: request.ip.clone(),
+                        serial: request.serial.clone(),
+                        has_password: request.has_password,
+                    };
+                    match module.prereg_policy_policy().call_validate_registration(&mut *store, &wit_request) {
+                        Ok(answer) => lifted.push(answer),
+                        Err(failure) => return Ok((lifted, Some(failure))),
+                    }
+                }
+                Ok((lifted, None))
+            });
+            let Some(back) = back else { unreachable!("run gives back the evaluation it was given") };
+            evaluation = back;
+            match outcome {
+                Ok((lifted, failure)) => {
+                    rest = &rest[lifted.len()..];
+                    answers.extend(lifted.into_iter().map(|answer| self.lift_validation(answer)));
+                    if let Some(failure) = failure {
+                        answers.push(Err(classify(&failure, evaluation.violation().as_deref())));
+                        rest = &rest[1..];
+                    }
+                }
+                Err(failure) => {
+                    // Not even an instance: every request left fails alike.
+                    answers.extend(rest.iter().map(|_| Err(failure.clone())));
+                    rest = &[];
+                }
+            }
+        }
+        (answers, evaluation)
+    }
+}
+
+impl WasmPolicy {
+    /// A validation as the guest returned it, checked and in host types.
+    fn lift_validation(&self, answer: Result<wit::ValidRegistration, wit::ValidationError>) -> Validation {
         let max_string = self.engine.limits().max_string_bytes;
-        let (result, evaluation) = self.run(Some(evaluation), |module, store| {
-            module.prereg_policy_policy().call_validate_registration(store, &wit_request)
-        });
-        let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
-        let result = result.and_then(|r| match r {
+        match answer {
             Ok(v) if v.pattern.len() > max_string => bounded_output("pattern", &v.pattern, max_string)
                 .map(|()| Err(ValidationError::new(Field::Fqdn, String::new()))),
             Err(e) if e.message.len() > max_string => bounded_output("message", &e.message, max_string)
@@ -226,12 +279,10 @@ impl Policy for WasmPolicy {
                     message: format!("validation error names an unknown field {:?}", e.field),
                 }),
             },
-        });
-        (result, evaluation)
+        }
     }
 }
 
-/// A policy that returns an oversized string fails (closed), whatever it said.
 fn bounded_output(what: &str, value: &str, max: usize) -> Result<(), PolicyFailure> {
     if value.len() > max {
         return Err(PolicyFailure {

@@ -95,10 +95,13 @@ impl Registry {
         now: u64,
         calls: HostCalls,
     ) -> Result<(DecisionReport, Vec<HostCall>), RegistryError> {
-        let tx = self.storage.begin(match mode {
+        let mut tx = self.storage.begin(match mode {
             DecisionMode::DryRun => TxKind::Read,
             DecisionMode::Enroll => TxKind::Write,
         })?;
+        if let Some(index) = &self.index {
+            index.catch_up(tx.as_mut())?;
+        }
         let request = EnrollmentRequest {
             procedure: input.procedure.clone(),
             fqdn: input.fqdn.clone(),
@@ -110,7 +113,8 @@ impl Registry {
         let policy = self.policy();
         let info = policy.info().clone();
         let shadow_password = if mode == DecisionMode::Enroll { input.password.clone() } else { None };
-        let evaluation = Evaluation::new(tx, now, input.password, &info.name).with_host_calls(calls);
+        let evaluation =
+            Evaluation::new(tx, now, input.password, &info.name).with_host_calls(calls).with_index(self.index.clone());
         let (result, evaluation) = policy.decide(evaluation, &request);
         let (mut tx, mut trace) = evaluation.finish();
         let recorded = std::mem::take(&mut trace.recorded);
@@ -125,7 +129,8 @@ impl Registry {
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %info.name, sha256 = %info.sha256, "{}", decision.explanation);
         }
-        let pattern = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| o.record.pattern.clone());
+        let pattern =
+            decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| o.registration.pattern.clone());
         let mut report = DecisionReport {
             allowed: decision.allowed,
             reason: decision.reason.code().into(),
@@ -228,7 +233,7 @@ pub(super) fn guard(
         Reason::Matched => {
             let id = decision.registration.ok_or("matched without a registration")?;
             let offer = &trace.offered[&id];
-            let record = &offer.record;
+            let record = &offer.registration;
             let procedure = tx
                 .procedure(&request.procedure)
                 .map_err(|e| e.to_string())?
@@ -238,13 +243,10 @@ pub(super) fn guard(
             // policy may look up parents, as `multi-label` does).
             let offered_for_name = offer.fqdn == fqdn.as_str()
                 || fqdn.as_str().strip_suffix(offer.fqdn.as_str()).is_some_and(|head| head.ends_with('.'));
-            if offer.domain != procedure.domain || record.domain != procedure.domain || !offered_for_name {
+            if offer.domain != procedure.domain || offer.registration_domain != procedure.domain || !offered_for_name {
                 return Err(format!("registration {id} was offered for another domain or name"));
             }
-            if record.state != RegistrationState::Open
-                || !record.to_policy_view().is_valid_at(now)
-                || record.to_policy_view().is_used_up()
-            {
+            if record.state != RegistrationState::Open || !record.is_valid_at(now) || record.is_used_up() {
                 return Err(format!("registration {id} is not usable (state {}, expired or used up)", record.state));
             }
             if let Some(ip) = &record.ip

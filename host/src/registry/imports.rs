@@ -8,9 +8,10 @@
 //! 3. The import is recorded (and, unless a dry run, its request id consumed).
 //! 4. The rows:
 //!    - dry run: every row is checked, nothing is written;
-//!    - all-or-nothing (the default): every row is checked in a read
-//!      transaction; only if all are good are they written, in one
-//!      transaction, so a failure or a kill at any point leaves nothing;
+//!    - all-or-nothing (the default): the rows are checked and written in
+//!      one transaction, so a failure or a kill at any point leaves nothing;
+//!      at the first bad row it is rolled back and the rest only checked (in
+//!      a read transaction), so that every bad row is reported;
 //!    - partial: good rows are written in batches of [`BATCH_ROWS`], each
 //!      batch its own transaction; bad rows are reported.
 //! 5. One audit record for the import, and one per registration created (in
@@ -42,6 +43,9 @@ pub const MAX_BAD_ROWS_SHOWN: u64 = 1000;
 
 /// Rows per transaction in a partial import.
 pub const BATCH_ROWS: u64 = 1000;
+
+/// Rows the policy validates in one evaluation (one instance).
+const VALIDATION_BATCH: usize = 256;
 
 /// The file to import: where it is, and the name to show in reports.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +123,15 @@ struct Pass {
 /// One row, read and checked.
 enum RowOutcome {
     Good { checked: CheckedRegistration, password: Option<zeroize::Zeroizing<String>> },
+    Unchanged,
+    Bad(RowError),
+}
+
+/// What became of a good row in a writing pass, or of a row whose pattern
+/// is already registered.
+enum Written {
+    Created,
+    /// This same file imported it before.
     Unchanged,
     Bad(RowError),
 }
@@ -432,16 +445,14 @@ impl Job<'_> {
         if self.request.partial {
             return self.run(Mode::Batches, sink);
         }
-        // All or nothing: check first without holding the write lock; write
-        // only a file that is all good.
-        let checked = self.run(Mode::Validate, sink)?;
-        if checked.errors > 0 || checked.stopped {
-            return Ok(checked);
-        }
+        // All or nothing: one pass that writes in one transaction. At the
+        // first bad row it rolls back, gives the write lock back, and checks
+        // the rest in a read transaction, so that every bad row is reported.
         self.run(Mode::WriteAll, sink)
     }
 
     fn run(&self, mode: Mode, sink: &mut dyn RowSink) -> Result<Pass, ImportError> {
+        let mut mode = mode;
         let storage = &self.registry.storage;
         let mut tx = storage.begin(if mode == Mode::Validate { TxKind::Read } else { TxKind::Write })?;
         let phase = if mode == Mode::Validate { Phase::Validating } else { Phase::Writing };
@@ -459,48 +470,87 @@ impl Job<'_> {
         let mut same_file: HashMap<u64, bool> = HashMap::new();
         let mut pass = Pass::default();
         let mut in_batch = 0u64;
-        while let Some(record) = reader.next_record().map_err(csv_error)? {
-            if self.progress.is_cancelled() {
-                pass.stopped = true;
-                break;
-            }
-            let (tx_back, outcome) = self.check_row(tx, &record, &hasher, &mut seen, &mut same_file);
-            tx = tx_back;
-            match outcome? {
-                RowOutcome::Bad(error) => self.bad(&mut pass, sink, &error)?,
-                RowOutcome::Unchanged => {
-                    pass.unchanged += 1;
-                    self.progress.add_unchanged();
-                }
-                RowOutcome::Good { checked, password } => {
-                    pass.good += 1;
-                    let write = match mode {
-                        Mode::Validate => false,
-                        Mode::Batches => true,
-                        // After a bad row nothing of this pass will be kept.
-                        Mode::WriteAll => pass.errors == 0,
-                    };
-                    if write {
-                        match self.create(tx.as_mut(), &record, checked, password)? {
-                            Ok(()) => {
-                                pass.created += 1;
-                                self.progress.add_created();
-                            }
-                            Err(error) => self.bad(&mut pass, sink, &error)?,
-                        }
-                    } else if mode == Mode::Validate {
-                        self.progress.add_created();
+        let mut rows: Vec<Record> = Vec::with_capacity(VALIDATION_BATCH);
+        let mut at_end = false;
+        while !at_end && !pass.stopped {
+            // Up to VALIDATION_BATCH rows: each row's own fields checked here,
+            // then the policy validates the batch in one evaluation.
+            rows.clear();
+            while rows.len() < VALIDATION_BATCH {
+                match reader.next_record().map_err(csv_error)? {
+                    Some(record) => rows.push(record),
+                    None => {
+                        at_end = true;
+                        break;
                     }
                 }
             }
-            pass.rows_done += 1;
-            self.progress.row_done();
-            if mode == Mode::Batches {
-                in_batch += 1;
-                if in_batch == BATCH_ROWS {
-                    in_batch = 0;
-                    tx.commit()?;
-                    tx = storage.begin(TxKind::Write)?;
+            let fields: Vec<Result<(RegistrationFields<'_>, Option<&str>), RowError>> =
+                rows.iter().map(|record| self.row_fields(record)).collect();
+            let to_validate: Vec<RegistrationFields<'_>> =
+                fields.iter().filter_map(|f| f.as_ref().ok().map(|(fields, _)| *fields)).collect();
+            let (tx_back, validations) =
+                self.registry.check_registrations(tx, &self.request.procedure, &to_validate, self.now);
+            tx = tx_back;
+            let mut validations = validations.into_iter();
+            for (record, fields) in rows.iter().zip(fields) {
+                if self.progress.is_cancelled() {
+                    pass.stopped = true;
+                    break;
+                }
+                let outcome = match fields {
+                    Err(error) => RowOutcome::Bad(error),
+                    Ok((_, password)) => {
+                        let validation = validations
+                            .next()
+                            .unwrap_or_else(|| Err(RegistryError::Policy("no answer to the validation".into())));
+                        // Writing passes learn of an existing registration
+                        // from the insert itself (one index probe, not two).
+                        let look_up = (mode == Mode::Validate).then_some(&mut same_file);
+                        self.check_row(tx.as_mut(), record, validation, password, &hasher, &mut seen, look_up)?
+                    }
+                };
+                match outcome {
+                    RowOutcome::Bad(error) => self.bad(&mut pass, sink, &error)?,
+                    RowOutcome::Unchanged => {
+                        pass.unchanged += 1;
+                        self.progress.add_unchanged();
+                    }
+                    RowOutcome::Good { checked, password } if mode == Mode::Validate => {
+                        drop((checked, password));
+                        pass.good += 1;
+                        self.progress.add_created();
+                    }
+                    RowOutcome::Good { checked, password } => {
+                        match self.create(tx.as_mut(), record, checked, password, &mut same_file)? {
+                            Written::Created => {
+                                pass.good += 1;
+                                pass.created += 1;
+                                self.progress.add_created();
+                            }
+                            Written::Unchanged => {
+                                pass.unchanged += 1;
+                                self.progress.add_unchanged();
+                            }
+                            Written::Bad(error) => self.bad(&mut pass, sink, &error)?,
+                        }
+                    }
+                }
+                pass.rows_done += 1;
+                self.progress.row_done();
+                if mode == Mode::WriteAll && pass.errors > 0 {
+                    // Nothing of this pass will be kept: roll back now.
+                    drop(tx);
+                    tx = storage.begin(TxKind::Read)?;
+                    mode = Mode::Validate;
+                }
+                if mode == Mode::Batches {
+                    in_batch += 1;
+                    if in_batch == BATCH_ROWS {
+                        in_batch = 0;
+                        tx.commit()?;
+                        tx = storage.begin(TxKind::Write)?;
+                    }
                 }
             }
         }
@@ -514,51 +564,41 @@ impl Job<'_> {
         sink.bad_row(error).map_err(|source| FileError::Io { file: "the import report".into(), source }.into())
     }
 
-    /// Reads and checks one row. Hands the transaction back whatever happens.
-    fn check_row(
-        &self,
-        tx: Box<dyn Tx>,
-        record: &Record,
-        hasher: &RandomState,
-        seen: &mut HashMap<u64, u64>,
-        same_file: &mut HashMap<u64, bool>,
-    ) -> (Box<dyn Tx>, Result<RowOutcome, ImportError>) {
-        let bad = |column: Option<&str>, kind, message: String| {
-            Ok(RowOutcome::Bad(RowError {
-                row: record.at.row,
-                line: record.at.line,
-                column: column.map(String::from),
-                kind,
-                message,
-            }))
+    /// A row's own fields, checked before the policy sees them: the column
+    /// count, an FQDN, the numbers and the password's length.
+    fn row_fields<'r>(&self, record: &'r Record) -> Result<(RegistrationFields<'r>, Option<&'r str>), RowError> {
+        let bad = |column: Option<&str>, kind, message: String| RowError {
+            row: record.at.row,
+            line: record.at.line,
+            column: column.map(String::from),
+            kind,
+            message,
         };
         let c = &self.columns;
         if record.fields.len() != c.count {
             let message = format!("{} fields, but the header has {}", record.fields.len(), c.count);
-            return (tx, bad(None, RowErrorKind::ColumnCount, message));
+            return Err(bad(None, RowErrorKind::ColumnCount, message));
         }
         let text = |index: Option<usize>| index.map(|i| record.fields[i].trim()).filter(|v| !v.is_empty());
-        let number = |name: &'static str, index: Option<usize>| -> Result<Option<u32>, (Option<&str>, String)> {
+        let number = |name: &'static str, index: Option<usize>| -> Result<Option<u32>, RowError> {
             match text(index) {
                 None => Ok(None),
-                Some(v) => v.parse::<u32>().map(Some).map_err(|_| (Some(name), format!("{v:?} is not a whole number"))),
+                Some(v) => v
+                    .parse::<u32>()
+                    .map(Some)
+                    .map_err(|_| bad(Some(name), RowErrorKind::Invalid, format!("{v:?} is not a whole number"))),
             }
         };
         let Some(fqdn) = text(Some(c.fqdn)) else {
-            return (tx, bad(Some("fqdn"), RowErrorKind::Invalid, "empty: every row needs an FQDN or pattern".into()));
+            return Err(bad(Some("fqdn"), RowErrorKind::Invalid, "empty: every row needs an FQDN or pattern".into()));
         };
-        let (valid_days, max_enrollments) =
-            match (number("valid_days", c.valid_days), number("max_enrollments", c.max_enrollments)) {
-                (Ok(v), Ok(m)) => (v, m),
-                (Err((column, message)), _) | (_, Err((column, message))) => {
-                    return (tx, bad(column, RowErrorKind::Invalid, message));
-                }
-            };
+        let valid_days = number("valid_days", c.valid_days)?;
+        let max_enrollments = number("max_enrollments", c.max_enrollments)?;
         // The password is taken as written (spaces count), empty: none.
         let password = c.password.map(|i| record.fields[i].as_str()).filter(|p| !p.is_empty());
         if password.is_some_and(|p| p.len() > password::MAX_PASSWORD_BYTES) {
             let message = format!("longer than {} bytes", password::MAX_PASSWORD_BYTES);
-            return (tx, bad(Some("password"), RowErrorKind::Invalid, message));
+            return Err(bad(Some("password"), RowErrorKind::Invalid, message));
         }
         let fields = RegistrationFields {
             fqdn,
@@ -568,8 +608,32 @@ impl Job<'_> {
             valid_days,
             max_enrollments,
         };
-        let (mut tx, checked) = self.registry.check_registration(tx, &self.request.procedure, &fields, self.now);
-        let checked = match checked {
+        Ok((fields, password))
+    }
+
+    /// A row the policy validated: an invalid field, a duplicate in the file
+    /// or in the registry, unchanged (imported by this same file), or good.
+    #[allow(clippy::too_many_arguments)]
+    fn check_row(
+        &self,
+        tx: &mut dyn Tx,
+        record: &Record,
+        validation: Result<CheckedRegistration, RegistryError>,
+        password: Option<&str>,
+        hasher: &RandomState,
+        seen: &mut HashMap<u64, u64>,
+        look_up: Option<&mut HashMap<u64, bool>>,
+    ) -> Result<RowOutcome, ImportError> {
+        let bad = |column: &str, kind, message: String| {
+            Ok(RowOutcome::Bad(RowError {
+                row: record.at.row,
+                line: record.at.line,
+                column: Some(column.into()),
+                kind,
+                message,
+            }))
+        };
+        let checked = match validation {
             Ok(checked) => checked,
             Err(RegistryError::Invalid { field, message }) => {
                 let column = match field.as_str() {
@@ -577,48 +641,67 @@ impl Job<'_> {
                     "max-enrollments" => "max_enrollments".to_owned(),
                     other => other.to_owned(),
                 };
-                return (tx, bad(Some(&column), RowErrorKind::Invalid, message));
+                return bad(&column, RowErrorKind::Invalid, message);
             }
-            Err(e) => return (tx, Err(e.into())),
+            Err(e) => return Err(e.into()),
         };
         let key = hasher.hash_one(&checked.pattern);
         if let Some(first) = seen.get(&key) {
             let message = format!("{} is already in this file at row {first}", checked.pattern);
-            return (tx, bad(Some("fqdn"), RowErrorKind::DuplicateInFile, message));
+            return bad("fqdn", RowErrorKind::DuplicateInFile, message);
         }
         seen.insert(key, record.at.row);
-        let existing = match tx.registration_by_pattern(&self.request.procedure.domain, &checked.pattern) {
-            Ok(existing) => existing,
-            Err(e) => return (tx, Err(e.into())),
-        };
-        if let Some(existing) = existing {
-            let from_this_file = match existing.import_id {
-                None => false,
-                Some(id) => match same_file.get(&id) {
-                    Some(same) => *same,
-                    None => {
-                        let same = match tx.import(id) {
-                            Ok(found) => found.is_some_and(|i| {
-                                i.sha256 == self.request.sha256 && i.procedure == self.request.procedure.name
-                            }),
-                            Err(e) => return (tx, Err(e.into())),
-                        };
-                        same_file.insert(id, same);
-                        same
-                    }
-                },
-            };
-            if from_this_file {
-                return (tx, Ok(RowOutcome::Unchanged));
+        if let Some(same_file) = look_up {
+            match self.against_existing(tx, record, &checked.pattern, same_file)? {
+                None | Some(Written::Created) => {}
+                Some(Written::Unchanged) => return Ok(RowOutcome::Unchanged),
+                Some(Written::Bad(error)) => return Ok(RowOutcome::Bad(error)),
             }
-            let message = format!(
-                "{} is already registered in domain {} (registration {})",
-                checked.pattern, self.request.procedure.domain, existing.id
-            );
-            return (tx, bad(Some("fqdn"), RowErrorKind::DuplicateExisting, message));
         }
         let password = password.map(|p| zeroize::Zeroizing::new(p.to_owned()));
-        (tx, Ok(RowOutcome::Good { checked, password }))
+        Ok(RowOutcome::Good { checked, password })
+    }
+
+    /// What a registration of the same pattern already in the domain makes of
+    /// a row: unchanged (this same file imported it) or a duplicate; `None`
+    /// when there is none. `same_file` remembers, per import id, whether it
+    /// imported this same file.
+    fn against_existing(
+        &self,
+        tx: &mut dyn Tx,
+        record: &Record,
+        pattern: &str,
+        same_file: &mut HashMap<u64, bool>,
+    ) -> Result<Option<Written>, ImportError> {
+        let Some(existing) = tx.registration_by_pattern(&self.request.procedure.domain, pattern)? else {
+            return Ok(None);
+        };
+        let from_this_file = match existing.import_id {
+            None => false,
+            Some(id) => match same_file.get(&id) {
+                Some(same) => *same,
+                None => {
+                    let same = tx
+                        .import(id)?
+                        .is_some_and(|i| i.sha256 == self.request.sha256 && i.procedure == self.request.procedure.name);
+                    same_file.insert(id, same);
+                    same
+                }
+            },
+        };
+        if from_this_file {
+            return Ok(Some(Written::Unchanged));
+        }
+        Ok(Some(Written::Bad(RowError {
+            row: record.at.row,
+            line: record.at.line,
+            column: Some("fqdn".into()),
+            kind: RowErrorKind::DuplicateExisting,
+            message: format!(
+                "{pattern} is already registered in domain {} (registration {})",
+                self.request.procedure.domain, existing.id
+            ),
+        })))
     }
 
     /// Writes one good row and its audit record. A row that collides with a
@@ -629,7 +712,16 @@ impl Job<'_> {
         record: &Record,
         checked: CheckedRegistration,
         password: Option<zeroize::Zeroizing<String>>,
-    ) -> Result<Result<(), RowError>, ImportError> {
+        same_file: &mut HashMap<u64, bool>,
+    ) -> Result<Written, ImportError> {
+        // A password is hashed (slowly, on purpose) only for a row that will
+        // be written: look for an existing registration first. Without one,
+        // the insert's uniqueness constraint does the looking.
+        if password.is_some()
+            && let Some(outcome) = self.against_existing(tx, record, &checked.pattern, same_file)?
+        {
+            return Ok(outcome);
+        }
         let password_hash = match password {
             None => None,
             Some(p) => Some(
@@ -649,13 +741,10 @@ impl Job<'_> {
         let id = match tx.insert_registration(&new) {
             Ok(id) => id,
             Err(StoreError::Duplicate { what }) => {
-                return Ok(Err(RowError {
-                    row: record.at.row,
-                    line: record.at.line,
-                    column: Some("fqdn".into()),
-                    kind: RowErrorKind::DuplicateExisting,
-                    message: format!("{what} (registered while the import ran)"),
-                }));
+                return match self.against_existing(tx, record, &pattern, same_file)? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(StoreError::Corrupt(format!("{what}, yet no such registration")).into()),
+                };
             }
             Err(e) => return Err(e.into()),
         };
@@ -676,6 +765,6 @@ impl Job<'_> {
                 ),
             },
         )?;
-        Ok(Ok(()))
+        Ok(Written::Created)
     }
 }

@@ -25,6 +25,7 @@ pub use shadow::{ShadowChange, ShadowReport};
 pub use writes::WriteOutcome;
 
 use crate::audit::{self, AuditEntry, ChainFault, GENESIS};
+use crate::index::MemoryIndex;
 use crate::policy::Policy;
 use crate::signing::{PublicKey, SigningKey};
 use crate::store::{
@@ -98,6 +99,7 @@ pub struct Registry {
     policy: Arc<ArcSwap<Arc<dyn Policy>>>,
     shadow: Arc<ArcSwap<Option<Arc<dyn Policy>>>>,
     loader: Option<Arc<PolicyLoader>>,
+    index: Option<Arc<MemoryIndex>>,
 }
 
 /// The result of checking the audit chain.
@@ -117,7 +119,43 @@ impl Registry {
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             shadow: Arc::new(ArcSwap::from_pointee(None)),
             loader: None,
+            index: None,
         }
+    }
+
+    /// Answers candidate lookups from an in-memory index built now from the
+    /// store ([`crate::index`]): constant time per decision whatever the
+    /// number of registrations, for a process that decides many times
+    /// (`prereg serve`). Without it, lookups go to the storage index, which
+    /// costs nothing to open (one-shot commands).
+    pub fn with_memory_index(mut self) -> Result<Self, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        self.index = Some(Arc::new(MemoryIndex::build(tx.as_mut())?));
+        Ok(self)
+    }
+
+    /// The in-memory index, if this registry has one.
+    pub fn memory_index(&self) -> Option<&Arc<MemoryIndex>> {
+        self.index.as_ref()
+    }
+
+    /// Brings the in-memory index (if any) up to the store, and trims the
+    /// store's change log; a long-running process calls it in the background
+    /// so that decisions rarely have changes left to apply.
+    pub fn refresh_index(&self) -> Result<(), RegistryError> {
+        let Some(index) = &self.index else { return Ok(()) };
+        {
+            let mut tx = self.storage.begin(TxKind::Read)?;
+            index.catch_up(tx.as_mut())?;
+        }
+        let (oldest, newest) = self.read(|tx| tx.registration_change_range())?;
+        if newest.saturating_sub(oldest) > 2 * crate::index::CHANGES_KEPT {
+            let mut tx = self.storage.begin(TxKind::Write)?;
+            let pruned = MemoryIndex::prune(tx.as_mut())?;
+            tx.commit()?;
+            tracing::debug!(pruned, "registration change log trimmed");
+        }
+        Ok(())
     }
 
     /// The active policy, as it is now.

@@ -11,12 +11,12 @@ use sha2::{Digest, Sha256};
 
 use super::writes::verify_signed;
 use super::{Registry, RegistryError, WriteOutcome};
-use prereg_core::{Decision, EnrollmentRequest, RegistrationRequest, ValidRegistration, ValidationError};
+use prereg_core::{Decision, EnrollmentRequest, RegistrationRequest};
 
 use crate::audit::{self, AuditEntry, hex};
 use crate::cases::{self, CaseFile, Facts};
 use crate::evaluation::Evaluation;
-use crate::policy::{Policy, PolicyFailure, PolicyInfo};
+use crate::policy::{Policy, PolicyFailure, PolicyInfo, Validation};
 use crate::signing::WriteRequest;
 use crate::store::{OfficerRecord, PolicyVersionRecord, TxKind};
 
@@ -336,12 +336,16 @@ impl Policy for Labelled {
         self.inner.decide(evaluation, request)
     }
 
-    fn validate_registration(
+    fn validate_registration(&self, evaluation: Evaluation, request: &RegistrationRequest) -> (Validation, Evaluation) {
+        self.inner.validate_registration(evaluation, request)
+    }
+
+    fn validate_registrations(
         &self,
         evaluation: Evaluation,
-        request: &RegistrationRequest,
-    ) -> (Result<Result<ValidRegistration, ValidationError>, PolicyFailure>, Evaluation) {
-        self.inner.validate_registration(evaluation, request)
+        requests: &[RegistrationRequest],
+    ) -> (Vec<Validation>, Evaluation) {
+        self.inner.validate_registrations(evaluation, requests)
     }
 
     fn test_cases(&self) -> Option<&[u8]> {

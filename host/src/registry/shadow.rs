@@ -149,7 +149,7 @@ impl Registry {
             return (tx, None);
         };
         let info = shadow.info().clone();
-        let evaluation = Evaluation::new(tx, now, password, &info.name);
+        let evaluation = Evaluation::new(tx, now, password, &info.name).with_index(self.index.clone());
         let (result, evaluation) = shadow.decide(evaluation, request);
         let (mut tx, trace) = evaluation.finish();
         let decision = match result {

@@ -7,6 +7,7 @@ use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
 use crate::evaluation::Evaluation;
 use crate::password;
+use crate::policy::{PolicyFailure, PolicyInfo, Validation};
 use crate::signing::{self, PublicKey, Verified, WriteRequest};
 use crate::store::{NewRegistration, OfficerRecord, ProcedureRecord, StoreError, Tx, TxKind};
 
@@ -124,64 +125,57 @@ impl Registry {
         fields: &RegistrationFields<'_>,
         now: u64,
     ) -> (Box<dyn Tx>, Result<CheckedRegistration, RegistryError>) {
-        if fields.valid_days.is_some_and(|d| d == 0 || d > MAX_VALID_DAYS) {
-            let e = RegistryError::Invalid {
-                field: "valid-days".into(),
-                message: format!("must be 1 to {MAX_VALID_DAYS}"),
-            };
-            return (tx, Err(e));
-        }
-        if fields.max_enrollments == Some(0) {
-            let e = RegistryError::Invalid { field: "max-enrollments".into(), message: "must be at least 1".into() };
-            return (tx, Err(e));
-        }
-        let request = RegistrationRequest {
-            procedure: procedure.name.clone(),
-            fqdn: fields.fqdn.into(),
-            ip: fields.ip.map(String::from),
-            serial: fields.serial.map(String::from),
-            has_password: fields.has_password,
-        };
+        let (tx, mut checked) = self.check_registrations(tx, procedure, std::slice::from_ref(fields), now);
+        let one = checked.pop().unwrap_or_else(|| Err(RegistryError::Policy("no answer to the validation".into())));
+        (tx, one)
+    }
+
+    /// [`Registry::check_registration`] for several at once, one answer per
+    /// request in order: the policy validates them in one evaluation
+    /// ([`Policy::validate_registrations`]), as a bulk import needs.
+    pub(crate) fn check_registrations(
+        &self,
+        tx: Box<dyn Tx>,
+        procedure: &ProcedureRecord,
+        fields: &[RegistrationFields<'_>],
+        now: u64,
+    ) -> (Box<dyn Tx>, Vec<Result<CheckedRegistration, RegistryError>>) {
+        let mut answers: Vec<Option<Result<CheckedRegistration, RegistryError>>> =
+            fields.iter().map(|f| check_numbers(f).err().map(Err)).collect();
+        let requests: Vec<RegistrationRequest> = fields
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_none())
+            .map(|(f, _)| RegistrationRequest {
+                procedure: procedure.name.clone(),
+                fqdn: f.fqdn.into(),
+                ip: f.ip.map(String::from),
+                serial: f.serial.map(String::from),
+                has_password: f.has_password,
+            })
+            .collect();
         let policy = self.policy();
         let evaluation = Evaluation::new(tx, now, None, &policy.info().name);
-        let (result, evaluation) = policy.validate_registration(evaluation, &request);
+        let (validations, evaluation) = policy.validate_registrations(evaluation, &requests);
         let (tx, trace) = evaluation.finish();
-        if let Some(e) = trace.storage_error {
-            return (tx, Err(RegistryError::Store(StoreError::Corrupt(e))));
-        }
-        let valid = match result {
-            Err(failure) => return (tx, Err(RegistryError::Policy(failure.to_string()))),
-            Ok(Err(invalid)) => return (tx, Err(invalid.into())),
-            Ok(Ok(valid)) => valid,
-        };
-        // The host's own checks on the policy's answer: the domain is the
-        // procedure's, and the pattern is canonical and indexable.
-        let pattern = match Pattern::parse(&valid.pattern) {
-            Ok(p) => p,
-            Err(e) => {
-                let message = format!("the policy returned an invalid pattern {:?}: {e}", valid.pattern);
-                return (tx, Err(RegistryError::Policy(message)));
+        let mut validations = validations.into_iter();
+        for (f, answer) in fields.iter().zip(answers.iter_mut()) {
+            if answer.is_some() {
+                continue;
             }
-        };
-        if valid.domain != procedure.domain || pattern.as_str() != valid.pattern {
-            let message = "the policy changed the domain or returned a non-canonical pattern".into();
-            return (tx, Err(RegistryError::Policy(message)));
+            let validation = validations.next().unwrap_or_else(|| {
+                Err(PolicyFailure { kind: "invalid-output", message: "too few answers to the validations".into() })
+            });
+            *answer = Some(match &trace.storage_error {
+                Some(e) => Err(RegistryError::Store(StoreError::Corrupt(e.clone()))),
+                None => checked(procedure, f, validation, policy.info(), now),
+            });
         }
-        let max_enrollments = match fields.max_enrollments {
-            Some(n) => Some(n),
-            None if pattern.is_exact() => Some(1),
-            None => None,
-        };
-        let checked = CheckedRegistration {
-            index_key: pattern.index_key().encode(),
-            pattern: valid.pattern,
-            ip: valid.ip,
-            serial: valid.serial,
-            expires_at: fields.valid_days.map(|d| now + u64::from(d) * DAY),
-            max_enrollments,
-            policy_sha256: policy.info().sha256.clone(),
-        };
-        (tx, Ok(checked))
+        let answers = answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(RegistryError::Policy("no answer to the validation".into()))))
+            .collect();
+        (tx, answers)
     }
 
     /// Verifies and applies a signed write (a compact JWS from
@@ -397,4 +391,55 @@ impl Registry {
             }
         }
     }
+}
+
+/// The numbers of a registration request, checked by the host.
+fn check_numbers(fields: &RegistrationFields<'_>) -> Result<(), RegistryError> {
+    if fields.valid_days.is_some_and(|d| d == 0 || d > MAX_VALID_DAYS) {
+        return Err(RegistryError::Invalid {
+            field: "valid-days".into(),
+            message: format!("must be 1 to {MAX_VALID_DAYS}"),
+        });
+    }
+    if fields.max_enrollments == Some(0) {
+        return Err(RegistryError::Invalid { field: "max-enrollments".into(), message: "must be at least 1".into() });
+    }
+    Ok(())
+}
+
+/// The host's own checks on the policy's answer (the domain is the
+/// procedure's, the pattern canonical and indexable), and the registration
+/// as it will be stored.
+fn checked(
+    procedure: &ProcedureRecord,
+    fields: &RegistrationFields<'_>,
+    validation: Validation,
+    policy: &PolicyInfo,
+    now: u64,
+) -> Result<CheckedRegistration, RegistryError> {
+    let valid = match validation {
+        Err(failure) => return Err(RegistryError::Policy(failure.to_string())),
+        Ok(Err(invalid)) => return Err(invalid.into()),
+        Ok(Ok(valid)) => valid,
+    };
+    let pattern = Pattern::parse(&valid.pattern).map_err(|e| {
+        RegistryError::Policy(format!("the policy returned an invalid pattern {:?}: {e}", valid.pattern))
+    })?;
+    if valid.domain != procedure.domain || pattern.as_str() != valid.pattern {
+        return Err(RegistryError::Policy("the policy changed the domain or returned a non-canonical pattern".into()));
+    }
+    let max_enrollments = match fields.max_enrollments {
+        Some(n) => Some(n),
+        None if pattern.is_exact() => Some(1),
+        None => None,
+    };
+    Ok(CheckedRegistration {
+        index_key: pattern.index_key().encode(),
+        pattern: valid.pattern,
+        ip: valid.ip,
+        serial: valid.serial,
+        expires_at: fields.valid_days.map(|d| now + u64::from(d) * DAY),
+        max_enrollments,
+        policy_sha256: policy.sha256.clone(),
+    })
 }

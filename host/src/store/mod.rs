@@ -420,6 +420,16 @@ pub trait Tx: Send {
     /// Deletes a registration; false if there was none.
     fn delete_registration(&mut self, id: u64) -> Result<bool, StoreError>;
 
+    /// Changes to registrations (inserts, updates, deletes) after sequence
+    /// number `after`, oldest first, at most `limit`: `(seq, registration id)`.
+    fn registration_changes(&mut self, after: u64, limit: u32) -> Result<Vec<(u64, u64)>, StoreError>;
+    /// The oldest and the newest change sequence numbers still kept; `(0, 0)`
+    /// when no change was ever made.
+    fn registration_change_range(&mut self) -> Result<(u64, u64), StoreError>;
+    /// Forgets all but the newest `keep` changes (at least one is always
+    /// kept); returns how many were forgotten.
+    fn prune_registration_changes(&mut self, keep: u64) -> Result<u64, StoreError>;
+
     /// Records a single-use request id; [`StoreError::Replayed`] if seen before.
     /// Ids whose expiry has passed are forgotten.
     fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError>;

@@ -159,4 +159,24 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX shadow_disagreements_by_shadow ON shadow_disagreements (shadow_sha256, id);
     "#,
+    // 6: the change log that keeps in-memory candidate indexes (crate::index)
+    // in step with the store, whichever process or code path writes. Triggers
+    // write it in the writer's own transaction, so a reader sees a change and
+    // its log entry together. `seq` only grows: pruning always keeps the
+    // newest entry, so SQLite never hands out a smaller rowid again.
+    r#"
+    CREATE TABLE registration_changes (
+        seq             INTEGER PRIMARY KEY,
+        registration_id INTEGER NOT NULL
+    );
+    CREATE TRIGGER registrations_inserted AFTER INSERT ON registrations BEGIN
+        INSERT INTO registration_changes (registration_id) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER registrations_updated AFTER UPDATE ON registrations BEGIN
+        INSERT INTO registration_changes (registration_id) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER registrations_deleted AFTER DELETE ON registrations BEGIN
+        INSERT INTO registration_changes (registration_id) VALUES (OLD.id);
+    END;
+    "#,
 ];

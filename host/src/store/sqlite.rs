@@ -17,6 +17,13 @@ use super::{
 
 /// How long a writer waits for the write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How every connection is set up: WAL, full sync, foreign keys, and a page
+/// cache of 16 MiB (SQLite's default of 2 MiB spills a bulk import's
+/// transaction to the WAL many times over, and rereads a large index).
+pub const CONNECTION_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;";
+/// Prepared statements kept per connection (more than this file has).
+const STATEMENT_CACHE: usize = 96;
 /// Connections kept open for reuse.
 const POOL_SIZE: usize = 8;
 
@@ -73,8 +80,9 @@ impl SqliteStorage {
         };
         let conn = Connection::open(&self.inner.path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(open_err)?;
+        // Every statement is prepared once per connection and kept.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch(CONNECTION_PRAGMAS).map_err(open_err)?;
         Ok(conn)
     }
 
@@ -196,24 +204,29 @@ fn officer_from(row: &Row<'_>) -> rusqlite::Result<OfficerRecord> {
 const REGISTRATION_COLUMNS: &str = "id, domain, procedure, pattern, ip, serial, password_hash IS NOT NULL AS has_password, \
      expires_at, max_enrollments, enrollments, failed_attempts, state, created_by, created_at, import_id";
 
+/// By position, in the order of [`REGISTRATION_COLUMNS`]: looking columns up
+/// by name costs more than the rest of the row (index builds read millions).
 fn registration_from(row: &Row<'_>) -> rusqlite::Result<RegistrationRecord> {
-    let state: String = row.get("state")?;
+    let state = row
+        .get_ref(11)?
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(RegistrationRecord {
-        id: u64_col(row, "id")?,
-        domain: row.get("domain")?,
-        procedure: row.get("procedure")?,
-        pattern: row.get("pattern")?,
-        ip: row.get("ip")?,
-        serial: row.get("serial")?,
-        has_password: row.get("has_password")?,
-        expires_at: row.get::<_, Option<i64>>("expires_at")?.map(|v| v as u64),
-        max_enrollments: row.get("max_enrollments")?,
-        enrollments: row.get("enrollments")?,
-        failed_attempts: row.get("failed_attempts")?,
-        state: RegistrationState::parse(&state).ok_or_else(|| bad_value("state", &state))?,
-        created_by: row.get("created_by")?,
-        created_at: u64_col(row, "created_at")?,
-        import_id: row.get::<_, Option<i64>>("import_id")?.map(|v| v as u64),
+        id: row.get::<_, i64>(0)? as u64,
+        domain: row.get(1)?,
+        procedure: row.get(2)?,
+        pattern: row.get(3)?,
+        ip: row.get(4)?,
+        serial: row.get(5)?,
+        has_password: row.get(6)?,
+        expires_at: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        max_enrollments: row.get(8)?,
+        enrollments: row.get(9)?,
+        failed_attempts: row.get(10)?,
+        state: RegistrationState::parse(state).ok_or_else(|| bad_value("state", state))?,
+        created_by: row.get(12)?,
+        created_at: row.get::<_, i64>(13)? as u64,
+        import_id: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
     })
 }
 
@@ -287,15 +300,13 @@ fn shadow_side(r: &Row<'_>, at: usize) -> rusqlite::Result<ShadowSide> {
 
 impl Tx for SqliteTx {
     fn instance_id(&mut self) -> Result<Option<String>, StoreError> {
-        Ok(self.conn()?.query_row("SELECT instance_id FROM instance", [], |r| r.get(0)).optional()?)
+        Ok(self.conn()?.prepare_cached("SELECT instance_id FROM instance")?.query_row([], |r| r.get(0)).optional()?)
     }
 
     fn set_instance_id(&mut self, id: &str, now: u64) -> Result<(), StoreError> {
         self.conn()?
-            .execute(
-                "INSERT INTO instance (singleton, instance_id, created_at) VALUES (1, ?1, ?2)",
-                params![id, now as i64],
-            )
+            .prepare_cached("INSERT INTO instance (singleton, instance_id, created_at) VALUES (1, ?1, ?2)")?
+            .execute(params![id, now as i64])
             .map_err(|e| {
                 if is_unique_violation(&e) { StoreError::Duplicate { what: "the instance".into() } } else { e.into() }
             })?;
@@ -303,7 +314,11 @@ impl Tx for SqliteTx {
     }
 
     fn procedure(&mut self, name: &str) -> Result<Option<ProcedureRecord>, StoreError> {
-        Ok(self.conn()?.query_row("SELECT * FROM procedures WHERE name = ?1", [name], procedure_from).optional()?)
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT * FROM procedures WHERE name = ?1")?
+            .query_row([name], procedure_from)
+            .optional()?)
     }
 
     fn procedures(&mut self) -> Result<Vec<ProcedureRecord>, StoreError> {
@@ -315,11 +330,9 @@ impl Tx for SqliteTx {
 
     fn insert_procedure(&mut self, p: &ProcedureRecord) -> Result<(), StoreError> {
         let conn = self.conn()?;
-        conn.execute("INSERT OR IGNORE INTO domains (name) VALUES (?1)", [&p.domain])?;
-        conn.execute(
-            "INSERT INTO procedures (name, domain, protocol, require_preregistration, allowed_domains, created_by, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+        conn.prepare_cached("INSERT OR IGNORE INTO domains (name) VALUES (?1)")?.execute([&p.domain])?;
+        conn.prepare_cached("INSERT INTO procedures (name, domain, protocol, require_preregistration, allowed_domains, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![
                 p.name,
                 p.domain,
                 p.protocol.as_str(),
@@ -336,7 +349,11 @@ impl Tx for SqliteTx {
     }
 
     fn officer(&mut self, kid: &str) -> Result<Option<OfficerRecord>, StoreError> {
-        Ok(self.conn()?.query_row("SELECT * FROM officers WHERE kid = ?1", [kid], officer_from).optional()?)
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT * FROM officers WHERE kid = ?1")?
+            .query_row([kid], officer_from)
+            .optional()?)
     }
 
     fn officers(&mut self) -> Result<Vec<OfficerRecord>, StoreError> {
@@ -348,19 +365,19 @@ impl Tx for SqliteTx {
 
     fn insert_officer(&mut self, o: &OfficerRecord) -> Result<(), StoreError> {
         self.conn()?
-            .execute(
+            .prepare_cached(
                 "INSERT INTO officers (kid, name, algorithm, public_key_pem, domains, created_by, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    o.kid,
-                    o.name,
-                    o.algorithm,
-                    o.public_key_pem,
-                    to_json(&o.domains),
-                    o.created_by,
-                    o.created_at as i64
-                ],
-            )
+            )?
+            .execute(params![
+                o.kid,
+                o.name,
+                o.algorithm,
+                o.public_key_pem,
+                to_json(&o.domains),
+                o.created_by,
+                o.created_at as i64
+            ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
                     StoreError::Duplicate { what: format!("an officer named {:?} or with that key", o.name) }
@@ -373,7 +390,7 @@ impl Tx for SqliteTx {
 
     fn registration(&mut self, id: u64) -> Result<Option<RegistrationRecord>, StoreError> {
         let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE id = ?1");
-        Ok(self.conn()?.query_row(&sql, [id as i64], registration_from).optional()?)
+        Ok(self.conn()?.prepare_cached(&sql)?.query_row([id as i64], registration_from).optional()?)
     }
 
     fn registrations(&mut self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, StoreError> {
@@ -423,7 +440,8 @@ impl Tx for SqliteTx {
     fn password_hash(&mut self, id: u64) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()?
-            .query_row("SELECT password_hash FROM registrations WHERE id = ?1", [id as i64], |r| r.get(0))
+            .prepare_cached("SELECT password_hash FROM registrations WHERE id = ?1")?
+            .query_row([id as i64], |r| r.get(0))
             .optional()?
             .flatten())
     }
@@ -489,10 +507,12 @@ impl Tx for SqliteTx {
         enrollments: u32,
         failed_attempts: u32,
     ) -> Result<(), StoreError> {
-        let n = self.conn()?.execute(
-            "UPDATE registrations SET state = ?2, enrollments = ?3, failed_attempts = ?4 WHERE id = ?1",
-            params![id as i64, state.as_str(), enrollments, failed_attempts],
-        )?;
+        let n = self
+            .conn()?
+            .prepare_cached(
+                "UPDATE registrations SET state = ?2, enrollments = ?3, failed_attempts = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id as i64, state.as_str(), enrollments, failed_attempts])?;
         if n == 0 {
             return Err(StoreError::Missing(format!("no registration {id}")));
         }
@@ -500,54 +520,88 @@ impl Tx for SqliteTx {
     }
 
     fn delete_registration(&mut self, id: u64) -> Result<bool, StoreError> {
-        Ok(self.conn()?.execute("DELETE FROM registrations WHERE id = ?1", [id as i64])? > 0)
+        Ok(self.conn()?.prepare_cached("DELETE FROM registrations WHERE id = ?1")?.execute([id as i64])? > 0)
+    }
+
+    fn registration_changes(&mut self, after: u64, limit: u32) -> Result<Vec<(u64, u64)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, registration_id FROM registration_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after as i64, limit], |r| Ok((u64_col(r, "seq")?, u64_col(r, "registration_id")?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn registration_change_range(&mut self) -> Result<(u64, u64), StoreError> {
+        // Two rowid probes: MIN and MAX in one query would scan the table.
+        let conn = self.conn()?;
+        let end = |sql: &str| -> Result<u64, StoreError> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            Ok(stmt.query_row([], |r| u64_col(r, "seq")).optional()?.unwrap_or(0))
+        };
+        let oldest = end("SELECT seq FROM registration_changes ORDER BY seq LIMIT 1")?;
+        let newest = end("SELECT seq FROM registration_changes ORDER BY seq DESC LIMIT 1")?;
+        Ok((oldest, newest))
+    }
+
+    fn prune_registration_changes(&mut self, keep: u64) -> Result<u64, StoreError> {
+        let n = self
+            .conn()?
+            .prepare_cached(
+                "DELETE FROM registration_changes WHERE seq <= (SELECT MAX(seq) FROM registration_changes) - ?1",
+            )?
+            .execute([keep.max(1) as i64])?;
+        Ok(n as u64)
     }
 
     fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         // An expired token is refused before it gets here, so forgetting ids
         // past their expiry cannot let a replay through.
-        conn.execute("DELETE FROM request_ids WHERE expires_at < ?1", [now as i64])?;
-        conn.execute(
-            "INSERT INTO request_ids (jti, kid, expires_at) VALUES (?1, ?2, ?3)",
-            params![jti, kid, expires_at as i64],
-        )
-        .map_err(|e| if is_unique_violation(&e) { StoreError::Replayed { jti: jti.into() } } else { e.into() })?;
+        conn.prepare_cached("DELETE FROM request_ids WHERE expires_at < ?1")?.execute([now as i64])?;
+        conn.prepare_cached("INSERT INTO request_ids (jti, kid, expires_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![jti, kid, expires_at as i64])
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Replayed { jti: jti.into() } } else { e.into() })?;
         Ok(())
     }
 
     fn insert_import(&mut self, i: &ImportRecord) -> Result<u64, StoreError> {
         let conn = self.conn()?;
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO imports (sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
              rows_done, created, unchanged, errors, started_at, finished_at, message) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
-                i.sha256,
-                i.procedure,
-                i.file_name,
-                i.partial,
-                i.dry_run,
-                i.officer,
-                i.status.as_str(),
-                i.rows_total as i64,
-                i.rows_done as i64,
-                i.created as i64,
-                i.unchanged as i64,
-                i.errors as i64,
-                i.started_at as i64,
-                i.finished_at.map(|v| v as i64),
-                i.message
-            ],
-        )?;
+        )?
+        .execute(params![
+            i.sha256,
+            i.procedure,
+            i.file_name,
+            i.partial,
+            i.dry_run,
+            i.officer,
+            i.status.as_str(),
+            i.rows_total as i64,
+            i.rows_done as i64,
+            i.created as i64,
+            i.unchanged as i64,
+            i.errors as i64,
+            i.started_at as i64,
+            i.finished_at.map(|v| v as i64),
+            i.message
+        ])?;
         Ok(conn.last_insert_rowid() as u64)
     }
 
     fn update_import(&mut self, i: &ImportRecord) -> Result<(), StoreError> {
-        let n = self.conn()?.execute(
-            "UPDATE imports SET status = ?2, rows_done = ?3, created = ?4, unchanged = ?5, errors = ?6, \
+        let n = self
+            .conn()?
+            .prepare_cached(
+                "UPDATE imports SET status = ?2, rows_done = ?3, created = ?4, unchanged = ?5, errors = ?6, \
              finished_at = ?7, message = ?8 WHERE id = ?1",
-            params![
+            )?
+            .execute(params![
                 i.id as i64,
                 i.status.as_str(),
                 i.rows_done as i64,
@@ -556,8 +610,7 @@ impl Tx for SqliteTx {
                 i.errors as i64,
                 i.finished_at.map(|v| v as i64),
                 i.message
-            ],
-        )?;
+            ])?;
         if n == 0 {
             return Err(StoreError::Missing(format!("no import {}", i.id)));
         }
@@ -565,7 +618,11 @@ impl Tx for SqliteTx {
     }
 
     fn import(&mut self, id: u64) -> Result<Option<ImportRecord>, StoreError> {
-        Ok(self.conn()?.query_row("SELECT * FROM imports WHERE id = ?1", [id as i64], import_from).optional()?)
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT * FROM imports WHERE id = ?1")?
+            .query_row([id as i64], import_from)
+            .optional()?)
     }
 
     fn imports(&mut self, limit: u32) -> Result<Vec<ImportRecord>, StoreError> {
@@ -576,19 +633,19 @@ impl Tx for SqliteTx {
     }
 
     fn interrupt_running_imports(&mut self, now: u64) -> Result<u64, StoreError> {
-        Ok(self.conn()?.execute(
-            "UPDATE imports SET status = 'interrupted', finished_at = ?1, \
+        Ok(self
+            .conn()?
+            .prepare_cached(
+                "UPDATE imports SET status = 'interrupted', finished_at = ?1, \
              message = 'interrupted: the process stopped before the end; run the same import again to complete it' \
              WHERE status = 'running'",
-            [now as i64],
-        )? as u64)
+            )?
+            .execute([now as i64])? as u64)
     }
 
     fn insert_policy(&mut self, r: &PolicyVersionRecord, component: &[u8]) -> Result<bool, StoreError> {
-        let n = self.conn()?.execute(
-            "INSERT OR IGNORE INTO policies (sha256, name, version, wit_version, size, component, loaded_by, loaded_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![r.sha256, r.name, r.version, r.wit_version, r.size as i64, component, r.loaded_by, r.loaded_at as i64],
+        let n = self.conn()?.prepare_cached("INSERT OR IGNORE INTO policies (sha256, name, version, wit_version, size, component, loaded_by, loaded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![r.sha256, r.name, r.version, r.wit_version, r.size as i64, component, r.loaded_by, r.loaded_at as i64],
         )?;
         Ok(n > 0)
     }
@@ -620,85 +677,86 @@ impl Tx for SqliteTx {
     fn policy_component(&mut self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .conn()?
-            .query_row("SELECT component FROM policies WHERE sha256 = ?1", [sha256], |r| r.get(0))
+            .prepare_cached("SELECT component FROM policies WHERE sha256 = ?1")?
+            .query_row([sha256], |r| r.get(0))
             .optional()?)
     }
 
     fn active_policy(&mut self) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()?
-            .query_row("SELECT sha256 FROM active_policy", [], |r| r.get::<_, Option<String>>(0))
+            .prepare_cached("SELECT sha256 FROM active_policy")?
+            .query_row([], |r| r.get::<_, Option<String>>(0))
             .optional()?
             .flatten())
     }
 
     fn set_active_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO active_policy (singleton, sha256, activated_by, activated_at) VALUES (1, ?1, ?2, ?3) \
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO active_policy (singleton, sha256, activated_by, activated_at) VALUES (1, ?1, ?2, ?3) \
              ON CONFLICT (singleton) DO UPDATE SET sha256 = ?1, activated_by = ?2, activated_at = ?3",
-            params![sha256, by, at as i64],
-        )?;
+            )?
+            .execute(params![sha256, by, at as i64])?;
         Ok(())
     }
 
     fn shadow_policy(&mut self) -> Result<Option<ShadowRecord>, StoreError> {
         Ok(self
             .conn()?
-            .query_row(
+            .prepare_cached(
                 "SELECT sha256, set_by, set_at, compared, disagreed FROM shadow_policy WHERE sha256 IS NOT NULL",
-                [],
-                |r| {
-                    Ok(ShadowRecord {
-                        sha256: r.get(0)?,
-                        set_by: r.get(1)?,
-                        set_at: r.get::<_, i64>(2)? as u64,
-                        compared: r.get::<_, i64>(3)? as u64,
-                        disagreed: r.get::<_, i64>(4)? as u64,
-                    })
-                },
-            )
+            )?
+            .query_row([], |r| {
+                Ok(ShadowRecord {
+                    sha256: r.get(0)?,
+                    set_by: r.get(1)?,
+                    set_at: r.get::<_, i64>(2)? as u64,
+                    compared: r.get::<_, i64>(3)? as u64,
+                    disagreed: r.get::<_, i64>(4)? as u64,
+                })
+            })
             .optional()?)
     }
 
     fn set_shadow_policy(&mut self, sha256: Option<&str>, by: &str, at: u64) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO shadow_policy (singleton, sha256, set_by, set_at, since_id) \
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO shadow_policy (singleton, sha256, set_by, set_at, since_id) \
              VALUES (1, ?1, ?2, ?3, (SELECT COALESCE(MAX(id), 0) FROM shadow_disagreements)) \
              ON CONFLICT (singleton) DO UPDATE SET sha256 = ?1, set_by = ?2, set_at = ?3, compared = 0, \
              disagreed = 0, since_id = excluded.since_id",
-            params![sha256, by, at as i64],
-        )?;
+            )?
+            .execute(params![sha256, by, at as i64])?;
         Ok(())
     }
 
     fn record_shadow(&mut self, disagreement: Option<&ShadowDisagreement>) -> Result<(), StoreError> {
         let conn = self.conn()?;
-        conn.execute(
-            "UPDATE shadow_policy SET compared = compared + 1, disagreed = disagreed + ?1",
-            [i64::from(disagreement.is_some())],
-        )?;
+        conn.prepare_cached("UPDATE shadow_policy SET compared = compared + 1, disagreed = disagreed + ?1")?
+            .execute([i64::from(disagreement.is_some())])?;
         if let Some(d) = disagreement {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO shadow_disagreements (time, audit_seq, request, active_sha256, active_allowed, \
                  active_reason, active_registration, active_explanation, shadow_sha256, shadow_allowed, \
                  shadow_reason, shadow_registration, shadow_explanation) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    d.time as i64,
-                    d.audit_seq as i64,
-                    d.request.to_string(),
-                    d.active.sha256,
-                    d.active.allowed,
-                    d.active.reason,
-                    d.active.registration.map(|id| id as i64),
-                    d.active.explanation,
-                    d.shadow.sha256,
-                    d.shadow.allowed,
-                    d.shadow.reason,
-                    d.shadow.registration.map(|id| id as i64),
-                    d.shadow.explanation,
-                ],
-            )?;
+            )?
+            .execute(params![
+                d.time as i64,
+                d.audit_seq as i64,
+                d.request.to_string(),
+                d.active.sha256,
+                d.active.allowed,
+                d.active.reason,
+                d.active.registration.map(|id| id as i64),
+                d.active.explanation,
+                d.shadow.sha256,
+                d.shadow.allowed,
+                d.shadow.reason,
+                d.shadow.registration.map(|id| id as i64),
+                d.shadow.explanation,
+            ])?;
         }
         Ok(())
     }
@@ -733,23 +791,27 @@ impl Tx for SqliteTx {
     }
 
     fn precompiled(&mut self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.conn()?.query_row("SELECT sha256 FROM precompiled WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT sha256 FROM precompiled WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
     }
 
     fn record_precompiled(&mut self, key: &str, sha256: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO precompiled (key, sha256) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET sha256 = ?2",
-            params![key, sha256],
-        )?;
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO precompiled (key, sha256) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET sha256 = ?2",
+            )?
+            .execute(params![key, sha256])?;
         Ok(())
     }
 
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
         Ok(self
             .conn()?
-            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .optional()?)
     }
 

@@ -5,6 +5,8 @@
 //! latency percentiles, failures and memory, and for swaps the latency inside
 //! and outside the swap windows.
 
+pub mod plot;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +35,26 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Swap the policy this often.
     pub swap_every: Option<Duration>,
+    /// Run on one thread first, and report the throughput ratio.
+    pub scaling: bool,
+    /// Answer candidate lookups from the in-memory index (as `prereg serve`
+    /// does); false: from the storage index.
+    pub memory_index: bool,
+}
+
+/// The in-memory candidate index as the bench found it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct IndexReport {
+    /// Registrations it holds.
+    pub registrations: usize,
+    /// Seconds to build it from the store (part of the restart).
+    pub build_seconds: f64,
+    /// Heap bytes, from the capacities of its tables and strings.
+    pub heap_bytes: usize,
+    /// Resident memory the build added, bytes (allocator overhead included).
+    pub rss_bytes: u64,
+    /// `rss_bytes` per registration.
+    pub rss_bytes_per_registration: f64,
 }
 
 /// Latency percentiles in microseconds.
@@ -79,8 +101,11 @@ pub struct BenchReport {
     pub registrations: u64,
     /// Seconds to generate and store the dataset.
     pub setup_seconds: f64,
-    /// Seconds to open the store and prepare the policy afterwards (a restart).
+    /// Seconds to open the store, prepare the policy and build the in-memory
+    /// index afterwards (a restart).
     pub restart_seconds: f64,
+    /// The in-memory index, when used.
+    pub index: Option<IndexReport>,
     /// Deciding threads.
     pub threads: usize,
     /// Seconds of deciding.
@@ -91,6 +116,11 @@ pub struct BenchReport {
     pub failures: u64,
     /// Decisions per second, all threads.
     pub decisions_per_second: f64,
+    /// With `scaling`: decisions per second of the same run on one thread,
+    /// just before.
+    pub one_thread_decisions_per_second: Option<f64>,
+    /// With `scaling`: `decisions_per_second` / `one_thread_decisions_per_second`.
+    pub scaling: Option<f64>,
     /// Latency of every decision.
     pub latency: Latency,
     /// Swaps made.
@@ -148,14 +178,100 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
     let restarted = Instant::now();
     let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&database)?);
     let (policy, _) = cache.load(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in")?;
-    let registry = Registry::new(storage, Arc::new(policy));
+    let mut registry = Registry::new(storage, Arc::new(policy));
     registry.instance_id()?;
+    let mut index = None;
+    if options.memory_index {
+        let (rss_before, building) = (current_rss().unwrap_or(0), Instant::now());
+        registry = registry.with_memory_index()?;
+        let build_seconds = building.elapsed().as_secs_f64();
+        let rss_bytes = current_rss().unwrap_or(0).saturating_sub(rss_before);
+        if let Some(built) = registry.memory_index() {
+            let stats = built.stats();
+            index = Some(IndexReport {
+                registrations: stats.registrations,
+                build_seconds,
+                heap_bytes: stats.heap_bytes,
+                rss_bytes,
+                rss_bytes_per_registration: rss_bytes as f64 / stats.registrations.max(1) as f64,
+            });
+        }
+    }
     let restart_seconds = restarted.elapsed().as_secs_f64();
 
-    let n = options.registrations.max(1);
+    let scaling = if options.scaling && options.threads > 1 {
+        // The same run on one thread first, on the same data and registry.
+        let one = decide_for(&registry, engine, &cache, options.registrations, 1, options.duration, None)?;
+        Some(one.samples.len() as f64 / one.seconds.max(1e-9))
+    } else {
+        None
+    };
+    let run = decide_for(
+        &registry,
+        engine,
+        &cache,
+        options.registrations,
+        options.threads.max(1),
+        options.duration,
+        options.swap_every,
+    )?;
+    let (all, swap_times, seconds) = (run.samples, run.swap_times, run.seconds);
+    let in_window = |at: Duration| swap_times.iter().any(|s| at >= *s && at < *s + SWAP_WINDOW);
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for (at, took) in &all {
+        if in_window(*at) { inside.push(*took) } else { outside.push(*took) }
+    }
+    let samples =
+        all.iter().map(|(at, took)| Sample { at: at.as_secs_f64(), micros: took.as_secs_f64() * 1e6 }).collect();
+    let mut latencies: Vec<Duration> = all.iter().map(|(_, took)| *took).collect();
+    let swapping = options.swap_every.is_some();
+    let decisions_per_second = all.len() as f64 / seconds.max(1e-9);
+    Ok(BenchReport {
+        registrations: options.registrations,
+        setup_seconds,
+        restart_seconds,
+        index,
+        threads: options.threads.max(1),
+        seconds,
+        decisions: all.len() as u64,
+        failures: run.failures,
+        decisions_per_second,
+        one_thread_decisions_per_second: scaling,
+        scaling: scaling.map(|one| decisions_per_second / one.max(1e-9)),
+        latency: Latency::of(&mut latencies),
+        swaps: swap_times.len() as u64,
+        in_swap_windows: swapping.then(|| Latency::of(&mut inside)),
+        outside_swap_windows: swapping.then(|| Latency::of(&mut outside)),
+        peak_rss_bytes: peak_rss(),
+        samples,
+        swap_times: swap_times.iter().map(Duration::as_secs_f64).collect(),
+    })
+}
+
+/// What one run of deciding threads measured.
+struct Run {
+    /// (start from the beginning of the run, latency) of every decision.
+    samples: Vec<(Duration, Duration)>,
+    failures: u64,
+    swap_times: Vec<Duration>,
+    seconds: f64,
+}
+
+/// `threads` threads decide for `duration` while this one swaps the policy
+/// every `swap_every`.
+fn decide_for(
+    registry: &Registry,
+    engine: &PolicyEngine,
+    cache: &PrecompiledCache,
+    registrations: u64,
+    threads: usize,
+    duration: Duration,
+    swap_every: Option<Duration>,
+) -> Result<Run, BenchError> {
+    let n = registrations.max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let deciders: Vec<_> = (0..options.threads.max(1))
+    let deciders: Vec<_> = (0..threads)
         .map(|t| {
             let (registry, stop) = (registry.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -179,59 +295,43 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
         })
         .collect();
     let mut swap_times = Vec::new();
-    match options.swap_every {
+    match swap_every {
         Some(every) => {
-            while t0.elapsed() + every <= options.duration {
+            while t0.elapsed() + every <= duration {
                 std::thread::sleep(every);
                 // A new version prepared from the cache, then swapped in.
                 let (policy, _) = cache.load(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in")?;
                 swap_times.push(t0.elapsed());
                 registry.swap_policy(Arc::new(policy) as Arc<dyn Policy>);
             }
-            std::thread::sleep(options.duration.saturating_sub(t0.elapsed()));
+            std::thread::sleep(duration.saturating_sub(t0.elapsed()));
         }
-        None => std::thread::sleep(options.duration),
+        None => std::thread::sleep(duration),
     }
     stop.store(true, Ordering::Relaxed);
     let seconds = t0.elapsed().as_secs_f64();
-    let (mut all, mut failures) = (Vec::new(), 0);
+    let (mut samples, mut failures) = (Vec::new(), 0);
     for decider in deciders {
-        let (samples, failed) = decider.join().unwrap_or_default();
-        all.extend(samples);
+        let (mine, failed) = decider.join().unwrap_or_default();
+        samples.extend(mine);
         failures += failed;
     }
-    let in_window = |at: Duration| swap_times.iter().any(|s| at >= *s && at < *s + SWAP_WINDOW);
-    let (mut inside, mut outside) = (Vec::new(), Vec::new());
-    for (at, took) in &all {
-        if in_window(*at) { inside.push(*took) } else { outside.push(*took) }
-    }
-    let samples =
-        all.iter().map(|(at, took)| Sample { at: at.as_secs_f64(), micros: took.as_secs_f64() * 1e6 }).collect();
-    let mut latencies: Vec<Duration> = all.iter().map(|(_, took)| *took).collect();
-    let swapping = options.swap_every.is_some();
-    Ok(BenchReport {
-        registrations: options.registrations,
-        setup_seconds,
-        restart_seconds,
-        threads: options.threads.max(1),
-        seconds,
-        decisions: all.len() as u64,
-        failures,
-        decisions_per_second: all.len() as f64 / seconds.max(1e-9),
-        latency: Latency::of(&mut latencies),
-        swaps: swap_times.len() as u64,
-        in_swap_windows: swapping.then(|| Latency::of(&mut inside)),
-        outside_swap_windows: swapping.then(|| Latency::of(&mut outside)),
-        peak_rss_bytes: peak_rss(),
-        samples,
-        swap_times: swap_times.iter().map(Duration::as_secs_f64).collect(),
-    })
+    Ok(Run { samples, failures, swap_times, seconds })
 }
 
 /// The process's peak resident memory (`VmHWM`), on Linux.
 pub fn peak_rss() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// The process's resident memory now (`VmRSS`), on Linux.
+pub fn current_rss() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

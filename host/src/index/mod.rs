@@ -1,0 +1,547 @@
+//! The in-memory candidate index: what answers a policy's `find-candidates`
+//! in a long-running process (`prereg serve`, `prereg bench`, an embedding CA),
+//! in constant time whatever the number of registrations.
+//!
+//! # What it holds
+//!
+//! For every registration, what a policy may see of it (pattern, IP address,
+//! serial number, state, validity, use counts, whether a password is set) and
+//! its domain, filed under the hash of its domain and [`IndexKey`]. A lookup
+//! probes the handful of keys [`IndexKey::probes`] lists for a name, exactly
+//! as the storage index does, and keeps only entries whose pattern is filed
+//! under the probed key (so a hash collision can never add a candidate).
+//! Passwords, hashes and officer data stay in the store.
+//!
+//! # How it stays true
+//!
+//! The store is the only source of truth, and any process may write it (the
+//! CLI beside a running service). Triggers in the store append every insert,
+//! update and delete of a registration to a change log, in the writer's own
+//! transaction (`registration_changes`, schema migration 6). Before a decision
+//! reads the index, [`MemoryIndex::catch_up`] reads the newest change number
+//! *in the decision's transaction* and applies what it has not seen, reading
+//! the changed rows in that same transaction. So a decision never sees an
+//! index older than its own snapshot of the store; an enrollment, which holds
+//! the write lock, sees exactly the store. The index may be newer than a dry
+//! run's snapshot (another thread caught up first); that only means the dry
+//! run sees a later committed state.
+//!
+//! When the log no longer holds what the index missed (it was pruned, see
+//! [`MemoryIndex::prune`]) or the gap is large, the index is rebuilt from a
+//! scan, off to the side, and swapped in.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use prereg_core::{Fqdn, IndexKey, Registration, RegistrationState};
+
+use crate::store::{RegistrationFilter, RegistrationRecord, StoreError, Tx};
+
+/// Changes read from the log per round while catching up.
+const CHANGE_BATCH: u32 = 10_000;
+/// Rows read per page while building.
+const BUILD_PAGE: u32 = 20_000;
+/// Past this many pending changes (and a quarter of the index), a rebuild is
+/// cheaper than applying them one by one.
+const REBUILD_AFTER: u64 = 200_000;
+/// Changes the log keeps when pruned: a process that falls further behind
+/// rebuilds its index.
+pub const CHANGES_KEPT: u64 = 100_000;
+/// No next entry in a chain.
+const END: u32 = u32::MAX;
+
+/// The IP address and serial number of a registration that has either.
+type Extra = (Option<Box<str>>, Option<Box<str>>);
+
+/// A registration as the index holds it.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: u64,
+    /// Hash of (domain, index key): the chain it is in.
+    key: u64,
+    pattern: Box<str>,
+    /// IP address and serial number, rare enough to live apart.
+    extra: Option<Box<Extra>>,
+    expires_at: Option<u64>,
+    max_enrollments: Option<u32>,
+    enrollments: u32,
+    domain: u32,
+    /// Next entry with the same key, or [`END`].
+    next: u32,
+    state: RegistrationState,
+    has_password: bool,
+}
+
+impl Entry {
+    fn view(&self) -> Registration {
+        let (ip, serial) = match self.extra.as_deref() {
+            Some((ip, serial)) => (ip.as_deref().map(str::to_owned), serial.as_deref().map(str::to_owned)),
+            None => (None, None),
+        };
+        Registration {
+            id: self.id,
+            pattern: self.pattern.to_string(),
+            ip,
+            serial,
+            has_password: self.has_password,
+            state: self.state,
+            expires_at: self.expires_at,
+            max_enrollments: self.max_enrollments,
+            enrollments: self.enrollments,
+        }
+    }
+}
+
+/// The keys of the chain map are already hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+/// The index itself, behind [`MemoryIndex`]'s lock.
+struct State {
+    /// The newest change of the log this state includes.
+    version: u64,
+    /// Keyed per process, so that nobody can aim names at one chain.
+    hasher: RandomState,
+    domains: Vec<Box<str>>,
+    domain_ids: HashMap<Box<str>, u32>,
+    /// Key hash → first entry of its chain.
+    chains: HashKeyed<u32>,
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    /// Registration id → its entry.
+    slots: HashKeyed<u32>,
+}
+
+impl State {
+    fn new(hasher: RandomState) -> Self {
+        State {
+            version: 0,
+            hasher,
+            domains: Vec::new(),
+            domain_ids: HashMap::new(),
+            chains: HashKeyed::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            slots: HashKeyed::default(),
+        }
+    }
+
+    fn key_hash(&self, domain: &str, key: &IndexKey) -> u64 {
+        self.hasher.hash_one((domain, key))
+    }
+
+    fn domain_id(&mut self, domain: &str) -> u32 {
+        if let Some(id) = self.domain_ids.get(domain) {
+            return *id;
+        }
+        let id = self.domains.len() as u32;
+        self.domains.push(domain.into());
+        self.domain_ids.insert(domain.into(), id);
+        id
+    }
+
+    fn upsert(&mut self, r: &RegistrationRecord) {
+        self.remove(r.id);
+        let key = self.key_hash(&r.domain, &IndexKey::of_canonical(&r.pattern));
+        let domain = self.domain_id(&r.domain);
+        let extra = (r.ip.is_some() || r.serial.is_some())
+            .then(|| Box::new((r.ip.as_deref().map(Into::into), r.serial.as_deref().map(Into::into))));
+        let next = self.chains.get(&key).copied().unwrap_or(END);
+        let entry = Entry {
+            id: r.id,
+            key,
+            pattern: r.pattern.as_str().into(),
+            extra,
+            expires_at: r.expires_at,
+            max_enrollments: r.max_enrollments,
+            enrollments: r.enrollments,
+            domain,
+            next,
+            state: r.state,
+            has_password: r.has_password,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.entries.push(Some(entry));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.chains.insert(key, slot);
+        self.slots.insert(r.id, slot);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(slot) = self.slots.remove(&id) else { return };
+        let Some(entry) = self.entries.get_mut(slot as usize).and_then(Option::take) else { return };
+        // Unlink from its chain.
+        let head = self.chains.get(&entry.key).copied().unwrap_or(END);
+        if head == slot {
+            if entry.next == END {
+                self.chains.remove(&entry.key);
+            } else {
+                self.chains.insert(entry.key, entry.next);
+            }
+        } else {
+            let mut at = head;
+            while at != END {
+                let Some(Some(e)) = self.entries.get_mut(at as usize) else { break };
+                if e.next == slot {
+                    e.next = entry.next;
+                    break;
+                }
+                at = e.next;
+            }
+        }
+        self.free.push(slot);
+    }
+
+    fn lookup(&self, domain: &str, fqdn: &Fqdn, limit: usize) -> Result<Vec<Registration>, TooMany> {
+        let Some(&domain_id) = self.domain_ids.get(domain) else { return Ok(Vec::new()) };
+        let mut found = Vec::new();
+        for probe in IndexKey::probes(fqdn) {
+            let mut at = self.chains.get(&self.key_hash(domain, &probe)).copied().unwrap_or(END);
+            while at != END {
+                let Some(Some(entry)) = self.entries.get(at as usize) else { break };
+                if entry.domain == domain_id && probe.files(&entry.pattern) {
+                    if found.len() == limit {
+                        return Err(TooMany);
+                    }
+                    found.push(entry.view());
+                }
+                at = entry.next;
+            }
+        }
+        found.sort_unstable_by_key(|r| r.id);
+        Ok(found)
+    }
+
+    /// Heap bytes held, from the capacities (what the allocator hands out,
+    /// without its own per-block overhead).
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        // hashbrown: one control byte per bucket beside each (key, value).
+        let map = |cap: usize, item: usize| cap * (item + 1);
+        let strings: usize = self
+            .entries
+            .iter()
+            .flatten()
+            .map(|e| {
+                e.pattern.len()
+                    + e.extra.as_deref().map_or(0, |(ip, serial)| {
+                        size_of::<Extra>() + ip.as_deref().map_or(0, str::len) + serial.as_deref().map_or(0, str::len)
+                    })
+            })
+            .sum();
+        self.entries.capacity() * size_of::<Option<Entry>>()
+            + strings
+            + map(self.chains.capacity(), size_of::<(u64, u32)>())
+            + map(self.slots.capacity(), size_of::<(u64, u32)>())
+            + self.free.capacity() * size_of::<u32>()
+            + self.domains.iter().map(|d| 2 * d.len() + size_of::<Box<str>>() * 2 + 4).sum::<usize>()
+    }
+}
+
+/// More candidates than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooMany;
+
+/// Size and freshness of an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Registrations held.
+    pub registrations: usize,
+    /// Heap bytes, from the capacities of its tables and strings.
+    pub heap_bytes: usize,
+    /// The newest change of the store's log it includes.
+    pub version: u64,
+    /// Full builds so far (the first one included).
+    pub builds: u64,
+    /// How long the last full build took.
+    pub last_build: Duration,
+}
+
+/// The in-memory candidate index of one process; see the module docs.
+pub struct MemoryIndex {
+    state: RwLock<State>,
+    /// Held while catching up or rebuilding, so that one thread does it.
+    updating: Mutex<Builds>,
+}
+
+#[derive(Debug, Default)]
+struct Builds {
+    count: u64,
+    last: Duration,
+}
+
+impl std::fmt::Debug for MemoryIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryIndex").field("stats", &self.stats()).finish()
+    }
+}
+
+impl MemoryIndex {
+    /// Builds the index from the store, in `tx` (a read transaction will do).
+    pub fn build(tx: &mut dyn Tx) -> Result<Self, StoreError> {
+        let started = Instant::now();
+        let state = build_state(tx, RandomState::new())?;
+        let builds = Builds { count: 1, last: started.elapsed() };
+        tracing::info!(
+            registrations = state.slots.len(),
+            ms = builds.last.as_millis() as u64,
+            "in-memory candidate index built"
+        );
+        Ok(MemoryIndex { state: RwLock::new(state), updating: Mutex::new(builds) })
+    }
+
+    /// Brings the index up to the store as `tx` sees it. Call it in the
+    /// transaction whose decisions will read the index.
+    pub fn catch_up(&self, tx: &mut dyn Tx) -> Result<(), StoreError> {
+        let (oldest, newest) = tx.registration_change_range()?;
+        if newest <= self.version() {
+            return Ok(());
+        }
+        let mut builds = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
+        let version = self.version();
+        if newest <= version {
+            return Ok(()); // another thread did it meanwhile
+        }
+        let held = self.len() as u64;
+        if oldest > version + 1 || newest - version > REBUILD_AFTER.max(held / 4) {
+            let started = Instant::now();
+            let hasher = self.read().hasher.clone();
+            let fresh = build_state(tx, hasher)?;
+            *self.state.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+            builds.count += 1;
+            builds.last = started.elapsed();
+            tracing::info!(behind = newest - version, ms = builds.last.as_millis() as u64, "candidate index rebuilt");
+            return Ok(());
+        }
+        let mut from = version;
+        while from < newest {
+            let changes = tx.registration_changes(from, CHANGE_BATCH)?;
+            let Some(&(last, _)) = changes.last() else { break };
+            let mut ids: Vec<u64> = changes.iter().map(|(_, id)| *id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in ids {
+                rows.push((id, tx.registration(id)?));
+            }
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            for (id, row) in rows {
+                match row {
+                    Some(record) => state.upsert(&record),
+                    None => state.remove(id),
+                }
+            }
+            state.version = last;
+            from = last;
+        }
+        Ok(())
+    }
+
+    /// The candidates of `domain` for `fqdn`, by ascending id, as the storage
+    /// index would return them; [`TooMany`] past `limit`.
+    pub fn candidates(&self, domain: &str, fqdn: &Fqdn, limit: usize) -> Result<Vec<Registration>, TooMany> {
+        self.read().lookup(domain, fqdn, limit)
+    }
+
+    /// The domain of a registration the index holds.
+    pub fn domain_of(&self, id: u64) -> Option<String> {
+        let state = self.read();
+        let slot = *state.slots.get(&id)?;
+        let entry = state.entries.get(slot as usize)?.as_ref()?;
+        state.domains.get(entry.domain as usize).map(|d| d.to_string())
+    }
+
+    /// Registrations held.
+    pub fn len(&self) -> usize {
+        self.read().slots.len()
+    }
+
+    /// Whether it holds no registration.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The newest change of the store's log it includes.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    /// Size, freshness and builds.
+    pub fn stats(&self) -> IndexStats {
+        let (registrations, heap_bytes, version) = {
+            let state = self.read();
+            (state.slots.len(), state.heap_bytes(), state.version)
+        };
+        let builds = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
+        IndexStats { registrations, heap_bytes, version, builds: builds.count, last_build: builds.last }
+    }
+
+    /// Trims the store's change log to the newest [`CHANGES_KEPT`] entries,
+    /// in a write transaction. A process whose index is further behind
+    /// rebuilds it when it next catches up.
+    pub fn prune(tx: &mut dyn Tx) -> Result<u64, StoreError> {
+        tx.prune_registration_changes(CHANGES_KEPT)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A full build from the store: the change number first, then every row, in
+/// one transaction, so that the two agree.
+fn build_state(tx: &mut dyn Tx, hasher: RandomState) -> Result<State, StoreError> {
+    let mut state = State::new(hasher);
+    state.version = tx.registration_change_range()?.1;
+    let mut after = 0;
+    loop {
+        let page = tx.registrations(&RegistrationFilter {
+            after_id: Some(after),
+            limit: Some(BUILD_PAGE),
+            ..RegistrationFilter::default()
+        })?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for record in &page {
+            state.upsert(record);
+        }
+    }
+    state.entries.shrink_to_fit();
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{self, SplitMix64};
+    use crate::signing::{Algorithm, SigningKey};
+    use crate::store::{SqliteStorage, Storage, TxKind};
+
+    const N: u64 = 3_000;
+
+    fn store() -> SqliteStorage {
+        let storage = SqliteStorage::in_memory().unwrap();
+        let key = SigningKey::generate(Algorithm::EdDsa);
+        crate::registry::initialise(&storage, "t", &key, 1).unwrap();
+        let mut tx = storage.begin(TxKind::Write).unwrap();
+        dataset::populate(tx.as_mut(), N, &key.public_key().kid(), 1).unwrap();
+        tx.commit().unwrap();
+        storage
+    }
+
+    /// The index answers every query of the benchmark mix (and some names
+    /// outside the domain) exactly as the storage index does.
+    fn agrees_with_the_store(storage: &SqliteStorage, index: &MemoryIndex) {
+        let mut tx = storage.begin(TxKind::Read).unwrap();
+        index.catch_up(tx.as_mut()).unwrap();
+        let mut rng = SplitMix64::new(7);
+        for _ in 0..2_000 {
+            let (name, ..) = dataset::request(&mut rng, N);
+            let fqdn = Fqdn::parse(&name).unwrap();
+            for domain in [dataset::PROCEDURE, "elsewhere"] {
+                let keys: Vec<String> = IndexKey::probes(&fqdn).iter().map(IndexKey::encode).collect();
+                let mut want: Vec<Registration> =
+                    tx.candidates(domain, &keys, 100).unwrap().iter().map(RegistrationRecord::to_policy_view).collect();
+                want.sort_by_key(|r| r.id);
+                assert_eq!(index.candidates(domain, &fqdn, 100).unwrap(), want, "{domain} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_answers_as_the_store_does_through_inserts_updates_deletes_and_a_pruned_log() {
+        let storage = store();
+        let index = {
+            let mut tx = storage.begin(TxKind::Read).unwrap();
+            MemoryIndex::build(tx.as_mut()).unwrap()
+        };
+        assert_eq!(index.len(), N as usize);
+        agrees_with_the_store(&storage, &index);
+
+        // Changes by another writer: deletes, state and counter updates, and
+        // a new wildcard that many queries now find.
+        let mut tx = storage.begin(TxKind::Write).unwrap();
+        for id in (2..N).step_by(7) {
+            tx.delete_registration(id).unwrap();
+        }
+        for id in (3..N).step_by(11).filter(|id| (id - 2) % 7 != 0) {
+            tx.update_registration(id, RegistrationState::Disabled, 3, 1).unwrap();
+        }
+        let new = crate::store::NewRegistration {
+            domain: dataset::PROCEDURE.into(),
+            procedure: dataset::PROCEDURE.into(),
+            pattern: "*.z1.bench.example".into(),
+            index_key: IndexKey::of_canonical("*.z1.bench.example").encode(),
+            ip: Some("10.0.0.1".into()),
+            serial: None,
+            password_hash: None,
+            expires_at: Some(99),
+            max_enrollments: Some(2),
+            created_by: tx.officers().unwrap()[0].kid.clone(),
+            created_at: 1,
+            import: None,
+        };
+        tx.insert_registration(&new).unwrap();
+        tx.commit().unwrap();
+        let before = index.version();
+        agrees_with_the_store(&storage, &index);
+        assert!(index.version() > before, "the changes were applied");
+        assert_eq!(index.stats().builds, 1, "applied one by one, not rebuilt");
+
+        // The log is pruned past what the index has seen: it rebuilds.
+        let mut tx = storage.begin(TxKind::Write).unwrap();
+        tx.delete_registration(1).unwrap();
+        tx.update_registration(4, RegistrationState::Locked, 0, 5).unwrap();
+        tx.prune_registration_changes(1).unwrap();
+        tx.commit().unwrap();
+        agrees_with_the_store(&storage, &index);
+        assert_eq!(index.stats().builds, 2, "a gap in the log means a rebuild");
+    }
+
+    #[test]
+    fn too_many_candidates_is_an_error_not_a_truncated_answer() {
+        let storage = store();
+        let mut tx = storage.begin(TxKind::Read).unwrap();
+        let index = MemoryIndex::build(tx.as_mut()).unwrap();
+        // The in-label patterns of zone 18 (rows 18, 78, 138, ...) share one key.
+        let fqdn = Fqdn::parse("dev18-x.z18.bench.example").unwrap();
+        let all = index.candidates(dataset::PROCEDURE, &fqdn, 4096).unwrap();
+        assert!(all.len() > 1, "{all:?}");
+        assert_eq!(index.candidates(dataset::PROCEDURE, &fqdn, all.len() - 1), Err(TooMany));
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        let storage = store();
+        let mut tx = storage.begin(TxKind::Read).unwrap();
+        let stats = MemoryIndex::build(tx.as_mut()).unwrap().stats();
+        assert_eq!(stats.registrations, N as usize);
+        assert!(std::mem::size_of::<Option<Entry>>() <= 80, "{}", std::mem::size_of::<Option<Entry>>());
+        assert!(stats.heap_bytes / stats.registrations < 300, "{stats:?}");
+    }
+}
