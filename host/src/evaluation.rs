@@ -73,6 +73,8 @@ pub struct Evaluation {
     trace: RefCell<Trace>,
     calls: HostCalls,
     index: Option<Arc<MemoryIndex>>,
+    /// Procedures already read in this evaluation's transaction.
+    procedures: RefCell<HashMap<String, Option<Procedure>>>,
 }
 
 impl Evaluation {
@@ -86,6 +88,7 @@ impl Evaluation {
             trace: RefCell::new(Trace::default()),
             calls: HostCalls::Live,
             index: None,
+            procedures: RefCell::new(HashMap::new()),
         }
     }
 
@@ -173,6 +176,19 @@ impl Evaluation {
 /// The answers from the store.
 impl Evaluation {
     fn procedure_from_store(&self, name: &str) -> Option<Procedure> {
+        // One transaction sees one state: a batch of validations asks for the
+        // same procedure hundreds of times, and the store answers once.
+        if let Some(known) = self.procedures.borrow().get(name) {
+            return known.clone();
+        }
+        let answer = self.procedure_from_tx(name);
+        if self.trace.borrow().storage_error.is_none() {
+            self.procedures.borrow_mut().insert(name.to_owned(), answer.clone());
+        }
+        answer
+    }
+
+    fn procedure_from_tx(&self, name: &str) -> Option<Procedure> {
         match self.tx.borrow_mut().procedure(name) {
             Ok(p) => p.map(|p| Procedure {
                 name: p.name,

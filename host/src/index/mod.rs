@@ -43,8 +43,8 @@ use crate::store::{RegistrationFilter, RegistrationRecord, StoreError, Tx};
 const CHANGE_BATCH: u32 = 10_000;
 /// Rows read per page while building.
 const BUILD_PAGE: u32 = 20_000;
-/// Past this many pending changes (and a quarter of the index), a rebuild is
-/// cheaper than applying them one by one.
+/// Past this many changed registrations (and a quarter of the index), a
+/// rebuild is cheaper than applying the changes.
 const REBUILD_AFTER: u64 = 200_000;
 /// Changes the log keeps when pruned: a process that falls further behind
 /// rebuilds its index.
@@ -327,8 +327,20 @@ impl MemoryIndex {
         if newest <= version {
             return Ok(()); // another thread did it meanwhile
         }
-        let held = self.len() as u64;
-        if oldest > version + 1 || newest - version > REBUILD_AFTER.max(held / 4) {
+        // What changed: entries of the log, each a range of ids.
+        let threshold = REBUILD_AFTER.max(self.len() as u64 / 4);
+        let mut changes = Vec::new();
+        let (mut from, mut ids) = (version, 0u64);
+        let mut rebuild = oldest > version + 1; // the log lost entries we need
+        while !rebuild && from < newest {
+            let batch = tx.registration_changes(from, CHANGE_BATCH)?;
+            let Some(last) = batch.last() else { break };
+            from = last.seq;
+            ids += batch.iter().map(|c| c.last_id.saturating_sub(c.first_id) + 1).sum::<u64>();
+            changes.extend(batch);
+            rebuild = ids > threshold;
+        }
+        if rebuild {
             let started = Instant::now();
             let hasher = self.read().hasher.clone();
             let fresh = build_state(tx, hasher)?;
@@ -338,26 +350,49 @@ impl MemoryIndex {
             tracing::info!(behind = newest - version, ms = builds.last.as_millis() as u64, "candidate index rebuilt");
             return Ok(());
         }
-        let mut from = version;
-        while from < newest {
-            let changes = tx.registration_changes(from, CHANGE_BATCH)?;
-            let Some(&(last, _)) = changes.last() else { break };
-            let mut ids: Vec<u64> = changes.iter().map(|(_, id)| *id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let mut rows = Vec::with_capacity(ids.len());
-            for id in ids {
-                rows.push((id, tx.registration(id)?));
-            }
+        for change in &changes {
+            self.apply(tx, change.first_id, change.last_id)?;
+        }
+        self.state.write().unwrap_or_else(PoisonError::into_inner).version = from;
+        Ok(())
+    }
+
+    /// Re-reads the registrations `first` to `last` and files them anew
+    /// (those gone are dropped).
+    fn apply(&self, tx: &mut dyn Tx, first: u64, last: u64) -> Result<(), StoreError> {
+        if first == last {
+            let row = tx.registration(first)?;
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-            for (id, row) in rows {
-                match row {
-                    Some(record) => state.upsert(&record),
-                    None => state.remove(id),
-                }
+            match row {
+                Some(record) => state.upsert(&record),
+                None => state.remove(first),
             }
-            state.version = last;
-            from = last;
+            return Ok(());
+        }
+        let mut next = first;
+        while next <= last {
+            let page = tx.registrations(&RegistrationFilter {
+                after_id: Some(next.saturating_sub(1)),
+                limit: Some(BUILD_PAGE),
+                ..RegistrationFilter::default()
+            })?;
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            let mut seen = next;
+            for record in page.iter().take_while(|r| r.id <= last) {
+                for gone in seen..record.id {
+                    state.remove(gone);
+                }
+                state.upsert(record);
+                seen = record.id + 1;
+            }
+            let end = match page.last() {
+                Some(r) if r.id < last && page.len() == BUILD_PAGE as usize => r.id + 1,
+                _ => last + 1,
+            };
+            for gone in seen..end {
+                state.remove(gone);
+            }
+            next = end;
         }
         Ok(())
     }

@@ -150,6 +150,18 @@ pub struct NewRegistration {
     pub import: Option<(u64, u64)>,
 }
 
+/// An entry of the registration change log: the registrations `first_id` to
+/// `last_id` (inclusive) were inserted, updated or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationChange {
+    /// Its place in the log.
+    pub seq: u64,
+    /// First registration id changed.
+    pub first_id: u64,
+    /// Last registration id changed.
+    pub last_id: u64,
+}
+
 /// Filters for listing registrations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistrationFilter {
@@ -421,8 +433,10 @@ pub trait Tx: Send {
     fn delete_registration(&mut self, id: u64) -> Result<bool, StoreError>;
 
     /// Changes to registrations (inserts, updates, deletes) after sequence
-    /// number `after`, oldest first, at most `limit`: `(seq, registration id)`.
-    fn registration_changes(&mut self, after: u64, limit: u32) -> Result<Vec<(u64, u64)>, StoreError>;
+    /// number `after`, oldest first, at most `limit`. Every committed change
+    /// has one: an implementation logs the ids it inserts, updates and
+    /// deletes in the same transaction.
+    fn registration_changes(&mut self, after: u64, limit: u32) -> Result<Vec<RegistrationChange>, StoreError>;
     /// The oldest and the newest change sequence numbers still kept; `(0, 0)`
     /// when no change was ever made.
     fn registration_change_range(&mut self) -> Result<(u64, u64), StoreError>;

@@ -160,23 +160,24 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX shadow_disagreements_by_shadow ON shadow_disagreements (shadow_sha256, id);
     "#,
     // 6: the change log that keeps in-memory candidate indexes (crate::index)
-    // in step with the store, whichever process or code path writes. Triggers
-    // write it in the writer's own transaction, so a reader sees a change and
-    // its log entry together. `seq` only grows: pruning always keeps the
-    // newest entry, so SQLite never hands out a smaller rowid again.
+    // in step with the store, whichever process writes. Each entry names the
+    // registrations `first_id` to `last_id` as changed: triggers log every
+    // update and delete, in the writer's own transaction; inserts are logged
+    // by the storage layer when their transaction commits, as one id range
+    // (a bulk import of a million rows is one entry, not a million trigger
+    // runs). `seq` only grows: pruning always keeps the newest entry, so
+    // SQLite never hands out a smaller rowid again.
     r#"
     CREATE TABLE registration_changes (
-        seq             INTEGER PRIMARY KEY,
-        registration_id INTEGER NOT NULL
+        seq      INTEGER PRIMARY KEY,
+        first_id INTEGER NOT NULL,
+        last_id  INTEGER NOT NULL
     );
-    CREATE TRIGGER registrations_inserted AFTER INSERT ON registrations BEGIN
-        INSERT INTO registration_changes (registration_id) VALUES (NEW.id);
-    END;
     CREATE TRIGGER registrations_updated AFTER UPDATE ON registrations BEGIN
-        INSERT INTO registration_changes (registration_id) VALUES (NEW.id);
+        INSERT INTO registration_changes (first_id, last_id) VALUES (NEW.id, NEW.id);
     END;
     CREATE TRIGGER registrations_deleted AFTER DELETE ON registrations BEGIN
-        INSERT INTO registration_changes (registration_id) VALUES (OLD.id);
+        INSERT INTO registration_changes (first_id, last_id) VALUES (OLD.id, OLD.id);
     END;
     "#,
 ];

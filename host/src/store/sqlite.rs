@@ -11,8 +11,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use super::schema::MIGRATIONS;
 use super::{
     AuditRecord, ImportRecord, ImportStatus, NewRegistration, OfficerRecord, PolicyVersionRecord, ProcedureRecord,
-    RegistrationFilter, RegistrationRecord, ShadowDisagreement, ShadowRecord, ShadowSide, Storage, StoreError, Tx,
-    TxKind,
+    RegistrationChange, RegistrationFilter, RegistrationRecord, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
+    StoreError, Tx, TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
@@ -123,7 +123,7 @@ impl Storage for SqliteStorage {
             TxKind::Read => "BEGIN DEFERRED",
             TxKind::Write => "BEGIN IMMEDIATE",
         })?;
-        Ok(Box::new(SqliteTx { conn: Some(conn), storage: self.clone() }))
+        Ok(Box::new(SqliteTx { conn: Some(conn), storage: self.clone(), inserted: None }))
     }
 
     fn describe(&self) -> String {
@@ -135,6 +135,8 @@ impl Storage for SqliteStorage {
 struct SqliteTx {
     conn: Option<Connection>,
     storage: SqliteStorage,
+    /// The ids this transaction inserted, logged as one change at commit.
+    inserted: Option<(u64, u64)>,
 }
 
 impl SqliteTx {
@@ -475,7 +477,12 @@ impl Tx for SqliteTx {
                 e.into()
             }
         })?;
-        Ok(conn.last_insert_rowid() as u64)
+        let id = conn.last_insert_rowid() as u64;
+        self.inserted = Some(match self.inserted {
+            Some((first, last)) => (first.min(id), last.max(id)),
+            None => (id, id),
+        });
+        Ok(id)
     }
 
     fn registration_by_pattern(
@@ -523,13 +530,19 @@ impl Tx for SqliteTx {
         Ok(self.conn()?.prepare_cached("DELETE FROM registrations WHERE id = ?1")?.execute([id as i64])? > 0)
     }
 
-    fn registration_changes(&mut self, after: u64, limit: u32) -> Result<Vec<(u64, u64)>, StoreError> {
+    fn registration_changes(&mut self, after: u64, limit: u32) -> Result<Vec<RegistrationChange>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, registration_id FROM registration_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, first_id, last_id FROM registration_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(params![after as i64, limit], |r| Ok((u64_col(r, "seq")?, u64_col(r, "registration_id")?)))?
+            .query_map(params![after as i64, limit], |r| {
+                Ok(RegistrationChange {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    first_id: r.get::<_, i64>(1)? as u64,
+                    last_id: r.get::<_, i64>(2)? as u64,
+                })
+            })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -847,7 +860,17 @@ impl Tx for SqliteTx {
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         let conn = self.conn.take().ok_or_else(|| StoreError::Missing("transaction already finished".into()))?;
-        let result = conn.execute_batch("COMMIT");
+        // The inserts of this transaction, as one change; ids are handed out
+        // in order under the write lock, so the range holds only its own
+        // rows (and ids it deleted again, which the log has too).
+        let logged = match self.inserted {
+            Some((first, last)) => conn
+                .prepare_cached("INSERT INTO registration_changes (first_id, last_id) VALUES (?1, ?2)")
+                .and_then(|mut stmt| stmt.execute([first as i64, last as i64]))
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        let result = logged.and_then(|()| conn.execute_batch("COMMIT"));
         if result.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
