@@ -363,6 +363,9 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     // The shadow-mode enrollment used up the exact registration it matched.
     assert!(metrics.contains(r#"prereg_registrations{state="open"} 3"#), "{metrics}");
     assert!(metrics.contains(r#"prereg_registrations{state="used"} 1"#), "{metrics}");
+    // The service decides through its in-memory index, built once at start.
+    assert!(metrics.contains("prereg_candidate_index_builds 1\n"), "{metrics}");
+    assert!(metrics.contains("prereg_candidate_index_bytes "), "{metrics}");
     assert!(metrics.contains("prereg_decision_duration_seconds_bucket"));
     assert!(metrics.contains(r#"prereg_import_rows_total{outcome="created"} 1"#));
     assert_eq!(server.stop().code(), Some(0));

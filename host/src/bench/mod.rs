@@ -200,8 +200,10 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
     let restart_seconds = restarted.elapsed().as_secs_f64();
 
     let scaling = if options.scaling && options.threads > 1 {
-        // The same run on one thread first, on the same data and registry.
-        let one = decide_for(&registry, engine, &cache, options.registrations, 1, options.duration, None)?;
+        // The same run on one thread first, on the same data and registry,
+        // swapping as often.
+        let one =
+            decide_for(&registry, engine, &cache, options.registrations, 1, options.duration, options.swap_every)?;
         Some(one.samples.len() as f64 / one.seconds.max(1e-9))
     } else {
         None

@@ -8,6 +8,8 @@
 //!   (`total`, `done`, `created`, `errors`), read at scrape.
 //! - `prereg_import_rows_total{outcome}`: rows of finished imports.
 //! - `prereg_http_requests_total{method, route, status}`.
+//! - `prereg_candidate_index_registrations`, `_bytes`, `_builds`: the
+//!   in-memory candidate index (read at scrape).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -66,6 +68,9 @@ pub struct Metrics {
     import_rows: Family<ImportLabels, Gauge>,
     import_rows_total: Family<OutcomeLabels, Counter>,
     http: Family<HttpLabels, Counter>,
+    index_registrations: Gauge,
+    index_bytes: Gauge,
+    index_builds: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -103,7 +108,30 @@ impl Metrics {
         );
         registry.register("import_rows", "Rows of finished imports by outcome", import_rows_total.clone());
         registry.register("http_requests", "HTTP requests by method, route and status", http.clone());
-        Metrics { registry, decisions, decision_seconds, registrations, import_rows, import_rows_total, http }
+        let (index_registrations, index_bytes, index_builds) = (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "candidate_index_registrations",
+            "Registrations held by the in-memory candidate index",
+            index_registrations.clone(),
+        );
+        registry.register("candidate_index_bytes", "Heap bytes of the in-memory candidate index", index_bytes.clone());
+        registry.register(
+            "candidate_index_builds",
+            "Full builds of the in-memory candidate index (start-up included)",
+            index_builds.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            decision_seconds,
+            registrations,
+            import_rows,
+            import_rows_total,
+            http,
+            index_registrations,
+            index_bytes,
+            index_builds,
+        }
     }
 
     /// Counts a decision and its latency.
@@ -134,7 +162,13 @@ impl Metrics {
         &self,
         registrations: &[(prereg_core::RegistrationState, u64)],
         imports: &[(u64, ProgressSnapshot)],
+        index: Option<crate::index::IndexStats>,
     ) -> Result<String, std::fmt::Error> {
+        if let Some(index) = index {
+            self.index_registrations.set(index.registrations as i64);
+            self.index_bytes.set(index.heap_bytes as i64);
+            self.index_builds.set(index.builds as i64);
+        }
         self.registrations.clear();
         for state in [
             prereg_core::RegistrationState::Open,

@@ -52,7 +52,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     .await?;
     let text = state
         .metrics()
-        .render(&counts, &state.running_imports())
+        .render(&counts, &state.running_imports(), state.registry().memory_index().map(|i| i.stats()))
         .map_err(|e| ApiError::internal(format!("encoding metrics: {e}")))?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
