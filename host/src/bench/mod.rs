@@ -182,15 +182,14 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
     registry.instance_id()?;
     let mut index = None;
     if options.memory_index {
-        let (rss_before, building) = (current_rss().unwrap_or(0), Instant::now());
+        let rss_before = current_rss().unwrap_or(0);
         registry = registry.with_memory_index()?;
-        let build_seconds = building.elapsed().as_secs_f64();
         let rss_bytes = current_rss().unwrap_or(0).saturating_sub(rss_before);
         if let Some(built) = registry.memory_index() {
             let stats = built.stats();
             index = Some(IndexReport {
                 registrations: stats.registrations,
-                build_seconds,
+                build_seconds: stats.last_build.as_secs_f64(),
                 heap_bytes: stats.heap_bytes,
                 rss_bytes,
                 rss_bytes_per_registration: rss_bytes as f64 / stats.registrations.max(1) as f64,

@@ -283,6 +283,7 @@ impl WasmPolicy {
     }
 }
 
+/// A policy that returns an oversized string fails (closed), whatever it said.
 fn bounded_output(what: &str, value: &str, max: usize) -> Result<(), PolicyFailure> {
     if value.len() > max {
         return Err(PolicyFailure {

@@ -15,9 +15,11 @@
 //! # How it stays true
 //!
 //! The store is the only source of truth, and any process may write it (the
-//! CLI beside a running service). Triggers in the store append every insert,
-//! update and delete of a registration to a change log, in the writer's own
-//! transaction (`registration_changes`, schema migration 6). Before a decision
+//! CLI beside a running service). Every insert, update and delete of a
+//! registration is logged in the writer's own transaction
+//! (`registration_changes`, schema migration 6): triggers log updates and
+//! deletes, and the store logs each transaction's inserts as one range of ids
+//! when it commits ([`crate::store::Tx::registration_changes`]). Before a decision
 //! reads the index, [`MemoryIndex::catch_up`] reads the newest change number
 //! *in the decision's transaction* and applies what it has not seen, reading
 //! the changed rows in that same transaction. So a decision never sees an
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use prereg_core::{Fqdn, IndexKey, Registration, RegistrationState};
 
-use crate::store::{RegistrationFilter, RegistrationRecord, StoreError, Tx};
+use crate::store::{RegistrationFilter, RegistrationRecord, Storage, StoreError, Tx, TxKind};
 
 /// Changes read from the log per round while catching up.
 const CHANGE_BATCH: u32 = 10_000;
@@ -316,9 +318,15 @@ impl MemoryIndex {
     }
 
     /// Brings the index up to the store as `tx` sees it. Call it in the
-    /// transaction whose decisions will read the index.
-    pub fn catch_up(&self, tx: &mut dyn Tx) -> Result<(), StoreError> {
-        let (oldest, newest) = tx.registration_change_range()?;
+    /// transaction whose decisions will read the index. Returns the ends of
+    /// the change log, `(oldest, newest)`, as `tx` saw them.
+    pub fn catch_up(&self, tx: &mut dyn Tx) -> Result<(u64, u64), StoreError> {
+        let ends = tx.registration_change_range()?;
+        self.catch_up_to(tx, ends)?;
+        Ok(ends)
+    }
+
+    fn catch_up_to(&self, tx: &mut dyn Tx, (oldest, newest): (u64, u64)) -> Result<(), StoreError> {
         if newest <= self.version() {
             return Ok(());
         }
@@ -403,14 +411,6 @@ impl MemoryIndex {
         self.read().lookup(domain, fqdn, limit)
     }
 
-    /// The domain of a registration the index holds.
-    pub fn domain_of(&self, id: u64) -> Option<String> {
-        let state = self.read();
-        let slot = *state.slots.get(&id)?;
-        let entry = state.entries.get(slot as usize)?.as_ref()?;
-        state.domains.get(entry.domain as usize).map(|d| d.to_string())
-    }
-
     /// Registrations held.
     pub fn len(&self) -> usize {
         self.read().slots.len()
@@ -436,11 +436,18 @@ impl MemoryIndex {
         IndexStats { registrations, heap_bytes, version, builds: builds.count, last_build: builds.last }
     }
 
-    /// Trims the store's change log to the newest [`CHANGES_KEPT`] entries,
-    /// in a write transaction. A process whose index is further behind
-    /// rebuilds it when it next catches up.
-    pub fn prune(tx: &mut dyn Tx) -> Result<u64, StoreError> {
-        tx.prune_registration_changes(CHANGES_KEPT)
+    /// Trims the store's change log to the newest [`CHANGES_KEPT`] entries
+    /// when it holds more than twice that, in a write transaction. A process
+    /// whose index is further behind rebuilds it when it next catches up.
+    /// `(oldest, newest)` are the log's ends as last read.
+    pub fn prune_if_long(storage: &dyn Storage, (oldest, newest): (u64, u64)) -> Result<u64, StoreError> {
+        if newest.saturating_sub(oldest) <= 2 * CHANGES_KEPT {
+            return Ok(0);
+        }
+        let mut tx = storage.begin(TxKind::Write)?;
+        let pruned = tx.prune_registration_changes(CHANGES_KEPT)?;
+        tx.commit()?;
+        Ok(pruned)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

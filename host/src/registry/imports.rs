@@ -516,8 +516,7 @@ impl Job<'_> {
                         pass.unchanged += 1;
                         self.progress.add_unchanged();
                     }
-                    RowOutcome::Good { checked, password } if mode == Mode::Validate => {
-                        drop((checked, password));
+                    RowOutcome::Good { .. } if mode == Mode::Validate => {
                         pass.good += 1;
                         self.progress.add_created();
                     }

@@ -144,15 +144,12 @@ impl Registry {
     /// so that decisions rarely have changes left to apply.
     pub fn refresh_index(&self) -> Result<(), RegistryError> {
         let Some(index) = &self.index else { return Ok(()) };
-        {
+        let ends = {
             let mut tx = self.storage.begin(TxKind::Read)?;
-            index.catch_up(tx.as_mut())?;
-        }
-        let (oldest, newest) = self.read(|tx| tx.registration_change_range())?;
-        if newest.saturating_sub(oldest) > 2 * crate::index::CHANGES_KEPT {
-            let mut tx = self.storage.begin(TxKind::Write)?;
-            let pruned = MemoryIndex::prune(tx.as_mut())?;
-            tx.commit()?;
+            index.catch_up(tx.as_mut())?
+        };
+        let pruned = MemoryIndex::prune_if_long(self.storage.as_ref(), ends)?;
+        if pruned > 0 {
             tracing::debug!(pruned, "registration change log trimmed");
         }
         Ok(())
