@@ -63,7 +63,7 @@ fn queries(n: u64) -> Vec<EnrollmentInput> {
     (0..4096)
         .map(|_| {
             let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
-            EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip, serial, password: None }
+            EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip, serial, ..Default::default() }
         })
         .collect()
 }
@@ -125,6 +125,7 @@ fn boundary(c: &mut Criterion) {
             for j in 0..k {
                 let pattern = prereg_core::Pattern::parse(&format!("c{j}-*.k{k}.probe.example")).unwrap();
                 tx.insert_registration(&prereg::store::NewRegistration {
+                    password_sealed: None,
                     domain: dataset::PROCEDURE.into(),
                     procedure: dataset::PROCEDURE.into(),
                     index_key: pattern.index_key().encode(),
@@ -145,7 +146,8 @@ fn boundary(c: &mut Criterion) {
     }
     let registry = Registry::new(storage, probe.clone()).with_memory_index().unwrap();
     let decide = |fqdn: String, serial: Option<String>, expect: &str| {
-        let input = EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip: None, serial, password: None };
+        let input =
+            EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip: None, serial, ..Default::default() };
         let report = registry.decide(input, DecisionMode::DryRun, NOW).unwrap();
         assert!(report.explanation.starts_with(expect), "{expect}: {report:?}");
         report

@@ -46,6 +46,11 @@ impl DataDir {
         self.root.join("imports")
     }
 
+    /// The instance's sealing key for passwords CMP needs ([`crate::sealing`]).
+    pub fn sealing_key(&self) -> PathBuf {
+        self.root.join("sealing.key")
+    }
+
     /// Precompiled policies (see [`crate::engine::cache`]).
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")

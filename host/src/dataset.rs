@@ -104,6 +104,7 @@ pub fn request(rng: &mut SplitMix64, n: u64) -> (String, Option<String>, Option<
 /// a fixture for measurements, not a way to register devices.
 pub fn populate(tx: &mut dyn Tx, n: u64, created_by: &str, now: u64) -> Result<(), StoreError> {
     tx.insert_procedure(&ProcedureRecord {
+        certificate_days: 365,
         name: PROCEDURE.into(),
         domain: PROCEDURE.into(),
         protocol: Protocol::Est,
@@ -116,6 +117,7 @@ pub fn populate(tx: &mut dyn Tx, n: u64, created_by: &str, now: u64) -> Result<(
         let (text, ip, serial) = registration(i, n);
         let Ok(pattern) = Pattern::parse(&text) else { continue };
         tx.insert_registration(&NewRegistration {
+            password_sealed: None,
             domain: PROCEDURE.into(),
             procedure: PROCEDURE.into(),
             index_key: pattern.index_key().encode(),

@@ -64,11 +64,23 @@ pub struct Trace {
     pub recorded: Vec<HostCall>,
 }
 
+/// The outcome of a protocol's own check of a registration's password: CMP
+/// protects a request with a MAC keyed by it, so the password itself never
+/// travels, and the protocol front has checked the MAC before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacProof {
+    /// The registration whose password keyed the check.
+    pub registration: u64,
+    /// Whether the MAC verified.
+    pub valid: bool,
+}
+
 /// The context of one evaluation.
 pub struct Evaluation {
     tx: RefCell<Box<dyn Tx>>,
     now: u64,
     password: Option<Zeroizing<String>>,
+    mac: Option<MacProof>,
     policy_name: String,
     trace: RefCell<Trace>,
     calls: HostCalls,
@@ -84,12 +96,21 @@ impl Evaluation {
             tx: RefCell::new(tx),
             now,
             password,
+            mac: None,
             policy_name: policy_name.to_owned(),
             trace: RefCell::new(Trace::default()),
             calls: HostCalls::Live,
             index: None,
             procedures: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The request proved (or failed to prove) a registration's password by a
+    /// MAC: the password check answers from `proof`, for that registration
+    /// only.
+    pub fn with_mac_proof(mut self, proof: Option<MacProof>) -> Self {
+        self.mac = proof;
+        self
     }
 
     /// Answers candidate lookups from `index` (caught up in this evaluation's
@@ -264,6 +285,13 @@ impl Evaluation {
                 PasswordCheck::Mismatch
             }
             Ok(None) => PasswordCheck::NotSet,
+            Ok(Some(_)) if let Some(proof) = self.mac => {
+                if proof.valid && proof.registration == registration {
+                    PasswordCheck::Match
+                } else {
+                    PasswordCheck::Mismatch
+                }
+            }
             Ok(Some(hash)) => match &self.password {
                 None => PasswordCheck::NotProvided,
                 Some(given) if password::verify(given, &hash) => PasswordCheck::Match,

@@ -36,17 +36,20 @@ pub mod client;
 pub mod data_dir;
 pub mod dataset;
 pub mod engine;
+pub mod enroll;
 pub mod evaluation;
 pub mod host_calls;
 pub mod import;
 pub mod index;
 pub mod password;
+pub mod pki;
 pub mod policy;
 pub mod policy_bench;
 pub mod public_suffix;
 pub mod registry;
 pub mod scaffold;
 pub mod scratch;
+pub mod sealing;
 pub mod service;
 pub mod signing;
 pub mod store;
@@ -145,7 +148,11 @@ pub fn open_registry_with(
             .map(|(p, _)| Arc::new(p) as Arc<dyn policy::Policy>)
             .map_err(|e| e.to_string())
     });
-    let registry = Registry::new(storage, active).with_loader(loader);
+    let sealing = sealing::SealingKey::load_or_create(data).map_err(|e| OpenError::DataDir {
+        path: data.sealing_key().display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let registry = Registry::new(storage, active).with_loader(loader).with_sealing_key(Arc::new(sealing));
     // The shadow policy, if one is set, decides beside the active one.
     if let Err(e) = registry.follow_store(false) {
         tracing::warn!(error = %e, "the shadow policy recorded in the store cannot be loaded; shadow mode is off");

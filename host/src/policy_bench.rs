@@ -101,6 +101,7 @@ pub fn run(
 
     let scratch = Scratch::on_disk(policy.clone(), crate::registry::unix_now())?;
     scratch.submit(WriteRequest::CreateProcedure {
+        certificate_days: None,
         name: "bench".into(),
         domain: "bench".into(),
         protocol: "est".into(),
@@ -128,7 +129,7 @@ pub fn run(
     let started = Instant::now();
     for _ in 0..options.decisions {
         let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
-        let input = EnrollmentInput { procedure: "bench".into(), fqdn, ip, serial, password: None };
+        let input = EnrollmentInput { procedure: "bench".into(), fqdn, ip, serial, ..Default::default() };
         let one = Instant::now();
         let report = scratch.registry().decide(input, DecisionMode::DryRun, crate::registry::unix_now())?;
         timings.push(one.elapsed());

@@ -173,6 +173,7 @@ fn an_officer_works_in_the_ra_page_with_a_key_that_never_leaves_it() {
     let admin = server.admin_key();
     for request in [
         WriteRequest::CreateProcedure {
+            certificate_days: None,
             name: "routers".into(),
             domain: "corp".into(),
             protocol: "scep".into(),

@@ -87,6 +87,7 @@ impl Fixture {
     /// Creates a token procedure.
     pub fn procedure(&self, name: &str, domain: &str, protocol: &str, allowed: &[&str]) {
         self.submit(WriteRequest::CreateProcedure {
+            certificate_days: None,
             name: name.into(),
             domain: domain.into(),
             protocol: protocol.into(),
@@ -104,6 +105,7 @@ impl Fixture {
     /// Registers with options.
     pub fn register_with(&self, reg: Reg<'_>) -> Result<u64, RegistryError> {
         let outcome = self.submit(WriteRequest::CreateRegistration {
+            password_sealed: None,
             procedure: reg.procedure.into(),
             fqdn: reg.fqdn.into(),
             ip: reg.ip.map(Into::into),
@@ -161,6 +163,7 @@ impl Req<'_> {
             ip: self.ip.map(Into::into),
             serial: self.serial.map(Into::into),
             password: self.password.map(|p| Zeroizing::new(p.to_owned())),
+            ..Default::default()
         }
     }
 }
@@ -173,6 +176,7 @@ pub fn req<'a>(procedure: &'a str, fqdn: &'a str) -> Req<'a> {
 /// A plain registration request (no IP, serial, password or limits).
 pub fn create_registration(procedure: &str, fqdn: &str) -> WriteRequest {
     WriteRequest::CreateRegistration {
+        password_sealed: None,
         procedure: procedure.into(),
         fqdn: fqdn.into(),
         ip: None,

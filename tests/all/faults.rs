@@ -33,6 +33,7 @@ fn eight_clients_then_sigkill_lose_nothing_acknowledged() {
     let key = Arc::new(server.admin_key());
     let client = server.client();
     let procedure = WriteRequest::CreateProcedure {
+        certificate_days: None,
         name: "routers".into(),
         domain: "corp".into(),
         protocol: "est".into(),
@@ -245,6 +246,7 @@ fn sigterm_during_a_rest_import_stops_it_cleanly_and_running_it_again_completes_
     let key = server.admin_key();
     let client = server.client();
     let procedure = WriteRequest::CreateProcedure {
+        certificate_days: None,
         name: "fleet".into(),
         domain: "corp".into(),
         protocol: "est".into(),

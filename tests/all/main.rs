@@ -11,6 +11,7 @@ mod audit_chain;
 mod bench;
 mod browser;
 mod cli;
+mod cmp;
 mod components;
 mod faults;
 mod hot_swap;

@@ -122,6 +122,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     }
     // Procedures.
     let procedure = WriteRequest::CreateProcedure {
+        certificate_days: None,
         name: "routers".into(),
         domain: "corp".into(),
         protocol: "scep".into(),

@@ -145,6 +145,7 @@ fn officers_act_only_in_their_domains_with_either_algorithm() {
         .submit_as(
             &alice,
             WriteRequest::CreateProcedure {
+                certificate_days: None,
                 name: "x".into(),
                 domain: "E".into(),
                 protocol: "cmp".into(),
@@ -169,6 +170,7 @@ fn weak_or_foreign_password_hashes_are_refused() {
     let weak = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
     let e = f
         .submit(WriteRequest::CreateRegistration {
+            password_sealed: None,
             procedure: "p".into(),
             fqdn: "a.example.com".into(),
             ip: None,

@@ -58,6 +58,7 @@ fn procedure_requirement_name_and_allowed_domains() {
 fn require_preregistration_setting() {
     let f = Fixture::new();
     f.submit(WriteRequest::CreateProcedure {
+        certificate_days: None,
         name: "est-strict".into(),
         domain: "D".into(),
         protocol: "est".into(),
@@ -67,6 +68,7 @@ fn require_preregistration_setting() {
     .unwrap();
     assert_eq!(f.check(req("est-strict", "x.example.com")).reason, "no-registration");
     let refused = f.submit(WriteRequest::CreateProcedure {
+        certificate_days: None,
         name: "cmp-lax".into(),
         domain: "D".into(),
         protocol: "cmp".into(),

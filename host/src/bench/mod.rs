@@ -280,8 +280,13 @@ fn decide_for(
                 let (mut samples, mut failures) = (Vec::new(), 0u64);
                 while !stop.load(Ordering::Relaxed) {
                     let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
-                    let input =
-                        EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip, serial, password: None };
+                    let input = EnrollmentInput {
+                        procedure: dataset::PROCEDURE.into(),
+                        fqdn,
+                        ip,
+                        serial,
+                        ..Default::default()
+                    };
                     let one = Instant::now();
                     let at = one.duration_since(t0);
                     let result = registry.decide(input, DecisionMode::DryRun, crate::registry::unix_now());

@@ -84,6 +84,7 @@ pub fn run(
             for (i, p) in file.procedures.iter().enumerate() {
                 scratch
                     .submit(WriteRequest::CreateProcedure {
+                        certificate_days: None,
                         name: p.name.clone(),
                         domain: p.domain.clone(),
                         protocol: p.protocol.clone(),
@@ -145,6 +146,7 @@ fn create_registration(
         })?),
     };
     let created = scratch.submit(WriteRequest::CreateRegistration {
+        password_sealed: None,
         procedure: r.procedure.clone(),
         fqdn: r.fqdn.clone(),
         ip: r.ip.clone(),
@@ -209,6 +211,7 @@ fn input(case: &Case) -> EnrollmentInput {
         ip: case.ip.clone(),
         serial: case.serial.clone(),
         password: case.password.clone().map(Zeroizing::new),
+        ..Default::default()
     }
 }
 

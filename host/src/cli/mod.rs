@@ -131,6 +131,10 @@ pub enum Command {
     /// RA officers.
     #[command(subcommand)]
     Officer(OfficerCommand),
+    /// The CA that issues certificates to devices enrolling over CMP and SCEP
+    /// (files in the data folder's `ca/`).
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Preregister a device (prints the new registration id).
     Register(RegisterArgs),
     /// List registrations.
@@ -202,6 +206,9 @@ pub enum ProcedureCommand {
         /// Whether devices must be preregistered (always true for scep and cmp).
         #[arg(long)]
         require_preregistration: Option<bool>,
+        /// Validity of the certificates issued through it, in days (default 365).
+        #[arg(long)]
+        certificate_days: Option<u32>,
     },
     /// List token procedures.
     List {
@@ -209,6 +216,30 @@ pub enum ProcedureCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `prereg ca ...`
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a CA: an EC P-256 issuing CA and an RSA certificate for SCEP's
+    /// key transport, signed by it.
+    Init {
+        /// The CA's common name.
+        #[arg(long, default_value = "prereg CA")]
+        name: String,
+    },
+    /// Use an existing CA (EC P-256 or RSA): its certificate and private key,
+    /// PEM. An RSA certificate for SCEP is made and signed by it.
+    Import {
+        /// CA certificate, PEM.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show the CA and RA certificates: subject, validity, SHA-256 fingerprint.
+    Show,
 }
 
 /// `prereg officer ...`

@@ -38,6 +38,14 @@ impl Backend {
         })
     }
 
+    /// The instance's public sealing key ([`prereg::sealing`]), if it has one.
+    pub fn sealing_key(&self) -> anyhow::Result<Option<String>> {
+        Ok(match self {
+            Backend::Local(r) => r.sealing_key().map(|k| k.public_text()),
+            Backend::Remote(c) => c.instance()?.sealing_key,
+        })
+    }
+
     /// Signs `request` with `key` (here, locally) and submits it.
     pub fn submit(&self, key: &SigningKey, request: WriteRequest) -> anyhow::Result<WriteOutcome> {
         let now = unix_now();

@@ -11,7 +11,14 @@ pub fn run(context: &Context, args: DecisionArgs, mode: DecisionMode) -> anyhow:
     let password = args.password_file.as_deref().map(read_secret).transpose()?;
     let backend = context.backend()?;
     let report = backend.decide(
-        EnrollmentInput { procedure: args.procedure, fqdn: args.fqdn, ip: args.ip, serial: args.serial, password },
+        EnrollmentInput {
+            procedure: args.procedure,
+            fqdn: args.fqdn,
+            ip: args.ip,
+            serial: args.serial,
+            password,
+            ..Default::default()
+        },
         mode,
     )?;
     if args.json {

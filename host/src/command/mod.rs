@@ -3,6 +3,7 @@
 
 mod backend;
 mod bench;
+mod ca;
 mod decide;
 mod import;
 mod init;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(&context, args),
         Command::Procedure(cmd) => writes::procedure(&context, cmd),
         Command::Officer(cmd) => writes::officer(&context, cmd),
+        Command::Ca(cmd) => ca::run(&context, cmd),
         Command::Register(args) => writes::register(&context, args),
         Command::Disable { id } => writes::registration_state(&context, writes::StateChange::Disable, id),
         Command::Reopen { id } => writes::registration_state(&context, writes::StateChange::Reopen, id),

@@ -19,7 +19,14 @@ fn submit(context: &Context, request: WriteRequest) -> anyhow::Result<WriteOutco
 
 pub fn procedure(context: &Context, command: ProcedureCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ProcedureCommand::Add { name, domain, protocol, allowed_domains, require_preregistration } => {
+        ProcedureCommand::Add {
+            name,
+            domain,
+            protocol,
+            allowed_domains,
+            require_preregistration,
+            certificate_days,
+        } => {
             let protocol = match protocol {
                 ProtocolArg::Scep => "scep",
                 ProtocolArg::Cmp => "cmp",
@@ -31,6 +38,7 @@ pub fn procedure(context: &Context, command: ProcedureCommand) -> anyhow::Result
             let outcome = submit(
                 context,
                 WriteRequest::CreateProcedure {
+                    certificate_days,
                     name,
                     domain,
                     protocol: protocol.into(),
@@ -95,16 +103,24 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
 }
 
 pub fn register(context: &Context, args: RegisterArgs) -> anyhow::Result<ExitCode> {
-    let password_hash = match &args.password_file {
-        None => None,
+    let backend = context.backend()?;
+    let (password_hash, password_sealed) = match &args.password_file {
+        None => (None, None),
         Some(path) => {
             let secret = read_secret(path)?;
-            Some(password::hash(&secret).map_err(|e| InputError(format!("--password-file: {e}")))?)
+            let hash = password::hash(&secret).map_err(|e| InputError(format!("--password-file: {e}")))?;
+            // Sealed to the instance too, so that CMP can use it as its MAC key.
+            let sealed = match backend.sealing_key()? {
+                Some(public) => Some(prereg::sealing::seal(&public, &secret)?),
+                None => None,
+            };
+            (Some(hash), sealed)
         }
     };
-    let outcome = submit(
-        context,
+    let outcome = backend.submit(
+        &context.signing_key()?,
         WriteRequest::CreateRegistration {
+            password_sealed,
             procedure: args.procedure,
             fqdn: args.fqdn,
             ip: args.ip,

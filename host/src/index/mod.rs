@@ -535,6 +535,7 @@ mod tests {
             tx.update_registration(id, RegistrationState::Disabled, 3, 1).unwrap();
         }
         let new = crate::store::NewRegistration {
+            password_sealed: None,
             domain: dataset::PROCEDURE.into(),
             procedure: dataset::PROCEDURE.into(),
             pattern: "*.z1.bench.example".into(),

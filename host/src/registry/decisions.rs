@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
-use crate::evaluation::{Evaluation, Trace};
+use crate::evaluation::{Evaluation, MacProof, Trace};
 use crate::host_calls::{HostCall, HostCalls};
 use crate::store::{Tx, TxKind};
 
@@ -27,8 +27,14 @@ pub struct EnrollmentInput {
     pub ip: Option<String>,
     /// Subject serialNumber, if any.
     pub serial: Option<String>,
-    /// SCEP challengePassword / CMP shared secret, if any.
+    /// SCEP challengePassword, if any.
     pub password: Option<Zeroizing<String>>,
+    /// CMP: the MAC keyed by a registration's password, as the CMP front
+    /// checked it (the secret itself never travels).
+    pub mac: Option<MacProof>,
+    /// The enrollment protocol's transaction id (`cmp:…`, `scep:…`), kept in
+    /// the audit record.
+    pub transaction: Option<String>,
 }
 
 /// Dry run or the real thing.
@@ -107,14 +113,16 @@ impl Registry {
             fqdn: input.fqdn.clone(),
             ip: input.ip.clone(),
             serial: input.serial.clone(),
-            has_password: input.password.is_some(),
+            has_password: input.password.is_some() || input.mac.is_some(),
         };
         // The policy is taken once: a swap meanwhile does not touch this decision.
         let policy = self.policy();
         let info = policy.info().clone();
         let shadow_password = if mode == DecisionMode::Enroll { input.password.clone() } else { None };
-        let evaluation =
-            Evaluation::new(tx, now, input.password, &info.name).with_host_calls(calls).with_index(self.index.clone());
+        let evaluation = Evaluation::new(tx, now, input.password, &info.name)
+            .with_mac_proof(input.mac)
+            .with_host_calls(calls)
+            .with_index(self.index.clone());
         let (result, evaluation) = policy.decide(evaluation, &request);
         let (mut tx, mut trace) = evaluation.finish();
         let recorded = std::mem::take(&mut trace.recorded);
@@ -143,7 +151,7 @@ impl Registry {
         };
         if mode == DecisionMode::Enroll {
             // The shadow decides on the same facts, before this decision's effects.
-            let (mut tx, shadow) = self.shadow_decide(tx, &request, shadow_password, now);
+            let (mut tx, shadow) = self.shadow_decide(tx, &request, shadow_password, input.mac, now);
             apply_effects(tx.as_mut(), &decision, &trace)?;
             // What the audit record and a shadow disagreement keep of the
             // request: everything but the password.
@@ -153,6 +161,7 @@ impl Registry {
                 "ip": request.ip,
                 "serial": request.serial,
                 "has_password": request.has_password,
+                "transaction": input.transaction,
             });
             let record = audit::append(
                 tx.as_mut(),

@@ -721,22 +721,33 @@ impl Job<'_> {
         {
             return Ok(outcome);
         }
-        let password_hash = match password {
-            None => None,
-            Some(p) => Some(
-                password::hash(&p).map_err(|message| RegistryError::Invalid { field: "password".into(), message })?,
-            ),
+        let (password_hash, password_sealed) = match password {
+            None => (None, None),
+            Some(p) => {
+                let hash = password::hash(&p)
+                    .map_err(|message| RegistryError::Invalid { field: "password".into(), message })?;
+                // Sealed to this instance as well, for CMP's MAC.
+                let sealed = match self.registry.sealing_key() {
+                    Some(key) => Some(
+                        crate::sealing::seal(&key.public_text(), &p)
+                            .map_err(|e| RegistryError::Invalid { field: "password".into(), message: e.to_string() })?,
+                    ),
+                    None => None,
+                };
+                (Some(hash), sealed)
+            }
         };
         let procedure = &self.request.procedure;
         let pattern = checked.pattern.clone();
         let policy_sha256 = checked.policy_sha256.clone();
-        let new = checked.into_new(
+        let mut new = checked.into_new(
             procedure,
             password_hash,
             &self.request.officer.kid,
             self.now,
             Some((self.import_id, record.at.row)),
         );
+        new.password_sealed = password_sealed;
         let id = match tx.insert_registration(&new) {
             Ok(id) => id,
             Err(StoreError::Duplicate { what }) => {

@@ -22,11 +22,12 @@ pub use errors::RegistryError;
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
 pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};
 pub use shadow::{ShadowChange, ShadowReport};
-pub use writes::WriteOutcome;
+pub use writes::{CERTIFICATE_DAYS, DEFAULT_CERTIFICATE_DAYS, WriteOutcome};
 
 use crate::audit::{self, AuditEntry, ChainFault, GENESIS};
 use crate::index::MemoryIndex;
 use crate::policy::Policy;
+use crate::sealing::SealingKey;
 use crate::signing::{PublicKey, SigningKey};
 use crate::store::{
     AuditRecord, ImportRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord, Storage, Tx,
@@ -100,6 +101,7 @@ pub struct Registry {
     shadow: Arc<ArcSwap<Option<Arc<dyn Policy>>>>,
     loader: Option<Arc<PolicyLoader>>,
     index: Option<Arc<MemoryIndex>>,
+    sealing: Option<Arc<SealingKey>>,
 }
 
 /// The result of checking the audit chain.
@@ -120,6 +122,33 @@ impl Registry {
             shadow: Arc::new(ArcSwap::from_pointee(None)),
             loader: None,
             index: None,
+            sealing: None,
+        }
+    }
+
+    /// Opens sealed passwords with the instance's key ([`crate::sealing`]):
+    /// registrations may then carry one, and CMP can check its MAC. Without
+    /// it, a registration request with a sealed password is refused.
+    pub fn with_sealing_key(mut self, key: Arc<SealingKey>) -> Self {
+        self.sealing = Some(key);
+        self
+    }
+
+    /// The instance's sealing key, if this registry has it.
+    pub fn sealing_key(&self) -> Option<&Arc<SealingKey>> {
+        self.sealing.as_ref()
+    }
+
+    /// The password of registration `id` in clear, opened from its sealed
+    /// form; `None` when it has none (or this registry has no sealing key).
+    pub fn password_secret(&self, id: u64) -> Result<Option<zeroize::Zeroizing<String>>, RegistryError> {
+        let Some(key) = &self.sealing else { return Ok(None) };
+        let sealed = self.storage.begin(TxKind::Read)?.password_sealed(id)?;
+        match sealed {
+            None => Ok(None),
+            Some(sealed) => key.open(&sealed).map(Some).map_err(|e| {
+                RegistryError::Store(crate::store::StoreError::Corrupt(format!("registration {id}: {e}")))
+            }),
         }
     }
 
@@ -188,6 +217,11 @@ impl Registry {
     /// Registrations by filter.
     pub fn registrations(&self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, RegistryError> {
         self.read(|tx| tx.registrations(filter))
+    }
+
+    /// A token procedure by name.
+    pub fn procedure(&self, name: &str) -> Result<Option<ProcedureRecord>, RegistryError> {
+        Ok(self.storage.begin(TxKind::Read)?.procedure(name)?)
     }
 
     /// Every token procedure.

@@ -143,13 +143,15 @@ impl Registry {
         tx: Box<dyn Tx>,
         request: &EnrollmentRequest,
         password: Option<Zeroizing<String>>,
+        mac: Option<crate::evaluation::MacProof>,
         now: u64,
     ) -> (Box<dyn Tx>, Option<ShadowOutcome>) {
         let Some(shadow) = self.shadow() else {
             return (tx, None);
         };
         let info = shadow.info().clone();
-        let evaluation = Evaluation::new(tx, now, password, &info.name).with_index(self.index.clone());
+        let evaluation =
+            Evaluation::new(tx, now, password, &info.name).with_mac_proof(mac).with_index(self.index.clone());
         let (result, evaluation) = shadow.decide(evaluation, request);
         let (mut tx, trace) = evaluation.finish();
         let decision = match result {

@@ -105,6 +105,7 @@ impl CheckedRegistration {
             ip: self.ip,
             serial: self.serial,
             password_hash,
+            password_sealed: None,
             expires_at: self.expires_at,
             max_enrollments: self.max_enrollments,
             created_by: officer_kid.into(),
@@ -114,7 +115,30 @@ impl CheckedRegistration {
     }
 }
 
+/// Validity of issued certificates when a token procedure does not set it.
+pub const DEFAULT_CERTIFICATE_DAYS: u32 = 365;
+/// Accepted validity of issued certificates, in days.
+pub const CERTIFICATE_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+
 impl Registry {
+    /// Checks a sealed password: this instance opens it, and it is the
+    /// password of `hash` (so the MAC key CMP uses is the password SCEP and
+    /// the policy check).
+    fn check_sealed(&self, sealed: &str, hash: Option<&str>) -> Result<(), RegistryError> {
+        let invalid = |message: String| RegistryError::Invalid { field: "password".into(), message };
+        let Some(hash) = hash else {
+            return Err(invalid("a sealed password needs its hash beside it (password_hash)".into()));
+        };
+        let Some(key) = &self.sealing else {
+            return Err(invalid("this instance has no sealing key to open a sealed password".into()));
+        };
+        let secret = key.open(sealed).map_err(|e| invalid(e.to_string()))?;
+        if !password::verify(&secret, hash) {
+            return Err(invalid("the sealed password and the password hash are not the same password".into()));
+        }
+        Ok(())
+    }
+
     /// Checks a new registration: the numbers here, the name, pattern, IP and
     /// serial through the policy, then the host's own checks of the policy's
     /// answer. Hands the transaction back whatever happens.
@@ -244,7 +268,14 @@ impl Registry {
                 field: "action".into(),
                 message: "policy changes go through `prereg policy load|activate|shadow` (/v1/policies)".into(),
             }),
-            WriteRequest::CreateProcedure { name, domain, protocol, allowed_domains, require_preregistration } => {
+            WriteRequest::CreateProcedure {
+                name,
+                domain,
+                protocol,
+                allowed_domains,
+                require_preregistration,
+                certificate_days,
+            } => {
                 check_name("procedure name", name)?;
                 check_name("domain", domain)?;
                 authorize(domain)?;
@@ -271,12 +302,24 @@ impl Registry {
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let certificate_days = certificate_days.unwrap_or(DEFAULT_CERTIFICATE_DAYS);
+                if !CERTIFICATE_DAYS.contains(&certificate_days) {
+                    return Err(RegistryError::Invalid {
+                        field: "certificate-days".into(),
+                        message: format!(
+                            "{certificate_days} is outside {} to {} days",
+                            CERTIFICATE_DAYS.start(),
+                            CERTIFICATE_DAYS.end()
+                        ),
+                    });
+                }
                 tx.insert_procedure(&ProcedureRecord {
                     name: name.clone(),
                     domain: domain.clone(),
                     protocol,
                     require_preregistration: require,
                     allowed_domains: allowed,
+                    certificate_days,
                     created_by: officer.kid.clone(),
                     created_at: now,
                 })?;
@@ -325,6 +368,7 @@ impl Registry {
                 ip,
                 serial,
                 password_hash,
+                password_sealed,
                 valid_days,
                 max_enrollments,
             } => {
@@ -336,6 +380,9 @@ impl Registry {
                 if let Some(hash) = password_hash {
                     password::check_hash(hash)
                         .map_err(|message| RegistryError::Invalid { field: "password".into(), message })?;
+                }
+                if let Some(sealed) = password_sealed {
+                    self.check_sealed(sealed, password_hash.as_deref())?;
                 }
                 let fields = RegistrationFields {
                     fqdn,
@@ -350,13 +397,9 @@ impl Registry {
                 let checked = checked?;
                 let detail = format!("pattern {} in domain {}", checked.pattern, proc_record.domain);
                 let sha = Some(checked.policy_sha256.clone());
-                let id = tx.insert_registration(&checked.into_new(
-                    &proc_record,
-                    password_hash.clone(),
-                    &officer.kid,
-                    now,
-                    None,
-                ))?;
+                let mut row = checked.into_new(&proc_record, password_hash.clone(), &officer.kid, now, None);
+                row.password_sealed = password_sealed.clone();
+                let id = tx.insert_registration(&row)?;
                 Ok((tx, format!("registration:{id}"), Some(id), detail, sha))
             }
             WriteRequest::DisableRegistration { id }

@@ -12,7 +12,8 @@
 //! Registry calls block (SQLite, wasmtime), so handlers run them on tokio's
 //! blocking pool; imports run on their own threads.
 
-pub mod metrics;
+pub mod enrollment;
+mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod signed;
@@ -68,6 +69,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .merge(web::router())
+        .merge(enrollment::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -9,6 +9,7 @@ use super::metrics::Metrics;
 use crate::DataDir;
 use crate::Registry;
 use crate::import::{ImportProgress, ProgressSnapshot};
+use crate::service::problem::ApiError;
 
 /// Limits of the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,8 @@ struct Inner {
     limits: ServiceLimits,
     imports: Mutex<HashMap<u64, RunningImport>>,
     shutting_down: AtomicBool,
+    /// The enrollment endpoints, made when the data folder first has a CA.
+    enrollment: Mutex<Option<Arc<crate::enroll::cmp::CmpServer>>>,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
                 limits,
                 imports: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
+                enrollment: Mutex::new(None),
             }),
         }
     }
@@ -72,6 +76,27 @@ impl AppState {
     /// The data folder.
     pub fn data(&self) -> &DataDir {
         &self.inner.data
+    }
+
+    /// The CMP endpoint, or why there is none: the data folder has no CA
+    /// yet (`prereg ca init` may run while the service does).
+    pub fn cmp(&self) -> Result<Arc<crate::enroll::cmp::CmpServer>, ApiError> {
+        let mut slot = self.inner.enrollment.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(server) = slot.as_ref() {
+            return Ok(server.clone());
+        }
+        match crate::pki::Ca::load(&self.inner.data) {
+            Ok(Some(ca)) => {
+                let server = Arc::new(crate::enroll::cmp::CmpServer::new(self.inner.registry.clone(), Arc::new(ca)));
+                *slot = Some(server.clone());
+                Ok(server)
+            }
+            Ok(None) => Err(ApiError::unavailable(format!(
+                "{} has no CA: run `prereg ca init` or `prereg ca import` to enroll devices",
+                self.inner.data.root().display()
+            ))),
+            Err(e) => Err(ApiError::unavailable(format!("the CA cannot be loaded: {e}"))),
+        }
     }
 
     /// The metrics.

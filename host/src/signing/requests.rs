@@ -21,6 +21,10 @@ pub enum WriteRequest {
         /// Override of the protocol's default (must stay true for SCEP and CMP).
         #[serde(default)]
         require_preregistration: Option<bool>,
+        /// Validity of the certificates issued through it, in days (1 to 3650;
+        /// absent: 365).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate_days: Option<u32>,
     },
     /// Add an officer.
     #[serde(rename = "officer.create")]
@@ -49,6 +53,11 @@ pub enum WriteRequest {
         /// signed request (kept in the audit log) never holds the password.
         #[serde(default)]
         password_hash: Option<String>,
+        /// The same password sealed to the instance's public key
+        /// ([`crate::sealing`]), for protocols that need the secret itself
+        /// (CMP's MAC). Requires `password_hash`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_sealed: Option<String>,
         /// Days of validity from creation; absent: always valid.
         #[serde(default)]
         valid_days: Option<u32>,

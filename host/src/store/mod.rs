@@ -30,6 +30,8 @@ pub struct ProcedureRecord {
     pub require_preregistration: bool,
     /// Canonical allowed domains; empty: any.
     pub allowed_domains: Vec<String>,
+    /// Validity of the certificates issued through it, in days.
+    pub certificate_days: u32,
     /// Officer key id that created it.
     pub created_by: String,
     /// Unix seconds.
@@ -138,6 +140,8 @@ pub struct NewRegistration {
     pub serial: Option<String>,
     /// PHC string of the password hash.
     pub password_hash: Option<String>,
+    /// The password sealed to the instance key (see [`crate::sealing`]).
+    pub password_sealed: Option<String>,
     /// End of validity.
     pub expires_at: Option<u64>,
     /// Enrollment limit.
@@ -410,6 +414,8 @@ pub trait Tx: Send {
     ) -> Result<Vec<RegistrationRecord>, StoreError>;
     /// The PHC password hash of a registration.
     fn password_hash(&mut self, id: u64) -> Result<Option<String>, StoreError>;
+    /// The sealed password of a registration (for CMP's MAC), if it has one.
+    fn password_sealed(&mut self, id: u64) -> Result<Option<String>, StoreError>;
     /// Inserts a registration; [`StoreError::Duplicate`] if its pattern exists
     /// in its domain.
     fn insert_registration(&mut self, registration: &NewRegistration) -> Result<u64, StoreError>;

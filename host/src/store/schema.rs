@@ -180,4 +180,12 @@ pub const MIGRATIONS: &[&str] = &[
         INSERT INTO registration_changes (first_id, last_id) VALUES (OLD.id, OLD.id);
     END;
     "#,
+    // 7: enrollment. A registration may keep its password sealed to the
+    // instance's key (crate::sealing) for CMP's MAC; a token procedure sets
+    // the validity of the certificates issued through it.
+    r#"
+    ALTER TABLE registrations ADD COLUMN password_sealed TEXT;
+    ALTER TABLE procedures ADD COLUMN certificate_days INTEGER NOT NULL DEFAULT 365
+        CHECK (certificate_days BETWEEN 1 AND 3650);
+    "#,
 ];

@@ -186,6 +186,7 @@ fn procedure_from(row: &Row<'_>) -> rusqlite::Result<ProcedureRecord> {
         protocol: Protocol::parse(&protocol).ok_or_else(|| bad_value("protocol", &protocol))?,
         require_preregistration: row.get("require_preregistration")?,
         allowed_domains: json_list(&row.get::<_, String>("allowed_domains")?)?,
+        certificate_days: row.get("certificate_days")?,
         created_by: row.get("created_by")?,
         created_at: u64_col(row, "created_at")?,
     })
@@ -333,15 +334,16 @@ impl Tx for SqliteTx {
     fn insert_procedure(&mut self, p: &ProcedureRecord) -> Result<(), StoreError> {
         let conn = self.conn()?;
         conn.prepare_cached("INSERT OR IGNORE INTO domains (name) VALUES (?1)")?.execute([&p.domain])?;
-        conn.prepare_cached("INSERT INTO procedures (name, domain, protocol, require_preregistration, allowed_domains, created_by, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![
+        conn.prepare_cached("INSERT INTO procedures (name, domain, protocol, require_preregistration, allowed_domains, certificate_days, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7)")?.execute(params![
                 p.name,
                 p.domain,
                 p.protocol.as_str(),
                 p.require_preregistration,
                 to_json(&p.allowed_domains),
                 p.created_by,
-                p.created_at as i64
+                p.created_at as i64,
+                p.certificate_days
             ],
         )
         .map_err(|e| {
@@ -448,12 +450,21 @@ impl Tx for SqliteTx {
             .flatten())
     }
 
+    fn password_sealed(&mut self, id: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT password_sealed FROM registrations WHERE id = ?1")?
+            .query_row([id as i64], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
     fn insert_registration(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         conn.prepare_cached(
             "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
-             max_enrollments, state, created_by, created_at, import_id, import_row) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11, ?12, ?13)",
+             max_enrollments, state, created_by, created_at, import_id, import_row, password_sealed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             r.domain,
@@ -468,7 +479,8 @@ impl Tx for SqliteTx {
             r.created_by,
             r.created_at as i64,
             r.import.map(|(id, _)| id as i64),
-            r.import.map(|(_, row)| row as i64)
+            r.import.map(|(_, row)| row as i64),
+            r.password_sealed
         ])
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -898,6 +910,7 @@ mod tests {
         // Foreign keys bite: a registration for a procedure that does not exist.
         let mut tx = storage.begin(TxKind::Write).unwrap();
         let orphan = NewRegistration {
+            password_sealed: None,
             domain: "D".into(),
             procedure: "nope".into(),
             pattern: "a.example.com".into(),

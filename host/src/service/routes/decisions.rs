@@ -51,6 +51,7 @@ async fn decide(state: AppState, request: DecisionRequest, mode: DecisionMode) -
         ip: request.ip,
         serial: request.serial,
         password: request.password.map(Zeroizing::new),
+        ..Default::default()
     };
     let started = Instant::now();
     let report = blocking(move || Ok(registry.decide(input, mode, unix_now())?)).await?;

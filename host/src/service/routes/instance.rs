@@ -19,6 +19,10 @@ pub struct InstanceInfo {
     pub version: String,
     /// Storage backend.
     pub storage: String,
+    /// Public X25519 key (base64url) that registration passwords are sealed
+    /// to for CMP ([`crate::sealing`]); absent when the instance has none.
+    #[serde(default)]
+    pub sealing_key: Option<String>,
 }
 
 /// The instance id and version.
@@ -34,6 +38,7 @@ pub async fn instance(State(state): State<AppState>) -> Result<Json<InstanceInfo
         instance_id,
         version: env!("CARGO_PKG_VERSION").into(),
         storage: state.registry().storage().describe(),
+        sealing_key: state.registry().sealing_key().map(|k| k.public_text()),
     }))
 }
 

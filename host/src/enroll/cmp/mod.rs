@@ -1,0 +1,425 @@
+//! The CMP server (RFC 4210/9480, lightweight profile RFC 9483, HTTP transfer
+//! RFC 6712): `ir`, `cr` and `p10cr` with MAC protection keyed by the
+//! registration's password, `certConf`/`pkiConf` and implicit confirmation.
+//!
+//! How a request is decided:
+//!
+//! 1. The message must be MAC-protected (PBM or PBMAC1, 100 to 100,000
+//!    iterations) and its senderKID must name the device (the FQDN).
+//! 2. A dry run of the decision finds the registration that decides. Any
+//!    denial before the password step (no registration, IP mismatch, another
+//!    domain, …) is decided for real, audited and answered at once.
+//! 3. When the deciding registration has a password, its sealed secret
+//!    ([`crate::sealing`]) is opened and the MAC checked; the outcome goes into
+//!    the decision as a [`MacProof`] (a wrong MAC is a `bad-password` and counts
+//!    towards the lockout).
+//! 4. With implicit confirmation the enrollment is decided (and counted) and the
+//!    certificate issued in one step; otherwise the certificate is issued and
+//!    held, and the enrollment is decided and counted when the client's
+//!    `certConf` accepts it.
+//!
+//! Answers to a request whose MAC verified are protected with the same secret;
+//! others cannot be (the server does not know a secret the client has), so
+//! they go unprotected: `openssl cmp` needs `-unprotected_errors` to read them.
+
+pub mod message;
+pub mod protection;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prereg_core::{Fqdn, Protocol};
+use zeroize::Zeroizing;
+
+use self::message::{Body, CertRequest, FailInfo, Request, ResponseHeader, body_tag};
+use self::protection::MacAlgorithm;
+use crate::evaluation::MacProof;
+use crate::pki::{Ca, Issue, x509};
+use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, Registry, RegistryError};
+
+/// How long an issued certificate waits for its `certConf`.
+pub const CONFIRM_WAIT_SECONDS: u64 = 300;
+/// Most transactions waiting for a `certConf` at once.
+const MAX_PENDING: usize = 10_000;
+
+/// A certificate issued and waiting for the client's confirmation.
+struct Pending {
+    input: EnrollmentInput,
+    registration: u64,
+    secret: Zeroizing<String>,
+    cert: Vec<u8>,
+    cert_req_id: i64,
+    expires: u64,
+}
+
+/// The CMP endpoint of one instance.
+pub struct CmpServer {
+    registry: Registry,
+    ca: Arc<Ca>,
+    pending: Mutex<HashMap<Vec<u8>, Pending>>,
+}
+
+/// What the protocol front refuses before any decision.
+struct Refusal {
+    fail: FailInfo,
+    text: String,
+}
+
+fn refuse(fail: FailInfo, text: impl Into<String>) -> Refusal {
+    Refusal { fail, text: text.into() }
+}
+
+/// The failInfo that tells a client why its enrollment was denied.
+pub fn fail_info_for(reason: &str) -> FailInfo {
+    match reason {
+        "bad-password" => FailInfo::BadMessageCheck,
+        "invalid-fqdn" | "unknown-procedure" => FailInfo::BadRequest,
+        "policy-error" => FailInfo::SystemFailure,
+        _ => FailInfo::NotAuthorized,
+    }
+}
+
+impl CmpServer {
+    /// A CMP server deciding with `registry` and issuing from `ca`.
+    pub fn new(registry: Registry, ca: Arc<Ca>) -> Self {
+        CmpServer { registry, ca, pending: Mutex::new(HashMap::new()) }
+    }
+
+    /// Answers one DER PKIMessage posted for token procedure `procedure`.
+    /// Never fails: every problem is a CMP error or rejection.
+    pub fn handle(&self, procedure: &str, der: &[u8], now: u64) -> Vec<u8> {
+        let request = match message::read(der) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(error = %e, "CMP: unreadable request");
+                return self.unprotected_error(None, now, FailInfo::BadDataFormat, &e.to_string());
+            }
+        };
+        match self.answer(procedure, &request, now) {
+            Ok(response) => response,
+            Err(refusal) => {
+                tracing::info!(procedure, body = %request.body.name(), "CMP: refused: {}", refusal.text);
+                self.unprotected_error(Some(&request), now, refusal.fail, &refusal.text)
+            }
+        }
+    }
+
+    fn answer(&self, procedure: &str, request: &Request, now: u64) -> Result<Vec<u8>, Refusal> {
+        let alg_der = request.protection_alg.as_deref().ok_or_else(|| {
+            refuse(
+                FailInfo::BadMessageCheck,
+                "the request is not protected: protect it with the registration's password (MAC)",
+            )
+        })?;
+        let alg = crate::pki::asn1::parse(alg_der)
+            .map_err(|e| refuse(FailInfo::BadMessageCheck, e.to_string()))
+            .and_then(|v| MacAlgorithm::read(&v).map_err(|e| refuse(FailInfo::BadMessageCheck, e.0)))?;
+        let mac = request
+            .protection
+            .as_deref()
+            .ok_or_else(|| refuse(FailInfo::BadMessageCheck, "the request has a protectionAlg but no protection"))?;
+        let kid = request.sender_kid.as_deref().ok_or_else(|| {
+            refuse(FailInfo::BadMessageCheck, "no senderKID: the reference must be the device's FQDN")
+        })?;
+        if request.transaction_id.as_ref().is_none_or(|t| t.len() < 16) {
+            return Err(refuse(FailInfo::BadRequest, "a transactionID of at least 16 bytes is required"));
+        }
+        let checked = Checked { request, alg, mac, kid };
+        match &request.body {
+            Body::Ir(list) | Body::Cr(list) => match list.as_slice() {
+                [one] => self.enroll(procedure, &checked, one, now),
+                _ => Err(refuse(FailInfo::BadRequest, "one certificate request per message")),
+            },
+            Body::P10cr(one) => self.enroll(procedure, &checked, one, now),
+            Body::CertConf(statuses) => self.confirm(&checked, statuses, now),
+            Body::Other(_) => Err(refuse(
+                FailInfo::BadRequest,
+                format!("{} is not served here (ir, cr, p10cr, certConf are)", request.body.name()),
+            )),
+        }
+    }
+
+    fn enroll(
+        &self,
+        procedure: &str,
+        checked: &Checked<'_>,
+        cert_request: &CertRequest,
+        now: u64,
+    ) -> Result<Vec<u8>, Refusal> {
+        let request = checked.request;
+        let record = self.registry.procedure(procedure).map_err(system)?;
+        if let Some(p) = &record
+            && p.protocol != Protocol::Cmp
+        {
+            return Err(refuse(
+                FailInfo::BadRequest,
+                format!("token procedure {procedure} is for {}, not CMP", p.protocol),
+            ));
+        }
+        let facts = &cert_request.facts;
+        let fqdn = facts.fqdn.clone().unwrap_or_default();
+        let kid = String::from_utf8_lossy(checked.kid).into_owned();
+        let same = match (Fqdn::parse(&kid), Fqdn::parse(&fqdn)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => kid == fqdn,
+        };
+        if !same {
+            return Err(refuse(
+                FailInfo::BadRequest,
+                format!("the senderKID {kid:?} does not name the requested device {fqdn:?}"),
+            ));
+        }
+        let input = EnrollmentInput {
+            procedure: procedure.to_owned(),
+            fqdn,
+            ip: facts.ip.map(|ip| ip.to_string()),
+            serial: facts.serial.clone(),
+            transaction: request.transaction_id.as_deref().map(|t| super::transaction_text("cmp", t)),
+            ..Default::default()
+        };
+        let body_tag = match request.body {
+            Body::Ir(_) => body_tag::IP,
+            _ => body_tag::CP,
+        };
+        let reply = Reply { request, protect: None, now, body_tag, cert_req_id: cert_request.id };
+        let dry = self.decide(&input, None, DecisionMode::DryRun, now)?;
+        let registration = match (dry.reason.as_str(), dry.registration) {
+            ("password-required", Some(id)) => id,
+            _ if !dry.allowed => {
+                // Denied before the password step: decided for real and audited.
+                let report = self.decide(&input, None, DecisionMode::Enroll, now)?;
+                return Ok(self.rejection(&reply, &report));
+            }
+            _ => {
+                tracing::warn!(registration = ?dry.registration, "CMP: the deciding registration has no password");
+                return Err(refuse(
+                    FailInfo::NotAuthorized,
+                    "password-required: the registration has no password to key CMP's MAC",
+                ));
+            }
+        };
+        let Some(secret) = self.registry.password_secret(registration).map_err(system)? else {
+            let report = self.decide(&input, None, DecisionMode::Enroll, now)?;
+            tracing::warn!(registration, "CMP: the registration's password is not sealed for CMP; register it again");
+            return Ok(self.rejection(&reply, &report));
+        };
+        let valid = checked.alg.verify(secret.as_bytes(), &request.protected_part, checked.mac);
+        let proof = Some(MacProof { registration, valid });
+        if !valid {
+            let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
+            return Ok(self.rejection(&reply, &report));
+        }
+        let protected = Reply { protect: Some((&checked.alg, secret.as_str())), ..reply };
+        let days = record.map(|p| p.certificate_days).unwrap_or(crate::registry::DEFAULT_CERTIFICATE_DAYS);
+        let issue = || {
+            self.ca
+                .issue(&Issue {
+                    fqdn: &input.fqdn,
+                    ip: facts.ip,
+                    serial: facts.serial.as_deref(),
+                    spki: &cert_request.spki,
+                    days,
+                    now,
+                })
+                .map_err(|e| refuse(FailInfo::SystemFailure, format!("issuing the certificate: {e}")))
+        };
+        if request.implicit_confirm {
+            // Issued and counted in one step.
+            let dry = self.decide(&input, proof, DecisionMode::DryRun, now)?;
+            if !dry.allowed {
+                let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
+                return Ok(self.rejection(&protected, &report));
+            }
+            let cert = issue()?;
+            let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
+            if !report.allowed {
+                return Ok(self.rejection(&protected, &report));
+            }
+            tracing::info!(fqdn = %input.fqdn, registration, audit = ?report.audit_seq, "CMP: certificate issued (implicit confirmation)");
+            return Ok(self.issued(&protected, &cert.der, true));
+        }
+        let report = self.decide(&input, proof, DecisionMode::DryRun, now)?;
+        if !report.allowed {
+            let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
+            return Ok(self.rejection(&protected, &report));
+        }
+        let cert = issue()?;
+        let response = self.issued(&protected, &cert.der, false);
+        self.hold(
+            request.transaction_id.clone().unwrap_or_default(),
+            Pending {
+                input,
+                registration,
+                secret: secret.clone(),
+                cert: cert.der,
+                cert_req_id: cert_request.id,
+                expires: now + CONFIRM_WAIT_SECONDS,
+            },
+            now,
+        );
+        Ok(response)
+    }
+
+    /// A `certConf`: the certificate counts when the client accepts it.
+    fn confirm(&self, checked: &Checked<'_>, statuses: &[message::CertStatus], now: u64) -> Result<Vec<u8>, Refusal> {
+        let request = checked.request;
+        let tid = request.transaction_id.clone().unwrap_or_default();
+        // The transaction's own secret checks the certConf; the certificate is
+        // taken off the list only by a certConf that verifies.
+        let secret = {
+            let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(&tid) {
+                Some(p) if p.expires >= now => p.secret.clone(),
+                Some(_) => {
+                    map.remove(&tid);
+                    return Err(refuse(FailInfo::BadRequest, "the certificate was not confirmed in time"));
+                }
+                None => {
+                    return Err(refuse(FailInfo::BadRequest, "no certificate of this transaction awaits confirmation"));
+                }
+            }
+        };
+        if !checked.alg.verify(secret.as_bytes(), &request.protected_part, checked.mac) {
+            return Err(refuse(FailInfo::BadMessageCheck, "the certConf's MAC does not verify"));
+        }
+        let Some(pending) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&tid) else {
+            return Err(refuse(FailInfo::BadRequest, "the certificate was confirmed twice"));
+        };
+        let protect = Some((&checked.alg, pending.secret.as_str()));
+        let status = statuses.iter().find(|s| s.cert_req_id == pending.cert_req_id || statuses.len() == 1);
+        let Some(status) = status else {
+            return Err(refuse(FailInfo::BadRequest, "the certConf does not name the certificate issued"));
+        };
+        let hash = match status.hash_alg.as_deref().map(crate::pki::keys::DigestAlg::from_oid) {
+            Some(Some(alg)) => alg.digest(&pending.cert),
+            Some(None) => return Err(refuse(FailInfo::BadRequest, "unsupported certConf hashAlg")),
+            // The CA signs with SHA-256, so the certHash is SHA-256 (RFC 4210 §5.3.18).
+            None => crate::pki::keys::DigestAlg::Sha256.digest(&pending.cert),
+        };
+        if hash != status.cert_hash {
+            return Err(refuse(FailInfo::BadRequest, "the certHash is not the hash of the certificate issued"));
+        }
+        if !status.accepted {
+            tracing::info!(fqdn = %pending.input.fqdn, "CMP: the client rejected its certificate; nothing counted");
+            return Ok(self.pki_conf(request, protect, now));
+        }
+        let proof = Some(MacProof { registration: pending.registration, valid: true });
+        let report = self.decide(&pending.input, proof, DecisionMode::Enroll, now)?;
+        if !report.allowed {
+            // Another enrollment used the registration up in the meantime.
+            let status = message::status_info(2, Some(&report.reason), Some(fail_info_for(&report.reason)));
+            return Ok(self.respond(request, protect, now, &message::error_body(&status), false));
+        }
+        tracing::info!(fqdn = %pending.input.fqdn, registration = pending.registration, audit = ?report.audit_seq, "CMP: certificate confirmed");
+        Ok(self.pki_conf(request, protect, now))
+    }
+
+    fn hold(&self, tid: Vec<u8>, pending: Pending, now: u64) {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, p| p.expires >= now);
+        if map.len() >= MAX_PENDING
+            && let Some(oldest) = map.iter().min_by_key(|(_, p)| p.expires).map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(tid, pending);
+    }
+
+    fn decide(
+        &self,
+        input: &EnrollmentInput,
+        mac: Option<MacProof>,
+        mode: DecisionMode,
+        now: u64,
+    ) -> Result<DecisionReport, Refusal> {
+        let input = EnrollmentInput { mac, ..input.clone() };
+        self.registry.decide(input, mode, now).map_err(system)
+    }
+
+    fn header(
+        &self,
+        request: Option<&Request>,
+        protect: Option<&MacAlgorithm>,
+        now: u64,
+        implicit: bool,
+    ) -> ResponseHeader {
+        ResponseHeader {
+            pvno: request.map_or(2, |r| r.pvno.clamp(2, 3)),
+            sender: message::directory_name(&self.ca.certificate().subject),
+            recipient: request.map_or_else(|| message::directory_name(&x509::write_name(&[])), |r| r.sender.clone()),
+            protection_alg: protect.map(MacAlgorithm::encode),
+            sender_kid: request.and_then(|r| r.sender_kid.clone()),
+            transaction_id: request.and_then(|r| r.transaction_id.clone()),
+            recip_nonce: request.and_then(|r| r.sender_nonce.clone()),
+            implicit_confirm: implicit,
+            now,
+        }
+    }
+
+    fn respond(
+        &self,
+        request: &Request,
+        protect: Option<(&MacAlgorithm, &str)>,
+        now: u64,
+        body: &[u8],
+        implicit: bool,
+    ) -> Vec<u8> {
+        let fresh = protect.map(|(alg, secret)| (alg.fresh(), secret));
+        let header = self.header(Some(request), fresh.as_ref().map(|(a, _)| a), now, implicit).encode();
+        match &fresh {
+            Some((alg, secret)) => {
+                let mac = |part: &[u8]| alg.mac(secret.as_bytes(), part);
+                message::encode(&header, body, Some(&mac))
+            }
+            None => message::encode(&header, body, None),
+        }
+    }
+
+    fn issued(&self, reply: &Reply<'_>, cert: &[u8], implicit: bool) -> Vec<u8> {
+        let status = message::status_info(0, None, None);
+        let body =
+            message::cert_rep(reply.body_tag, reply.cert_req_id, &status, Some((cert, &self.ca.certificate().der)));
+        self.respond(reply.request, reply.protect, reply.now, &body, implicit)
+    }
+
+    fn rejection(&self, reply: &Reply<'_>, report: &DecisionReport) -> Vec<u8> {
+        tracing::info!(reason = %report.reason, audit = ?report.audit_seq, "CMP: enrollment denied");
+        let status = message::status_info(2, Some(&report.reason), Some(fail_info_for(&report.reason)));
+        let body = message::cert_rep(reply.body_tag, reply.cert_req_id, &status, None);
+        self.respond(reply.request, reply.protect, reply.now, &body, false)
+    }
+
+    fn pki_conf(&self, request: &Request, protect: Option<(&MacAlgorithm, &str)>, now: u64) -> Vec<u8> {
+        self.respond(request, protect, now, &message::pki_conf_body(), false)
+    }
+
+    fn unprotected_error(&self, request: Option<&Request>, now: u64, fail: FailInfo, text: &str) -> Vec<u8> {
+        let status = message::status_info(2, Some(text), Some(fail));
+        let header = self.header(request, None, now, false).encode();
+        message::encode(&header, &message::error_body(&status), None)
+    }
+}
+
+/// How to answer a certificate request: to which message, protected with
+/// which secret (once the request's MAC verified), in which body.
+#[derive(Clone, Copy)]
+struct Reply<'a> {
+    request: &'a Request,
+    protect: Option<(&'a MacAlgorithm, &'a str)>,
+    now: u64,
+    body_tag: u8,
+    cert_req_id: i64,
+}
+
+/// A request whose protection has been read (not yet verified).
+struct Checked<'a> {
+    request: &'a Request,
+    alg: MacAlgorithm,
+    mac: &'a [u8],
+    kid: &'a [u8],
+}
+
+fn system(e: RegistryError) -> Refusal {
+    tracing::error!(error = %e, "CMP: the registry failed");
+    refuse(FailInfo::SystemFailure, "the server cannot decide now")
+}

@@ -1,0 +1,357 @@
+//! CMP MAC-based protection (RFC 9481 §6.1): password-based MAC (RFC 4211
+//! §4.4, "PBM") and PBMAC1 (RFC 8018), keyed by the registration's password.
+
+use hmac::{Hmac, Mac};
+use sha2::Digest;
+
+use crate::pki::asn1::{self, Value, tag};
+use crate::pki::oid;
+
+/// id-PasswordBasedMac
+pub const PBM: &str = "1.2.840.113533.7.66.13";
+/// id-PBMAC1
+pub const PBMAC1: &str = "1.2.840.113549.1.5.14";
+/// id-PBKDF2
+const PBKDF2: &str = "1.2.840.113549.1.5.12";
+
+/// Iteration counts accepted from a client: fewer is too weak, more is a way
+/// to make the server burn CPU.
+pub const ITERATIONS: std::ops::RangeInclusive<u64> = 100..=100_000;
+
+/// Longest salt accepted, in bytes.
+const MAX_SALT: usize = 128;
+
+/// Why a protection algorithm cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtectionError(pub String);
+
+/// A one-way function or HMAC hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hash {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn from_digest_oid(dotted: &str) -> Option<Self> {
+        match dotted {
+            oid::SHA1 => Some(Hash::Sha1),
+            oid::SHA256 => Some(Hash::Sha256),
+            oid::SHA384 => Some(Hash::Sha384),
+            oid::SHA512 => Some(Hash::Sha512),
+            _ => None,
+        }
+    }
+
+    fn from_hmac_oid(dotted: &str) -> Option<Self> {
+        match dotted {
+            oid::HMAC_SHA1 | oid::HMAC_SHA1_PKCS5 => Some(Hash::Sha1),
+            oid::HMAC_SHA256 => Some(Hash::Sha256),
+            oid::HMAC_SHA384 => Some(Hash::Sha384),
+            oid::HMAC_SHA512 => Some(Hash::Sha512),
+            _ => None,
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha1 => sha1::Sha1::digest(data).to_vec(),
+            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+            // HMAC takes keys of any length.
+            match <M as hmac::digest::KeyInit>::new_from_slice(key) {
+                Ok(mut mac) => {
+                    mac.update(data);
+                    mac.finalize().into_bytes().to_vec()
+                }
+                Err(_) => Vec::new(),
+            }
+        }
+        match self {
+            Hash::Sha1 => run::<Hmac<sha1::Sha1>>(key, data),
+            Hash::Sha256 => run::<Hmac<sha2::Sha256>>(key, data),
+            Hash::Sha384 => run::<Hmac<sha2::Sha384>>(key, data),
+            Hash::Sha512 => run::<Hmac<sha2::Sha512>>(key, data),
+        }
+    }
+
+    fn pbkdf2(self, password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8]) {
+        match self {
+            Hash::Sha1 => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, rounds, out),
+            Hash::Sha256 => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, rounds, out),
+            Hash::Sha384 => pbkdf2::pbkdf2_hmac::<sha2::Sha384>(password, salt, rounds, out),
+            Hash::Sha512 => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password, salt, rounds, out),
+        }
+    }
+
+    fn hmac_oid(self) -> &'static str {
+        match self {
+            Hash::Sha1 => oid::HMAC_SHA1_PKCS5,
+            Hash::Sha256 => oid::HMAC_SHA256,
+            Hash::Sha384 => oid::HMAC_SHA384,
+            Hash::Sha512 => oid::HMAC_SHA512,
+        }
+    }
+}
+
+/// A MAC protection as the client chose it; the response uses the same
+/// algorithm and parameters with a fresh salt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MacAlgorithm {
+    /// RFC 4211 password-based MAC.
+    Pbm {
+        /// Salt.
+        salt: Vec<u8>,
+        /// One-way function.
+        owf: HashName,
+        /// Iterations of the OWF.
+        iterations: u64,
+        /// The MAC's hash (HMAC).
+        mac: HashName,
+    },
+    /// PBMAC1: PBKDF2 then HMAC.
+    Pbmac1 {
+        /// PBKDF2 salt.
+        salt: Vec<u8>,
+        /// PBKDF2 iterations.
+        iterations: u64,
+        /// Derived key length.
+        key_length: u64,
+        /// PBKDF2 PRF hash.
+        prf: HashName,
+        /// The MAC's hash (HMAC).
+        mac: HashName,
+    },
+}
+
+/// A hash named in a protection algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashName(Hash);
+
+impl MacAlgorithm {
+    /// Reads a protectionAlg AlgorithmIdentifier. Signature algorithms and
+    /// anything else are refused: the CMP front authenticates devices by the
+    /// registration's password.
+    pub fn read(algorithm: &Value<'_>) -> Result<Self, ProtectionError> {
+        let bad = |m: &str| ProtectionError(m.to_owned());
+        let mut parts = algorithm.children().map_err(|e| ProtectionError(e.to_string()))?;
+        let id = parts.required("algorithm").and_then(|v| v.oid()).map_err(|e| ProtectionError(e.to_string()))?;
+        let params = parts.next_value().map_err(|e| ProtectionError(e.to_string()))?;
+        let asn = |e: asn1::Asn1Error| ProtectionError(format!("protection parameters: {e}"));
+        let algorithm_oid = |v: Value<'_>| -> Result<String, ProtectionError> {
+            v.children().and_then(|mut c| c.required("algorithm")?.oid()).map_err(asn)
+        };
+        let checked_iterations = |n: u64| {
+            if ITERATIONS.contains(&n) {
+                Ok(n)
+            } else {
+                Err(ProtectionError(format!(
+                    "iteration count {n} is outside {} to {}",
+                    ITERATIONS.start(),
+                    ITERATIONS.end()
+                )))
+            }
+        };
+        let checked_salt = |salt: Vec<u8>| {
+            if salt.is_empty() || salt.len() > MAX_SALT {
+                Err(ProtectionError(format!("a salt of {} bytes (1 to {MAX_SALT} accepted)", salt.len())))
+            } else {
+                Ok(salt)
+            }
+        };
+        match id.as_str() {
+            PBM => {
+                let params = params.ok_or_else(|| bad("PBM without parameters"))?;
+                let mut p = params.children().map_err(asn)?;
+                let salt = checked_salt(p.required("salt").and_then(|v| v.octet_string()).map_err(asn)?.into_owned())?;
+                let owf_oid = algorithm_oid(p.required("owf").map_err(asn)?)?;
+                let owf = Hash::from_digest_oid(&owf_oid)
+                    .ok_or_else(|| ProtectionError(format!("PBM one-way function {owf_oid} is not supported")))?;
+                let iterations =
+                    checked_iterations(p.required("iterationCount").and_then(|v| v.small_uint()).map_err(asn)?)?;
+                let mac_oid = algorithm_oid(p.required("mac").map_err(asn)?)?;
+                let mac = Hash::from_hmac_oid(&mac_oid)
+                    .ok_or_else(|| ProtectionError(format!("PBM MAC algorithm {mac_oid} is not supported")))?;
+                Ok(MacAlgorithm::Pbm { salt, owf: HashName(owf), iterations, mac: HashName(mac) })
+            }
+            PBMAC1 => {
+                let params = params.ok_or_else(|| bad("PBMAC1 without parameters"))?;
+                let mut p = params.children().map_err(asn)?;
+                let kdf = p.required("keyDerivationFunc").map_err(asn)?;
+                let mut kdf_parts = kdf.children().map_err(asn)?;
+                let kdf_oid = kdf_parts.required("algorithm").and_then(|v| v.oid()).map_err(asn)?;
+                if kdf_oid != PBKDF2 {
+                    return Err(ProtectionError(format!("PBMAC1 key derivation {kdf_oid} is not PBKDF2")));
+                }
+                let mut k = kdf_parts.required("PBKDF2-params").and_then(|v| v.children()).map_err(asn)?;
+                let salt = checked_salt(k.required("salt").and_then(|v| v.octet_string()).map_err(asn)?.into_owned())?;
+                let iterations =
+                    checked_iterations(k.required("iterationCount").and_then(|v| v.small_uint()).map_err(asn)?)?;
+                let key_length = match k.optional(tag::INTEGER).map_err(asn)? {
+                    Some(v) => v.small_uint().map_err(asn)?,
+                    None => 32,
+                };
+                if !(16..=64).contains(&key_length) {
+                    return Err(ProtectionError(format!("PBKDF2 key length {key_length} (16 to 64 accepted)")));
+                }
+                let prf = match k.optional(tag::SEQUENCE).map_err(asn)? {
+                    Some(v) => {
+                        let o = algorithm_oid(v)?;
+                        Hash::from_hmac_oid(&o)
+                            .ok_or_else(|| ProtectionError(format!("PBKDF2 PRF {o} is not supported")))?
+                    }
+                    None => Hash::Sha1,
+                };
+                let mac_oid = algorithm_oid(p.required("messageAuthScheme").map_err(asn)?)?;
+                let mac = Hash::from_hmac_oid(&mac_oid)
+                    .ok_or_else(|| ProtectionError(format!("PBMAC1 MAC {mac_oid} is not supported")))?;
+                Ok(MacAlgorithm::Pbmac1 { salt, iterations, key_length, prf: HashName(prf), mac: HashName(mac) })
+            }
+            other => Err(ProtectionError(format!(
+                "protection algorithm {other} is not accepted: protect requests with the registration's password (PBM or PBMAC1)"
+            ))),
+        }
+    }
+
+    /// The same algorithm with a fresh salt, for the response.
+    pub fn fresh(&self) -> Self {
+        let mut next = self.clone();
+        let salt = match &mut next {
+            MacAlgorithm::Pbm { salt, .. } | MacAlgorithm::Pbmac1 { salt, .. } => salt,
+        };
+        use rand_core::RngCore;
+        let mut fresh = vec![0u8; salt.len().max(16)];
+        rand_core::OsRng.fill_bytes(&mut fresh);
+        *salt = fresh;
+        next
+    }
+
+    /// The AlgorithmIdentifier (DER).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            MacAlgorithm::Pbm { salt, owf, iterations, mac } => {
+                let owf_oid = match owf.0 {
+                    Hash::Sha1 => oid::SHA1,
+                    Hash::Sha256 => oid::SHA256,
+                    Hash::Sha384 => oid::SHA384,
+                    Hash::Sha512 => oid::SHA512,
+                };
+                let mac_oid = if mac.0 == Hash::Sha1 { oid::HMAC_SHA1 } else { mac.0.hmac_oid() };
+                asn1::seq(&[
+                    &asn1::oid(PBM),
+                    &asn1::seq(&[
+                        &asn1::octet_string(salt),
+                        &asn1::algorithm(owf_oid),
+                        &asn1::small(*iterations),
+                        &asn1::algorithm(mac_oid),
+                    ]),
+                ])
+            }
+            MacAlgorithm::Pbmac1 { salt, iterations, key_length, prf, mac } => asn1::seq(&[
+                &asn1::oid(PBMAC1),
+                &asn1::seq(&[
+                    &asn1::seq(&[
+                        &asn1::oid(PBKDF2),
+                        &asn1::seq(&[
+                            &asn1::octet_string(salt),
+                            &asn1::small(*iterations),
+                            &asn1::small(*key_length),
+                            &asn1::algorithm_null(prf.0.hmac_oid()),
+                        ]),
+                    ]),
+                    &asn1::algorithm_null(mac.0.hmac_oid()),
+                ]),
+            ]),
+        }
+    }
+
+    /// The MAC of `protected_part` (the DER of `SEQUENCE { header, body }`)
+    /// under `secret`.
+    pub fn mac(&self, secret: &[u8], protected_part: &[u8]) -> Vec<u8> {
+        match self {
+            MacAlgorithm::Pbm { salt, owf, iterations, mac } => {
+                let mut key = owf.0.digest(&[secret, salt.as_slice()].concat());
+                for _ in 1..*iterations {
+                    key = owf.0.digest(&key);
+                }
+                mac.0.hmac(&key, protected_part)
+            }
+            MacAlgorithm::Pbmac1 { salt, iterations, key_length, prf, mac } => {
+                let mut key = zeroize::Zeroizing::new(vec![0u8; usize::try_from(*key_length).unwrap_or(32)]);
+                prf.0.pbkdf2(secret, salt, u32::try_from(*iterations).unwrap_or(u32::MAX), &mut key);
+                mac.0.hmac(&key, protected_part)
+            }
+        }
+    }
+
+    /// Whether `tag` is the MAC of `protected_part` under `secret` (constant time).
+    pub fn verify(&self, secret: &[u8], protected_part: &[u8], tag: &[u8]) -> bool {
+        let expected = self.mac(secret, protected_part);
+        !expected.is_empty()
+            && expected.len() == tag.len()
+            && expected.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(der: &[u8]) -> Result<MacAlgorithm, ProtectionError> {
+        MacAlgorithm::read(&asn1::parse(der).unwrap())
+    }
+
+    #[test]
+    fn both_algorithms_round_trip_and_verify() {
+        for alg in [
+            MacAlgorithm::Pbm {
+                salt: vec![1; 16],
+                owf: HashName(Hash::Sha256),
+                iterations: 500,
+                mac: HashName(Hash::Sha1),
+            },
+            MacAlgorithm::Pbmac1 {
+                salt: vec![2; 16],
+                iterations: 1000,
+                key_length: 32,
+                prf: HashName(Hash::Sha256),
+                mac: HashName(Hash::Sha256),
+            },
+        ] {
+            let again = read(&alg.encode()).unwrap();
+            assert_eq!(again, alg);
+            let tag = alg.mac(b"s3cret", b"message");
+            assert!(alg.verify(b"s3cret", b"message", &tag));
+            assert!(!alg.verify(b"s3cre7", b"message", &tag));
+            assert!(!alg.verify(b"s3cret", b"messagE", &tag));
+            let fresh = alg.fresh();
+            assert_ne!(fresh, alg);
+            assert_ne!(fresh.mac(b"s3cret", b"message"), tag);
+        }
+    }
+
+    #[test]
+    fn iteration_counts_out_of_bounds_are_refused() {
+        for n in [99, 100_001] {
+            let alg = MacAlgorithm::Pbm {
+                salt: vec![1; 16],
+                owf: HashName(Hash::Sha256),
+                iterations: n,
+                mac: HashName(Hash::Sha256),
+            };
+            let e = read(&alg.encode()).unwrap_err();
+            assert!(e.0.contains(&format!("iteration count {n}")), "{e}");
+        }
+        let signature = asn1::algorithm(oid::ECDSA_SHA256);
+        assert!(read(&signature).unwrap_err().0.contains("registration's password"));
+    }
+}

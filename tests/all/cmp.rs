@@ -1,0 +1,311 @@
+//! CMP enrollment with the stock `openssl cmp` client against `prereg serve`
+//! on loopback, and the CMP parser on messages captured from stock clients
+//! (`tests/fixtures/enrollment/`).
+//!
+//! Needs the `openssl` command (`.ci/run` installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use prereg::enroll::cmp::message::{self, Body};
+use prereg::enroll::cmp::protection::MacAlgorithm;
+
+use crate::common::{Server, run_local};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/enrollment").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("the openssl command is needed (apt-get install openssl): {e}"))
+}
+
+/// `openssl cmp` against the server for `procedure`; (success, everything it printed).
+fn cmp(server: &Server, procedure: &str, args: &[&str]) -> (bool, String) {
+    let host = server.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let path = format!(".well-known/cmp/p/{procedure}");
+    let mut all = vec!["cmp", "-server", &host, "-path", &path, "-unprotected_errors"];
+    all.extend_from_slice(args);
+    let out = openssl(&server.dir, &all);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A device key and an `ir` for `fqdn` with `secret`; extra arguments after.
+fn ir(server: &Server, procedure: &str, fqdn: &str, secret: &str, out: &str, extra: &[&str]) -> (bool, String) {
+    let subject = format!("/CN={fqdn}");
+    let secret = format!("pass:{secret}");
+    let mut args = vec![
+        "-cmd",
+        "ir",
+        "-newkey",
+        "device.key",
+        "-subject",
+        &subject,
+        "-secret",
+        &secret,
+        "-ref",
+        fqdn,
+        "-certout",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    cmp(server, procedure, &args)
+}
+
+/// The subject, SAN and dates of a PEM certificate, as openssl prints them.
+fn describe(dir: &Path, cert: &str) -> String {
+    let out = openssl(dir, &["x509", "-in", cert, "-noout", "-subject", "-ext", "subjectAltName", "-dates"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn verifies(dir: &Path, cert: &str) -> bool {
+    openssl(dir, &["verify", "-CAfile", "data/ca/ca.crt", cert]).status.success()
+}
+
+/// A data folder with a CA, CMP procedures in two domains and registrations.
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(&dir, &["init"]);
+    run_local(&dir, &["ca", "init", "--name", "Test CA"]);
+    run_local(
+        &dir,
+        &["procedure", "add", "routers", "--domain", "corp", "--protocol", "cmp", "--certificate-days", "30"],
+    );
+    run_local(&dir, &["procedure", "add", "lab", "--domain", "lab", "--protocol", "cmp"]);
+    std::fs::write(dir.join("pw"), "s3cret").unwrap();
+    let register = |procedure: &str, fqdn: &str, extra: &[&str]| {
+        let mut args = vec!["register", "--procedure", procedure, "--fqdn", fqdn, "--password-file", "pw"];
+        args.extend_from_slice(extra);
+        run_local(&dir, &args);
+    };
+    register("routers", "router1.example.com", &[]);
+    register("routers", "*.dept.example.com", &["--ip", "10.1.2.3"]);
+    register("lab", "lab1.example.com", &[]);
+    let key = openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "device.key"]);
+    assert!(key.status.success());
+    (tmp, dir)
+}
+
+#[test]
+fn openssl_cmp_enrolls_preregistered_devices_and_refuses_the_others() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+
+    // ir with -secret/-ref, explicit confirmation (certConf, pkiConf).
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "router1.crt", &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("received PKICONF"), "{text}");
+    let shown = describe(&dir, "router1.crt");
+    assert!(shown.contains("subject=CN = router1.example.com"), "{shown}");
+    assert!(shown.contains("DNS:router1.example.com"), "{shown}");
+    assert!(verifies(&dir, "router1.crt"));
+    // The procedure's validity: 30 days (plus the 5 minutes it is backdated).
+    let cert = prereg::pki::x509::Certificate::from_der(
+        &prereg::pki::x509::pem_blocks(&std::fs::read_to_string(dir.join("router1.crt")).unwrap(), "CERTIFICATE")
+            .unwrap()[0],
+    )
+    .unwrap();
+    assert_eq!(cert.not_after - cert.not_before, 30 * 86_400 + 300);
+
+    // An exact registration admits one device: the second is refused.
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "again.crt", &[]);
+    assert!(!ok);
+    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"no-registration\""), "{text}");
+
+    // An unregistered FQDN.
+    let (ok, text) = ir(&server, "routers", "nope.example.com", "s3cret", "nope.crt", &[]);
+    assert!(!ok);
+    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"no-registration\""), "{text}");
+
+    // A wrong password: the MAC does not verify.
+    let (ok, text) = ir(&server, "routers", "a.dept.example.com", "wrong", "a.crt", &["-sans", "10.1.2.3"]);
+    assert!(!ok);
+    assert!(text.contains("PKIFailureInfo: badMessageCheck; StatusString: \"bad-password\""), "{text}");
+
+    // An IP mismatch.
+    let (ok, text) = ir(&server, "routers", "a.dept.example.com", "s3cret", "a.crt", &["-sans", "10.9.9.9"]);
+    assert!(!ok);
+    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"ip-mismatch\""), "{text}");
+
+    // Registered only in another domain.
+    let (ok, text) = ir(&server, "routers", "lab1.example.com", "s3cret", "lab.crt", &[]);
+    assert!(!ok);
+    assert!(text.contains("StatusString: \"no-registration\""), "{text}");
+
+    // The wildcard admits several devices: ir with implicit confirmation, p10cr, cr.
+    let (ok, text) =
+        ir(&server, "routers", "b.dept.example.com", "s3cret", "b.crt", &["-sans", "10.1.2.3", "-implicit_confirm"]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("CERTCONF"), "implicit confirmation was not granted: {text}");
+    let shown = describe(&dir, "b.crt");
+    assert!(shown.contains("DNS:b.dept.example.com, IP Address:10.1.2.3"), "{shown}");
+
+    let csr = openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "device.key",
+            "-subj",
+            "/CN=c.dept.example.com/serialNumber=FTX1",
+            "-addext",
+            "subjectAltName=DNS:c.dept.example.com,IP:10.1.2.3",
+            "-out",
+            "c.csr",
+        ],
+    );
+    assert!(csr.status.success());
+    let (ok, text) = cmp(
+        &server,
+        "routers",
+        &[
+            "-cmd",
+            "p10cr",
+            "-csr",
+            "c.csr",
+            "-secret",
+            "pass:s3cret",
+            "-ref",
+            "c.dept.example.com",
+            "-certout",
+            "c.crt",
+        ],
+    );
+    assert!(ok, "{text}");
+    let shown = describe(&dir, "c.crt");
+    assert!(shown.contains("CN = c.dept.example.com, serialNumber = FTX1"), "{shown}");
+    assert!(verifies(&dir, "c.crt"));
+
+    let (ok, text) = cmp(
+        &server,
+        "routers",
+        &[
+            "-cmd",
+            "cr",
+            "-newkey",
+            "device.key",
+            "-subject",
+            "/CN=d.dept.example.com",
+            "-sans",
+            "10.1.2.3",
+            "-secret",
+            "pass:s3cret",
+            "-ref",
+            "d.dept.example.com",
+            "-certout",
+            "d.crt",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(describe(&dir, "d.crt").contains("DNS:d.dept.example.com"));
+
+    // Every decision is audited with CMP's transaction id.
+    let audit = run_local(&dir, &["audit", "list", "--json"]);
+    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let enrollments: Vec<&serde_json::Value> =
+        records.as_array().unwrap().iter().filter(|r| r["action"] == "enroll").collect();
+    assert_eq!(enrollments.len(), 9, "{audit}");
+    for record in &enrollments {
+        let request: serde_json::Value = serde_json::from_str(record["request"].as_str().unwrap()).unwrap();
+        assert!(request["transaction"].as_str().unwrap().starts_with("cmp:"), "{record}");
+    }
+    let outcomes: Vec<(&str, &str)> =
+        enrollments.iter().map(|r| (r["outcome"].as_str().unwrap(), r["reason"].as_str().unwrap())).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("allowed", "matched"),
+            ("denied", "no-registration"),
+            ("denied", "no-registration"),
+            ("denied", "bad-password"),
+            ("denied", "ip-mismatch"),
+            ("denied", "no-registration"),
+            ("allowed", "matched"),
+            ("allowed", "matched"),
+            ("allowed", "matched"),
+        ]
+    );
+    let verify = run_local(&dir, &["audit", "verify"]);
+    assert!(verify.contains("intact") || verify.contains("ok"), "{verify}");
+}
+
+#[test]
+fn a_certificate_the_client_rejects_is_not_counted() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    // The client checks the new certificate against an unrelated trust
+    // anchor, rejects it in its certConf, and the one-time registration stays open.
+    let other = openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-subj",
+            "/CN=Other",
+            "-out",
+            "other.crt",
+            "-days",
+            "1",
+        ],
+    );
+    assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "r.crt", &["-out_trusted", "other.crt"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("CERTCONF"), "{text}");
+    let shown = run_local(&dir, &["show", "1", "--json"]);
+    assert!(shown.contains("\"state\": \"open\"") || shown.contains("\"state\":\"open\""), "{shown}");
+
+    // Accepted this time: now it counts, and the registration is used.
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "r.crt", &[]);
+    assert!(ok, "{text}");
+    let shown = run_local(&dir, &["show", "1", "--json"]);
+    assert!(shown.contains("\"used\""), "{shown}");
+    // A certConf for a transaction that is not waiting is refused (the
+    // message is parsed and answered as an error, not a crash).
+    let (ok, _) = ir(&server, "routers", "router1.example.com", "s3cret", "r2.crt", &[]);
+    assert!(!ok);
+}
+
+#[test]
+fn captured_openssl_messages_parse() {
+    let ir = message::read(&fixture("cmp-openssl-3.0.19-ir-pbm.der")).unwrap();
+    assert_eq!(ir.pvno, 2);
+    assert_eq!(ir.sender_kid.as_deref(), Some(&b"4711"[..]));
+    assert!(ir.implicit_confirm);
+    assert_eq!(ir.transaction_id.as_ref().map(Vec::len), Some(16));
+    let Body::Ir(requests) = &ir.body else { panic!("not an ir: {:?}", ir.body) };
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].facts.fqdn.as_deref(), Some("device-0001"));
+    let alg = MacAlgorithm::read(&prereg::pki::asn1::parse(ir.protection_alg.as_ref().unwrap()).unwrap()).unwrap();
+    assert!(matches!(alg, MacAlgorithm::Pbm { iterations: 500, .. }), "{alg:?}");
+    assert_eq!(ir.protection.as_ref().map(Vec::len), Some(20));
+
+    // The mock server's ip: a response, read as far as a server reads it.
+    let ip = message::read(&fixture("cmp-openssl-3.0.19-mock-ip-pbm.der")).unwrap();
+    assert!(matches!(ip.body, Body::Other(message::body_tag::IP)));
+
+    // Damaged copies are errors, never panics.
+    let whole = fixture("cmp-openssl-3.0.19-ir-pbm.der");
+    for cut in [0, 1, 10, 100, whole.len() - 1] {
+        assert!(message::read(&whole[..cut]).is_err());
+    }
+    let mut flipped = whole.clone();
+    flipped[300] ^= 0xff;
+    let _ = message::read(&flipped);
+}
