@@ -23,6 +23,7 @@ mod policy_versions;
 mod precompiled;
 mod readme;
 mod sandbox;
+mod scep;
 mod service;
 mod shadow;
 mod signed_writes;

@@ -1,4 +1,4 @@
-//! The enrollment front: CMP ([`cmp`]) and SCEP (to come) endpoints that stock
+//! The enrollment front: CMP ([`cmp`]) and SCEP ([`scep`]) endpoints that stock
 //! clients use, in front of the registry's decision. Every enrollment goes
 //! through the active policy exactly as `prereg enroll` does, is audited with
 //! the protocol's transaction id, and counts against the registration only
@@ -7,6 +7,7 @@
 
 pub mod cmp;
 pub mod csr;
+pub mod scep;
 
 use std::net::IpAddr;
 

@@ -2,18 +2,24 @@
 //! their own protocols, so they are not in the OpenAPI document):
 //!
 //! - `POST /.well-known/cmp/p/{procedure}`: CMP over HTTP (RFC 6712/9811),
-//!   `application/pkixcmp` both ways.
+//!   `application/pkixcmp` both ways;
+//! - `GET|POST /scep/{procedure}?operation=…`: SCEP (RFC 8894): GetCACaps,
+//!   GetCACert, PKIOperation (GET with a base64 `message`, or POST).
+
+use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 
 use super::AppState;
 use super::problem::ApiError;
 use super::routes::blocking;
 use crate::enroll::cmp::message::MAX_REQUEST_BYTES;
+use crate::enroll::scep;
 use crate::registry::unix_now;
 
 /// CMP's media type.
@@ -21,7 +27,13 @@ const PKIXCMP: &str = "application/pkixcmp";
 
 /// The enrollment routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/.well-known/cmp/p/{procedure}", axum::routing::post(cmp))
+    Router::new()
+        .route("/.well-known/cmp/p/{procedure}", axum::routing::post(cmp))
+        .route("/scep/{procedure}", axum::routing::get(scep_get).post(scep_post))
+}
+
+fn content(media: &'static str, body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(media))], body).into_response()
 }
 
 async fn cmp(
@@ -42,7 +54,56 @@ async fn cmp(
     if body.len() > MAX_REQUEST_BYTES {
         return Err(ApiError::malformed(format!("a CMP message of at most {MAX_REQUEST_BYTES} bytes")));
     }
-    let server = state.cmp()?;
+    let server = state.enrollment()?.cmp;
     let answer = blocking(move || Ok(server.handle(&procedure, &body, unix_now()))).await?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(PKIXCMP))], answer).into_response())
+    Ok(content(PKIXCMP, answer))
+}
+
+async fn scep_get(
+    State(state): State<AppState>,
+    Path(procedure): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let operation = query.get("operation").map(String::as_str).unwrap_or("");
+    match operation {
+        "GetCACaps" => Ok(content("text/plain", scep::CAPABILITIES.as_bytes().to_vec())),
+        "GetCACert" => Ok(content("application/x-x509-ca-ra-cert", state.enrollment()?.scep.ca_certs())),
+        "PKIOperation" => {
+            let message = query.get("message").ok_or_else(|| ApiError::malformed("PKIOperation without a message"))?;
+            let cleaned: String = message.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(cleaned.trim_end_matches('='))
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(cleaned.trim_end_matches('=')))
+                .or_else(|_| base64::engine::general_purpose::STANDARD.decode(&cleaned))
+                .map_err(|e| ApiError::malformed(format!("the message is not base64: {e}")))?;
+            pki_operation(state, procedure, bytes.into()).await
+        }
+        other => Err(ApiError::malformed(format!(
+            "SCEP operation {other:?} is not served (GetCACaps, GetCACert, PKIOperation are)"
+        ))),
+    }
+}
+
+async fn scep_post(
+    State(state): State<AppState>,
+    Path(procedure): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match query.get("operation").map(String::as_str) {
+        Some("PKIOperation") => pki_operation(state, procedure, body).await,
+        other => Err(ApiError::malformed(format!("POST is for PKIOperation, not {other:?}"))),
+    }
+}
+
+async fn pki_operation(state: AppState, procedure: String, message: Bytes) -> Result<Response, ApiError> {
+    if message.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::malformed(format!("a SCEP message of at most {MAX_REQUEST_BYTES} bytes")));
+    }
+    let server = state.enrollment()?.scep;
+    let answer = blocking(move || {
+        server.operation(&procedure, &message, unix_now()).map_err(|e| ApiError::malformed(e.to_string()))
+    })
+    .await?;
+    Ok(content("application/x-pki-message", answer))
 }

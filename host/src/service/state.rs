@@ -34,6 +34,15 @@ pub struct RunningImport {
     pub thread: Option<JoinHandle<()>>,
 }
 
+/// The CMP and SCEP servers, over the data folder's CA.
+#[derive(Clone)]
+pub struct Enrollment {
+    /// CMP.
+    pub cmp: Arc<crate::enroll::cmp::CmpServer>,
+    /// SCEP.
+    pub scep: Arc<crate::enroll::scep::ScepServer>,
+}
+
 /// The service's shared state.
 #[derive(Clone)]
 pub struct AppState {
@@ -48,7 +57,7 @@ struct Inner {
     imports: Mutex<HashMap<u64, RunningImport>>,
     shutting_down: AtomicBool,
     /// The enrollment endpoints, made when the data folder first has a CA.
-    enrollment: Mutex<Option<Arc<crate::enroll::cmp::CmpServer>>>,
+    enrollment: Mutex<Option<Enrollment>>,
 }
 
 impl AppState {
@@ -78,18 +87,23 @@ impl AppState {
         &self.inner.data
     }
 
-    /// The CMP endpoint, or why there is none: the data folder has no CA
-    /// yet (`prereg ca init` may run while the service does).
-    pub fn cmp(&self) -> Result<Arc<crate::enroll::cmp::CmpServer>, ApiError> {
+    /// The enrollment endpoints, or why there are none: the data folder has
+    /// no CA yet (`prereg ca init` may run while the service does).
+    pub fn enrollment(&self) -> Result<Enrollment, ApiError> {
         let mut slot = self.inner.enrollment.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(server) = slot.as_ref() {
-            return Ok(server.clone());
+        if let Some(servers) = slot.as_ref() {
+            return Ok(servers.clone());
         }
         match crate::pki::Ca::load(&self.inner.data) {
             Ok(Some(ca)) => {
-                let server = Arc::new(crate::enroll::cmp::CmpServer::new(self.inner.registry.clone(), Arc::new(ca)));
-                *slot = Some(server.clone());
-                Ok(server)
+                let ca = Arc::new(ca);
+                let registry = self.inner.registry.clone();
+                let servers = Enrollment {
+                    cmp: Arc::new(crate::enroll::cmp::CmpServer::new(registry.clone(), ca.clone())),
+                    scep: Arc::new(crate::enroll::scep::ScepServer::new(registry, ca)),
+                };
+                *slot = Some(servers.clone());
+                Ok(servers)
             }
             Ok(None) => Err(ApiError::unavailable(format!(
                 "{} has no CA: run `prereg ca init` or `prereg ca import` to enroll devices",

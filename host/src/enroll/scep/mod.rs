@@ -1,0 +1,278 @@
+//! The SCEP server (RFC 8894): GetCACaps, GetCACert (the CA and the RA
+//! certificate), PKIOperation with PKCSReq, CertPoll and GetCert.
+//!
+//! A PKCSReq is a SignedData by the requester's (usually self-signed)
+//! certificate around an EnvelopedData for the RA certificate, around the
+//! CSR. The CSR's challengePassword is the registration's password. The
+//! certificate is issued, then the enrollment decided and counted; only an
+//! allowed decision sends it (SUCCESS, encrypted to the requester). A denial
+//! is FAILURE with failInfo badRequest. A request sent again with the same
+//! transaction id and key gets the same certificate back, without counting
+//! twice (RFC 8894 §3.3.1: the client may resend).
+
+pub mod cms;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prereg_core::Protocol;
+
+use self::cms::{Cipher, Signed};
+use crate::enroll::csr;
+use crate::pki::asn1;
+use crate::pki::errors::PkiError;
+use crate::pki::{Ca, Issue};
+use crate::registry::{DecisionMode, EnrollmentInput, Registry};
+
+/// SCEP attribute OIDs (RFC 8894 §3.2.1).
+pub mod attr {
+    /// messageType
+    pub const MESSAGE_TYPE: &str = "2.16.840.1.113733.1.9.2";
+    /// pkiStatus
+    pub const PKI_STATUS: &str = "2.16.840.1.113733.1.9.3";
+    /// failInfo
+    pub const FAIL_INFO: &str = "2.16.840.1.113733.1.9.4";
+    /// senderNonce
+    pub const SENDER_NONCE: &str = "2.16.840.1.113733.1.9.5";
+    /// recipientNonce
+    pub const RECIPIENT_NONCE: &str = "2.16.840.1.113733.1.9.6";
+    /// transactionID
+    pub const TRANSACTION_ID: &str = "2.16.840.1.113733.1.9.7";
+}
+
+/// What this server can do (GetCACaps).
+pub const CAPABILITIES: &str = "AES\nDES3\nPOSTPKIOperation\nSHA-1\nSHA-256\nSHA-512\nSCEPStandard";
+
+/// How long an issued certificate is kept for a resent request or a poll.
+const KEEP_ISSUED_SECONDS: u64 = 3600;
+/// Most issued certificates kept at once.
+const MAX_KEPT: usize = 10_000;
+
+/// SCEP failInfo values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailInfo {
+    /// badAlg
+    BadAlg = 0,
+    /// badMessageCheck
+    BadMessageCheck = 1,
+    /// badRequest
+    BadRequest = 2,
+    /// badCertId
+    BadCertId = 4,
+}
+
+/// A request that cannot be answered in SCEP at all (no transaction id, no
+/// signer to answer to): the HTTP layer answers 400.
+#[derive(Debug, thiserror::Error)]
+#[error("not a SCEP request: {0}")]
+pub struct Unreadable(pub String);
+
+struct Kept {
+    cert: Vec<u8>,
+    spki: Vec<u8>,
+    expires: u64,
+}
+
+/// The SCEP endpoint of one instance.
+pub struct ScepServer {
+    registry: Registry,
+    ca: Arc<Ca>,
+    issued: Mutex<HashMap<String, Kept>>,
+}
+
+/// The outcome of a PKIOperation, before it is signed.
+enum Outcome {
+    Success { cert: Vec<u8> },
+    Failure(FailInfo, String),
+}
+
+impl ScepServer {
+    /// A SCEP server deciding with `registry` and issuing from `ca`.
+    pub fn new(registry: Registry, ca: Arc<Ca>) -> Self {
+        ScepServer { registry, ca, issued: Mutex::new(HashMap::new()) }
+    }
+
+    /// GetCACert: the RA certificate (which clients encrypt to and which signs
+    /// the responses) and the CA, as a certs-only PKCS#7.
+    pub fn ca_certs(&self) -> Vec<u8> {
+        cms::certs_only(&[&self.ca.ra_certificate().der, &self.ca.certificate().der])
+    }
+
+    /// PKIOperation: the CertRep for a DER (or BER) pkiMessage.
+    pub fn operation(&self, procedure: &str, message: &[u8], now: u64) -> Result<Vec<u8>, Unreadable> {
+        let signed = cms::read_signed(message).map_err(|e| Unreadable(e.to_string()))?;
+        let text = |oid| signed.attribute_text(oid).map_err(|e| Unreadable(e.to_string()));
+        let tid = text(attr::TRANSACTION_ID)?.ok_or_else(|| Unreadable("no transactionID".into()))?;
+        let message_type = text(attr::MESSAGE_TYPE)?.ok_or_else(|| Unreadable("no messageType".into()))?;
+        let nonce = signed.attribute_octets(attr::SENDER_NONCE).map_err(|e| Unreadable(e.to_string()))?;
+        let requester = match signed.verify() {
+            Ok(cert) => cert.clone(),
+            Err(e) => {
+                tracing::info!(error = %e, "SCEP: the request's signature does not verify");
+                // Answered to the claimed signer, if there is one.
+                let Some(cert) = signed.certificates.first() else {
+                    return Err(Unreadable(format!("the request's signature does not verify: {e}")));
+                };
+                let failure = Outcome::Failure(FailInfo::BadMessageCheck, e.to_string());
+                return self.cert_rep(failure, &tid, nonce.as_deref(), cert, Cipher::Aes128, now);
+            }
+        };
+        let (outcome, cipher) = match self.decide(procedure, &signed, &message_type, &tid, now) {
+            Ok(answer) => answer,
+            Err(e) => (Outcome::Failure(FailInfo::BadRequest, e.to_string()), Cipher::Aes128),
+        };
+        if let Outcome::Failure(fail, why) = &outcome {
+            tracing::info!(procedure, transaction = %tid, ?fail, "SCEP: {message_type} refused: {why}");
+        }
+        self.cert_rep(outcome, &tid, nonce.as_deref(), &requester, cipher, now)
+    }
+
+    fn decide(
+        &self,
+        procedure: &str,
+        signed: &Signed,
+        message_type: &str,
+        tid: &str,
+        now: u64,
+    ) -> Result<(Outcome, Cipher), PkiError> {
+        let content =
+            signed.content.as_deref().ok_or_else(|| PkiError::Invalid("the request has no content".into()))?;
+        let (plain, cipher) = cms::decrypt_enveloped(content, self.ca.ra_key())?;
+        let outcome = match message_type {
+            // PKCSReq, RenewalReq
+            "19" | "17" => self.enroll(procedure, &plain, tid, now)?,
+            // CertPoll (GetCertInitial): the certificate of this transaction.
+            "20" => match self.kept(tid, now) {
+                Some((cert, _)) => Outcome::Success { cert },
+                None => Outcome::Failure(FailInfo::BadCertId, "no certificate issued in this transaction".into()),
+            },
+            // GetCert: by issuer and serial number.
+            "21" => self.by_serial(&plain, now),
+            other => Outcome::Failure(FailInfo::BadRequest, format!("messageType {other} is not served")),
+        };
+        Ok((outcome, cipher))
+    }
+
+    fn enroll(&self, procedure: &str, csr_der: &[u8], tid: &str, now: u64) -> Result<Outcome, PkiError> {
+        let csr = csr::read(csr_der)?;
+        // A resent request: the same certificate, counted once.
+        if let Some((cert, spki)) = self.kept(tid, now)
+            && spki == csr.spki
+        {
+            return Ok(Outcome::Success { cert });
+        }
+        let record = self.registry.procedure(procedure).map_err(|e| PkiError::Invalid(e.to_string()))?;
+        if let Some(p) = &record
+            && p.protocol != Protocol::Scep
+        {
+            return Ok(Outcome::Failure(
+                FailInfo::BadRequest,
+                format!("token procedure {procedure} is for {}, not SCEP", p.protocol),
+            ));
+        }
+        let fqdn = csr.facts.fqdn.clone().unwrap_or_default();
+        let input = EnrollmentInput {
+            procedure: procedure.to_owned(),
+            fqdn: fqdn.clone(),
+            ip: csr.facts.ip.map(|ip| ip.to_string()),
+            serial: csr.facts.serial.clone(),
+            password: csr.challenge_password.clone(),
+            transaction: Some(format!("scep:{tid}")),
+            ..Default::default()
+        };
+        let days = record.map(|p| p.certificate_days).unwrap_or(crate::registry::DEFAULT_CERTIFICATE_DAYS);
+        // Issued first (signing only), sent only if the decision allows.
+        let cert = self.ca.issue(&Issue {
+            fqdn: &fqdn,
+            ip: csr.facts.ip,
+            serial: csr.facts.serial.as_deref(),
+            spki: &csr.spki,
+            days,
+            now,
+        })?;
+        let report = self
+            .registry
+            .decide(input, DecisionMode::Enroll, now)
+            .map_err(|e| PkiError::Invalid(format!("the server cannot decide now: {e}")))?;
+        if !report.allowed {
+            return Ok(Outcome::Failure(FailInfo::BadRequest, report.reason));
+        }
+        tracing::info!(fqdn = %fqdn, registration = ?report.registration, audit = ?report.audit_seq, "SCEP: certificate issued");
+        self.keep(tid, &cert.der, &csr.spki, now);
+        Ok(Outcome::Success { cert: cert.der })
+    }
+
+    fn keep(&self, tid: &str, cert: &[u8], spki: &[u8], now: u64) {
+        let mut map = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, k| k.expires >= now);
+        if map.len() >= MAX_KEPT
+            && let Some(oldest) = map.iter().min_by_key(|(_, k)| k.expires).map(|(t, _)| t.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(
+            tid.to_owned(),
+            Kept { cert: cert.to_vec(), spki: spki.to_vec(), expires: now + KEEP_ISSUED_SECONDS },
+        );
+    }
+
+    fn kept(&self, tid: &str, now: u64) -> Option<(Vec<u8>, Vec<u8>)> {
+        let map = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(tid).filter(|k| k.expires >= now).map(|k| (k.cert.clone(), k.spki.clone()))
+    }
+
+    fn by_serial(&self, issuer_and_serial: &[u8], now: u64) -> Outcome {
+        let wanted = asn1::parse(issuer_and_serial)
+            .and_then(|v| {
+                let mut p = v.children()?;
+                Ok((p.required("issuer")?.raw.to_vec(), p.required("serialNumber")?.raw.to_vec()))
+            })
+            .ok();
+        let map = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let found = map.values().filter(|k| k.expires >= now).find_map(|k| {
+            let cert = crate::pki::x509::Certificate::from_der(&k.cert).ok()?;
+            (Some((cert.issuer.clone(), cert.serial.clone())) == wanted).then(|| k.cert.clone())
+        });
+        match found {
+            Some(cert) => Outcome::Success { cert },
+            None => Outcome::Failure(FailInfo::BadCertId, "no such certificate issued recently".into()),
+        }
+    }
+
+    fn cert_rep(
+        &self,
+        outcome: Outcome,
+        tid: &str,
+        recipient_nonce: Option<&[u8]>,
+        requester: &crate::pki::x509::Certificate,
+        cipher: Cipher,
+        now: u64,
+    ) -> Result<Vec<u8>, Unreadable> {
+        use rand_core::RngCore;
+        let mut nonce = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        let mut attributes = vec![
+            cms::attribute(attr::MESSAGE_TYPE, &asn1::printable("3")),
+            cms::attribute(attr::TRANSACTION_ID, &asn1::printable(tid)),
+            cms::attribute(attr::SENDER_NONCE, &asn1::octet_string(&nonce)),
+        ];
+        if let Some(n) = recipient_nonce {
+            attributes.push(cms::attribute(attr::RECIPIENT_NONCE, &asn1::octet_string(n)));
+        }
+        let content = match outcome {
+            Outcome::Success { cert } => {
+                attributes.push(cms::attribute(attr::PKI_STATUS, &asn1::printable("0")));
+                let degenerate = cms::certs_only(&[&cert]);
+                Some(cms::envelope(&degenerate, requester, cipher).map_err(|e| Unreadable(e.to_string()))?)
+            }
+            Outcome::Failure(fail, _) => {
+                attributes.push(cms::attribute(attr::PKI_STATUS, &asn1::printable("2")));
+                attributes.push(cms::attribute(attr::FAIL_INFO, &asn1::printable(&(fail as u8).to_string())));
+                None
+            }
+        };
+        let ra = self.ca.ra_certificate();
+        cms::sign(content.as_deref(), &attributes, ra, self.ca.ra_key(), &[&ra.der, &self.ca.certificate().der], now)
+            .map_err(|e| Unreadable(e.to_string()))
+    }
+}

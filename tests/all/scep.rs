@@ -1,0 +1,261 @@
+//! SCEP enrollment with stock clients against `prereg serve` on loopback:
+//! micromdm's `scepclient` (Debian package `scep`) and strongSwan's
+//! `pki --scep` (`strongswan-pki`, `libstrongswan-extra-plugins`); and the
+//! SCEP parser on messages captured from stock clients.
+//!
+//! `.ci/run` installs the clients.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use prereg::enroll::scep::{attr, cms};
+
+use crate::common::{Server, run_local};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/enrollment").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (see .ci/run for the Debian packages): {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn describe(dir: &Path, cert: &str) -> String {
+    let (ok, text) =
+        run(dir, "openssl", &["x509", "-in", cert, "-noout", "-subject", "-ext", "subjectAltName", "-issuer"]);
+    assert!(ok, "{text}");
+    text
+}
+
+/// SHA-256 of the RA certificate (DER), for scepclient's `-ca-fingerprint`:
+/// without it, scepclient encrypts to every certificate GetCACert returns,
+/// and the EC CA certificate cannot receive RSA key transport.
+fn ra_fingerprint(dir: &Path) -> String {
+    let pem = std::fs::read_to_string(dir.join("data/ca/ra.crt")).unwrap();
+    let der = prereg::pki::x509::pem_blocks(&pem, "CERTIFICATE").unwrap().remove(0);
+    prereg::pki::x509::Certificate::from_der(&der).unwrap().fingerprint()
+}
+
+/// micromdm's scepclient for `cn` with `challenge`, in a folder of its own
+/// (it keeps its self-signed signer in `self.pem` in the working folder).
+fn scepclient(server: &Server, procedure: &str, cn: &str, challenge: &str) -> (bool, String, PathBuf) {
+    let work = server.dir.join(format!("scepclient-{cn}-{challenge}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let url = format!("{}/scep/{procedure}", server.url.trim_end_matches('/'));
+    let fingerprint = ra_fingerprint(&server.dir);
+    let (ok, text) = run(
+        &work,
+        "scepclient",
+        &[
+            "-server-url",
+            &url,
+            "-challenge",
+            challenge,
+            "-private-key",
+            "device.key",
+            "-certificate",
+            "device.crt",
+            "-cn",
+            cn,
+            "-ca-fingerprint",
+            &fingerprint,
+        ],
+    );
+    (ok && work.join("device.crt").exists(), text, work)
+}
+
+/// strongSwan's `pki --scep` for `cn`. 3DES: strongSwan 5.9.8 refuses AES
+/// ("AES_CBC encryption algorithm not supported by CA") whatever GetCACaps
+/// says.
+fn strongswan(server: &Server, procedure: &str, cn: &str, password: &str) -> (bool, String, PathBuf) {
+    let work = server.dir.join(format!("pki-{cn}-{password}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let key = run(&work, "pki", &["--gen", "--type", "rsa", "--size", "2048", "--outform", "pem"]);
+    assert!(key.0, "{}", key.1);
+    let pem_start = key.1.find("-----BEGIN").unwrap();
+    std::fs::write(work.join("device.key"), &key.1[pem_start..]).unwrap();
+    let url = format!("{}/scep/{procedure}", server.url.trim_end_matches('/'));
+    let dn = format!("CN={cn}");
+    let (ok, text) = run(
+        &work,
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "pki --scep --url {url} --in device.key --dn '{dn}' --san {cn} --password '{password}' \
+                 --cacert-enc ../data/ca/ra.crt --cacert-sig ../data/ca/ra.crt --cacert ../data/ca/ca.crt \
+                 --cipher des3 --outform pem > device.crt"
+            ),
+        ],
+    );
+    let issued = std::fs::metadata(work.join("device.crt")).map(|m| m.len() > 0).unwrap_or(false);
+    (ok && issued, text, work)
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(&dir, &["init"]);
+    run_local(&dir, &["ca", "init", "--name", "Test CA"]);
+    run_local(&dir, &["procedure", "add", "phones", "--domain", "corp", "--protocol", "scep"]);
+    std::fs::write(dir.join("pw"), "s3cret").unwrap();
+    for fqdn in ["phone1.example.com", "ss*.example.com"] {
+        run_local(&dir, &["register", "--procedure", "phones", "--fqdn", fqdn, "--password-file", "pw"]);
+    }
+    (tmp, dir)
+}
+
+#[test]
+fn micromdm_scepclient_enrolls_a_preregistered_device_once() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+
+    let (ok, text, work) = scepclient(&server, "phones", "phone1.example.com", "s3cret");
+    assert!(ok, "{text}\n{}", server.log());
+    assert!(text.contains("pkiStatus=SUCCESS"), "{text}");
+    let shown = describe(&work, "device.crt");
+    assert!(shown.contains("subject=CN = phone1.example.com"), "{shown}");
+    assert!(shown.contains("DNS:phone1.example.com"), "{shown}");
+    assert!(shown.contains("issuer=CN = Test CA"), "{shown}");
+    let (verified, why) = run(&work, "openssl", &["verify", "-CAfile", "../data/ca/ca.crt", "device.crt"]);
+    assert!(verified, "{why}");
+
+    // max_enrollments 1 (an exact FQDN): a second device with that name is refused.
+    let (ok, text, _) = scepclient(&server, "phones", "phone1.example.com", "s3cret-again");
+    assert!(!ok);
+    assert!(text.contains("failInfo: badRequest"), "{text}");
+    // Unregistered, and a wrong challenge password.
+    let (ok, text, _) = scepclient(&server, "phones", "unknown.example.com", "s3cret");
+    assert!(!ok);
+    assert!(text.contains("failInfo: badRequest"), "{text}");
+    let (ok, text, _) = scepclient(&server, "phones", "ss9.example.com", "wrong");
+    assert!(!ok);
+    assert!(text.contains("failInfo: badRequest"), "{text}");
+
+    let audit = run_local(&dir, &["audit", "list", "--json"]);
+    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let enrollments: Vec<(String, String, String)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "enroll")
+        .map(|r| {
+            let request: serde_json::Value = serde_json::from_str(r["request"].as_str().unwrap()).unwrap();
+            (
+                r["outcome"].as_str().unwrap().to_owned(),
+                r["reason"].as_str().unwrap().to_owned(),
+                request["transaction"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let outcomes: Vec<(&str, &str)> = enrollments.iter().map(|(o, r, _)| (o.as_str(), r.as_str())).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("allowed", "matched"),
+            ("denied", "no-registration"),
+            ("denied", "no-registration"),
+            ("denied", "bad-password")
+        ]
+    );
+    assert!(enrollments.iter().all(|(_, _, t)| t.starts_with("scep:")), "{enrollments:?}");
+}
+
+#[test]
+fn strongswan_pki_enrolls_several_devices_under_a_wildcard_and_refuses_others() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    for cn in ["ss1.example.com", "ss2.example.com"] {
+        let (ok, text, work) = strongswan(&server, "phones", cn, "s3cret");
+        assert!(ok, "{cn}: {text}\n{}", server.log());
+        let shown = describe(&work, "device.crt");
+        assert!(shown.contains(&format!("subject=CN = {cn}")), "{shown}");
+        assert!(shown.contains(&format!("DNS:{cn}")), "{shown}");
+    }
+    let (ok, text, _) = strongswan(&server, "phones", "other.example.com", "s3cret");
+    assert!(!ok, "{text}");
+    assert!(text.contains("FAILURE") || text.contains("failed"), "{text}");
+    let (ok, _, _) = strongswan(&server, "phones", "ss3.example.com", "wrong");
+    assert!(!ok);
+    let shown = run_local(&dir, &["show", "2", "--json"]);
+    assert!(shown.contains("\"state\": \"open\""), "a wildcard stays open: {shown}");
+}
+
+#[test]
+fn get_ca_caps_ca_cert_and_get_pki_operation() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let base = format!("{}/scep/phones", server.url.trim_end_matches('/'));
+    let get = |query: &str| {
+        let mut response = ureq::get(&format!("{base}?{query}")).call().unwrap();
+        let media = response.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+        (media, response.body_mut().read_to_vec().unwrap())
+    };
+    let (media, caps) = get("operation=GetCACaps");
+    assert_eq!(media, "text/plain");
+    assert!(String::from_utf8(caps).unwrap().lines().any(|l| l == "POSTPKIOperation"));
+
+    let (media, certs) = get("operation=GetCACert");
+    assert_eq!(media, "application/x-x509-ca-ra-cert");
+    let signed = cms::read_signed(&certs).unwrap();
+    let names: Vec<String> =
+        signed.certificates.iter().map(|c| c.subject_info().unwrap().common_name.unwrap()).collect();
+    assert_eq!(names, vec!["Test CA SCEP RA", "Test CA"]);
+
+    // A captured PKCSReq (encrypted to another server's RA) by GET: a signed
+    // FAILURE answer, not an HTTP error.
+    let message = base64::engine::general_purpose::STANDARD.encode(fixture("scep-pyscep-0.0.14-pkcsreq.der"));
+    let encoded: String = message.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let (media, answer) = get(&format!("operation=PKIOperation&message={encoded}"));
+    assert_eq!(media, "application/x-pki-message");
+    let reply = cms::read_signed(&answer).unwrap();
+    reply.verify().unwrap();
+    assert_eq!(reply.attribute_text(attr::MESSAGE_TYPE).unwrap().as_deref(), Some("3"));
+    assert_eq!(reply.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("2"));
+    assert_eq!(reply.attribute_text(attr::FAIL_INFO).unwrap().as_deref(), Some("2"));
+    let request = cms::read_signed(&fixture("scep-pyscep-0.0.14-pkcsreq.der")).unwrap();
+    assert_eq!(
+        reply.attribute_octets(attr::RECIPIENT_NONCE).unwrap(),
+        request.attribute_octets(attr::SENDER_NONCE).unwrap()
+    );
+    assert_eq!(
+        reply.attribute_text(attr::TRANSACTION_ID).unwrap(),
+        request.attribute_text(attr::TRANSACTION_ID).unwrap()
+    );
+
+    // Garbage is an HTTP 400 with a problem document.
+    let bad = ureq::post(&format!("{base}?operation=PKIOperation")).send(&b"not cms"[..]);
+    assert!(matches!(bad, Err(ureq::Error::StatusCode(400))), "{bad:?}");
+}
+
+#[test]
+fn captured_scep_messages_parse() {
+    // micromdm scepclient: BER (indefinite-length encryptedContent), SHA-1, DES.
+    for name in ["scep-micromdm-scepclient-2.1.0-pkcsreq.der", "scep-pyscep-0.0.14-pkcsreq.der"] {
+        let signed = cms::read_signed(&fixture(name)).unwrap();
+        signed.verify().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(signed.attribute_text(attr::MESSAGE_TYPE).unwrap().as_deref(), Some("19"), "{name}");
+        assert!(signed.attribute_text(attr::TRANSACTION_ID).unwrap().is_some());
+        assert!(signed.content.as_ref().is_some_and(|c| !c.is_empty()));
+    }
+    let rep = cms::read_signed(&fixture("scep-micromdm-scepserver-2.1.0-certrep.der")).unwrap();
+    rep.verify().unwrap();
+    assert_eq!(rep.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("0"));
+    let ca = prereg::pki::x509::Certificate::from_der(&fixture("scep-micromdm-getcacert.der")).unwrap();
+    assert!(ca.not_after > ca.not_before);
+    ca.public_key().unwrap();
+
+    // Truncations are errors, never panics.
+    let whole = fixture("scep-micromdm-scepclient-2.1.0-pkcsreq.der");
+    for cut in [0, 1, 100, 1000, whole.len() - 1] {
+        assert!(cms::read_signed(&whole[..cut]).is_err());
+    }
+}
