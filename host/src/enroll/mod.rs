@@ -6,35 +6,9 @@
 //! folder's CA ([`crate::pki::Ca`]).
 
 pub mod cmp;
-pub mod csr;
 pub mod scep;
 
-use std::net::IpAddr;
-
-use crate::pki::x509::{AltNames, NameInfo};
-
-/// What a certificate request says about the device (SPEC "Deciding an
-/// enrollment": the FQDN is the CN, or the first DNS SAN without a CN).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceFacts {
-    /// The device name.
-    pub fqdn: Option<String>,
-    /// The first IP address SAN.
-    pub ip: Option<IpAddr>,
-    /// The subject serialNumber.
-    pub serial: Option<String>,
-}
-
-impl DeviceFacts {
-    /// From a subject and its alternative names.
-    pub fn from_parts(name: NameInfo, alt_names: AltNames) -> Self {
-        DeviceFacts {
-            fqdn: name.common_name.or_else(|| alt_names.dns.into_iter().next()),
-            ip: alt_names.ip.into_iter().next(),
-            serial: name.serial_number,
-        }
-    }
-}
+pub use prereg_pki::{DeviceFacts, csr};
 
 /// Lower-case hex of a protocol's transaction id, as the audit log keeps it.
 pub fn transaction_text(protocol: &str, id: &[u8]) -> String {

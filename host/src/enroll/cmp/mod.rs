@@ -22,8 +22,7 @@
 //! others cannot be (the server does not know a secret the client has), so
 //! they go unprotected: `openssl cmp` needs `-unprotected_errors` to read them.
 
-pub mod message;
-pub mod protection;
+pub use prereg_pki::cmp::{message, protection};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,7 @@
 //! transaction id and key gets the same certificate back, without counting
 //! twice (RFC 8894 §3.3.1: the client may resend).
 
-pub mod cms;
+pub use prereg_pki::scep::{attr, cms};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,22 +23,6 @@ use crate::pki::asn1;
 use crate::pki::errors::PkiError;
 use crate::pki::{Ca, Issue};
 use crate::registry::{DecisionMode, EnrollmentInput, Registry};
-
-/// SCEP attribute OIDs (RFC 8894 §3.2.1).
-pub mod attr {
-    /// messageType
-    pub const MESSAGE_TYPE: &str = "2.16.840.1.113733.1.9.2";
-    /// pkiStatus
-    pub const PKI_STATUS: &str = "2.16.840.1.113733.1.9.3";
-    /// failInfo
-    pub const FAIL_INFO: &str = "2.16.840.1.113733.1.9.4";
-    /// senderNonce
-    pub const SENDER_NONCE: &str = "2.16.840.1.113733.1.9.5";
-    /// recipientNonce
-    pub const RECIPIENT_NONCE: &str = "2.16.840.1.113733.1.9.6";
-    /// transactionID
-    pub const TRANSACTION_ID: &str = "2.16.840.1.113733.1.9.7";
-}
 
 /// What this server can do (GetCACaps).
 pub const CAPABILITIES: &str = "AES\nDES3\nPOSTPKIOperation\nSHA-1\nSHA-256\nSHA-512\nSCEPStandard";

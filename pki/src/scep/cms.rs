@@ -9,10 +9,10 @@ use std::collections::HashMap;
 
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
 
-use crate::pki::asn1::{self, Value, tag};
-use crate::pki::errors::{Context, PkiError};
-use crate::pki::keys::{DigestAlg, SigningKey};
-use crate::pki::x509::Certificate;
+use crate::asn1::{self, Value, tag};
+use crate::errors::{Context, PkiError};
+use crate::keys::{DigestAlg, SigningKey};
+use crate::x509::Certificate;
 
 /// pkcs7-data
 pub const DATA: &str = "1.2.840.113549.1.7.1";
@@ -312,7 +312,7 @@ pub fn envelope(content: &[u8], recipient: &Certificate, cipher: Cipher) -> Resu
     let recipient_info = asn1::seq(&[
         &asn1::small(0),
         &asn1::seq(&[&recipient.issuer, &recipient.serial]),
-        &asn1::algorithm_null(crate::pki::oid::RSA_ENCRYPTION),
+        &asn1::algorithm_null(crate::oid::RSA_ENCRYPTION),
         &asn1::octet_string(&wrapped),
     ]);
     let enveloped = asn1::seq(&[
@@ -368,7 +368,7 @@ pub fn sign(
         &asn1::seq(&[&signer.issuer, &signer.serial]),
         &digest_alg,
         &implicit,
-        &asn1::algorithm_null(crate::pki::oid::RSA_ENCRYPTION),
+        &asn1::algorithm_null(crate::oid::RSA_ENCRYPTION),
         &asn1::octet_string(&signature),
     ]);
     let encap = match content {

@@ -3,11 +3,11 @@
 
 use zeroize::Zeroizing;
 
-use super::DeviceFacts;
-use crate::pki::asn1::{self, tag};
-use crate::pki::errors::{Context, PkiError};
-use crate::pki::keys::PublicKey;
-use crate::pki::{oid, x509};
+use crate::DeviceFacts;
+use crate::asn1::{self, tag};
+use crate::errors::{Context, PkiError};
+use crate::keys::PublicKey;
+use crate::{oid, x509};
 
 /// What a CSR asks for.
 #[derive(Debug, Clone)]

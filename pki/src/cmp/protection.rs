@@ -4,8 +4,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Digest;
 
-use crate::pki::asn1::{self, Value, tag};
-use crate::pki::oid;
+use crate::asn1::{self, Value, tag};
+use crate::oid;
 
 /// id-PasswordBasedMac
 pub const PBM: &str = "1.2.840.113533.7.66.13";

@@ -2,11 +2,10 @@
 //! `cr`, `p10cr`, `certConf`) and writing responses (`ip`, `cp`, `pkiConf`,
 //! `error`).
 
-use crate::enroll::{DeviceFacts, csr};
-use crate::pki::asn1::{self, Asn1Error, Value, tag};
-use crate::pki::errors::PkiError;
-use crate::pki::keys::PublicKey;
-use crate::pki::x509;
+use crate::asn1::{self, Asn1Error, Value, tag};
+use crate::errors::PkiError;
+use crate::keys::PublicKey;
+use crate::{DeviceFacts, csr, x509};
 
 /// id-it-implicitConfirm
 pub const IMPLICIT_CONFIRM: &str = "1.3.6.1.5.5.7.4.13";

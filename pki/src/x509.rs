@@ -184,7 +184,7 @@ impl Certificate {
     /// SHA-256 of the DER, lower-case hex (an operator's fingerprint).
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        crate::audit::hex(&sha2::Sha256::digest(&self.der))
+        crate::hex(&sha2::Sha256::digest(&self.der))
     }
 }
 
