@@ -10,6 +10,7 @@ use std::process::Command;
 
 use base64::Engine;
 use prereg::enroll::scep::{attr, cms};
+use prereg::pki::keys::SigningKey;
 
 use crate::common::{Server, run_local};
 
@@ -249,6 +250,12 @@ fn captured_scep_messages_parse() {
     let rep = cms::read_signed(&fixture("scep-micromdm-scepserver-2.1.0-certrep.der")).unwrap();
     rep.verify().unwrap();
     assert_eq!(rep.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("0"));
+    let caps = String::from_utf8(fixture("scep-micromdm-getcacaps.txt")).unwrap();
+    let theirs: std::collections::BTreeSet<&str> = caps.lines().collect();
+    let ours: std::collections::BTreeSet<&str> = prereg::enroll::scep::CAPABILITIES.lines().collect();
+    for needed in ["POSTPKIOperation", "SHA-256", "AES", "DES3", "SCEPStandard"] {
+        assert!(theirs.contains(needed) && ours.contains(needed), "{needed}");
+    }
     let ca = prereg::pki::x509::Certificate::from_der(&fixture("scep-micromdm-getcacert.der")).unwrap();
     assert!(ca.not_after > ca.not_before);
     ca.public_key().unwrap();
@@ -258,4 +265,108 @@ fn captured_scep_messages_parse() {
     for cut in [0, 1, 100, 1000, whole.len() - 1] {
         assert!(cms::read_signed(&whole[..cut]).is_err());
     }
+}
+
+/// A CSR for `cn` made by openssl, with the challenge password `s3cret`.
+fn csr(dir: &Path, cn: &str) -> Vec<u8> {
+    let config = format!(
+        "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n[dn]\nCN = {cn}\n[attrs]\nchallengePassword = s3cret\n"
+    );
+    std::fs::write(dir.join("csr.cnf"), config).unwrap();
+    let (ok, text) = run(
+        dir,
+        "openssl",
+        &[
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "csr.key", "-config", "csr.cnf", "-outform",
+            "DER", "-out", "csr.der",
+        ],
+    );
+    assert!(ok, "{text}");
+    std::fs::read(dir.join("csr.der")).unwrap()
+}
+
+/// A SCEP request built here the way a client builds one: `content`
+/// enveloped for the RA, signed by a self-signed certificate of `signer_key`.
+fn scep_request(dir: &Path, signer_key: &SigningKey, message_type: &str, tid: &str, content: &[u8]) -> Vec<u8> {
+    use prereg::pki::{asn1, oid, x509};
+    let now = prereg::registry::unix_now();
+    let spki = signer_key.spki_der().unwrap();
+    let name = x509::write_name(&[(oid::CN, "SCEP SIGNER")]);
+    let template = x509::CertificateTemplate {
+        subject: name.clone(),
+        spki: &spki,
+        not_before: now - 60,
+        not_after: now + 3600,
+        extensions: vec![],
+    };
+    let signer =
+        x509::Certificate::from_der(&x509::sign_certificate(&template, &name, &[7], signer_key).unwrap()).unwrap();
+
+    let ra_pem = std::fs::read_to_string(dir.join("data/ca/ra.crt")).unwrap();
+    let ra = x509::Certificate::from_der(&x509::pem_blocks(&ra_pem, "CERTIFICATE").unwrap()[0]).unwrap();
+    let enveloped = cms::envelope(content, &ra, cms::Cipher::Aes256).unwrap();
+    let attributes = vec![
+        cms::attribute(attr::MESSAGE_TYPE, &asn1::printable(message_type)),
+        cms::attribute(attr::TRANSACTION_ID, &asn1::printable(tid)),
+        cms::attribute(attr::SENDER_NONCE, &asn1::octet_string(&[9; 16])),
+    ];
+    cms::sign(Some(&enveloped), &attributes, &signer, signer_key, &[&signer.der], now).unwrap()
+}
+
+fn post(server: &Server, message: &[u8]) -> cms::Signed {
+    let url = format!("{}/scep/phones?operation=PKIOperation", server.url.trim_end_matches('/'));
+    let mut response = ureq::post(&url).content_type("application/x-pki-message").send(message).unwrap();
+    let reply = cms::read_signed(&response.body_mut().read_to_vec().unwrap()).unwrap();
+    reply.verify().unwrap();
+    reply
+}
+
+/// The certificate of a SUCCESS reply, decrypted with the requester's key.
+fn issued(reply: &cms::Signed, key: &SigningKey) -> Vec<u8> {
+    assert_eq!(reply.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("0"));
+    let (degenerate, _) = cms::decrypt_enveloped(reply.content.as_deref().unwrap(), key).unwrap();
+    cms::read_signed(&degenerate).unwrap().certificates.remove(0).der
+}
+
+#[test]
+fn a_resent_request_gets_the_same_certificate_once_and_an_ec_signer_is_refused_before_counting() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let key = SigningKey::generate_rsa();
+    let request = scep_request(&dir, &key, "19", "tid-0001", &csr(&dir, "phone1.example.com"));
+
+    let first = issued(&post(&server, &request), &key);
+    let cert = prereg::pki::x509::Certificate::from_der(&first).unwrap();
+    assert_eq!(cert.subject_info().unwrap().common_name.as_deref(), Some("phone1.example.com"));
+    // Resent (RFC 8894 §3.3.1): the same certificate, and the one-time
+    // registration is not counted twice (it would be refused if it were decided again).
+    assert_eq!(issued(&post(&server, &request), &key), first);
+    // CertPoll for the transaction: the same certificate.
+    let poll = scep_request(&dir, &key, "20", "tid-0001", b"IssuerAndSubject (not read)");
+    assert_eq!(issued(&post(&server, &poll), &key), first);
+    // GetCert by issuer and serial number.
+    let issuer_and_serial = prereg::pki::asn1::seq(&[&cert.issuer, &cert.serial]);
+    let get = scep_request(&dir, &key, "21", "tid-get", &issuer_and_serial);
+    assert_eq!(issued(&post(&server, &get), &key), first);
+    // A new transaction for the used registration is refused.
+    let again = post(&server, &scep_request(&dir, &key, "19", "tid-0002", &csr(&dir, "phone1.example.com")));
+    assert_eq!(again.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("2"));
+    assert_eq!(again.attribute_text(attr::FAIL_INFO).unwrap().as_deref(), Some("2"));
+
+    // An EC signer could not receive the certificate: badAlg, and nothing decided.
+    let ec = SigningKey::generate_p256();
+    let refused = post(&server, &scep_request(&dir, &ec, "19", "tid-0003", &csr(&dir, "ss5.example.com")));
+    assert_eq!(refused.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("2"));
+    assert_eq!(refused.attribute_text(attr::FAIL_INFO).unwrap().as_deref(), Some("0"));
+
+    let audit = run_local(&dir, &["audit", "list", "--json"]);
+    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let enrollments: Vec<(&str, &str)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "enroll")
+        .map(|r| (r["outcome"].as_str().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(enrollments, vec![("allowed", "matched"), ("denied", "no-registration")]);
 }

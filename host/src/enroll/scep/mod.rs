@@ -101,9 +101,17 @@ impl ScepServer {
                 return self.cert_rep(failure, &tid, nonce.as_deref(), cert, Cipher::Aes128, now);
             }
         };
-        let (outcome, cipher) = match self.decide(procedure, &signed, &message_type, &tid, now) {
-            Ok(answer) => answer,
-            Err(e) => (Outcome::Failure(FailInfo::BadRequest, e.to_string()), Cipher::Aes128),
+        // The certificate goes back encrypted to the signer's key: without RSA
+        // it could not be delivered, so the request is refused before any
+        // decision counts it.
+        let deliverable = requester.public_key().is_ok_and(|k| k.rsa().is_some());
+        let (outcome, cipher) = if !deliverable {
+            (Outcome::Failure(FailInfo::BadAlg, "the signer's key is not RSA (SCEP needs RSA)".into()), Cipher::Aes128)
+        } else {
+            match self.decide(procedure, &signed, &message_type, &tid, now) {
+                Ok(answer) => answer,
+                Err(e) => (Outcome::Failure(FailInfo::BadRequest, e.to_string()), Cipher::Aes128),
+            }
         };
         if let Outcome::Failure(fail, why) = &outcome {
             tracing::info!(procedure, transaction = %tid, ?fail, "SCEP: {message_type} refused: {why}");
