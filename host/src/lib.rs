@@ -70,6 +70,9 @@ pub enum OpenError {
     /// The policy.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The instance's sealing key.
+    #[error(transparent)]
+    Sealing(#[from] sealing::SealError),
     /// The data folder.
     #[error("data folder {path}: {source}")]
     DataDir {
@@ -148,10 +151,7 @@ pub fn open_registry_with(
             .map(|(p, _)| Arc::new(p) as Arc<dyn policy::Policy>)
             .map_err(|e| e.to_string())
     });
-    let sealing = sealing::SealingKey::load_or_create(data).map_err(|e| OpenError::DataDir {
-        path: data.sealing_key().display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let sealing = sealing::SealingKey::load_or_create(data)?;
     let registry = Registry::new(storage, active).with_loader(loader).with_sealing_key(Arc::new(sealing));
     // The shadow policy, if one is set, decides beside the active one.
     if let Err(e) = registry.follow_store(false) {

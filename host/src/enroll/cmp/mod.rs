@@ -223,12 +223,8 @@ impl CmpServer {
                 .map_err(|e| refuse(FailInfo::SystemFailure, format!("issuing the certificate: {e}")))
         };
         if request.implicit_confirm {
-            // Issued and counted in one step.
-            let dry = self.decide(&input, proof, DecisionMode::DryRun, now)?;
-            if !dry.allowed {
-                let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
-                return Ok(self.rejection(&protected, &report));
-            }
+            // Issued (signing only) and counted in one step: the certificate
+            // is sent only if the decision allows.
             let cert = issue()?;
             let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
             if !report.allowed {
