@@ -309,3 +309,111 @@ fn captured_openssl_messages_parse() {
     flipped[300] ^= 0xff;
     let _ = message::read(&flipped);
 }
+
+/// A `p10cr` built here the way a client offering PBMAC1 builds one (openssl
+/// 3.0 only offers PBM): the CSR from openssl, the header and the MAC from
+/// prereg-pki.
+fn p10cr(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str) -> Vec<u8> {
+    use prereg::pki::{asn1, x509};
+    let subject = format!("/CN={fqdn}");
+    let out =
+        openssl(dir, &["req", "-new", "-key", "device.key", "-subj", &subject, "-outform", "DER", "-out", "p10.der"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csr = std::fs::read(dir.join("p10.der")).unwrap();
+    let header = message::Header {
+        pvno: 2,
+        sender: message::directory_name(&x509::write_name(&[(prereg::pki::oid::CN, fqdn)])),
+        recipient: message::directory_name(&x509::write_name(&[])),
+        protection_alg: Some(alg.encode()),
+        sender_kid: Some(fqdn.as_bytes().to_vec()),
+        transaction_id: Some(vec![7; 16]),
+        recip_nonce: None,
+        implicit_confirm: true,
+        now: prereg::registry::unix_now(),
+    }
+    .encode();
+    let body = asn1::constructed(0xa4, &[&csr]);
+    let mac = |part: &[u8]| alg.mac(secret.as_bytes(), part);
+    message::encode(&header, &body, Some(&mac))
+}
+
+fn post_cmp(server: &Server, procedure: &str, der: &[u8]) -> Vec<u8> {
+    let url = format!("{}/.well-known/cmp/p/{procedure}", server.url.trim_end_matches('/'));
+    let mut response = ureq::post(&url).content_type("application/pkixcmp").send(der).unwrap();
+    response.body_mut().read_to_vec().unwrap()
+}
+
+/// The PKIStatus and statusString of the first response in a cp/ip, or of an error.
+fn status_of(der: &[u8]) -> (u64, Option<String>, bool) {
+    use prereg::pki::asn1;
+    let message = asn1::parse(der).unwrap();
+    let mut parts = message.children().unwrap();
+    parts.required("header").unwrap();
+    let body = parts.required("body").unwrap();
+    let content = body.children().unwrap().required("content").unwrap();
+    let status_info = if body.tag == message::body_tag::ERROR {
+        content.children().unwrap().required("status").unwrap()
+    } else {
+        let mut rep = content.children().unwrap();
+        let mut responses = rep.required("response").unwrap();
+        if responses.tag == 0xa1 {
+            responses = rep.required("response").unwrap();
+        }
+        let first = responses.children().unwrap().required("CertResponse").unwrap();
+        let mut r = first.children().unwrap();
+        r.required("certReqId").unwrap();
+        let status = r.required("status").unwrap();
+        let has_cert = r.next_value().unwrap().is_some();
+        let mut s = status.children().unwrap();
+        let code = s.required("status").unwrap().small_uint().unwrap();
+        let text = s
+            .optional(asn1::tag::SEQUENCE)
+            .unwrap()
+            .map(|t| t.children().unwrap().required("s").unwrap().text().unwrap());
+        return (code, text, has_cert);
+    };
+    let mut s = status_info.children().unwrap();
+    let code = s.required("status").unwrap().small_uint().unwrap();
+    let text =
+        s.optional(asn1::tag::SEQUENCE).unwrap().map(|t| t.children().unwrap().required("s").unwrap().text().unwrap());
+    (code, text, false)
+}
+
+#[test]
+fn pbmac1_requests_are_served_and_answered_in_kind_and_iteration_counts_are_bounded() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+
+    let alg = MacAlgorithm::pbmac1_sha256(1000);
+    let answer = post_cmp(&server, "routers", &p10cr(&dir, "e.dept.example.com", &alg, "s3cret"));
+    // The request names no IP, but the wildcard registration has one:
+    // ip-mismatch, decided before the secret is checked, so unprotected.
+    let (code, text, _) = status_of(&answer);
+    assert_eq!((code, text.as_deref()), (2, Some("ip-mismatch")));
+    assert!(message::read(&answer).unwrap().protection.is_none());
+
+    let answer = post_cmp(&server, "routers", &p10cr(&dir, "router1.example.com", &alg, "s3cret"));
+    let (code, _, has_cert) = status_of(&answer);
+    assert_eq!(code, 0);
+    assert!(has_cert);
+    let reply = message::read(&answer).unwrap();
+    let reply_alg =
+        MacAlgorithm::read(&prereg::pki::asn1::parse(reply.protection_alg.as_ref().unwrap()).unwrap()).unwrap();
+    assert!(matches!(reply_alg, MacAlgorithm::Pbmac1 { iterations: 1000, .. }), "{reply_alg:?}");
+    assert_ne!(reply_alg, alg, "a fresh salt");
+    assert!(reply_alg.verify(b"s3cret", &reply.protected_part, reply.protection.as_deref().unwrap()));
+    assert!(reply.implicit_confirm, "implicit confirmation granted");
+
+    // Iteration counts outside 100..=100000 are refused before any decision.
+    for iterations in [99, 100_001] {
+        let weak = MacAlgorithm::pbm_sha256(iterations);
+        let answer = post_cmp(&server, "routers", &p10cr(&dir, "f.dept.example.com", &weak, "s3cret"));
+        let (code, text, _) = status_of(&answer);
+        assert_eq!(code, 2);
+        assert!(text.unwrap().contains(&format!("iteration count {iterations}")));
+    }
+    let audit = run_local(&dir, &["audit", "list", "--json"]);
+    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let enrollments = records.as_array().unwrap().iter().filter(|r| r["action"] == "enroll").count();
+    assert_eq!(enrollments, 2, "the refused iteration counts were not decided: {audit}");
+}

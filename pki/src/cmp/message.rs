@@ -346,9 +346,9 @@ pub fn pki_conf_body() -> Vec<u8> {
     asn1::constructed(body_tag::PKI_CONF, &[&asn1::null()])
 }
 
-/// The header of a response.
+/// The header of a message prereg writes (a response; the tests build requests with it too).
 #[derive(Debug, Clone)]
-pub struct ResponseHeader {
+pub struct Header {
     /// pvno, as the request's.
     pub pvno: u64,
     /// The CA's name (a directoryName GeneralName, DER).
@@ -369,7 +369,7 @@ pub struct ResponseHeader {
     pub now: u64,
 }
 
-impl ResponseHeader {
+impl Header {
     /// The DER PKIHeader, with a fresh senderNonce.
     pub fn encode(&self) -> Vec<u8> {
         use rand_core::RngCore;

@@ -138,6 +138,25 @@ pub enum MacAlgorithm {
 pub struct HashName(Hash);
 
 impl MacAlgorithm {
+    /// PBMAC1 with PBKDF2-HMAC-SHA256 and HMAC-SHA256, a fresh 16-byte salt
+    /// (what a client offering PBMAC1 sends; RFC 9481 §6.1.1).
+    pub fn pbmac1_sha256(iterations: u64) -> Self {
+        MacAlgorithm::Pbmac1 {
+            salt: vec![0; 16],
+            iterations,
+            key_length: 32,
+            prf: HashName(Hash::Sha256),
+            mac: HashName(Hash::Sha256),
+        }
+        .fresh()
+    }
+
+    /// Password-based MAC with SHA-256 and HMAC-SHA256, a fresh 16-byte salt.
+    pub fn pbm_sha256(iterations: u64) -> Self {
+        MacAlgorithm::Pbm { salt: vec![0; 16], owf: HashName(Hash::Sha256), iterations, mac: HashName(Hash::Sha256) }
+            .fresh()
+    }
+
     /// Reads a protectionAlg AlgorithmIdentifier. Signature algorithms and
     /// anything else are refused: the CMP front authenticates devices by the
     /// registration's password.

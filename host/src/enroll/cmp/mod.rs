@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use prereg_core::{Fqdn, Protocol};
 use zeroize::Zeroizing;
 
-use self::message::{Body, CertRequest, FailInfo, Request, ResponseHeader, body_tag};
+use self::message::{Body, CertRequest, FailInfo, Header, Request, body_tag};
 use self::protection::MacAlgorithm;
 use crate::evaluation::MacProof;
 use crate::pki::{Ca, Issue, x509};
@@ -331,14 +331,8 @@ impl CmpServer {
         self.registry.decide(input, mode, now).map_err(system)
     }
 
-    fn header(
-        &self,
-        request: Option<&Request>,
-        protect: Option<&MacAlgorithm>,
-        now: u64,
-        implicit: bool,
-    ) -> ResponseHeader {
-        ResponseHeader {
+    fn header(&self, request: Option<&Request>, protect: Option<&MacAlgorithm>, now: u64, implicit: bool) -> Header {
+        Header {
             pvno: request.map_or(2, |r| r.pvno.clamp(2, 3)),
             sender: message::directory_name(&self.ca.certificate().subject),
             recipient: request.map_or_else(|| message::directory_name(&x509::write_name(&[])), |r| r.sender.clone()),
