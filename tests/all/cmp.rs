@@ -417,3 +417,78 @@ fn pbmac1_requests_are_served_and_answered_in_kind_and_iteration_counts_are_boun
     let enrollments = records.as_array().unwrap().iter().filter(|r| r["action"] == "enroll").count();
     assert_eq!(enrollments, 2, "the refused iteration counts were not decided: {audit}");
 }
+
+#[test]
+fn an_imported_rsa_ca_issues_and_bad_imports_are_refused_with_the_file_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(&dir, &["init"]);
+    let made = openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "corp-ca.key",
+            "-subj",
+            "/CN=Corp Issuing CA",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            "corp-ca.crt",
+        ],
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let other = openssl(&dir, &["genrsa", "-out", "other.key", "2048"]);
+    assert!(other.status.success());
+
+    // A key that is not the certificate's: exit 2, naming both files.
+    let out = crate::common::prereg_command(&dir)
+        .args(["--data", "data", "ca", "import", "--cert", "corp-ca.crt", "--key", "other.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("other.key is not the private key of the certificate in corp-ca.crt"), "{err}");
+    let out = crate::common::prereg_command(&dir)
+        .args(["--data", "data", "ca", "import", "--cert", "missing.crt", "--key", "other.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.crt"));
+
+    let shown = run_local(&dir, &["ca", "import", "--cert", "corp-ca.crt", "--key", "corp-ca.key"]);
+    assert!(shown.contains("CA       CN=Corp Issuing CA"), "{shown}");
+    assert!(shown.contains("SCEP RA  CN=Corp Issuing CA SCEP RA"), "{shown}");
+
+    run_local(&dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "cmp"]);
+    std::fs::write(dir.join("pw"), "s3cret").unwrap();
+    run_local(&dir, &["register", "--procedure", "routers", "--fqdn", "router1.example.com", "--password-file", "pw"]);
+    assert!(
+        openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "device.key"]).status.success()
+    );
+    let server = Server::start(&dir);
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "router1.crt", &[]);
+    assert!(ok, "{text}");
+    // Signed by the imported RSA CA, never past its end.
+    let verify = openssl(&dir, &["verify", "-CAfile", "corp-ca.crt", "router1.crt"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let ca = prereg::pki::x509::Certificate::from_der(
+        &prereg::pki::x509::pem_blocks(&std::fs::read_to_string(dir.join("corp-ca.crt")).unwrap(), "CERTIFICATE")
+            .unwrap()[0],
+    )
+    .unwrap();
+    let issued = prereg::pki::x509::Certificate::from_der(
+        &prereg::pki::x509::pem_blocks(&std::fs::read_to_string(dir.join("router1.crt")).unwrap(), "CERTIFICATE")
+            .unwrap()[0],
+    )
+    .unwrap();
+    assert_eq!(issued.not_after, ca.not_after, "365 days capped at the CA's 30");
+}
