@@ -89,16 +89,24 @@ pub fn read_alt_names(der: &[u8]) -> Result<AltNames, PkiError> {
 
 /// Reads Extensions (`SEQUENCE OF Extension`) for a subjectAltName.
 pub fn alt_names_in_extensions(extensions: &Value<'_>) -> Result<Option<AltNames>, PkiError> {
+    match extension_value(extensions, oid::SUBJECT_ALT_NAME)? {
+        Some(value) => read_alt_names(&value).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The value (the extnValue octets) of extension `id` in Extensions.
+pub fn extension_value(extensions: &Value<'_>, id: &str) -> Result<Option<Vec<u8>>, PkiError> {
     let mut list = extensions.children().reading("extensions")?;
     while let Some(extension) = list.next_value().reading("extensions")? {
         let mut parts = extension.children().reading("extension")?;
-        let id = parts.required("extnID").and_then(|v| v.oid()).reading("extension")?;
+        let extn_id = parts.required("extnID").and_then(|v| v.oid()).reading("extension")?;
         let mut value = parts.required("extnValue").reading("extension")?;
         if value.tag == tag::BOOLEAN {
             value = parts.required("extnValue").reading("extension")?;
         }
-        if id == oid::SUBJECT_ALT_NAME {
-            return read_alt_names(&value.octet_string().reading("subjectAltName")?).map(Some);
+        if extn_id == id {
+            return value.octet_string().map(|v| Some(v.into_owned())).reading("extension");
         }
     }
     Ok(None)
@@ -169,6 +177,38 @@ impl Certificate {
     /// Its subject's commonName and serialNumber.
     pub fn subject_info(&self) -> Result<NameInfo, PkiError> {
         read_name(&asn1::parse(&self.subject).reading("subject")?)
+    }
+
+    /// The value of its extension `id`, if it has it.
+    pub fn extension(&self, id: &str) -> Result<Option<Vec<u8>>, PkiError> {
+        let tbs = asn1::parse(&self.tbs).reading("tbsCertificate")?;
+        let mut fields = tbs.children().reading("tbsCertificate")?;
+        while let Some(field) = fields.next_value().reading("tbsCertificate")? {
+            if field.tag == tag::explicit(3) {
+                let extensions = field.children().and_then(|mut c| c.required("extensions")).reading("extensions")?;
+                return extension_value(&extensions, id);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether it may issue certificates: basicConstraints with cA TRUE and,
+    /// when keyUsage is present, keyCertSign.
+    pub fn is_ca(&self) -> Result<bool, PkiError> {
+        let Some(constraints) = self.extension(oid::BASIC_CONSTRAINTS)? else { return Ok(false) };
+        let constraints = asn1::parse(&constraints).reading("basicConstraints")?;
+        let ca = match constraints.children().reading("basicConstraints")?.next_value().reading("basicConstraints")? {
+            Some(v) if v.tag == tag::BOOLEAN => v.content.first().is_some_and(|b| *b != 0),
+            _ => false,
+        };
+        let cert_sign = match self.extension(oid::KEY_USAGE)? {
+            // keyCertSign is bit 5: 0x04 in the first octet of the bits.
+            Some(usage) => asn1::parse(&usage)
+                .and_then(|v| v.octets().map(|b| b.get(1).is_some_and(|first| first & 0x04 != 0)))
+                .reading("keyUsage")?,
+            None => true,
+        };
+        Ok(ca && cert_sign)
     }
 
     /// Its public key.

@@ -491,4 +491,18 @@ fn an_imported_rsa_ca_issues_and_bad_imports_are_refused_with_the_file_named() {
     )
     .unwrap();
     assert_eq!(issued.not_after, ca.not_after, "365 days capped at the CA's 30");
+
+    // A device certificate is no CA: refused, naming the file.
+    let again = tempfile::tempdir().unwrap();
+    run_local(again.path(), &["init"]);
+    let out = crate::common::prereg_command(again.path())
+        .args(["--data", "data", "ca", "import", "--cert"])
+        .arg(dir.join("router1.crt"))
+        .arg("--key")
+        .arg(dir.join("device.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("router1.crt is not a CA certificate"), "{err}");
 }

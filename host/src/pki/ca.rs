@@ -122,6 +122,12 @@ impl Ca {
                 cert_path.display()
             )));
         }
+        if !cert.is_ca()? {
+            return Err(PkiError::Invalid(format!(
+                "the certificate in {} is not a CA certificate (it needs basicConstraints CA:TRUE and keyCertSign)",
+                cert_path.display()
+            )));
+        }
         if cert.not_after <= now {
             return Err(PkiError::Invalid(format!("the CA certificate in {} has expired", cert_path.display())));
         }
@@ -299,6 +305,9 @@ mod tests {
             })
             .unwrap();
         cert.verify_signed_by(&ca_key).unwrap();
+        assert!(ca.certificate().is_ca().unwrap());
+        assert!(!cert.is_ca().unwrap());
+        assert!(!ca.ra_certificate().is_ca().unwrap());
         let info = cert.subject_info().unwrap();
         assert_eq!(info.common_name.as_deref(), Some("router5.dept.example.com"));
         assert_eq!(info.serial_number.as_deref(), Some("FTX1"));
