@@ -221,6 +221,11 @@ impl Certificate {
         issuer_key.verify(&self.signature_algorithm, &self.tbs, &self.signature, "certificate")
     }
 
+    /// The serial number: lower-case hex of the INTEGER's content octets.
+    pub fn serial_hex(&self) -> String {
+        asn1::parse(&self.serial).map(|v| crate::hex(v.content)).unwrap_or_default()
+    }
+
     /// SHA-256 of the DER, lower-case hex (an operator's fingerprint).
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;

@@ -312,14 +312,40 @@ fn captured_openssl_messages_parse() {
 
 /// A `p10cr` built here the way a client offering PBMAC1 builds one (openssl
 /// 3.0 only offers PBM): the CSR from openssl, the header and the MAC from
-/// prereg-pki.
+/// prereg-pki. It asks for implicit confirmation.
 fn p10cr(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str) -> Vec<u8> {
+    request(dir, fqdn, alg, secret, Kind::P10cr { implicit: true })
+}
+
+/// The requests this file builds.
+enum Kind {
+    /// A p10cr, asking for implicit confirmation or not.
+    P10cr { implicit: bool },
+    /// A certConf accepting this certificate.
+    CertConf(Vec<u8>),
+}
+
+/// A request protected with `alg` under `secret` (transactionID 07…07).
+fn request(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str, kind: Kind) -> Vec<u8> {
     use prereg::pki::{asn1, x509};
-    let subject = format!("/CN={fqdn}");
-    let out =
-        openssl(dir, &["req", "-new", "-key", "device.key", "-subj", &subject, "-outform", "DER", "-out", "p10.der"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let csr = std::fs::read(dir.join("p10.der")).unwrap();
+    let implicit = matches!(kind, Kind::P10cr { implicit: true });
+    let body = match kind {
+        Kind::P10cr { .. } => {
+            let subject = format!("/CN={fqdn}");
+            let out = openssl(
+                dir,
+                &["req", "-new", "-key", "device.key", "-subj", &subject, "-outform", "DER", "-out", "p10.der"],
+            );
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            asn1::constructed(0xa4, &[&std::fs::read(dir.join("p10.der")).unwrap()])
+        }
+        // CertConfirmContent: the certificate's SHA-256, certReqId -1 (p10cr).
+        Kind::CertConf(cert) => {
+            let hash = prereg::pki::keys::DigestAlg::Sha256.digest(&cert);
+            let status = asn1::seq(&[&asn1::octet_string(&hash), &[0x02, 0x01, 0xff]]);
+            asn1::constructed(message::body_tag::CERT_CONF, &[&asn1::seq(&[&status])])
+        }
+    };
     let header = message::Header {
         pvno: 2,
         sender: message::directory_name(&x509::write_name(&[(prereg::pki::oid::CN, fqdn)])),
@@ -328,11 +354,10 @@ fn p10cr(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str) -> Vec<u8> {
         sender_kid: Some(fqdn.as_bytes().to_vec()),
         transaction_id: Some(vec![7; 16]),
         recip_nonce: None,
-        implicit_confirm: true,
+        implicit_confirm: implicit,
         now: prereg::registry::unix_now(),
     }
     .encode();
-    let body = asn1::constructed(0xa4, &[&csr]);
     let mac = |part: &[u8]| alg.mac(secret.as_bytes(), part);
     message::encode(&header, &body, Some(&mac))
 }
@@ -345,6 +370,12 @@ fn post_cmp(server: &Server, procedure: &str, der: &[u8]) -> Vec<u8> {
 
 /// The PKIStatus and statusString of the first response in a cp/ip, or of an error.
 fn status_of(der: &[u8]) -> (u64, Option<String>, bool) {
+    let (code, text, cert) = answer_of(der);
+    (code, text, cert.is_some())
+}
+
+/// [`status_of`] with the certificate, if one was issued.
+fn answer_of(der: &[u8]) -> (u64, Option<String>, Option<Vec<u8>>) {
     use prereg::pki::asn1;
     let message = asn1::parse(der).unwrap();
     let mut parts = message.children().unwrap();
@@ -363,20 +394,23 @@ fn status_of(der: &[u8]) -> (u64, Option<String>, bool) {
         let mut r = first.children().unwrap();
         r.required("certReqId").unwrap();
         let status = r.required("status").unwrap();
-        let has_cert = r.next_value().unwrap().is_some();
+        let cert = r.next_value().unwrap().map(|pair| {
+            let inner = pair.children().unwrap().required("certOrEncCert").unwrap();
+            inner.children().unwrap().required("certificate").unwrap().raw.to_vec()
+        });
         let mut s = status.children().unwrap();
         let code = s.required("status").unwrap().small_uint().unwrap();
         let text = s
             .optional(asn1::tag::SEQUENCE)
             .unwrap()
             .map(|t| t.children().unwrap().required("s").unwrap().text().unwrap());
-        return (code, text, has_cert);
+        return (code, text, cert);
     };
     let mut s = status_info.children().unwrap();
     let code = s.required("status").unwrap().small_uint().unwrap();
     let text =
         s.optional(asn1::tag::SEQUENCE).unwrap().map(|t| t.children().unwrap().required("s").unwrap().text().unwrap());
-    (code, text, false)
+    (code, text, None)
 }
 
 #[test]
@@ -505,4 +539,30 @@ fn an_imported_rsa_ca_issues_and_bad_imports_are_refused_with_the_file_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("router1.crt is not a CA certificate"), "{err}");
+}
+
+#[test]
+fn a_held_certificate_is_confirmed_after_a_restart_and_only_once() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let alg = MacAlgorithm::pbm_sha256(500);
+    // Without implicit confirmation: issued and held, not counted yet.
+    let held = request(&dir, "router1.example.com", &alg, "s3cret", Kind::P10cr { implicit: false });
+    let (code, _, cert) = answer_of(&post_cmp(&server, "routers", &held));
+    assert_eq!(code, 0);
+    let cert = cert.expect("a certificate");
+    assert!(run_local(&dir, &["show", "1", "--json"]).contains("\"enrollments\": 0"));
+
+    // The service restarts; the certConf reaches the new process.
+    assert!(server.stop().success());
+    let server = Server::start(&dir);
+    let conf = request(&dir, "router1.example.com", &alg, "s3cret", Kind::CertConf(cert));
+    let answer = post_cmp(&server, "routers", &conf);
+    assert!(matches!(message::read(&answer).unwrap().body, Body::Other(message::body_tag::PKI_CONF)));
+    let shown = run_local(&dir, &["show", "1", "--json"]);
+    assert!(shown.contains("\"state\": \"used\""), "{shown}");
+    // The same certConf again: nothing waits any more.
+    let (code, text, _) = answer_of(&post_cmp(&server, "routers", &conf));
+    assert_eq!(code, 2);
+    assert!(text.unwrap().contains("no certificate of this transaction awaits confirmation"));
 }

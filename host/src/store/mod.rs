@@ -313,6 +313,63 @@ pub struct ShadowSide {
     pub explanation: String,
 }
 
+/// Where a certificate of the enrollment front stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateState {
+    /// CMP: sent, waiting for the client's certConf (not counted yet).
+    Held,
+    /// CMP: a certConf is being decided.
+    Confirming,
+    /// Issued and counted.
+    Issued,
+    /// Rejected by the client, or refused at confirmation.
+    Rejected,
+}
+
+impl CertificateState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateState::Held => "held",
+            CertificateState::Confirming => "confirming",
+            CertificateState::Issued => "issued",
+            CertificateState::Rejected => "rejected",
+        }
+    }
+
+    /// From the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "held" => Some(CertificateState::Held),
+            "confirming" => Some(CertificateState::Confirming),
+            "issued" => Some(CertificateState::Issued),
+            "rejected" => Some(CertificateState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A certificate the enrollment front issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// Serial number: lower-case hex of the INTEGER's content octets.
+    pub serial: String,
+    /// The protocol's transaction (`cmp:<hex>`, `scep:<id>`).
+    pub transaction: String,
+    /// The registration it was issued under.
+    pub registration: Option<u64>,
+    /// Where it stands.
+    pub state: CertificateState,
+    /// The certificate (DER).
+    pub der: Vec<u8>,
+    /// What a confirmation needs again (JSON; never a password).
+    pub request: String,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// Held: the confirmation deadline; otherwise the certificate's notAfter.
+    pub expires_at: u64,
+}
+
 /// An enrollment where the shadow policy and the active one disagreed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ShadowDisagreement {
@@ -414,6 +471,21 @@ pub trait Tx: Send {
     ) -> Result<Vec<RegistrationRecord>, StoreError>;
     /// The PHC password hash of a registration.
     fn password_hash(&mut self, id: u64) -> Result<Option<String>, StoreError>;
+    /// Records a certificate of the enrollment front; held or rejected ones
+    /// past their deadline are dropped on the way.
+    fn insert_certificate(&mut self, certificate: &CertificateRecord, now: u64) -> Result<(), StoreError>;
+    /// The newest certificate of a protocol transaction.
+    fn certificate_by_transaction(&mut self, transaction: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// A certificate by serial (lower-case hex).
+    fn certificate_by_serial(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// Moves a certificate from state `from` to `to`; false if it was not in
+    /// `from` (another process got there first).
+    fn set_certificate_state(
+        &mut self,
+        serial: &str,
+        from: CertificateState,
+        to: CertificateState,
+    ) -> Result<bool, StoreError>;
     /// The sealed password of a registration (for CMP's MAC), if it has one.
     fn password_sealed(&mut self, id: u64) -> Result<Option<String>, StoreError>;
     /// Inserts a registration; [`StoreError::Duplicate`] if its pattern exists

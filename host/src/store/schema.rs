@@ -188,4 +188,21 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE procedures ADD COLUMN certificate_days INTEGER NOT NULL DEFAULT 365
         CHECK (certificate_days BETWEEN 1 AND 3650);
     "#,
+    // 8: certificates the enrollment front issued, kept in the store rather
+    // than in one process's memory: a CMP certificate held for its certConf
+    // (which a restarted process, or another node, can then accept), and
+    // every issued certificate (a resent SCEP request, CertPoll, GetCert).
+    r#"
+    CREATE TABLE certificates (
+        serial         TEXT PRIMARY KEY,   -- lower-case hex of the INTEGER's content
+        transaction_id TEXT NOT NULL,      -- cmp:<hex> or scep:<id>
+        registration   INTEGER,
+        state          TEXT NOT NULL CHECK (state IN ('held', 'confirming', 'issued', 'rejected')),
+        der            BLOB NOT NULL,
+        request        TEXT NOT NULL,      -- what a confirmation needs again (JSON, no password)
+        issued_at      INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL    -- held: the confirmation deadline; issued: notAfter
+    );
+    CREATE INDEX certificates_by_transaction ON certificates (transaction_id, issued_at);
+    "#,
 ];

@@ -10,9 +10,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, ImportRecord, ImportStatus, NewRegistration, OfficerRecord, PolicyVersionRecord, ProcedureRecord,
-    RegistrationChange, RegistrationFilter, RegistrationRecord, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
-    StoreError, Tx, TxKind,
+    AuditRecord, CertificateRecord, CertificateState, ImportRecord, ImportStatus, NewRegistration, OfficerRecord,
+    PolicyVersionRecord, ProcedureRecord, RegistrationChange, RegistrationFilter, RegistrationRecord,
+    ShadowDisagreement, ShadowRecord, ShadowSide, Storage, StoreError, Tx, TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
@@ -176,6 +176,20 @@ fn bad_value(what: &str, value: &str) -> rusqlite::Error {
 
 fn u64_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<u64> {
     Ok(row.get::<_, i64>(idx)? as u64)
+}
+
+fn certificate_from(row: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    let state: String = row.get(3)?;
+    Ok(CertificateRecord {
+        serial: row.get(0)?,
+        transaction: row.get(1)?,
+        registration: row.get::<_, Option<i64>>(2)?.map(|r| r as u64),
+        state: CertificateState::parse(&state).ok_or_else(|| bad_value("state", &state))?,
+        der: row.get(4)?,
+        request: row.get(5)?,
+        issued_at: row.get::<_, i64>(6)? as u64,
+        expires_at: row.get::<_, i64>(7)? as u64,
+    })
 }
 
 fn procedure_from(row: &Row<'_>) -> rusqlite::Result<ProcedureRecord> {
@@ -448,6 +462,64 @@ impl Tx for SqliteTx {
             .query_row([id as i64], |r| r.get(0))
             .optional()?
             .flatten())
+    }
+
+    fn insert_certificate(&mut self, c: &CertificateRecord, now: u64) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "DELETE FROM certificates WHERE state IN ('held', 'confirming', 'rejected') AND expires_at < ?1",
+        )?
+        .execute([now as i64])?;
+        conn.prepare_cached(
+            "INSERT INTO certificates (serial, transaction_id, registration, state, der, request, issued_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            c.serial,
+            c.transaction,
+            c.registration.map(|r| r as i64),
+            c.state.as_str(),
+            c.der,
+            c.request,
+            c.issued_at as i64,
+            c.expires_at as i64
+        ])?;
+        Ok(())
+    }
+
+    fn certificate_by_transaction(&mut self, transaction: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached(
+                "SELECT serial, transaction_id, registration, state, der, request, issued_at, expires_at \
+                 FROM certificates WHERE transaction_id = ?1 ORDER BY issued_at DESC, rowid DESC LIMIT 1",
+            )?
+            .query_row([transaction], certificate_from)
+            .optional()?)
+    }
+
+    fn certificate_by_serial(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached(
+                "SELECT serial, transaction_id, registration, state, der, request, issued_at, expires_at \
+                 FROM certificates WHERE serial = ?1",
+            )?
+            .query_row([serial], certificate_from)
+            .optional()?)
+    }
+
+    fn set_certificate_state(
+        &mut self,
+        serial: &str,
+        from: CertificateState,
+        to: CertificateState,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()?
+            .prepare_cached("UPDATE certificates SET state = ?3 WHERE serial = ?1 AND state = ?2")?
+            .execute(params![serial, from.as_str(), to.as_str()])?;
+        Ok(changed == 1)
     }
 
     fn password_sealed(&mut self, id: u64) -> Result<Option<String>, StoreError> {

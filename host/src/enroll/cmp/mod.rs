@@ -15,8 +15,9 @@
 //!    towards the lockout).
 //! 4. With implicit confirmation the enrollment is decided (and counted) and the
 //!    certificate issued in one step; otherwise the certificate is issued and
-//!    held, and the enrollment is decided and counted when the client's
-//!    `certConf` accepts it.
+//!    held in the store (schema migration 8), and the enrollment is decided and
+//!    counted when the client's `certConf` accepts it, whichever process of the
+//!    instance receives it (a restarted one included).
 //!
 //! Answers to a request whose MAC verified are protected with the same secret;
 //! others cannot be (the server does not know a secret the client has), so
@@ -24,38 +25,35 @@
 
 pub use prereg_pki::cmp::{message, protection};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prereg_core::{Fqdn, Protocol};
-use zeroize::Zeroizing;
 
 use self::message::{Body, CertRequest, FailInfo, Header, Request, body_tag};
 use self::protection::MacAlgorithm;
 use crate::evaluation::MacProof;
 use crate::pki::{Ca, Issue, x509};
 use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, Registry, RegistryError};
+use crate::store::{CertificateRecord, CertificateState};
 
 /// How long an issued certificate waits for its `certConf`.
 pub const CONFIRM_WAIT_SECONDS: u64 = 300;
-/// Most transactions waiting for a `certConf` at once.
-const MAX_PENDING: usize = 10_000;
 
-/// A certificate issued and waiting for the client's confirmation.
-struct Pending {
-    input: EnrollmentInput,
-    registration: u64,
-    secret: Zeroizing<String>,
-    cert: Vec<u8>,
+/// What a held certificate's confirmation needs again: the facts the
+/// enrollment is decided on (never the password; the MAC is checked anew).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct HeldRequest {
+    procedure: String,
+    fqdn: String,
+    ip: Option<String>,
+    serial: Option<String>,
     cert_req_id: i64,
-    expires: u64,
 }
 
 /// The CMP endpoint of one instance.
 pub struct CmpServer {
     registry: Registry,
     ca: Arc<Ca>,
-    pending: Mutex<HashMap<Vec<u8>, Pending>>,
 }
 
 /// What the protocol front refuses before any decision.
@@ -81,7 +79,7 @@ pub fn fail_info_for(reason: &str) -> FailInfo {
 impl CmpServer {
     /// A CMP server deciding with `registry` and issuing from `ca`.
     pub fn new(registry: Registry, ca: Arc<Ca>) -> Self {
-        CmpServer { registry, ca, pending: Mutex::new(HashMap::new()) }
+        CmpServer { registry, ca }
     }
 
     /// Answers one DER PKIMessage posted for token procedure `procedure`.
@@ -231,6 +229,7 @@ impl CmpServer {
                 return Ok(self.rejection(&protected, &report));
             }
             tracing::info!(fqdn = %input.fqdn, registration, audit = ?report.audit_seq, "CMP: certificate issued (implicit confirmation)");
+            self.record(&cert, &input, registration, CertificateState::Issued, cert.not_after, cert_request.id, now)?;
             return Ok(self.issued(&protected, &cert.der, true));
         }
         let report = self.decide(&input, proof, DecisionMode::DryRun, now)?;
@@ -239,85 +238,115 @@ impl CmpServer {
             return Ok(self.rejection(&protected, &report));
         }
         let cert = issue()?;
-        let response = self.issued(&protected, &cert.der, false);
-        self.hold(
-            request.transaction_id.clone().unwrap_or_default(),
-            Pending {
-                input,
-                registration,
-                secret: secret.clone(),
-                cert: cert.der,
-                cert_req_id: cert_request.id,
-                expires: now + CONFIRM_WAIT_SECONDS,
-            },
-            now,
-        );
-        Ok(response)
+        // Held in the store until the client's certConf, which any process
+        // of this instance (or a restarted one) can then accept.
+        let deadline = now + CONFIRM_WAIT_SECONDS;
+        self.record(&cert, &input, registration, CertificateState::Held, deadline, cert_request.id, now)?;
+        Ok(self.issued(&protected, &cert.der, false))
+    }
+
+    /// Records a certificate in the store.
+    #[allow(clippy::too_many_arguments, reason = "one record, spelled out")]
+    fn record(
+        &self,
+        cert: &crate::pki::x509::Certificate,
+        input: &EnrollmentInput,
+        registration: u64,
+        state: CertificateState,
+        expires_at: u64,
+        cert_req_id: i64,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let request = HeldRequest {
+            procedure: input.procedure.clone(),
+            fqdn: input.fqdn.clone(),
+            ip: input.ip.clone(),
+            serial: input.serial.clone(),
+            cert_req_id,
+        };
+        let record = CertificateRecord {
+            serial: cert.serial_hex(),
+            transaction: input.transaction.clone().unwrap_or_default(),
+            registration: Some(registration),
+            state,
+            der: cert.der.clone(),
+            request: serde_json::to_string(&request).unwrap_or_default(),
+            issued_at: now,
+            expires_at,
+        };
+        self.registry.record_certificate(&record, now).map_err(system)
     }
 
     /// A `certConf`: the certificate counts when the client accepts it.
     fn confirm(&self, checked: &Checked<'_>, statuses: &[message::CertStatus], now: u64) -> Result<Vec<u8>, Refusal> {
         let request = checked.request;
-        let tid = request.transaction_id.clone().unwrap_or_default();
-        // The transaction's own secret checks the certConf; the certificate is
-        // taken off the list only by a certConf that verifies.
-        let secret = {
-            let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(&tid) {
-                Some(p) if p.expires >= now => p.secret.clone(),
-                Some(_) => {
-                    map.remove(&tid);
-                    return Err(refuse(FailInfo::BadRequest, "the certificate was not confirmed in time"));
-                }
-                None => {
-                    return Err(refuse(FailInfo::BadRequest, "no certificate of this transaction awaits confirmation"));
-                }
-            }
-        };
+        let transaction = super::transaction_text("cmp", request.transaction_id.as_deref().unwrap_or_default());
+        let waiting = || refuse(FailInfo::BadRequest, "no certificate of this transaction awaits confirmation");
+        let held = self
+            .registry
+            .certificate_by_transaction(&transaction)
+            .map_err(system)?
+            .filter(|c| c.state == CertificateState::Held)
+            .ok_or_else(waiting)?;
+        if held.expires_at < now {
+            return Err(refuse(FailInfo::BadRequest, "the certificate was not confirmed in time"));
+        }
+        let registration = held.registration.ok_or_else(waiting)?;
+        let facts: HeldRequest = serde_json::from_str(&held.request).map_err(|_| waiting())?;
+        // The certConf is checked with the registration's secret, as the request was.
+        let secret = self.registry.password_secret(registration).map_err(system)?.ok_or_else(waiting)?;
         if !checked.alg.verify(secret.as_bytes(), &request.protected_part, checked.mac) {
             return Err(refuse(FailInfo::BadMessageCheck, "the certConf's MAC does not verify"));
         }
-        let Some(pending) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&tid) else {
-            return Err(refuse(FailInfo::BadRequest, "the certificate was confirmed twice"));
-        };
-        let protect = Some((&checked.alg, pending.secret.as_str()));
-        let status = statuses.iter().find(|s| s.cert_req_id == pending.cert_req_id || statuses.len() == 1);
+        let protect = Some((&checked.alg, secret.as_str()));
+        let status = statuses.iter().find(|s| s.cert_req_id == facts.cert_req_id || statuses.len() == 1);
         let Some(status) = status else {
             return Err(refuse(FailInfo::BadRequest, "the certConf does not name the certificate issued"));
         };
         let hash = match status.hash_alg.as_deref().map(crate::pki::keys::DigestAlg::from_oid) {
-            Some(Some(alg)) => alg.digest(&pending.cert),
+            Some(Some(alg)) => alg.digest(&held.der),
             Some(None) => return Err(refuse(FailInfo::BadRequest, "unsupported certConf hashAlg")),
             // The CA signs with SHA-256, so the certHash is SHA-256 (RFC 4210 §5.3.18).
-            None => crate::pki::keys::DigestAlg::Sha256.digest(&pending.cert),
+            None => crate::pki::keys::DigestAlg::Sha256.digest(&held.der),
         };
         if hash != status.cert_hash {
             return Err(refuse(FailInfo::BadRequest, "the certHash is not the hash of the certificate issued"));
         }
+        // One certConf alone decides a held certificate, whichever process gets it.
+        let claimed = self
+            .registry
+            .move_certificate(&held.serial, CertificateState::Held, CertificateState::Confirming)
+            .map_err(system)?;
+        if !claimed {
+            return Err(refuse(FailInfo::BadRequest, "the certificate was confirmed already"));
+        }
+        let settle = |to: CertificateState| {
+            self.registry.move_certificate(&held.serial, CertificateState::Confirming, to).map_err(system)
+        };
         if !status.accepted {
-            tracing::info!(fqdn = %pending.input.fqdn, "CMP: the client rejected its certificate; nothing counted");
+            settle(CertificateState::Rejected)?;
+            tracing::info!(fqdn = %facts.fqdn, "CMP: the client rejected its certificate; nothing counted");
             return Ok(self.pki_conf(request, protect, now));
         }
-        let proof = Some(MacProof { registration: pending.registration, valid: true });
-        let report = self.decide(&pending.input, proof, DecisionMode::Enroll, now)?;
+        let input = EnrollmentInput {
+            procedure: facts.procedure,
+            fqdn: facts.fqdn,
+            ip: facts.ip,
+            serial: facts.serial,
+            transaction: Some(transaction),
+            ..Default::default()
+        };
+        let proof = Some(MacProof { registration, valid: true });
+        let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
         if !report.allowed {
             // Another enrollment used the registration up in the meantime.
+            settle(CertificateState::Rejected)?;
             let status = message::status_info(2, Some(&report.reason), Some(fail_info_for(&report.reason)));
             return Ok(self.respond(request, protect, now, &message::error_body(&status), false));
         }
-        tracing::info!(fqdn = %pending.input.fqdn, registration = pending.registration, audit = ?report.audit_seq, "CMP: certificate confirmed");
+        settle(CertificateState::Issued)?;
+        tracing::info!(fqdn = %input.fqdn, registration, audit = ?report.audit_seq, "CMP: certificate confirmed");
         Ok(self.pki_conf(request, protect, now))
-    }
-
-    fn hold(&self, tid: Vec<u8>, pending: Pending, now: u64) {
-        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, p| p.expires >= now);
-        if map.len() >= MAX_PENDING
-            && let Some(oldest) = map.iter().min_by_key(|(_, p)| p.expires).map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(tid, pending);
     }
 
     fn decide(

@@ -12,25 +12,22 @@
 
 pub use prereg_pki::scep::{attr, cms};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prereg_core::Protocol;
 
 use self::cms::{Cipher, Signed};
 use crate::enroll::csr;
 use crate::pki::asn1;
+use crate::pki::errors::Context;
 use crate::pki::errors::PkiError;
+use crate::pki::x509::Certificate;
 use crate::pki::{Ca, Issue};
-use crate::registry::{DecisionMode, EnrollmentInput, Registry};
+use crate::registry::{DecisionMode, EnrollmentInput, Registry, RegistryError};
+use crate::store::{CertificateRecord, CertificateState};
 
 /// What this server can do (GetCACaps).
 pub const CAPABILITIES: &str = "AES\nDES3\nPOSTPKIOperation\nSHA-1\nSHA-256\nSHA-512\nSCEPStandard";
-
-/// How long an issued certificate is kept for a resent request or a poll.
-const KEEP_ISSUED_SECONDS: u64 = 3600;
-/// Most issued certificates kept at once.
-const MAX_KEPT: usize = 10_000;
 
 /// SCEP failInfo values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,17 +48,10 @@ pub enum FailInfo {
 #[error("not a SCEP request: {0}")]
 pub struct Unreadable(pub String);
 
-struct Kept {
-    cert: Vec<u8>,
-    spki: Vec<u8>,
-    expires: u64,
-}
-
 /// The SCEP endpoint of one instance.
 pub struct ScepServer {
     registry: Registry,
     ca: Arc<Ca>,
-    issued: Mutex<HashMap<String, Kept>>,
 }
 
 /// The outcome of a PKIOperation, before it is signed.
@@ -73,7 +63,7 @@ enum Outcome {
 impl ScepServer {
     /// A SCEP server deciding with `registry` and issuing from `ca`.
     pub fn new(registry: Registry, ca: Arc<Ca>) -> Self {
-        ScepServer { registry, ca, issued: Mutex::new(HashMap::new()) }
+        ScepServer { registry, ca }
     }
 
     /// GetCACert: the RA certificate (which clients encrypt to and which signs
@@ -134,12 +124,12 @@ impl ScepServer {
             // PKCSReq, RenewalReq
             "19" | "17" => self.enroll(procedure, &plain, tid, now)?,
             // CertPoll (GetCertInitial): the certificate of this transaction.
-            "20" => match self.kept(tid, now) {
-                Some((cert, _)) => Outcome::Success { cert },
+            "20" => match self.issued(tid)? {
+                Some(cert) => Outcome::Success { cert: cert.der },
                 None => Outcome::Failure(FailInfo::BadCertId, "no certificate issued in this transaction".into()),
             },
             // GetCert: by issuer and serial number.
-            "21" => self.by_serial(&plain, now),
+            "21" => self.by_serial(&plain)?,
             other => Outcome::Failure(FailInfo::BadRequest, format!("messageType {other} is not served")),
         };
         Ok((outcome, cipher))
@@ -148,10 +138,10 @@ impl ScepServer {
     fn enroll(&self, procedure: &str, csr_der: &[u8], tid: &str, now: u64) -> Result<Outcome, PkiError> {
         let csr = csr::read(csr_der)?;
         // A resent request: the same certificate, counted once.
-        if let Some((cert, spki)) = self.kept(tid, now)
-            && spki == csr.spki
+        if let Some(cert) = self.issued(tid)?
+            && cert.spki == csr.spki
         {
-            return Ok(Outcome::Success { cert });
+            return Ok(Outcome::Success { cert: cert.der });
         }
         let record = self.registry.procedure(procedure).map_err(|e| PkiError::Invalid(e.to_string()))?;
         if let Some(p) = &record
@@ -190,45 +180,44 @@ impl ScepServer {
             return Ok(Outcome::Failure(FailInfo::BadRequest, report.reason));
         }
         tracing::info!(fqdn = %fqdn, registration = ?report.registration, audit = ?report.audit_seq, "SCEP: certificate issued");
-        self.keep(tid, &cert.der, &csr.spki, now);
+        let record = CertificateRecord {
+            serial: cert.serial_hex(),
+            transaction: format!("scep:{tid}"),
+            registration: report.registration,
+            state: CertificateState::Issued,
+            der: cert.der.clone(),
+            request: serde_json::json!({ "fqdn": fqdn }).to_string(),
+            issued_at: now,
+            expires_at: cert.not_after,
+        };
+        self.registry.record_certificate(&record, now).map_err(unavailable)?;
         Ok(Outcome::Success { cert: cert.der })
     }
 
-    fn keep(&self, tid: &str, cert: &[u8], spki: &[u8], now: u64) {
-        let mut map = self.issued.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, k| k.expires >= now);
-        if map.len() >= MAX_KEPT
-            && let Some(oldest) = map.iter().min_by_key(|(_, k)| k.expires).map(|(t, _)| t.clone())
-        {
-            map.remove(&oldest);
+    /// The certificate issued in SCEP transaction `tid`, if any.
+    fn issued(&self, tid: &str) -> Result<Option<Certificate>, PkiError> {
+        let record = self.registry.certificate_by_transaction(&format!("scep:{tid}")).map_err(unavailable)?;
+        match record.filter(|r| r.state == CertificateState::Issued) {
+            Some(r) => Certificate::from_der(&r.der).map(Some),
+            None => Ok(None),
         }
-        map.insert(
-            tid.to_owned(),
-            Kept { cert: cert.to_vec(), spki: spki.to_vec(), expires: now + KEEP_ISSUED_SECONDS },
-        );
     }
 
-    fn kept(&self, tid: &str, now: u64) -> Option<(Vec<u8>, Vec<u8>)> {
-        let map = self.issued.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(tid).filter(|k| k.expires >= now).map(|k| (k.cert.clone(), k.spki.clone()))
-    }
-
-    fn by_serial(&self, issuer_and_serial: &[u8], now: u64) -> Outcome {
-        let wanted = asn1::parse(issuer_and_serial)
-            .and_then(|v| {
-                let mut p = v.children()?;
-                Ok((p.required("issuer")?.raw.to_vec(), p.required("serialNumber")?.raw.to_vec()))
-            })
-            .ok();
-        let map = self.issued.lock().unwrap_or_else(|e| e.into_inner());
-        let found = map.values().filter(|k| k.expires >= now).find_map(|k| {
-            let cert = crate::pki::x509::Certificate::from_der(&k.cert).ok()?;
-            (Some((cert.issuer.clone(), cert.serial.clone())) == wanted).then(|| k.cert.clone())
-        });
-        match found {
-            Some(cert) => Outcome::Success { cert },
-            None => Outcome::Failure(FailInfo::BadCertId, "no such certificate issued recently".into()),
+    /// GetCert: a certificate this CA issued, by issuer and serial number.
+    fn by_serial(&self, issuer_and_serial: &[u8]) -> Result<Outcome, PkiError> {
+        let value = asn1::parse(issuer_and_serial).reading("IssuerAndSerialNumber")?;
+        let mut parts = value.children().reading("IssuerAndSerialNumber")?;
+        let issuer = parts.required("issuer").reading("IssuerAndSerialNumber")?;
+        let serial = parts.required("serialNumber").reading("IssuerAndSerialNumber")?;
+        let not_found = || Outcome::Failure(FailInfo::BadCertId, "no such certificate issued here".into());
+        if issuer.raw != self.ca.certificate().subject.as_slice() {
+            return Ok(not_found());
         }
+        let record = self.registry.certificate_by_serial(&crate::pki::hex(serial.content)).map_err(unavailable)?;
+        Ok(match record.filter(|r| r.state == CertificateState::Issued) {
+            Some(r) => Outcome::Success { cert: r.der },
+            None => not_found(),
+        })
     }
 
     fn cert_rep(
@@ -267,4 +256,8 @@ impl ScepServer {
         cms::sign(content.as_deref(), &attributes, ra, self.ca.ra_key(), &[&ra.der, &self.ca.certificate().der], now)
             .map_err(|e| Unreadable(e.to_string()))
     }
+}
+
+fn unavailable(e: RegistryError) -> PkiError {
+    PkiError::Invalid(format!("the server cannot answer now: {e}"))
 }
