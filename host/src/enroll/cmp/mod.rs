@@ -229,7 +229,16 @@ impl CmpServer {
                 return Ok(self.rejection(&protected, &report));
             }
             tracing::info!(fqdn = %input.fqdn, registration, audit = ?report.audit_seq, "CMP: certificate issued (implicit confirmation)");
-            self.record(&cert, &input, registration, CertificateState::Issued, cert.not_after, cert_request.id, now)?;
+            // Counted, so delivered even if its record cannot be written (logged).
+            let _ = self.record(
+                &cert,
+                &input,
+                registration,
+                CertificateState::Issued,
+                cert.not_after,
+                cert_request.id,
+                now,
+            );
             return Ok(self.issued(&protected, &cert.der, true));
         }
         let report = self.decide(&input, proof, DecisionMode::DryRun, now)?;

@@ -190,7 +190,10 @@ impl ScepServer {
             issued_at: now,
             expires_at: cert.not_after,
         };
-        self.registry.record_certificate(&record, now).map_err(unavailable)?;
+        // Counted, so delivered even if its record cannot be written.
+        if let Err(e) = self.registry.record_certificate(&record, now) {
+            tracing::error!(error = %e, serial = %record.serial, "SCEP: the issued certificate could not be recorded");
+        }
         Ok(Outcome::Success { cert: cert.der })
     }
 
