@@ -27,6 +27,9 @@ const MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
 /// signingTime attribute
 const SIGNING_TIME: &str = "1.2.840.113549.1.9.5";
 
+/// Most key-transport recipients tried in one message.
+const MAX_RECIPIENTS_TRIED: usize = 4;
+
 /// A content-encryption algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cipher {
@@ -272,9 +275,16 @@ pub fn decrypt_enveloped(der: &[u8], key: &SigningKey) -> Result<(Vec<u8>, Ciphe
     let body = e.required("encryptedContent").and_then(|v| v.octets()).reading(what)?.into_owned();
 
     let mut list = recipients.children().reading(what)?;
+    let mut tried = 0;
     while let Some(recipient) = list.next_value().reading(what)? {
         if recipient.tag != tag::SEQUENCE {
             continue;
+        }
+        // Each try is an RSA private-key operation: a message listing many
+        // recipients must not buy many of them.
+        tried += 1;
+        if tried > MAX_RECIPIENTS_TRIED {
+            break;
         }
         let mut r = recipient.children().reading("KeyTransRecipientInfo")?;
         r.required("version").reading("KeyTransRecipientInfo")?;
@@ -388,4 +398,64 @@ pub fn sign(
 /// One Attribute with one value.
 pub fn attribute(oid: &str, value: &[u8]) -> Vec<u8> {
     asn1::seq(&[&asn1::oid(oid), &asn1::set_of(&[value])])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x509::{self, CertificateTemplate};
+
+    fn ra() -> (SigningKey, Certificate) {
+        let key = SigningKey::generate_rsa();
+        let spki = key.spki_der().unwrap();
+        let name = x509::write_name(&[(crate::oid::CN, "RA")]);
+        let template = CertificateTemplate {
+            subject: name.clone(),
+            spki: &spki,
+            not_before: 0,
+            not_after: 4_000_000_000,
+            extensions: vec![],
+        };
+        let cert = Certificate::from_der(&x509::sign_certificate(&template, &name, &[1], &key).unwrap()).unwrap();
+        (key, cert)
+    }
+
+    #[test]
+    fn every_cipher_round_trips_and_a_list_of_recipients_is_bounded() {
+        let (key, cert) = ra();
+        for cipher in [Cipher::Des, Cipher::Des3, Cipher::Aes128, Cipher::Aes192, Cipher::Aes256] {
+            let sealed = envelope(b"a CSR", &cert, cipher).unwrap();
+            assert_eq!(decrypt_enveloped(&sealed, &key).unwrap(), (b"a CSR".to_vec(), cipher));
+        }
+        let (other_key, _) = ra();
+        assert!(decrypt_enveloped(&envelope(b"x", &cert, Cipher::Aes128).unwrap(), &other_key).is_err());
+
+        // The right recipient after MAX_RECIPIENTS_TRIED others is not tried.
+        let sealed = envelope(b"a CSR", &cert, Cipher::Aes128).unwrap();
+        let outer = asn1::parse(&sealed).unwrap();
+        let enveloped = unwrap_content_info(&outer, ENVELOPED_DATA).unwrap();
+        let mut parts = enveloped.children().unwrap();
+        let version = parts.required("version").unwrap().raw.to_vec();
+        let recipients = parts.required("recipientInfos").unwrap();
+        let real = recipients.children().unwrap().required("recipient").unwrap().raw.to_vec();
+        let encrypted = parts.required("encryptedContentInfo").unwrap().raw.to_vec();
+        let with = |decoys: usize| {
+            let mut list: Vec<&[u8]> = Vec::new();
+            let bogus = asn1::seq(&[
+                &asn1::small(0),
+                &asn1::seq(&[&x509::write_name(&[]), &asn1::small(9)]),
+                &asn1::algorithm_null(crate::oid::RSA_ENCRYPTION),
+                &asn1::octet_string(&[0x55; 384]),
+            ]);
+            for _ in 0..decoys {
+                list.push(&bogus);
+            }
+            list.push(&real);
+            let inner = asn1::seq(&[&version, &asn1::constructed(tag::SET, &list), &encrypted]);
+            let whole = asn1::seq(&[&asn1::oid(ENVELOPED_DATA), &asn1::constructed(tag::explicit(0), &[&inner])]);
+            decrypt_enveloped(&whole, &key)
+        };
+        assert!(with(MAX_RECIPIENTS_TRIED - 1).is_ok());
+        assert!(with(MAX_RECIPIENTS_TRIED).is_err());
+    }
 }
