@@ -10,7 +10,7 @@ use std::process::Command;
 use prereg::enroll::cmp::message::{self, Body};
 use prereg::enroll::cmp::protection::MacAlgorithm;
 
-use crate::common::{Server, run_local};
+use crate::common::{AuditedEnrollment, Server, audited_enrollments, run_local};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/enrollment").join(name);
@@ -209,19 +209,11 @@ fn openssl_cmp_enrolls_preregistered_devices_and_refuses_the_others() {
     assert!(describe(&dir, "d.crt").contains("DNS:d.dept.example.com"));
 
     // Every decision is audited with CMP's transaction id.
-    let audit = run_local(&dir, &["audit", "list", "--json"]);
-    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
-    let enrollments: Vec<&serde_json::Value> =
-        records.as_array().unwrap().iter().filter(|r| r["action"] == "enroll").collect();
-    assert_eq!(enrollments.len(), 9, "{audit}");
-    for record in &enrollments {
-        let request: serde_json::Value = serde_json::from_str(record["request"].as_str().unwrap()).unwrap();
-        assert!(request["transaction"].as_str().unwrap().starts_with("cmp:"), "{record}");
-    }
-    let outcomes: Vec<(&str, &str)> =
-        enrollments.iter().map(|r| (r["outcome"].as_str().unwrap(), r["reason"].as_str().unwrap())).collect();
+    let enrollments = audited_enrollments(&dir);
+    assert_eq!(enrollments.len(), 9, "{enrollments:?}");
+    assert!(enrollments.iter().all(|e| e.transaction.starts_with("cmp:")), "{enrollments:?}");
     assert_eq!(
-        outcomes,
+        enrollments.iter().map(AuditedEnrollment::decision).collect::<Vec<_>>(),
         vec![
             ("allowed", "matched"),
             ("denied", "no-registration"),
@@ -446,10 +438,8 @@ fn pbmac1_requests_are_served_and_answered_in_kind_and_iteration_counts_are_boun
         assert_eq!(code, 2);
         assert!(text.unwrap().contains(&format!("iteration count {iterations}")));
     }
-    let audit = run_local(&dir, &["audit", "list", "--json"]);
-    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
-    let enrollments = records.as_array().unwrap().iter().filter(|r| r["action"] == "enroll").count();
-    assert_eq!(enrollments, 2, "the refused iteration counts were not decided: {audit}");
+    let enrollments = audited_enrollments(&dir);
+    assert_eq!(enrollments.len(), 2, "the refused iteration counts were not decided: {enrollments:?}");
 }
 
 #[test]

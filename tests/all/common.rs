@@ -287,3 +287,39 @@ pub fn sign_for(client: &prereg::client::Client, key: &SigningKey, request: Writ
     let instance = client.instance().unwrap().instance_id;
     signing::sign(key, &instance, request, prereg::registry::unix_now(), 300).unwrap()
 }
+
+/// One enrollment of the audit log: outcome, reason, and the protocol's
+/// transaction id (empty when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditedEnrollment {
+    pub outcome: String,
+    pub reason: String,
+    pub transaction: String,
+}
+
+impl AuditedEnrollment {
+    /// (outcome, reason), for comparing with a list of expectations.
+    pub fn decision(&self) -> (&str, &str) {
+        (&self.outcome, &self.reason)
+    }
+}
+
+/// The enrollments in the audit log of `dir/data`, in order (`prereg audit list --json`).
+pub fn audited_enrollments(dir: &std::path::Path) -> Vec<AuditedEnrollment> {
+    let audit = run_local(dir, &["audit", "list", "--json"]);
+    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "enroll")
+        .map(|r| {
+            let request: serde_json::Value = serde_json::from_str(r["request"].as_str().unwrap()).unwrap();
+            AuditedEnrollment {
+                outcome: r["outcome"].as_str().unwrap().to_owned(),
+                reason: r["reason"].as_str().unwrap().to_owned(),
+                transaction: request["transaction"].as_str().unwrap_or_default().to_owned(),
+            }
+        })
+        .collect()
+}

@@ -12,7 +12,7 @@ use base64::Engine;
 use prereg::enroll::scep::{attr, cms};
 use prereg::pki::keys::SigningKey;
 
-use crate::common::{Server, run_local};
+use crate::common::{AuditedEnrollment, Server, audited_enrollments, run_local};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/enrollment").join(name);
@@ -141,25 +141,9 @@ fn micromdm_scepclient_enrolls_a_preregistered_device_once() {
     assert!(!ok);
     assert!(text.contains("failInfo: badRequest"), "{text}");
 
-    let audit = run_local(&dir, &["audit", "list", "--json"]);
-    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
-    let enrollments: Vec<(String, String, String)> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["action"] == "enroll")
-        .map(|r| {
-            let request: serde_json::Value = serde_json::from_str(r["request"].as_str().unwrap()).unwrap();
-            (
-                r["outcome"].as_str().unwrap().to_owned(),
-                r["reason"].as_str().unwrap().to_owned(),
-                request["transaction"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let outcomes: Vec<(&str, &str)> = enrollments.iter().map(|(o, r, _)| (o.as_str(), r.as_str())).collect();
+    let enrollments = audited_enrollments(&dir);
     assert_eq!(
-        outcomes,
+        enrollments.iter().map(AuditedEnrollment::decision).collect::<Vec<_>>(),
         vec![
             ("allowed", "matched"),
             ("denied", "no-registration"),
@@ -167,7 +151,7 @@ fn micromdm_scepclient_enrolls_a_preregistered_device_once() {
             ("denied", "bad-password")
         ]
     );
-    assert!(enrollments.iter().all(|(_, _, t)| t.starts_with("scep:")), "{enrollments:?}");
+    assert!(enrollments.iter().all(|e| e.transaction.starts_with("scep:")), "{enrollments:?}");
 }
 
 #[test]
@@ -359,14 +343,9 @@ fn a_resent_request_gets_the_same_certificate_once_and_an_ec_signer_is_refused_b
     assert_eq!(refused.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("2"));
     assert_eq!(refused.attribute_text(attr::FAIL_INFO).unwrap().as_deref(), Some("0"));
 
-    let audit = run_local(&dir, &["audit", "list", "--json"]);
-    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
-    let enrollments: Vec<(&str, &str)> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["action"] == "enroll")
-        .map(|r| (r["outcome"].as_str().unwrap(), r["reason"].as_str().unwrap()))
-        .collect();
-    assert_eq!(enrollments, vec![("allowed", "matched"), ("denied", "no-registration")]);
+    let enrollments = audited_enrollments(&dir);
+    assert_eq!(
+        enrollments.iter().map(AuditedEnrollment::decision).collect::<Vec<_>>(),
+        vec![("allowed", "matched"), ("denied", "no-registration")]
+    );
 }
