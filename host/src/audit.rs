@@ -155,16 +155,8 @@ pub fn verify_page(previous: &mut (u64, String), page: &[AuditRecord]) -> Result
     Ok(())
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
+/// Lower-case hex (one implementation, in `prereg-pki`).
+pub use prereg_pki::hex;
 
 #[cfg(test)]
 mod tests {

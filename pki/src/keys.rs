@@ -78,8 +78,18 @@ impl DigestAlg {
         }
     }
 
+    /// The digest's length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            DigestAlg::Sha1 => 20,
+            DigestAlg::Sha256 => 32,
+            DigestAlg::Sha384 => 48,
+            DigestAlg::Sha512 => 64,
+        }
+    }
+
     fn pkcs1(self) -> rsa::Pkcs1v15Sign {
-        rsa::Pkcs1v15Sign { hash_len: Some(self.digest(b"").len()), prefix: self.pkcs1_prefix().into() }
+        rsa::Pkcs1v15Sign { hash_len: Some(self.output_len()), prefix: self.pkcs1_prefix().into() }
     }
 }
 

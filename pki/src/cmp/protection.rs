@@ -2,9 +2,9 @@
 //! §4.4, "PBM") and PBMAC1 (RFC 8018), keyed by the registration's password.
 
 use hmac::{Hmac, Mac};
-use sha2::Digest;
 
 use crate::asn1::{self, Value, tag};
+use crate::keys::DigestAlg as Hash;
 use crate::oid;
 
 /// id-PasswordBasedMac
@@ -26,45 +26,26 @@ const MAX_SALT: usize = 128;
 #[error("{0}")]
 pub struct ProtectionError(pub String);
 
-/// A one-way function or HMAC hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hash {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
+/// The HMAC and PBKDF2 of a hash (the one-way function itself is
+/// [`crate::keys::DigestAlg::digest`]).
+trait Keyed {
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8>;
+    fn pbkdf2(self, password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8]);
+    fn hmac_oid(self) -> &'static str;
 }
 
-impl Hash {
-    fn from_digest_oid(dotted: &str) -> Option<Self> {
-        match dotted {
-            oid::SHA1 => Some(Hash::Sha1),
-            oid::SHA256 => Some(Hash::Sha256),
-            oid::SHA384 => Some(Hash::Sha384),
-            oid::SHA512 => Some(Hash::Sha512),
-            _ => None,
-        }
+/// The hash of an HMAC algorithm OID.
+fn hmac_from_oid(dotted: &str) -> Option<Hash> {
+    match dotted {
+        oid::HMAC_SHA1 | oid::HMAC_SHA1_PKCS5 => Some(Hash::Sha1),
+        oid::HMAC_SHA256 => Some(Hash::Sha256),
+        oid::HMAC_SHA384 => Some(Hash::Sha384),
+        oid::HMAC_SHA512 => Some(Hash::Sha512),
+        _ => None,
     }
+}
 
-    fn from_hmac_oid(dotted: &str) -> Option<Self> {
-        match dotted {
-            oid::HMAC_SHA1 | oid::HMAC_SHA1_PKCS5 => Some(Hash::Sha1),
-            oid::HMAC_SHA256 => Some(Hash::Sha256),
-            oid::HMAC_SHA384 => Some(Hash::Sha384),
-            oid::HMAC_SHA512 => Some(Hash::Sha512),
-            _ => None,
-        }
-    }
-
-    fn digest(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            Hash::Sha1 => sha1::Sha1::digest(data).to_vec(),
-            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
-            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
-        }
-    }
-
+impl Keyed for Hash {
     fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
             // HMAC takes keys of any length.
@@ -193,12 +174,12 @@ impl MacAlgorithm {
                 let mut p = params.children().map_err(asn)?;
                 let salt = checked_salt(p.required("salt").and_then(|v| v.octet_string()).map_err(asn)?.into_owned())?;
                 let owf_oid = algorithm_oid(p.required("owf").map_err(asn)?)?;
-                let owf = Hash::from_digest_oid(&owf_oid)
+                let owf = Hash::from_oid(&owf_oid)
                     .ok_or_else(|| ProtectionError(format!("PBM one-way function {owf_oid} is not supported")))?;
                 let iterations =
                     checked_iterations(p.required("iterationCount").and_then(|v| v.small_uint()).map_err(asn)?)?;
                 let mac_oid = algorithm_oid(p.required("mac").map_err(asn)?)?;
-                let mac = Hash::from_hmac_oid(&mac_oid)
+                let mac = hmac_from_oid(&mac_oid)
                     .ok_or_else(|| ProtectionError(format!("PBM MAC algorithm {mac_oid} is not supported")))?;
                 Ok(MacAlgorithm::Pbm { salt, owf: HashName(owf), iterations, mac: HashName(mac) })
             }
@@ -225,13 +206,12 @@ impl MacAlgorithm {
                 let prf = match k.optional(tag::SEQUENCE).map_err(asn)? {
                     Some(v) => {
                         let o = algorithm_oid(v)?;
-                        Hash::from_hmac_oid(&o)
-                            .ok_or_else(|| ProtectionError(format!("PBKDF2 PRF {o} is not supported")))?
+                        hmac_from_oid(&o).ok_or_else(|| ProtectionError(format!("PBKDF2 PRF {o} is not supported")))?
                     }
                     None => Hash::Sha1,
                 };
                 let mac_oid = algorithm_oid(p.required("messageAuthScheme").map_err(asn)?)?;
-                let mac = Hash::from_hmac_oid(&mac_oid)
+                let mac = hmac_from_oid(&mac_oid)
                     .ok_or_else(|| ProtectionError(format!("PBMAC1 MAC {mac_oid} is not supported")))?;
                 Ok(MacAlgorithm::Pbmac1 { salt, iterations, key_length, prf: HashName(prf), mac: HashName(mac) })
             }
@@ -258,12 +238,7 @@ impl MacAlgorithm {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             MacAlgorithm::Pbm { salt, owf, iterations, mac } => {
-                let owf_oid = match owf.0 {
-                    Hash::Sha1 => oid::SHA1,
-                    Hash::Sha256 => oid::SHA256,
-                    Hash::Sha384 => oid::SHA384,
-                    Hash::Sha512 => oid::SHA512,
-                };
+                let owf_oid = owf.0.oid();
                 let mac_oid = if mac.0 == Hash::Sha1 { oid::HMAC_SHA1 } else { mac.0.hmac_oid() };
                 asn1::seq(&[
                     &asn1::oid(PBM),

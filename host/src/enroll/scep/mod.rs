@@ -143,7 +143,7 @@ impl ScepServer {
         {
             return Ok(Outcome::Success { cert: cert.der });
         }
-        let record = self.registry.procedure(procedure).map_err(|e| PkiError::Invalid(e.to_string()))?;
+        let record = self.registry.procedure(procedure).map_err(unavailable)?;
         if let Some(p) = &record
             && p.protocol != Protocol::Scep
         {
@@ -172,10 +172,7 @@ impl ScepServer {
             days,
             now,
         })?;
-        let report = self
-            .registry
-            .decide(input, DecisionMode::Enroll, now)
-            .map_err(|e| PkiError::Invalid(format!("the server cannot decide now: {e}")))?;
+        let report = self.registry.decide(input, DecisionMode::Enroll, now).map_err(unavailable)?;
         if !report.allowed {
             return Ok(Outcome::Failure(FailInfo::BadRequest, report.reason));
         }
