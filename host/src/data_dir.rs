@@ -1,5 +1,10 @@
 //! The data folder: `prereg.sqlite3` (with its WAL files) and the first
 //! officer's key pair, `officer.key` (mode 0600) and `officer.pub`.
+//!
+//! A node of a cluster keeps its data folder (officer key, sealing key, CA,
+//! policy cache) but its store is a PostgreSQL database: `--database URL`,
+//! or `database = "postgres://..."` in the folder's `prereg.toml`, which
+//! `prereg init --database URL` writes.
 
 use std::fs;
 use std::io::{self, Write};
@@ -12,12 +17,98 @@ pub const DEFAULT_DATA_DIR: &str = "prereg-data";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
+    /// `--database`, overriding the folder's own setting.
+    database_url: Option<String>,
+}
+
+/// Where an instance's store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (URL).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// For messages: the file, or the URL without its password.
+    pub fn shown(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => path.display().to_string(),
+            StoreLocation::Postgres(url) => crate::store::postgres::redact(url),
+        }
+    }
+
+    /// Opens it (creating a SQLite file if needed) and runs pending migrations.
+    pub fn open(&self) -> Result<std::sync::Arc<dyn crate::store::Storage>, crate::store::StoreError> {
+        Ok(match self {
+            StoreLocation::Sqlite(path) => std::sync::Arc::new(crate::store::SqliteStorage::open(path)?),
+            StoreLocation::Postgres(url) => std::sync::Arc::new(crate::store::PostgresStorage::open(url)?),
+        })
+    }
+}
+
+/// The folder's settings file.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The store: a `postgres://` URL.
+    database: Option<String>,
 }
 
 impl DataDir {
     /// The data folder at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DataDir { root: root.into() }
+        DataDir { root: root.into(), database_url: None }
+    }
+
+    /// The same folder with its store at `url` (`--database`), whatever its
+    /// settings say.
+    pub fn with_database(mut self, url: Option<String>) -> Self {
+        self.database_url = url;
+        self
+    }
+
+    /// The settings file, `prereg.toml`.
+    pub fn settings(&self) -> PathBuf {
+        self.root.join("prereg.toml")
+    }
+
+    /// Where the store is: `--database`, else `database` in `prereg.toml`,
+    /// else the folder's SQLite file.
+    pub fn store_location(&self) -> io::Result<StoreLocation> {
+        let url = match &self.database_url {
+            Some(url) => Some(url.clone()),
+            None => match fs::read_to_string(self.settings()) {
+                Ok(text) => {
+                    toml::from_str::<Settings>(&text)
+                        .map_err(|e| {
+                            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.settings().display()))
+                        })?
+                        .database
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", self.settings().display()))),
+            },
+        };
+        Ok(match url {
+            None => StoreLocation::Sqlite(self.database()),
+            Some(url) if crate::store::postgres::is_postgres_url(&url) => StoreLocation::Postgres(url),
+            Some(url) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("database {url:?}: not a postgres:// URL (the SQLite default needs no setting)"),
+                ));
+            }
+        })
+    }
+
+    /// Records `url` as the folder's store in `prereg.toml` (mode 0600: the
+    /// URL may hold a password).
+    pub fn record_database(&self, url: &str) -> io::Result<()> {
+        let text = toml::to_string(&Settings { database: Some(url.to_owned()) })
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        write_new_file(&self.settings(), format!("# prereg settings\n{text}").as_bytes(), true)
     }
 
     /// Its path.

@@ -33,6 +33,7 @@ pub mod bench;
 pub mod builtin;
 pub mod cases;
 pub mod client;
+pub mod cluster;
 pub mod data_dir;
 pub mod dataset;
 pub mod engine;
@@ -112,8 +113,9 @@ pub fn open_registry_with(
     limits: Limits,
     allocation: engine::Allocation,
 ) -> Result<Registry, OpenError> {
-    data.ensure().map_err(|source| OpenError::DataDir { path: data.root().display().to_string(), source })?;
-    let storage: Arc<dyn store::Storage> = Arc::new(store::SqliteStorage::open(&data.database())?);
+    let folder_error = |source| OpenError::DataDir { path: data.root().display().to_string(), source };
+    data.ensure().map_err(folder_error)?;
+    let storage = data.store_location().map_err(folder_error)?.open()?;
     let engine = PolicyEngine::with_allocation(limits, allocation)?;
     let cache = Arc::new(engine::cache::PrecompiledCache::new(data.cache(), Box::new(StoreLedger(storage.clone()))));
     let active: Arc<dyn policy::Policy> = match policy {
@@ -151,13 +153,60 @@ pub fn open_registry_with(
             .map(|(p, _)| Arc::new(p) as Arc<dyn policy::Policy>)
             .map_err(|e| e.to_string())
     });
-    let sealing = sealing::SealingKey::load_or_create(data)?;
+    let sealing = instance_sealing_key(data, storage.as_ref())?;
     let registry = Registry::new(storage, active).with_loader(loader).with_sealing_key(Arc::new(sealing));
     // The shadow policy, if one is set, decides beside the active one.
     if let Err(e) = registry.follow_store(false) {
         tracing::warn!(error = %e, "the shadow policy recorded in the store cannot be loaded; shadow mode is off");
     }
     Ok(registry)
+}
+
+/// The data folder's sealing key, checked against the one the store
+/// records: every node of a cluster must open the same sealed passwords, so
+/// a folder without the instance's key, or with another, is refused rather
+/// than given a new one. The first open records it.
+fn instance_sealing_key(data: &DataDir, storage: &dyn store::Storage) -> Result<sealing::SealingKey, OpenError> {
+    let recorded = storage.begin(store::TxKind::Read)?.sealing_key()?;
+    let file = data.sealing_key();
+    let mismatch =
+        |message: String| OpenError::Sealing(sealing::SealError::KeyFile { path: file.display().to_string(), message });
+    match recorded {
+        Some(public) => {
+            if !file.exists() {
+                return Err(mismatch(format!(
+                    "missing; this instance's sealing key is {public}: copy sealing.key from the data folder of \
+                     another node (or the first one)"
+                )));
+            }
+            let key = sealing::SealingKey::load_or_create(data)?;
+            if key.public_text() != public {
+                return Err(mismatch(format!(
+                    "holds the key {}, but this instance's is {public}: copy sealing.key from another node",
+                    key.public_text()
+                )));
+            }
+            Ok(key)
+        }
+        None => {
+            let key = sealing::SealingKey::load_or_create(data)?;
+            let mut tx = storage.begin(store::TxKind::Write)?;
+            // Another node may have recorded its key meanwhile.
+            match tx.sealing_key()? {
+                Some(public) if public != key.public_text() => {
+                    return Err(mismatch(format!("holds another key than this instance's ({public})")));
+                }
+                Some(_) => {}
+                None => {
+                    if tx.instance_id()?.is_some() {
+                        tx.set_sealing_key(&key.public_text())?;
+                        tx.commit()?;
+                    }
+                }
+            }
+            Ok(key)
+        }
+    }
 }
 
 /// The store as the ledger of precompiled artifacts.

@@ -36,36 +36,117 @@ pub fn hostile() -> Arc<WasmPolicy> {
         .clone()
 }
 
+/// The storage backends the core suite runs on (`tests/all/main.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default, in a temporary folder.
+    Sqlite,
+    /// A database of its own on the test PostgreSQL server (`pg`).
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`, whichever is this backend's.
+    pub fn pick<'a>(self, sqlite: &'a str, postgres: &'a str) -> &'a str {
+        match self {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        }
+    }
+}
+
 /// A fresh instance.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
     pub registry: Registry,
     pub admin: SigningKey,
     pub instance: String,
+    pub backend: Backend,
+    /// The PostgreSQL database, when on PostgreSQL (dropped after the registry).
+    pub database: Option<crate::pg::TestDatabase>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    /// With the built-in default policy (WebAssembly).
+    /// With the built-in default policy (WebAssembly), on SQLite.
     pub fn new() -> Self {
         Self::with_policy(default_policy())
     }
 
-    /// With any policy.
+    /// With any policy, on SQLite.
     pub fn with_policy(policy: Arc<dyn Policy>) -> Self {
+        Self::with_policy_on(Backend::Sqlite, policy).unwrap()
+    }
+
+    /// With the built-in default policy on `backend`; `None`: skip (no PostgreSQL).
+    pub fn on(backend: Backend) -> Option<Self> {
+        Self::with_policy_on(backend, default_policy())
+    }
+
+    /// With any policy on `backend`; `None`: skip (no PostgreSQL).
+    pub fn with_policy_on(backend: Backend, policy: Arc<dyn Policy>) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let storage = SqliteStorage::open(&dir.path().join("prereg.sqlite3")).unwrap();
+        let (storage, database): (Arc<dyn prereg::store::Storage>, _) = match backend {
+            Backend::Sqlite => (Arc::new(SqliteStorage::open(&dir.path().join("prereg.sqlite3")).unwrap()), None),
+            Backend::Postgres => {
+                let database = crate::pg::TestDatabase::create()?;
+                (Arc::new(prereg::store::PostgresStorage::open(&database.url).unwrap()), Some(database))
+            }
+        };
         let admin = SigningKey::generate(Algorithm::EdDsa);
-        let instance = prereg::registry::initialise(&storage, "admin", &admin, NOW).unwrap();
+        let instance = prereg::registry::initialise(storage.as_ref(), "admin", &admin, NOW).unwrap();
         let loader: Arc<prereg::registry::PolicyLoader> = Arc::new(|bytes: &[u8], source: &str| {
             WasmPolicy::new(engine(), bytes, source).map(|p| Arc::new(p) as Arc<dyn Policy>).map_err(|e| e.to_string())
         });
-        let registry = Registry::new(Arc::new(storage), policy).with_loader(loader);
-        Fixture { dir, registry, admin, instance }
+        let registry = Registry::new(storage, policy).with_loader(loader);
+        Some(Fixture { registry, admin, instance, backend, database, dir })
     }
 
-    /// The database file.
+    /// The SQLite database file (SQLite only).
     pub fn database(&self) -> std::path::PathBuf {
+        assert_eq!(self.backend, Backend::Sqlite, "a database file exists on SQLite only");
         self.dir.path().join("prereg.sqlite3")
+    }
+
+    /// Runs raw SQL on the store, behind the registry's back (tampering,
+    /// fault injection).
+    pub fn execute_sql(&self, sql: &str) {
+        match &self.database {
+            None => rusqlite::Connection::open(self.database()).unwrap().execute_batch(sql).unwrap(),
+            Some(db) => db.client().batch_execute(sql).unwrap(),
+        }
+    }
+
+    /// Every byte the store holds of its data, as far as a reader of the
+    /// database sees it: the SQLite file and its WAL, or every row of every
+    /// PostgreSQL table as text.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match &self.database {
+            None => {
+                drop(self.registry.storage().begin(prereg::store::TxKind::Read).unwrap());
+                let mut bytes = std::fs::read(self.database()).unwrap();
+                let wal = self.database().with_extension("sqlite3-wal");
+                if wal.exists() {
+                    bytes.extend(std::fs::read(wal).unwrap());
+                }
+                bytes
+            }
+            Some(db) => {
+                let mut client = db.client();
+                let tables: Vec<String> = client
+                    .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let mut bytes = Vec::new();
+                for table in tables {
+                    for row in client.query(&format!("SELECT t::text FROM {table} t"), &[]).unwrap() {
+                        bytes.extend(row.get::<_, String>(0).into_bytes());
+                    }
+                }
+                bytes
+            }
+        }
     }
 
     /// The same storage, with another policy.
@@ -214,40 +295,48 @@ pub struct Server {
     pub child: std::process::Child,
     pub url: String,
     pub dir: std::path::PathBuf,
+    log: std::path::PathBuf,
     _stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
     /// Starts it and waits until it listens.
-    #[allow(clippy::zombie_processes, reason = "Drop kills and waits")]
     pub fn start(dir: &std::path::Path) -> Server {
+        Server::start_with(dir, "server.log", &["--data", "data", "serve", "--listen", "127.0.0.1:0"])
+    }
+
+    /// A node of a cluster: the data folder `dir/NODE`, the store `database`,
+    /// logging to `dir/NODE.log`.
+    pub fn start_node(dir: &std::path::Path, node: &str, database: &str) -> Server {
+        let log = format!("{node}.log");
+        let args = ["--data", node, "--database", database, "serve", "--listen", "127.0.0.1:0", "--node", node];
+        Server::start_with(dir, &log, &args)
+    }
+
+    /// `prereg ARGS` (a `serve`) in `dir`, logging to `dir/LOG`.
+    #[allow(clippy::zombie_processes, reason = "Drop kills and waits")]
+    pub fn start_with(dir: &std::path::Path, log: &str, args: &[&str]) -> Server {
         use std::io::BufRead;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
-        let mut child = prereg_command(dir)
-            .args(["--data", "data", "serve", "--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log = dir.join(log);
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut child =
+            prereg_command(dir).args(args).stdout(std::process::Stdio::piped()).stderr(log_file).spawn().unwrap();
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         loop {
             line.clear();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "the server stopped: {}", Server::log_of(dir));
+            let read = stdout.read_line(&mut line).unwrap();
+            assert!(read > 0, "the server stopped: {}", std::fs::read_to_string(&log).unwrap_or_default());
             if let Some(rest) = line.strip_prefix("prereg serving on ") {
                 let url = rest.split_whitespace().next().unwrap().to_owned();
-                return Server { child, url, dir: dir.to_owned(), _stdout: stdout };
+                return Server { child, url, dir: dir.to_owned(), log, _stdout: stdout };
             }
         }
     }
 
-    fn log_of(dir: &std::path::Path) -> String {
-        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-    }
-
     /// Its log so far.
     pub fn log(&self) -> String {
-        Server::log_of(&self.dir)
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The first officer's key.
@@ -306,7 +395,14 @@ impl AuditedEnrollment {
 
 /// The enrollments in the audit log of `dir/data`, in order (`prereg audit list --json`).
 pub fn audited_enrollments(dir: &std::path::Path) -> Vec<AuditedEnrollment> {
-    let audit = run_local(dir, &["audit", "list", "--json"]);
+    audited_enrollments_in(dir, "data")
+}
+
+/// The enrollments in the audit log of the data folder `dir/DATA`, in order.
+pub fn audited_enrollments_in(dir: &std::path::Path, data: &str) -> Vec<AuditedEnrollment> {
+    let out = prereg_command(dir).args(["--data", data, "audit", "list", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audit = String::from_utf8_lossy(&out.stdout);
     let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
     records
         .as_array()

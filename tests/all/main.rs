@@ -6,18 +6,48 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
+mod pg;
 
-mod audit_chain;
+/// The core suite: the rules through the library, on both storage backends.
+/// The same files are compiled once per backend (`BACKEND`), so the suite
+/// cannot drift between them. On PostgreSQL each test has a database of its
+/// own on the server `.ci/run` starts (see `pg`).
+macro_rules! core_suite {
+    ($backend:ident) => {
+        use crate::common::Backend;
+        const BACKEND: Backend = Backend::$backend;
+        #[path = "core_suite/audit_chain.rs"]
+        mod audit_chain;
+        #[path = "core_suite/hot_swap.rs"]
+        mod hot_swap;
+        #[path = "core_suite/imports.rs"]
+        mod imports;
+        #[path = "core_suite/lifecycle.rs"]
+        mod lifecycle;
+        #[path = "core_suite/memory_index.rs"]
+        mod memory_index;
+        #[path = "core_suite/signed_writes.rs"]
+        mod signed_writes;
+        #[path = "core_suite/spec_rules.rs"]
+        mod spec_rules;
+        #[path = "core_suite/uniqueness.rs"]
+        mod uniqueness;
+    };
+}
+
+#[allow(clippy::duplicate_mod, reason = "the core suite is compiled once per backend, on purpose")]
+mod postgres;
+#[allow(clippy::duplicate_mod, reason = "the core suite is compiled once per backend, on purpose")]
+mod sqlite;
+
 mod bench;
 mod browser;
 mod cli;
+mod cluster;
 mod cmp;
 mod components;
 mod faults;
-mod hot_swap;
-mod imports;
-mod lifecycle;
-mod memory_index;
+mod memory_index_service;
 mod policy_author;
 mod policy_versions;
 mod precompiled;
@@ -26,6 +56,3 @@ mod sandbox;
 mod scep;
 mod service;
 mod shadow;
-mod signed_writes;
-mod spec_rules;
-mod uniqueness;

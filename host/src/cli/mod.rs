@@ -24,6 +24,11 @@ pub struct GlobalArgs {
     /// Data folder (SQLite database, first officer's key).
     #[arg(long, global = true, env = "PREREG_DATA", default_value = prereg::data_dir::DEFAULT_DATA_DIR)]
     pub data: PathBuf,
+    /// The store: a `postgres://user:password@host/db` URL for a cluster of
+    /// nodes sharing one PostgreSQL database [default: `database` in
+    /// DATA/prereg.toml, else the SQLite file in the data folder].
+    #[arg(long, global = true, env = "PREREG_DATABASE")]
+    pub database: Option<String>,
     /// Policy component (.wasm) to use instead of the built-in default policy.
     #[arg(long, global = true, env = "PREREG_POLICY")]
     pub policy: Option<PathBuf>,
@@ -116,6 +121,9 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "PREREG_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        /// This node's name in `prereg cluster status` [default: host name:port].
+        #[arg(long, env = "PREREG_NODE")]
+        node: Option<String>,
     },
     /// Import registrations from a CSV file (columns by header name: fqdn,
     /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every
@@ -185,6 +193,32 @@ pub enum Command {
     /// The active policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The nodes sharing this store (a PostgreSQL cluster).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Copy an embedded (SQLite) instance into an empty PostgreSQL database:
+    /// procedures, officers, registrations, imports, policies, certificates
+    /// and the audit log, whose chain is verified on arrival.
+    Migrate {
+        /// The data folder of the embedded instance.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database (`postgres://user:password@host/db`), empty.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// `prereg cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The nodes, whether they are up, their active policy, and how far each
+    /// one's index lags behind the store.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `prereg procedure ...`

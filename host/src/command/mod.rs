@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod ca;
+mod cluster;
 mod decide;
 mod import;
 mod init;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use prereg::data_dir::StoreLocation;
 use prereg::signing::SigningKey;
 use prereg::{DataDir, Registry};
 use zeroize::Zeroizing;
@@ -34,7 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context { global: cli.global };
     match cli.command {
         Command::Init { officer } => init::run(&context, &officer),
-        Command::Serve { listen } => serve::run(&context, &listen),
+        Command::Serve { listen, node } => serve::run(&context, &listen, node),
         Command::Import(args) => import::run(&context, args),
         Command::Procedure(cmd) => writes::procedure(&context, cmd),
         Command::Officer(cmd) => writes::officer(&context, cmd),
@@ -50,6 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => reads::audit(&context, cmd),
         Command::Policy(cmd) => policy::run(&context, cmd),
         Command::Bench(args) => bench::run(&context, args),
+        Command::Cluster(cmd) => cluster::run(&context, cmd),
+        Command::Migrate { from, to } => cluster::migrate(&context, &from, &to),
     }
 }
 
@@ -60,7 +64,12 @@ pub struct Context {
 
 impl Context {
     fn data(&self) -> DataDir {
-        DataDir::new(&self.global.data)
+        DataDir::new(&self.global.data).with_database(self.global.database.clone())
+    }
+
+    /// Where the store is.
+    fn store_location(&self) -> anyhow::Result<StoreLocation> {
+        Ok(self.data().store_location().map_err(|e| InputError(e.to_string()))?)
     }
 
     /// Where commands go: the running service given by `--server`, or the
@@ -98,7 +107,9 @@ impl Context {
     /// [`Context::registry`] with the given instance allocation.
     fn registry_with(&self, allocation: prereg::engine::Allocation) -> anyhow::Result<Registry> {
         let data = self.data();
-        if !data.database().exists() {
+        if let StoreLocation::Sqlite(file) = self.store_location()?
+            && !file.exists()
+        {
             return Err(InputError(format!(
                 "no prereg data in {} (run `prereg init`, or pass --data DIR / PREREG_DATA)",
                 data.root().display()

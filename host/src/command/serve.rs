@@ -3,19 +3,22 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use prereg::cluster::{Follower, NodeIdentity};
+use prereg::data_dir::StoreLocation;
 use prereg::registry::unix_now;
 use prereg::service::{self, AppState, ServiceLimits};
 use prereg::store::TxKind;
 
 use super::{Context, InputError, init};
 
-/// How often the service looks for policy changes made by other processes.
-const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
+pub fn run(context: &Context, listen: &str, node: Option<String>) -> anyhow::Result<ExitCode> {
     context.local_only("serve")?;
     let data = context.data();
-    if !data.database().exists() {
+    // The embedded default initialises itself on first run; a cluster's
+    // database is initialised once, by `prereg init --database`.
+    if let StoreLocation::Sqlite(file) = context.store_location()?
+        && !file.exists()
+    {
         if data.officer_key().exists() {
             return Err(InputError(format!(
                 "{} holds an officer key but no database; move the key away or use another --data",
@@ -45,36 +48,18 @@ pub fn run(context: &Context, listen: &str) -> anyhow::Result<ExitCode> {
         println!("prereg serving on http://{address} (RA page: http://{address}/)");
         println!("data {}, policy {} {} sha256:{}", data.root().display(), info.name, info.version, info.sha256);
         tracing::info!(%address, data = %data.root().display(), policy = %info.name, "listening");
-        // Another process may change the active or shadow policy in the store
-        // (`prereg policy activate` without --server): follow it.
-        let follower = registry.clone();
-        let follow_active = context.global.policy.is_none();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FOLLOW_EVERY);
-            loop {
-                tick.tick().await;
-                let registry = follower.clone();
-                let followed = tokio::task::spawn_blocking(move || {
-                    // Registrations written by other processes reach the index
-                    // here, so that decisions seldom have changes to apply.
-                    if let Err(e) = registry.refresh_index() {
-                        tracing::warn!(error = %e, "cannot bring the candidate index up to the store");
-                    }
-                    registry.follow_store(follow_active)
-                });
-                match followed.await {
-                    Ok(Ok(changes)) => {
-                        for change in changes {
-                            tracing::info!("{change} (changed in the store by another process)");
-                        }
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot follow the policy recorded in the store"),
-                    Err(e) => tracing::warn!(error = %e, "policy follower failed"),
-                }
-            }
-        });
+        // Other processes and nodes change registrations and the active or
+        // shadow policy in the store: follow them (prereg::cluster).
+        let node = NodeIdentity {
+            node_id: node.unwrap_or_else(|| NodeIdentity::default_name(&address)),
+            address: address.to_string(),
+            started_at: unix_now(),
+        };
+        println!("node {} on store {}", node.node_id, registry.storage().describe());
+        let follower = Follower::start(registry.clone(), context.global.policy.is_none(), node)?;
         let state = AppState::new(registry, data, ServiceLimits::default());
         service::serve(listener, state, service::shutdown_signal()).await?;
+        tokio::task::spawn_blocking(move || follower.stop()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })?;

@@ -63,6 +63,8 @@ impl RegistryError {
             RegistryError::Policy(_)
                 | RegistryError::Store(
                     StoreError::Database(_)
+                        | StoreError::Postgres(_)
+                        | StoreError::Unavailable { .. }
                         | StoreError::Open { .. }
                         | StoreError::Corrupt(_)
                         | StoreError::SchemaTooNew { .. }

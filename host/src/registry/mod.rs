@@ -91,6 +91,22 @@ pub fn initialise(
     Ok(instance_id)
 }
 
+/// Walks the whole audit chain of `storage` and reports the first bad record.
+pub fn verify_audit_chain(storage: &dyn Storage) -> Result<AuditVerification, RegistryError> {
+    const PAGE: u32 = 1000;
+    let mut tx = storage.begin(TxKind::Read)?;
+    let mut previous = (0u64, GENESIS.to_owned());
+    loop {
+        let page = tx.audit_records(previous.0, PAGE)?;
+        if page.is_empty() {
+            return Ok(AuditVerification { checked: previous.0, fault: None });
+        }
+        if let Err(fault) = audit::verify_page(&mut previous, &page) {
+            return Ok(AuditVerification { checked: previous.0, fault: Some(fault) });
+        }
+    }
+}
+
 /// The registry over a storage backend and an active policy. The policy can
 /// be swapped while the registry serves ([`Registry::swap_policy`]): each
 /// decision, validation and import row takes the active policy once, so work
@@ -103,6 +119,8 @@ pub struct Registry {
     loader: Option<Arc<PolicyLoader>>,
     index: Option<Arc<MemoryIndex>>,
     sealing: Option<Arc<SealingKey>>,
+    /// Stored policy versions compiled ahead of an activation.
+    prepared: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The result of checking the audit chain.
@@ -124,6 +142,7 @@ impl Registry {
             loader: None,
             index: None,
             sealing: None,
+            prepared: Arc::default(),
         }
     }
 
@@ -258,18 +277,7 @@ impl Registry {
 
     /// Walks the whole audit chain and reports the first bad record.
     pub fn verify_audit(&self) -> Result<AuditVerification, RegistryError> {
-        const PAGE: u32 = 1000;
-        let mut tx = self.storage.begin(TxKind::Read)?;
-        let mut previous = (0u64, GENESIS.to_owned());
-        loop {
-            let page = tx.audit_records(previous.0, PAGE)?;
-            if page.is_empty() {
-                return Ok(AuditVerification { checked: previous.0, fault: None });
-            }
-            if let Err(fault) = audit::verify_page(&mut previous, &page) {
-                return Ok(AuditVerification { checked: previous.0, fault: Some(fault) });
-            }
-        }
+        verify_audit_chain(self.storage.as_ref())
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, crate::store::StoreError>) -> Result<T, RegistryError> {

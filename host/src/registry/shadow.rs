@@ -202,6 +202,36 @@ impl Registry {
         Ok(changes)
     }
 
+    /// Compiles every stored policy version not compiled by this process
+    /// yet, into the precompiled cache, so that activating one (here, or on
+    /// another node) only has to load it. Failures are logged: the version
+    /// will be compiled again when it is activated.
+    pub fn prepare_stored_policies(&self) {
+        let versions = match self.storage.begin(TxKind::Read).and_then(|mut tx| tx.policy_versions()) {
+            Ok(versions) => versions,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the stored policy versions");
+                return;
+            }
+        };
+        for record in versions {
+            let new = self.prepared.lock().map(|mut p| p.insert(record.sha256.clone())).unwrap_or(false);
+            if !new {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            match self.compile_stored(&record) {
+                Ok(_) => tracing::info!(
+                    name = %record.name,
+                    sha256 = %record.sha256,
+                    ms = started.elapsed().as_millis() as u64,
+                    "policy version prepared"
+                ),
+                Err(e) => tracing::warn!(sha256 = %record.sha256, error = %e, "cannot prepare a stored policy version"),
+            }
+        }
+    }
+
     /// Compiles a stored version (from the precompiled cache when valid), under its label.
     pub(super) fn compile_stored(
         &self,

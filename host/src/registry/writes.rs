@@ -49,12 +49,25 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
 pub(crate) fn verify_signed(tx: &mut dyn Tx, jws: &str, now: u64) -> Result<(Verified, OfficerRecord), RegistryError> {
     let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
     let mut officer = None;
+    // A storage failure while looking the key up is the system's fault, not
+    // an unknown key: it must not be answered as a refused signature.
+    let mut lookup_failed = None;
     let verified = signing::verify(jws, &instance, now, |kid| {
-        let found = tx.officer(kid).ok().flatten()?;
+        let found = match tx.officer(kid) {
+            Ok(found) => found?,
+            Err(e) => {
+                lookup_failed = Some(e);
+                return None;
+            }
+        };
         let key = PublicKey::from_pem(&found.public_key_pem, &found.name).ok();
         officer = Some(found);
         key
-    })?;
+    });
+    if let Some(e) = lookup_failed {
+        return Err(e.into());
+    }
+    let verified = verified?;
     match officer {
         Some(officer) => Ok((verified, officer)),
         None => Err(RegistryError::Signature(signing::SigningError::UnknownKey(verified.kid))),

@@ -162,6 +162,8 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Missing(_) => ApiError::not_found(detail),
             StoreError::Database(ref db) if is_busy(db) => ApiError::unavailable(detail),
+            StoreError::Unavailable { .. } => ApiError::unavailable(detail),
+            StoreError::Postgres(_) => ApiError::internal(detail),
             StoreError::Open { .. } | StoreError::Database(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "The storage failed", detail)
             }

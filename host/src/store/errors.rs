@@ -38,7 +38,19 @@ pub enum StoreError {
         /// Supported.
         supported: i64,
     },
-    /// Any other database error.
+    /// The database cannot serve now (the server is down, restarting or
+    /// unreachable, or every connection is busy); the request may be retried.
+    #[error("the database {database} is unavailable: {message}")]
+    Unavailable {
+        /// Which.
+        database: String,
+        /// Why.
+        message: String,
+    },
+    /// Any other SQLite error.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// Any other PostgreSQL error.
+    #[error("database error: {0}")]
+    Postgres(String),
 }

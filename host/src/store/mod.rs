@@ -1,19 +1,89 @@
-//! Storage: the [`Storage`] trait and its records; [`sqlite`] is the embedded
-//! default. A PostgreSQL backend can implement the same trait.
+//! Storage: the [`Storage`] trait and its records. [`sqlite`] is the
+//! embedded default; [`postgres`] serves a cluster of nodes sharing one
+//! database. Both run the same migrations ([`schema`]), and the same test
+//! suite runs against both.
 //!
 //! Every operation runs in a transaction ([`Tx`]), so that a change, the
 //! single-use request id that authorized it and its audit record are written
 //! together or not at all.
 
+pub mod copy;
 mod errors;
-mod schema;
+pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 
 use prereg_core::{Protocol, RegistrationState};
 use serde::Serialize;
 
 pub use errors::StoreError;
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
+
+/// Opens the store at `location`: a `postgres://` URL, or the path of a
+/// SQLite database file.
+pub fn open(location: &str) -> Result<std::sync::Arc<dyn Storage>, StoreError> {
+    if postgres::is_postgres_url(location) {
+        Ok(std::sync::Arc::new(PostgresStorage::open(location)?))
+    } else {
+        Ok(std::sync::Arc::new(SqliteStorage::open(std::path::Path::new(location))?))
+    }
+}
+
+/// Something that changed in the store, as a listener hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Registrations changed (the change log grew).
+    Registrations,
+    /// The policy versions, the active or the shadow policy changed.
+    Policy,
+    /// The listener (re)connected: anything may have changed unheard.
+    Reconnected,
+}
+
+/// Waits for changes made by any process or node ([`Storage::listen`]).
+pub trait StoreListener: Send {
+    /// The changes heard within `timeout` (empty if none).
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Vec<StoreEvent>, StoreError>;
+}
+
+/// A node serving the store (`prereg serve`), as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct NodeRecord {
+    /// Its name (`--node`, or host:port).
+    pub node_id: String,
+    /// The address it listens on.
+    pub address: String,
+    /// prereg version.
+    pub version: String,
+    /// Unix seconds.
+    pub started_at: u64,
+    /// When it last reported, Unix seconds.
+    pub seen_at: u64,
+    /// SHA-256 of its active policy.
+    pub policy_sha256: String,
+    /// Name and version of its active policy.
+    pub policy_name: String,
+    /// The registration change its in-memory index had applied.
+    pub index_seq: u64,
+    /// It stopped cleanly.
+    pub stopped: bool,
+}
+
+/// A registration with everything the store keeps of it (for `prereg migrate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRegistration {
+    /// The record.
+    pub record: RegistrationRecord,
+    /// Its encoded index key.
+    pub index_key: String,
+    /// PHC password hash.
+    pub password_hash: Option<String>,
+    /// Sealed password.
+    pub password_sealed: Option<String>,
+    /// The row of its import.
+    pub import_row: Option<u64>,
+}
 
 /// A token procedure as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -431,8 +501,23 @@ pub trait Storage: Send + Sync {
     /// Opens a transaction.
     fn begin(&self, kind: TxKind) -> Result<Box<dyn Tx>, StoreError>;
 
-    /// A short description for logs (`sqlite:/path/prereg.sqlite3`).
+    /// A short description for logs (`sqlite:/path/prereg.sqlite3`), never
+    /// with a password.
     fn describe(&self) -> String;
+
+    /// A listener for changes made by other processes, if the backend can
+    /// notify (PostgreSQL); `None`: poll (SQLite).
+    fn listen(&self) -> Result<Option<Box<dyn StoreListener>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Records a node's heartbeat. It is not a rule-bearing write, so a
+    /// backend may record it without taking the write lock (PostgreSQL does).
+    fn report_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin(TxKind::Write)?;
+        tx.record_node(node)?;
+        tx.commit()
+    }
 }
 
 /// One transaction. Dropping it without [`Tx::commit`] rolls it back.
@@ -441,6 +526,10 @@ pub trait Tx: Send {
     fn instance_id(&mut self) -> Result<Option<String>, StoreError>;
     /// Records the instance id (once).
     fn set_instance_id(&mut self, id: &str, now: u64) -> Result<(), StoreError>;
+    /// The public half of the instance's sealing key, once recorded.
+    fn sealing_key(&mut self) -> Result<Option<String>, StoreError>;
+    /// Records the public half of the instance's sealing key.
+    fn set_sealing_key(&mut self, public: &str) -> Result<(), StoreError>;
 
     /// A token procedure by name.
     fn procedure(&mut self, name: &str) -> Result<Option<ProcedureRecord>, StoreError>;
@@ -478,6 +567,9 @@ pub trait Tx: Send {
     fn certificate_by_transaction(&mut self, transaction: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// A certificate by serial (lower-case hex).
     fn certificate_by_serial(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// Certificates in the order they were recorded, after position `after`,
+    /// at most `limit`, each with its position.
+    fn certificates(&mut self, after: u64, limit: u32) -> Result<Vec<(u64, CertificateRecord)>, StoreError>;
     /// Moves a certificate from state `from` to `to`; false if it was not in
     /// `from` (another process got there first).
     fn set_certificate_state(
@@ -491,6 +583,14 @@ pub trait Tx: Send {
     /// Inserts a registration; [`StoreError::Duplicate`] if its pattern exists
     /// in its domain.
     fn insert_registration(&mut self, registration: &NewRegistration) -> Result<u64, StoreError>;
+    /// Registrations with all they keep, by id after `after`, at most `limit`.
+    fn stored_registrations(&mut self, after: u64, limit: u32) -> Result<Vec<StoredRegistration>, StoreError>;
+    /// Writes a registration as it was stored elsewhere, with its id.
+    fn restore_registration(&mut self, registration: &StoredRegistration) -> Result<(), StoreError>;
+    /// Writes an import record as it was stored elsewhere, with its id.
+    fn restore_import(&mut self, import: &ImportRecord) -> Result<(), StoreError>;
+    /// After restoring: new ids continue after the restored ones.
+    fn restore_finish(&mut self) -> Result<(), StoreError>;
     /// The registration of `pattern` in `domain`, if any.
     fn registration_by_pattern(
         &mut self,
@@ -525,6 +625,8 @@ pub trait Tx: Send {
     /// Records a single-use request id; [`StoreError::Replayed`] if seen before.
     /// Ids whose expiry has passed are forgotten.
     fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError>;
+    /// The single-use request ids remembered: (id, key id, expiry).
+    fn request_ids(&mut self) -> Result<Vec<(String, String, u64)>, StoreError>;
 
     /// Records a new import; returns its id.
     fn insert_import(&mut self, import: &ImportRecord) -> Result<u64, StoreError>;
@@ -576,8 +678,33 @@ pub trait Tx: Send {
     /// Audit records with `seq > after`, ascending, at most `limit`.
     fn audit_records(&mut self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
 
+    /// Records how a serving node stands (its heartbeat).
+    fn record_node(&mut self, node: &NodeRecord) -> Result<(), StoreError>;
+    /// Every node that ever served the store.
+    fn nodes(&mut self) -> Result<Vec<NodeRecord>, StoreError>;
+
     /// Commits.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// `%text%` for a LIKE (SQLite, with `ESCAPE '\'`) or ILIKE (PostgreSQL)
+/// pattern, with `%`, `_` and `\` escaped.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A list of names as the JSON text both backends store.
+fn to_json(list: &[String]) -> String {
+    serde_json::Value::from(list.to_vec()).to_string()
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -10,9 +10,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, CertificateRecord, CertificateState, ImportRecord, ImportStatus, NewRegistration, OfficerRecord,
-    PolicyVersionRecord, ProcedureRecord, RegistrationChange, RegistrationFilter, RegistrationRecord,
-    ShadowDisagreement, ShadowRecord, ShadowSide, Storage, StoreError, Tx, TxKind,
+    AuditRecord, CertificateRecord, CertificateState, ImportRecord, ImportStatus, NewRegistration, NodeRecord,
+    OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange, RegistrationFilter, RegistrationRecord,
+    ShadowDisagreement, ShadowRecord, ShadowSide, Storage, StoreError, StoredRegistration, Tx, TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
@@ -102,14 +102,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version > supported {
         return Err(StoreError::SchemaTooNew { found: version, supported });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Another process may have migrated while we waited for the lock.
         let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if now > i as i64 {
             continue;
         }
-        tx.execute_batch(sql)?;
+        tx.execute_batch(migration.sqlite)?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         tx.commit()?;
     }
@@ -269,20 +269,6 @@ fn import_from(row: &Row<'_>) -> rusqlite::Result<ImportRecord> {
     })
 }
 
-/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-fn like_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
         seq: u64_col(row, "seq")?,
@@ -298,10 +284,6 @@ fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         request: row.get("request")?,
         detail: row.get("detail")?,
     })
-}
-
-fn to_json(list: &[String]) -> String {
-    serde_json::Value::from(list.to_vec()).to_string()
 }
 
 /// One side of a shadow disagreement, from five columns starting at `at`.
@@ -330,6 +312,20 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
+    fn sealing_key(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT sealing_key FROM instance")?
+            .query_row([], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn set_sealing_key(&mut self, public: &str) -> Result<(), StoreError> {
+        self.conn()?.prepare_cached("UPDATE instance SET sealing_key = ?1")?.execute([public])?;
+        Ok(())
+    }
+
     fn procedure(&mut self, name: &str) -> Result<Option<ProcedureRecord>, StoreError> {
         Ok(self
             .conn()?
@@ -354,7 +350,7 @@ impl Tx for SqliteTx {
                 p.domain,
                 p.protocol.as_str(),
                 p.require_preregistration,
-                to_json(&p.allowed_domains),
+                super::to_json(&p.allowed_domains),
                 p.created_by,
                 p.created_at as i64,
                 p.certificate_days
@@ -392,7 +388,7 @@ impl Tx for SqliteTx {
                 o.name,
                 o.algorithm,
                 o.public_key_pem,
-                to_json(&o.domains),
+                super::to_json(&o.domains),
                 o.created_by,
                 o.created_at as i64
             ])
@@ -428,7 +424,7 @@ impl Tx for SqliteTx {
                     filter.after_id.unwrap_or(0) as i64,
                     filter.limit.map_or(-1, i64::from),
                     filter.procedure,
-                    filter.search.as_deref().map(|t| like_escape(&t.to_ascii_lowercase()))
+                    filter.search.as_deref().map(|t| super::like_pattern(&t.to_ascii_lowercase()))
                 ],
                 registration_from,
             )?
@@ -450,7 +446,7 @@ impl Tx for SqliteTx {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
-            .query_map(params![domain, to_json(keys), (limit + 1) as i64], registration_from)?
+            .query_map(params![domain, super::to_json(keys), (limit + 1) as i64], registration_from)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -507,6 +503,18 @@ impl Tx for SqliteTx {
             )?
             .query_row([serial], certificate_from)
             .optional()?)
+    }
+
+    fn certificates(&mut self, after: u64, limit: u32) -> Result<Vec<(u64, CertificateRecord)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT serial, transaction_id, registration, state, der, request, issued_at, expires_at, rowid \
+             FROM certificates WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after as i64, limit], |r| Ok((r.get::<_, i64>(8)? as u64, certificate_from(r)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn set_certificate_state(
@@ -567,6 +575,96 @@ impl Tx for SqliteTx {
             None => (id, id),
         });
         Ok(id)
+    }
+
+    fn stored_registrations(&mut self, after: u64, limit: u32) -> Result<Vec<StoredRegistration>, StoreError> {
+        let sql = format!(
+            "SELECT {REGISTRATION_COLUMNS}, index_key, password_hash, password_sealed, import_row \
+             FROM registrations WHERE id > ?1 ORDER BY id LIMIT ?2"
+        );
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(params![after as i64, limit], |r| {
+                Ok(StoredRegistration {
+                    record: registration_from(r)?,
+                    index_key: r.get(15)?,
+                    password_hash: r.get(16)?,
+                    password_sealed: r.get(17)?,
+                    import_row: r.get::<_, Option<i64>>(18)?.map(|v| v as u64),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn restore_registration(&mut self, s: &StoredRegistration) -> Result<(), StoreError> {
+        let r = &s.record;
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO registrations (id, domain, procedure, pattern, index_key, ip, serial, password_hash, \
+                 expires_at, max_enrollments, enrollments, failed_attempts, state, created_by, created_at, import_id, \
+                 import_row, password_sealed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )?
+            .execute(params![
+                r.id as i64,
+                r.domain,
+                r.procedure,
+                r.pattern,
+                s.index_key,
+                r.ip,
+                r.serial,
+                s.password_hash,
+                r.expires_at.map(|v| v as i64),
+                r.max_enrollments,
+                r.enrollments,
+                r.failed_attempts,
+                r.state.as_str(),
+                r.created_by,
+                r.created_at as i64,
+                r.import_id.map(|v| v as i64),
+                s.import_row.map(|v| v as i64),
+                s.password_sealed
+            ])?;
+        self.inserted = Some(match self.inserted {
+            Some((first, last)) => (first.min(r.id), last.max(r.id)),
+            None => (r.id, r.id),
+        });
+        Ok(())
+    }
+
+    fn restore_import(&mut self, i: &ImportRecord) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO imports (id, sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
+                 rows_done, created, unchanged, errors, started_at, finished_at, message) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                i.id as i64,
+                i.sha256,
+                i.procedure,
+                i.file_name,
+                i.partial,
+                i.dry_run,
+                i.officer,
+                i.status.as_str(),
+                i.rows_total as i64,
+                i.rows_done as i64,
+                i.created as i64,
+                i.unchanged as i64,
+                i.errors as i64,
+                i.started_at as i64,
+                i.finished_at.map(|v| v as i64),
+                i.message
+            ])?;
+        Ok(())
+    }
+
+    fn restore_finish(&mut self) -> Result<(), StoreError> {
+        // AUTOINCREMENT already continues after the largest id.
+        Ok(())
     }
 
     fn registration_by_pattern(
@@ -662,6 +760,15 @@ impl Tx for SqliteTx {
             .execute(params![jti, kid, expires_at as i64])
             .map_err(|e| if is_unique_violation(&e) { StoreError::Replayed { jti: jti.into() } } else { e.into() })?;
         Ok(())
+    }
+
+    fn request_ids(&mut self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT jti, kid, expires_at FROM request_ids ORDER BY jti")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn insert_import(&mut self, i: &ImportRecord) -> Result<u64, StoreError> {
@@ -939,6 +1046,52 @@ impl Tx for SqliteTx {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached("SELECT * FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let rows = stmt.query_map(params![after as i64, limit], audit_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn record_node(&mut self, n: &NodeRecord) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO nodes (node_id, address, version, started_at, seen_at, policy_sha256, policy_name, \
+                 index_seq, stopped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (node_id) DO UPDATE SET \
+                 address = ?2, version = ?3, started_at = ?4, seen_at = ?5, policy_sha256 = ?6, policy_name = ?7, \
+                 index_seq = ?8, stopped = ?9",
+            )?
+            .execute(params![
+                n.node_id,
+                n.address,
+                n.version,
+                n.started_at as i64,
+                n.seen_at as i64,
+                n.policy_sha256,
+                n.policy_name,
+                n.index_seq as i64,
+                n.stopped
+            ])?;
+        Ok(())
+    }
+
+    fn nodes(&mut self) -> Result<Vec<NodeRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT node_id, address, version, started_at, seen_at, policy_sha256, policy_name, index_seq, stopped \
+             FROM nodes ORDER BY node_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(NodeRecord {
+                    node_id: r.get(0)?,
+                    address: r.get(1)?,
+                    version: r.get(2)?,
+                    started_at: r.get::<_, i64>(3)? as u64,
+                    seen_at: r.get::<_, i64>(4)? as u64,
+                    policy_sha256: r.get(5)?,
+                    policy_name: r.get(6)?,
+                    index_seq: r.get::<_, i64>(7)? as u64,
+                    stopped: r.get(8)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
         Ok(rows)
     }
 

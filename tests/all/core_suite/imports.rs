@@ -46,10 +46,10 @@ fn run(fx: &Fixture, path: &Path, partial: bool, dry_run: bool) -> Run {
     try_import(fx, path, partial, dry_run).unwrap()
 }
 
-fn fixture() -> Fixture {
-    let fx = Fixture::new();
+fn fixture() -> Option<Fixture> {
+    let fx = Fixture::on(super::BACKEND)?;
     fx.procedure("routers", "corp", "scep", &[]);
-    fx
+    Some(fx)
 }
 
 fn patterns(fx: &Fixture) -> Vec<String> {
@@ -73,7 +73,7 @@ const MIXED: &str = "fqdn,ip,serial,password,valid_days,max_enrollments\n\
 
 #[test]
 fn all_or_nothing_reports_every_bad_row_and_writes_nothing() {
-    let fx = fixture();
+    let Some(fx) = fixture() else { return };
     fx.register("routers", "existing.example.com").unwrap();
     let audit_before = actions(&fx).len();
     let path = write(&fx, "mixed.csv", MIXED.as_bytes());
@@ -106,7 +106,7 @@ fn all_or_nothing_reports_every_bad_row_and_writes_nothing() {
 
 #[test]
 fn partial_writes_the_good_rows_and_running_it_again_changes_nothing() {
-    let fx = fixture();
+    let Some(fx) = fixture() else { return };
     fx.register("routers", "existing.example.com").unwrap();
     let path = write(&fx, "mixed.csv", MIXED.as_bytes());
     let first = run(&fx, &path, true, false);
@@ -128,7 +128,7 @@ fn partial_writes_the_good_rows_and_running_it_again_changes_nothing() {
         ..Default::default()
     });
     assert!(allowed.allowed, "{allowed:?}");
-    let db = std::fs::read(fx.database()).unwrap();
+    let db = fx.stored_bytes();
     assert!(!crate::common::contains(&db, b"pw-a"));
 
     let again = run(&fx, &path, true, false);
@@ -142,7 +142,7 @@ fn partial_writes_the_good_rows_and_running_it_again_changes_nothing() {
 
 #[test]
 fn a_clean_file_imports_whole_and_a_second_run_says_nothing_changed() {
-    let fx = fixture();
+    let Some(fx) = fixture() else { return };
     let mut text = String::from("\u{feff}FQDN,Serial\r\n");
     for i in 0..2500 {
         text.push_str(&format!("dev{i}.example.com,S{i}\r\n"));
@@ -170,7 +170,7 @@ fn a_clean_file_imports_whole_and_a_second_run_says_nothing_changed() {
 
 #[test]
 fn a_dry_run_checks_everything_and_writes_nothing() {
-    let fx = fixture();
+    let Some(fx) = fixture() else { return };
     let path = write(&fx, "mixed.csv", MIXED.as_bytes());
     let audit_before = actions(&fx).len();
     let dry = run(&fx, &path, false, true);
@@ -184,7 +184,7 @@ fn a_dry_run_checks_everything_and_writes_nothing() {
 
 #[test]
 fn quoting_bom_and_line_ends_are_read_as_rfc_4180_says() {
-    let fx = fixture();
+    let Some(fx) = fixture() else { return };
     let text = b"\xEF\xBB\xBF\"fqdn\",\"password\"\r\n\"q1.example.com\",\"a,b \"\"quoted\"\"\r\nnext line\"\r\nq2.example.com,\n";
     let path = write(&fx, "quoted.csv", text);
     let result = run(&fx, &path, false, false);
@@ -200,7 +200,7 @@ fn quoting_bom_and_line_ends_are_read_as_rfc_4180_says() {
 
 #[test]
 fn broken_files_are_refused_before_anything_is_written() {
-    let fx = fixture();
+    let Some(fx) = fixture() else { return };
     let long_field = format!("fqdn\n{}.example.com\n", "a".repeat(1100));
     let long_row = format!("fqdn,serial\nx.example.com,{}\n", "s,".repeat(5000));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -232,7 +232,7 @@ fn broken_files_are_refused_before_anything_is_written() {
 
 #[test]
 fn the_signature_covers_the_file_procedure_and_options() {
-    let fx = fixture();
+    let Some(fx) = fixture() else { return };
     fx.procedure("other", "lab", "est", &[]);
     let path = write(&fx, "a.csv", b"fqdn\nx.example.com\n");
     let jws = sign_import(&fx, &path, false, false);
@@ -265,7 +265,7 @@ fn the_signature_covers_the_file_procedure_and_options() {
 #[test]
 fn a_cancelled_import_keeps_what_it_wrote_when_partial_and_nothing_otherwise() {
     for partial in [false, true] {
-        let fx = fixture();
+        let Some(fx) = fixture() else { return };
         let mut text = String::from("fqdn\n");
         for i in 0..2500 {
             text.push_str(&format!("dev{i}.example.com\n"));

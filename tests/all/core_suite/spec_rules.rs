@@ -12,7 +12,7 @@ use crate::common::{Fixture, NOW, Reg, Req, req};
 /// The SPEC.md worked examples.
 #[test]
 fn worked_examples() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("d-routers", "D", "scep", &[]);
     f.procedure("e-routers", "E", "scep", &[]);
     f.register("d-routers", "*.dept.example.com").unwrap();
@@ -35,7 +35,7 @@ fn worked_examples() {
 /// Steps 1 to 4.
 #[test]
 fn procedure_requirement_name_and_allowed_domains() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("scep-d", "D", "scep", &["example.com"]);
     f.procedure("est-open", "D", "est", &[]);
     f.register("scep-d", "a.example.com").unwrap();
@@ -56,7 +56,7 @@ fn procedure_requirement_name_and_allowed_domains() {
 /// CMP procedures cannot opt out.
 #[test]
 fn require_preregistration_setting() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.submit(WriteRequest::CreateProcedure {
         certificate_days: None,
         name: "est-strict".into(),
@@ -82,7 +82,7 @@ fn require_preregistration_setting() {
 /// Step 5: candidates of the procedure's domain, shared by its procedures.
 #[test]
 fn domain_scoping_across_token_procedures() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("d-one", "D", "scep", &[]);
     f.procedure("d-two", "D", "cmp", &[]);
     f.procedure("e-one", "E", "scep", &[]);
@@ -100,7 +100,7 @@ fn domain_scoping_across_token_procedures() {
 /// Step 6: empty IP and serial match anything; set ones must be equal.
 #[test]
 fn ip_and_serial() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     f.register_with(Reg { procedure: "p", fqdn: "ip.example.com", ip: Some("10.0.0.1"), ..Default::default() })
         .unwrap();
@@ -127,7 +127,7 @@ fn ip_and_serial() {
 /// Step 7: the most specific candidate decides, with no fall-through.
 #[test]
 fn most_specific_decides_without_fall_through() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     let star = f.register("p", "*.example.com").unwrap();
     let prefix = f.register("p", "router*.example.com").unwrap();
@@ -171,7 +171,7 @@ fn most_specific_decides_without_fall_through() {
 /// Patterns: the SPEC wildcard cases, end to end.
 #[test]
 fn wildcard_cases() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     f.register("p", "*.dept.example.com").unwrap();
     f.register("p", "serial-*.example.com").unwrap();
@@ -193,7 +193,7 @@ fn wildcard_cases() {
 /// Registering: the pattern rules, with the field named.
 #[test]
 fn registration_validation_names_the_fault() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &["example.com"]);
     f.procedure("any", "D", "scep", &[]);
     for (fqdn, needle) in [
@@ -227,7 +227,7 @@ fn registration_validation_names_the_fault() {
 /// of decisions (they are the same code; this guards the boundary).
 #[test]
 fn native_and_wasm_agree() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &["example.com", "example.net"]);
     f.procedure("o", "D", "other", &[]);
     f.register("p", "*.dept.example.com").unwrap();
@@ -272,7 +272,7 @@ fn native_and_wasm_agree() {
 /// name lengths, bad characters, for registrations and requests alike.
 #[test]
 fn canonical_names_through_the_guest() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     let idn = f.register("p", "Bücher.Example.COM.").unwrap();
     assert_eq!(f.registry.registration(idn).unwrap().pattern, "xn--bcher-kva.example.com");

@@ -11,7 +11,7 @@ use crate::common::{Fixture, default_policy, hostile, req};
 
 #[test]
 fn a_hundred_swaps_while_two_threads_decide_fail_and_mix_nothing() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     f.register("p", "dev.example.com").unwrap();
     // Two policies that answer this request differently: the default allows
@@ -67,7 +67,7 @@ fn a_hundred_swaps_while_two_threads_decide_fail_and_mix_nothing() {
 
 #[test]
 fn writes_record_the_policy_that_validated_them() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "est", &[]);
     let id = f.register("p", "a.example.com").unwrap();
     let audit = f.registry.audit_records(0, 100).unwrap();

@@ -14,7 +14,7 @@ fn state(f: &Fixture, id: u64) -> RegistrationState {
 
 #[test]
 fn passwords_and_the_lockout() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     let id = f
         .register_with(Reg {
@@ -52,7 +52,7 @@ fn passwords_and_the_lockout() {
 
 #[test]
 fn max_enrollments_and_defaults() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     let exact = f.register("p", "once.example.com").unwrap();
     let pattern = f.register("p", "*.fleet.example.com").unwrap();
@@ -88,7 +88,7 @@ fn max_enrollments_and_defaults() {
 
 #[test]
 fn validity_expires() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     f.register_with(Reg { procedure: "p", fqdn: "short.example.com", valid_days: Some(2), ..Default::default() })
         .unwrap();
@@ -100,7 +100,7 @@ fn validity_expires() {
 
 #[test]
 fn disable_reopen_delete() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     let id = f.register("p", "dev.example.com").unwrap();
     f.submit(WriteRequest::DisableRegistration { id }).unwrap();
@@ -118,7 +118,7 @@ fn disable_reopen_delete() {
 
 #[test]
 fn every_enrollment_decision_is_audited_and_dry_runs_are_not() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     f.register("p", "dev.example.com").unwrap();
     let before = f.registry.audit_records(0, 1000).unwrap().len();
@@ -140,7 +140,7 @@ fn every_enrollment_decision_is_audited_and_dry_runs_are_not() {
 
 #[test]
 fn passwords_are_never_stored_or_audited_in_plain_text() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
     f.procedure("p", "D", "scep", &[]);
     f.register_with(Reg {
         procedure: "p",
@@ -151,12 +151,7 @@ fn passwords_are_never_stored_or_audited_in_plain_text() {
     .unwrap();
     f.enroll(Req { password: Some("Plaintext-Secret-42"), ..req("p", "pw.example.com") });
     f.enroll(Req { password: Some("Wrong-Guess-43"), ..req("p", "pw.example.com") });
-    drop(f.registry.storage().begin(prereg::store::TxKind::Read).unwrap());
-    let mut bytes = std::fs::read(f.database()).unwrap();
-    let wal = f.database().with_extension("sqlite3-wal");
-    if wal.exists() {
-        bytes.extend(std::fs::read(wal).unwrap());
-    }
+    let bytes = f.stored_bytes();
     for secret in ["Plaintext-Secret-42", "Wrong-Guess-43"] {
         assert!(!contains(&bytes, secret.as_bytes()), "{secret} found in the database");
     }

@@ -9,7 +9,8 @@ use crate::common::{Fixture, NOW, create_registration};
 
 #[test]
 fn two_threads_racing_for_the_same_pattern_exactly_one_wins() {
-    let f = Arc::new(Fixture::new());
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
+    let f = Arc::new(f);
     f.procedure("d-one", "D", "scep", &[]);
     f.procedure("d-two", "D", "cmp", &[]);
     for round in 0..20 {

@@ -1,0 +1,3 @@
+//! The core suite on PostgreSQL, the cluster backend.
+
+core_suite!(Postgres);

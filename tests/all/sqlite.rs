@@ -1,0 +1,3 @@
+//! The core suite on SQLite, the embedded default.
+
+core_suite!(Sqlite);
