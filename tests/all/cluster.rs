@@ -459,3 +459,52 @@ fn an_embedded_instance_migrates_to_postgres_with_its_chain_verified() {
     assert_ne!(code, Some(0));
     assert!(err.contains("sealing.key"), "{err}");
 }
+
+/// Both backends run the same migrations: the same tables with the same
+/// columns at the same schema version. PostgreSQL's `seq` columns stand in
+/// for SQLite's implicit rowid, and its `schema_version` table for SQLite's
+/// `PRAGMA user_version`.
+#[test]
+fn both_backends_have_the_same_tables_and_columns() {
+    let Some(db) = TestDatabase::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.sqlite3");
+    drop(prereg::store::SqliteStorage::open(&file).unwrap());
+    let pg = prereg::store::PostgresStorage::open(&db.url).unwrap();
+    assert_eq!(pg.schema_version().unwrap(), prereg::store::schema::MIGRATIONS.len() as i64);
+
+    let sqlite = rusqlite::Connection::open(&file).unwrap();
+    let mut sqlite_columns = std::collections::BTreeSet::new();
+    let tables: Vec<String> = sqlite
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for table in tables {
+        let columns: Vec<String> = sqlite
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for column in columns {
+            sqlite_columns.insert(format!("{table}.{column}"));
+        }
+    }
+    let pg_columns: std::collections::BTreeSet<String> = db
+        .client()
+        .query(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name <> 'schema_version' AND NOT (table_name IN ('policies', 'certificates') AND column_name = 'seq')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sqlite_columns, pg_columns);
+    assert!(pg_columns.len() > 80, "{}", pg_columns.len());
+}
