@@ -143,9 +143,9 @@ fn follow(registry: &Registry, follow_active: bool, node: &NodeIdentity, stop: &
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot follow the policy recorded in the store"),
             }
-            if !poll || reconnected {
-                registry.prepare_stored_policies();
-            }
+            // Versions loaded anywhere are compiled here ahead of their
+            // activation (a read when there is nothing new).
+            registry.prepare_stored_policies();
         }
         if poll {
             last_poll = Some(Instant::now());

@@ -22,6 +22,16 @@
 //!   within milliseconds. The change log is still the truth: a node that
 //!   missed notifications (a dropped connection) catches up from it.
 //!
+//! - **Reads without a transaction.** A [`TxKind::Read`] runs each statement
+//!   on its own, on a connection whose session is read-only
+//!   (`default_transaction_read_only`): no BEGIN and ROLLBACK, two loopback
+//!   round trips fewer on every decision. Each statement sees the latest
+//!   commits rather than one snapshot for all; every reader tolerates it:
+//!   the audit log and the change log only grow, and the in-memory index
+//!   records the change number it read *before* the rows, so a row newer
+//!   than that number is read again at the next catch-up, never missed.
+//!   Anything that must be consistent across statements is a write.
+//!
 //! A lost server is [`StoreError::Unavailable`] (HTTP 503), promptly: the
 //! pool never waits long for a connection, connecting times out, and broken
 //! connections are dropped rather than reused.
@@ -46,8 +56,10 @@ use super::{
 pub const WRITE_LOCK: i64 = 0x7072_6572_6567_0001;
 /// The advisory lock that serializes migrations between nodes starting at once.
 const MIGRATION_LOCK: i64 = 0x7072_6572_6567_0002;
-/// Connections a node opens at most.
-const MAX_CONNECTIONS: usize = 16;
+/// Reading connections a node opens at most.
+const MAX_READ_CONNECTIONS: usize = 16;
+/// Writing connections a node opens at most (writers take turns anyway).
+const MAX_WRITE_CONNECTIONS: usize = 8;
 /// How long a transaction waits for a free connection of the pool.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// Connecting gives up after this long unless the URL says otherwise.
@@ -66,6 +78,34 @@ pub struct PostgresStorage {
 struct Inner {
     config: Config,
     shown: String,
+    /// Read-only connections, then writing ones ([`Lane`]).
+    lanes: [LanePool; 2],
+    /// Token procedures read so far: a procedure is never changed or
+    /// deleted once created, so a decision need not ask the server again.
+    procedures: Mutex<HashMap<String, ProcedureRecord>>,
+}
+
+/// The two kinds of connection. A reading connection is read-only for the
+/// whole session (`default_transaction_read_only`) and runs each statement
+/// on its own (no BEGIN and ROLLBACK: two round trips fewer per decision);
+/// a writing one runs transactions under the write lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Read = 0,
+    Write = 1,
+}
+
+impl Lane {
+    fn max(self) -> usize {
+        match self {
+            Lane::Read => MAX_READ_CONNECTIONS,
+            Lane::Write => MAX_WRITE_CONNECTIONS,
+        }
+    }
+}
+
+#[derive(Default)]
+struct LanePool {
     pool: Mutex<Pool>,
     freed: Condvar,
 }
@@ -79,6 +119,7 @@ struct Pool {
 /// A connection with its prepared statements.
 struct Connection {
     client: Client,
+    lane: Lane,
     statements: HashMap<String, Statement>,
 }
 
@@ -109,32 +150,36 @@ impl PostgresStorage {
         config.keepalives(true).keepalives_idle(Duration::from_secs(30));
         let shown = describe(&config);
         let storage = PostgresStorage {
-            inner: Arc::new(Inner { config, shown, pool: Mutex::new(Pool::default()), freed: Condvar::new() }),
+            inner: Arc::new(Inner { config, shown, lanes: Default::default(), procedures: Mutex::default() }),
         };
         // Fail now, with the reason, rather than at the first request.
-        let conn = storage.checkout()?;
+        let conn = storage.checkout(Lane::Write)?;
         storage.release(conn);
         Ok(storage)
     }
 
-    fn connect(&self) -> Result<Connection, StoreError> {
+    fn connect(&self, lane: Lane) -> Result<Connection, StoreError> {
         let mut client = self
             .inner
             .config
             .connect(NoTls)
             .map_err(|e| StoreError::Unavailable { database: self.inner.shown.clone(), message: message_of(&e) })?;
-        client.batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))?;
-        Ok(Connection { client, statements: HashMap::new() })
+        let read_only = if lane == Lane::Read { "on" } else { "off" };
+        client.batch_execute(&format!(
+            "SET lock_timeout = '{LOCK_TIMEOUT}'; SET default_transaction_read_only = {read_only}"
+        ))?;
+        Ok(Connection { client, lane, statements: HashMap::new() })
     }
 
-    /// An idle connection, or a new one while fewer than [`MAX_CONNECTIONS`]
-    /// are open; waits [`POOL_WAIT`] at most.
-    fn checkout(&self) -> Result<Connection, StoreError> {
+    /// An idle connection of `lane`, or a new one while fewer than its
+    /// maximum are open; waits [`POOL_WAIT`] at most.
+    fn checkout(&self, lane: Lane) -> Result<Connection, StoreError> {
         let deadline = Instant::now() + POOL_WAIT;
         fn poisoned<T>(_: T) -> StoreError {
             StoreError::Postgres("the connection pool is poisoned".into())
         }
-        let mut pool = self.inner.pool.lock().map_err(poisoned)?;
+        let slot = &self.inner.lanes[lane as usize];
+        let mut pool = slot.pool.lock().map_err(poisoned)?;
         loop {
             while let Some(conn) = pool.idle.pop() {
                 if !conn.client.is_closed() {
@@ -142,50 +187,52 @@ impl PostgresStorage {
                 }
                 pool.open -= 1;
             }
-            if pool.open < MAX_CONNECTIONS {
+            if pool.open < lane.max() {
                 pool.open += 1;
                 drop(pool);
-                return self.connect().inspect_err(|_| {
-                    if let Ok(mut pool) = self.inner.pool.lock() {
+                return self.connect(lane).inspect_err(|_| {
+                    if let Ok(mut pool) = slot.pool.lock() {
                         pool.open -= 1;
                     }
-                    self.inner.freed.notify_one();
+                    slot.freed.notify_one();
                 });
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(StoreError::Unavailable {
                     database: self.inner.shown.clone(),
-                    message: format!("all {MAX_CONNECTIONS} connections are busy"),
+                    message: format!("all {} {lane:?} connections are busy", lane.max()),
                 });
             }
-            pool = self.inner.freed.wait_timeout(pool, deadline - now).map_err(poisoned)?.0;
+            pool = slot.freed.wait_timeout(pool, deadline - now).map_err(poisoned)?.0;
         }
     }
 
     /// Gives a connection back; a broken one is closed instead.
     fn release(&self, conn: Connection) {
-        if let Ok(mut pool) = self.inner.pool.lock() {
+        let slot = &self.inner.lanes[conn.lane as usize];
+        if let Ok(mut pool) = slot.pool.lock() {
             if conn.client.is_closed() {
                 pool.open -= 1;
             } else {
                 pool.idle.push(conn);
             }
         }
-        self.inner.freed.notify_one();
+        slot.freed.notify_one();
     }
 
     /// Forgets a connection that is in an unknown state.
     fn discard(&self, conn: Connection) {
+        let slot = &self.inner.lanes[conn.lane as usize];
         drop(conn);
-        if let Ok(mut pool) = self.inner.pool.lock() {
+        if let Ok(mut pool) = slot.pool.lock() {
             pool.open -= 1;
         }
-        self.inner.freed.notify_one();
+        slot.freed.notify_one();
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.checkout()?;
+        let mut conn = self.checkout(Lane::Write)?;
         let result = migrate(&mut conn.client);
         self.release(conn);
         result
@@ -193,7 +240,7 @@ impl PostgresStorage {
 
     /// The schema version of the database (how many migrations have run).
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let mut conn = self.checkout()?;
+        let mut conn = self.checkout(Lane::Read)?;
         let result = schema_version(&mut conn.client);
         self.release(conn);
         result
@@ -299,19 +346,21 @@ impl From<postgres::Error> for StoreError {
 
 impl Storage for PostgresStorage {
     fn begin(&self, kind: TxKind) -> Result<Box<dyn Tx>, StoreError> {
-        let mut conn = self.checkout()?;
-        let begin = match kind {
-            // One snapshot for the whole transaction, as SQLite's reads have.
-            TxKind::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_owned(),
+        let tx = |conn| PostgresTx { conn: Some(conn), storage: self.clone(), inserted: None, aborted: false };
+        match kind {
+            // Each statement on its own, on a read-only session: see the
+            // module's documentation for why readers tolerate it.
+            TxKind::Read => Ok(Box::new(tx(self.checkout(Lane::Read)?))),
             TxKind::Write => {
-                format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+                let mut conn = self.checkout(Lane::Write)?;
+                let begin = format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
+                if let Err(e) = conn.client.batch_execute(&begin) {
+                    self.discard(conn);
+                    return Err(e.into());
+                }
+                Ok(Box::new(tx(conn)))
             }
-        };
-        if let Err(e) = conn.client.batch_execute(&begin) {
-            self.discard(conn);
-            return Err(e.into());
         }
-        Ok(Box::new(PostgresTx { conn: Some(conn), storage: self.clone(), inserted: None, aborted: false }))
     }
 
     fn describe(&self) -> String {
@@ -321,7 +370,7 @@ impl Storage for PostgresStorage {
     fn report_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
         // Autocommit, without the write lock: a heartbeat must not wait
         // behind a bulk import.
-        let conn = self.checkout()?;
+        let conn = self.checkout(Lane::Write)?;
         let mut tx = PostgresTx { conn: Some(conn), storage: self.clone(), inserted: None, aborted: false };
         let result = tx.record_node(node);
         if let Some(conn) = tx.conn.take() {
@@ -347,7 +396,7 @@ impl StoreListener for PostgresListener {
         let mut events = Vec::new();
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            let mut conn = self.storage.connect()?;
+            let mut conn = self.storage.connect(Lane::Write)?;
             let listen: String = CHANNELS.iter().map(|c| format!("LISTEN {c};")).collect();
             conn.client.batch_execute(&listen)?;
             self.client = Some(conn.client);
@@ -405,6 +454,11 @@ struct PostgresTx {
 impl Drop for PostgresTx {
     fn drop(&mut self) {
         if let Some(mut conn) = self.conn.take() {
+            if conn.lane == Lane::Read {
+                // No transaction: nothing to roll back.
+                self.storage.release(conn);
+                return;
+            }
             match conn.client.batch_execute("ROLLBACK") {
                 Ok(()) => self.storage.release(conn),
                 Err(_) => self.storage.discard(conn),
@@ -656,8 +710,18 @@ impl Tx for PostgresTx {
     }
 
     fn procedure(&mut self, name: &str) -> Result<Option<ProcedureRecord>, StoreError> {
+        let known = |storage: &PostgresStorage| storage.inner.procedures.lock().ok()?.get(name).cloned();
+        if let Some(procedure) = known(&self.storage) {
+            return Ok(Some(procedure));
+        }
         let sql = format!("SELECT {PROCEDURE_COLUMNS} FROM procedures WHERE name = $1");
-        self.query_opt(&sql, &[&name])?.as_ref().map(procedure_from).transpose()
+        let found = self.query_opt(&sql, &[&name])?.as_ref().map(procedure_from).transpose()?;
+        // Only what a reader saw is committed (a writer may yet roll back).
+        let committed = self.conn.as_ref().is_some_and(|c| c.lane == Lane::Read);
+        if let (true, Some(procedure), Ok(mut seen)) = (committed, &found, self.storage.inner.procedures.lock()) {
+            seen.insert(name.to_owned(), procedure.clone());
+        }
+        Ok(found)
     }
 
     fn procedures(&mut self) -> Result<Vec<ProcedureRecord>, StoreError> {
@@ -1338,6 +1402,10 @@ impl Tx for PostgresTx {
             return Err(StoreError::Postgres("the transaction was aborted by an earlier error".into()));
         }
         let mut conn = self.conn.take().ok_or_else(|| StoreError::Missing("transaction already finished".into()))?;
+        if conn.lane == Lane::Read {
+            self.storage.release(conn);
+            return Ok(());
+        }
         let mut run = || -> Result<(), postgres::Error> {
             if let Some((first, last)) = self.inserted {
                 conn.client.execute(
