@@ -69,3 +69,31 @@ fn the_bench_harness_decides_under_swaps_and_reports() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds 0"));
 }
+
+/// `prereg bench --database postgres://...`: the same harness with the
+/// dataset in PostgreSQL; a database that holds an instance is refused.
+#[test]
+fn the_bench_harness_runs_on_postgres() {
+    let Some(db) = crate::pg::TestDatabase::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bench = |registrations: &str| {
+        prereg_command(dir.path())
+            .args(["--database", &db.url, "bench", "--registrations", registrations, "--threads", "2"])
+            .args(["--seconds", "1", "--json", "report.json"])
+            .output()
+            .unwrap()
+    };
+    let out = bench("2000");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("dataset        2000 registrations") && stdout.contains("(postgres://"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["failures"], 0, "{report}");
+    assert!(report["decisions"].as_u64().unwrap() > 100, "{report}");
+    assert_eq!(report["index"]["registrations"], 2000);
+
+    let again = bench("10");
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+}

@@ -19,7 +19,7 @@ use crate::engine::{EngineError, PolicyEngine};
 use crate::policy::Policy;
 use crate::registry::{DecisionMode, EnrollmentInput, Registry, RegistryError};
 use crate::signing::{Algorithm, SigningKey};
-use crate::store::{SqliteStorage, Storage, StoreError, TxKind};
+use crate::store::{PostgresStorage, SqliteStorage, Storage, StoreError, TxKind};
 
 /// How long after a swap a decision counts as "inside the swap window".
 pub const SWAP_WINDOW: Duration = Duration::from_millis(100);
@@ -40,6 +40,9 @@ pub struct BenchOptions {
     /// Answer candidate lookups from the in-memory index (as `prereg serve`
     /// does); false: from the storage index.
     pub memory_index: bool,
+    /// Store the dataset in this empty PostgreSQL database instead of a
+    /// scratch SQLite file.
+    pub database: Option<String>,
 }
 
 /// The in-memory candidate index as the bench found it.
@@ -97,6 +100,8 @@ pub struct Sample {
 /// What `prereg bench` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The store the dataset was in.
+    pub store: String,
     /// Registrations in the dataset.
     pub registrations: u64,
     /// Seconds to generate and store the dataset.
@@ -153,22 +158,37 @@ pub enum BenchError {
     /// The scratch folder.
     #[error("scratch folder: {0}")]
     Io(#[from] std::io::Error),
+    /// The database given holds an instance already: the bench writes a
+    /// generated dataset, so it needs an empty one.
+    #[error("the database {0} is not empty: the bench needs an empty database for its generated dataset")]
+    NotEmpty(String),
 }
 
 /// Runs the bench on a generated dataset in a scratch folder.
 pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let folder = tempfile::Builder::new().prefix("prereg-bench-").tempdir()?;
     let database = folder.path().join("bench.sqlite3");
+    let open = || -> Result<Arc<dyn Storage>, StoreError> {
+        Ok(match &options.database {
+            Some(url) => Arc::new(PostgresStorage::open(url)?),
+            None => Arc::new(SqliteStorage::open(&database)?),
+        })
+    };
     let started = Instant::now();
-    {
-        let storage = SqliteStorage::open(&database)?;
+    let store = {
+        let storage = open()?;
+        if storage.begin(TxKind::Read)?.instance_id()?.is_some() {
+            return Err(BenchError::NotEmpty(storage.describe()));
+        }
+        let storage = storage.as_ref();
         let key = SigningKey::generate(Algorithm::EdDsa);
         let now = crate::registry::unix_now();
-        crate::registry::initialise(&storage, "bench", &key, now)?;
+        crate::registry::initialise(storage, "bench", &key, now)?;
         let mut tx = storage.begin(TxKind::Write)?;
         dataset::populate(tx.as_mut(), options.registrations, &key.public_key().kid(), now)?;
         tx.commit()?;
-    }
+        storage.describe()
+    };
     let setup_seconds = started.elapsed().as_secs_f64();
 
     // A restart: open the store, prepare the policy (compiled once into the
@@ -176,7 +196,7 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
     let cache = PrecompiledCache::new(folder.path().join("cache"), Box::new(MemoryLedger::default()));
     cache.load(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in")?;
     let restarted = Instant::now();
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&database)?);
+    let storage = open()?;
     let (policy, _) = cache.load(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, "built-in")?;
     let mut registry = Registry::new(storage, Arc::new(policy));
     registry.instance_id()?;
@@ -228,6 +248,7 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
     let swapping = options.swap_every.is_some();
     let decisions_per_second = all.len() as f64 / seconds.max(1e-9);
     Ok(BenchReport {
+        store,
         registrations: options.registrations,
         setup_seconds,
         restart_seconds,

@@ -129,9 +129,10 @@ pub enum Command {
     /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every
     /// row good; 1: some rows bad (listed); 2: the file or request refused.
     Import(ImportArgs),
-    /// Decisions under load on a generated dataset in a scratch folder:
-    /// throughput, latency percentiles, failures, memory; with --swap-every,
-    /// the latency inside and outside policy swaps.
+    /// Decisions under load on a generated dataset in a scratch folder (or,
+    /// with --database, in an empty PostgreSQL database): throughput, latency
+    /// percentiles, failures, memory; with --swap-every, the latency inside
+    /// and outside policy swaps.
     Bench(BenchArgs),
     /// Token procedures.
     #[command(subcommand)]

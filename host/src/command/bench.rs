@@ -25,6 +25,13 @@ pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
         swap_every: args.swap_every.map(|s| seconds("--swap-every", s)).transpose()?,
         memory_index: !args.store_lookups,
         scaling: args.scaling,
+        // Only an explicit --database (never the data folder's settings): a
+        // scratch SQLite file otherwise. The database must be empty.
+        database: match &context.global.database {
+            Some(url) if prereg::store::postgres::is_postgres_url(url) => Some(url.clone()),
+            Some(url) => return Err(InputError(format!("--database {url:?}: not a postgres:// URL")).into()),
+            None => None,
+        },
     };
     let allocation = match args.allocation {
         AllocationArg::OnDemand => Allocation::OnDemand,
@@ -33,14 +40,20 @@ pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let engine = PolicyEngine::with_allocation(context.global.limits(), allocation)?;
     eprintln!("generating {} registrations ...", options.registrations);
-    let report = prereg::bench::run(&engine, &options)?;
+    let report = prereg::bench::run(&engine, &options).map_err(|e| match e {
+        e @ prereg::bench::BenchError::NotEmpty(_) => anyhow::Error::from(InputError(e.to_string())),
+        e => e.into(),
+    })?;
     let line = |label: &str, l: &Latency| {
         println!(
             "{label:<14} p50 {:>8.1} µs  p90 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs  ({} decisions)",
             l.p50, l.p90, l.p99, l.p999, l.count
         );
     };
-    println!("dataset        {} registrations, stored in {:.1} s", report.registrations, report.setup_seconds);
+    println!(
+        "dataset        {} registrations, stored in {:.1} s ({})",
+        report.registrations, report.setup_seconds, report.store
+    );
     match &report.index {
         Some(index) => {
             println!(
