@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use prereg::dataset::{self, SplitMix64};
+use prereg::dataset;
 use prereg::policy::Policy;
-use prereg::registry::{DecisionMode, EnrollmentInput, initialise};
+use prereg::registry::{DecisionMode, initialise};
 use prereg::signing::{self, Algorithm, SigningKey, WriteRequest};
 use prereg::store::{PostgresStorage, SqliteStorage, Storage, TxKind};
 use prereg::{Allocation, Limits, PolicyEngine, Registry};
@@ -84,16 +84,6 @@ fn populate(storage: &dyn Storage, n: u64) -> (SigningKey, String) {
     (key, instance)
 }
 
-fn queries(n: u64) -> Vec<EnrollmentInput> {
-    let mut rng = SplitMix64::new(0x0062_656e_6368);
-    (0..4096)
-        .map(|_| {
-            let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
-            EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip, serial, ..Default::default() }
-        })
-        .collect()
-}
-
 struct Backend {
     label: &'static str,
     storage: Arc<dyn Storage>,
@@ -143,7 +133,7 @@ fn backend(c: &mut Criterion) {
     let engine = PolicyEngine::with_allocation(Limits::default(), Allocation::Pooling { concurrent: 16 }).unwrap();
     let policy: Arc<dyn Policy> = Arc::new(prereg::load_policy(&engine, None).unwrap());
     let (label, n) = size();
-    let queries = queries(n);
+    let queries = dataset::enrollment_inputs(n, 4096);
     let backends = backends(n);
     let written = AtomicU64::new(0);
     let mut group = c.benchmark_group("backend");

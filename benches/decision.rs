@@ -25,7 +25,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use prereg::dataset::{self, SplitMix64};
+use prereg::dataset;
 use prereg::engine::cache::{MemoryLedger, PrecompiledCache, Prepared};
 use prereg::policy::{NativeDefaultPolicy, Policy};
 use prereg::registry::{DecisionMode, EnrollmentInput, initialise};
@@ -57,17 +57,6 @@ fn store(n: u64) -> (tempfile::TempDir, Arc<SqliteStorage>) {
     (dir, Arc::new(storage))
 }
 
-/// The query mix, spread over the dataset.
-fn queries(n: u64) -> Vec<EnrollmentInput> {
-    let mut rng = SplitMix64::new(0x0062_656e_6368);
-    (0..4096)
-        .map(|_| {
-            let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
-            EnrollmentInput { procedure: dataset::PROCEDURE.into(), fqdn, ip, serial, ..Default::default() }
-        })
-        .collect()
-}
-
 fn decisions(c: &mut Criterion) {
     let limits = Limits::default();
     let on_demand = PolicyEngine::new(limits).unwrap();
@@ -80,7 +69,7 @@ fn decisions(c: &mut Criterion) {
     let mut group = c.benchmark_group("decision");
     for (label, n) in sizes() {
         let (_dir, storage) = store(n);
-        let inputs = queries(n);
+        let inputs = dataset::enrollment_inputs(n, 4096);
         for (path, policy) in &policies {
             // As `prereg serve` decides: candidates from the in-memory index.
             let registry = Registry::new(storage.clone(), policy.clone()).with_memory_index().unwrap();

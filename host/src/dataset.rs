@@ -80,6 +80,18 @@ pub fn write_csv(path: &Path, n: u64) -> std::io::Result<()> {
     out.flush()
 }
 
+/// `count` enrollment inputs of the query mix ([`request`]) over a dataset
+/// of `n`, always the same ones (the benchmarks' queries).
+pub fn enrollment_inputs(n: u64, count: usize) -> Vec<crate::registry::EnrollmentInput> {
+    let mut rng = SplitMix64::new(0x0062_656e_6368);
+    (0..count)
+        .map(|_| {
+            let (fqdn, ip, serial, _) = request(&mut rng, n);
+            crate::registry::EnrollmentInput { procedure: PROCEDURE.into(), fqdn, ip, serial, ..Default::default() }
+        })
+        .collect()
+}
+
 /// An enrollment request of the query mix, and whether it should be allowed
 /// by the default policy: 50% exact hits, 25% pattern hits, 25% misses
 /// (names beside registered ones, sharing their zones' suffixes).
