@@ -211,8 +211,7 @@ fn a_node_killed_and_restarted_catches_up_and_decides_like_the_others() {
     for i in 0..40 {
         cluster.submit(i % 2, create_registration("p", &format!("while{i}.example.com"))).unwrap();
     }
-    let deleted = cluster.cli(&["list", "--json"]);
-    let listed: serde_json::Value = serde_json::from_str(&deleted).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&cluster.cli(&["list", "--json"])).unwrap();
     let before_id = listed.as_array().unwrap().iter().find(|r| r["pattern"] == "before.example.com").unwrap()["id"]
         .as_u64()
         .unwrap();
@@ -426,9 +425,11 @@ fn an_embedded_instance_migrates_to_postgres_with_its_chain_verified() {
         ok(&["--data", "old", "register", "--procedure", "p", "--fqdn", "a.example.com", "--max-enrollments", "1"]);
     ok(&["--data", "old", "enroll", "--procedure", "p", "--fqdn", "a.example.com"]);
     ok(&["--data", "old", "policy", "load", prereg::builtin::MULTI_LABEL_POLICY_PATH]);
+    std::fs::write(dir.path().join("batch.csv"), "fqdn\nimported.example.com\n").unwrap();
+    ok(&["--data", "old", "import", "batch.csv", "--procedure", "p"]);
 
     let out = ok(&["migrate", "--from", "old", "--to", &db.url]);
-    assert!(out.contains("2 registrations") && out.contains("audit chain intact"), "{out}");
+    assert!(out.contains("3 registrations, 1 imports") && out.contains("audit chain intact"), "{out}");
     // A second run refuses: the target is not empty.
     let (code, _, err) = run(&["migrate", "--from", "old", "--to", &db.url]);
     assert_eq!(code, Some(2), "{err}");
@@ -451,7 +452,17 @@ fn an_embedded_instance_migrates_to_postgres_with_its_chain_verified() {
     let key = SigningKey::from_pem(&std::fs::read_to_string(dir.path().join("old/officer.key")).unwrap(), "k").unwrap();
     let request = create_registration("p", "new.example.com");
     let id = client.submit(&sign_for(&client, &key, request.clone()), &request).unwrap().id.unwrap();
-    assert_eq!(id, 3);
+    assert_eq!(id, 4);
+    let imported = client.registrations(&Default::default()).unwrap();
+    let imported = imported.iter().find(|r| r.pattern == "imported.example.com").unwrap();
+    assert_eq!(imported.import_id, Some(1), "the import keeps its id");
+    // A new import gets the next id after the copied one.
+    std::fs::write(dir.path().join("later.csv"), "fqdn\nlater.example.com\n").unwrap();
+    let key_path = dir.path().join("old/officer.key").display().to_string();
+    ok(&["--data", "node", "--database", &db.url, "--key", &key_path, "import", "later.csv", "--procedure", "p"]);
+    let later = client.registrations(&Default::default()).unwrap();
+    let later = later.iter().find(|r| r.pattern == "later.example.com").unwrap();
+    assert_eq!(later.import_id, Some(2));
 
     // A node whose sealing key is not the instance's is refused.
     std::fs::create_dir(dir.path().join("stranger")).unwrap();

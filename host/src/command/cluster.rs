@@ -91,7 +91,7 @@ pub fn migrate(context: &Context, from: &Path, to: &str) -> anyhow::Result<ExitC
         report.certificates,
         report.request_ids,
         report.audit_records,
-        to_store_shown(&to_store)
+        prereg::store::Storage::describe(&to_store)
     );
     println!("audit chain intact: {} records", verified.checked);
     println!(
@@ -99,8 +99,4 @@ pub fn migrate(context: &Context, from: &Path, to: &str) -> anyhow::Result<ExitC
         source.sealing_key().display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn to_store_shown(storage: &PostgresStorage) -> String {
-    prereg::store::Storage::describe(storage)
 }

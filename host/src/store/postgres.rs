@@ -510,6 +510,36 @@ impl PostgresTx {
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         self.run(sql, |client, statement| client.execute(statement, params))
     }
+
+    /// Writes an import record with the id `id`, or a new one (`None`: the
+    /// next of the identity); returns its id.
+    fn write_import(&mut self, i: &ImportRecord, id: Option<u64>) -> Result<u64, StoreError> {
+        let row = self.query_opt(
+            "INSERT INTO imports (id, sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
+             rows_done, created, unchanged, errors, started_at, finished_at, message) \
+             VALUES (COALESCE($1, nextval(pg_get_serial_sequence('imports', 'id'))), $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+            &[
+                &id.map(|v| v as i64),
+                &i.sha256,
+                &i.procedure,
+                &i.file_name,
+                &i.partial,
+                &i.dry_run,
+                &i.officer,
+                &i.status.as_str(),
+                &(i.rows_total as i64),
+                &(i.rows_done as i64),
+                &(i.created as i64),
+                &(i.unchanged as i64),
+                &(i.errors as i64),
+                &(i.started_at as i64),
+                &i.finished_at.map(|v| v as i64),
+                &i.message,
+            ],
+        )?;
+        u64_at(&row.ok_or_else(|| StoreError::Missing("the new import has no id".into()))?, 0)
+    }
 }
 
 fn int(value: u32, what: &str) -> Result<i32, StoreError> {
@@ -987,30 +1017,7 @@ impl Tx for PostgresTx {
     }
 
     fn restore_import(&mut self, i: &ImportRecord) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO imports (id, sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
-             rows_done, created, unchanged, errors, started_at, finished_at, message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            &[
-                &(i.id as i64),
-                &i.sha256,
-                &i.procedure,
-                &i.file_name,
-                &i.partial,
-                &i.dry_run,
-                &i.officer,
-                &i.status.as_str(),
-                &(i.rows_total as i64),
-                &(i.rows_done as i64),
-                &(i.created as i64),
-                &(i.unchanged as i64),
-                &(i.errors as i64),
-                &(i.started_at as i64),
-                &i.finished_at.map(|v| v as i64),
-                &i.message,
-            ],
-        )?;
-        Ok(())
+        self.write_import(i, Some(i.id)).map(|_| ())
     }
 
     fn restore_finish(&mut self) -> Result<(), StoreError> {
@@ -1115,30 +1122,7 @@ impl Tx for PostgresTx {
     }
 
     fn insert_import(&mut self, i: &ImportRecord) -> Result<u64, StoreError> {
-        let rows = self.query(
-            "INSERT INTO imports (sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
-             rows_done, created, unchanged, errors, started_at, finished_at, message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-            &[
-                &i.sha256,
-                &i.procedure,
-                &i.file_name,
-                &i.partial,
-                &i.dry_run,
-                &i.officer,
-                &i.status.as_str(),
-                &(i.rows_total as i64),
-                &(i.rows_done as i64),
-                &(i.created as i64),
-                &(i.unchanged as i64),
-                &(i.errors as i64),
-                &(i.started_at as i64),
-                &i.finished_at.map(|v| v as i64),
-                &i.message,
-            ],
-        )?;
-        let row = rows.first().ok_or_else(|| StoreError::Missing("the new import has no id".into()))?;
-        u64_at(row, 0)
+        self.write_import(i, None)
     }
 
     fn update_import(&mut self, i: &ImportRecord) -> Result<(), StoreError> {

@@ -143,6 +143,36 @@ impl SqliteTx {
     fn conn(&self) -> Result<&Connection, StoreError> {
         self.conn.as_ref().ok_or_else(|| StoreError::Missing("transaction already finished".into()))
     }
+
+    /// Writes an import record with the id `id`, or a new one (`None`: SQLite
+    /// hands out the next); returns its id.
+    fn write_import(&mut self, i: &ImportRecord, id: Option<u64>) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO imports (id, sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
+             rows_done, created, unchanged, errors, started_at, finished_at, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?
+        .execute(params![
+            id.map(|v| v as i64),
+            i.sha256,
+            i.procedure,
+            i.file_name,
+            i.partial,
+            i.dry_run,
+            i.officer,
+            i.status.as_str(),
+            i.rows_total as i64,
+            i.rows_done as i64,
+            i.created as i64,
+            i.unchanged as i64,
+            i.errors as i64,
+            i.started_at as i64,
+            i.finished_at.map(|v| v as i64),
+            i.message
+        ])?;
+        Ok(conn.last_insert_rowid() as u64)
+    }
 }
 
 impl Drop for SqliteTx {
@@ -635,31 +665,7 @@ impl Tx for SqliteTx {
     }
 
     fn restore_import(&mut self, i: &ImportRecord) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO imports (id, sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
-                 rows_done, created, unchanged, errors, started_at, finished_at, message) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            )?
-            .execute(params![
-                i.id as i64,
-                i.sha256,
-                i.procedure,
-                i.file_name,
-                i.partial,
-                i.dry_run,
-                i.officer,
-                i.status.as_str(),
-                i.rows_total as i64,
-                i.rows_done as i64,
-                i.created as i64,
-                i.unchanged as i64,
-                i.errors as i64,
-                i.started_at as i64,
-                i.finished_at.map(|v| v as i64),
-                i.message
-            ])?;
-        Ok(())
+        self.write_import(i, Some(i.id)).map(|_| ())
     }
 
     fn restore_finish(&mut self) -> Result<(), StoreError> {
@@ -772,30 +778,7 @@ impl Tx for SqliteTx {
     }
 
     fn insert_import(&mut self, i: &ImportRecord) -> Result<u64, StoreError> {
-        let conn = self.conn()?;
-        conn.prepare_cached(
-            "INSERT INTO imports (sha256, procedure, file_name, partial, dry_run, officer, status, rows_total, \
-             rows_done, created, unchanged, errors, started_at, finished_at, message) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?
-        .execute(params![
-            i.sha256,
-            i.procedure,
-            i.file_name,
-            i.partial,
-            i.dry_run,
-            i.officer,
-            i.status.as_str(),
-            i.rows_total as i64,
-            i.rows_done as i64,
-            i.created as i64,
-            i.unchanged as i64,
-            i.errors as i64,
-            i.started_at as i64,
-            i.finished_at.map(|v| v as i64),
-            i.message
-        ])?;
-        Ok(conn.last_insert_rowid() as u64)
+        self.write_import(i, None)
     }
 
     fn update_import(&mut self, i: &ImportRecord) -> Result<(), StoreError> {
