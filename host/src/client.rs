@@ -167,6 +167,10 @@ impl Client {
             WriteRequest::DeleteRegistration { id } => self.send("DELETE", &format!("/v1/registrations/{id}"), &body),
             WriteRequest::ActivatePolicy { .. } => Ok(self.activate_policy(&body)?.outcome),
             WriteRequest::ShadowPolicy { .. } => Ok(self.shadow_policy(&body)?.outcome),
+            WriteRequest::RevokeCertificate { .. } => Err(ClientError::Decode {
+                url: self.base.clone(),
+                message: "certificates are revoked where the CA is: `prereg ca revoke` on a node's data folder".into(),
+            }),
             WriteRequest::ImportCsv { .. } | WriteRequest::LoadPolicy { .. } => Err(ClientError::Decode {
                 url: self.base.clone(),
                 message: "imports and policies are sent with their file: use Client::import or Client::load_policy"

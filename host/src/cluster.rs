@@ -11,7 +11,11 @@
 //!   local activation is; policy versions loaded anywhere are compiled here
 //!   ahead of time, so an activation only has to load them;
 //! - the node reports itself every second ([`NodeRecord`]), which is what
-//!   `prereg cluster status` reads.
+//!   `prereg cluster status` reads;
+//! - every second it revokes the CMP certificates whose confirmation window
+//!   closed without a certConf, and gives their counts back
+//!   ([`Registry::sweep_unconfirmed`]): every node sweeps, and each
+//!   certificate is revoked once, whichever node gets there first.
 //!
 //! With SQLite (one machine) the same thread polls every second.
 
@@ -149,6 +153,11 @@ fn follow(registry: &Registry, follow_active: bool, node: &NodeIdentity, stop: &
         }
         if poll {
             last_poll = Some(Instant::now());
+            match registry.sweep_unconfirmed(unix_now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(revoked = n, "revoked certificates never confirmed by their clients"),
+                Err(e) => tracing::warn!(error = %e, "cannot revoke unconfirmed certificates"),
+            }
         }
         if last_report.is_none_or(|t| t.elapsed() >= FOLLOW_EVERY) {
             report(registry, node, false);

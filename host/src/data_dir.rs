@@ -160,6 +160,57 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// Tightens the modes of an existing data folder: the folder, its
+    /// `imports/` and `ca/` 0700; the database and its WAL, the officer,
+    /// sealing and CA keys 0600 (a folder made by an older version, copied,
+    /// or restored from a backup may be wider). Removes uploads left in
+    /// `imports/` by a process that stopped (they may hold passwords).
+    /// Returns what it changed, for the log.
+    pub fn tighten(&self) -> io::Result<Vec<String>> {
+        let mut changed = Vec::new();
+        if !self.root.is_dir() {
+            return Ok(changed);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mut set = |path: PathBuf, mode: u32| -> io::Result<()> {
+                let Ok(meta) = fs::symlink_metadata(&path) else { return Ok(()) };
+                if meta.file_type().is_symlink() {
+                    return Ok(());
+                }
+                if meta.permissions().mode() & 0o777 & !mode != 0 {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+                    changed.push(format!("{} -> {mode:o}", path.display()));
+                }
+                Ok(())
+            };
+            set(self.root.clone(), 0o700)?;
+            set(self.imports(), 0o700)?;
+            set(self.root.join("ca"), 0o700)?;
+            for file in
+                [self.officer_key(), self.sealing_key(), self.root.join("ca/ca.key"), self.root.join("ca/ra.key")]
+            {
+                set(file, 0o600)?;
+            }
+            let database = self.database();
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                set(PathBuf::from(format!("{}{suffix}", database.display())), 0o600)?;
+            }
+        }
+        if let Ok(entries) = fs::read_dir(self.imports()) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("upload-") {
+                    fs::remove_file(entry.path())?;
+                    changed.push(format!("removed {}", entry.path().display()));
+                }
+            }
+        }
+        Ok(changed)
+    }
+}
+
 /// Writes a new file that must not exist yet, readable by its owner only when
 /// `private`.
 pub fn write_new_file(path: &Path, contents: &[u8], private: bool) -> io::Result<()> {

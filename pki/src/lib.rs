@@ -35,15 +35,21 @@ pub struct DeviceFacts {
     pub ip: Option<IpAddr>,
     /// The subject serialNumber.
     pub serial: Option<String>,
+    /// Every dNSName of the subjectAltName, as requested.
+    pub dns_names: Vec<String>,
+    /// The kinds of the subjectAltName's other entries (`rfc822Name`, ...).
+    pub other_names: Vec<&'static str>,
 }
 
 impl DeviceFacts {
     /// From a subject and its alternative names.
     pub fn from_parts(name: x509::NameInfo, alt_names: x509::AltNames) -> Self {
         DeviceFacts {
-            fqdn: name.common_name.or_else(|| alt_names.dns.into_iter().next()),
+            fqdn: name.common_name.or_else(|| alt_names.dns.first().cloned()),
             ip: alt_names.ip.into_iter().next(),
             serial: name.serial_number,
+            dns_names: alt_names.dns,
+            other_names: alt_names.other,
         }
     }
 }

@@ -63,3 +63,9 @@ pub const HMAC_SHA512: &str = "1.2.840.113549.2.11";
 pub const EXTENSION_REQUEST: &str = "1.2.840.113549.1.9.14";
 /// PKCS#9 challengePassword
 pub const CHALLENGE_PASSWORD: &str = "1.2.840.113549.1.9.7";
+/// cRLDistributionPoints (RFC 5280 §4.2.1.13)
+pub const CRL_DISTRIBUTION_POINTS: &str = "2.5.29.31";
+/// cRLNumber (RFC 5280 §5.2.3)
+pub const CRL_NUMBER: &str = "2.5.29.20";
+/// reasonCode, a CRL entry extension (RFC 5280 §5.3.1)
+pub const CRL_REASON: &str = "2.5.29.21";

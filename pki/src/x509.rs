@@ -63,6 +63,10 @@ pub struct AltNames {
     pub dns: Vec<String>,
     /// iPAddress entries.
     pub ip: Vec<IpAddr>,
+    /// The kinds of any other entries (`rfc822Name`, `uniformResourceIdentifier`,
+    /// ...), in order: prereg issues none of them, so a request naming one is
+    /// refused.
+    pub other: Vec<&'static str>,
 }
 
 /// Reads the content of a subjectAltName extension (the OCTET STRING's octets).
@@ -81,10 +85,24 @@ pub fn read_alt_names(der: &[u8]) -> Result<AltNames, PkiError> {
                 16 => names.ip.push(IpAddr::from(<[u8; 16]>::try_from(entry.content).unwrap_or_default())),
                 n => return Err(PkiError::Invalid(format!("an iPAddress of {n} bytes in the subjectAltName"))),
             },
-            _ => {}
+            other => names.other.push(general_name_kind(other)),
         }
     }
     Ok(names)
+}
+
+/// The name of a GeneralName choice, by its tag (RFC 5280 §4.2.1.6).
+fn general_name_kind(tag: u8) -> &'static str {
+    match tag & 0x1f {
+        0 => "otherName",
+        1 => "rfc822Name",
+        3 => "x400Address",
+        4 => "directoryName",
+        5 => "ediPartyName",
+        6 => "uniformResourceIdentifier",
+        8 => "registeredID",
+        _ => "an unknown GeneralName",
+    }
 }
 
 /// Reads Extensions (`SEQUENCE OF Extension`) for a subjectAltName.
@@ -270,6 +288,104 @@ pub fn alt_names_value(dns: &[&str], ips: &[IpAddr]) -> Vec<u8> {
     asn1::seq(&parts)
 }
 
+/// A cRLDistributionPoints value with one distribution point, the URL of
+/// the CRL (`fullName` with one uniformResourceIdentifier).
+pub fn crl_distribution_points_value(url: &str) -> Vec<u8> {
+    let uri = asn1::tlv(0x86, url.as_bytes());
+    let full_name = asn1::constructed(0xa0, &[&uri]);
+    let distribution_point = asn1::constructed(0xa0, &[&full_name]);
+    asn1::seq(&[&asn1::seq(&[&distribution_point])])
+}
+
+/// The URLs of a cRLDistributionPoints value (its fullName URIs).
+pub fn read_crl_distribution_points(der: &[u8]) -> Result<Vec<String>, PkiError> {
+    let mut urls = Vec::new();
+    let points = asn1::parse(der).reading("cRLDistributionPoints")?;
+    let mut list = points.children().reading("cRLDistributionPoints")?;
+    while let Some(point) = list.next_value().reading("cRLDistributionPoints")? {
+        let mut fields = point.children().reading("DistributionPoint")?;
+        let Some(name) = fields.optional(0xa0).reading("DistributionPoint")? else { continue };
+        let mut choices = name.children().reading("DistributionPointName")?;
+        let Some(full) = choices.optional(0xa0).reading("DistributionPointName")? else { continue };
+        let mut general = full.children().reading("fullName")?;
+        while let Some(entry) = general.next_value().reading("fullName")? {
+            if entry.tag == 0x86 {
+                urls.push(String::from_utf8_lossy(entry.content).into_owned());
+            }
+        }
+    }
+    Ok(urls)
+}
+
+/// One revoked certificate on a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// The serial number's magnitude (the INTEGER's content octets).
+    pub serial: Vec<u8>,
+    /// When it was revoked, Unix seconds.
+    pub revoked_at: u64,
+    /// The CRLReason code (RFC 5280 §5.3.1); `None`: unspecified, which
+    /// RFC 5280 says to leave out.
+    pub reason: Option<u8>,
+}
+
+/// What goes into a CRL prereg issues.
+#[derive(Debug, Clone)]
+pub struct CrlTemplate<'a> {
+    /// The issuer Name (DER), the CA's subject.
+    pub issuer: &'a [u8],
+    /// thisUpdate, Unix seconds.
+    pub this_update: u64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: u64,
+    /// The cRLNumber: monotonically increasing for this CA.
+    pub number: u64,
+    /// The revoked certificates.
+    pub revoked: &'a [RevokedEntry],
+    /// The authorityKeyIdentifier extension (DER), if the CA has a key id.
+    pub authority_key_id: Option<Vec<u8>>,
+}
+
+/// Signs a version 2 CRL (RFC 5280 §5) with the issuing CA's key.
+pub fn sign_crl(template: &CrlTemplate<'_>, key: &SigningKey) -> Result<Vec<u8>, PkiError> {
+    let algorithm = key.signature_algorithm();
+    let entries: Vec<Vec<u8>> = template
+        .revoked
+        .iter()
+        .map(|entry| {
+            let date = asn1::x509_time(entry.revoked_at);
+            let serial = asn1::uint(&entry.serial);
+            match entry.reason {
+                Some(code) => {
+                    let reason = extension(oid::CRL_REASON, false, &asn1::tlv(0x0a, &[code]));
+                    asn1::seq(&[&serial, &date, &asn1::seq(&[&reason])])
+                }
+                None => asn1::seq(&[&serial, &date]),
+            }
+        })
+        .collect();
+    let mut extensions = vec![extension(oid::CRL_NUMBER, false, &asn1::small(template.number))];
+    if let Some(aki) = &template.authority_key_id {
+        extensions.insert(0, aki.clone());
+    }
+    let extension_parts: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
+    let crl_extensions = asn1::constructed(tag::explicit(0), &[&asn1::seq(&extension_parts)]);
+    let version = asn1::small(1);
+    let this_update = asn1::x509_time(template.this_update);
+    let next_update = asn1::x509_time(template.next_update);
+    let entry_parts: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    let revoked = asn1::seq(&entry_parts);
+    let mut tbs_parts: Vec<&[u8]> = vec![&version, &algorithm, template.issuer, &this_update, &next_update];
+    // An empty revokedCertificates is left out (RFC 5280 §5.1.2.6).
+    if !entries.is_empty() {
+        tbs_parts.push(&revoked);
+    }
+    tbs_parts.push(&crl_extensions);
+    let tbs = asn1::seq(&tbs_parts);
+    let signature = key.sign(&tbs)?;
+    Ok(asn1::seq(&[&tbs, &algorithm, &asn1::bit_string(&signature)]))
+}
+
 /// A keyIdentifier: SHA-1 of the subjectPublicKey bits (RFC 5280 §4.2.1.2, method 1).
 pub fn key_identifier(spki: &[u8]) -> Result<Vec<u8>, PkiError> {
     use sha1::Digest;
@@ -353,6 +469,65 @@ mod tests {
         let names = read_alt_names(&san).unwrap();
         assert_eq!(names.dns, vec!["a.example.com"]);
         assert_eq!(names.ip.len(), 2);
+        assert!(names.other.is_empty());
+        // An rfc822Name and a URI are reported by kind.
+        let more = asn1::seq(&[&asn1::tlv(0x81, b"a@example.com"), &asn1::tlv(0x86, b"https://x")]);
+        assert_eq!(read_alt_names(&more).unwrap().other, vec!["rfc822Name", "uniformResourceIdentifier"]);
+        let cdp = crl_distribution_points_value("http://ca.example.com/ca/crl");
+        assert_eq!(read_crl_distribution_points(&cdp).unwrap(), vec!["http://ca.example.com/ca/crl"]);
+    }
+
+    #[test]
+    fn a_signed_crl_verifies_and_lists_its_entries() {
+        let key = SigningKey::generate_p256();
+        let issuer = write_name(&[(oid::CN, "CA")]);
+        let revoked = [
+            RevokedEntry { serial: vec![0x12, 0x34], revoked_at: 1_700_000_100, reason: Some(1) },
+            RevokedEntry { serial: vec![0x7f; 16], revoked_at: 1_700_000_200, reason: None },
+        ];
+        let crl = sign_crl(
+            &CrlTemplate {
+                issuer: &issuer,
+                this_update: 1_700_000_300,
+                next_update: 1_700_086_700,
+                number: 7,
+                revoked: &revoked,
+                authority_key_id: None,
+            },
+            &key,
+        )
+        .unwrap();
+        let value = asn1::parse(&crl).unwrap();
+        let mut parts = value.children().unwrap();
+        let tbs = parts.required("tbs").unwrap();
+        let alg = parts.required("alg").unwrap();
+        let alg = alg.children().unwrap().required("oid").unwrap().oid().unwrap();
+        let signature = parts.required("signature").unwrap().bit_string_bytes().unwrap();
+        PublicKey::from_spki(&key.spki_der().unwrap()).unwrap().verify(&alg, tbs.raw, &signature, "crl").unwrap();
+        let mut fields = tbs.children().unwrap();
+        assert_eq!(fields.required("version").unwrap().small_uint().unwrap(), 1);
+        fields.required("signature").unwrap();
+        assert_eq!(fields.required("issuer").unwrap().raw, issuer.as_slice());
+        assert_eq!(asn1::parse_time(&fields.required("thisUpdate").unwrap()).unwrap(), 1_700_000_300);
+        assert_eq!(asn1::parse_time(&fields.required("nextUpdate").unwrap()).unwrap(), 1_700_086_700);
+        let list = fields.required("revokedCertificates").unwrap().children().unwrap().remaining().unwrap();
+        assert_eq!(list.len(), 2);
+        // No entries: the field is left out, the extensions follow thisUpdate/nextUpdate.
+        let empty = sign_crl(
+            &CrlTemplate {
+                issuer: &issuer,
+                this_update: 1,
+                next_update: 2,
+                number: 8,
+                revoked: &[],
+                authority_key_id: None,
+            },
+            &key,
+        )
+        .unwrap();
+        let value = asn1::parse(&empty).unwrap();
+        let tbs = value.children().unwrap().required("tbs").unwrap();
+        assert_eq!(tbs.children().unwrap().remaining().unwrap().len(), 6);
     }
 
     #[test]

@@ -172,20 +172,36 @@ fn passwords_from_stdin_and_files() {
         "hunter2\n",
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = cli.run_with_stdin(
+    // A dry run never checks a password: the same answer for a right and a
+    // wrong one (no online oracle), saying that an enrollment would check it.
+    let right = cli.run_with_stdin(
         &["check", "--procedure", "routers", "--fqdn", "pw.example.com", "--password-file", "-"],
         "hunter2\n",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(right.status.code(), Some(1), "{}", String::from_utf8_lossy(&right.stdout));
+    let right = String::from_utf8_lossy(&right.stdout).into_owned();
+    assert!(right.starts_with("DENY password-required") && right.contains("an enrollment would check it"), "{right}");
     let wrong = cli.dir.path().join("wrong.txt");
     std::fs::write(&wrong, "hunter3\n").unwrap();
-    let out = cli.expect(
-        &["check", "--procedure", "routers", "--fqdn", "pw.example.com", "--password-file", wrong.to_str().unwrap()],
-        1,
-    );
-    assert!(out.starts_with("DENY bad-password"), "{out}");
+    let wrong_file = wrong.to_str().unwrap();
+    for _ in 0..10 {
+        let out = cli
+            .expect(&["check", "--procedure", "routers", "--fqdn", "pw.example.com", "--password-file", wrong_file], 1);
+        assert_eq!(out, right);
+    }
     let out = cli.expect(&["check", "--procedure", "routers", "--fqdn", "pw.example.com"], 1);
     assert!(out.starts_with("DENY password-required"), "{out}");
+    // Only an enrollment checks it, and a failure counts toward the lockout.
+    let out =
+        cli.expect(&["enroll", "--procedure", "routers", "--fqdn", "pw.example.com", "--password-file", wrong_file], 1);
+    assert!(out.starts_with("DENY bad-password"), "{out}");
+    let shown = cli.expect(&["show", "1", "--json"], 0);
+    assert!(shown.contains("\"failed_attempts\": 1"), "{shown}");
+    let out = cli.run_with_stdin(
+        &["enroll", "--procedure", "routers", "--fqdn", "pw.example.com", "--password-file", "-"],
+        "hunter2\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]

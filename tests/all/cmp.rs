@@ -10,7 +10,7 @@ use std::process::Command;
 use prereg::enroll::cmp::message::{self, Body};
 use prereg::enroll::cmp::protection::MacAlgorithm;
 
-use crate::common::{AuditedEnrollment, Server, audited_enrollments, run_local};
+use crate::common::{AuditedEnrollment, Server, audit_records, audited_enrollments, run_local};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/enrollment").join(name);
@@ -38,7 +38,19 @@ fn cmp(server: &Server, procedure: &str, args: &[&str]) -> (bool, String) {
 
 /// A device key and an `ir` for `fqdn` with `secret`; extra arguments after.
 fn ir(server: &Server, procedure: &str, fqdn: &str, secret: &str, out: &str, extra: &[&str]) -> (bool, String) {
-    let subject = format!("/CN={fqdn}");
+    ir_as(server, procedure, &format!("/CN={fqdn}"), fqdn, secret, out, extra)
+}
+
+/// [`ir`] with any `subject` and reference (senderKID).
+fn ir_as(
+    server: &Server,
+    procedure: &str,
+    subject: &str,
+    reference: &str,
+    secret: &str,
+    out: &str,
+    extra: &[&str],
+) -> (bool, String) {
     let secret = format!("pass:{secret}");
     let mut args = vec![
         "-cmd",
@@ -46,11 +58,11 @@ fn ir(server: &Server, procedure: &str, fqdn: &str, secret: &str, out: &str, ext
         "-newkey",
         "device.key",
         "-subject",
-        &subject,
+        subject,
         "-secret",
         &secret,
         "-ref",
-        fqdn,
+        reference,
         "-certout",
         out,
     ];
@@ -182,7 +194,10 @@ fn openssl_cmp_enrolls_preregistered_devices_and_refuses_the_others() {
     );
     assert!(ok, "{text}");
     let shown = describe(&dir, "c.crt");
-    assert!(shown.contains("CN = c.dept.example.com, serialNumber = FTX1"), "{shown}");
+    // The registration pins no serial number: the requested one is dropped;
+    // it pins the IP address, which is kept.
+    assert!(shown.contains("subject=CN = c.dept.example.com\n"), "{shown}");
+    assert!(shown.contains("DNS:c.dept.example.com, IP Address:10.1.2.3"), "{shown}");
     assert!(verifies(&dir, "c.crt"));
 
     let (ok, text) = cmp(
@@ -230,12 +245,78 @@ fn openssl_cmp_enrolls_preregistered_devices_and_refuses_the_others() {
     assert!(verify.contains("intact") || verify.contains("ok"), "{verify}");
 }
 
+/// The registration `id` as `prereg show --json` prints it.
+fn registration(dir: &Path, id: u64) -> serde_json::Value {
+    serde_json::from_str(&run_local(dir, &["show", &id.to_string(), "--json"])).unwrap()
+}
+
+/// The serials of the certificates the audited enrollments issued, oldest first.
+fn audited_certificates(dir: &Path) -> Vec<String> {
+    audit_records(dir)
+        .iter()
+        .filter(|r| r["action"] == "enroll")
+        .filter_map(|r| {
+            let request: serde_json::Value = serde_json::from_str(r["request"].as_str().unwrap()).unwrap();
+            request["certificate"].as_str().map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The audit records of `action`: (reason, object).
+fn audited(dir: &Path, action: &str) -> Vec<(String, String)> {
+    audit_records(dir)
+        .iter()
+        .filter(|r| r["action"] == action)
+        .map(|r| (r["reason"].as_str().unwrap_or_default().to_owned(), r["object"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Writes the certificate with `serial` from the store to `dir/NAME` (PEM).
+fn stored_certificate(dir: &Path, serial: &str, name: &str) {
+    let storage =
+        prereg::store::open(&prereg::DataDir::new(dir.join("data")).database().display().to_string()).unwrap();
+    let mut tx = storage.begin(prereg::store::TxKind::Read).unwrap();
+    let record = tx.certificate_by_serial(serial).unwrap().unwrap();
+    std::fs::write(dir.join(name), prereg::pki::x509::pem("CERTIFICATE", &record.der)).unwrap();
+}
+
+/// Fetches the CRL from the URL in `cert`'s CRL Distribution Points, as a
+/// relying party does, to `dir/crl.pem`; returns `openssl crl -text`.
+fn fetch_crl(dir: &Path, cert: &str) -> String {
+    use prereg::pki::x509;
+    let pem = std::fs::read_to_string(dir.join(cert)).unwrap();
+    let parsed = x509::Certificate::from_der(&x509::pem_blocks(&pem, "CERTIFICATE").unwrap()[0]).unwrap();
+    let cdp = parsed.extension(prereg::pki::oid::CRL_DISTRIBUTION_POINTS).unwrap().expect("a CRL Distribution Point");
+    let urls = x509::read_crl_distribution_points(&cdp).unwrap();
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    let mut response = ureq::get(&urls[0]).call().unwrap();
+    assert_eq!(response.headers().get("content-type").unwrap(), "application/pkix-crl");
+    std::fs::write(dir.join("crl.der"), response.body_mut().read_to_vec().unwrap()).unwrap();
+    let out = openssl(dir, &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = openssl(dir, &["crl", "-in", "crl.pem", "-noout", "-text"]);
+    assert!(text.status.success());
+    String::from_utf8_lossy(&text.stdout).into_owned()
+}
+
+/// `openssl verify -crl_check` of `cert` with the fetched CRL: (ok, output).
+fn verify_with_crl(dir: &Path, cert: &str) -> (bool, String) {
+    let out = openssl(dir, &["verify", "-crl_check", "-CAfile", "data/ca/ca.crt", "-CRLfile", "crl.pem", cert]);
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// openssl's serial of a PEM certificate, as `prereg ca revoke` takes it.
+fn serial_of(dir: &Path, cert: &str) -> String {
+    let out = openssl(dir, &["x509", "-in", cert, "-noout", "-serial"]);
+    String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_owned()
+}
+
 #[test]
-fn a_certificate_the_client_rejects_is_not_counted() {
+fn a_certificate_the_client_rejects_is_revoked_on_the_crl_and_its_count_given_back() {
     let (_tmp, dir) = setup();
     let server = Server::start(&dir);
     // The client checks the new certificate against an unrelated trust
-    // anchor, rejects it in its certConf, and the one-time registration stays open.
+    // anchor and rejects it in its certConf.
     let other = openssl(
         &dir,
         &[
@@ -260,18 +341,163 @@ fn a_certificate_the_client_rejects_is_not_counted() {
     let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "r.crt", &["-out_trusted", "other.crt"]);
     assert!(!ok, "{text}");
     assert!(text.contains("CERTCONF"), "{text}");
-    let shown = run_local(&dir, &["show", "1", "--json"]);
-    assert!(shown.contains("\"state\": \"open\"") || shown.contains("\"state\":\"open\""), "{shown}");
+    // It was counted when issued, then revoked and given back: the one-time
+    // registration is open again.
+    let shown = registration(&dir, 1);
+    assert_eq!((shown["state"].as_str(), shown["enrollments"].as_u64()), (Some("open"), Some(0)), "{shown}");
+    let certificates = audited_certificates(&dir);
+    assert_eq!(certificates.len(), 1);
+    let rejected = &certificates[0];
+    assert_eq!(
+        audited(&dir, "certificate.revoke"),
+        vec![("rejected-by-client".into(), format!("certificate:{rejected}"))]
+    );
 
-    // Accepted this time: now it counts, and the registration is used.
+    // A relying party shown the rejected certificate fetches the CRL named in
+    // it and refuses it.
+    stored_certificate(&dir, rejected, "rejected.crt");
+    let crl = fetch_crl(&dir, "rejected.crt");
+    assert!(crl.contains(&format!("Serial Number: {}", rejected.to_uppercase())), "{crl}");
+    assert!(crl.contains("X509v3 CRL Number: \n                1") || crl.contains("CRL Number"), "{crl}");
+    let (ok, text) = verify_with_crl(&dir, "rejected.crt");
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+
+    // Accepted this time: counted, the registration used, the certificate good.
     let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "r.crt", &[]);
     assert!(ok, "{text}");
-    let shown = run_local(&dir, &["show", "1", "--json"]);
-    assert!(shown.contains("\"used\""), "{shown}");
-    // A certConf for a transaction that is not waiting is refused (the
-    // message is parsed and answered as an error, not a crash).
+    assert_eq!(registration(&dir, 1)["state"], "used");
+    fetch_crl(&dir, "r.crt");
+    let (ok, text) = verify_with_crl(&dir, "r.crt");
+    assert!(ok, "{text}");
+    // A certConf for a transaction that is not waiting is refused.
     let (ok, _) = ir(&server, "routers", "router1.example.com", "s3cret", "r2.crt", &[]);
     assert!(!ok);
+
+    // An officer revokes the good one: the CRL served next lists it with its reason.
+    let serial = serial_of(&dir, "r.crt");
+    let out = run_local(&dir, &["ca", "revoke", &serial, "--reason", "keyCompromise"]);
+    assert!(out.contains(&format!("revoked certificate:{}", serial.to_lowercase())), "{out}");
+    let crl = fetch_crl(&dir, "r.crt");
+    assert!(crl.contains("Key Compromise"), "{crl}");
+    let (ok, text) = verify_with_crl(&dir, "r.crt");
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+    // `prereg ca crl` writes the same CRL the service serves.
+    run_local(&dir, &["ca", "crl", "--out", "local.der"]);
+    assert_eq!(std::fs::read(dir.join("local.der")).unwrap(), std::fs::read(dir.join("crl.der")).unwrap());
+
+    // The attacker's side: an unknown serial and a bad reason are refused, naming them.
+    let out = crate::common::prereg_command(&dir).args(["--data", "data", "ca", "revoke", "00ff"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate 00ff not found"));
+    let out = crate::common::prereg_command(&dir)
+        .args(["--data", "data", "ca", "revoke", rejected, "--reason", "lost"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid reason"));
+}
+
+#[test]
+fn a_client_that_never_confirms_gets_one_certificate_counted_then_revoked() {
+    let (_tmp, dir) = setup();
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--cmp-confirm-seconds", "2"];
+    let server = Server::start_with(&dir, "server.log", &args);
+    // Three requests on a one-time registration, none confirmed: one
+    // certificate, counted and audited at issue; the others refused.
+    let mut issued = 0;
+    for i in 0..3 {
+        let out = format!("nc{i}.crt");
+        let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", &out, &["-disable_confirm"]);
+        if ok {
+            issued += 1;
+        } else {
+            assert!(text.contains("no-registration"), "{text}");
+        }
+    }
+    assert_eq!(issued, 1);
+    let shown = registration(&dir, 1);
+    assert_eq!((shown["state"].as_str(), shown["enrollments"].as_u64()), (Some("used"), Some(1)), "{shown}");
+    let decisions: Vec<_> =
+        audited_enrollments(&dir).iter().map(|e| e.decision()).map(|(a, b)| (a.to_owned(), b.to_owned())).collect();
+    assert_eq!(
+        decisions,
+        vec![
+            ("allowed".into(), "matched".into()),
+            ("denied".into(), "no-registration".into()),
+            ("denied".into(), "no-registration".into())
+        ]
+    );
+    // The confirmation window (2 s here) closes: the sweeper revokes it,
+    // audits it, and the registration is usable again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while registration(&dir, 1)["state"] != "open" {
+        assert!(std::time::Instant::now() < deadline, "not revoked: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let serial = serial_of(&dir, "nc0.crt");
+    assert_eq!(
+        audited(&dir, "certificate.revoke"),
+        vec![("not-confirmed".into(), format!("certificate:{}", serial.to_lowercase()))]
+    );
+    fetch_crl(&dir, "nc0.crt");
+    let (ok, text) = verify_with_crl(&dir, "nc0.crt");
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "again.crt", &["-implicit_confirm"]);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn certificates_carry_the_registered_canonical_identity_and_extra_names_are_refused() {
+    let (_tmp, dir) = setup();
+    run_local(&dir, &["register", "--procedure", "routers", "--fqdn", "cmp1.example.com", "--password-file", "pw"]);
+    run_local(
+        &dir,
+        &[
+            "register",
+            "--procedure",
+            "routers",
+            "--fqdn",
+            "pinned.example.com",
+            "--ip",
+            "10.7.7.7",
+            "--serial",
+            "FTX9",
+            "--password-file",
+            "pw",
+            "--max-enrollments",
+            "5",
+        ],
+    );
+    let server = Server::start(&dir);
+    // The lying device: another spelling, its own IP and serial number.
+    let subject = "/CN=CMP1.Example.COM./serialNumber=ANY-SERIAL";
+    let extra = ["-sans", "10.66.66.66", "-implicit_confirm"];
+    let (ok, text) = ir_as(&server, "routers", subject, "CMP1.Example.COM.", "s3cret", "cmp1.crt", &extra);
+    assert!(ok, "{text}");
+    let shown = describe(&dir, "cmp1.crt");
+    assert!(shown.contains("subject=CN = cmp1.example.com\n"), "{shown}");
+    assert!(shown.contains("DNS:cmp1.example.com\n"), "{shown}");
+    assert!(!shown.contains("10.66.66.66") && !shown.contains("ANY-SERIAL"), "{shown}");
+
+    // What the registration pins is carried, as registered.
+    let subject = "/CN=pinned.example.com/serialNumber=ftx9";
+    let extra = ["-sans", "10.7.7.7", "-implicit_confirm"];
+    let (ok, text) = ir_as(&server, "routers", subject, "pinned.example.com", "s3cret", "pinned.crt", &extra);
+    assert!(ok, "{text}");
+    let shown = describe(&dir, "pinned.crt");
+    assert!(shown.contains("subject=CN = pinned.example.com, serialNumber = FTX9"), "{shown}");
+    assert!(shown.contains("DNS:pinned.example.com, IP Address:10.7.7.7"), "{shown}");
+
+    // More names than the registered one: refused, saying why, and nothing counted.
+    let before = audited_enrollments(&dir).len();
+    for sans in ["pinned.example.com,other.example.com", "pinned.example.com,10.7.7.7,mail@example.com"] {
+        let (ok, text) = ir(&server, "routers", "pinned.example.com", "s3cret", "extra.crt", &["-sans", sans]);
+        assert!(!ok, "{text}");
+        assert!(text.contains("badCertTemplate"), "{text}");
+        // openssl sends a name with an @ as a dNSName.
+        assert!(text.contains("other.example.com") || text.contains("\"mail@example.com\" beside"), "{text}");
+    }
+    assert_eq!(audited_enrollments(&dir).len(), before);
 }
 
 #[test]
@@ -536,12 +762,12 @@ fn a_held_certificate_is_confirmed_after_a_restart_and_only_once() {
     let (_tmp, dir) = setup();
     let server = Server::start(&dir);
     let alg = MacAlgorithm::pbm_sha256(500);
-    // Without implicit confirmation: issued and held, not counted yet.
+    // Without implicit confirmation: issued, counted, and held for the certConf.
     let held = request(&dir, "router1.example.com", &alg, "s3cret", Kind::P10cr { implicit: false });
     let (code, _, cert) = answer_of(&post_cmp(&server, "routers", &held));
     assert_eq!(code, 0);
     let cert = cert.expect("a certificate");
-    assert!(run_local(&dir, &["show", "1", "--json"]).contains("\"enrollments\": 0"));
+    assert_eq!(registration(&dir, 1)["enrollments"], 1);
 
     // The service restarts; the certConf reaches the new process.
     assert!(server.stop().success());

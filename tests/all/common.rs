@@ -398,15 +398,24 @@ pub fn audited_enrollments(dir: &std::path::Path) -> Vec<AuditedEnrollment> {
     audited_enrollments_in(dir, "data")
 }
 
-/// The enrollments in the audit log of the data folder `dir/DATA`, in order.
-pub fn audited_enrollments_in(dir: &std::path::Path, data: &str) -> Vec<AuditedEnrollment> {
+/// Every audit record of the data folder `dir/data`, as `prereg audit list --json` prints them.
+pub fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    audit_records_in(dir, "data")
+}
+
+/// Every audit record of the data folder `dir/DATA`.
+pub fn audit_records_in(dir: &std::path::Path, data: &str) -> Vec<serde_json::Value> {
     let out = prereg_command(dir).args(["--data", data, "audit", "list", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let audit = String::from_utf8_lossy(&out.stdout);
-    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
-    records
-        .as_array()
-        .unwrap()
+    match serde_json::from_slice(&out.stdout).unwrap() {
+        serde_json::Value::Array(records) => records,
+        other => panic!("not a list of audit records: {other}"),
+    }
+}
+
+/// The enrollments in the audit log of the data folder `dir/DATA`, in order.
+pub fn audited_enrollments_in(dir: &std::path::Path, data: &str) -> Vec<AuditedEnrollment> {
+    audit_records_in(dir, data)
         .iter()
         .filter(|r| r["action"] == "enroll")
         .map(|r| {

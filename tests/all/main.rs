@@ -18,6 +18,8 @@ macro_rules! core_suite {
         const BACKEND: Backend = Backend::$backend;
         #[path = "core_suite/audit_chain.rs"]
         mod audit_chain;
+        #[path = "core_suite/certificates.rs"]
+        mod certificates;
         #[path = "core_suite/hot_swap.rs"]
         mod hot_swap;
         #[path = "core_suite/imports.rs"]
@@ -47,6 +49,7 @@ mod cluster;
 mod cmp;
 mod components;
 mod faults;
+mod integrity;
 mod memory_index_service;
 mod policy_author;
 mod policy_versions;

@@ -399,10 +399,11 @@ fn the_cli_signs_locally_and_works_against_a_server() {
     assert!(err.contains("already exists"), "{err}");
     let (_, out, _) = run(&["list"]);
     assert!(out.contains("router1.example.com"), "{out}");
+    // A dry run through the server never checks the password either.
     let (code, out, _) =
         run(&["check", "--procedure", "routers", "--fqdn", "router1.example.com", "--password-file", "pw"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.starts_with("ALLOW matched (dry run)"), "{out}");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("DENY password-required") && out.contains("an enrollment would check it"), "{out}");
     let (code, out, _) =
         run(&["enroll", "--procedure", "routers", "--fqdn", "router1.example.com", "--password-file", "pw"]);
     assert_eq!(code, Some(0), "{out}");

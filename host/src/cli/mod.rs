@@ -124,6 +124,11 @@ pub enum Command {
         /// This node's name in `prereg cluster status` [default: host name:port].
         #[arg(long, env = "PREREG_NODE")]
         node: Option<String>,
+        /// How long a CMP certificate issued without implicit confirmation
+        /// waits for the client's certConf before it is revoked and its
+        /// enrollment given back, in seconds.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        cmp_confirm_seconds: u64,
     },
     /// Import registrations from a CSV file (columns by header name: fqdn,
     /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every
@@ -262,6 +267,10 @@ pub enum CaCommand {
         /// The CA's common name.
         #[arg(long, default_value = "prereg CA")]
         name: String,
+        /// The URL of the CRL named in every issued certificate (plain
+        /// http://) [default: http://<serve's listen address>/ca/crl].
+        #[arg(long)]
+        crl_url: Option<String>,
     },
     /// Use an existing CA (EC P-256 or RSA): its certificate and private key,
     /// PEM. An RSA certificate for SCEP is made and signed by it.
@@ -275,6 +284,33 @@ pub enum CaCommand {
     },
     /// Show the CA and RA certificates: subject, validity, SHA-256 fingerprint.
     Show,
+    /// Change the CA's settings.
+    Set {
+        /// The URL of the CRL named in certificates issued from now on
+        /// (plain http://); "default" names serve's own address.
+        #[arg(long)]
+        crl_url: String,
+    },
+    /// Revoke a certificate this CA issued (a request signed by an officer
+    /// of the certificate's domain, audited); it is listed on the CRL.
+    Revoke {
+        /// Its serial number, hex (as `openssl x509 -serial` prints it).
+        serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise,
+        /// affiliationChanged, superseded, cessationOfOperation,
+        /// privilegeWithdrawn (kebab-case works too).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Write the CA's current CRL (DER, or PEM with --pem) to a file or stdout.
+    Crl {
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// PEM instead of DER.
+        #[arg(long)]
+        pem: bool,
+    },
 }
 
 /// `prereg officer ...`
@@ -287,8 +323,9 @@ pub enum OfficerCommand {
         /// SPKI PEM public key (Ed25519 or P-256).
         #[arg(long)]
         public_key: PathBuf,
-        /// Domains it may act in, comma-separated; `*` for all.
-        #[arg(long, value_delimiter = ',', default_value = "*")]
+        /// Domains it may act in, comma-separated; `*` for all (say so: there
+        /// is no default).
+        #[arg(long, value_delimiter = ',', required = true)]
         domains: Vec<String>,
     },
     /// List officers.

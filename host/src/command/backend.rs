@@ -91,7 +91,10 @@ impl Backend {
     /// An enrollment decision.
     pub fn decide(&self, input: EnrollmentInput, mode: DecisionMode) -> anyhow::Result<DecisionReport> {
         Ok(match self {
-            Backend::Local(r) => r.decide(input, mode, unix_now())?,
+            Backend::Local(r) => match mode {
+                DecisionMode::DryRun => r.check(input, unix_now())?,
+                DecisionMode::Enroll => r.decide(input, mode, unix_now())?,
+            },
             Backend::Remote(c) => c.decide(&input, mode)?,
         })
     }

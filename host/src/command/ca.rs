@@ -1,10 +1,14 @@
-//! `prereg ca`: create, import and show the issuing CA.
+//! `prereg ca`: create, import, show and configure the issuing CA; revoke a
+//! certificate (a signed, audited write); write the current CRL.
 
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use prereg::pki::Ca;
-use prereg::pki::x509::Certificate;
+use prereg::pki::x509::{self, Certificate};
 use prereg::registry::unix_now;
+use prereg::signing::WriteRequest;
 
 use super::{Context, InputError};
 use crate::cli::CaCommand;
@@ -12,30 +16,65 @@ use crate::cli::CaCommand;
 pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
     context.local_only("ca")?;
     let data = context.data();
+    let loaded = || -> anyhow::Result<Ca> {
+        match Ca::load(&data)? {
+            Some(ca) => Ok(ca),
+            None => Err(InputError(format!(
+                "{} has no CA: run `prereg ca init` or `prereg ca import`",
+                data.root().display()
+            ))
+            .into()),
+        }
+    };
     let ca = match command {
-        CaCommand::Init { name } => {
-            let ca = Ca::init(&data, &name, unix_now()).map_err(|e| InputError(e.to_string()))?;
+        CaCommand::Init { name, crl_url } => {
+            if let Some(url) = &crl_url {
+                prereg::pki::ca::check_crl_url(url).map_err(InputError)?;
+            }
+            Ca::init(&data, &name, unix_now()).map_err(|e| InputError(e.to_string()))?;
+            if let Some(url) = &crl_url {
+                Ca::set_crl_url(&data, Some(url)).map_err(|e| InputError(e.to_string()))?;
+            }
             println!("created a CA in {}", data.root().join("ca").display());
-            ca
+            loaded()?
+        }
+        CaCommand::Set { crl_url } => {
+            let url = (crl_url != "default").then_some(crl_url.as_str());
+            Ca::set_crl_url(&data, url).map_err(|e| InputError(e.to_string()))?;
+            loaded()?
+        }
+        CaCommand::Revoke { serial, reason } => {
+            let outcome = context
+                .backend()?
+                .submit(&context.signing_key()?, WriteRequest::RevokeCertificate { serial, reason: Some(reason) })?;
+            println!("revoked {} (audit #{})", outcome.object, outcome.audit_seq);
+            return Ok(ExitCode::SUCCESS);
+        }
+        CaCommand::Crl { out, pem } => {
+            let ca = loaded()?;
+            let der = context.registry()?.crl(&ca, unix_now())?;
+            let bytes = if pem { x509::pem("X509 CRL", &der).into_bytes() } else { der };
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, bytes).map_err(|e| InputError(format!("--out {}: {e}", path.display())))?
+                }
+                None => std::io::stdout().write_all(&bytes)?,
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         CaCommand::Import { cert, key } => {
             let ca = Ca::import(&data, &cert, &key, unix_now()).map_err(|e| InputError(e.to_string()))?;
             println!("imported the CA into {}", data.root().join("ca").display());
             ca
         }
-        CaCommand::Show => match Ca::load(&data)? {
-            Some(ca) => ca,
-            None => {
-                return Err(InputError(format!(
-                    "{} has no CA: run `prereg ca init` or `prereg ca import`",
-                    data.root().display()
-                ))
-                .into());
-            }
-        },
+        CaCommand::Show => loaded()?,
     };
     describe("CA", ca.certificate())?;
     describe("SCEP RA", ca.ra_certificate())?;
+    match ca.crl_url() {
+        Some(url) => println!("CRL URL  {url}"),
+        None => println!("CRL URL  (default) http://<serve's listen address>/ca/crl"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,7 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context { global: cli.global };
     match cli.command {
         Command::Init { officer } => init::run(&context, &officer),
-        Command::Serve { listen, node } => serve::run(&context, &listen, node),
+        Command::Serve { listen, node, cmp_confirm_seconds } => {
+            serve::run(&context, &listen, node, cmp_confirm_seconds)
+        }
         Command::Import(args) => import::run(&context, args),
         Command::Procedure(cmd) => writes::procedure(&context, cmd),
         Command::Officer(cmd) => writes::officer(&context, cmd),

@@ -11,7 +11,7 @@ use prereg::store::TxKind;
 
 use super::{Context, InputError, init};
 
-pub fn run(context: &Context, listen: &str, node: Option<String>) -> anyhow::Result<ExitCode> {
+pub fn run(context: &Context, listen: &str, node: Option<String>, confirm_wait: u64) -> anyhow::Result<ExitCode> {
     context.local_only("serve")?;
     let data = context.data();
     // The embedded default initialises itself on first run; a cluster's
@@ -28,6 +28,12 @@ pub fn run(context: &Context, listen: &str, node: Option<String>) -> anyhow::Res
         }
         init::initialise(&data, "admin")?;
     }
+    // Modes tightened and leftover uploads (which may hold passwords) removed
+    // on every start, before anything is served.
+    for change in data.tighten().with_context(|| format!("tightening {}", data.root().display()))? {
+        tracing::warn!("{change}: the data folder holds keys, password hashes and uploads");
+    }
+
     // A service decides many times: candidates come from the in-memory
     // index, and policy instances from wasmtime's pooling allocator.
     let registry = context.registry_with(service_allocation())?.with_memory_index()?;
@@ -57,7 +63,10 @@ pub fn run(context: &Context, listen: &str, node: Option<String>) -> anyhow::Res
         };
         println!("node {} on store {}", node.node_id, registry.storage().describe());
         let follower = Follower::start(registry.clone(), context.global.policy.is_none(), node)?;
-        let state = AppState::new(registry, data, ServiceLimits::default());
+        let limits = ServiceLimits { confirm_wait_seconds: confirm_wait, ..ServiceLimits::default() };
+        // Without a CRL URL in ca/ca.toml, certificates name this service's.
+        let crl_url = format!("http://{address}{}", service::enrollment::CRL_PATH);
+        let state = AppState::with_crl_url(registry, data, limits, Some(crl_url));
         service::serve(listener, state, service::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || follower.stop()).await?;
         tracing::info!("stopped");

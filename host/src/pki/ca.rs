@@ -5,7 +5,10 @@
 //!   imported EC P-256 or RSA CA);
 //! - `ra.crt`, `ra.key`: an RSA certificate signed by the CA for SCEP, which
 //!   needs RSA key transport (clients encrypt their requests to it) and signs
-//!   SCEP responses.
+//!   SCEP responses;
+//! - `ca.toml`: settings (`crl_url`, the URL every issued certificate names
+//!   in its CRL Distribution Points; without it `prereg serve` names its own
+//!   listen address).
 
 use std::fs;
 use std::net::IpAddr;
@@ -46,6 +49,49 @@ impl CaFiles {
     pub fn ra_cert(&self) -> PathBuf {
         self.path("ra.crt")
     }
+    /// The settings (TOML).
+    pub fn settings(&self) -> PathBuf {
+        self.path("ca.toml")
+    }
+}
+
+/// What `ca.toml` holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSettings {
+    /// The URL of the CRL, named in every issued certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_url: Option<String>,
+}
+
+impl CaSettings {
+    fn read(files: &CaFiles) -> Result<Self, PkiError> {
+        let path = files.settings();
+        let file_error = |message: String| PkiError::File { path: path.display().to_string(), message };
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let settings: CaSettings = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+                if let Some(url) = &settings.crl_url {
+                    check_crl_url(url).map_err(file_error)?;
+                }
+                Ok(settings)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CaSettings::default()),
+            Err(e) => Err(file_error(e.to_string())),
+        }
+    }
+}
+
+/// A CRL URL must be plain HTTP (RFC 5280 §4.2.1.13: relying parties fetch
+/// CRLs over HTTP; HTTPS would need a certificate checked against a CRL).
+pub fn check_crl_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("the CRL URL {url:?} must start with http:// (RFC 5280 CRLs are fetched over HTTP)"))?;
+    if rest.is_empty() || rest.starts_with('/') || url.len() > 1024 || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("the CRL URL {url:?} needs a host and no spaces (at most 1024 characters)"));
+    }
+    Ok(())
 }
 
 /// A certificate request the CA has been told to issue.
@@ -72,6 +118,7 @@ pub struct Ca {
     key: SigningKey,
     ra_cert: Certificate,
     ra_key: SigningKey,
+    crl_url: Option<String>,
 }
 
 impl Ca {
@@ -178,7 +225,26 @@ impl Ca {
             let path = files.path(name);
             write_new_file(&path, contents.as_bytes(), private).map_err(|e| file_error(&path, e))?;
         }
-        Ok(Ca { cert, key, ra_cert, ra_key })
+        Ok(Ca { cert, key, ra_cert, ra_key, crl_url: None })
+    }
+
+    /// Sets (or, with `None`, clears) the CRL URL in `ca.toml`.
+    pub fn set_crl_url(data: &DataDir, url: Option<&str>) -> Result<(), PkiError> {
+        let files = CaFiles::of(data);
+        if !files.ca_cert().exists() {
+            return Err(PkiError::Invalid(format!("{} has no CA", data.root().display())));
+        }
+        if let Some(url) = url {
+            check_crl_url(url).map_err(PkiError::Invalid)?;
+        }
+        let path = files.settings();
+        let file_error = |message: String| PkiError::File { path: path.display().to_string(), message };
+        let mut settings = CaSettings::read(&files)?;
+        settings.crl_url = url.map(str::to_owned);
+        let text = toml::to_string(&settings).map_err(|e| file_error(e.to_string()))?;
+        let temporary = path.with_extension("toml.new");
+        fs::write(&temporary, text).map_err(|e| file_error(e.to_string()))?;
+        fs::rename(&temporary, &path).map_err(|e| file_error(e.to_string()))
     }
 
     /// The data folder's CA, if it has one.
@@ -207,11 +273,78 @@ impl Ca {
             key: key_of("ca.key")?,
             ra_cert: cert_of("ra.crt")?,
             ra_key: key_of("ra.key")?,
+            crl_url: CaSettings::read(&files)?.crl_url,
         };
         if ca.ra_key.rsa().is_none() {
             return Err(PkiError::Invalid(format!("{}: the RA key must be RSA", files.path("ra.key").display())));
         }
         Ok(Some(ca))
+    }
+
+    /// This CA with `url` as its CRL URL unless `ca.toml` sets one
+    /// (`prereg serve` passes its own address).
+    pub fn with_default_crl_url(mut self, url: &str) -> Self {
+        if self.crl_url.is_none() {
+            self.crl_url = Some(url.to_owned());
+        }
+        self
+    }
+
+    /// The URL issued certificates name for the CRL, if there is one.
+    pub fn crl_url(&self) -> Option<&str> {
+        self.crl_url.as_deref()
+    }
+
+    /// Signs a CRL listing `revoked`, with cRLNumber `number`.
+    pub fn sign_crl(
+        &self,
+        revoked: &[crate::store::RevokedCertificate],
+        number: u64,
+        this_update: u64,
+        next_update: u64,
+    ) -> Result<Vec<u8>, PkiError> {
+        let entries = revoked
+            .iter()
+            .map(|r| {
+                Ok(x509::RevokedEntry {
+                    serial: from_hex(&r.serial)
+                        .ok_or_else(|| PkiError::Invalid(format!("a stored serial is not hex: {:?}", r.serial)))?,
+                    revoked_at: r.revoked_at,
+                    reason: r.reason,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        x509::sign_crl(
+            &x509::CrlTemplate {
+                issuer: &self.cert.subject,
+                this_update,
+                next_update,
+                number,
+                revoked: &entries,
+                authority_key_id: Some(authority_key_id(&self.cert)?),
+            },
+            &self.key,
+        )
+    }
+
+    /// Whether `crl` (DER) was issued by this CA: its issuer is this CA's
+    /// subject and its signature verifies with this CA's key.
+    pub fn signed_crl(&self, crl: &[u8]) -> bool {
+        let check = || -> Option<bool> {
+            let value = asn1::parse(crl).ok()?;
+            let mut parts = value.children().ok()?;
+            let tbs = parts.required("tbsCertList").ok()?;
+            let alg = parts.required("signatureAlgorithm").ok()?;
+            let alg = alg.children().ok()?.required("algorithm").ok()?.oid().ok()?;
+            let signature = parts.required("signature").ok()?.bit_string_bytes().ok()?;
+            let mut fields = tbs.children().ok()?;
+            fields.optional(asn1::tag::INTEGER).ok()?;
+            fields.required("signature").ok()?;
+            let issuer = fields.required("issuer").ok()?;
+            let key = self.cert.public_key().ok()?;
+            Some(issuer.raw == self.cert.subject.as_slice() && key.verify(&alg, tbs.raw, &signature, "CRL").is_ok())
+        };
+        check().unwrap_or(false)
     }
 
     /// The CA certificate.
@@ -231,7 +364,9 @@ impl Ca {
 
     /// Issues a certificate: CN = the FQDN, a DNS SAN with the FQDN, an IP SAN
     /// when there is an address, the serialNumber when there is one, valid for
-    /// `days` (never past the CA's own end), signed by the CA.
+    /// `days` (never past the CA's own end), naming the CRL when the CA has a
+    /// CRL URL, signed by the CA. The enrollment front passes the canonical
+    /// name the decision matched and only what the registration pins.
     pub fn issue(&self, request: &Issue<'_>) -> Result<Certificate, PkiError> {
         PublicKey::from_spki(request.spki)?;
         let mut attributes = vec![(oid::CN, request.fqdn)];
@@ -240,7 +375,7 @@ impl Ca {
         }
         let ips: Vec<IpAddr> = request.ip.into_iter().collect();
         let not_after = (request.now + u64::from(request.days) * 86_400).min(self.cert.not_after);
-        let template = CertificateTemplate {
+        let mut template = CertificateTemplate {
             subject: x509::write_name(&attributes),
             spki: request.spki,
             not_before: request.now.saturating_sub(BACKDATE_SECONDS),
@@ -259,6 +394,13 @@ impl Ca {
                 authority_key_id(&self.cert)?,
             ],
         };
+        if let Some(url) = &self.crl_url {
+            template.extensions.push(x509::extension(
+                oid::CRL_DISTRIBUTION_POINTS,
+                false,
+                &x509::crl_distribution_points_value(url),
+            ));
+        }
         let der = x509::sign_certificate(&template, &self.cert.subject, &random_serial(), &self.key)?;
         Certificate::from_der(&der)
     }
@@ -267,6 +409,14 @@ impl Ca {
 fn authority_key_id(issuer: &Certificate) -> Result<Vec<u8>, PkiError> {
     let id = x509::key_identifier(&issuer.spki)?;
     Ok(x509::extension(oid::AUTHORITY_KEY_ID, false, &asn1::seq(&[&asn1::tlv(0x80, &id)])))
+}
+
+/// Bytes from lower-case or upper-case hex.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// A random positive 127-bit serial number (RFC 5280: at most 20 octets; CA/B: 64 bits of entropy).
@@ -316,6 +466,28 @@ mod tests {
 
         let loaded = Ca::load(&data).unwrap().unwrap();
         assert_eq!(loaded.certificate().der, ca.certificate().der);
+        assert_eq!(cert.extension(oid::CRL_DISTRIBUTION_POINTS).unwrap(), None, "no CRL URL, no CDP");
+
+        // A CRL URL: refused unless plain HTTP; named by every certificate.
+        assert!(Ca::set_crl_url(&data, Some("https://ca.example.com/crl")).is_err());
+        assert!(Ca::set_crl_url(&data, Some("http:///crl")).is_err());
+        Ca::set_crl_url(&data, Some("http://ca.example.com/ca/crl")).unwrap();
+        let loaded = Ca::load(&data).unwrap().unwrap().with_default_crl_url("http://127.0.0.1:1/ca/crl");
+        assert_eq!(loaded.crl_url(), Some("http://ca.example.com/ca/crl"));
+        let issued =
+            loaded.issue(&Issue { fqdn: "a.example.com", ip: None, serial: None, spki: &spki, days: 1, now }).unwrap();
+        let cdp = issued.extension(oid::CRL_DISTRIBUTION_POINTS).unwrap().unwrap();
+        assert_eq!(x509::read_crl_distribution_points(&cdp).unwrap(), vec!["http://ca.example.com/ca/crl"]);
+
+        // A CRL of this CA is recognised; one of another CA is not.
+        let revoked =
+            [crate::store::RevokedCertificate { serial: issued.serial_hex(), revoked_at: now, reason: Some(1) }];
+        let crl = loaded.sign_crl(&revoked, 1, now, now + 86_400).unwrap();
+        assert!(loaded.signed_crl(&crl));
+        let other = tempfile::tempdir().unwrap();
+        let other = Ca::init(&DataDir::new(other.path().join("d")), "Other", now).unwrap();
+        assert!(!other.signed_crl(&crl));
+        assert!(!loaded.signed_crl(&crl[..crl.len() - 1]));
         assert!(Ca::init(&data, "Again", now).unwrap_err().to_string().contains("already has a CA"));
     }
 }

@@ -37,6 +37,35 @@ pub struct EnrollmentInput {
     pub transaction: Option<String>,
 }
 
+/// What an allowed enrollment grants, as the issuing front needs it inside
+/// the decision's transaction: the canonical name the decision matched, and
+/// what the deciding registration pins.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    /// The canonical FQDN (lowercase, A-labels, no trailing dot).
+    pub fqdn: &'a str,
+    /// The deciding registration, if one decided (`not-required` has none).
+    pub registration: Option<&'a prereg_core::Registration>,
+}
+
+impl Grant<'_> {
+    /// The IP address the registration pins, if any: the only one an issued
+    /// certificate may carry.
+    pub fn pinned_ip(&self) -> Option<std::net::IpAddr> {
+        self.registration.and_then(|r| r.ip.as_deref()).and_then(|ip| ip.parse().ok())
+    }
+
+    /// The serial number the registration pins, if any, as registered.
+    pub fn pinned_serial(&self) -> Option<&str> {
+        self.registration.and_then(|r| r.serial.as_deref())
+    }
+}
+
+/// The issuing front's part of an enrollment: called once, inside the
+/// decision's transaction and only if it allows, it returns the certificate
+/// to record. An error rolls the whole decision back (nothing is counted).
+pub type Issuer<'a> = &'a mut dyn FnMut(&Grant<'_>) -> Result<crate::store::CertificateRecord, String>;
+
 /// Dry run or the real thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecisionMode {
@@ -92,6 +121,26 @@ impl Registry {
         self.decide_recording(input, mode, now, HostCalls::Live).map(|(report, _)| report)
     }
 
+    /// The dry run an API offers (`prereg check`, `POST /v1/decisions/check`):
+    /// [`Registry::decide`] in [`DecisionMode::DryRun`] without checking a
+    /// password. Only a real decision checks one (and counts a failure toward
+    /// the lockout), so a dry run answers the same for a right and a wrong
+    /// password, and cannot be used to guess one: where the registration
+    /// has a password it answers `password-required`, saying that an
+    /// enrollment would check the one given.
+    pub fn check(&self, mut input: EnrollmentInput, now: u64) -> Result<DecisionReport, RegistryError> {
+        let had_password = input.password.take().is_some() | input.mac.take().is_some();
+        let mut report = self.decide(input, DecisionMode::DryRun, now)?;
+        if had_password && report.reason == Reason::PasswordRequired.code() {
+            report.explanation = format!(
+                "{} The request carries a password: an enrollment would check it here. A dry run never checks \
+                 a password, so this answer is the same for a right and a wrong one.",
+                report.explanation
+            );
+        }
+        Ok(report)
+    }
+
     /// [`Registry::decide`], recording the host calls the policy made when
     /// `calls` is [`HostCalls::Record`] (`prereg policy test --record`).
     pub fn decide_recording(
@@ -101,6 +150,35 @@ impl Registry {
         now: u64,
         calls: HostCalls,
     ) -> Result<(DecisionReport, Vec<HostCall>), RegistryError> {
+        self.decide_inner(input, mode, now, calls, None).map(|(report, _, calls)| (report, calls))
+    }
+
+    /// Decides an enrollment for real and, if it is allowed, issues its
+    /// certificate with `issue` and records it, in the same transaction as
+    /// the decision, its count and its audit record: a certificate that
+    /// leaves the server has been counted, and a counted one is recorded.
+    pub fn enroll_issuing(
+        &self,
+        input: EnrollmentInput,
+        now: u64,
+        issue: Issuer<'_>,
+    ) -> Result<(DecisionReport, Option<crate::store::CertificateRecord>), RegistryError> {
+        self.decide_inner(input, DecisionMode::Enroll, now, HostCalls::Live, Some(issue))
+            .map(|(report, certificate, _)| (report, certificate))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decide_inner(
+        &self,
+        input: EnrollmentInput,
+        mode: DecisionMode,
+        now: u64,
+        calls: HostCalls,
+        issue: Option<Issuer<'_>>,
+    ) -> Result<(DecisionReport, Option<crate::store::CertificateRecord>, Vec<HostCall>), RegistryError> {
+        if mode == DecisionMode::Enroll {
+            check_name_length(&input.fqdn)?;
+        }
         let mut tx = self.storage.begin(match mode {
             DecisionMode::DryRun => TxKind::Read,
             DecisionMode::Enroll => TxKind::Write,
@@ -137,8 +215,8 @@ impl Registry {
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %info.name, sha256 = %info.sha256, "{}", decision.explanation);
         }
-        let pattern =
-            decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| o.registration.pattern.clone());
+        let offered = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| &o.registration);
+        let pattern = offered.map(|r| r.pattern.clone());
         let mut report = DecisionReport {
             allowed: decision.allowed,
             reason: decision.reason.code().into(),
@@ -149,13 +227,23 @@ impl Registry {
             dry_run: mode == DecisionMode::DryRun,
             audit_seq: None,
         };
+        let mut certificate = None;
         if mode == DecisionMode::Enroll {
             // The shadow decides on the same facts, before this decision's effects.
             let (mut tx, shadow) = self.shadow_decide(tx, &request, shadow_password, input.mac, now);
             apply_effects(tx.as_mut(), &decision, &trace)?;
+            if let Some(issue) = issue
+                && decision.allowed
+            {
+                let fqdn = Fqdn::parse(&request.fqdn).map_err(|e| RegistryError::Issuance(e.to_string()))?;
+                let grant = Grant { fqdn: fqdn.as_str(), registration: offered };
+                let record = issue(&grant).map_err(RegistryError::Issuance)?;
+                tx.insert_certificate(&record)?;
+                certificate = Some(record);
+            }
             // What the audit record and a shadow disagreement keep of the
             // request: everything but the password.
-            let request_json = serde_json::json!({
+            let mut request_json = serde_json::json!({
                 "procedure": request.procedure,
                 "fqdn": request.fqdn,
                 "ip": request.ip,
@@ -163,6 +251,9 @@ impl Registry {
                 "has_password": request.has_password,
                 "transaction": input.transaction,
             });
+            if let Some(c) = &certificate {
+                request_json["certificate"] = serde_json::Value::from(c.serial.clone());
+            }
             let record = audit::append(
                 tx.as_mut(),
                 AuditEntry {
@@ -196,7 +287,26 @@ impl Registry {
             tx.commit()?;
             report.audit_seq = Some(record.seq);
         }
-        Ok((report, recorded))
+        Ok((report, certificate, recorded))
+    }
+}
+
+/// A name longer than DNS allows (253 octets, labels of 63) is refused
+/// before an enrollment is decided or audited: it could be no device's, and
+/// an anonymous client must not grow the audit log with it (a dry run, which
+/// audits nothing, decides it `invalid-fqdn`). Other invalid names are
+/// decided (`invalid-fqdn`) and audited as usual.
+fn check_name_length(fqdn: &str) -> Result<(), RegistryError> {
+    use prereg_core::NameError;
+    let refuse = |message: String| Err(RegistryError::Invalid { field: "fqdn".into(), message });
+    // IDNA turns no label into one more than four times shorter: anything
+    // this long is refused without being parsed.
+    if fqdn.len() > 4 * prereg_core::name::MAX_NAME_LEN {
+        return refuse(format!("the name is {} octets long; at most 253 are allowed", fqdn.len()));
+    }
+    match Fqdn::parse(fqdn) {
+        Err(e @ (NameError::TooLong { .. } | NameError::LabelTooLong { .. })) => refuse(e.to_string()),
+        _ => Ok(()),
     }
 }
 
@@ -275,6 +385,27 @@ pub(super) fn guard(
         }
         _ => Ok(()),
     }
+}
+
+/// Gives an enrollment back to registration `id` (its certificate was
+/// revoked before the client accepted it): one less counted, and a
+/// registration used up by it is open again.
+pub(super) fn give_back(tx: &mut dyn Tx, id: u64) -> Result<bool, RegistryError> {
+    let Some(current) = tx.registration(id)? else {
+        return Ok(false);
+    };
+    if current.enrollments == 0 {
+        return Ok(false);
+    }
+    let enrollments = current.enrollments - 1;
+    let state = match current.state {
+        RegistrationState::Used if current.max_enrollments.is_none_or(|max| enrollments < max) => {
+            RegistrationState::Open
+        }
+        other => other,
+    };
+    tx.update_registration(id, state, enrollments, current.failed_attempts)?;
+    Ok(true)
 }
 
 /// SPEC step 9 and the lockout rule, in the decision's transaction.

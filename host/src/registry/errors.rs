@@ -44,6 +44,10 @@ pub enum RegistryError {
     /// The policy could not validate the registration (trap, timeout...).
     #[error("the policy failed while validating the registration: {0}")]
     Policy(String),
+    /// The certificate of an allowed enrollment could not be issued; nothing
+    /// was counted.
+    #[error("the certificate could not be issued: {0}")]
+    Issuance(String),
     /// A storage failure, a duplicate or a replayed request id.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -61,6 +65,7 @@ impl RegistryError {
         !matches!(
             self,
             RegistryError::Policy(_)
+                | RegistryError::Issuance(_)
                 | RegistryError::Store(
                     StoreError::Database(_)
                         | StoreError::Postgres(_)

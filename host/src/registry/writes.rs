@@ -9,7 +9,9 @@ use crate::evaluation::Evaluation;
 use crate::password;
 use crate::policy::{PolicyFailure, PolicyInfo, Validation};
 use crate::signing::{self, PublicKey, Verified, WriteRequest};
-use crate::store::{NewRegistration, OfficerRecord, ProcedureRecord, StoreError, Tx, TxKind};
+use crate::store::{
+    CertificateRecord, CertificateState, NewRegistration, OfficerRecord, ProcedureRecord, StoreError, Tx, TxKind,
+};
 
 /// Seconds in a day.
 const DAY: u64 = 86_400;
@@ -415,6 +417,35 @@ impl Registry {
                 let id = tx.insert_registration(&row)?;
                 Ok((tx, format!("registration:{id}"), Some(id), detail, sha))
             }
+            WriteRequest::RevokeCertificate { serial, reason } => {
+                let serial: String = serial.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+                let reason = match reason.as_deref() {
+                    None => super::CrlReason::Unspecified,
+                    Some(text) => super::CrlReason::parse(text).ok_or_else(|| RegistryError::Invalid {
+                        field: "reason".into(),
+                        message: format!(
+                            "{text:?} is not one of {}",
+                            super::CrlReason::ALL.map(super::CrlReason::name).join(", ")
+                        ),
+                    })?,
+                };
+                let certificate = tx
+                    .certificate_by_serial(&serial)?
+                    .ok_or_else(|| RegistryError::NotFound(format!("certificate {serial}")))?;
+                authorize(&certificate_domain(tx.as_mut(), &certificate)?.unwrap_or_else(|| "*".into()))?;
+                if certificate.revoked_at.is_some() {
+                    return Err(RegistryError::Invalid {
+                        field: "serial".into(),
+                        message: format!("certificate {serial} is revoked already"),
+                    });
+                }
+                // A certificate still held for its certConf was counted: an
+                // officer's revocation settles it (nothing is given back).
+                tx.set_certificate_state(&serial, CertificateState::Held, CertificateState::Issued)?;
+                tx.revoke_certificate(&serial, reason.code(), now)?;
+                let detail = format!("revoked ({}), registration {:?}", reason.name(), certificate.registration);
+                Ok((tx, format!("certificate:{serial}"), None, detail, None))
+            }
             WriteRequest::DisableRegistration { id }
             | WriteRequest::ReopenRegistration { id }
             | WriteRequest::DeleteRegistration { id } => {
@@ -446,6 +477,24 @@ impl Registry {
                 Ok((tx, format!("registration:{id}"), Some(*id), detail, None))
             }
         }
+    }
+}
+
+/// The domain a certificate belongs to: its registration's, or (the
+/// registration deleted since) its token procedure's; `None` if neither is
+/// known, and then only an officer of every domain may act on it.
+fn certificate_domain(tx: &mut dyn Tx, certificate: &CertificateRecord) -> Result<Option<String>, RegistryError> {
+    if let Some(id) = certificate.registration
+        && let Some(registration) = tx.registration(id)?
+    {
+        return Ok(Some(registration.domain));
+    }
+    let procedure = serde_json::from_str::<serde_json::Value>(&certificate.request)
+        .ok()
+        .and_then(|v| v.get("procedure").and_then(|p| p.as_str()).map(str::to_owned));
+    match procedure {
+        Some(name) => Ok(tx.procedure(&name)?.map(|p| p.domain)),
+        None => Ok(None),
     }
 }
 

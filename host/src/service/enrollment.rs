@@ -4,7 +4,11 @@
 //! - `POST /.well-known/cmp/p/{procedure}`: CMP over HTTP (RFC 6712/9811),
 //!   `application/pkixcmp` both ways;
 //! - `GET|POST /scep/{procedure}?operation=…`: SCEP (RFC 8894): GetCACaps,
-//!   GetCACert, PKIOperation (GET with a base64 `message`, or POST).
+//!   GetCACert, PKIOperation (GET with a base64 `message`, or POST);
+//! - `GET /ca/crl`: the CA's CRL (RFC 5280, DER, `application/pkix-crl`),
+//!   the URL issued certificates name in their CRL Distribution Points
+//!   (open to anyone, as relying parties must fetch it);
+//! - `GET /ca/cert`: the CA certificate (DER, `application/pkix-cert`).
 
 use std::collections::HashMap;
 
@@ -30,6 +34,28 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/cmp/p/{procedure}", axum::routing::post(cmp))
         .route("/scep/{procedure}", axum::routing::get(scep_get).post(scep_post))
+        .route("/ca/crl", axum::routing::get(crl))
+        .route("/ca/cert", axum::routing::get(ca_cert))
+}
+
+/// The path of the CRL below a service's base URL.
+pub const CRL_PATH: &str = "/ca/crl";
+
+async fn crl(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let enrollment = state.enrollment()?;
+    let registry = state.registry().clone();
+    let der = blocking(move || {
+        registry.crl(&enrollment.ca, unix_now()).map_err(|e| ApiError::unavailable(format!("the CRL: {e}")))
+    })
+    .await?;
+    let mut response = content("application/pkix-crl", der);
+    // Relying parties may cache it for a while, never past a refresh.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    Ok(response)
+}
+
+async fn ca_cert(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(content("application/pkix-cert", state.enrollment()?.ca.certificate().der.clone()))
 }
 
 fn content(media: &'static str, body: Vec<u8>) -> Response {

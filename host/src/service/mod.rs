@@ -146,7 +146,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    routes::remove_stale_uploads(&state.data().imports());
     let app = app(state.clone());
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     let stopping = state.clone();

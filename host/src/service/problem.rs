@@ -145,6 +145,12 @@ impl From<RegistryError> for ApiError {
                 "The policy failed to give an answer",
                 detail,
             ),
+            RegistryError::Issuance(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "issuance-failure",
+                "The certificate could not be issued",
+                detail,
+            ),
             RegistryError::Store(store) => store.into(),
         }
     }

@@ -18,11 +18,18 @@ pub struct ServiceLimits {
     pub max_upload_bytes: u64,
     /// Largest JSON body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a CMP certificate waits for its certConf before it is
+    /// revoked, in seconds.
+    pub confirm_wait_seconds: u64,
 }
 
 impl Default for ServiceLimits {
     fn default() -> Self {
-        ServiceLimits { max_upload_bytes: 1 << 30, max_body_bytes: 256 << 10 }
+        ServiceLimits {
+            max_upload_bytes: 1 << 30,
+            max_body_bytes: 256 << 10,
+            confirm_wait_seconds: crate::enroll::cmp::CONFIRM_WAIT_SECONDS,
+        }
     }
 }
 
@@ -41,6 +48,8 @@ pub struct Enrollment {
     pub cmp: Arc<crate::enroll::cmp::CmpServer>,
     /// SCEP.
     pub scep: Arc<crate::enroll::scep::ScepServer>,
+    /// The CA (for its CRL).
+    pub ca: Arc<crate::pki::Ca>,
 }
 
 /// The service's shared state.
@@ -58,12 +67,26 @@ struct Inner {
     shutting_down: AtomicBool,
     /// The enrollment endpoints, made when the data folder first has a CA.
     enrollment: Mutex<Option<Enrollment>>,
+    /// The CRL URL issued certificates name when `ca/ca.toml` sets none.
+    default_crl_url: Option<String>,
 }
 
 impl AppState {
     /// The state of a service over `registry`, keeping uploads and reports in
     /// `data`.
     pub fn new(registry: Registry, data: DataDir, limits: ServiceLimits) -> Self {
+        Self::with_crl_url(registry, data, limits, None)
+    }
+
+    /// [`AppState::new`], naming `default_crl_url` in issued certificates
+    /// when the CA's settings name no CRL URL (`prereg serve` passes
+    /// `http://<its address>/ca/crl`).
+    pub fn with_crl_url(
+        registry: Registry,
+        data: DataDir,
+        limits: ServiceLimits,
+        default_crl_url: Option<String>,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 registry,
@@ -73,6 +96,7 @@ impl AppState {
                 imports: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 enrollment: Mutex::new(None),
+                default_crl_url,
             }),
         }
     }
@@ -96,11 +120,18 @@ impl AppState {
         }
         match crate::pki::Ca::load(&self.inner.data) {
             Ok(Some(ca)) => {
+                let ca = match &self.inner.default_crl_url {
+                    Some(url) => ca.with_default_crl_url(url),
+                    None => ca,
+                };
                 let ca = Arc::new(ca);
                 let registry = self.inner.registry.clone();
+                let cmp = crate::enroll::cmp::CmpServer::new(registry.clone(), ca.clone())
+                    .with_confirm_wait(self.inner.limits.confirm_wait_seconds);
                 let servers = Enrollment {
-                    cmp: Arc::new(crate::enroll::cmp::CmpServer::new(registry.clone(), ca.clone())),
-                    scep: Arc::new(crate::enroll::scep::ScepServer::new(registry, ca)),
+                    cmp: Arc::new(cmp),
+                    scep: Arc::new(crate::enroll::scep::ScepServer::new(registry, ca.clone())),
+                    ca,
                 };
                 *slot = Some(servers.clone());
                 Ok(servers)

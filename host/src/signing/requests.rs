@@ -83,6 +83,17 @@ pub enum WriteRequest {
         /// Its id.
         id: u64,
     },
+    /// Revoke a certificate the CA issued (listed on the CRL from then on).
+    /// Needs an officer of the domain of the registration it was issued
+    /// under.
+    #[serde(rename = "certificate.revoke")]
+    RevokeCertificate {
+        /// Its serial number, hex.
+        serial: String,
+        /// RFC 5280 CRLReason name (`keyCompromise`, ...); absent: unspecified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Load a policy component (it travels beside the request; the signature
     /// covers its SHA-256). Needs an officer of every domain.
     #[serde(rename = "policy.load")]
@@ -143,6 +154,7 @@ impl WriteRequest {
             WriteRequest::DisableRegistration { .. } => "registration.disable",
             WriteRequest::ReopenRegistration { .. } => "registration.reopen",
             WriteRequest::DeleteRegistration { .. } => "registration.delete",
+            WriteRequest::RevokeCertificate { .. } => "certificate.revoke",
             WriteRequest::ImportCsv { .. } => "import.csv",
             WriteRequest::LoadPolicy { .. } => "policy.load",
             WriteRequest::ActivatePolicy { .. } => "policy.activate",

@@ -93,10 +93,13 @@ pub fn copy_instance(from: &dyn Storage, to: &dyn Storage) -> Result<CopyReport,
         let Some((last, _)) = page.last() else { break };
         after = *last;
         for (_, certificate) in &page {
-            // `now` 0: nothing is expired away on the way.
-            dst.insert_certificate(certificate, 0)?;
+            dst.insert_certificate(certificate)?;
         }
         report.certificates += page.len() as u64;
+    }
+    // The newest CRL, so that the cRLNumber keeps growing after the move.
+    if let Some(crl) = src.latest_crl()? {
+        dst.insert_crl(&crl)?;
     }
     for (jti, kid, expires_at) in src.request_ids()? {
         dst.consume_request_id(&jti, &kid, expires_at, 0)?;

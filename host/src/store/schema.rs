@@ -26,10 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: SQLITE[6], postgres: POSTGRES[6] },
     Migration { sqlite: SQLITE[7], postgres: POSTGRES[7] },
     Migration { sqlite: SQLITE[8], postgres: POSTGRES[8] },
+    Migration { sqlite: SQLITE[9], postgres: POSTGRES[9] },
 ];
 
 /// The SQLite side (the comments explain each change).
-const SQLITE: [&str; 9] = [
+const SQLITE: [&str; 10] = [
     // 1: the core tables.
     r#"
     CREATE TABLE instance (
@@ -255,6 +256,29 @@ const SQLITE: [&str; 9] = [
     );
     ALTER TABLE instance ADD COLUMN sealing_key TEXT;
     "#,
+    // 10: revocation. An enrollment is counted when its certificate is
+    // issued; a CMP certificate the client rejects or never confirms is
+    // revoked (revoked_at, with an RFC 5280 CRLReason code or NULL for
+    // unspecified) and its count given back. Certificates held, being
+    // confirmed or rejected under earlier versions were sent to clients but
+    // never counted: they are revoked here. The CA's CRLs are kept, newest
+    // last, so that every node serves the same one and the cRLNumber only
+    // grows (`revoked` is how many revoked certificates it lists).
+    r#"
+    ALTER TABLE certificates ADD COLUMN revoked_at INTEGER;
+    ALTER TABLE certificates ADD COLUMN revocation_reason INTEGER;
+    UPDATE certificates SET state = 'rejected', revoked_at = issued_at
+        WHERE state IN ('held', 'confirming', 'rejected');
+    CREATE INDEX certificates_by_state ON certificates (state, expires_at);
+    CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+    CREATE TABLE crls (
+        number      INTEGER PRIMARY KEY,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        revoked     INTEGER NOT NULL,
+        der         BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// The PostgreSQL side: the same changes. Integers are BIGINT where SQLite's
@@ -262,7 +286,7 @@ const SQLITE: [&str; 9] = [
 /// for SQLite's AUTOINCREMENT, and `seq` for its implicit rowid where the
 /// order of insertion is read. PostgreSQL also notifies listening nodes of
 /// registration and policy changes (migration 9), at commit.
-const POSTGRES: [&str; 9] = [
+const POSTGRES: [&str; 10] = [
     // 1
     r#"
     CREATE TABLE instance (
@@ -490,5 +514,21 @@ const POSTGRES: [&str; 9] = [
         FOR EACH STATEMENT EXECUTE FUNCTION notify_policy();
     CREATE TRIGGER policies_notify AFTER INSERT ON policies
         FOR EACH STATEMENT EXECUTE FUNCTION notify_policy();
+    "#,
+    // 10
+    r#"
+    ALTER TABLE certificates ADD COLUMN revoked_at BIGINT;
+    ALTER TABLE certificates ADD COLUMN revocation_reason INTEGER;
+    UPDATE certificates SET state = 'rejected', revoked_at = issued_at
+        WHERE state IN ('held', 'confirming', 'rejected');
+    CREATE INDEX certificates_by_state ON certificates (state, expires_at);
+    CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+    CREATE TABLE crls (
+        number      BIGINT PRIMARY KEY,
+        this_update BIGINT NOT NULL,
+        next_update BIGINT NOT NULL,
+        revoked     BIGINT NOT NULL,
+        der         BYTEA NOT NULL
+    );
     "#,
 ];

@@ -13,11 +13,20 @@
 //!    ([`crate::sealing`]) is opened and the MAC checked; the outcome goes into
 //!    the decision as a [`MacProof`] (a wrong MAC is a `bad-password` and counts
 //!    towards the lockout).
-//! 4. With implicit confirmation the enrollment is decided (and counted) and the
-//!    certificate issued in one step; otherwise the certificate is issued and
-//!    held in the store (schema migration 8), and the enrollment is decided and
-//!    counted when the client's `certConf` accepts it, whichever process of the
-//!    instance receives it (a restarted one included).
+//! 4. The enrollment is decided, counted and audited, and its certificate
+//!    issued and recorded, in one transaction
+//!    ([`Registry::enroll_issuing`]): a certificate that leaves the server in
+//!    an `ip`/`cp` has been counted, whether the client confirms it or not.
+//!    Without implicit confirmation the certificate is held (schema
+//!    migrations 8 and 10) until the client's `certConf`, which any process
+//!    of the instance may receive: an acceptance issues it for good; a
+//!    rejection, or no `certConf` within the confirmation window (5 minutes),
+//!    revokes it (it goes on the CRL) and gives its count back, once.
+//!
+//! Certificates carry the canonical FQDN the decision matched, and an IP
+//! address or serial number only when the registration pins it; a request
+//! naming other DNS names or other kinds of subjectAltName is refused
+//! (`badCertTemplate`).
 //!
 //! Answers to a request whose MAC verified are protected with the same secret;
 //! others cannot be (the server does not know a secret the client has), so
@@ -31,22 +40,21 @@ use prereg_core::{Fqdn, Protocol};
 
 use self::message::{Body, CertRequest, FailInfo, Header, Request, body_tag};
 use self::protection::MacAlgorithm;
+use super::{IssueRequest, issue_granted, names_beyond_the_device};
 use crate::evaluation::MacProof;
-use crate::pki::{Ca, Issue, x509};
-use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, Registry, RegistryError};
-use crate::store::{CertificateRecord, CertificateState};
+use crate::pki::{Ca, x509};
+use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, Grant, Registry, RegistryError, Revocation};
+use crate::store::CertificateState;
 
-/// How long an issued certificate waits for its `certConf`.
+/// How long an issued certificate waits for its `certConf` by default.
 pub const CONFIRM_WAIT_SECONDS: u64 = 300;
 
-/// What a held certificate's confirmation needs again: the facts the
-/// enrollment is decided on (never the password; the MAC is checked anew).
+/// What a held certificate's confirmation needs again (never the password;
+/// the MAC is checked anew with the registration's secret).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct HeldRequest {
     procedure: String,
     fqdn: String,
-    ip: Option<String>,
-    serial: Option<String>,
     cert_req_id: i64,
 }
 
@@ -54,6 +62,7 @@ struct HeldRequest {
 pub struct CmpServer {
     registry: Registry,
     ca: Arc<Ca>,
+    confirm_wait: u64,
 }
 
 /// What the protocol front refuses before any decision.
@@ -79,7 +88,14 @@ pub fn fail_info_for(reason: &str) -> FailInfo {
 impl CmpServer {
     /// A CMP server deciding with `registry` and issuing from `ca`.
     pub fn new(registry: Registry, ca: Arc<Ca>) -> Self {
-        CmpServer { registry, ca }
+        CmpServer { registry, ca, confirm_wait: CONFIRM_WAIT_SECONDS }
+    }
+
+    /// The same, holding unconfirmed certificates for `seconds` instead of
+    /// [`CONFIRM_WAIT_SECONDS`].
+    pub fn with_confirm_wait(mut self, seconds: u64) -> Self {
+        self.confirm_wait = seconds;
+        self
     }
 
     /// Answers one DER PKIMessage posted for token procedure `procedure`.
@@ -166,6 +182,9 @@ impl CmpServer {
                 format!("the senderKID {kid:?} does not name the requested device {fqdn:?}"),
             ));
         }
+        if let Some(why) = names_beyond_the_device(facts) {
+            return Err(refuse(FailInfo::BadCertTemplate, why));
+        }
         let input = EnrollmentInput {
             procedure: procedure.to_owned(),
             fqdn,
@@ -208,85 +227,44 @@ impl CmpServer {
         }
         let protected = Reply { protect: Some((&checked.alg, secret.as_str())), ..reply };
         let days = record.map(|p| p.certificate_days).unwrap_or(crate::registry::DEFAULT_CERTIFICATE_DAYS);
-        let issue = || {
-            self.ca
-                .issue(&Issue {
-                    fqdn: &input.fqdn,
-                    ip: facts.ip,
-                    serial: facts.serial.as_deref(),
-                    spki: &cert_request.spki,
-                    days,
-                    now,
-                })
-                .map_err(|e| refuse(FailInfo::SystemFailure, format!("issuing the certificate: {e}")))
-        };
-        if request.implicit_confirm {
-            // Issued (signing only) and counted in one step: the certificate
-            // is sent only if the decision allows.
-            let cert = issue()?;
-            let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
-            if !report.allowed {
-                return Ok(self.rejection(&protected, &report));
-            }
-            tracing::info!(fqdn = %input.fqdn, registration, audit = ?report.audit_seq, "CMP: certificate issued (implicit confirmation)");
-            // Counted, so delivered even if its record cannot be written (logged).
-            let _ = self.record(
-                &cert,
-                &input,
-                registration,
-                CertificateState::Issued,
-                cert.not_after,
-                cert_request.id,
-                now,
-            );
-            return Ok(self.issued(&protected, &cert.der, true));
-        }
-        let report = self.decide(&input, proof, DecisionMode::DryRun, now)?;
-        if !report.allowed {
-            let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
-            return Ok(self.rejection(&protected, &report));
-        }
-        let cert = issue()?;
-        // Held in the store until the client's certConf, which any process
-        // of this instance (or a restarted one) can then accept.
-        let deadline = now + CONFIRM_WAIT_SECONDS;
-        self.record(&cert, &input, registration, CertificateState::Held, deadline, cert_request.id, now)?;
-        Ok(self.issued(&protected, &cert.der, false))
-    }
-
-    /// Records a certificate in the store.
-    #[allow(clippy::too_many_arguments, reason = "one record, spelled out")]
-    fn record(
-        &self,
-        cert: &crate::pki::x509::Certificate,
-        input: &EnrollmentInput,
-        registration: u64,
-        state: CertificateState,
-        expires_at: u64,
-        cert_req_id: i64,
-        now: u64,
-    ) -> Result<(), Refusal> {
-        let request = HeldRequest {
-            procedure: input.procedure.clone(),
-            fqdn: input.fqdn.clone(),
-            ip: input.ip.clone(),
-            serial: input.serial.clone(),
-            cert_req_id,
-        };
-        let record = CertificateRecord {
-            serial: cert.serial_hex(),
+        let implicit = request.implicit_confirm;
+        let issue_request = IssueRequest {
+            ca: &self.ca,
+            spki: &cert_request.spki,
+            days,
+            now,
             transaction: input.transaction.clone().unwrap_or_default(),
-            registration: Some(registration),
-            state,
-            der: cert.der.clone(),
-            request: serde_json::to_string(&request).unwrap_or_default(),
-            issued_at: now,
-            expires_at,
+            // Without implicit confirmation: held (and counted) until the certConf.
+            state: if implicit { CertificateState::Issued } else { CertificateState::Held },
+            expires_at: (!implicit).then_some(now + self.confirm_wait),
+            request: serde_json::to_value(HeldRequest {
+                procedure: input.procedure.clone(),
+                fqdn: input.fqdn.clone(),
+                cert_req_id: cert_request.id,
+            })
+            .unwrap_or_default(),
         };
-        self.registry.record_certificate(&record, now).map_err(system)
+        let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+        let input = EnrollmentInput { mac: proof, ..input };
+        let (report, certificate) = self.registry.enroll_issuing(input, now, &mut issue).map_err(system)?;
+        match certificate {
+            Some(certificate) if report.allowed => {
+                tracing::info!(
+                    registration,
+                    serial = %certificate.serial,
+                    audit = ?report.audit_seq,
+                    implicit,
+                    "CMP: certificate issued and counted"
+                );
+                Ok(self.issued(&protected, &certificate.der, implicit))
+            }
+            _ => Ok(self.rejection(&protected, &report)),
+        }
     }
 
-    /// A `certConf`: the certificate counts when the client accepts it.
+    /// A `certConf`: an acceptance issues the held certificate for good (it
+    /// was counted when issued); a rejection revokes it and gives its count
+    /// back.
     fn confirm(&self, checked: &Checked<'_>, statuses: &[message::CertStatus], now: u64) -> Result<Vec<u8>, Refusal> {
         let request = checked.request;
         let transaction = super::transaction_text("cmp", request.transaction_id.as_deref().unwrap_or_default());
@@ -295,17 +273,19 @@ impl CmpServer {
             .registry
             .certificate_by_transaction(&transaction)
             .map_err(system)?
-            .filter(|c| c.state == CertificateState::Held)
+            .filter(|c| c.state == CertificateState::Held && c.revoked_at.is_none())
             .ok_or_else(waiting)?;
-        if held.expires_at < now {
-            return Err(refuse(FailInfo::BadRequest, "the certificate was not confirmed in time"));
-        }
         let registration = held.registration.ok_or_else(waiting)?;
         let facts: HeldRequest = serde_json::from_str(&held.request).map_err(|_| waiting())?;
         // The certConf is checked with the registration's secret, as the request was.
         let secret = self.registry.password_secret(registration).map_err(system)?.ok_or_else(waiting)?;
         if !checked.alg.verify(secret.as_bytes(), &request.protected_part, checked.mac) {
             return Err(refuse(FailInfo::BadMessageCheck, "the certConf's MAC does not verify"));
+        }
+        if held.expires_at < now {
+            // Too late: revoked now if the sweeper has not got to it yet.
+            self.registry.revoke_unconfirmed(&held.serial, Revocation::NotConfirmed, now).map_err(system)?;
+            return Err(refuse(FailInfo::BadRequest, "the certificate was not confirmed in time and is revoked"));
         }
         let protect = Some((&checked.alg, secret.as_str()));
         let status = statuses.iter().find(|s| s.cert_req_id == facts.cert_req_id || statuses.len() == 1);
@@ -321,40 +301,18 @@ impl CmpServer {
         if hash != status.cert_hash {
             return Err(refuse(FailInfo::BadRequest, "the certHash is not the hash of the certificate issued"));
         }
-        // One certConf alone decides a held certificate, whichever process gets it.
-        let claimed = self
-            .registry
-            .move_certificate(&held.serial, CertificateState::Held, CertificateState::Confirming)
-            .map_err(system)?;
-        if !claimed {
-            return Err(refuse(FailInfo::BadRequest, "the certificate was confirmed already"));
-        }
-        let settle = |to: CertificateState| {
-            self.registry.move_certificate(&held.serial, CertificateState::Confirming, to).map_err(system)
-        };
+        // One certConf alone settles a held certificate, whichever process gets it.
         if !status.accepted {
-            settle(CertificateState::Rejected)?;
-            tracing::info!(fqdn = %facts.fqdn, "CMP: the client rejected its certificate; nothing counted");
+            if !self.registry.revoke_unconfirmed(&held.serial, Revocation::RejectedByClient, now).map_err(system)? {
+                return Err(refuse(FailInfo::BadRequest, "the certificate was settled already"));
+            }
+            tracing::info!(fqdn = %facts.fqdn, serial = %held.serial, "CMP: the client rejected its certificate; revoked, count given back");
             return Ok(self.pki_conf(request, protect, now));
         }
-        let input = EnrollmentInput {
-            procedure: facts.procedure,
-            fqdn: facts.fqdn,
-            ip: facts.ip,
-            serial: facts.serial,
-            transaction: Some(transaction),
-            ..Default::default()
-        };
-        let proof = Some(MacProof { registration, valid: true });
-        let report = self.decide(&input, proof, DecisionMode::Enroll, now)?;
-        if !report.allowed {
-            // Another enrollment used the registration up in the meantime.
-            settle(CertificateState::Rejected)?;
-            let status = message::status_info(2, Some(&report.reason), Some(fail_info_for(&report.reason)));
-            return Ok(self.respond(request, protect, now, &message::error_body(&status), false));
+        if !self.registry.confirm_certificate(&held.serial).map_err(system)? {
+            return Err(refuse(FailInfo::BadRequest, "the certificate was settled already"));
         }
-        settle(CertificateState::Issued)?;
-        tracing::info!(fqdn = %input.fqdn, registration, audit = ?report.audit_seq, "CMP: certificate confirmed");
+        tracing::info!(fqdn = %facts.fqdn, registration, serial = %held.serial, "CMP: certificate confirmed");
         Ok(self.pki_conf(request, protect, now))
     }
 
@@ -447,6 +405,9 @@ struct Checked<'a> {
 }
 
 fn system(e: RegistryError) -> Refusal {
+    if e.is_input_error() {
+        return refuse(FailInfo::BadRequest, e.to_string());
+    }
     tracing::error!(error = %e, "CMP: the registry failed");
     refuse(FailInfo::SystemFailure, "the server cannot decide now")
 }

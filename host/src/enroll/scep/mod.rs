@@ -4,11 +4,14 @@
 //! A PKCSReq is a SignedData by the requester's (usually self-signed)
 //! certificate around an EnvelopedData for the RA certificate, around the
 //! CSR. The CSR's challengePassword is the registration's password. The
-//! certificate is issued, then the enrollment decided and counted; only an
-//! allowed decision sends it (SUCCESS, encrypted to the requester). A denial
-//! is FAILURE with failInfo badRequest. A request sent again with the same
-//! transaction id and key gets the same certificate back, without counting
-//! twice (RFC 8894 §3.3.1: the client may resend).
+//! enrollment is decided, counted and audited, and its certificate issued
+//! and recorded, in one transaction; only an allowed decision sends it
+//! (SUCCESS, encrypted to the requester). A denial is FAILURE with failInfo
+//! badRequest. A request sent again with the same transaction id and key gets
+//! the same certificate back, without counting twice (RFC 8894 §3.3.1: the
+//! client may resend). The certificate carries the canonical FQDN, and an IP
+//! address or serial number only when the registration pins it; a CSR naming
+//! other DNS names or other kinds of subjectAltName is refused (badRequest).
 
 pub use prereg_pki::scep::{attr, cms};
 
@@ -18,13 +21,14 @@ use prereg_core::Protocol;
 
 use self::cms::{Cipher, Signed};
 use crate::enroll::csr;
+use crate::enroll::{IssueRequest, issue_granted, names_beyond_the_device};
+use crate::pki::Ca;
 use crate::pki::asn1;
 use crate::pki::errors::Context;
 use crate::pki::errors::PkiError;
 use crate::pki::x509::Certificate;
-use crate::pki::{Ca, Issue};
-use crate::registry::{DecisionMode, EnrollmentInput, Registry, RegistryError};
-use crate::store::{CertificateRecord, CertificateState};
+use crate::registry::{EnrollmentInput, Grant, Registry, RegistryError};
+use crate::store::CertificateState;
 
 /// What this server can do (GetCACaps).
 pub const CAPABILITIES: &str = "AES\nDES3\nPOSTPKIOperation\nSHA-1\nSHA-256\nSHA-512\nSCEPStandard";
@@ -152,6 +156,9 @@ impl ScepServer {
                 format!("token procedure {procedure} is for {}, not SCEP", p.protocol),
             ));
         }
+        if let Some(why) = names_beyond_the_device(&csr.facts) {
+            return Ok(Outcome::Failure(FailInfo::BadRequest, why));
+        }
         let fqdn = csr.facts.fqdn.clone().unwrap_or_default();
         let input = EnrollmentInput {
             procedure: procedure.to_owned(),
@@ -162,42 +169,31 @@ impl ScepServer {
             transaction: Some(format!("scep:{tid}")),
             ..Default::default()
         };
-        let days = record.map(|p| p.certificate_days).unwrap_or(crate::registry::DEFAULT_CERTIFICATE_DAYS);
-        // Issued first (signing only), sent only if the decision allows.
-        let cert = self.ca.issue(&Issue {
-            fqdn: &fqdn,
-            ip: csr.facts.ip,
-            serial: csr.facts.serial.as_deref(),
+        let issue_request = IssueRequest {
+            ca: &self.ca,
             spki: &csr.spki,
-            days,
+            days: record.map(|p| p.certificate_days).unwrap_or(crate::registry::DEFAULT_CERTIFICATE_DAYS),
             now,
-        })?;
-        let report = self.registry.decide(input, DecisionMode::Enroll, now).map_err(unavailable)?;
-        if !report.allowed {
-            return Ok(Outcome::Failure(FailInfo::BadRequest, report.reason));
-        }
-        tracing::info!(fqdn = %fqdn, registration = ?report.registration, audit = ?report.audit_seq, "SCEP: certificate issued");
-        let record = CertificateRecord {
-            serial: cert.serial_hex(),
             transaction: format!("scep:{tid}"),
-            registration: report.registration,
             state: CertificateState::Issued,
-            der: cert.der.clone(),
-            request: serde_json::json!({ "fqdn": fqdn }).to_string(),
-            issued_at: now,
-            expires_at: cert.not_after,
+            expires_at: None,
+            request: serde_json::json!({ "procedure": procedure, "fqdn": fqdn }),
         };
-        // Counted, so delivered even if its record cannot be written.
-        if let Err(e) = self.registry.record_certificate(&record, now) {
-            tracing::error!(error = %e, serial = %record.serial, "SCEP: the issued certificate could not be recorded");
+        let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+        let (report, certificate) = self.registry.enroll_issuing(input, now, &mut issue).map_err(unavailable)?;
+        match certificate {
+            Some(certificate) if report.allowed => {
+                tracing::info!(fqdn = %fqdn, registration = ?report.registration, serial = %certificate.serial, audit = ?report.audit_seq, "SCEP: certificate issued and counted");
+                Ok(Outcome::Success { cert: certificate.der })
+            }
+            _ => Ok(Outcome::Failure(FailInfo::BadRequest, report.reason)),
         }
-        Ok(Outcome::Success { cert: cert.der })
     }
 
     /// The certificate issued in SCEP transaction `tid`, if any.
     fn issued(&self, tid: &str) -> Result<Option<Certificate>, PkiError> {
         let record = self.registry.certificate_by_transaction(&format!("scep:{tid}")).map_err(unavailable)?;
-        match record.filter(|r| r.state == CertificateState::Issued) {
+        match record.filter(|r| r.state == CertificateState::Issued && r.revoked_at.is_none()) {
             Some(r) => Certificate::from_der(&r.der).map(Some),
             None => Ok(None),
         }

@@ -54,7 +54,13 @@ async fn decide(state: AppState, request: DecisionRequest, mode: DecisionMode) -
         ..Default::default()
     };
     let started = Instant::now();
-    let report = blocking(move || Ok(registry.decide(input, mode, unix_now())?)).await?;
+    let report = blocking(move || {
+        Ok(match mode {
+            DecisionMode::DryRun => registry.check(input, unix_now())?,
+            DecisionMode::Enroll => registry.decide(input, mode, unix_now())?,
+        })
+    })
+    .await?;
     state.metrics().decision(&report, started.elapsed().as_secs_f64());
     Ok(report)
 }
@@ -66,7 +72,8 @@ fn body(
 }
 
 /// Dry run of an enrollment decision: explains it, changes nothing, audits
-/// nothing.
+/// nothing, and never checks a password (a registration with one answers
+/// `password-required`, the same for a right and a wrong password).
 #[utoipa::path(post, path = "/v1/decisions/check", tag = "decisions", request_body = DecisionRequest,
     responses(
         (status = 200, description = "The decision (allowed or denied)", body = DecisionReport),
@@ -85,6 +92,8 @@ pub async fn check(
     responses(
         (status = 200, description = "The decision (allowed or denied)", body = DecisionReport),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (a name longer than DNS allows); nothing is audited",
+            body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enroll(
     State(state): State<AppState>,

@@ -269,17 +269,6 @@ impl Drop for Upload {
     }
 }
 
-/// Deletes uploads left by a process that stopped mid-import.
-pub fn remove_stale_uploads(folder: &FsPath) {
-    let Ok(entries) = std::fs::read_dir(folder) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with("upload-") {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 /// The per-row report as JSON lines.
 pub struct JsonlReport {
     out: BufWriter<std::fs::File>,

@@ -23,7 +23,7 @@ use super::{AppState, ServiceLimits};
 pub use audit::{AuditPage, AuditVerificationView};
 pub use decisions::DecisionRequest;
 pub use health::Health;
-pub use imports::{ImportView, JsonlReport, ReportPage, remove_stale_uploads};
+pub use imports::{ImportView, JsonlReport, ReportPage};
 pub use instance::InstanceInfo;
 pub use registrations::{Created, RegistrationPage};
 

@@ -1,0 +1,115 @@
+//! Smaller holes of issue 15, tried as an attacker would against `prereg
+//! serve` and the CLI: names longer than DNS allows, a data folder left
+//! readable by others with an upload in it, an officer added without saying
+//! which domains.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::common::{Server, audit_records, prereg_command, run_local};
+
+fn audit_length(dir: &std::path::Path) -> usize {
+    audit_records(dir).len()
+}
+
+fn database_size(dir: &std::path::Path) -> u64 {
+    ["prereg.sqlite3", "prereg.sqlite3-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join("data").join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn names_longer_than_dns_allows_are_refused_before_anything_is_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    let server = Server::start(dir);
+    let url = format!("{}/v1/decisions/enroll", server.url.trim_end_matches('/'));
+    let post = |fqdn: &str| {
+        let body = serde_json::json!({ "procedure": "routers", "fqdn": fqdn });
+        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        (status, text)
+    };
+    // An ordinary unregistered name is decided and audited. (422: a field is
+    // invalid, and the answer names it.)
+    let before = audit_length(dir);
+    assert_eq!(post("nobody.example.com").0, 200);
+    assert_eq!(audit_length(dir), before + 1);
+
+    // 100 anonymous calls with a 250 KB name, a 254-octet name and a 64-octet
+    // label: refused naming the field, no audit record, the database does not grow.
+    let size = database_size(dir);
+    let huge = format!("{}.example.com", "a.".repeat(125_000));
+    for _ in 0..100 {
+        let (status, text) = post(&huge);
+        assert_eq!(status, 422, "{text}");
+        assert!(text.contains("fqdn") && text.contains("at most 253"), "{text}");
+    }
+    let long_name = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(62));
+    assert_eq!(long_name.len(), 254);
+    assert_eq!(post(&long_name).0, 422);
+    let (status, text) = post(&format!("{}.example.com", "l".repeat(64)));
+    assert_eq!(status, 422);
+    assert!(text.contains("at most 63"), "{text}");
+    assert_eq!(audit_length(dir), before + 1);
+    assert!(database_size(dir) < size + 64 * 1024, "the database grew from {size} to {}", database_size(dir));
+    // 253 octets are fine (decided, no-registration).
+    let longest = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+    assert_eq!(post(&longest).0, 200);
+}
+
+#[test]
+fn start_up_tightens_the_data_folder_and_removes_leftover_uploads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["ca", "init"]);
+    let data = dir.join("data");
+    // A folder restored from a backup with loose modes and an upload left
+    // behind by a killed process (it may hold plaintext passwords).
+    std::fs::create_dir_all(data.join("imports")).unwrap();
+    std::fs::write(data.join("imports/upload-1234"), "fqdn,password\na.example.com,hunter2\n").unwrap();
+    for (path, mode) in [
+        (data.clone(), 0o755),
+        (data.join("imports"), 0o777),
+        (data.join("prereg.sqlite3"), 0o644),
+        (data.join("officer.key"), 0o644),
+        (data.join("sealing.key"), 0o644),
+        (data.join("ca/ca.key"), 0o644),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let server = Server::start(dir);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("imports")), 0o700);
+    for file in ["prereg.sqlite3", "officer.key", "sealing.key", "ca/ca.key"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    assert!(!data.join("imports/upload-1234").exists());
+    assert!(server.log().contains("prereg.sqlite3 -> 600"), "{}", server.log());
+}
+
+#[test]
+fn an_officer_is_added_only_with_the_domains_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["officer", "keygen", "--out", "bob.key"]);
+    // No --domains: refused (it used to mean every domain).
+    let out = prereg_command(dir)
+        .args(["--data", "data", "officer", "add", "bob", "--public-key", "bob.key.pub"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--domains"), "{}", String::from_utf8_lossy(&out.stderr));
+    run_local(dir, &["officer", "add", "bob", "--public-key", "bob.key.pub", "--domains", "corp"]);
+    let listed = run_local(dir, &["officer", "list", "--json"]);
+    let officers: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let bob = officers.as_array().unwrap().iter().find(|o| o["name"] == "bob").unwrap();
+    assert_eq!(bob["domains"], serde_json::json!(["corp"]));
+}
