@@ -142,6 +142,12 @@ impl DataDir {
         self.root.join("sealing.key")
     }
 
+    /// Signed checkpoints of the audit log that `serve` writes
+    /// ([`crate::audit::checkpoint`]); `latest.note` is the newest.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
     /// Precompiled policies (see [`crate::engine::cache`]).
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")

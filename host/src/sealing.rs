@@ -91,6 +91,19 @@ impl SealingKey {
         B64.encode(self.public.as_bytes())
     }
 
+    /// A 32-byte key for another purpose of the instance, derived from this
+    /// one (HKDF-SHA256 over the private key, `label` as info): every node
+    /// holding the data folder's `sealing.key` derives the same keys, and the
+    /// database alone reveals none (the audit chain's MAC key and the
+    /// checkpoint signing key, [`crate::audit::AuditKeys`]).
+    pub fn derive(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"prereg instance key derivation"), self.secret.as_bytes());
+        let mut key = Zeroizing::new([0u8; 32]);
+        // 32 bytes is always a valid HKDF-SHA256 output length.
+        let _ = hkdf.expand(label, key.as_mut());
+        key
+    }
+
     /// Opens a sealed password.
     pub fn open(&self, sealed: &str) -> Result<Zeroizing<String>, SealError> {
         let body = sealed.strip_prefix(PREFIX).ok_or_else(|| SealError::Malformed("unknown format".into()))?;

@@ -120,6 +120,9 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     for path in ["/healthz", "/readyz", "/metrics", "/v1/instance", "/v1/policy", "/v1/procedures", "/v1/officers"] {
         assert_eq!(api.get(path, path).0, 200, "{path}");
     }
+    let (status, note) = api.get("/v1/audit/checkpoint", "/v1/audit/checkpoint");
+    assert_eq!(status, 200);
+    assert!(note.as_str().unwrap().contains("\n\n\u{2014} prereg/audit/"), "{note}");
     // Procedures.
     let procedure = WriteRequest::CreateProcedure {
         certificate_days: None,

@@ -129,6 +129,13 @@ pub enum Command {
         /// enrollment given back, in seconds.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         cmp_confirm_seconds: u64,
+        /// Where signed checkpoints of the audit log are written
+        /// [default: the data folder's checkpoints/].
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
+        /// How often a checkpoint is written when the log grew, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        checkpoint_seconds: u64,
     },
     /// Import registrations from a CSV file (columns by header name: fqdn,
     /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every
@@ -348,9 +355,25 @@ pub enum OfficerCommand {
 /// `prereg audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain. Exit 0 when intact; otherwise non-zero, naming the
-    /// first bad record.
-    Verify,
+    /// Check the whole log: the hash chain, every officer's signed request
+    /// against the officer's key, and a signed checkpoint (--checkpoint FILE,
+    /// or else the newest one `serve` wrote to the data folder's
+    /// `checkpoints/`). Exit 0 when intact; otherwise 1, naming the first bad
+    /// record.
+    Verify {
+        /// A checkpoint (`prereg audit checkpoint`, or one `serve` wrote): the
+        /// log must still hold what it counts.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Write a checkpoint of the log as it is now: its origin, record count
+    /// and root hash, signed by the instance key (C2SP tlog-checkpoint,
+    /// signed-note form). Keep it outside the database.
+    Checkpoint {
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List audit records.
     List {
         /// Only records after this sequence number.

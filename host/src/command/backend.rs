@@ -25,6 +25,10 @@ pub enum Backend {
 pub struct ChainCheck {
     /// Records checked (up to the first bad one).
     pub checked: u64,
+    /// Officers' signed requests re-verified (when known).
+    pub signatures: Option<u64>,
+    /// The size of the checkpoint checked against, if any.
+    pub checkpoint: Option<u64>,
     /// The first bad record and what is wrong with it.
     pub fault: Option<(u64, String)>,
 }
@@ -124,7 +128,12 @@ impl Backend {
         Ok(match self {
             Backend::Local(r) => {
                 let v = r.verify_audit()?;
-                ChainCheck { checked: v.checked, fault: v.fault.map(|f| (f.seq(), f.to_string())) }
+                ChainCheck {
+                    checked: v.checked,
+                    signatures: Some(v.signatures),
+                    checkpoint: None,
+                    fault: v.fault.map(|f| (f.seq(), f.to_string())),
+                }
             }
             Backend::Remote(c) => {
                 let v = c.verify_audit()?;
@@ -132,7 +141,7 @@ impl Backend {
                     (Some(seq), Some(why)) => Some((seq, why)),
                     _ => None,
                 };
-                ChainCheck { checked: v.checked, fault }
+                ChainCheck { checked: v.checked, signatures: v.signatures, checkpoint: None, fault }
             }
         })
     }

@@ -36,8 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context { global: cli.global };
     match cli.command {
         Command::Init { officer } => init::run(&context, &officer),
-        Command::Serve { listen, node, cmp_confirm_seconds } => {
-            serve::run(&context, &listen, node, cmp_confirm_seconds)
+        Command::Serve { listen, node, cmp_confirm_seconds, checkpoint_dir, checkpoint_seconds } => {
+            let checkpoints = serve::Checkpoints { dir: checkpoint_dir, every: checkpoint_seconds };
+            serve::run(&context, &listen, node, cmp_confirm_seconds, checkpoints)
         }
         Command::Import(args) => import::run(&context, args),
         Command::Procedure(cmd) => writes::procedure(&context, cmd),

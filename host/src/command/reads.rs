@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use prereg::store::{RegistrationFilter, RegistrationRecord};
 use prereg_core::RegistrationState;
 
-use super::{Context, print_json};
+use super::{Context, InputError, print_json};
 use crate::cli::{AuditCommand, StateArg};
 
 fn state(arg: StateArg) -> RegistrationState {
@@ -79,11 +79,51 @@ pub fn show(context: &Context, id: u64, json: bool) -> anyhow::Result<ExitCode> 
 pub fn audit(context: &Context, command: AuditCommand) -> anyhow::Result<ExitCode> {
     let registry = context.backend()?;
     match command {
-        AuditCommand::Verify => {
-            let result = registry.verify_audit()?;
+        AuditCommand::Checkpoint { out } => {
+            context.local_only("audit checkpoint")?;
+            let (size, note) = context.registry()?.audit_checkpoint()?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &note).map_err(|e| InputError(format!("--out {}: {e}", path.display())))?;
+                    println!("checkpoint of {size} records written to {}", path.display());
+                }
+                None => print!("{note}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { checkpoint } => {
+            // Locally, against a checkpoint: the one named, or the newest `serve` wrote.
+            let newest = context.data().checkpoints().join("latest.note");
+            let note_file = match checkpoint {
+                Some(path) => Some(path),
+                None if context.global.server.is_none() && newest.exists() => Some(newest),
+                None => None,
+            };
+            let result = match &note_file {
+                Some(path) => {
+                    context.local_only("audit verify --checkpoint")?;
+                    let note = std::fs::read_to_string(path)
+                        .map_err(|e| InputError(format!("--checkpoint {}: {e}", path.display())))?;
+                    let v = context.registry()?.verify_audit_against(&note)?;
+                    super::backend::ChainCheck {
+                        checked: v.checked,
+                        signatures: Some(v.signatures),
+                        checkpoint: v.checkpoint,
+                        fault: v.fault.map(|f| (f.seq(), f.to_string())),
+                    }
+                }
+                None => registry.verify_audit()?,
+            };
             match result.fault {
                 None => {
-                    println!("audit chain intact: {} records", result.checked);
+                    print!("audit chain intact: {} records", result.checked);
+                    if let Some(n) = result.signatures {
+                        print!(", {n} signed requests verified");
+                    }
+                    if let (Some(size), Some(path)) = (result.checkpoint, &note_file) {
+                        print!(", holds the {size} records of checkpoint {}", path.display());
+                    }
+                    println!();
                     Ok(ExitCode::SUCCESS)
                 }
                 Some((seq, fault)) => {

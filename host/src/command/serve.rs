@@ -6,12 +6,27 @@ use anyhow::Context as _;
 use prereg::cluster::{Follower, NodeIdentity};
 use prereg::data_dir::StoreLocation;
 use prereg::registry::unix_now;
+use prereg::service::checkpoints::CheckpointWriter;
 use prereg::service::{self, AppState, ServiceLimits};
 use prereg::store::TxKind;
 
 use super::{Context, InputError, init};
 
-pub fn run(context: &Context, listen: &str, node: Option<String>, confirm_wait: u64) -> anyhow::Result<ExitCode> {
+/// Where and how often `serve` writes signed checkpoints of the audit log.
+pub struct Checkpoints {
+    /// The folder [default: the data folder's `checkpoints/`].
+    pub dir: Option<std::path::PathBuf>,
+    /// Seconds between two checkpoints (when the log grew).
+    pub every: u64,
+}
+
+pub fn run(
+    context: &Context,
+    listen: &str,
+    node: Option<String>,
+    confirm_wait: u64,
+    checkpoints: Checkpoints,
+) -> anyhow::Result<ExitCode> {
     context.local_only("serve")?;
     let data = context.data();
     // The embedded default initialises itself on first run; a cluster's
@@ -63,12 +78,23 @@ pub fn run(context: &Context, listen: &str, node: Option<String>, confirm_wait: 
         };
         println!("node {} on store {}", node.node_id, registry.storage().describe());
         let follower = Follower::start(registry.clone(), context.global.policy.is_none(), node)?;
+        let checkpoint_dir = checkpoints.dir.unwrap_or_else(|| data.checkpoints());
+        let writer = CheckpointWriter::start(
+            registry.clone(),
+            checkpoint_dir.clone(),
+            std::time::Duration::from_secs(checkpoints.every),
+        )
+        .with_context(|| format!("--checkpoint-dir {}", checkpoint_dir.display()))?;
         let limits = ServiceLimits { confirm_wait_seconds: confirm_wait, ..ServiceLimits::default() };
         // Without a CRL URL in ca/ca.toml, certificates name this service's.
         let crl_url = format!("http://{address}{}", service::enrollment::CRL_PATH);
         let state = AppState::with_crl_url(registry, data, limits, Some(crl_url));
         service::serve(listener, state, service::shutdown_signal()).await?;
-        tokio::task::spawn_blocking(move || follower.stop()).await?;
+        tokio::task::spawn_blocking(move || {
+            follower.stop();
+            writer.stop();
+        })
+        .await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })?;

@@ -171,6 +171,7 @@ impl Registry {
                     (None, _) => "revoked".into(),
                 },
             },
+            self.audit_mac_keys(),
         )?;
         tx.commit()?;
         tracing::info!(serial, reason = why.code(), registration = ?held.registration, "certificate revoked");

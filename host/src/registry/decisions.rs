@@ -270,6 +270,7 @@ impl Registry {
                     request: request_json.to_string(),
                     detail: decision.explanation.clone(),
                 },
+                self.audit_mac_keys(),
             )?;
             if let Some(shadow) = shadow {
                 let active = super::shadow::side(&report.policy.sha256, &decision);

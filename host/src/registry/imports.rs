@@ -369,6 +369,7 @@ impl Registry {
                         record.file_name, record.sha256, record.procedure, record.message
                     ),
                 },
+                self.audit_mac_keys(),
             )?;
         }
         tx.update_import(&record)?;
@@ -774,6 +775,7 @@ impl Job<'_> {
                     procedure.domain, self.import_id, record.at.row
                 ),
             },
+            self.registry.audit_mac_keys(),
         )?;
         Ok(Written::Created)
     }

@@ -26,7 +26,8 @@ pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};
 pub use shadow::{ShadowChange, ShadowReport};
 pub use writes::{CERTIFICATE_DAYS, DEFAULT_CERTIFICATE_DAYS, WriteOutcome};
 
-use crate::audit::{self, AuditEntry, ChainFault, GENESIS};
+pub use crate::audit::verify::AuditVerification;
+use crate::audit::{self, AuditEntry, AuditKeys};
 use crate::index::MemoryIndex;
 use crate::policy::Policy;
 use crate::sealing::SealingKey;
@@ -87,25 +88,18 @@ pub fn initialise(
                 .to_string(),
             detail: "instance initialised with its first officer (all domains)".into(),
         },
+        None,
     )?;
     tx.commit()?;
     Ok(instance_id)
 }
 
-/// Walks the whole audit chain of `storage` and reports the first bad record.
+/// Verifies the whole audit log of `storage` (the chain and every officer's
+/// signed request) and reports the first bad record.
 pub fn verify_audit_chain(storage: &dyn Storage) -> Result<AuditVerification, RegistryError> {
-    const PAGE: u32 = 1000;
     let mut tx = storage.begin(TxKind::Read)?;
-    let mut previous = (0u64, GENESIS.to_owned());
-    loop {
-        let page = tx.audit_records(previous.0, PAGE)?;
-        if page.is_empty() {
-            return Ok(AuditVerification { checked: previous.0, fault: None });
-        }
-        if let Err(fault) = audit::verify_page(&mut previous, &page) {
-            return Ok(AuditVerification { checked: previous.0, fault: Some(fault) });
-        }
-    }
+    let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
+    Ok(audit::verify::verify_log(tx.as_mut(), &instance, None, None)?)
 }
 
 /// The registry over a storage backend and an active policy. The policy can
@@ -120,17 +114,10 @@ pub struct Registry {
     loader: Option<Arc<PolicyLoader>>,
     index: Option<Arc<MemoryIndex>>,
     sealing: Option<Arc<SealingKey>>,
+    /// Derived from the sealing key: they key the audit chain and sign checkpoints.
+    audit_keys: Option<Arc<AuditKeys>>,
     /// Stored policy versions compiled ahead of an activation.
     prepared: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-}
-
-/// The result of checking the audit chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditVerification {
-    /// Records checked (up to the first bad one).
-    pub checked: u64,
-    /// The first fault, if any.
-    pub fault: Option<ChainFault>,
 }
 
 impl Registry {
@@ -143,6 +130,7 @@ impl Registry {
             loader: None,
             index: None,
             sealing: None,
+            audit_keys: None,
             prepared: Arc::default(),
         }
     }
@@ -151,6 +139,7 @@ impl Registry {
     /// registrations may then carry one, and CMP can check its MAC. Without
     /// it, a registration request with a sealed password is refused.
     pub fn with_sealing_key(mut self, key: Arc<SealingKey>) -> Self {
+        self.audit_keys = Some(Arc::new(AuditKeys::from_sealing(&key)));
         self.sealing = Some(key);
         self
     }
@@ -276,9 +265,56 @@ impl Registry {
         self.read(|tx| tx.imports(limit))
     }
 
-    /// Walks the whole audit chain and reports the first bad record.
+    /// Verifies the whole audit log (the chain and every officer's signed
+    /// request) and reports the first bad record.
     pub fn verify_audit(&self) -> Result<AuditVerification, RegistryError> {
-        verify_audit_chain(self.storage.as_ref())
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
+        Ok(audit::verify::verify_log(tx.as_mut(), &instance, None, self.audit_keys.as_deref())?)
+    }
+
+    /// [`Registry::verify_audit`], and that the log still holds what the
+    /// signed checkpoint `note` counts (it needs the instance key: the
+    /// data folder's `sealing.key`).
+    pub fn verify_audit_against(&self, note: &str) -> Result<AuditVerification, RegistryError> {
+        let keys = self.audit_keys()?;
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
+        let checkpoint = audit::checkpoint::Checkpoint::open(note, &audit::checkpoint::origin(&instance), &keys)
+            .map_err(|e| RegistryError::Invalid { field: "checkpoint".into(), message: e.to_string() })?;
+        Ok(audit::verify::verify_log(tx.as_mut(), &instance, Some(&checkpoint), Some(&keys))?)
+    }
+
+    /// The instance's audit keys (from its sealing key).
+    pub fn audit_keys(&self) -> Result<Arc<AuditKeys>, RegistryError> {
+        self.audit_keys.clone().ok_or_else(|| RegistryError::Invalid {
+            field: "sealing-key".into(),
+            message: "checkpoints need the instance key (the data folder's sealing.key)".into(),
+        })
+    }
+
+    /// The audit keys for a record this process appends, if it has them.
+    pub(crate) fn audit_mac_keys(&self) -> Option<&AuditKeys> {
+        self.audit_keys.as_deref()
+    }
+
+    /// A checkpoint of the audit log as it is now, signed by the instance key:
+    /// (its size, the signed note).
+    pub fn audit_checkpoint(&self) -> Result<(u64, String), RegistryError> {
+        let keys = self.audit_keys()?;
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
+        let (size, root) = match tx.audit_head()? {
+            Some((seq, hash)) => (
+                seq,
+                audit::verify::hex_to_root(&hash).ok_or_else(|| {
+                    crate::store::StoreError::Corrupt(format!("audit record {seq}'s hash is not SHA-256 hex"))
+                })?,
+            ),
+            None => (0, [0; 32]),
+        };
+        let checkpoint = audit::checkpoint::Checkpoint { origin: audit::checkpoint::origin(&instance), size, root };
+        Ok((size, checkpoint.sign(&keys)))
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, crate::store::StoreError>) -> Result<T, RegistryError> {

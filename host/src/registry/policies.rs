@@ -160,6 +160,7 @@ impl Registry {
                 request: verified.jws.clone(),
                 detail,
             },
+            self.audit_mac_keys(),
         )?;
         tx.commit()?;
         if *activate {
@@ -217,6 +218,7 @@ impl Registry {
                 request: verified.jws.clone(),
                 detail: format!("{detail} is active (was {})", previous.as_deref().unwrap_or(BUILT_IN)),
             },
+            self.audit_mac_keys(),
         )?;
         tx.commit()?;
         self.swap_policy(policy);

@@ -109,6 +109,7 @@ impl Registry {
                 request: verified.jws.clone(),
                 detail,
             },
+            self.audit_mac_keys(),
         )?;
         tx.commit()?;
         self.swap_shadow(policy);

@@ -252,6 +252,7 @@ impl Registry {
                 request: verified.jws.clone(),
                 detail,
             },
+            self.audit_mac_keys(),
         )?;
         tx.commit()?;
         Ok(WriteOutcome { action: verified.claims.request.action().into(), object, id, audit_seq: record.seq })

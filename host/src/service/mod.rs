@@ -12,6 +12,7 @@
 //! Registry calls block (SQLite, wasmtime), so handlers run them on tokio's
 //! blocking pool; imports run on their own threads.
 
+pub mod checkpoints;
 pub mod enrollment;
 mod metrics;
 pub mod problem;

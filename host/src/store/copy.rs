@@ -115,6 +115,9 @@ pub fn copy_instance(from: &dyn Storage, to: &dyn Storage) -> Result<CopyReport,
         }
         report.audit_records += page.len() as u64;
     }
+    if let Some((seq, mac)) = src.audit_keyed_from()? {
+        dst.set_audit_keyed_from(seq, &mac)?;
+    }
     dst.restore_finish()?;
     dst.commit()?;
 

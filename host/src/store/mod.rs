@@ -516,6 +516,10 @@ pub struct AuditRecord {
     pub request: String,
     /// Further detail (the explanation of a decision).
     pub detail: String,
+    /// HMAC-SHA256 of its sequence number and hash under the instance's
+    /// audit key (hex), for records written with it; see [`crate::audit`].
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 /// The kind of transaction to open.
@@ -723,6 +727,11 @@ pub trait Tx: Send {
     fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
     /// Audit records with `seq > after`, ascending, at most `limit`.
     fn audit_records(&mut self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The first audit record written with the instance's audit key, and the
+    /// MAC of that marker; `None` before any.
+    fn audit_keyed_from(&mut self) -> Result<Option<(u64, String)>, StoreError>;
+    /// Records the first keyed audit record, unless one is recorded already.
+    fn set_audit_keyed_from(&mut self, seq: u64, mac: &str) -> Result<(), StoreError>;
 
     /// Records how a serving node stands (its heartbeat).
     fn record_node(&mut self, node: &NodeRecord) -> Result<(), StoreError>;

@@ -652,7 +652,7 @@ fn import_from(row: &Row) -> Result<ImportRecord, StoreError> {
 }
 
 const AUDIT_COLUMNS: &str =
-    "seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, request, detail";
+    "seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, request, detail, mac";
 
 fn audit_from(row: &Row) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord {
@@ -668,6 +668,7 @@ fn audit_from(row: &Row) -> Result<AuditRecord, StoreError> {
         policy_sha256: col(row, 9)?,
         request: col(row, 10)?,
         detail: col(row, 11)?,
+        mac: col(row, 12)?,
     })
 }
 
@@ -1403,7 +1404,7 @@ impl Tx for PostgresTx {
     fn append_audit(&mut self, a: &AuditRecord) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO audit (seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, \
-             request, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             request, detail, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 &(a.seq as i64),
                 &a.prev_hash,
@@ -1417,7 +1418,28 @@ impl Tx for PostgresTx {
                 &a.policy_sha256,
                 &a.request,
                 &a.detail,
+                &a.mac,
             ],
+        )?;
+        Ok(())
+    }
+
+    fn audit_keyed_from(&mut self) -> Result<Option<(u64, String)>, StoreError> {
+        let row = self.query_opt("SELECT audit_keyed_from, audit_keyed_mac FROM instance WHERE singleton = 1", &[])?;
+        Ok(match row {
+            Some(r) => match col::<Option<i64>>(&r, 0)? {
+                Some(seq) => Some((seq as u64, col::<Option<String>>(&r, 1)?.unwrap_or_default())),
+                None => None,
+            },
+            None => None,
+        })
+    }
+
+    fn set_audit_keyed_from(&mut self, seq: u64, mac: &str) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE instance SET audit_keyed_from = $1, audit_keyed_mac = $2 \
+             WHERE singleton = 1 AND audit_keyed_from IS NULL",
+            &[&(seq as i64), &mac],
         )?;
         Ok(())
     }

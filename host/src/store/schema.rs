@@ -256,15 +256,21 @@ const SQLITE: [&str; 10] = [
     );
     ALTER TABLE instance ADD COLUMN sealing_key TEXT;
     "#,
-    // 10: revocation. An enrollment is counted when its certificate is
+    // 10: revocation and a keyed audit log. An enrollment is counted when its certificate is
     // issued; a CMP certificate the client rejects or never confirms is
     // revoked (revoked_at, with an RFC 5280 CRLReason code or NULL for
     // unspecified) and its count given back. Certificates held, being
     // confirmed or rejected under earlier versions were sent to clients but
     // never counted: they are revoked here. The CA's CRLs are kept, newest
     // last, so that every node serves the same one and the cRLNumber only
-    // grows (`revoked` is how many revoked certificates it lists).
+    // grows (`revoked` is how many revoked certificates it lists). Audit
+    // records carry a MAC by a key derived from the instance key
+    // (crate::audit::AuditKeys) from the first one written with it on, which
+    // the instance records (audit_keyed_from, with its own MAC).
     r#"
+    ALTER TABLE audit ADD COLUMN mac TEXT;
+    ALTER TABLE instance ADD COLUMN audit_keyed_from INTEGER;
+    ALTER TABLE instance ADD COLUMN audit_keyed_mac TEXT;
     ALTER TABLE certificates ADD COLUMN revoked_at INTEGER;
     ALTER TABLE certificates ADD COLUMN revocation_reason INTEGER;
     UPDATE certificates SET state = 'rejected', revoked_at = issued_at
@@ -517,6 +523,9 @@ const POSTGRES: [&str; 10] = [
     "#,
     // 10
     r#"
+    ALTER TABLE audit ADD COLUMN mac TEXT;
+    ALTER TABLE instance ADD COLUMN audit_keyed_from BIGINT;
+    ALTER TABLE instance ADD COLUMN audit_keyed_mac TEXT;
     ALTER TABLE certificates ADD COLUMN revoked_at BIGINT;
     ALTER TABLE certificates ADD COLUMN revocation_reason INTEGER;
     UPDATE certificates SET state = 'rejected', revoked_at = issued_at

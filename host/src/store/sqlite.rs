@@ -320,6 +320,7 @@ fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         policy_sha256: row.get("policy_sha256")?,
         request: row.get("request")?,
         detail: row.get("detail")?,
+        mac: row.get("mac")?,
     })
 }
 
@@ -1088,7 +1089,7 @@ impl Tx for SqliteTx {
         self.conn()?
             .prepare_cached(
                 "INSERT INTO audit (seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, \
-                 request, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 request, detail, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 a.seq as i64,
@@ -1102,8 +1103,31 @@ impl Tx for SqliteTx {
                 a.reason,
                 a.policy_sha256,
                 a.request,
-                a.detail
+                a.detail,
+                a.mac
             ])?;
+        Ok(())
+    }
+
+    fn audit_keyed_from(&mut self) -> Result<Option<(u64, String)>, StoreError> {
+        let row = self
+            .conn()?
+            .prepare_cached("SELECT audit_keyed_from, audit_keyed_mac FROM instance WHERE singleton = 1")?
+            .query_row([], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<String>>(1)?)))
+            .optional()?;
+        Ok(match row {
+            Some((Some(seq), mac)) => Some((seq as u64, mac.unwrap_or_default())),
+            _ => None,
+        })
+    }
+
+    fn set_audit_keyed_from(&mut self, seq: u64, mac: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "UPDATE instance SET audit_keyed_from = ?1, audit_keyed_mac = ?2 \
+                 WHERE singleton = 1 AND audit_keyed_from IS NULL",
+            )?
+            .execute(params![seq as i64, mac])?;
         Ok(())
     }
 

@@ -35,6 +35,10 @@ pub struct AuditVerificationView {
     pub intact: bool,
     /// Records checked (up to the first bad one).
     pub checked: u64,
+    /// Officers' signed requests among them re-verified against the
+    /// officers' keys.
+    #[serde(default)]
+    pub signatures: Option<u64>,
     /// The first bad record, if any.
     pub first_bad_seq: Option<u64>,
     /// What is wrong with it.
@@ -56,6 +60,23 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<AuditQuery>
     Ok(Json(AuditPage { items, next_after }))
 }
 
+/// A checkpoint of the log as it is now (C2SP tlog-checkpoint, a signed
+/// note): origin, record count and root hash, signed by the instance key.
+/// Keep it outside the database; `prereg audit verify --checkpoint FILE`
+/// then shows whether the log was cut short or rewritten since.
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
+        (status = 422, description = "No instance key in the data folder", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn checkpoint(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let registry = state.registry().clone();
+    let (_, note) = blocking(move || Ok(registry.audit_checkpoint()?)).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
 /// Walks the whole hash chain and names the first bad record.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
     responses((status = 200, description = "The verification (intact or not)", body = AuditVerificationView)))]
@@ -65,6 +86,7 @@ pub async fn verify(State(state): State<AppState>) -> Result<Json<AuditVerificat
     Ok(Json(AuditVerificationView {
         intact: v.fault.is_none(),
         checked: v.checked,
+        signatures: Some(v.signatures),
         first_bad_seq: v.fault.as_ref().map(|f| f.seq()),
         fault: v.fault.map(|f| f.to_string()),
     }))

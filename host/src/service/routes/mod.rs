@@ -56,6 +56,7 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(decisions::enroll))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
+        .routes(routes!(audit::checkpoint))
 }
 
 /// The refusals every signed write can meet (documented once, used by every

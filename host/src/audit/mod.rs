@@ -3,12 +3,91 @@
 //! Each record carries the hash of the one before it; its own hash is SHA-256
 //! over a canonical JSON array of every field but the hash itself. Changing,
 //! removing, reordering or inserting a record breaks the chain at that record,
-//! and [`verify`] names the first sequence number where it breaks.
+//! and [`verify_page`] names the first sequence number where it breaks.
+//!
+//! Someone who can write the database could rewrite the chain from any record
+//! on, or cut its end off. Two things catch that, both resting on keys derived
+//! from the instance key in the data folder ([`AuditKeys`]), which the database
+//! does not hold: signed checkpoints ([`checkpoint`]) that fix the log's length
+//! and head at a moment, and the re-verification of every officer's signed
+//! request against the officer's key ([`verify`]).
+
+pub mod checkpoint;
+pub mod verify;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::store::{AuditRecord, StoreError, Tx};
+
+/// The instance's audit keys, derived from its sealing key
+/// ([`crate::sealing::SealingKey::derive`]): every node with the data
+/// folder's `sealing.key` has them; the database alone gives neither.
+///
+/// The chain is keyed: each record written by a process that holds the keys
+/// carries an HMAC of its sequence number and hash ([`AuditKeys::record_mac`]),
+/// from the first such record on (which the instance records, under its own
+/// MAC). Re-hashing the chain after a change breaks every MAC from there on,
+/// and stripping the MACs is refused once the marker says where they start.
+/// (A forger who also removes the marker makes the log look as if it had
+/// never been keyed; the signed checkpoints catch a rewrite up to them.)
+pub struct AuditKeys {
+    /// Signs checkpoints (Ed25519).
+    checkpoint: ed25519_dalek::SigningKey,
+    /// Keys the chain (HMAC-SHA256).
+    mac: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AuditKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKeys({})", hex(self.checkpoint.verifying_key().as_bytes()))
+    }
+}
+
+impl AuditKeys {
+    /// The keys of the instance whose sealing key is `sealing`.
+    pub fn from_sealing(sealing: &crate::sealing::SealingKey) -> Self {
+        Self::from_secrets(
+            &sealing.derive(b"prereg audit chain mac v1"),
+            &sealing.derive(b"prereg audit checkpoint ed25519 v1"),
+        )
+    }
+
+    /// From the two secrets themselves (tests).
+    pub fn from_secrets(mac: &[u8; 32], checkpoint: &[u8; 32]) -> Self {
+        AuditKeys { checkpoint: ed25519_dalek::SigningKey::from_bytes(checkpoint), mac: Zeroizing::new(*mac) }
+    }
+
+    fn hmac(&self, parts: &[&[u8]]) -> String {
+        use hmac::Mac;
+        // HMAC takes a key of any length.
+        let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(self.mac.as_ref()) {
+            Ok(mac) => mac,
+            Err(_) => return String::new(),
+        };
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The MAC of audit record `seq` with chain hash `hash` (hex).
+    pub fn record_mac(&self, seq: u64, hash: &str) -> String {
+        self.hmac(&[b"prereg audit record", &seq.to_be_bytes(), hash.as_bytes()])
+    }
+
+    /// The MAC of the marker saying that record `seq` is the first keyed one.
+    pub fn marker_mac(&self, seq: u64) -> String {
+        self.hmac(&[b"prereg audit keyed from", &seq.to_be_bytes()])
+    }
+
+    /// The public key checkpoints verify with.
+    pub fn checkpoint_public_key(&self) -> [u8; 32] {
+        self.checkpoint.verifying_key().to_bytes()
+    }
+}
 
 /// `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -69,9 +148,10 @@ pub fn record_hash(r: &AuditRecord) -> String {
     hex(&Sha256::digest(canonical))
 }
 
-/// Appends `entry` to the chain inside `tx`; the caller commits it with the
-/// change it records, so that neither exists without the other.
-pub fn append(tx: &mut dyn Tx, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+/// Appends `entry` to the chain inside `tx`, keyed with `keys` when the
+/// process holds them; the caller commits it with the change it records, so
+/// that neither exists without the other.
+pub fn append(tx: &mut dyn Tx, entry: AuditEntry, keys: Option<&AuditKeys>) -> Result<AuditRecord, StoreError> {
     let (seq, prev_hash) = match tx.audit_head()? {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_owned()),
@@ -89,8 +169,14 @@ pub fn append(tx: &mut dyn Tx, entry: AuditEntry) -> Result<AuditRecord, StoreEr
         policy_sha256: entry.policy_sha256,
         request: entry.request,
         detail: entry.detail,
+        mac: None,
     };
     record.hash = record_hash(&record);
+    if let Some(keys) = keys {
+        record.mac = Some(keys.record_mac(record.seq, &record.hash));
+        // Recorded once: the first keyed record (a no-op afterwards).
+        tx.set_audit_keyed_from(record.seq, &keys.marker_mac(record.seq))?;
+    }
     tx.append_audit(&record)?;
     Ok(record)
 }
@@ -125,6 +211,42 @@ pub enum ChainFault {
         /// The record.
         seq: u64,
     },
+    /// An officer's record whose signed request does not verify against the
+    /// officer's key (forged, or the key or request altered).
+    #[error("record {seq} is not what its officer signed: {why}")]
+    Signature {
+        /// The record.
+        seq: u64,
+        /// Why.
+        why: String,
+    },
+    /// The log is shorter than a signed checkpoint: its end was cut off.
+    #[error(
+        "the log ends at record {records}, but a signed checkpoint counts {checkpoint}: records were cut off its end"
+    )]
+    Truncated {
+        /// Records in the log.
+        records: u64,
+        /// Records the checkpoint counts.
+        checkpoint: u64,
+    },
+    /// A record that should carry the instance key's MAC does not: written
+    /// or rewritten by someone without the key.
+    #[error("record {seq} does not carry the instance key's MAC: {why}")]
+    Unkeyed {
+        /// The record.
+        seq: u64,
+        /// Why.
+        why: String,
+    },
+    /// The record at a checkpoint's size no longer hashes to its root.
+    #[error(
+        "record {seq} no longer hashes to the signed checkpoint's root: the log up to it was rewritten and re-hashed"
+    )]
+    Rewritten {
+        /// The record.
+        seq: u64,
+    },
 }
 
 impl ChainFault {
@@ -132,7 +254,9 @@ impl ChainFault {
     pub fn seq(&self) -> u64 {
         match *self {
             ChainFault::Sequence { found, .. } => found,
-            ChainFault::Link { seq } | ChainFault::Altered { seq } => seq,
+            ChainFault::Link { seq } | ChainFault::Altered { seq } | ChainFault::Rewritten { seq } => seq,
+            ChainFault::Signature { seq, .. } | ChainFault::Unkeyed { seq, .. } => seq,
+            ChainFault::Truncated { records, .. } => records + 1,
         }
     }
 }
@@ -179,6 +303,7 @@ mod tests {
                     policy_sha256: None,
                     request: "{}".into(),
                     detail: String::new(),
+                    mac: None,
                 };
                 r.hash = record_hash(&r);
                 prev = r.hash.clone();
