@@ -23,6 +23,9 @@ use crate::store::Tx;
 pub const MAX_CANDIDATES: usize = 4096;
 /// Most candidate lookups in one evaluation.
 pub const MAX_LOOKUPS: u32 = 16;
+/// How long a password check waits for a place in the pool of checks.
+pub const PASSWORD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most distinct password checks in one evaluation (each is a slow hash).
 pub const MAX_PASSWORD_CHECKS: usize = 2;
 /// Most log lines kept from one evaluation.
@@ -60,6 +63,9 @@ pub struct Trace {
     pub log_lines: u32,
     /// Host-import calls made.
     pub import_calls: u32,
+    /// The password-check pool stayed full: the evaluation could not be
+    /// finished now, and its outcome must not count ([`crate::password::Busy`]).
+    pub busy: bool,
     /// The calls and their answers, when recording ([`HostCalls::Record`]).
     pub recorded: Vec<HostCall>,
 }
@@ -87,6 +93,9 @@ pub struct Evaluation {
     index: Option<Arc<MemoryIndex>>,
     /// Procedures already read in this evaluation's transaction.
     procedures: RefCell<HashMap<String, Option<Procedure>>>,
+    /// Time spent in slow host work (password checks) not yet given back to
+    /// the guest's deadline ([`Evaluation::take_host_time`]).
+    host_time: std::cell::Cell<std::time::Duration>,
 }
 
 impl Evaluation {
@@ -102,7 +111,14 @@ impl Evaluation {
             calls: HostCalls::Live,
             index: None,
             procedures: RefCell::new(HashMap::new()),
+            host_time: std::cell::Cell::new(std::time::Duration::ZERO),
         }
+    }
+
+    /// The time spent in slow host work since the last call: the guest's
+    /// deadline counts only its own time, so this is given back to it.
+    pub fn take_host_time(&self) -> std::time::Duration {
+        self.host_time.take()
     }
 
     /// The request proved (or failed to prove) a registration's password by a
@@ -294,8 +310,20 @@ impl Evaluation {
             }
             Ok(Some(hash)) => match &self.password {
                 None => PasswordCheck::NotProvided,
-                Some(given) if password::verify(given, &hash) => PasswordCheck::Match,
-                Some(_) => PasswordCheck::Mismatch,
+                Some(given) => {
+                    let started = std::time::Instant::now();
+                    let outcome = password::verify_bounded(given, &hash, PASSWORD_WAIT);
+                    self.host_time.set(self.host_time.get() + started.elapsed());
+                    match outcome {
+                        Ok(true) => PasswordCheck::Match,
+                        Ok(false) => PasswordCheck::Mismatch,
+                        Err(password::Busy) => {
+                            // Not a failed check: the decision is abandoned.
+                            self.trace.borrow_mut().busy = true;
+                            return PasswordCheck::Mismatch;
+                        }
+                    }
+                }
             },
         };
         self.trace.borrow_mut().password_checks.insert(registration, result);

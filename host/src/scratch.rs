@@ -60,7 +60,9 @@ impl Scratch {
     ) -> Result<Self, ScratchError> {
         let key = SigningKey::generate(Algorithm::EdDsa);
         let instance = registry::initialise(storage.as_ref(), "scratch", &key, now)?;
-        let registry = Registry::new(storage, policy);
+        let sealing = crate::sealing::SealingKey::load_or_create(&crate::DataDir::new(folder.path()))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let registry = Registry::new(storage, policy).with_sealing_key(Arc::new(sealing));
         Ok(Scratch { folder, registry, key, instance, now })
     }
 
@@ -77,6 +79,13 @@ impl Scratch {
     /// Signs `request` with the throwaway officer.
     pub fn sign(&self, request: WriteRequest) -> Result<String, RegistryError> {
         Ok(crate::signing::sign(&self.key, &self.instance, request, self.now, 60)?)
+    }
+
+    /// `password` sealed to this instance's key, as a signed request carries it.
+    pub fn seal(&self, password: &str) -> Result<String, RegistryError> {
+        let key = self.registry.sealing_key().ok_or(RegistryError::NotInitialised)?;
+        crate::sealing::seal(&key.public_text(), password)
+            .map_err(|e| RegistryError::Invalid { field: "password".into(), message: e.to_string() })
     }
 
     /// Signs and submits a write.

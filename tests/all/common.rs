@@ -97,7 +97,8 @@ impl Fixture {
         let loader: Arc<prereg::registry::PolicyLoader> = Arc::new(|bytes: &[u8], source: &str| {
             WasmPolicy::new(engine(), bytes, source).map(|p| Arc::new(p) as Arc<dyn Policy>).map_err(|e| e.to_string())
         });
-        let registry = Registry::new(storage, policy).with_loader(loader);
+        let sealing = prereg::sealing::SealingKey::load_or_create(&prereg::DataDir::new(dir.path())).unwrap();
+        let registry = Registry::new(storage, policy).with_loader(loader).with_sealing_key(Arc::new(sealing));
         Some(Fixture { registry, admin, instance, backend, database, dir })
     }
 
@@ -185,13 +186,14 @@ impl Fixture {
 
     /// Registers with options.
     pub fn register_with(&self, reg: Reg<'_>) -> Result<u64, RegistryError> {
+        let sealing = self.registry.sealing_key().unwrap().public_text();
         let outcome = self.submit(WriteRequest::CreateRegistration {
-            password_sealed: None,
+            password_sealed: reg.password.map(|p| prereg::sealing::seal(&sealing, p).unwrap()),
             procedure: reg.procedure.into(),
             fqdn: reg.fqdn.into(),
             ip: reg.ip.map(Into::into),
             serial: reg.serial.map(Into::into),
-            password_hash: reg.password.map(|p| prereg::password::hash(p).unwrap()),
+            password_hash: None,
             valid_days: reg.valid_days,
             max_enrollments: reg.max_enrollments,
         })?;

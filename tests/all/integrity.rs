@@ -113,3 +113,82 @@ fn an_officer_is_added_only_with_the_domains_named() {
     let bob = officers.as_array().unwrap().iter().find(|o| o["name"] == "bob").unwrap();
     assert_eq!(bob["domains"], serde_json::json!(["corp"]));
 }
+
+#[test]
+fn a_flood_of_wrong_passwords_does_not_turn_a_right_one_into_a_policy_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["procedure", "add", "meters", "--domain", "grid", "--protocol", "scep"]);
+    std::fs::write(dir.join("right"), "right horse").unwrap();
+    let register = |fqdn: &str, file: &str| {
+        let args = ["register", "--procedure", "meters", "--fqdn", fqdn, "--password-file", file];
+        run_local(dir, &[&args[..], &["--max-enrollments", "1000"]].concat());
+    };
+    register("good.example.net", "right");
+    for i in 0..8 {
+        std::fs::write(dir.join(format!("pw{i}")), format!("secret {i}")).unwrap();
+        register(&format!("w{i}.example.net"), &format!("pw{i}"));
+    }
+    let server = Server::start(dir);
+    let url = format!("{}/v1/decisions/enroll", server.url.trim_end_matches('/'));
+    let enroll = |fqdn: String, password: &'static str| {
+        let body = serde_json::json!({ "procedure": "meters", "fqdn": fqdn, "password": password });
+        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        (status, text)
+    };
+    // 32 anonymous wrong-password attempts on eight registrations (four each,
+    // below the lockout) while eight clients enroll with the right password.
+    let answers: Vec<(bool, u16, String)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for i in 0..8 {
+            let enroll = &enroll;
+            handles.push(s.spawn(move || {
+                (0..4).map(|_| (false, enroll(format!("w{i}.example.net"), "wrong"))).collect::<Vec<_>>()
+            }));
+            handles.push(s.spawn(move || vec![(true, enroll("good.example.net".into(), "right horse"))]));
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .map(|(right, (status, text))| (right, status, text))
+            .collect()
+    });
+    let mut matched = 0;
+    for (right, status, text) in &answers {
+        assert!(!text.contains("policy-error"), "{text}");
+        match (right, status) {
+            (true, 200) => {
+                assert!(text.contains("\"reason\":\"matched\""), "{text}");
+                matched += 1;
+            }
+            (false, 200) => assert!(text.contains("\"reason\":\"bad-password\""), "{text}"),
+            // The pool of checks was full: nothing decided, try again.
+            (_, 503) => assert!(text.contains("try again"), "{text}"),
+            other => panic!("{other:?}: {text}"),
+        }
+    }
+    assert!(matched >= 4, "{matched} of 8 right passwords matched: {answers:?}");
+}
+
+#[test]
+fn a_password_check_does_not_count_against_the_policy_deadline() {
+    // A deadline far shorter than one argon2id check (19 MiB, 2 passes): the
+    // guest's own time fits, and the host's check is given back to it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["procedure", "add", "meters", "--domain", "grid", "--protocol", "scep"]);
+    std::fs::write(dir.join("pw"), "right horse").unwrap();
+    run_local(dir, &["register", "--procedure", "meters", "--fqdn", "m1.example.net", "--password-file", "pw"]);
+    let out = prereg_command(dir)
+        .args(["--data", "data", "--policy-deadline-ms", "10", "enroll", "--procedure", "meters"])
+        .args(["--fqdn", "m1.example.net", "--password-file", "pw"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("ALLOW matched"), "{text}");
+}

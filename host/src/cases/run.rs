@@ -16,7 +16,6 @@ use zeroize::Zeroizing;
 use super::{Case, CaseFile, CaseOutcome, CasesError, Mismatch, TestReport};
 use crate::evaluation::Evaluation;
 use crate::host_calls::{HostCall, HostCalls};
-use crate::password;
 use crate::policy::Policy;
 use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, RegistryError};
 use crate::scratch::Scratch;
@@ -138,20 +137,17 @@ fn create_registration(
     r: &super::CaseRegistration,
 ) -> Result<Option<CaseOutcome>, CasesError> {
     let name = format!("registration {} ({})", i + 1, r.fqdn);
-    let password_hash = match &r.password {
+    let password_sealed = match &r.password {
         None => None,
-        Some(p) => Some(password::hash(p).map_err(|message| CasesError::Setup {
-            what: name.clone(),
-            error: RegistryError::Invalid { field: "password".into(), message },
-        })?),
+        Some(p) => Some(scratch.seal(p).map_err(|error| CasesError::Setup { what: name.clone(), error })?),
     };
     let created = scratch.submit(WriteRequest::CreateRegistration {
-        password_sealed: None,
+        password_sealed,
         procedure: r.procedure.clone(),
         fqdn: r.fqdn.clone(),
         ip: r.ip.clone(),
         serial: r.serial.clone(),
-        password_hash,
+        password_hash: None,
         valid_days: r.valid_days,
         max_enrollments: r.max_enrollments,
     });

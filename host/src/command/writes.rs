@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use prereg::data_dir::write_new_file;
-use prereg::password;
 use prereg::registry::WriteOutcome;
 use prereg::signing::{Algorithm, SigningKey, WriteRequest};
 
@@ -104,17 +103,17 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
 
 pub fn register(context: &Context, args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let backend = context.backend()?;
-    let (password_hash, password_sealed) = match &args.password_file {
-        None => (None, None),
+    // The password travels sealed to the instance key only: the server
+    // hashes it, and the signed request (kept in the audit log) holds nothing
+    // a guess could be tested against.
+    let password_sealed = match &args.password_file {
+        None => None,
         Some(path) => {
             let secret = read_secret(path)?;
-            let hash = password::hash(&secret).map_err(|e| InputError(format!("--password-file: {e}")))?;
-            // Sealed to the instance too, so that CMP can use it as its MAC key.
-            let sealed = match backend.sealing_key()? {
-                Some(public) => Some(prereg::sealing::seal(&public, &secret)?),
-                None => None,
+            let Some(public) = backend.sealing_key()? else {
+                return Err(InputError("the instance publishes no sealing key to seal the password to".into()).into());
             };
-            (Some(hash), sealed)
+            Some(prereg::sealing::seal(&public, &secret)?)
         }
     };
     let outcome = backend.submit(
@@ -125,7 +124,7 @@ pub fn register(context: &Context, args: RegisterArgs) -> anyhow::Result<ExitCod
             fqdn: args.fqdn,
             ip: args.ip,
             serial: args.serial,
-            password_hash,
+            password_hash: None,
             valid_days: args.valid_days,
             max_enrollments: args.max_enrollments,
         },

@@ -76,7 +76,7 @@ pub enum Allocation {
 const KEEP_RESIDENT: usize = 2 << 20;
 
 /// How often the epoch ticker advances the engine's epoch.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// A wasmtime engine configured for prereg policies, with its epoch ticker.
 /// Clone it freely: clones share the engine and the ticker.

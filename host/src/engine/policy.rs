@@ -131,7 +131,14 @@ impl WasmPolicy {
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| &mut state.store_limits);
         store.set_epoch_deadline(self.engine.deadline_ticks());
-        store.epoch_deadline_trap();
+        // The deadline counts the guest's own time: time the host spent on
+        // its behalf (a password check, which may wait for the pool of
+        // checks) is given back when the deadline is reached.
+        store.epoch_deadline_callback(|context| {
+            let host = context.data().evaluation.as_ref().map(Evaluation::take_host_time).unwrap_or_default();
+            let ticks = (host.as_micros() / super::EPOCH_TICK.as_micros()) as u64;
+            if ticks > 0 { Ok(wasmtime::UpdateDeadline::Continue(ticks)) } else { Err(Trap::Interrupt.into()) }
+        });
         let result = self.pre.instantiate(&mut store).and_then(|module| call(&module, &mut store));
         let mut state = store.into_data();
         let violation = state.evaluation.as_ref().and_then(Evaluation::violation);

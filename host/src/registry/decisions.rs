@@ -203,6 +203,10 @@ impl Registry {
             .with_index(self.index.clone());
         let (result, evaluation) = policy.decide(evaluation, &request);
         let (mut tx, mut trace) = evaluation.finish();
+        if trace.busy {
+            // Too many password checks at once: nothing is decided or counted.
+            return Err(RegistryError::Busy);
+        }
         let recorded = std::mem::take(&mut trace.recorded);
 
         let decision = match result {

@@ -48,6 +48,9 @@ pub enum RegistryError {
     /// was counted.
     #[error("the certificate could not be issued: {0}")]
     Issuance(String),
+    /// Too many password checks at once: nothing was decided; try again.
+    #[error("the server is checking too many passwords at once; nothing was decided, try again shortly")]
+    Busy,
     /// A storage failure, a duplicate or a replayed request id.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,6 +69,7 @@ impl RegistryError {
             self,
             RegistryError::Policy(_)
                 | RegistryError::Issuance(_)
+                | RegistryError::Busy
                 | RegistryError::Store(
                     StoreError::Database(_)
                         | StoreError::Postgres(_)

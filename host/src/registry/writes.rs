@@ -136,22 +136,17 @@ pub const DEFAULT_CERTIFICATE_DAYS: u32 = 365;
 pub const CERTIFICATE_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
 impl Registry {
-    /// Checks a sealed password: this instance opens it, and it is the
-    /// password of `hash` (so the MAC key CMP uses is the password SCEP and
-    /// the policy check).
-    fn check_sealed(&self, sealed: &str, hash: Option<&str>) -> Result<(), RegistryError> {
+    /// The hash to store for a sealed password: this instance opens it and
+    /// hashes it (argon2id). A signed request carries only the sealed form,
+    /// so the audit log, which keeps the request, holds nothing a password
+    /// guess can be tested against offline.
+    fn hash_sealed(&self, sealed: &str) -> Result<String, RegistryError> {
         let invalid = |message: String| RegistryError::Invalid { field: "password".into(), message };
-        let Some(hash) = hash else {
-            return Err(invalid("a sealed password needs its hash beside it (password_hash)".into()));
-        };
         let Some(key) = &self.sealing else {
             return Err(invalid("this instance has no sealing key to open a sealed password".into()));
         };
         let secret = key.open(sealed).map_err(|e| invalid(e.to_string()))?;
-        if !password::verify(&secret, hash) {
-            return Err(invalid("the sealed password and the password hash are not the same password".into()));
-        }
-        Ok(())
+        password::hash(&secret).map_err(invalid)
     }
 
     /// Checks a new registration: the numbers here, the name, pattern, IP and
@@ -393,13 +388,16 @@ impl Registry {
                     message: format!("unknown token procedure {procedure:?}"),
                 })?;
                 authorize(&proc_record.domain)?;
-                if let Some(hash) = password_hash {
-                    password::check_hash(hash)
-                        .map_err(|message| RegistryError::Invalid { field: "password".into(), message })?;
+                if password_hash.is_some() {
+                    return Err(RegistryError::Invalid {
+                        field: "password".into(),
+                        message: "a signed request carries the password sealed to the instance key \
+                                  (password_sealed, the public key in GET /v1/instance), never its hash: the \
+                                  audit log keeps the request, and a hash there could be cracked offline"
+                            .into(),
+                    });
                 }
-                if let Some(sealed) = password_sealed {
-                    self.check_sealed(sealed, password_hash.as_deref())?;
-                }
+                let password_hash = password_sealed.as_deref().map(|sealed| self.hash_sealed(sealed)).transpose()?;
                 let fields = RegistrationFields {
                     fqdn,
                     ip: ip.as_deref(),
@@ -413,7 +411,7 @@ impl Registry {
                 let checked = checked?;
                 let detail = format!("pattern {} in domain {}", checked.pattern, proc_record.domain);
                 let sha = Some(checked.policy_sha256.clone());
-                let mut row = checked.into_new(&proc_record, password_hash.clone(), &officer.kid, now, None);
+                let mut row = checked.into_new(&proc_record, password_hash, &officer.kid, now, None);
                 row.password_sealed = password_sealed.clone();
                 let id = tx.insert_registration(&row)?;
                 Ok((tx, format!("registration:{id}"), Some(id), detail, sha))

@@ -145,6 +145,7 @@ impl From<RegistryError> for ApiError {
                 "The policy failed to give an answer",
                 detail,
             ),
+            RegistryError::Busy => ApiError::unavailable(detail),
             RegistryError::Issuance(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "issuance-failure",

@@ -49,13 +49,15 @@ pub enum WriteRequest {
         /// Serial number.
         #[serde(default)]
         serial: Option<String>,
-        /// argon2id PHC hash of the password, computed by the signer so that the
-        /// signed request (kept in the audit log) never holds the password.
-        #[serde(default)]
+        /// Refused: requests signed by earlier versions carried the argon2id
+        /// hash of the password here, which the audit log (keeping the request)
+        /// exposed to offline guessing. Kept so that those records still read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         password_hash: Option<String>,
-        /// The same password sealed to the instance's public key
-        /// ([`crate::sealing`]), for protocols that need the secret itself
-        /// (CMP's MAC). Requires `password_hash`.
+        /// The password sealed to the instance's public key
+        /// ([`crate::sealing`], `GET /v1/instance`): the server opens it, hashes
+        /// it (argon2id) and keeps it sealed for protocols that need the secret
+        /// itself (CMP's MAC). Nothing in the request can test a guess.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         password_sealed: Option<String>,
         /// Days of validity from creation; absent: always valid.

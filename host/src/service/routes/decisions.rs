@@ -94,6 +94,8 @@ pub async fn check(
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (a name longer than DNS allows); nothing is audited",
             body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many password checks at once (nothing was decided), or the store is \
+            unavailable: try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enroll(
     State(state): State<AppState>,
