@@ -92,7 +92,8 @@ fn import(c: &mut Criterion) {
     let files = tempfile::tempdir().unwrap();
     let csv = files.path().join("rows.csv");
     dataset::write_csv(&csv, n).unwrap();
-    let sha256 = prereg::import::sha256_file(&csv).unwrap();
+    let sealing = Arc::new(prereg::sealing::SealingKey::load_or_create(&prereg::DataDir::new(files.path())).unwrap());
+    let (sha256, digest_key) = prereg::import::signed_digest(&csv, &sealing.public_text()).unwrap();
     let engine = PolicyEngine::new(Limits::default()).unwrap();
     let policy: Arc<dyn prereg::policy::Policy> = Arc::new(prereg::load_policy(&engine, None).unwrap());
     // The baseline's rows: what the import stores, computed outside the timing.
@@ -115,10 +116,11 @@ fn import(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 let f = fresh();
-                let registry = Registry::new(f.storage.clone(), policy.clone());
+                let registry = Registry::new(f.storage.clone(), policy.clone()).with_sealing_key(sealing.clone());
                 let request = WriteRequest::ImportCsv {
                     procedure: dataset::PROCEDURE.into(),
                     sha256: sha256.clone(),
+                    digest_key: Some(digest_key.clone()),
                     partial: false,
                     dry_run: false,
                 };

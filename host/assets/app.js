@@ -147,9 +147,40 @@ function csvField(value) {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 
+function b64urlDecode(text) {
+  const bin = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// The file's digest, keyed (HMAC-SHA256) by a key agreed with the instance
+// key over an ephemeral X25519 key (HKDF-SHA256): only the instance can
+// derive it again, so the signed request, which the audit log keeps, holds
+// no digest a guess of a password in the file could be checked against.
+async function keyedDigest(bytes) {
+  const info = await api("GET", "/v1/instance");
+  if (!info.sealing_key) throw new Error("the instance publishes no key to key the file's digest with");
+  const instanceKey = b64urlDecode(info.sealing_key);
+  const ephemeral = await crypto.subtle.generateKey({ name: "X25519" }, true, ["deriveBits"]);
+  const ephemeralRaw = new Uint8Array(await crypto.subtle.exportKey("raw", ephemeral.publicKey));
+  const peer = await crypto.subtle.importKey("raw", instanceKey, { name: "X25519" }, false, []);
+  const shared = await crypto.subtle.deriveBits({ name: "X25519", public: peer }, ephemeral.privateKey, 256);
+  const salt = new Uint8Array(64);
+  salt.set(ephemeralRaw, 0);
+  salt.set(instanceKey, 32);
+  const ikm = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveBits"]);
+  const keyBits = await crypto.subtle.deriveBits(
+    { name: "HKDF", hash: "SHA-256", salt, info: enc.encode("prereg import digest v1") }, ikm, 256);
+  const hmacKey = await crypto.subtle.importKey("raw", keyBits, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", hmacKey, bytes));
+  return { sha256: hex(mac), digest_key: b64url(ephemeralRaw) };
+}
+
 async function startImport(procedure, file, partial, dryRun) {
   const bytes = new Uint8Array(await file.arrayBuffer());
-  const request = { action: "import.csv", procedure, sha256: hex(await sha256(bytes)), partial, dry_run: dryRun };
+  const digest = await keyedDigest(bytes);
+  const request = { action: "import.csv", procedure, ...digest, partial, dry_run: dryRun };
   const form = new FormData();
   form.append("request", JSON.stringify(await sign(request)));
   form.append("file", new Blob([bytes], { type: "text/csv" }), file.name);

@@ -111,9 +111,7 @@ pub fn run(
     let n = u64::from(options.registrations.max(1));
     let csv = scratch.folder().join("dataset.csv");
     dataset::write_csv(&csv, n)?;
-    let sha256 = crate::import::sha256_file(&csv)?;
-    let jws =
-        scratch.sign(WriteRequest::ImportCsv { procedure: "bench".into(), sha256, partial: true, dry_run: false })?;
+    let jws = scratch.sign_import(&csv, "bench", true, false)?;
     let mut refused = Vec::new();
     let record = scratch.registry().import(
         &jws,

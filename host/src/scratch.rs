@@ -88,6 +88,27 @@ impl Scratch {
             .map_err(|e| RegistryError::Invalid { field: "password".into(), message: e.to_string() })
     }
 
+    /// Signs an `import.csv` request for the file at `path`, its digest keyed
+    /// with this instance's key as an officer's client keys it.
+    pub fn sign_import(
+        &self,
+        path: &std::path::Path,
+        procedure: &str,
+        partial: bool,
+        dry_run: bool,
+    ) -> Result<String, RegistryError> {
+        let key = self.registry.sealing_key().ok_or(RegistryError::NotInitialised)?;
+        let (sha256, digest_key) = crate::import::signed_digest(path, &key.public_text())
+            .map_err(|e| RegistryError::Invalid { field: "file".into(), message: e.to_string() })?;
+        self.sign(WriteRequest::ImportCsv {
+            procedure: procedure.into(),
+            sha256,
+            digest_key: Some(digest_key),
+            partial,
+            dry_run,
+        })
+    }
+
     /// Signs and submits a write.
     pub fn submit(&self, request: WriteRequest) -> Result<WriteOutcome, RegistryError> {
         let jws = self.sign(request)?;

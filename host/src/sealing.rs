@@ -122,13 +122,58 @@ impl SealingKey {
     }
 }
 
+/// HKDF info of the key an import file's digest is keyed with.
+const DIGEST_CONTEXT: &[u8] = b"prereg import digest v1";
+
+/// The key an officer's client keys an import file's digest with, agreed
+/// with the instance key `public` (base64url) by an ephemeral X25519 key:
+/// (the ephemeral public key, base64url, which travels in the signed request;
+/// the 32-byte key, which does not). Only this instance can derive the key
+/// again ([`SealingKey::digest_key`]), so the signed digest cannot be
+/// recomputed from a guess of the file (WebCrypto does the same in the RA
+/// page: X25519, HKDF-SHA256, HMAC-SHA256).
+pub fn client_digest_key(public: &str) -> Result<(String, Zeroizing<[u8; 32]>), SealError> {
+    let recipient = public_key(public)?;
+    let ephemeral = x25519_dalek::EphemeralSecret::random_from_rng(rand_core::OsRng);
+    let ephemeral_public = PublicKey::from(&ephemeral);
+    let shared = ephemeral.diffie_hellman(&recipient);
+    Ok((B64.encode(ephemeral_public.as_bytes()), digest_kdf(&shared, &ephemeral_public, &recipient)))
+}
+
+impl SealingKey {
+    /// The digest key a client agreed with this instance under the
+    /// ephemeral key `ephemeral` ([`client_digest_key`]).
+    pub fn digest_key(&self, ephemeral: &str) -> Result<Zeroizing<[u8; 32]>, SealError> {
+        let ephemeral = public_key(ephemeral)?;
+        Ok(digest_kdf(&self.secret.diffie_hellman(&ephemeral), &ephemeral, &self.public))
+    }
+}
+
+fn public_key(text: &str) -> Result<PublicKey, SealError> {
+    let bytes = B64.decode(text.trim()).map_err(|e| SealError::Malformed(format!("an X25519 key: {e}")))?;
+    let array: [u8; 32] =
+        bytes.as_slice().try_into().map_err(|_| SealError::Malformed("an X25519 key is 32 bytes".into()))?;
+    Ok(PublicKey::from(array))
+}
+
+fn digest_kdf(
+    shared: &x25519_dalek::SharedSecret,
+    ephemeral: &PublicKey,
+    recipient: &PublicKey,
+) -> Zeroizing<[u8; 32]> {
+    let mut salt = ephemeral.as_bytes().to_vec();
+    salt.extend_from_slice(recipient.as_bytes());
+    let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(&salt), shared.as_bytes());
+    let mut key = Zeroizing::new([0u8; 32]);
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hkdf.expand(DIGEST_CONTEXT, key.as_mut());
+    key
+}
+
 /// Seals `password` to the instance public key `public` (base64url), as an
 /// officer's client does before signing a registration request.
 pub fn seal(public: &str, password: &str) -> Result<String, SealError> {
-    let bytes = B64.decode(public.trim()).map_err(|e| SealError::Malformed(format!("sealing key: {e}")))?;
-    let array: [u8; 32] =
-        bytes.as_slice().try_into().map_err(|_| SealError::Malformed("a sealing key is 32 bytes".into()))?;
-    let recipient = PublicKey::from(array);
+    let recipient = public_key(public)?;
     let ephemeral = x25519_dalek::EphemeralSecret::random_from_rng(rand_core::OsRng);
     let ephemeral_public = PublicKey::from(&ephemeral);
     let shared = ephemeral.diffie_hellman(&recipient);

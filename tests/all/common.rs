@@ -379,6 +379,22 @@ pub fn sign_for(client: &prereg::client::Client, key: &SigningKey, request: Writ
     signing::sign(key, &instance, request, prereg::registry::unix_now(), 300).unwrap()
 }
 
+/// An `import.csv` request for `file` with its digest keyed for the server
+/// behind `client`, as an officer's client signs it.
+pub fn import_request(
+    client: &prereg::client::Client,
+    file: &[u8],
+    procedure: &str,
+    partial: bool,
+    dry_run: bool,
+) -> WriteRequest {
+    let public = client.instance().unwrap().sealing_key.unwrap();
+    let temporary = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(temporary.path(), file).unwrap();
+    let (sha256, digest_key) = prereg::import::signed_digest(temporary.path(), &public).unwrap();
+    WriteRequest::ImportCsv { procedure: procedure.into(), sha256, digest_key: Some(digest_key), partial, dry_run }
+}
+
 /// One enrollment of the audit log: outcome, reason, and the protocol's
 /// transaction id (empty when there is none).
 #[derive(Debug, Clone, PartialEq, Eq)]

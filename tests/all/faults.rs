@@ -256,12 +256,7 @@ fn sigterm_during_a_rest_import_stops_it_cleanly_and_running_it_again_completes_
     client.submit(&sign_for(&client, &key, procedure.clone()), &procedure).unwrap();
     let path = big_file(dir.path(), 20_000);
     let import = |client: &prereg::client::Client| {
-        let request = WriteRequest::ImportCsv {
-            procedure: "fleet".into(),
-            sha256: prereg::import::sha256_file(&path).unwrap(),
-            partial: true,
-            dry_run: false,
-        };
+        let request = crate::common::import_request(client, &std::fs::read(&path).unwrap(), "fleet", true, false);
         client.import(&sign_for(client, &key, request), &path, "fleet.csv").unwrap()
     };
     let started = import(&client);

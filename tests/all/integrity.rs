@@ -192,3 +192,54 @@ fn a_password_check_does_not_count_against_the_policy_deadline() {
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.starts_with("ALLOW matched"), "{text}");
 }
+
+#[test]
+fn nothing_the_api_returns_can_test_a_password_guess_offline() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["procedure", "add", "meters", "--domain", "grid", "--protocol", "scep"]);
+    let server = Server::start(dir);
+    let remote = |args: &[&str]| {
+        let out = prereg_command(dir).args(["--data", "data", "--server", &server.url]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // A 4-digit password registered through the API, and another in a
+    // one-row import (the way the RA page sends one).
+    std::fs::write(dir.join("pw"), "4711").unwrap();
+    remote(&["register", "--procedure", "meters", "--fqdn", "m1.example.net", "--password-file", "pw"]);
+    let csv = "fqdn,password\nm2.example.net,0815\n";
+    std::fs::write(dir.join("one.csv"), csv).unwrap();
+    remote(&["import", "one.csv", "--procedure", "meters"]);
+    run_local(dir, &["register", "--procedure", "meters", "--fqdn", "m3.example.net", "--password-file", "pw"]);
+
+    let get = |path: &str| {
+        let url = format!("{}{path}", server.url.trim_end_matches('/'));
+        ureq::get(&url).call().unwrap().into_body().read_to_string().unwrap()
+    };
+    let published = format!("{}{}", get("/v1/audit?limit=1000"), get("/v1/imports"));
+    assert!(!published.contains("$argon2"), "a password hash is published: {published}");
+    for password in ["4711", "0815"] {
+        assert!(!published.contains(&format!("\"{password}\"")), "{published}");
+    }
+    // The one-row file's SHA-256 (what a guesser of its password would
+    // recompute) is nowhere, under any guess of the 4-digit password.
+    let digest = |text: &str| prereg::audit::hex(&sha2::Sha256::digest(text.as_bytes()));
+    assert!(!published.contains(&digest(csv)), "the file's SHA-256 is published");
+    assert!((0..10_000).all(|pin| !published.contains(&digest(&format!("fqdn,password\nm2.example.net,{pin:04}\n")))));
+
+    // A request that signs a plain SHA-256 is refused, naming the field.
+    let key = server.admin_key();
+    let client = server.client();
+    let plain = prereg::signing::WriteRequest::ImportCsv {
+        procedure: "meters".into(),
+        sha256: digest(csv),
+        digest_key: None,
+        partial: false,
+        dry_run: false,
+    };
+    let err =
+        client.import(&crate::common::sign_for(&client, &key, plain), &dir.join("one.csv"), "one.csv").unwrap_err();
+    assert!(err.to_string().contains("digest_key"), "{err}");
+}

@@ -239,8 +239,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     // Imports.
     let file = b"fqdn,ip\nimp1.example.com,10.1.1.1\nimp2.example.com,nope\n".to_vec();
     let import = |partial: bool, file: &[u8]| {
-        let sha = prereg::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(file));
-        let request = WriteRequest::ImportCsv { procedure: "routers".into(), sha256: sha, partial, dry_run: false };
+        let request = crate::common::import_request(&client, file, "routers", partial, false);
         serde_json::to_string(&sign(request)).unwrap()
     };
     let (ct, body) = multipart(&import(true, &file), "hosts.csv", &file);

@@ -19,12 +19,19 @@ use crate::cli::ImportArgs;
 pub fn run(context: &Context, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let name = args.file.file_name().map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
-    let sha256 = import::sha256_file(&args.file).map_err(|e| InputError(format!("{shown}: {e}")))?;
     let backend = context.backend()?;
+    let Some(instance_public) = backend.sealing_key()? else {
+        return Err(InputError("the instance publishes no key to key the file's digest with".into()).into());
+    };
+    // Keyed, so that the digest kept in the audit log cannot test guesses of
+    // a password in the file.
+    let (sha256, digest_key) =
+        import::signed_digest(&args.file, &instance_public).map_err(|e| InputError(format!("{shown}: {e}")))?;
     let key = context.signing_key()?;
     let request = WriteRequest::ImportCsv {
         procedure: args.procedure.clone(),
         sha256,
+        digest_key: Some(digest_key),
         partial: args.partial,
         dry_run: args.dry_run,
     };

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 pub use csv::{CsvError, CsvReader, Position, Record};
 
@@ -55,7 +55,7 @@ pub enum FileError {
         file: String,
     },
     /// The file is not the one that was signed.
-    #[error("{file}: its SHA-256 is {found}, but the signed request is for {signed}")]
+    #[error("{file}: it is not the file that was signed (its keyed digest is {found}, the signed request's {signed})")]
     Mismatch {
         /// The file's name.
         file: String,
@@ -132,37 +132,43 @@ impl Columns {
 }
 
 /// A file that was read through once: it is CSV within the limits, its
-/// header is good, and this is its SHA-256 and row count.
+/// header is good, and these are its keyed digests and row count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScannedFile {
-    /// SHA-256 of the bytes, lowercase hex.
-    pub sha256: String,
+    /// HMAC-SHA256 of the bytes under each key given to [`scan`], lowercase hex.
+    pub digests: Vec<String>,
     /// Data rows (the header not counted).
     pub rows: u64,
     /// The columns.
     pub columns: Columns,
 }
 
-/// SHA-256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(crate::audit::hex(&hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
+/// HMAC-SHA256 of a file under each of `keys`, lowercase hex, in one read.
+pub fn keyed_digests(path: &Path, keys: &[&[u8; 32]]) -> io::Result<Vec<String>> {
+    let mut reader = DigestingReader::new(File::open(path)?, keys);
+    Ok(reader.finish())
+}
+
+/// What an officer's client signs for an import file (`import.csv`'s
+/// `sha256` and `digest_key`): HMAC-SHA256 of the file under a key agreed with
+/// the instance key `instance_public` ([`crate::sealing::client_digest_key`]),
+/// and the ephemeral public key that lets the instance derive it again. A
+/// plain SHA-256 of a file holding a password would let anyone who reads the
+/// audit log test guesses of it.
+pub fn signed_digest(path: &Path, instance_public: &str) -> io::Result<(String, String)> {
+    let (ephemeral, key) =
+        crate::sealing::client_digest_key(instance_public).map_err(|e| io::Error::other(e.to_string()))?;
+    let digest = keyed_digests(path, &[&key])?.pop().unwrap_or_default();
+    Ok((digest, ephemeral))
 }
 
 /// Reads a whole file once, checking its structure (no database needed), so
-/// that a broken file is refused before anything is written.
-pub fn scan(path: &Path, file_name: &str) -> Result<ScannedFile, FileError> {
+/// that a broken file is refused before anything is written, and computing
+/// its HMAC-SHA256 under each of `keys` on the way.
+pub fn scan(path: &Path, file_name: &str, keys: &[&[u8; 32]]) -> Result<ScannedFile, FileError> {
     let io_error = |source| FileError::Io { file: file_name.into(), source };
     let file = File::open(path).map_err(io_error)?;
-    let mut reader = CsvReader::new(BufReader::with_capacity(64 << 10, HashingReader::new(file)));
+    let mut reader = CsvReader::new(BufReader::with_capacity(64 << 10, DigestingReader::new(file, keys)));
     let csv_error = |source| FileError::Csv { file: file_name.into(), source };
     let header = reader
         .next_record()
@@ -177,37 +183,44 @@ pub fn scan(path: &Path, file_name: &str) -> Result<ScannedFile, FileError> {
     if rows == 0 {
         return Err(FileError::NoRows { file: file_name.into() });
     }
-    let sha256 = reader.into_inner().into_inner().finish();
-    Ok(ScannedFile { sha256, rows, columns })
+    let digests = reader.into_inner().into_inner().finish();
+    Ok(ScannedFile { digests, rows, columns })
 }
 
-/// Hashes what passes through it.
-struct HashingReader<R> {
+/// Computes HMAC-SHA256 under each of its keys of what passes through it.
+struct DigestingReader<R> {
     inner: R,
-    hasher: Sha256,
+    macs: Vec<hmac::Hmac<Sha256>>,
 }
 
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new() }
+impl<R: Read> DigestingReader<R> {
+    fn new(inner: R, keys: &[&[u8; 32]]) -> Self {
+        use hmac::Mac;
+        // A 32-byte key is always a valid HMAC key.
+        let macs = keys.iter().filter_map(|k| hmac::Hmac::<Sha256>::new_from_slice(k.as_slice()).ok()).collect();
+        DigestingReader { inner, macs }
     }
 
-    /// Reads to the end (so the hash covers the whole file) and returns it.
-    fn finish(mut self) -> String {
+    /// Reads to the end (so the digests cover the whole file) and returns them.
+    fn finish(&mut self) -> Vec<String> {
+        use hmac::Mac;
         let mut rest = [0u8; 8192];
         while let Ok(n) = self.read(&mut rest) {
             if n == 0 {
                 break;
             }
         }
-        crate::audit::hex(&self.hasher.finalize())
+        std::mem::take(&mut self.macs).into_iter().map(|m| crate::audit::hex(&m.finalize().into_bytes())).collect()
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for DigestingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use hmac::Mac;
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        for mac in &mut self.macs {
+            mac.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -398,13 +411,17 @@ mod tests {
         let path = dir.path().join("a.csv");
         let text = "fqdn,ip\r\na.example.com,\r\n\"b.example.com\",10.0.0.1\r\n";
         std::fs::write(&path, text).unwrap();
-        let scanned = scan(&path, "a.csv").unwrap();
+        let key = [7u8; 32];
+        let scanned = scan(&path, "a.csv", &[&key]).unwrap();
         assert_eq!(scanned.rows, 2);
-        assert_eq!(scanned.sha256, sha256_file(&path).unwrap());
-        assert_eq!(scanned.sha256, crate::audit::hex(&Sha256::digest(text.as_bytes())));
+        assert_eq!(scanned.digests, keyed_digests(&path, &[&key]).unwrap());
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(text.as_bytes());
+        assert_eq!(scanned.digests[0], crate::audit::hex(&mac.finalize().into_bytes()));
         std::fs::write(&path, "fqdn\n").unwrap();
-        assert!(matches!(scan(&path, "a.csv"), Err(FileError::NoRows { .. })));
+        assert!(matches!(scan(&path, "a.csv", &[]), Err(FileError::NoRows { .. })));
         std::fs::write(&path, "").unwrap();
-        assert!(matches!(scan(&path, "a.csv"), Err(FileError::Csv { source: CsvError::Empty, .. })));
+        assert!(matches!(scan(&path, "a.csv", &[]), Err(FileError::Csv { source: CsvError::Empty, .. })));
     }
 }

@@ -89,7 +89,11 @@ impl ImportError {
 struct Request {
     officer: OfficerRecord,
     procedure: ProcedureRecord,
+    /// The signed digest of the file; once the file is checked, the
+    /// instance's own keyed digest of it (what the import record keeps).
     sha256: String,
+    /// The ephemeral key the signed digest was keyed under.
+    digest_key: String,
     partial: bool,
     dry_run: bool,
     jti: (String, u64),
@@ -194,17 +198,35 @@ impl Registry {
         now: u64,
         progress: Arc<ImportProgress>,
     ) -> Result<PreparedImport, ImportError> {
-        let request = self.verify_import(jws, now)?;
+        let mut request = self.verify_import(jws, now)?;
         progress.start_phase(Phase::Scanning, 0);
-        let scanned = import::scan(file.path, file.name)?;
-        if scanned.sha256 != request.sha256 {
-            return Err(FileError::Mismatch {
-                file: file.name.into(),
-                signed: request.sha256.clone(),
-                found: scanned.sha256,
+        // The file is the one signed if its HMAC under the key agreed with the
+        // officer's client matches; the record keeps the instance's own keyed
+        // digest (stable across imports of the same file, and no digest that
+        // a guess of the file could be checked against). Both are computed
+        // while the file is read through.
+        let sealing = self.sealing_key().ok_or_else(|| RegistryError::Invalid {
+            field: "digest_key".into(),
+            message: "this instance has no sealing key to check a keyed digest with".into(),
+        })?;
+        let signed_key = sealing
+            .digest_key(&request.digest_key)
+            .map_err(|e| RegistryError::Invalid { field: "digest_key".into(), message: e.to_string() })?;
+        let record_key = sealing.derive(b"prereg import file digest v1");
+        let scanned = import::scan(file.path, file.name, &[&signed_key, &record_key])?;
+        let (signed, kept) = match scanned.digests.as_slice() {
+            [signed, kept] => (signed.clone(), kept.clone()),
+            _ => {
+                let source = std::io::Error::other("the file's digests could not be computed");
+                return Err(FileError::Io { file: file.name.into(), source }.into());
             }
-            .into());
+        };
+        if signed != request.sha256 {
+            return Err(
+                FileError::Mismatch { file: file.name.into(), signed: request.sha256.clone(), found: signed }.into()
+            );
         }
+        request.sha256 = kept;
         let mut record = ImportRecord {
             id: 0,
             sha256: request.sha256.clone(),
@@ -245,7 +267,9 @@ impl Registry {
     fn verify_import(&self, jws: &str, now: u64) -> Result<Request, RegistryError> {
         let mut tx = self.storage.begin(TxKind::Read)?;
         let (verified, officer) = verify_signed(tx.as_mut(), jws, now)?;
-        let WriteRequest::ImportCsv { procedure, sha256, partial, dry_run } = verified.claims.request.clone() else {
+        let WriteRequest::ImportCsv { procedure, sha256, digest_key, partial, dry_run } =
+            verified.claims.request.clone()
+        else {
             return Err(RegistryError::Invalid {
                 field: "action".into(),
                 message: format!("an import needs an import.csv request, not {}", verified.claims.request.action()),
@@ -255,9 +279,16 @@ impl Registry {
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(RegistryError::Invalid {
                 field: "sha256".into(),
-                message: "must be the file's SHA-256 as 64 hex digits".into(),
+                message: "must be the file's keyed digest (HMAC-SHA256) as 64 hex digits".into(),
             });
         }
+        let digest_key = digest_key.ok_or_else(|| RegistryError::Invalid {
+            field: "digest_key".into(),
+            message: "sign the file's keyed digest (HMAC-SHA256 under a key agreed with the instance key, with its \
+                      digest_key): a plain SHA-256 of a file holding a password lets whoever reads the audit log \
+                      test guesses of it"
+                .into(),
+        })?;
         let procedure = tx.procedure(&procedure)?.ok_or_else(|| RegistryError::Invalid {
             field: "procedure".into(),
             message: format!("unknown token procedure {procedure:?}"),
@@ -269,6 +300,7 @@ impl Registry {
             officer,
             procedure,
             sha256,
+            digest_key,
             partial,
             dry_run,
             jti: (verified.claims.jti.clone(), verified.claims.exp),

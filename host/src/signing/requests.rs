@@ -135,8 +135,15 @@ pub enum WriteRequest {
     ImportCsv {
         /// Token procedure of every row.
         procedure: String,
-        /// SHA-256 of the file, lowercase hex.
+        /// HMAC-SHA256 of the file, lowercase hex, keyed by the key agreed with
+        /// the instance under `digest_key` ([`crate::import::signed_digest`]):
+        /// a plain SHA-256 of a file holding a password would let whoever
+        /// reads the audit log test guesses of it, so one is refused.
         sha256: String,
+        /// The ephemeral X25519 public key (base64url) the digest's key was
+        /// agreed with the instance key under.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest_key: Option<String>,
         /// Write the good rows even if some are bad.
         #[serde(default)]
         partial: bool,

@@ -24,12 +24,10 @@ fn write(fx: &Fixture, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 fn sign_import(fx: &Fixture, path: &Path, partial: bool, dry_run: bool) -> String {
-    let request = WriteRequest::ImportCsv {
-        procedure: "routers".into(),
-        sha256: import::sha256_file(path).unwrap(),
-        partial,
-        dry_run,
-    };
+    let public = fx.registry.sealing_key().unwrap().public_text();
+    let (sha256, digest_key) = import::signed_digest(path, &public).unwrap();
+    let request =
+        WriteRequest::ImportCsv { procedure: "routers".into(), sha256, digest_key: Some(digest_key), partial, dry_run };
     signing::sign(&fx.admin, &fx.instance, request, NOW, 300).unwrap()
 }
 
