@@ -154,6 +154,9 @@ impl Client {
         match request {
             WriteRequest::CreateProcedure { .. } => self.send("POST", "/v1/procedures", &body),
             WriteRequest::AddOfficer { .. } => self.send("POST", "/v1/officers", &body),
+            WriteRequest::DisableOfficer { name } => {
+                self.send("POST", &format!("/v1/officers/{}/disable", path_segment(name)), &body)
+            }
             WriteRequest::CreateRegistration { .. } => {
                 let created: crate::service::routes::Created = self.send("POST", "/v1/registrations", &body)?;
                 Ok(created.outcome)
@@ -346,4 +349,14 @@ impl Client {
     pub fn import_report(&self, id: u64, after: u64) -> Result<ReportPage, ClientError> {
         self.get(&format!("/v1/imports/{id}/report"), &[("after", after.to_string()), ("limit", "1000".into())])
     }
+}
+
+/// `text` as one URL path segment (percent-encoded).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -112,6 +112,17 @@ fn an_officer_is_added_only_with_the_domains_named() {
     let officers: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let bob = officers.as_array().unwrap().iter().find(|o| o["name"] == "bob").unwrap();
     assert_eq!(bob["domains"], serde_json::json!(["corp"]));
+    // Disabled: bob's key signs nothing more, and the audit log says who did it.
+    run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    run_local(dir, &["--key", "bob.key", "register", "--procedure", "routers", "--fqdn", "a.example.com"]);
+    assert!(run_local(dir, &["officer", "disable", "bob"]).contains("disabled officer:bob"));
+    let out = prereg_command(dir)
+        .args(["--data", "data", "--key", "bob.key", "register", "--procedure", "routers", "--fqdn", "b.example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was disabled"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run_local(dir, &["audit", "verify"]).contains("intact"));
 }
 
 #[test]

@@ -160,6 +160,15 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let bob = flattened(&sign_for(&client, &es256, create_registration("routers", "y.example.com")));
     let (status, problem) = api.post_json("/v1/registrations", "/v1/registrations", &bob);
     assert_eq!((status, problem_type(&problem)), (403, "urn:prereg:problem:forbidden"));
+    // Bob's key is disabled: his next request is refused as a bad signature.
+    let disable = sign(WriteRequest::DisableOfficer { name: "bob".into() });
+    let (status, _) = api.post_json("/v1/officers/{name}/disable", "/v1/officers/bob/disable", &disable);
+    assert_eq!(status, 200);
+    let (status, problem) = api.post_json("/v1/officers/{name}/disable", "/v1/officers/carol/disable", &disable);
+    assert_eq!((status, problem_type(&problem)), (400, "urn:prereg:problem:request-mismatch"));
+    let bob = flattened(&sign_for(&client, &es256, create_registration("routers", "z.example.com")));
+    let (status, problem) = api.post_json("/v1/registrations", "/v1/registrations", &bob);
+    assert_eq!((status, problem_type(&problem)), (401, "urn:prereg:problem:signature-refused"), "{problem}");
     // Registrations.
     let (status, created) = api.post_json(
         "/v1/registrations",

@@ -45,7 +45,7 @@ pub fn verify_log(
 ) -> Result<AuditVerification, StoreError> {
     let mut previous = (0u64, GENESIS.to_owned());
     let mut signatures = 0;
-    let mut officers: HashMap<String, Result<PublicKey, String>> = HashMap::new();
+    let mut officers: HashMap<String, Result<(PublicKey, Option<u64>), String>> = HashMap::new();
     let result = |previous: &(u64, String), signatures, fault| AuditVerification {
         checked: previous.0,
         signatures,
@@ -144,7 +144,7 @@ fn check_signature(
     tx: &mut dyn Tx,
     instance_id: &str,
     record: &AuditRecord,
-    officers: &mut HashMap<String, Result<PublicKey, String>>,
+    officers: &mut HashMap<String, Result<(PublicKey, Option<u64>), String>>,
 ) -> Result<Result<bool, String>, StoreError> {
     if !is_officer(&record.actor) {
         return Ok(Ok(false));
@@ -161,7 +161,7 @@ fn check_signature(
         let key = match tx.officer(&record.actor)? {
             None => Err(format!("officer key {} is not in the store", record.actor)),
             Some(officer) => match PublicKey::from_pem(&officer.public_key_pem, &officer.name) {
-                Ok(key) if key.kid() == record.actor => Ok(key),
+                Ok(key) if key.kid() == record.actor => Ok((key, officer.disabled_at)),
                 Ok(_) => Err(format!("the key stored for officer {} is not the key {}", officer.name, record.actor)),
                 Err(e) => Err(e.to_string()),
             },
@@ -169,7 +169,10 @@ fn check_signature(
         officers.insert(record.actor.clone(), key);
     }
     let key = match officers.get(&record.actor) {
-        Some(Ok(key)) => key.clone(),
+        Some(Ok((_, Some(disabled)))) if record.time > *disabled => {
+            return Ok(Err(format!("signed by officer key {} after it was disabled at {disabled}", record.actor)));
+        }
+        Some(Ok((key, _))) => key.clone(),
         Some(Err(why)) => return Ok(Err(why.clone())),
         None => return Ok(Err("no officer key".into())),
     };

@@ -335,6 +335,12 @@ pub enum OfficerCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         domains: Vec<String>,
     },
+    /// Disable an officer's key (signed, audited): requests it signs are
+    /// refused from then on; what it signed before stays valid.
+    Disable {
+        /// The officer's name.
+        name: String,
+    },
     /// List officers.
     List {
         /// JSON output.

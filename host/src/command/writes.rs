@@ -73,6 +73,10 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
             let outcome = submit(context, WriteRequest::AddOfficer { name, public_key_pem: pem, domains })?;
             println!("added {} (audit #{})", outcome.object, outcome.audit_seq);
         }
+        OfficerCommand::Disable { name } => {
+            let outcome = submit(context, WriteRequest::DisableOfficer { name })?;
+            println!("disabled {} (audit #{})", outcome.object, outcome.audit_seq);
+        }
         OfficerCommand::List { json } => {
             let officers = context.backend()?.officers()?;
             if json {

@@ -72,6 +72,7 @@ pub fn initialise(
         domains: vec!["*".into()],
         created_by: "init".into(),
         created_at: now,
+        disabled_at: None,
     };
     tx.insert_officer(&officer)?;
     audit::append(

@@ -71,6 +71,9 @@ pub(crate) fn verify_signed(tx: &mut dyn Tx, jws: &str, now: u64) -> Result<(Ver
     }
     let verified = verified?;
     match officer {
+        Some(officer) if let Some(at) = officer.disabled_at => {
+            Err(RegistryError::Signature(signing::SigningError::KeyDisabled { kid: officer.kid, at }))
+        }
         Some(officer) => Ok((verified, officer)),
         None => Err(RegistryError::Signature(signing::SigningError::UnknownKey(verified.kid))),
     }
@@ -363,6 +366,7 @@ impl Registry {
                     domains: domains.clone(),
                     created_by: officer.kid.clone(),
                     created_at: now,
+                    disabled_at: None,
                 };
                 tx.insert_officer(&record)?;
                 Ok((
@@ -415,6 +419,40 @@ impl Registry {
                 row.password_sealed = password_sealed.clone();
                 let id = tx.insert_registration(&row)?;
                 Ok((tx, format!("registration:{id}"), Some(id), detail, sha))
+            }
+            WriteRequest::DisableOfficer { name } => {
+                let officers = tx.officers()?;
+                let target = officers
+                    .iter()
+                    .find(|o| &o.name == name)
+                    .ok_or_else(|| RegistryError::NotFound(format!("officer {name:?}")))?;
+                // Only an officer who has every domain the target has.
+                for domain in &target.domains {
+                    if domain == "*" && !officer.has_all_domains() {
+                        return Err(RegistryError::Forbidden { officer: officer.name.clone(), domain: "*".into() });
+                    }
+                    if domain != "*" {
+                        authorize(domain)?;
+                    }
+                }
+                if target.disabled_at.is_some() {
+                    return Err(RegistryError::Invalid {
+                        field: "name".into(),
+                        message: format!("officer {name:?} is disabled already"),
+                    });
+                }
+                let others_with_all =
+                    officers.iter().filter(|o| o.kid != target.kid && o.has_all_domains() && o.disabled_at.is_none());
+                if target.has_all_domains() && others_with_all.count() == 0 {
+                    return Err(RegistryError::Invalid {
+                        field: "name".into(),
+                        message: format!(
+                            "officer {name:?} is the last one of every domain: add another before disabling it"
+                        ),
+                    });
+                }
+                tx.disable_officer(&target.kid, now)?;
+                Ok((tx, format!("officer:{name}"), None, format!("key {} disabled", target.kid), None))
             }
             WriteRequest::RevokeCertificate { serial, reason } => {
                 let serial: String = serial.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();

@@ -21,6 +21,14 @@ pub enum SigningError {
     /// No officer has this key.
     #[error("unknown signing key {0:?}: no officer has it")]
     UnknownKey(String),
+    /// The officer's key was disabled (`prereg officer disable`).
+    #[error("officer key {kid} was disabled at {at} (Unix seconds); its requests are refused")]
+    KeyDisabled {
+        /// The key id.
+        kid: String,
+        /// When, Unix seconds.
+        at: u64,
+    },
     /// The header's algorithm is not the officer key's.
     #[error("the request says alg {header:?} but the officer's key is {key}")]
     AlgorithmMismatch {

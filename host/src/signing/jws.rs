@@ -10,6 +10,11 @@ use super::{Algorithm, PublicKey, SigningError, SigningKey, WriteRequest};
 pub const MAX_LIFETIME_SECS: u64 = 300;
 /// Tolerated clock skew for `iat` in the future, in seconds.
 const CLOCK_SKEW_SECS: u64 = 60;
+
+/// How long past its expiry a request id is remembered, in seconds: the
+/// longest token lifetime plus the tolerated skew, so that a node whose clock
+/// runs behind the one that forgot an id cannot accept its request again.
+pub const REPLAY_MARGIN_SECS: u64 = MAX_LIFETIME_SECS + CLOCK_SKEW_SECS;
 /// Largest signed request accepted, in bytes.
 const MAX_JWS_BYTES: usize = 64 << 10;
 

@@ -12,6 +12,6 @@ mod keys;
 mod requests;
 
 pub use errors::SigningError;
-pub use jws::{Claims, MAX_LIFETIME_SECS, Verified, sign, verify};
+pub use jws::{Claims, MAX_LIFETIME_SECS, REPLAY_MARGIN_SECS, Verified, sign, verify};
 pub use keys::{Algorithm, PublicKey, SigningKey};
 pub use requests::WriteRequest;

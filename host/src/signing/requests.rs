@@ -36,6 +36,14 @@ pub enum WriteRequest {
         /// Domains; `["*"]` for all.
         domains: Vec<String>,
     },
+    /// Disable an officer's key: requests it signs are refused from then on
+    /// (what it signed before stays valid). Needs an officer of every domain
+    /// the target has.
+    #[serde(rename = "officer.disable")]
+    DisableOfficer {
+        /// The officer's name.
+        name: String,
+    },
     /// Create a registration.
     #[serde(rename = "registration.create")]
     CreateRegistration {
@@ -159,6 +167,7 @@ impl WriteRequest {
         match self {
             WriteRequest::CreateProcedure { .. } => "procedure.create",
             WriteRequest::AddOfficer { .. } => "officer.create",
+            WriteRequest::DisableOfficer { .. } => "officer.disable",
             WriteRequest::CreateRegistration { .. } => "registration.create",
             WriteRequest::DisableRegistration { .. } => "registration.disable",
             WriteRequest::ReopenRegistration { .. } => "registration.reopen",

@@ -125,6 +125,10 @@ pub struct OfficerRecord {
     pub created_by: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// When its key was disabled (`prereg officer disable`), Unix seconds:
+    /// requests it signs are refused from then on.
+    #[serde(default)]
+    pub disabled_at: Option<u64>,
 }
 
 impl OfficerRecord {
@@ -580,6 +584,8 @@ pub trait Tx: Send {
     fn officers(&mut self) -> Result<Vec<OfficerRecord>, StoreError>;
     /// Inserts an officer.
     fn insert_officer(&mut self, officer: &OfficerRecord) -> Result<(), StoreError>;
+    /// Disables an officer's key at `at`; false if it was disabled already.
+    fn disable_officer(&mut self, kid: &str, at: u64) -> Result<bool, StoreError>;
 
     /// A registration by id.
     fn registration(&mut self, id: u64) -> Result<Option<RegistrationRecord>, StoreError>;
@@ -673,7 +679,10 @@ pub trait Tx: Send {
     fn prune_registration_changes(&mut self, keep: u64) -> Result<u64, StoreError>;
 
     /// Records a single-use request id; [`StoreError::Replayed`] if seen before.
-    /// Ids whose expiry has passed are forgotten.
+    /// Ids more than [`crate::signing::REPLAY_MARGIN_SECS`] past their expiry
+    /// are forgotten (by `now` on SQLite, one machine; on PostgreSQL by the
+    /// earlier of `now` and the database's clock, so a node whose clock runs
+    /// ahead forgets nothing early).
     fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError>;
     /// The single-use request ids remembered: (id, key id, expiry).
     fn request_ids(&mut self) -> Result<Vec<(String, String, u64)>, StoreError>;

@@ -586,7 +586,7 @@ fn procedure_from(row: &Row) -> Result<ProcedureRecord, StoreError> {
     })
 }
 
-const OFFICER_COLUMNS: &str = "kid, name, algorithm, public_key_pem, domains, created_by, created_at";
+const OFFICER_COLUMNS: &str = "kid, name, algorithm, public_key_pem, domains, created_by, created_at, disabled_at";
 
 fn officer_from(row: &Row) -> Result<OfficerRecord, StoreError> {
     Ok(OfficerRecord {
@@ -597,6 +597,7 @@ fn officer_from(row: &Row) -> Result<OfficerRecord, StoreError> {
         domains: json_list(&col::<String>(row, 4)?)?,
         created_by: col(row, 5)?,
         created_at: u64_at(row, 6)?,
+        disabled_at: opt_u64_at(row, 7)?,
     })
 }
 
@@ -796,10 +797,18 @@ impl Tx for PostgresTx {
         self.query(&sql, &[])?.iter().map(officer_from).collect()
     }
 
+    fn disable_officer(&mut self, kid: &str, at: u64) -> Result<bool, StoreError> {
+        let n = self.execute(
+            "UPDATE officers SET disabled_at = $2 WHERE kid = $1 AND disabled_at IS NULL",
+            &[&kid, &(at as i64)],
+        )?;
+        Ok(n == 1)
+    }
+
     fn insert_officer(&mut self, o: &OfficerRecord) -> Result<(), StoreError> {
         let n = self.execute(
-            "INSERT INTO officers (kid, name, algorithm, public_key_pem, domains, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO officers (kid, name, algorithm, public_key_pem, domains, created_by, created_at, disabled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             &[
                 &o.kid,
                 &o.name,
@@ -808,6 +817,7 @@ impl Tx for PostgresTx {
                 &super::to_json(&o.domains),
                 &o.created_by,
                 &(o.created_at as i64),
+                &o.disabled_at.map(|t| t as i64),
             ],
         )?;
         if n == 0 {
@@ -1176,7 +1186,13 @@ impl Tx for PostgresTx {
     }
 
     fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError> {
-        self.execute("DELETE FROM request_ids WHERE expires_at < $1", &[&(now as i64)])?;
+        // Forgotten only once expired by the database's clock too: a node
+        // whose clock runs ahead must not forget an id that another node,
+        // whose clock runs behind, would still accept the request of.
+        self.execute(
+            "DELETE FROM request_ids WHERE expires_at < LEAST($1, EXTRACT(EPOCH FROM now())::bigint) - $2",
+            &[&(now as i64), &(crate::signing::REPLAY_MARGIN_SECS as i64)],
+        )?;
         let n = self.execute(
             "INSERT INTO request_ids (jti, kid, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&jti, &kid, &(expires_at as i64)],

@@ -266,9 +266,11 @@ const SQLITE: [&str; 10] = [
     // grows (`revoked` is how many revoked certificates it lists). Audit
     // records carry a MAC by a key derived from the instance key
     // (crate::audit::AuditKeys) from the first one written with it on, which
-    // the instance records (audit_keyed_from, with its own MAC).
+    // the instance records (audit_keyed_from, with its own MAC). An officer's
+    // key can be disabled (officers.disabled_at).
     r#"
     ALTER TABLE audit ADD COLUMN mac TEXT;
+    ALTER TABLE officers ADD COLUMN disabled_at INTEGER;
     ALTER TABLE instance ADD COLUMN audit_keyed_from INTEGER;
     ALTER TABLE instance ADD COLUMN audit_keyed_mac TEXT;
     ALTER TABLE certificates ADD COLUMN revoked_at INTEGER;
@@ -524,6 +526,7 @@ const POSTGRES: [&str; 10] = [
     // 10
     r#"
     ALTER TABLE audit ADD COLUMN mac TEXT;
+    ALTER TABLE officers ADD COLUMN disabled_at BIGINT;
     ALTER TABLE instance ADD COLUMN audit_keyed_from BIGINT;
     ALTER TABLE instance ADD COLUMN audit_keyed_mac TEXT;
     ALTER TABLE certificates ADD COLUMN revoked_at BIGINT;

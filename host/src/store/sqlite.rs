@@ -252,6 +252,7 @@ fn officer_from(row: &Row<'_>) -> rusqlite::Result<OfficerRecord> {
         domains: json_list(&row.get::<_, String>("domains")?)?,
         created_by: row.get("created_by")?,
         created_at: u64_col(row, "created_at")?,
+        disabled_at: row.get::<_, Option<i64>>("disabled_at")?.map(|t| t as u64),
     })
 }
 
@@ -415,11 +416,19 @@ impl Tx for SqliteTx {
         Ok(rows)
     }
 
+    fn disable_officer(&mut self, kid: &str, at: u64) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()?
+            .prepare_cached("UPDATE officers SET disabled_at = ?2 WHERE kid = ?1 AND disabled_at IS NULL")?
+            .execute(params![kid, at as i64])?;
+        Ok(changed == 1)
+    }
+
     fn insert_officer(&mut self, o: &OfficerRecord) -> Result<(), StoreError> {
         self.conn()?
             .prepare_cached(
-                "INSERT INTO officers (kid, name, algorithm, public_key_pem, domains, created_by, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO officers (kid, name, algorithm, public_key_pem, domains, created_by, created_at, \
+                 disabled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 o.kid,
@@ -428,7 +437,8 @@ impl Tx for SqliteTx {
                 o.public_key_pem,
                 super::to_json(&o.domains),
                 o.created_by,
-                o.created_at as i64
+                o.created_at as i64,
+                o.disabled_at.map(|t| t as i64)
             ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -843,8 +853,10 @@ impl Tx for SqliteTx {
     fn consume_request_id(&mut self, jti: &str, kid: &str, expires_at: u64, now: u64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         // An expired token is refused before it gets here, so forgetting ids
-        // past their expiry cannot let a replay through.
-        conn.prepare_cached("DELETE FROM request_ids WHERE expires_at < ?1")?.execute([now as i64])?;
+        // well past their expiry (the margin covers clocks that disagree)
+        // cannot let a replay through.
+        let forget_before = now.saturating_sub(crate::signing::REPLAY_MARGIN_SECS);
+        conn.prepare_cached("DELETE FROM request_ids WHERE expires_at < ?1")?.execute([forget_before as i64])?;
         conn.prepare_cached("INSERT INTO request_ids (jti, kid, expires_at) VALUES (?1, ?2, ?3)")?
             .execute(params![jti, kid, expires_at as i64])
             .map_err(|e| if is_unique_violation(&e) { StoreError::Replayed { jti: jti.into() } } else { e.into() })?;

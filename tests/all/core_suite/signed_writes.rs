@@ -203,3 +203,66 @@ fn a_password_hash_in_a_signed_request_is_refused() {
         .to_string();
     assert!(e.contains("does not open with this instance's key"), "{e}");
 }
+
+#[test]
+fn a_disabled_officer_signs_nothing_more_and_what_it_signed_before_still_verifies() {
+    let Some(f) = fixture() else { return };
+    f.procedure("e", "E", "scep", &[]);
+    let add = |name: &str, key: &SigningKey, domains: &[&str]| {
+        f.submit(WriteRequest::AddOfficer {
+            name: name.into(),
+            public_key_pem: key.public_key().to_pem().unwrap(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+        })
+        .unwrap();
+    };
+    let (bob, eve) = (SigningKey::generate(Algorithm::EdDsa), SigningKey::generate(Algorithm::EdDsa));
+    add("bob", &bob, &["D"]);
+    add("eve", &eve, &["E"]);
+    f.submit_as(&bob, create("bob.example.com"), NOW).unwrap();
+    // An officer of another domain may not disable bob; nobody may disable
+    // the last officer of every domain.
+    let disable = |name: &str| WriteRequest::DisableOfficer { name: name.into() };
+    let e = f.submit_as(&eve, disable("bob"), NOW).unwrap_err();
+    assert!(matches!(e, RegistryError::Forbidden { .. }), "{e}");
+    let e = f.submit(disable("admin")).unwrap_err();
+    assert!(e.to_string().contains("last one of every domain"), "{e}");
+    let e = f.submit(disable("nobody")).unwrap_err();
+    assert!(matches!(e, RegistryError::NotFound(_)), "{e}");
+    // The admin disables bob: his next request is refused, once is enough.
+    f.submit(disable("bob")).unwrap();
+    let e = f.submit_as(&bob, create("bob2.example.com"), NOW + 1).unwrap_err();
+    assert!(matches!(e, RegistryError::Signature(SigningError::KeyDisabled { .. })), "{e}");
+    assert!(f.submit(disable("bob")).unwrap_err().to_string().contains("disabled already"));
+    assert!(f.registry.officers().unwrap().iter().any(|o| o.name == "bob" && o.disabled_at == Some(NOW)));
+    // What bob signed before still verifies.
+    let verified = f.registry.verify_audit().unwrap();
+    assert_eq!(verified.fault, None);
+    assert!(verified.signatures >= 4, "{verified:?}");
+}
+
+#[test]
+fn request_ids_are_remembered_past_expiry_for_clocks_that_disagree() {
+    let Some(f) = fixture() else { return };
+    let now = prereg::registry::unix_now();
+    let consume = |jti: &str, expires_at: u64, node_now: u64| {
+        let mut tx = f.registry.storage().begin(prereg::store::TxKind::Write).unwrap();
+        let result = tx.consume_request_id(jti, "kid", expires_at, node_now);
+        tx.commit().unwrap();
+        result
+    };
+    consume("a", now + 1, now).unwrap();
+    // A node whose clock runs five minutes ahead writes another id: "a" has
+    // expired by its clock, but a node behind would still take its request.
+    consume("b", now + 301, now + 300).unwrap();
+    assert!(matches!(consume("a", now + 1, now), Err(prereg::store::StoreError::Replayed { .. })));
+    if super::BACKEND == crate::common::Backend::Postgres {
+        // On PostgreSQL the database's clock decides, whatever a node's says.
+        consume("c", now + 100_001, now + 100_000).unwrap();
+        assert!(matches!(consume("a", now + 1, now), Err(prereg::store::StoreError::Replayed { .. })));
+    } else {
+        // On SQLite (one machine) an id is forgotten once the margin has passed.
+        consume("c", now + 1_001, now + 1_000).unwrap();
+        consume("a", now + 1, now + 1_000).unwrap();
+    }
+}

@@ -43,6 +43,7 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(instance::policy))
         .routes(routes!(procedures::list, procedures::create))
         .routes(routes!(officers::list, officers::create))
+        .routes(routes!(officers::disable))
         .routes(routes!(registrations::list, registrations::create))
         .routes(routes!(registrations::get, registrations::delete))
         .routes(routes!(registrations::disable))
@@ -132,6 +133,7 @@ fn expected_action(route: &str) -> &'static str {
     match route {
         "POST /v1/procedures" => "procedure.create",
         "POST /v1/officers" => "officer.create",
+        "POST /v1/officers/{name}/disable" => "officer.disable",
         "POST /v1/registrations" => "registration.create",
         "POST /v1/registrations/{id}/disable" => "registration.disable",
         "POST /v1/registrations/{id}/reopen" => "registration.reopen",
