@@ -130,27 +130,29 @@ fn openssl_cmp_enrolls_preregistered_devices_and_refuses_the_others() {
     // An exact registration admits one device: the second is refused.
     let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "again.crt", &[]);
     assert!(!ok);
-    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"no-registration\""), "{text}");
+    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
 
     // An unregistered FQDN.
     let (ok, text) = ir(&server, "routers", "nope.example.com", "s3cret", "nope.crt", &[]);
     assert!(!ok);
-    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"no-registration\""), "{text}");
+    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
 
     // A wrong password: the MAC does not verify.
     let (ok, text) = ir(&server, "routers", "a.dept.example.com", "wrong", "a.crt", &["-sans", "10.1.2.3"]);
     assert!(!ok);
-    assert!(text.contains("PKIFailureInfo: badMessageCheck; StatusString: \"bad-password\""), "{text}");
+    // The same answer as for a name never registered: a refusal does not tell
+    // whether the name is registered (the audit log keeps bad-password).
+    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
 
     // An IP mismatch.
     let (ok, text) = ir(&server, "routers", "a.dept.example.com", "s3cret", "a.crt", &["-sans", "10.9.9.9"]);
     assert!(!ok);
-    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"ip-mismatch\""), "{text}");
+    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
 
     // Registered only in another domain.
     let (ok, text) = ir(&server, "routers", "lab1.example.com", "s3cret", "lab.crt", &[]);
     assert!(!ok);
-    assert!(text.contains("StatusString: \"no-registration\""), "{text}");
+    assert!(text.contains("StatusString: \"not-authorized\""), "{text}");
 
     // The wildcard admits several devices: ir with implicit confirmation, p10cr, cr.
     let (ok, text) =
@@ -411,7 +413,7 @@ fn a_client_that_never_confirms_gets_one_certificate_counted_then_revoked() {
         if ok {
             issued += 1;
         } else {
-            assert!(text.contains("no-registration"), "{text}");
+            assert!(text.contains("not-authorized"), "{text}");
         }
     }
     assert_eq!(issued, 1);
@@ -641,7 +643,7 @@ fn pbmac1_requests_are_served_and_answered_in_kind_and_iteration_counts_are_boun
     // The request names no IP, but the wildcard registration has one:
     // ip-mismatch, decided before the secret is checked, so unprotected.
     let (code, text, _) = status_of(&answer);
-    assert_eq!((code, text.as_deref()), (2, Some("ip-mismatch")));
+    assert_eq!((code, text.as_deref()), (2, Some("not-authorized")));
     assert!(message::read(&answer).unwrap().protection.is_none());
 
     let answer = post_cmp(&server, "routers", &p10cr(&dir, "router1.example.com", &alg, "s3cret"));
@@ -781,4 +783,22 @@ fn a_held_certificate_is_confirmed_after_a_restart_and_only_once() {
     let (code, text, _) = answer_of(&post_cmp(&server, "routers", &conf));
     assert_eq!(code, 2);
     assert!(text.unwrap().contains("no certificate of this transaction awaits confirmation"));
+}
+
+#[test]
+fn a_refusal_does_not_tell_whether_a_name_is_registered() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let alg = MacAlgorithm::pbm_sha256(1000);
+    // Never registered; registered, with the wrong secret; registered, with
+    // another IP pinned: the client is told the same.
+    let unregistered = status_of(&post_cmp(&server, "routers", &p10cr(&dir, "nobody.example.com", &alg, "s3cret")));
+    let wrong_secret = status_of(&post_cmp(&server, "routers", &p10cr(&dir, "router1.example.com", &alg, "guess")));
+    let pinned_ip = status_of(&post_cmp(&server, "routers", &p10cr(&dir, "e.dept.example.com", &alg, "s3cret")));
+    assert_eq!(unregistered, (2, Some("not-authorized".into()), false));
+    assert_eq!(wrong_secret, unregistered);
+    assert_eq!(pinned_ip, unregistered);
+    // The audit log tells the operator why.
+    let reasons: Vec<_> = audited_enrollments(&dir).iter().map(|e| e.decision().1.to_owned()).collect();
+    assert_eq!(reasons, vec!["no-registration", "bad-password", "ip-mismatch"]);
 }

@@ -141,7 +141,9 @@ fn a_flood_of_wrong_passwords_does_not_turn_a_right_one_into_a_policy_error() {
         std::fs::write(dir.join(format!("pw{i}")), format!("secret {i}")).unwrap();
         register(&format!("w{i}.example.net"), &format!("pw{i}"));
     }
-    let server = Server::start(dir);
+    // Many failures from one address: the per-address limit is not what is tested here.
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--failure-burst", "1000"];
+    let server = Server::start_with(dir, "server.log", &args);
     let url = format!("{}/v1/decisions/enroll", server.url.trim_end_matches('/'));
     let enroll = |fqdn: String, password: &'static str| {
         let body = serde_json::json!({ "procedure": "meters", "fqdn": fqdn, "password": password });
@@ -250,7 +252,65 @@ fn nothing_the_api_returns_can_test_a_password_guess_offline() {
         partial: false,
         dry_run: false,
     };
-    let err =
-        client.import(&crate::common::sign_for(&client, &key, plain), &dir.join("one.csv"), "one.csv").unwrap_err();
-    assert!(err.to_string().contains("digest_key"), "{err}");
+    // The signed request alone (it is refused before any file is read).
+    let jws = crate::common::sign_for(&client, &key, plain);
+    let flattened = serde_json::to_string(&prereg::service::signed::FlattenedJws::from_compact(&jws).unwrap()).unwrap();
+    let body = format!(
+        "--b7\r\ncontent-disposition: form-data; name=\"request\"\r\ncontent-type: application/json\r\n\r\n\
+         {flattened}\r\n--b7--\r\n"
+    );
+    let url = format!("{}/v1/imports", server.url.trim_end_matches('/'));
+    let response = ureq::post(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .content_type("multipart/form-data; boundary=b7")
+        .send(body.as_bytes())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let text = response.into_body().read_to_string().unwrap();
+    assert!(text.contains("digest_key"), "{text}");
+}
+
+#[test]
+fn failed_enrollments_are_limited_per_client_address_across_protocols() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["ca", "init"]);
+    run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "cmp"]);
+    run_local(dir, &["procedure", "add", "phones", "--domain", "corp", "--protocol", "scep"]);
+    let args =
+        ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--failure-burst", "5", "--failures-per-minute", "1"];
+    let server = Server::start_with(dir, "server.log", &args);
+    let base = server.url.trim_end_matches('/').to_owned();
+    let enroll = |fqdn: &str| {
+        let body = serde_json::json!({ "procedure": "phones", "fqdn": fqdn, "password": "guess" });
+        let url = format!("{base}/v1/decisions/enroll");
+        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
+        let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), retry, response.into_body().read_to_string().unwrap_or_default())
+    };
+    // Five guesses at five names: decided (and audited) as usual.
+    for i in 0..5 {
+        let (status, _, text) = enroll(&format!("d{i}.example.com"));
+        assert_eq!(status, 200, "{text}");
+    }
+    // Then this address is refused before anything is decided, with Retry-After.
+    let audited = audit_records(dir).len();
+    let (status, retry, text) = enroll("d9.example.com");
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("too-many-failures"), "{text}");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| (1..=60).contains(&s))));
+    assert_eq!(audit_records(dir).len(), audited, "nothing decided");
+    // The same bucket holds for CMP from this address.
+    let url = format!("{base}/.well-known/cmp/p/routers");
+    let response = ureq::post(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .content_type("application/pkixcmp")
+        .send(&b"\x30\x00"[..])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
 }

@@ -136,6 +136,13 @@ pub enum Command {
         /// How often a checkpoint is written when the log grew, in seconds.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         checkpoint_seconds: u64,
+        /// Denied enrollments (REST, CMP, SCEP) a client address may make in a
+        /// burst before it is answered 429.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        failure_burst: u32,
+        /// Denied enrollments a client address regains per minute.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        failures_per_minute: u32,
     },
     /// Import registrations from a CSV file (columns by header name: fqdn,
     /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every

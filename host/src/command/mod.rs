@@ -36,9 +36,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context { global: cli.global };
     match cli.command {
         Command::Init { officer } => init::run(&context, &officer),
-        Command::Serve { listen, node, cmp_confirm_seconds, checkpoint_dir, checkpoint_seconds } => {
+        Command::Serve {
+            listen,
+            node,
+            cmp_confirm_seconds,
+            checkpoint_dir,
+            checkpoint_seconds,
+            failure_burst,
+            failures_per_minute,
+        } => {
+            let limits = prereg::service::ServiceLimits {
+                confirm_wait_seconds: cmp_confirm_seconds,
+                failures: prereg::service::failures::FailureLimits {
+                    burst: failure_burst,
+                    per_minute: failures_per_minute,
+                },
+                ..Default::default()
+            };
             let checkpoints = serve::Checkpoints { dir: checkpoint_dir, every: checkpoint_seconds };
-            serve::run(&context, &listen, node, cmp_confirm_seconds, checkpoints)
+            serve::run(&context, &listen, node, limits, checkpoints)
         }
         Command::Import(args) => import::run(&context, args),
         Command::Procedure(cmd) => writes::procedure(&context, cmd),

@@ -24,7 +24,7 @@ pub fn run(
     context: &Context,
     listen: &str,
     node: Option<String>,
-    confirm_wait: u64,
+    limits: ServiceLimits,
     checkpoints: Checkpoints,
 ) -> anyhow::Result<ExitCode> {
     context.local_only("serve")?;
@@ -85,7 +85,6 @@ pub fn run(
             std::time::Duration::from_secs(checkpoints.every),
         )
         .with_context(|| format!("--checkpoint-dir {}", checkpoint_dir.display()))?;
-        let limits = ServiceLimits { confirm_wait_seconds: confirm_wait, ..ServiceLimits::default() };
         // Without a CRL URL in ca/ca.toml, certificates name this service's.
         let crl_url = format!("http://{address}{}", service::enrollment::CRL_PATH);
         let state = AppState::with_crl_url(registry, data, limits, Some(crl_url));

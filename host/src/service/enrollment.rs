@@ -11,10 +11,11 @@
 //! - `GET /ca/cert`: the CA certificate (DER, `application/pkix-cert`).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -64,10 +65,12 @@ fn content(media: &'static str, body: Vec<u8>) -> Response {
 
 async fn cmp(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(procedure): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
     let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !media.starts_with(PKIXCMP) {
         return Err(ApiError::new(
@@ -82,11 +85,15 @@ async fn cmp(
     }
     let server = state.enrollment()?.cmp;
     let answer = blocking(move || Ok(server.handle(&procedure, &body, unix_now()))).await?;
+    if crate::enroll::cmp::message::is_refusal(&answer) {
+        state.failures().failed(peer.ip());
+    }
     Ok(content(PKIXCMP, answer))
 }
 
 async fn scep_get(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(procedure): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -101,7 +108,7 @@ async fn scep_get(
             let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(cleaned.trim_end_matches('='))
                 .map_err(|e| ApiError::malformed(format!("the message is not base64: {e}")))?;
-            pki_operation(state, procedure, bytes.into()).await
+            pki_operation(state, peer, procedure, bytes.into()).await
         }
         other => Err(ApiError::malformed(format!(
             "SCEP operation {other:?} is not served (GetCACaps, GetCACert, PKIOperation are)"
@@ -111,24 +118,34 @@ async fn scep_get(
 
 async fn scep_post(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(procedure): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     match query.get("operation").map(String::as_str) {
-        Some("PKIOperation") => pki_operation(state, procedure, body).await,
+        Some("PKIOperation") => pki_operation(state, peer, procedure, body).await,
         other => Err(ApiError::malformed(format!("POST is for PKIOperation, not {other:?}"))),
     }
 }
 
-async fn pki_operation(state: AppState, procedure: String, message: Bytes) -> Result<Response, ApiError> {
+async fn pki_operation(
+    state: AppState,
+    peer: SocketAddr,
+    procedure: String,
+    message: Bytes,
+) -> Result<Response, ApiError> {
     if message.len() > MAX_REQUEST_BYTES {
         return Err(ApiError::malformed(format!("a SCEP message of at most {MAX_REQUEST_BYTES} bytes")));
     }
+    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
     let server = state.enrollment()?.scep;
-    let answer = blocking(move || {
-        server.operation(&procedure, &message, unix_now()).map_err(|e| ApiError::malformed(e.to_string()))
+    let (answer, refused) = blocking(move || {
+        server.operation_outcome(&procedure, &message, unix_now()).map_err(|e| ApiError::malformed(e.to_string()))
     })
     .await?;
+    if refused {
+        state.failures().failed(peer.ip());
+    }
     Ok(content("application/x-pki-message", answer))
 }

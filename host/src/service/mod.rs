@@ -14,6 +14,7 @@
 
 pub mod checkpoints;
 pub mod enrollment;
+pub mod failures;
 mod metrics;
 pub mod problem;
 pub mod routes;
@@ -148,6 +149,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = app(state.clone());
+    // The client's address is known to every handler (failures are limited per address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     let stopping = state.clone();
     tokio::task::spawn_blocking(move || stopping.shut_down()).await.map_err(std::io::Error::other)?;

@@ -39,12 +39,26 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     field: Option<String>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// A problem of kind `kind` (the last part of the type URN).
     pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, kind, title, detail: detail.into(), field: None }
+        ApiError { status, kind, title, detail: detail.into(), field: None, retry_after: None }
+    }
+
+    /// 429 too-many-failures, with Retry-After: the client address failed
+    /// too often ([`crate::service::failures`]).
+    pub fn too_many_failures(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-failures",
+            "Too many failed attempts from this address",
+            format!("too many failed enrollment attempts from this address; try again in {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
     }
 
     /// 400 malformed-request.
@@ -110,6 +124,9 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

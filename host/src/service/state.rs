@@ -21,6 +21,8 @@ pub struct ServiceLimits {
     /// How long a CMP certificate waits for its certConf before it is
     /// revoked, in seconds.
     pub confirm_wait_seconds: u64,
+    /// Failed enrollments allowed per client address.
+    pub failures: super::failures::FailureLimits,
 }
 
 impl Default for ServiceLimits {
@@ -29,6 +31,7 @@ impl Default for ServiceLimits {
             max_upload_bytes: 1 << 30,
             max_body_bytes: 256 << 10,
             confirm_wait_seconds: crate::enroll::cmp::CONFIRM_WAIT_SECONDS,
+            failures: super::failures::FailureLimits::default(),
         }
     }
 }
@@ -69,6 +72,8 @@ struct Inner {
     enrollment: Mutex<Option<Enrollment>>,
     /// The CRL URL issued certificates name when `ca/ca.toml` sets none.
     default_crl_url: Option<String>,
+    /// Failed enrollments per client address.
+    failures: super::failures::FailureLimiter,
 }
 
 impl AppState {
@@ -97,6 +102,7 @@ impl AppState {
                 shutting_down: AtomicBool::new(false),
                 enrollment: Mutex::new(None),
                 default_crl_url,
+                failures: super::failures::FailureLimiter::new(limits.failures),
             }),
         }
     }
@@ -142,6 +148,11 @@ impl AppState {
             ))),
             Err(e) => Err(ApiError::unavailable(format!("the CA cannot be loaded: {e}"))),
         }
+    }
+
+    /// Failed enrollments per client address.
+    pub fn failures(&self) -> &super::failures::FailureLimiter {
+        &self.inner.failures
     }
 
     /// The metrics.

@@ -30,6 +30,38 @@ pub mod body_tag {
     pub const CERT_CONF: u8 = 0xb8;
 }
 
+/// Whether a response (a PKIMessage this server wrote) refuses: an `error`,
+/// or an `ip`/`cp` whose first response has status rejection (2). What the
+/// service counts as a failed attempt of the client's address.
+pub fn is_refusal(response: &[u8]) -> bool {
+    let status = || -> Option<bool> {
+        let message = asn1::parse(response).ok()?;
+        let mut parts = message.children().ok()?;
+        parts.required("header").ok()?;
+        let body = parts.required("body").ok()?;
+        match body.tag {
+            body_tag::ERROR => Some(true),
+            body_tag::IP | body_tag::CP => {
+                let content = body.children().ok()?.required("content").ok()?;
+                let mut rep = content.children().ok()?;
+                let mut responses = rep.required("response").ok()?;
+                // caPubs [1] may come first.
+                if responses.tag == 0xa1 {
+                    responses = rep.required("response").ok()?;
+                }
+                let first = responses.children().ok()?.required("CertResponse").ok()?;
+                let mut fields = first.children().ok()?;
+                fields.required("certReqId").ok()?;
+                let status = fields.required("status").ok()?;
+                let code = status.children().ok()?.required("status").ok()?.small_uint().ok()?;
+                Some(code == 2)
+            }
+            _ => Some(false),
+        }
+    };
+    status().unwrap_or(false)
+}
+
 /// PKIFailureInfo bits (RFC 4210 §5.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailInfo {
@@ -430,5 +462,33 @@ mod tests {
         assert_eq!(fail_info_bits(23), vec![0x03, 0x04, 0x00, 0x00, 0x00, 0x01]);
         assert_eq!(fail_info_bits(2), vec![0x03, 0x02, 0x05, 0x20]);
         assert_eq!(fail_info_bits(1), vec![0x03, 0x02, 0x06, 0x40]);
+    }
+
+    #[test]
+    fn refusals_are_told_from_issues() {
+        let name = directory_name(&crate::x509::write_name(&[]));
+        let header = Header {
+            pvno: 2,
+            sender: name.clone(),
+            recipient: name,
+            protection_alg: None,
+            sender_kid: None,
+            transaction_id: Some(vec![1; 16]),
+            recip_nonce: None,
+            implicit_confirm: false,
+            now: 1_800_000_000,
+        }
+        .encode();
+        let rejected = status_info(2, Some("not-authorized"), Some(FailInfo::NotAuthorized));
+        let accepted = status_info(0, None, None);
+        assert!(is_refusal(&encode(&header, &cert_rep(body_tag::IP, 0, &rejected, None), None)));
+        assert!(is_refusal(&encode(&header, &error_body(&rejected), None)));
+        assert!(!is_refusal(&encode(
+            &header,
+            &cert_rep(body_tag::CP, 0, &accepted, Some((b"\x30\x00", b"\x30\x00"))),
+            None
+        )));
+        assert!(!is_refusal(&encode(&header, &pki_conf_body(), None)));
+        assert!(!is_refusal(b"garbage"));
     }
 }

@@ -75,13 +75,19 @@ fn refuse(fail: FailInfo, text: impl Into<String>) -> Refusal {
     Refusal { fail, text: text.into() }
 }
 
-/// The failInfo that tells a client why its enrollment was denied.
-pub fn fail_info_for(reason: &str) -> FailInfo {
+/// What a client is told of a denial that depends on what is registered (no
+/// registration, a wrong secret, an IP or serial that does not match, a
+/// locked registration): one answer for all, so that a refusal never tells
+/// whether a name is registered. The audit log keeps the real reason.
+pub const NOT_AUTHORIZED: &str = "not-authorized";
+
+/// The statusString and failInfo that tell a client its enrollment was denied.
+pub fn denial_for(reason: &str) -> (&str, FailInfo) {
     match reason {
-        "bad-password" => FailInfo::BadMessageCheck,
-        "invalid-fqdn" | "unknown-procedure" => FailInfo::BadRequest,
-        "policy-error" => FailInfo::SystemFailure,
-        _ => FailInfo::NotAuthorized,
+        "invalid-fqdn" | "unknown-procedure" => (reason, FailInfo::BadRequest),
+        "domain-not-allowed" => (reason, FailInfo::NotAuthorized),
+        "policy-error" => (reason, FailInfo::SystemFailure),
+        _ => (NOT_AUTHORIZED, FailInfo::NotAuthorized),
     }
 }
 
@@ -201,17 +207,21 @@ impl CmpServer {
         let dry = self.decide(&input, None, DecisionMode::DryRun, now)?;
         let registration = match (dry.reason.as_str(), dry.registration) {
             ("password-required", Some(id)) => id,
-            _ if !dry.allowed => {
-                // Denied before the password step: decided for real and audited.
+            _ => {
+                if dry.allowed {
+                    tracing::warn!(registration = ?dry.registration, "CMP: the deciding registration has no password to key CMP's MAC");
+                }
+                // Denied before the password step (or no password to key the
+                // MAC): decided for real and audited. The MAC is computed all
+                // the same (with no secret), so that the answer takes as long
+                // as a wrong password's and says the same.
+                let _ = checked.alg.verify(&[], &request.protected_part, checked.mac);
+                if dry.allowed {
+                    // Not decided (it would be allowed, and CMP cannot answer it).
+                    return Ok(self.denial(&reply, "password-required"));
+                }
                 let report = self.decide(&input, None, DecisionMode::Enroll, now)?;
                 return Ok(self.rejection(&reply, &report));
-            }
-            _ => {
-                tracing::warn!(registration = ?dry.registration, "CMP: the deciding registration has no password");
-                return Err(refuse(
-                    FailInfo::NotAuthorized,
-                    "password-required: the registration has no password to key CMP's MAC",
-                ));
             }
         };
         let Some(secret) = self.registry.password_secret(registration).map_err(system)? else {
@@ -369,7 +379,13 @@ impl CmpServer {
 
     fn rejection(&self, reply: &Reply<'_>, report: &DecisionReport) -> Vec<u8> {
         tracing::info!(reason = %report.reason, audit = ?report.audit_seq, "CMP: enrollment denied");
-        let status = message::status_info(2, Some(&report.reason), Some(fail_info_for(&report.reason)));
+        self.denial(reply, &report.reason)
+    }
+
+    /// The rejection a client is told of a denial for `reason` ([`denial_for`]).
+    fn denial(&self, reply: &Reply<'_>, reason: &str) -> Vec<u8> {
+        let (text, fail) = denial_for(reason);
+        let status = message::status_info(2, Some(text), Some(fail));
         let body = message::cert_rep(reply.body_tag, reply.cert_req_id, &status, None);
         self.respond(reply.request, reply.protect, reply.now, &body, false)
     }

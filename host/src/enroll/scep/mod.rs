@@ -78,6 +78,12 @@ impl ScepServer {
 
     /// PKIOperation: the CertRep for a DER (or BER) pkiMessage.
     pub fn operation(&self, procedure: &str, message: &[u8], now: u64) -> Result<Vec<u8>, Unreadable> {
+        self.operation_outcome(procedure, message, now).map(|(answer, _)| answer)
+    }
+
+    /// [`ScepServer::operation`], and whether it refused (FAILURE): a failed
+    /// attempt, which the service counts against the client's address.
+    pub fn operation_outcome(&self, procedure: &str, message: &[u8], now: u64) -> Result<(Vec<u8>, bool), Unreadable> {
         let signed = cms::read_signed(message).map_err(|e| Unreadable(e.to_string()))?;
         let text = |oid| signed.attribute_text(oid).map_err(|e| Unreadable(e.to_string()));
         let tid = text(attr::TRANSACTION_ID)?.ok_or_else(|| Unreadable("no transactionID".into()))?;
@@ -92,7 +98,7 @@ impl ScepServer {
                     return Err(Unreadable(format!("the request's signature does not verify: {e}")));
                 };
                 let failure = Outcome::Failure(FailInfo::BadMessageCheck, e.to_string());
-                return self.cert_rep(failure, &tid, nonce.as_deref(), cert, Cipher::Aes128, now);
+                return Ok((self.cert_rep(failure, &tid, nonce.as_deref(), cert, Cipher::Aes128, now)?, true));
             }
         };
         // The certificate goes back encrypted to the signer's key: without RSA
@@ -107,10 +113,12 @@ impl ScepServer {
                 Err(e) => (Outcome::Failure(FailInfo::BadRequest, e.to_string()), Cipher::Aes128),
             }
         };
+        // A refusal is a failed attempt; a poll for a certificate not issued is not.
+        let refused = matches!(&outcome, Outcome::Failure(fail, _) if *fail != FailInfo::BadCertId);
         if let Outcome::Failure(fail, why) = &outcome {
             tracing::info!(procedure, transaction = %tid, ?fail, "SCEP: {message_type} refused: {why}");
         }
-        self.cert_rep(outcome, &tid, nonce.as_deref(), &requester, cipher, now)
+        Ok((self.cert_rep(outcome, &tid, nonce.as_deref(), &requester, cipher, now)?, refused))
     }
 
     fn decide(

@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -94,12 +96,20 @@ pub async fn check(
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (a name longer than DNS allows); nothing is audited",
             body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed enrollments from this address (Retry-After); nothing was \
+            decided", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many password checks at once (nothing was decided), or the store is \
             unavailable: try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enroll(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Result<Json<DecisionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DecisionReport>, ApiError> {
-    Ok(Json(decide(state, body(request)?, DecisionMode::Enroll).await?))
+    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
+    let report = decide(state.clone(), body(request)?, DecisionMode::Enroll).await?;
+    if !report.allowed {
+        state.failures().failed(peer.ip());
+    }
+    Ok(Json(report))
 }
