@@ -314,3 +314,35 @@ fn failed_enrollments_are_limited_per_client_address_across_protocols() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 429);
 }
+
+#[test]
+fn fifty_dry_run_guesses_reveal_nothing_and_real_failures_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    run_local(dir, &["procedure", "add", "meters", "--domain", "grid", "--protocol", "scep"]);
+    std::fs::write(dir.join("pw"), "4711").unwrap();
+    run_local(dir, &["register", "--procedure", "meters", "--fqdn", "m1.example.net", "--password-file", "pw"]);
+    let server = Server::start(dir);
+    let base = server.url.trim_end_matches('/').to_owned();
+    let post = |path: &str, password: String| {
+        let body = serde_json::json!({ "procedure": "meters", "fqdn": "m1.example.net", "password": password });
+        let url = format!("{base}{path}");
+        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
+        response.into_body().read_to_string().unwrap()
+    };
+    // 49 wrong guesses and the right one: one answer for all, nothing counted.
+    let answers: std::collections::BTreeSet<String> =
+        (4690..4740).map(|pin| post("/v1/decisions/check", format!("{pin:04}"))).collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let answer = answers.into_iter().next().unwrap();
+    assert!(answer.contains("\"reason\":\"password-required\"") && answer.contains("would check it"), "{answer}");
+    let shown = run_local(dir, &["show", "1", "--json"]);
+    assert!(shown.contains("\"failed_attempts\": 0") && shown.contains("\"state\": \"open\""), "{shown}");
+    // Real decisions check it, and five failures in a row lock the registration.
+    for pin in ["0000", "1111", "2222", "3333", "4444"] {
+        assert!(post("/v1/decisions/enroll", pin.into()).contains("\"reason\":\"bad-password\""));
+    }
+    assert!(post("/v1/decisions/enroll", "4711".into()).contains("\"reason\":\"locked\""));
+    assert!(run_local(dir, &["show", "1", "--json"]).contains("\"state\": \"locked\""));
+}
