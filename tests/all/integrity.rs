@@ -7,6 +7,22 @@ use std::os::unix::fs::PermissionsExt;
 
 use crate::common::{Server, audit_records, prereg_command, run_local};
 
+/// What a JSON POST to `server` got back.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    text: String,
+}
+
+/// POSTs `body` as JSON to `path` on `server`, whatever the status.
+fn post_json(server: &Server, path: &str, body: &serde_json::Value) -> Answer {
+    let url = format!("{}{path}", server.url.trim_end_matches('/'));
+    let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(body).unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
+    Answer { status, retry_after, text: response.into_body().read_to_string().unwrap_or_default() }
+}
+
 fn audit_length(dir: &std::path::Path) -> usize {
     audit_records(dir).len()
 }
@@ -26,13 +42,10 @@ fn names_longer_than_dns_allows_are_refused_before_anything_is_audited() {
     run_local(dir, &["init"]);
     run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
     let server = Server::start(dir);
-    let url = format!("{}/v1/decisions/enroll", server.url.trim_end_matches('/'));
     let post = |fqdn: &str| {
-        let body = serde_json::json!({ "procedure": "routers", "fqdn": fqdn });
-        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
-        let status = response.status().as_u16();
-        let text = response.into_body().read_to_string().unwrap_or_default();
-        (status, text)
+        let answer =
+            post_json(&server, "/v1/decisions/enroll", &serde_json::json!({ "procedure": "routers", "fqdn": fqdn }));
+        (answer.status, answer.text)
     };
     // An ordinary unregistered name is decided and audited. (422: a field is
     // invalid, and the answer names it.)
@@ -144,13 +157,10 @@ fn a_flood_of_wrong_passwords_does_not_turn_a_right_one_into_a_policy_error() {
     // Many failures from one address: the per-address limit is not what is tested here.
     let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--failure-burst", "1000"];
     let server = Server::start_with(dir, "server.log", &args);
-    let url = format!("{}/v1/decisions/enroll", server.url.trim_end_matches('/'));
     let enroll = |fqdn: String, password: &'static str| {
         let body = serde_json::json!({ "procedure": "meters", "fqdn": fqdn, "password": password });
-        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
-        let status = response.status().as_u16();
-        let text = response.into_body().read_to_string().unwrap_or_default();
-        (status, text)
+        let answer = post_json(&server, "/v1/decisions/enroll", &body);
+        (answer.status, answer.text)
     };
     // 32 anonymous wrong-password attempts on eight registrations (four each,
     // below the lockout) while eight clients enroll with the right password.
@@ -286,10 +296,8 @@ fn failed_enrollments_are_limited_per_client_address_across_protocols() {
     let base = server.url.trim_end_matches('/').to_owned();
     let enroll = |fqdn: &str| {
         let body = serde_json::json!({ "procedure": "phones", "fqdn": fqdn, "password": "guess" });
-        let url = format!("{base}/v1/decisions/enroll");
-        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
-        let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
-        (response.status().as_u16(), retry, response.into_body().read_to_string().unwrap_or_default())
+        let answer = post_json(&server, "/v1/decisions/enroll", &body);
+        (answer.status, answer.retry_after, answer.text)
     };
     // Five guesses at five names: decided (and audited) as usual.
     for i in 0..5 {
@@ -324,12 +332,9 @@ fn fifty_dry_run_guesses_reveal_nothing_and_real_failures_lock() {
     std::fs::write(dir.join("pw"), "4711").unwrap();
     run_local(dir, &["register", "--procedure", "meters", "--fqdn", "m1.example.net", "--password-file", "pw"]);
     let server = Server::start(dir);
-    let base = server.url.trim_end_matches('/').to_owned();
     let post = |path: &str, password: String| {
         let body = serde_json::json!({ "procedure": "meters", "fqdn": "m1.example.net", "password": password });
-        let url = format!("{base}{path}");
-        let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(&body).unwrap();
-        response.into_body().read_to_string().unwrap()
+        post_json(&server, path, &body).text
     };
     // 49 wrong guesses and the right one: one answer for all, nothing counted.
     let answers: std::collections::BTreeSet<String> =
