@@ -351,3 +351,38 @@ fn fifty_dry_run_guesses_reveal_nothing_and_real_failures_lock() {
     assert!(post("/v1/decisions/enroll", "4711".into()).contains("\"reason\":\"locked\""));
     assert!(run_local(dir, &["show", "1", "--json"]).contains("\"state\": \"locked\""));
 }
+
+#[test]
+fn an_oversized_request_part_is_refused_before_it_is_held() {
+    // Issue 16 (limits): the signed `request` part of an upload is at most
+    // 64 KiB, read a chunk at a time, before any signature check.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    let server = Server::start(dir);
+    let huge = "x".repeat(1 << 20);
+    let body = format!(
+        "--b7\r\ncontent-disposition: form-data; name=\"request\"\r\n\r\n{huge}\r\n--b7\r\n\
+         content-disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\nfqdn\na.example.com\n\r\n--b7--\r\n"
+    );
+    for path in ["/v1/imports", "/v1/policies"] {
+        let url = format!("{}{path}", server.url.trim_end_matches('/'));
+        let response = ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .content_type("multipart/form-data; boundary=b7")
+            .send(body.as_bytes());
+        match response {
+            Ok(response) => {
+                assert_eq!(response.status().as_u16(), 413, "{path}");
+                let text = response.into_body().read_to_string().unwrap();
+                assert!(text.contains("larger than the 65536 bytes accepted"), "{text}");
+            }
+            // The server may answer and close before the client has sent it all.
+            Err(e) => assert!(e.to_string().contains("pipe") || e.to_string().contains("reset"), "{path}: {e}"),
+        }
+    }
+    let health = ureq::get(&format!("{}/healthz", server.url.trim_end_matches('/'))).call().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}

@@ -46,17 +46,34 @@ pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError 
     ApiError::malformed(e.body_text())
 }
 
+/// Largest `request` part of an upload: a signed request is a few KiB.
+pub const MAX_REQUEST_PART_BYTES: usize = 64 << 10;
+
 /// An upload (an import, a policy) is a multipart form: first `request`, the
 /// signed request as flattened JSON, then `file`. Reads `request` and returns
 /// the signed request in compact form; `what` names the request in messages.
 pub async fn signed_part(form: &mut Multipart, what: &str) -> Result<String, ApiError> {
     let field = form.next_field().await.map_err(multipart_error)?;
-    let Some(field) = field.filter(|f| f.name() == Some("request")) else {
+    let Some(mut field) = field.filter(|f| f.name() == Some("request")) else {
         return Err(ApiError::malformed(format!(
             "the first part of the form must be `request` ({what}), then a `file` part"
         )));
     };
-    let text = field.text().await.map_err(multipart_error)?;
+    // Read a chunk at a time and never past the limit: an anonymous client
+    // must not make the server hold a huge part before any signature check.
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > MAX_REQUEST_PART_BYTES {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "The request is too large",
+                format!("the `request` part ({what}) is larger than the {MAX_REQUEST_PART_BYTES} bytes accepted"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| ApiError::malformed("the `request` part is not UTF-8"))?;
     let jws: FlattenedJws = serde_json::from_str(&text)
         .map_err(|e| ApiError::malformed(format!("`request` is not a JWS in flattened JSON serialization: {e}")))?;
     Ok(jws.to_compact())

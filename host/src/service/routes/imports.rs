@@ -94,7 +94,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ImportView>>
         (status = 401, description = "Signature refused", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Officer not allowed in the domain", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Replayed request", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "File too large", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "File, or its `request` part (over 64 KiB), too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The file cannot be imported, or is not the signed one", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
     ))]

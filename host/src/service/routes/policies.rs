@@ -46,7 +46,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PolicyVersio
     responses(
         (status = 201, description = "Loaded (and activated if asked)", body = PolicyChange),
         WriteRefusals,
-        (status = 413, description = "Component too large", body = crate::service::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Component, or its `request` part (over 64 KiB), too large", body = crate::service::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn load(
     State(state): State<AppState>,
