@@ -54,6 +54,15 @@ impl DeviceFacts {
     }
 }
 
+/// Bytes from hex (either letter case); `None` if `text` is not an even
+/// number of hex digits. The inverse of [`hex`].
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -63,4 +72,15 @@ pub fn hex(bytes: &[u8]) -> String {
         out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(super::unhex(&super::hex(&[0, 0xab, 0x7f])), Some(vec![0, 0xab, 0x7f]));
+        assert_eq!(super::unhex("AB"), Some(vec![0xab]));
+        assert_eq!(super::unhex("abc"), None);
+        assert_eq!(super::unhex("zz"), None);
+    }
 }

@@ -131,15 +131,6 @@ fn key_id(name: &str, keys: &AuditKeys) -> [u8; 4] {
     [digest[0], digest[1], digest[2], digest[3]]
 }
 
-/// The verifier key of an instance's checkpoints in the signed-note form
-/// (`<name>+<key id hex>+<base64 of type and public key>`), for tools that
-/// check notes.
-pub fn verifier_key(origin: &str, keys: &AuditKeys) -> String {
-    let mut blob = vec![ED25519_TYPE];
-    blob.extend_from_slice(keys.checkpoint.verifying_key().as_bytes());
-    format!("{origin}+{}+{}", crate::audit::hex(&key_id(origin, keys)), B64.encode(blob))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +154,5 @@ mod tests {
         assert_eq!(Checkpoint::open(&note, "prereg/audit/abc", &self::keys(8)), Err(CheckpointError::BadSignature));
         assert!(matches!(Checkpoint::open(&note, "prereg/audit/xyz", &keys), Err(CheckpointError::OtherLog { .. })));
         assert!(matches!(Checkpoint::open("garbage", "x", &keys), Err(CheckpointError::Malformed(_))));
-        assert!(verifier_key("prereg/audit/abc", &keys).starts_with("prereg/audit/abc+"));
     }
 }

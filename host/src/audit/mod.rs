@@ -82,11 +82,6 @@ impl AuditKeys {
     pub fn marker_mac(&self, seq: u64) -> String {
         self.hmac(&[b"prereg audit keyed from", &seq.to_be_bytes()])
     }
-
-    /// The public key checkpoints verify with.
-    pub fn checkpoint_public_key(&self) -> [u8; 32] {
-        self.checkpoint.verifying_key().to_bytes()
-    }
 }
 
 /// `prev_hash` of the first record.

@@ -88,7 +88,7 @@ pub fn verify_log(
             if let Some(c) = checkpoint
                 && c.size == record.seq
             {
-                if hex_to_root(&record.hash) != Some(c.root) {
+                if hash_root(&record.hash) != Some(c.root) {
                     return Ok(result(&before, signatures, Some(ChainFault::Rewritten { seq: record.seq })));
                 }
                 root_checked = true;
@@ -105,15 +105,8 @@ pub fn verify_log(
 }
 
 /// The root of a checkpoint of a log whose last record has chain hash `hash`.
-pub fn hex_to_root(hash: &str) -> Option<[u8; 32]> {
-    if hash.len() != 64 {
-        return None;
-    }
-    let mut root = [0u8; 32];
-    for (i, byte) in root.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(root)
+pub fn hash_root(hash: &str) -> Option<[u8; 32]> {
+    prereg_pki::unhex(hash)?.try_into().ok()
 }
 
 /// What is wrong with a record's MAC, if anything: records from the keyed

@@ -76,7 +76,7 @@ pub fn migrate(context: &Context, from: &Path, to: &str) -> anyhow::Result<ExitC
         }
         other => other.into(),
     })?;
-    let verified = prereg::registry::verify_audit_chain(&to_store)?;
+    let verified = prereg::registry::verify_audit_chain(&to_store, None, None)?;
     if let Some(fault) = verified.fault {
         anyhow::bail!("the audit chain does not verify in the target: {fault}");
     }

@@ -307,7 +307,7 @@ impl Ca {
             .iter()
             .map(|r| {
                 Ok(x509::RevokedEntry {
-                    serial: from_hex(&r.serial)
+                    serial: super::unhex(&r.serial)
                         .ok_or_else(|| PkiError::Invalid(format!("a stored serial is not hex: {:?}", r.serial)))?,
                     revoked_at: r.revoked_at,
                     reason: r.reason,
@@ -409,14 +409,6 @@ impl Ca {
 fn authority_key_id(issuer: &Certificate) -> Result<Vec<u8>, PkiError> {
     let id = x509::key_identifier(&issuer.spki)?;
     Ok(x509::extension(oid::AUTHORITY_KEY_ID, false, &asn1::seq(&[&asn1::tlv(0x80, &id)])))
-}
-
-/// Bytes from lower-case or upper-case hex.
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// A random positive 127-bit serial number (RFC 5280: at most 20 octets; CA/B: 64 bits of entropy).

@@ -6,4 +6,4 @@ pub mod ca;
 
 pub use ca::{Ca, Issue};
 pub use prereg_pki::errors::PkiError;
-pub use prereg_pki::{asn1, errors, hex, keys, oid, x509};
+pub use prereg_pki::{asn1, errors, hex, keys, oid, unhex, x509};

@@ -96,11 +96,30 @@ pub fn initialise(
 }
 
 /// Verifies the whole audit log of `storage` (the chain and every officer's
-/// signed request) and reports the first bad record.
-pub fn verify_audit_chain(storage: &dyn Storage) -> Result<AuditVerification, RegistryError> {
+/// signed request; the records' MACs when the instance's `keys` are given;
+/// and that the log still holds what the signed checkpoint `note` counts,
+/// which needs the keys) and reports the first bad record.
+pub fn verify_audit_chain(
+    storage: &dyn Storage,
+    keys: Option<&AuditKeys>,
+    note: Option<&str>,
+) -> Result<AuditVerification, RegistryError> {
     let mut tx = storage.begin(TxKind::Read)?;
     let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
-    Ok(audit::verify::verify_log(tx.as_mut(), &instance, None, None)?)
+    let checkpoint = match note {
+        None => None,
+        Some(note) => {
+            let keys = keys.ok_or_else(|| RegistryError::Invalid {
+                field: "sealing-key".into(),
+                message: "a checkpoint is checked with the instance key (the data folder's sealing.key)".into(),
+            })?;
+            let origin = audit::checkpoint::origin(&instance);
+            let opened = audit::checkpoint::Checkpoint::open(note, &origin, keys)
+                .map_err(|e| RegistryError::Invalid { field: "checkpoint".into(), message: e.to_string() })?;
+            Some(opened)
+        }
+    };
+    Ok(audit::verify::verify_log(tx.as_mut(), &instance, checkpoint.as_ref(), keys)?)
 }
 
 /// The registry over a storage backend and an active policy. The policy can
@@ -269,21 +288,14 @@ impl Registry {
     /// Verifies the whole audit log (the chain and every officer's signed
     /// request) and reports the first bad record.
     pub fn verify_audit(&self) -> Result<AuditVerification, RegistryError> {
-        let mut tx = self.storage.begin(TxKind::Read)?;
-        let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
-        Ok(audit::verify::verify_log(tx.as_mut(), &instance, None, self.audit_keys.as_deref())?)
+        verify_audit_chain(self.storage.as_ref(), self.audit_keys.as_deref(), None)
     }
 
     /// [`Registry::verify_audit`], and that the log still holds what the
     /// signed checkpoint `note` counts (it needs the instance key: the
     /// data folder's `sealing.key`).
     pub fn verify_audit_against(&self, note: &str) -> Result<AuditVerification, RegistryError> {
-        let keys = self.audit_keys()?;
-        let mut tx = self.storage.begin(TxKind::Read)?;
-        let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
-        let checkpoint = audit::checkpoint::Checkpoint::open(note, &audit::checkpoint::origin(&instance), &keys)
-            .map_err(|e| RegistryError::Invalid { field: "checkpoint".into(), message: e.to_string() })?;
-        Ok(audit::verify::verify_log(tx.as_mut(), &instance, Some(&checkpoint), Some(&keys))?)
+        verify_audit_chain(self.storage.as_ref(), self.audit_keys.as_deref(), Some(note))
     }
 
     /// The instance's audit keys (from its sealing key).
@@ -308,7 +320,7 @@ impl Registry {
         let (size, root) = match tx.audit_head()? {
             Some((seq, hash)) => (
                 seq,
-                audit::verify::hex_to_root(&hash).ok_or_else(|| {
+                audit::verify::hash_root(&hash).ok_or_else(|| {
                     crate::store::StoreError::Corrupt(format!("audit record {seq}'s hash is not SHA-256 hex"))
                 })?,
             ),

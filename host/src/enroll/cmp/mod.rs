@@ -208,18 +208,18 @@ impl CmpServer {
         let registration = match (dry.reason.as_str(), dry.registration) {
             ("password-required", Some(id)) => id,
             _ => {
-                if dry.allowed {
-                    tracing::warn!(registration = ?dry.registration, "CMP: the deciding registration has no password to key CMP's MAC");
-                }
-                // Denied before the password step (or no password to key the
-                // MAC): decided for real and audited. The MAC is computed all
-                // the same (with no secret), so that the answer takes as long
-                // as a wrong password's and says the same.
+                // Denied before the password step, or no password to key the
+                // MAC. The MAC is computed all the same (with no secret), so
+                // that the answer takes as long as a wrong password's and says
+                // the same.
                 let _ = checked.alg.verify(&[], &request.protected_part, checked.mac);
                 if dry.allowed {
-                    // Not decided (it would be allowed, and CMP cannot answer it).
+                    // Not decided: it would be allowed and counted, and CMP
+                    // could not answer it.
+                    tracing::warn!(registration = ?dry.registration, "CMP: the deciding registration has no password to key CMP's MAC");
                     return Ok(self.denial(&reply, "password-required"));
                 }
+                // Decided for real and audited.
                 let report = self.decide(&input, None, DecisionMode::Enroll, now)?;
                 return Ok(self.rejection(&reply, &report));
             }
