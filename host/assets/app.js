@@ -1,10 +1,14 @@
 // prereg RA page. The officer's private key is read from a PKCS#8 file into
 // this page's memory only; every write is signed here with WebCrypto as a
-// JWS (flattened JSON) and sent to the REST API. Nothing secret is stored.
+// JWS (flattened JSON) and sent to the REST API, and every read carries a
+// short-lived access token signed the same way (Authorization: Bearer).
+// Nothing secret is stored, and no cookie is used.
 "use strict";
 
 const officer = { key: null, alg: null, kid: null, name: null };
 let instanceId = null;
+// The current access token and when it expires (Unix seconds).
+const access = { token: null, exp: 0 };
 
 const $ = (id) => document.getElementById(id);
 const enc = new TextEncoder();
@@ -59,6 +63,8 @@ async function api(method, path, body, contentType) {
       init.headers["content-type"] = contentType || "application/json";
     }
   }
+  const token = await accessToken();
+  if (token) init.headers.authorization = `Bearer ${token}`;
   const response = await fetch(path, init);
   const type = response.headers.get("content-type") || "";
   const data = type.includes("json") ? await response.json() : await response.text();
@@ -70,9 +76,49 @@ async function api(method, path, body, contentType) {
   return data;
 }
 
+// The instance (open to anyone): read without a token, which needs its id.
+async function instanceInfo() {
+  const response = await fetch("/v1/instance");
+  if (!response.ok) throw new Error(`GET /v1/instance: ${response.status}`);
+  return response.json();
+}
+
 async function instance() {
-  if (!instanceId) instanceId = (await api("GET", "/v1/instance")).instance_id;
+  if (!instanceId) instanceId = (await instanceInfo()).instance_id;
   return instanceId;
+}
+
+async function signCompact(header, claims) {
+  const protectedPart = b64url(enc.encode(JSON.stringify(header)));
+  const payload = b64url(enc.encode(JSON.stringify(claims)));
+  const algorithm = officer.alg === "ES256" ? { name: "ECDSA", hash: "SHA-256" } : { name: "Ed25519" };
+  const signature = await crypto.subtle.sign(algorithm, officer.key, enc.encode(`${protectedPart}.${payload}`));
+  return { protected: protectedPart, payload, signature: b64url(signature) };
+}
+
+// An access token (at most five minutes), made again a minute before it ends.
+async function accessToken() {
+  if (!officer.key) return null;
+  const now = Math.floor(Date.now() / 1000);
+  if (access.token && access.exp - now > 60) return access.token;
+  const header = { alg: officer.alg, kid: officer.kid, typ: "prereg-access+jws" };
+  const aud = await instance();
+  const jws = await signCompact(header, { aud, iat: now, exp: now + 240 });
+  Object.assign(access, { token: `${jws.protected}.${jws.payload}.${jws.signature}`, exp: now + 240 });
+  return access.token;
+}
+
+// An HTML fragment of the page (`/ui/...`), read with the access token.
+async function fragment(path) {
+  const token = await accessToken();
+  const response = await fetch(path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const text = await response.text();
+  if (!response.ok) {
+    let detail = text;
+    try { detail = JSON.parse(text).detail; } catch (_) { /* not a problem document */ }
+    throw new Error(detail);
+  }
+  return text;
 }
 
 async function sign(request) {
@@ -81,11 +127,7 @@ async function sign(request) {
   const jti = b64url(crypto.getRandomValues(new Uint8Array(16)));
   const header = { alg: officer.alg, kid: officer.kid, typ: "prereg-request+jws" };
   const claims = { aud: await instance(), iat: now, exp: now + 300, jti, request };
-  const protectedPart = b64url(enc.encode(JSON.stringify(header)));
-  const payload = b64url(enc.encode(JSON.stringify(claims)));
-  const algorithm = officer.alg === "ES256" ? { name: "ECDSA", hash: "SHA-256" } : { name: "Ed25519" };
-  const signature = await crypto.subtle.sign(algorithm, officer.key, enc.encode(`${protectedPart}.${payload}`));
-  return { protected: protectedPart, payload, signature: b64url(signature) };
+  return signCompact(header, claims);
 }
 
 function show(element, text, ok) {
@@ -110,13 +152,24 @@ async function loadKey(file) {
     const { key, alg } = await importKey(pemToDer(await file.text()));
     const jwk = await crypto.subtle.exportKey("jwk", key);
     const kid = await thumbprint(jwk);
-    const officers = await api("GET", "/v1/officers");
+    Object.assign(officer, { key, alg, kid, name: null });
+    Object.assign(access, { token: null, exp: 0 });
+    let officers;
+    try {
+      officers = await api("GET", "/v1/officers");
+    } catch (e) {
+      throw new Error(`key ${kid} is not an officer of this instance (${e.message})`);
+    }
     const me = officers.find((o) => o.kid === kid);
     if (!me) throw new Error(`key ${kid} is not an officer of this instance`);
-    Object.assign(officer, { key, alg, kid, name: me.name });
+    officer.name = me.name;
+    $("main").innerHTML = await fragment("/ui/main");
+    wireMain();
+    openTab(location.hash.length > 1 ? location.hash.slice(1) : "registrations");
     show(status, `Signing as ${me.name} (${alg}, domains ${me.domains.join(", ")})`, true);
   } catch (e) {
     Object.assign(officer, { key: null, alg: null, kid: null, name: null });
+    Object.assign(access, { token: null, exp: 0 });
     show(status, `Key not loaded: ${e.message}`, false);
   }
 }
@@ -125,8 +178,7 @@ async function loadKey(file) {
 
 async function loadRegistrations(params) {
   const query = new URLSearchParams(params).toString();
-  const response = await fetch(`/ui/registrations?${query}`);
-  $("registrations").innerHTML = await response.text();
+  $("registrations").innerHTML = await fragment(`/ui/registrations?${query}`);
 }
 
 async function changeState(id, action) {
@@ -159,7 +211,7 @@ function b64urlDecode(text) {
 // derive it again, so the signed request, which the audit log keeps, holds
 // no digest a guess of a password in the file could be checked against.
 async function keyedDigest(bytes) {
-  const info = await api("GET", "/v1/instance");
+  const info = await instanceInfo();
   if (!info.sealing_key) throw new Error("the instance publishes no key to key the file's digest with");
   const instanceKey = b64urlDecode(info.sealing_key);
   const ephemeral = await crypto.subtle.generateKey({ name: "X25519" }, true, ["deriveBits"]);
@@ -340,13 +392,8 @@ function openTab(name) {
   document.querySelectorAll(".tab").forEach((s) => s.classList.toggle("active", s.id === `tab-${name}`));
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => {
-    openTab(b.dataset.tab);
-    history.replaceState(null, "", `#${b.dataset.tab}`);
-  }));
-  if (location.hash.length > 1) openTab(location.hash.slice(1));
-  $("key-file").addEventListener("change", (e) => e.target.files[0] && loadKey(e.target.files[0]));
+// The officer's part of the page, once it is loaded.
+function wireMain() {
   $("search-form").addEventListener("submit", (e) => {
     e.preventDefault();
     loadRegistrations({ q: $("search-q").value, state: $("search-state").value });
@@ -367,7 +414,19 @@ document.addEventListener("DOMContentLoaded", () => {
   $("imp-run").addEventListener("click", () => runImport(false));
   $("check-form").addEventListener("submit", check);
   $("audit-refresh").addEventListener("click", async () => {
-    $("audit").innerHTML = await (await fetch("/ui/audit")).text();
+    try {
+      $("audit").innerHTML = await fragment("/ui/audit");
+    } catch (e) {
+      show($("chain-status"), e.message, false);
+    }
   });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => {
+    openTab(b.dataset.tab);
+    history.replaceState(null, "", `#${b.dataset.tab}`);
+  }));
+  $("key-file").addEventListener("change", (e) => e.target.files[0] && loadKey(e.target.files[0]));
   document.body.dataset.ready = "true";
 });

@@ -5,10 +5,12 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
 
 use crate::policy::PolicyInfo;
 use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, WriteOutcome};
@@ -17,8 +19,9 @@ use crate::service::routes::{
     AuditPage, AuditVerificationView, DecisionRequest, ImportView, InstanceInfo, RegistrationPage, ReportPage,
 };
 use crate::service::signed::FlattenedJws;
+use crate::signing::SigningKey;
 use crate::signing::WriteRequest;
-use crate::store::{OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord};
+use crate::store::{CallerRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,17 +71,94 @@ impl ClientError {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    credential: Credential,
+}
+
+/// What a client presents as `Authorization: Bearer`.
+#[derive(Clone)]
+enum Credential {
+    /// Nothing: writes (each signed) and the open routes only.
+    None,
+    /// An officer's key: an access token made with it, renewed before it ends.
+    Officer { key: Arc<SigningKey>, token: Arc<Mutex<Option<(String, u64)>>> },
+    /// A CA caller's secret.
+    Caller(Arc<Zeroizing<String>>),
 }
 
 impl Client {
-    /// A client of the service at `base` (`http://127.0.0.1:8080`).
+    /// A client of the service at `base` (`http://127.0.0.1:8080`); an
+    /// `https` service is trusted by the Mozilla roots.
     pub fn new(base: &str) -> Self {
+        Self::build(base, ureq::tls::RootCerts::WebPki)
+    }
+
+    /// A client of the `https` service at `base` whose certificate chains to
+    /// one of the PEM certificates in `roots` (the instance CA's
+    /// `ca/ca.crt`, for a service started with `--tls-self`).
+    pub fn with_roots(base: &str, roots: &[u8]) -> Result<Self, ClientError> {
+        let certs = ureq::tls::parse_pem(roots)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Decode { url: base.to_owned(), message: format!("the trusted roots: {e}") })?;
+        if certs.is_empty() {
+            return Err(ClientError::Decode {
+                url: base.to_owned(),
+                message: "no PEM certificate among the trusted roots".into(),
+            });
+        }
+        Ok(Self::build(base, ureq::tls::RootCerts::Specific(Arc::new(certs))))
+    }
+
+    fn build(base: &str, roots: ureq::tls::RootCerts) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_global(Some(Duration::from_secs(300)))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
             .build();
-        Client { base: base.trim_end_matches('/').to_owned(), agent: config.into() }
+        Client { base: base.trim_end_matches('/').to_owned(), agent: config.into(), credential: Credential::None }
+    }
+
+    /// The same client, reading as the officer whose key is `key`: every
+    /// call carries an access token signed by it
+    /// ([`crate::signing::access`]), made again before it ends.
+    pub fn with_officer(mut self, key: Arc<SigningKey>) -> Self {
+        self.credential = Credential::Officer { key, token: Arc::new(Mutex::new(None)) };
+        self
+    }
+
+    /// The same client, calling as the CA caller whose secret is `secret`
+    /// (enrollment decisions).
+    pub fn with_caller_secret(mut self, secret: &str) -> Self {
+        self.credential = Credential::Caller(Arc::new(Zeroizing::new(secret.trim().to_owned())));
+        self
+    }
+
+    /// The `Authorization` value of the next call, if the client has a credential.
+    fn authorization(&self) -> Result<Option<String>, ClientError> {
+        match &self.credential {
+            Credential::None => Ok(None),
+            Credential::Caller(secret) => Ok(Some(format!("Bearer {}", secret.as_str()))),
+            Credential::Officer { key, token } => {
+                let now = crate::registry::unix_now();
+                let mut slot = token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some((value, exp)) = slot.as_ref()
+                    && *exp > now + 60
+                {
+                    return Ok(Some(format!("Bearer {value}")));
+                }
+                let instance = self.instance()?.instance_id;
+                let lifetime = crate::signing::access::ACCESS_LIFETIME_SECS;
+                let value = crate::signing::access::sign_access(key, &instance, now, lifetime)
+                    .map_err(|e| ClientError::Decode { url: self.base.clone(), message: e.to_string() })?;
+                *slot = Some((value.clone(), now + lifetime));
+                Ok(Some(format!("Bearer {value}")))
+            }
+        }
     }
 
     /// The service's address.
@@ -126,6 +206,9 @@ impl Client {
         for (k, v) in query {
             request = request.query(k, v);
         }
+        if let Some(value) = self.authorization()? {
+            request = request.header("authorization", value);
+        }
         self.answer(&url, request.call())
     }
 
@@ -133,18 +216,23 @@ impl Client {
         let url = self.url(path);
         let json =
             serde_json::to_vec(body).map_err(|e| ClientError::Decode { url: url.clone(), message: e.to_string() })?;
-        let result = match method {
-            "DELETE" => {
-                self.agent.delete(&url).force_send_body().header("content-type", "application/json").send(&json[..])
-            }
-            _ => self.agent.post(&url).header("content-type", "application/json").send(&json[..]),
-        };
+        let mut request = match method {
+            "DELETE" => self.agent.delete(&url).force_send_body(),
+            _ => self.agent.post(&url),
+        }
+        .header("content-type", "application/json");
+        if let Some(value) = self.authorization()? {
+            request = request.header("authorization", value);
+        }
+        let result = request.send(&json[..]);
         self.answer(&url, result)
     }
 
-    /// The instance (its id is the audience of signed requests).
+    /// The instance (its id is the audience of signed requests): open to
+    /// anyone, so it is asked without a credential.
     pub fn instance(&self) -> Result<InstanceInfo, ClientError> {
-        self.get("/v1/instance", &[])
+        let url = self.url("/v1/instance");
+        self.answer(&url, self.agent.get(&url).call())
     }
 
     /// Sends a signed write (compact JWS) to the route of its action.
@@ -156,6 +244,10 @@ impl Client {
             WriteRequest::AddOfficer { .. } => self.send("POST", "/v1/officers", &body),
             WriteRequest::DisableOfficer { name } => {
                 self.send("POST", &format!("/v1/officers/{}/disable", path_segment(name)), &body)
+            }
+            WriteRequest::AddCaller { .. } => self.send("POST", "/v1/callers", &body),
+            WriteRequest::DisableCaller { name } => {
+                self.send("POST", &format!("/v1/callers/{}/disable", path_segment(name)), &body)
             }
             WriteRequest::CreateRegistration { .. } => {
                 let created: crate::service::routes::Created = self.send("POST", "/v1/registrations", &body)?;
@@ -190,6 +282,11 @@ impl Client {
     /// Every officer.
     pub fn officers(&self) -> Result<Vec<OfficerRecord>, ClientError> {
         self.get("/v1/officers", &[])
+    }
+
+    /// The CA callers the reading officer may see.
+    pub fn callers(&self) -> Result<Vec<CallerRecord>, ClientError> {
+        self.get("/v1/callers", &[])
     }
 
     /// One page of registrations.
@@ -306,11 +403,12 @@ impl Client {
         let tail = format!("\r\n--{boundary}--\r\n");
         let mut body =
             std::io::Cursor::new(head.into_bytes()).chain(file).chain(std::io::Cursor::new(tail.into_bytes()));
-        let result = self
-            .agent
-            .post(&url)
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-            .send(ureq::SendBody::from_reader(&mut body));
+        let mut request =
+            self.agent.post(&url).header("content-type", format!("multipart/form-data; boundary={boundary}"));
+        if let Some(value) = self.authorization()? {
+            request = request.header("authorization", value);
+        }
+        let result = request.send(ureq::SendBody::from_reader(&mut body));
         self.answer(&url, result)
     }
 

@@ -228,3 +228,14 @@ pub fn write_new_file(path: &Path, contents: &[u8], private: bool) -> io::Result
     file.write_all(contents)?;
     file.sync_all()
 }
+
+/// Writes `path` anew, readable by its owner only: a fresh file beside it,
+/// renamed over it, so a reader sees the old contents or the new, whole.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".new");
+    let fresh = path.with_file_name(name);
+    let _ = fs::remove_file(&fresh);
+    write_new_file(&fresh, contents, true)?;
+    fs::rename(&fresh, path)
+}

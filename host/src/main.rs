@@ -15,7 +15,9 @@ fn main() -> ExitCode {
     let default_level = if matches!(cli.command, cli::Command::Serve { .. }) { "info" } else { "warn" };
     let level = cli.global.log_level.as_deref().unwrap_or(default_level);
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(default_level));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or a collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match cli.global.log_format {
         cli::LogFormat::Json => logs.json().init(),
         cli::LogFormat::Text => logs.init(),

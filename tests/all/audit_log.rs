@@ -71,7 +71,11 @@ fn serve_writes_checkpoints_and_verify_catches_a_log_cut_short() {
     let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--checkpoint-seconds", "1"];
     let server = Server::start_with(dir, "server.log", &args);
     // The served checkpoint and the written one count the whole log (10 records).
-    let mut response = ureq::get(&format!("{}/v1/audit/checkpoint", server.url.trim_end_matches('/'))).call().unwrap();
+    let url = format!("{}/v1/audit/checkpoint", server.url.trim_end_matches('/'));
+    // An officer of every domain reads it; nobody else.
+    let anonymous = ureq::get(&url).config().http_status_as_error(false).build().call().unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let mut response = ureq::get(&url).header("authorization", server.officer_authorization()).call().unwrap();
     let served = response.body_mut().read_to_string().unwrap();
     assert!(served.lines().nth(1) == Some("10"), "{served}");
     let latest = dir.join("data/checkpoints/latest.note");
@@ -203,6 +207,7 @@ fn an_officer_action_forged_under_a_key_swapped_into_the_store_is_caught() {
         request: jws,
         detail: String::new(),
         mac: None,
+        domain: None,
     };
     forged.hash = record_hash(&forged);
     db.execute(

@@ -30,6 +30,11 @@ struct Browser {
 
 impl Browser {
     fn start() -> Option<Browser> {
+        Self::start_with(&[])
+    }
+
+    /// [`Browser::start`] with more Chromium arguments.
+    fn start_with(extra: &[String]) -> Option<Browser> {
         let (chromium, chromedriver) = ("/usr/bin/chromium", "/usr/bin/chromedriver");
         if !Path::new(chromium).exists() || !Path::new(chromedriver).exists() {
             assert!(
@@ -56,15 +61,25 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().unwrap().keep();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1000",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().cloned());
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--disable-dev-shm-usage", "--window-size=1400,1000",
-                         format!("--user-data-dir={}", profile.display())]
-            }
+            "goog:chromeOptions": { "binary": chromium, "args": args }
         }}});
         let mut response = agent.post(format!("{base}/session")).send_json(&capabilities).unwrap();
         let value: Value = response.body_mut().read_json().unwrap();
@@ -257,14 +272,15 @@ fn an_officer_works_in_the_ra_page_with_a_key_that_never_leaves_it() {
     browser.wait_text("#registrations", "disabled");
     browser.screenshot("05-registrations");
 
-    // The audit log, with the chain's status.
+    // The audit log: alice, an officer of corp, reads corp's records; the
+    // whole chain is verified by an officer of every domain.
     browser.tab("audit");
-    // The page does not walk the whole chain on every load: Refresh does.
-    browser.wait_text("#chain-status", "Press Refresh to verify the whole chain");
+    browser.wait_text("#chain-status", "Records of your domains (corp)");
     browser.click("#audit-refresh");
-    browser.wait_text("#chain-status", "Audit chain intact");
     let audit = browser.wait_text("#audit", "registration.disable");
     assert!(audit.contains("import.csv"), "{audit}");
+    assert!(audit.contains("officer:alice"), "her own creation belongs to corp: {audit}");
+    assert!(!audit.contains("instance.init"), "instance-wide records are for officers of every domain: {audit}");
     browser.screenshot("06-audit");
 
     // A decision and its explanation.
@@ -302,4 +318,44 @@ fn an_officer_works_in_the_ra_page_with_a_key_that_never_leaves_it() {
     let db = std::fs::read(dir.path().join("data/prereg.sqlite3")).unwrap();
     assert!(!crate::common::contains(&db, body.as_bytes()));
     assert!(!crate::common::contains(&db, b"s3cret pass"));
+}
+
+#[test]
+fn over_https_an_officer_of_one_domain_sees_only_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| crate::common::run_local(dir.path(), args);
+    run(&["init"]);
+    run(&["ca", "init"]);
+    for domain in ["d", "e"] {
+        let procedure = format!("{domain}-routers");
+        run(&["procedure", "add", &procedure, "--domain", domain, "--protocol", "scep"]);
+        run(&["register", "--procedure", &procedure, "--fqdn", &format!("router1.{domain}.example.com")]);
+    }
+    run(&["officer", "keygen", "--out", "eve.key", "--algorithm", "es256"]);
+    run(&["officer", "add", "eve", "--public-key", "eve.key.pub", "--domains", "e"]);
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--tls-self"];
+    let server = Server::start_with(dir.path(), "server.log", &args);
+    // Chromium trusts exactly the service's key (the instance CA is not in
+    // its store): the page is a secure context, as on an officer's desk.
+    let chain = std::fs::read(dir.path().join("data/tls/server.crt")).unwrap();
+    let leaf = prereg_pki::x509::pem_blocks(&String::from_utf8(chain).unwrap(), "CERTIFICATE").unwrap().remove(0);
+    let spki = prereg_pki::x509::Certificate::from_der(&leaf).unwrap().spki;
+    let pin = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&spki));
+    let Some(browser) = Browser::start_with(&[format!("--ignore-certificate-errors-spki-list={pin}")]) else { return };
+
+    browser.open(&server.url);
+    assert_eq!(browser.js("return window.isSecureContext"), json!(true));
+    let before = browser.text("main");
+    assert!(!before.contains("router1") && before.contains("Load your officer key"), "{before}");
+    browser.choose_file("#key-file", &dir.path().join("eve.key"));
+    browser.wait_text("#key-status", "Signing as eve (ES256, domains e)");
+    let rows = browser.wait_text("#registrations", "router1.e.example.com");
+    assert!(!rows.contains("router1.d.example.com"), "{rows}");
+    browser.tab("register");
+    let options = browser.text("#reg-procedure");
+    assert!(options.contains("e-routers") && !options.contains("d-routers"), "{options}");
+    browser.screenshot("09-https-domain-e");
+    // What the page fetched carried eve's token, never a cookie.
+    assert!(server.log().contains("principal=officer:eve"), "{}", server.log());
+    assert!(!server.log().to_ascii_lowercase().contains("cookie"));
 }

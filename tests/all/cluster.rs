@@ -51,7 +51,7 @@ impl Cluster {
     }
 
     fn client(&self, i: usize) -> Client {
-        self.node(i).client()
+        self.node(i).anonymous().with_officer(std::sync::Arc::new(self.admin()))
     }
 
     fn admin(&self) -> SigningKey {
@@ -172,15 +172,17 @@ fn a_one_time_registration_enrolled_through_two_nodes_at_once_is_allowed_once() 
         };
         cluster.submit(r % 3, request).unwrap();
     }
+    // The CA front that asks every node (a caller is known to all of them).
+    let secret = cluster.node(0).add_caller("front", &["p"]);
     for r in 0..ROUNDS {
         let barrier = Arc::new(Barrier::new(2));
         let nodes = [r % 3, (r + 1) % 3];
         let threads: Vec<_> = nodes
             .into_iter()
             .map(|i| {
-                let (cluster, barrier) = (cluster.clone(), barrier.clone());
+                let (cluster, barrier, secret) = (cluster.clone(), barrier.clone(), secret.clone());
                 std::thread::spawn(move || {
-                    let client = cluster.client(i);
+                    let client = cluster.node(i).anonymous().with_caller_secret(&secret);
                     barrier.wait();
                     client.decide(&input(&format!("once{r}.example.com")), DecisionMode::Enroll).unwrap()
                 })
@@ -439,7 +441,8 @@ fn an_embedded_instance_migrates_to_postgres_with_its_chain_verified() {
     std::fs::create_dir(dir.path().join("node")).unwrap();
     std::fs::copy(dir.path().join("old/sealing.key"), dir.path().join("node/sealing.key")).unwrap();
     let server = Server::start_node(dir.path(), "node", &db.url);
-    let client = server.client();
+    let key = SigningKey::from_pem(&std::fs::read_to_string(dir.path().join("old/officer.key")).unwrap(), "k").unwrap();
+    let client = server.anonymous().with_officer(std::sync::Arc::new(key));
     let once = client.registration(once.trim().parse().unwrap()).unwrap();
     assert_eq!((once.enrollments, once.state.to_string()), (1, "used".to_owned()));
     assert!(client.decide(&input("x.r.example.com"), DecisionMode::DryRun).unwrap().allowed);

@@ -297,6 +297,8 @@ pub struct Server {
     pub child: std::process::Child,
     pub url: String,
     pub dir: std::path::PathBuf,
+    /// Its data folder (`--data`), under `dir`.
+    data: String,
     log: std::path::PathBuf,
     _stdout: std::io::BufReader<std::process::ChildStdout>,
 }
@@ -331,7 +333,8 @@ impl Server {
             assert!(read > 0, "the server stopped: {}", std::fs::read_to_string(&log).unwrap_or_default());
             if let Some(rest) = line.strip_prefix("prereg serving on ") {
                 let url = rest.split_whitespace().next().unwrap().to_owned();
-                return Server { child, url, dir: dir.to_owned(), log, _stdout: stdout };
+                let data = args.iter().position(|a| *a == "--data").map_or("prereg-data", |i| args[i + 1]).to_owned();
+                return Server { child, url, dir: dir.to_owned(), data, log, _stdout: stdout };
             }
         }
     }
@@ -343,13 +346,49 @@ impl Server {
 
     /// The first officer's key.
     pub fn admin_key(&self) -> SigningKey {
-        let pem = std::fs::read_to_string(self.dir.join("data/officer.key")).unwrap();
+        let pem = std::fs::read_to_string(self.dir.join(&self.data).join("officer.key")).unwrap();
         SigningKey::from_pem(&pem, "officer.key").unwrap()
     }
 
-    /// A REST client.
+    /// A REST client that reads as the first officer (an officer of every
+    /// domain).
     pub fn client(&self) -> prereg::client::Client {
+        self.anonymous().with_officer(Arc::new(self.admin_key()))
+    }
+
+    /// An `Authorization` value for the first officer (a fresh access
+    /// token), for raw HTTP calls.
+    pub fn officer_authorization(&self) -> String {
+        let instance = self.anonymous().instance().unwrap().instance_id;
+        let token =
+            signing::access::sign_access(&self.admin_key(), &instance, prereg::registry::unix_now(), 240).unwrap();
+        format!("Bearer {token}")
+    }
+
+    /// A REST client with no credential.
+    pub fn anonymous(&self) -> prereg::client::Client {
         prereg::client::Client::new(&self.url)
+    }
+
+    /// Adds the CA caller `name` for `procedures` (signed by the first
+    /// officer) and returns its secret.
+    pub fn add_caller(&self, name: &str, procedures: &[&str]) -> String {
+        let secret = prereg::service::auth::new_caller_secret();
+        let request = WriteRequest::AddCaller {
+            name: name.into(),
+            procedures: procedures.iter().map(|p| (*p).to_owned()).collect(),
+            secret_sha256: Some(prereg::service::auth::caller_secret_sha256(&secret)),
+            certificate_sha256: None,
+        };
+        let client = self.client();
+        client.submit(&sign_for(&client, &self.admin_key(), request.clone()), &request).unwrap();
+        secret
+    }
+
+    /// A REST client that asks for decisions as a new CA caller of `procedures`.
+    pub fn caller_client(&self, procedures: &[&str]) -> prereg::client::Client {
+        let name = format!("caller-{}", rand_name());
+        self.anonymous().with_caller_secret(&self.add_caller(&name, procedures))
     }
 
     /// SIGTERM, then waits for the exit.
@@ -445,4 +484,11 @@ pub fn audited_enrollments_in(dir: &std::path::Path, data: &str) -> Vec<AuditedE
             }
         })
         .collect()
+}
+
+/// A short random name.
+pub fn rand_name() -> String {
+    let mut bytes = [0u8; 4];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    prereg_pki::hex(&bytes)
 }

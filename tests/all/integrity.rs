@@ -14,10 +14,17 @@ struct Answer {
     text: String,
 }
 
-/// POSTs `body` as JSON to `path` on `server`, whatever the status.
-fn post_json(server: &Server, path: &str, body: &serde_json::Value) -> Answer {
+/// POSTs `body` as JSON to `path` on `server` with the `Authorization`
+/// value `authorization`, whatever the status.
+fn post_json(server: &Server, authorization: &str, path: &str, body: &serde_json::Value) -> Answer {
     let url = format!("{}{path}", server.url.trim_end_matches('/'));
-    let response = ureq::post(&url).config().http_status_as_error(false).build().send_json(body).unwrap();
+    let response = ureq::post(&url)
+        .header("authorization", authorization)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(body)
+        .unwrap();
     let status = response.status().as_u16();
     let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
     Answer { status, retry_after, text: response.into_body().read_to_string().unwrap_or_default() }
@@ -42,9 +49,14 @@ fn names_longer_than_dns_allows_are_refused_before_anything_is_audited() {
     run_local(dir, &["init"]);
     run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
     let server = Server::start(dir);
+    let auth = format!("Bearer {}", server.add_caller("front", &["routers"]));
     let post = |fqdn: &str| {
-        let answer =
-            post_json(&server, "/v1/decisions/enroll", &serde_json::json!({ "procedure": "routers", "fqdn": fqdn }));
+        let answer = post_json(
+            &server,
+            &auth,
+            "/v1/decisions/enroll",
+            &serde_json::json!({ "procedure": "routers", "fqdn": fqdn }),
+        );
         (answer.status, answer.text)
     };
     // An ordinary unregistered name is decided and audited. (422: a field is
@@ -53,7 +65,7 @@ fn names_longer_than_dns_allows_are_refused_before_anything_is_audited() {
     assert_eq!(post("nobody.example.com").0, 200);
     assert_eq!(audit_length(dir), before + 1);
 
-    // 100 anonymous calls with a 250 KB name, a 254-octet name and a 64-octet
+    // 100 calls (a CA caller relaying what a device sent) with a 250 KB name, a 254-octet name and a 64-octet
     // label: refused naming the field, no audit record, the database does not grow.
     let size = database_size(dir);
     let huge = format!("{}.example.com", "a.".repeat(125_000));
@@ -157,12 +169,13 @@ fn a_flood_of_wrong_passwords_does_not_turn_a_right_one_into_a_policy_error() {
     // Many failures from one address: the per-address limit is not what is tested here.
     let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--failure-burst", "1000"];
     let server = Server::start_with(dir, "server.log", &args);
+    let auth = format!("Bearer {}", server.add_caller("front", &["meters"]));
     let enroll = |fqdn: String, password: &'static str| {
         let body = serde_json::json!({ "procedure": "meters", "fqdn": fqdn, "password": password });
-        let answer = post_json(&server, "/v1/decisions/enroll", &body);
+        let answer = post_json(&server, &auth, "/v1/decisions/enroll", &body);
         (answer.status, answer.text)
     };
-    // 32 anonymous wrong-password attempts on eight registrations (four each,
+    // 32 wrong-password attempts on eight registrations (four each,
     // below the lockout) while eight clients enroll with the right password.
     let answers: Vec<(bool, u16, String)> = std::thread::scope(|s| {
         let mut handles = Vec::new();
@@ -237,9 +250,10 @@ fn nothing_the_api_returns_can_test_a_password_guess_offline() {
     remote(&["import", "one.csv", "--procedure", "meters"]);
     run_local(dir, &["register", "--procedure", "meters", "--fqdn", "m3.example.net", "--password-file", "pw"]);
 
+    let officer = server.officer_authorization();
     let get = |path: &str| {
         let url = format!("{}{path}", server.url.trim_end_matches('/'));
-        ureq::get(&url).call().unwrap().into_body().read_to_string().unwrap()
+        ureq::get(&url).header("authorization", &officer).call().unwrap().into_body().read_to_string().unwrap()
     };
     let published = format!("{}{}", get("/v1/audit?limit=1000"), get("/v1/imports"));
     assert!(!published.contains("$argon2"), "a password hash is published: {published}");
@@ -293,10 +307,11 @@ fn failed_enrollments_are_limited_per_client_address_across_protocols() {
     let args =
         ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--failure-burst", "5", "--failures-per-minute", "1"];
     let server = Server::start_with(dir, "server.log", &args);
+    let auth = format!("Bearer {}", server.add_caller("front", &["routers", "phones"]));
     let base = server.url.trim_end_matches('/').to_owned();
     let enroll = |fqdn: &str| {
         let body = serde_json::json!({ "procedure": "phones", "fqdn": fqdn, "password": "guess" });
-        let answer = post_json(&server, "/v1/decisions/enroll", &body);
+        let answer = post_json(&server, &auth, "/v1/decisions/enroll", &body);
         (answer.status, answer.retry_after, answer.text)
     };
     // Five guesses at five names: decided (and audited) as usual.
@@ -332,9 +347,10 @@ fn fifty_dry_run_guesses_reveal_nothing_and_real_failures_lock() {
     std::fs::write(dir.join("pw"), "4711").unwrap();
     run_local(dir, &["register", "--procedure", "meters", "--fqdn", "m1.example.net", "--password-file", "pw"]);
     let server = Server::start(dir);
+    let auth = format!("Bearer {}", server.add_caller("front", &["meters"]));
     let post = |path: &str, password: String| {
         let body = serde_json::json!({ "procedure": "meters", "fqdn": "m1.example.net", "password": password });
-        post_json(&server, path, &body).text
+        post_json(&server, &auth, path, &body).text
     };
     // 49 wrong guesses and the right one: one answer for all, nothing counted.
     let answers: std::collections::BTreeSet<String> =

@@ -52,6 +52,7 @@ mod components;
 mod faults;
 mod integrity;
 mod memory_index_service;
+mod network;
 mod policy_author;
 mod policy_versions;
 mod precompiled;

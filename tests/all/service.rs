@@ -18,23 +18,32 @@ struct Checked {
     base: String,
     doc: Value,
     seen: BTreeSet<(String, String)>,
+    /// The `Authorization` value calls carry, if any.
+    authorization: Option<String>,
 }
 
 impl Checked {
     fn new(base: &str) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let doc: Value = agent.get(format!("{base}/v1/openapi.json")).call().unwrap().body_mut().read_json().unwrap();
-        Checked { agent, base: base.into(), doc, seen: BTreeSet::new() }
+        Checked { agent, base: base.into(), doc, seen: BTreeSet::new(), authorization: None }
     }
 
     fn call(&mut self, method: &str, template: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
+        let authorization = self.authorization.clone().unwrap_or_default();
         let result = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
+            ("GET", _) if authorization.is_empty() => self.agent.get(&url).call(),
+            ("GET", _) => self.agent.get(&url).header("authorization", authorization).call(),
             ("DELETE", Some((ct, bytes))) => {
                 self.agent.delete(&url).force_send_body().header("content-type", ct).send(&bytes[..])
             }
-            ("POST", Some((ct, bytes))) => self.agent.post(&url).header("content-type", ct).send(&bytes[..]),
+            ("POST", Some((ct, bytes))) if authorization.is_empty() => {
+                self.agent.post(&url).header("content-type", ct).send(&bytes[..])
+            }
+            ("POST", Some((ct, bytes))) => {
+                self.agent.post(&url).header("content-type", ct).header("authorization", authorization).send(&bytes[..])
+            }
             other => panic!("{other:?}"),
         };
         let mut response = result.unwrap();
@@ -117,7 +126,34 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     assert_eq!(api.doc["openapi"], "3.1.0");
     let sign = |request: WriteRequest| flattened(&sign_for(&client, &key, request));
 
-    for path in ["/healthz", "/readyz", "/metrics", "/v1/instance", "/v1/policy", "/v1/procedures", "/v1/officers"] {
+    // Without a credential, every read that names one in the document is
+    // refused, as documented; health and the instance are open.
+    for path in [
+        "/metrics",
+        "/v1/policy",
+        "/v1/procedures",
+        "/v1/officers",
+        "/v1/callers",
+        "/v1/registrations",
+        "/v1/imports",
+        "/v1/audit",
+        "/v1/audit/verify",
+        "/v1/audit/checkpoint",
+        "/v1/policies",
+        "/v1/policies/shadow",
+    ] {
+        assert!(api.doc["paths"][path]["get"]["security"].is_array(), "{path} names no credential");
+        let (status, problem) = api.get(path, path);
+        assert_eq!((status, problem_type(&problem)), (401, "urn:prereg:problem:unauthenticated"), "{path}");
+    }
+    for path in ["/healthz", "/readyz", "/v1/instance"] {
+        assert_eq!(api.get(path, path).0, 200, "{path}");
+    }
+    let (_, instance) = api.get("/v1/instance", "/v1/instance");
+    assert!(instance.get("storage").is_none(), "the storage is named to officers only: {instance}");
+    let as_officer = server.officer_authorization();
+    api.authorization = Some(as_officer.clone());
+    for path in ["/metrics", "/v1/instance", "/v1/policy", "/v1/procedures", "/v1/officers"] {
         assert_eq!(api.get(path, path).0, 200, "{path}");
     }
     let (status, note) = api.get("/v1/audit/checkpoint", "/v1/audit/checkpoint");
@@ -134,6 +170,19 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     };
     let signed = sign(procedure.clone());
     assert_eq!(api.post_json("/v1/procedures", "/v1/procedures", &signed).0, 201);
+    // A CA caller for it; its secret is made here and only its hash travels.
+    let secret = prereg::service::auth::new_caller_secret();
+    let caller = WriteRequest::AddCaller {
+        name: "front".into(),
+        procedures: vec!["routers".into()],
+        secret_sha256: Some(prereg::service::auth::caller_secret_sha256(&secret)),
+        certificate_sha256: None,
+    };
+    assert_eq!(api.post_json("/v1/callers", "/v1/callers", &sign(caller)).0, 201);
+    let (_, callers) = api.get("/v1/callers", "/v1/callers");
+    assert_eq!(callers[0]["name"], "front");
+    assert!(!callers.to_string().contains(&secret));
+    let as_caller = format!("Bearer {secret}");
     let (status, problem) = api.post_json("/v1/procedures", "/v1/procedures", &signed);
     assert_eq!((status, problem_type(&problem)), (409, "urn:prereg:problem:replayed-request"));
     let (status, problem) = api.post_json("/v1/procedures", "/v1/procedures", &sign(procedure));
@@ -233,13 +282,21 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
         api.post_json("/v1/registrations/{id}/reopen", &format!("/v1/registrations/{id}/reopen"), &reopen).0,
         200
     );
-    let (_, allowed) = api.post_json(
-        "/v1/decisions/enroll",
-        "/v1/decisions/enroll",
-        &json!({"procedure": "routers", "fqdn": "r1.example.com"}),
-    );
+    // An officer does not enroll devices: a CA caller asks.
+    let r1 = json!({"procedure": "routers", "fqdn": "r1.example.com"});
+    let (status, problem) = api.post_json("/v1/decisions/enroll", "/v1/decisions/enroll", &r1);
+    assert_eq!((status, problem_type(&problem)), (403, "urn:prereg:problem:forbidden"));
+    api.authorization = None;
+    let (status, problem) = api.post_json("/v1/decisions/enroll", "/v1/decisions/enroll", &r1);
+    assert_eq!((status, problem_type(&problem)), (401, "urn:prereg:problem:unauthenticated"));
+    api.authorization = Some(as_caller.clone());
+    let (_, allowed) = api.post_json("/v1/decisions/enroll", "/v1/decisions/enroll", &r1);
     assert_eq!((allowed["allowed"].as_bool(), allowed["reason"].as_str()), (Some(true), Some("matched")));
     assert!(allowed["audit_seq"].as_u64().is_some());
+    // A caller reads nothing of the registry.
+    let (status, problem) = api.get("/v1/registrations", "/v1/registrations");
+    assert_eq!((status, problem_type(&problem)), (403, "urn:prereg:problem:forbidden"));
+    api.authorization = Some(as_officer.clone());
     let (status, problem) = api.post_json("/v1/decisions/check", "/v1/decisions/check", &json!({"fqdn": 7}));
     assert_eq!((status, problem_type(&problem)), (400, "urn:prereg:problem:malformed-request"));
     let delete = serde_json::to_vec(&sign(WriteRequest::DeleteRegistration { id })).unwrap();
@@ -320,7 +377,9 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let (status, started) =
         api.post_json("/v1/policies/shadow", "/v1/policies/shadow", &shadow(Some("exact-only@0.1.0")));
     assert_eq!((status, started["shadow"]["name"].as_str()), (200, Some("exact-only")), "{started}");
+    api.authorization = Some(as_caller.clone());
     let (_, enrolled) = api.post_json("/v1/decisions/enroll", "/v1/decisions/enroll", &decide);
+    api.authorization = Some(as_officer.clone());
     assert_eq!(enrolled["allowed"].as_bool(), Some(true), "the shadow never changes the outcome: {enrolled}");
     let by_pattern = enrolled["pattern"].as_str().unwrap().contains('*');
     let (_, report) = api.get("/v1/policies/shadow", "/v1/policies/shadow?limit=10");
@@ -346,6 +405,22 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     }
     let (_, verified) = api.get("/v1/audit/verify", "/v1/audit/verify");
     assert_eq!(verified["intact"], true);
+    // The caller's decisions name it.
+    let enrolled_by: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "enroll")
+        .map(|r| r["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(enrolled_by, ["caller:front", "caller:front"]);
+    // Disabled, the caller's secret is refused.
+    let disable = sign(WriteRequest::DisableCaller { name: "front".into() });
+    assert_eq!(api.post_json("/v1/callers/{name}/disable", "/v1/callers/front/disable", &disable).0, 200);
+    api.authorization = Some(as_caller.clone());
+    let (status, problem) = api.post_json("/v1/decisions/enroll", "/v1/decisions/enroll", &decide);
+    assert_eq!((status, problem_type(&problem)), (401, "urn:prereg:problem:unauthenticated"));
+    api.authorization = Some(as_officer.clone());
 
     let missing: Vec<_> = api.operations().difference(&api.seen).cloned().collect();
     assert!(missing.is_empty(), "operations the test did not exercise: {missing:?}");
@@ -415,11 +490,20 @@ fn the_cli_signs_locally_and_works_against_a_server() {
         run(&["check", "--procedure", "routers", "--fqdn", "router1.example.com", "--password-file", "pw"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.starts_with("DENY password-required") && out.contains("an enrollment would check it"), "{out}");
-    let (code, out, _) =
+    // Enrollment decisions are asked by a CA caller: an officer's key is refused.
+    let (code, _, err) =
         run(&["enroll", "--procedure", "routers", "--fqdn", "router1.example.com", "--password-file", "pw"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("CA caller"), "{err}");
+    let (code, out, err) = run(&["caller", "add", "front", "--procedures", "routers"]);
+    assert_eq!(code, Some(0), "{err}");
+    let secret = out.lines().find_map(|l| l.strip_prefix("secret ")).unwrap().split(' ').next().unwrap().to_owned();
+    let (_, out, _) = run(&["caller", "list"]);
+    assert!(out.contains("front") && out.contains("enabled") && !out.contains(&secret), "{out}");
+    let enroll = ["--caller-secret", &secret, "enroll", "--procedure", "routers", "--fqdn", "router1.example.com"];
+    let (code, out, _) = run(&[&enroll[..], &["--password-file", "pw"]].concat());
     assert_eq!(code, Some(0), "{out}");
-    let (code, out, _) =
-        run(&["enroll", "--procedure", "routers", "--fqdn", "router1.example.com", "--password-file", "pw"]);
+    let (code, out, _) = run(&[&enroll[..], &["--password-file", "pw"]].concat());
     assert_eq!(code, Some(1));
     assert!(out.starts_with("DENY no-registration"), "{out}");
     std::fs::write(dir.path().join("hosts.csv"), "fqdn,serial\nh1.example.com,S1\nh2.example.com,\nbad name,\n")

@@ -15,7 +15,6 @@
 pub mod checkpoint;
 pub mod verify;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -108,38 +107,31 @@ pub struct AuditEntry {
     pub request: String,
     /// Detail.
     pub detail: String,
+    /// The domain it belongs to; `None`: instance-wide.
+    pub domain: Option<String>,
 }
 
-/// The hash of a record (hex), from all its fields but `hash`.
+/// The hash of a record (hex), from all its fields but `hash` and `mac`: a
+/// canonical JSON array of them, the domain last and only when the record
+/// has one (records written before records had domains hash as they did).
 pub fn record_hash(r: &AuditRecord) -> String {
-    #[derive(Serialize)]
-    struct Hashed<'a>(
-        u64,
-        &'a str,
-        u64,
-        &'a str,
-        &'a str,
-        &'a str,
-        &'a str,
-        &'a Option<String>,
-        &'a Option<String>,
-        &'a str,
-        &'a str,
-    );
-    let canonical = serde_json::to_vec(&Hashed(
-        r.seq,
-        &r.prev_hash,
-        r.time,
-        &r.actor,
-        &r.action,
-        &r.object,
-        &r.outcome,
-        &r.reason,
-        &r.policy_sha256,
-        &r.request,
-        &r.detail,
-    ))
-    .unwrap_or_default();
+    let mut fields = vec![
+        serde_json::Value::from(r.seq),
+        r.prev_hash.as_str().into(),
+        r.time.into(),
+        r.actor.as_str().into(),
+        r.action.as_str().into(),
+        r.object.as_str().into(),
+        r.outcome.as_str().into(),
+        r.reason.as_deref().into(),
+        r.policy_sha256.as_deref().into(),
+        r.request.as_str().into(),
+        r.detail.as_str().into(),
+    ];
+    if let Some(domain) = &r.domain {
+        fields.push(domain.as_str().into());
+    }
+    let canonical = serde_json::to_vec(&fields).unwrap_or_default();
     hex(&Sha256::digest(canonical))
 }
 
@@ -165,6 +157,7 @@ pub fn append(tx: &mut dyn Tx, entry: AuditEntry, keys: Option<&AuditKeys>) -> R
         request: entry.request,
         detail: entry.detail,
         mac: None,
+        domain: entry.domain,
     };
     record.hash = record_hash(&record);
     if let Some(keys) = keys {
@@ -299,6 +292,7 @@ mod tests {
                     request: "{}".into(),
                     detail: String::new(),
                     mac: None,
+                    domain: (seq % 2 == 0).then(|| "corp".to_owned()),
                 };
                 r.hash = record_hash(&r);
                 prev = r.hash.clone();
@@ -314,6 +308,37 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies() {
         assert_eq!(verify(&chain(5)), Ok(()));
+    }
+
+    #[test]
+    fn the_domain_is_hashed_when_present_and_old_records_hash_as_before() {
+        let records = chain(2);
+        // Record 1 has no domain: its hash is over the eleven fields records
+        // had before domains, as they were hashed then.
+        let r = &records[0];
+        let before = serde_json::to_vec(&serde_json::json!([
+            r.seq,
+            r.prev_hash,
+            r.time,
+            r.actor,
+            r.action,
+            r.object,
+            r.outcome,
+            r.reason,
+            r.policy_sha256,
+            r.request,
+            r.detail
+        ]))
+        .unwrap();
+        assert_eq!(r.hash, hex(&Sha256::digest(before)));
+        // Moving record 2 to another domain (to hide it from its officers,
+        // or show it to others) breaks the chain there.
+        let mut moved = chain(3);
+        moved[1].domain = Some("other".into());
+        assert_eq!(verify(&moved), Err(ChainFault::Altered { seq: 2 }));
+        let mut stripped = chain(3);
+        stripped[1].domain = None;
+        assert_eq!(verify(&stripped), Err(ChainFault::Altered { seq: 2 }));
     }
 
     #[test]

@@ -124,10 +124,12 @@ fn check_mac(keys: &AuditKeys, keyed_from: Option<u64>, record: &AuditRecord) ->
     }
 }
 
-/// Actors that are not officers: enrollment decisions, set-up, the server's
-/// own actions (revoking what was never confirmed).
-fn is_officer(actor: &str) -> bool {
-    !matches!(actor, "device" | "init" | "prereg")
+/// Whether a record is an officer's: not an enrollment decision (asked by
+/// the device itself, or by a CA caller: `caller:NAME`, on `enroll` only),
+/// set-up, or the server's own action (revoking what was never confirmed).
+fn is_officer(record: &AuditRecord) -> bool {
+    let caller_decision = record.actor.starts_with("caller:") && record.action == "enroll";
+    !(caller_decision || matches!(record.actor.as_str(), "device" | "init" | "prereg"))
 }
 
 /// Re-verifies the signed request of an officer's record: `Ok(true)` if one
@@ -139,7 +141,7 @@ fn check_signature(
     record: &AuditRecord,
     officers: &mut HashMap<String, Result<(PublicKey, Option<u64>), String>>,
 ) -> Result<Result<bool, String>, StoreError> {
-    if !is_officer(&record.actor) {
+    if !is_officer(record) {
         return Ok(Ok(false));
     }
     let request = record.request.trim();

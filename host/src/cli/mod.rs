@@ -39,6 +39,16 @@ pub struct GlobalArgs {
     /// data folder: writes are signed here, with --key, and sent to its REST API.
     #[arg(long, global = true, env = "PREREG_SERVER")]
     pub server: Option<String>,
+    /// With --server: ask for enrollment decisions as this CA caller (its
+    /// secret, from `prereg caller add`); reads are made as the officer of
+    /// --key otherwise.
+    #[arg(long, global = true, env = "PREREG_CALLER_SECRET", hide_env_values = true)]
+    pub caller_secret: Option<String>,
+    /// With an https --server: trust the certificates that chain to these
+    /// PEM roots (the instance CA's DATA/ca/ca.crt for `serve --tls-self`)
+    /// instead of the Mozilla roots.
+    #[arg(long, global = true, env = "PREREG_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace), or a tracing filter
     /// [default: warn; info for `serve`].
     #[arg(long, global = true, env = "PREREG_LOG")]
@@ -117,33 +127,7 @@ pub enum Command {
     },
     /// Run the service: the REST API, the RA web page, health and metrics, on
     /// the data folder (initialised on first run).
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "PREREG_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// This node's name in `prereg cluster status` [default: host name:port].
-        #[arg(long, env = "PREREG_NODE")]
-        node: Option<String>,
-        /// How long a CMP certificate issued without implicit confirmation
-        /// waits for the client's certConf before it is revoked and its
-        /// enrollment given back, in seconds.
-        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        cmp_confirm_seconds: u64,
-        /// Where signed checkpoints of the audit log are written
-        /// [default: the data folder's checkpoints/].
-        #[arg(long)]
-        checkpoint_dir: Option<PathBuf>,
-        /// How often a checkpoint is written when the log grew, in seconds.
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        checkpoint_seconds: u64,
-        /// Denied enrollments (REST, CMP, SCEP) a client address may make in a
-        /// burst before it is answered 429.
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-        failure_burst: u32,
-        /// Denied enrollments a client address regains per minute.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-        failures_per_minute: u32,
-    },
+    Serve(ServeArgs),
     /// Import registrations from a CSV file (columns by header name: fqdn,
     /// ip, serial, password, valid_days, max_enrollments). Exit code 0: every
     /// row good; 1: some rows bad (listed); 2: the file or request refused.
@@ -159,6 +143,10 @@ pub enum Command {
     /// RA officers.
     #[command(subcommand)]
     Officer(OfficerCommand),
+    /// CA callers: the systems that ask for enrollment decisions (a CA front,
+    /// another CA's webhook, a script).
+    #[command(subcommand)]
+    Caller(CallerCommand),
     /// The CA that issues certificates to devices enrolling over CMP and SCEP
     /// (files in the data folder's `ca/`).
     #[command(subcommand)]
@@ -362,6 +350,109 @@ pub enum OfficerCommand {
         /// Algorithm (ES256 keys also sign in the RA web page).
         #[arg(long, alias = "alg", value_enum, default_value = "ed25519")]
         algorithm: AlgorithmArg,
+    },
+}
+
+/// `prereg serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PREREG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// This node's name in `prereg cluster status` [default: host name:port].
+    #[arg(long, env = "PREREG_NODE")]
+    pub node: Option<String>,
+    /// How long a CMP certificate issued without implicit confirmation
+    /// waits for the client's certConf before it is revoked and its
+    /// enrollment given back, in seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub cmp_confirm_seconds: u64,
+    /// Where signed checkpoints of the audit log are written
+    /// [default: the data folder's checkpoints/].
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How often a checkpoint is written when the log grew, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub checkpoint_seconds: u64,
+    /// Denied enrollments (REST, CMP, SCEP) a client address may make in a
+    /// burst before it is answered 429.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub failure_burst: u32,
+    /// Denied enrollments a client address regains per minute.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub failures_per_minute: u32,
+    /// TLS certificate chain (PEM, the server's certificate first); reloaded
+    /// when the file changes or on SIGHUP.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self", help_heading = "Network")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", help_heading = "Network")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate the instance CA (`prereg ca init`)
+    /// issues for the listen address, --public-url and --allow-host (kept in
+    /// DATA/tls/, issued again before it ends).
+    #[arg(long, help_heading = "Network")]
+    pub tls_self: bool,
+    /// The URL clients reach this service at (`https://ra.example.com`): its
+    /// host may be named in requests, and certificates name its CRL.
+    #[arg(long, env = "PREREG_PUBLIC_URL", help_heading = "Network")]
+    pub public_url: Option<String>,
+    /// More host names (or addresses) requests may name in Host,
+    /// comma-separated; any other gets 421.
+    #[arg(long, value_delimiter = ',', help_heading = "Network")]
+    pub allow_host: Vec<String>,
+    /// Listen without TLS on a non-loopback address, because a TLS proxy is
+    /// in front (then say which hosts it forwards with --public-url or
+    /// --allow-host).
+    #[arg(long, help_heading = "Network")]
+    pub plain_http_behind_proxy: bool,
+    /// Proxies whose X-Forwarded-For names the client, comma-separated
+    /// addresses (with --plain-http-behind-proxy).
+    #[arg(long, value_delimiter = ',', requires = "plain_http_behind_proxy", help_heading = "Network")]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
+    /// Also serve /metrics, without a credential, on this address (keep it
+    /// on a private network); on the main address /metrics needs an
+    /// officer's token or a CA caller's secret.
+    #[arg(long, help_heading = "Network")]
+    pub metrics_listen: Option<String>,
+    /// Seconds a client has to finish the TLS handshake and send a request's
+    /// headers (also the longest an idle connection is kept).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=30), help_heading = "Network")]
+    pub header_timeout_seconds: u64,
+    /// Connections served at once; more are closed on accept.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Network")]
+    pub max_connections: u32,
+    /// Requests to the enrollment endpoints (SCEP, CMP) a client address may
+    /// make in a burst before it is answered 429.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Network")]
+    pub enroll_burst: u32,
+    /// Enrollment requests a client address regains per minute.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Network")]
+    pub enroll_per_minute: u32,
+}
+
+/// `prereg caller ...`
+#[derive(Debug, Subcommand)]
+pub enum CallerCommand {
+    /// Add a CA caller (signed, audited) and print its bearer secret, once:
+    /// only its SHA-256 is kept.
+    Add {
+        /// Unique name (it names the caller in the audit records of its decisions).
+        name: String,
+        /// The token procedures it may ask decisions for, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        procedures: Vec<String>,
+    },
+    /// Disable a CA caller (signed, audited): its secret is refused from then on.
+    Disable {
+        /// The caller's name.
+        name: String,
+    },
+    /// List CA callers.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -10,7 +10,8 @@ use prereg::registry::{
 };
 use prereg::signing::{self, MAX_LIFETIME_SECS, SigningKey, WriteRequest};
 use prereg::store::{
-    AuditRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord,
+    AuditRecord, CallerRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationFilter,
+    RegistrationRecord,
 };
 
 /// The local data folder, or a service.
@@ -65,6 +66,14 @@ impl Backend {
         Ok(match self {
             Backend::Local(r) => r.procedures()?,
             Backend::Remote(c) => c.procedures()?,
+        })
+    }
+
+    /// Every CA caller (through a service: those the officer may see).
+    pub fn callers(&self) -> anyhow::Result<Vec<CallerRecord>> {
+        Ok(match self {
+            Backend::Local(r) => r.callers()?,
+            Backend::Remote(c) => c.callers()?,
         })
     }
 

@@ -36,29 +36,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context { global: cli.global };
     match cli.command {
         Command::Init { officer } => init::run(&context, &officer),
-        Command::Serve {
-            listen,
-            node,
-            cmp_confirm_seconds,
-            checkpoint_dir,
-            checkpoint_seconds,
-            failure_burst,
-            failures_per_minute,
-        } => {
-            let limits = prereg::service::ServiceLimits {
-                confirm_wait_seconds: cmp_confirm_seconds,
-                failures: prereg::service::failures::FailureLimits {
-                    burst: failure_burst,
-                    per_minute: failures_per_minute,
-                },
-                ..Default::default()
-            };
-            let checkpoints = serve::Checkpoints { dir: checkpoint_dir, every: checkpoint_seconds };
-            serve::run(&context, &listen, node, limits, checkpoints)
-        }
+        Command::Serve(args) => serve::run(&context, args),
         Command::Import(args) => import::run(&context, args),
         Command::Procedure(cmd) => writes::procedure(&context, cmd),
         Command::Officer(cmd) => writes::officer(&context, cmd),
+        Command::Caller(cmd) => writes::caller(&context, cmd),
         Command::Ca(cmd) => ca::run(&context, cmd),
         Command::Register(args) => writes::register(&context, args),
         Command::Disable { id } => writes::registration_state(&context, writes::StateChange::Disable, id),
@@ -102,7 +84,23 @@ impl Context {
                     )
                     .into());
                 }
-                Ok(backend::Backend::Remote(prereg::client::Client::new(url)))
+                let client = match &self.global.ca_cert {
+                    Some(path) => {
+                        let roots = std::fs::read(path)
+                            .map_err(|e| InputError(format!("--ca-cert {}: {e}", path.display())))?;
+                        prereg::client::Client::with_roots(url, &roots)
+                            .map_err(|e| InputError(format!("--ca-cert {}: {e}", path.display())))?
+                    }
+                    None => prereg::client::Client::new(url),
+                };
+                // Decisions are asked as a CA caller; everything else is read
+                // as the officer of --key, when its key can be read.
+                let client = match (&self.global.caller_secret, self.signing_key()) {
+                    (Some(secret), _) => client.with_caller_secret(secret),
+                    (None, Ok(key)) => client.with_officer(std::sync::Arc::new(key)),
+                    (None, Err(_)) => client,
+                };
+                Ok(backend::Backend::Remote(client))
             }
             None => Ok(backend::Backend::Local(self.registry()?)),
         }

@@ -7,26 +7,19 @@ use prereg::cluster::{Follower, NodeIdentity};
 use prereg::data_dir::StoreLocation;
 use prereg::registry::unix_now;
 use prereg::service::checkpoints::CheckpointWriter;
+use std::net::{IpAddr, SocketAddr};
+
+use prereg::service::failures::FailureLimits;
+use prereg::service::front::{self, Front};
+use prereg::service::listener::{ConnectionLimits, ListenOptions};
+use prereg::service::tls::{self, TlsConfig, TlsFiles};
 use prereg::service::{self, AppState, ServiceLimits};
 use prereg::store::TxKind;
 
 use super::{Context, InputError, init};
+use crate::cli::ServeArgs;
 
-/// Where and how often `serve` writes signed checkpoints of the audit log.
-pub struct Checkpoints {
-    /// The folder [default: the data folder's `checkpoints/`].
-    pub dir: Option<std::path::PathBuf>,
-    /// Seconds between two checkpoints (when the log grew).
-    pub every: u64,
-}
-
-pub fn run(
-    context: &Context,
-    listen: &str,
-    node: Option<String>,
-    limits: ServiceLimits,
-    checkpoints: Checkpoints,
-) -> anyhow::Result<ExitCode> {
+pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     context.local_only("serve")?;
     let data = context.data();
     // The embedded default initialises itself on first run; a cluster's
@@ -48,6 +41,12 @@ pub fn run(
     for change in data.tighten().with_context(|| format!("tightening {}", data.root().display()))? {
         tracing::warn!("{change}: the data folder holds keys, password hashes and uploads");
     }
+    let limits = ServiceLimits {
+        confirm_wait_seconds: args.cmp_confirm_seconds,
+        failures: FailureLimits { burst: args.failure_burst, per_minute: args.failures_per_minute },
+        requests: FailureLimits { burst: args.enroll_burst, per_minute: args.enroll_per_minute },
+        ..Default::default()
+    };
 
     // A service decides many times: candidates come from the in-memory
     // index, and policy instances from wasmtime's pooling allocator.
@@ -62,33 +61,64 @@ pub fn run(
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
+        let listen = &args.listen;
         let listener =
             tokio::net::TcpListener::bind(listen).await.map_err(|e| InputError(format!("--listen {listen}: {e}")))?;
         let address = listener.local_addr()?;
+        let face = network_face(&args, &data, address)?;
+        let scheme = if face.tls.is_some() { "https" } else { "http" };
         let info = registry.policy().info().clone();
-        println!("prereg serving on http://{address} (RA page: http://{address}/)");
+        println!("prereg serving on {scheme}://{address} (RA page: {scheme}://{address}/)");
         println!("data {}, policy {} {} sha256:{}", data.root().display(), info.name, info.version, info.sha256);
-        tracing::info!(%address, data = %data.root().display(), policy = %info.name, "listening");
+        if let Some(tls) = &face.tls {
+            println!("TLS certificate {}", tls.files().cert.display());
+        }
+        tracing::info!(%address, data = %data.root().display(), policy = %info.name, tls = face.tls.is_some(), "listening");
         // Other processes and nodes change registrations and the active or
         // shadow policy in the store: follow them (prereg::cluster).
         let node = NodeIdentity {
-            node_id: node.unwrap_or_else(|| NodeIdentity::default_name(&address)),
+            node_id: args.node.clone().unwrap_or_else(|| NodeIdentity::default_name(&address)),
             address: address.to_string(),
             started_at: unix_now(),
         };
         println!("node {} on store {}", node.node_id, registry.storage().describe());
         let follower = Follower::start(registry.clone(), context.global.policy.is_none(), node)?;
-        let checkpoint_dir = checkpoints.dir.unwrap_or_else(|| data.checkpoints());
+        let checkpoint_dir = args.checkpoint_dir.clone().unwrap_or_else(|| data.checkpoints());
         let writer = CheckpointWriter::start(
             registry.clone(),
             checkpoint_dir.clone(),
-            std::time::Duration::from_secs(checkpoints.every),
+            std::time::Duration::from_secs(args.checkpoint_seconds),
         )
         .with_context(|| format!("--checkpoint-dir {}", checkpoint_dir.display()))?;
         // Without a CRL URL in ca/ca.toml, certificates name this service's.
-        let crl_url = format!("http://{address}{}", service::enrollment::CRL_PATH);
-        let state = AppState::with_crl_url(registry, data, limits, Some(crl_url));
-        service::serve(listener, state, service::shutdown_signal()).await?;
+        let base = args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
+        let crl_url = format!("{}{}", base.trim_end_matches('/'), service::enrollment::CRL_PATH);
+        let state = AppState::with_crl_url(registry, data, limits, Some(crl_url)).with_front(face.front);
+        if let Some(metrics) = &args.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(metrics)
+                .await
+                .map_err(|e| InputError(format!("--metrics-listen {metrics}: {e}")))?;
+            println!("metrics on http://{}/metrics (no credential: keep this address private)", listener.local_addr()?);
+            let app = service::metrics_app(state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
+        if let Some(tls) = &face.tls {
+            tls.watch(std::time::Duration::from_secs(5));
+        }
+        let options = ListenOptions {
+            tls: face.tls,
+            limits: ConnectionLimits {
+                header_timeout: std::time::Duration::from_secs(args.header_timeout_seconds),
+                max_connections: args.max_connections as usize,
+                ..Default::default()
+            },
+            trusted_proxies: args.trusted_proxy.clone(),
+        };
+        service::serve_with(listener, state, options, service::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || {
             follower.stop();
             writer.stop();
@@ -98,6 +128,86 @@ pub fn run(
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the service faces the network: its TLS, and the names requests may use.
+struct NetworkFace {
+    tls: Option<std::sync::Arc<TlsConfig>>,
+    front: Front,
+}
+
+/// Decides TLS and the Host allow-list from the flags, and refuses plain
+/// HTTP on a network address unless a TLS proxy is said to be in front.
+fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -> anyhow::Result<NetworkFace> {
+    let loopback = address.ip().is_loopback();
+    // The names requests may use: the listen host as given (a name or an
+    // address), the loopback names where the service answers on loopback,
+    // --public-url's host and --allow-host.
+    let mut names: Vec<String> = Vec::new();
+    let given = front::host_of(args.listen.rsplit_once(':').map_or(args.listen.as_str(), |(h, _)| h));
+    let unspecified = address.ip().is_unspecified();
+    if !given.is_empty() && given.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified())
+        || given.parse::<IpAddr>().is_err() && !given.is_empty()
+    {
+        names.push(given);
+    }
+    if loopback || unspecified {
+        names.extend(["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()]);
+    }
+    if let Some(url) = &args.public_url {
+        let authority = url
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .and_then(|rest| rest.split('/').next())
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| InputError(format!("--public-url {url}: not a URL like https://ra.example.com")))?;
+        names.push(front::host_of(authority));
+    }
+    names.extend(args.allow_host.iter().map(|h| front::host_of(h)));
+    names.sort();
+    names.dedup();
+
+    let tls = match (&args.tls_cert, &args.tls_key, args.tls_self) {
+        (Some(cert), Some(key), _) => Some(
+            TlsConfig::load(TlsFiles { cert: cert.clone(), key: key.clone() })
+                .map_err(|e| InputError(format!("--tls-cert/--tls-key: {e}")))?,
+        ),
+        (_, _, true) => {
+            let mut certified: Vec<String> = names.iter().filter(|n| *n != "::1" || loopback).cloned().collect();
+            if unspecified {
+                certified.push(
+                    NodeIdentity::default_name(&address).rsplit_once(':').map_or(String::new(), |(h, _)| h.to_owned()),
+                );
+            }
+            certified.retain(|n| !n.is_empty());
+            let files = tls::self_issued(data, &certified, unix_now()).map_err(|e| InputError(e.to_string()))?;
+            Some(TlsConfig::load(files).map_err(|e| InputError(e.to_string()))?)
+        }
+        _ => None,
+    };
+    if tls.is_none() && !loopback {
+        if !args.plain_http_behind_proxy {
+            return Err(InputError(format!(
+                "--listen {}: plain HTTP on a network address would send officers' tokens, CA callers' secrets and \
+                 the RA page in the clear. Serve HTTPS (--tls-self, with a certificate from the instance CA, or \
+                 --tls-cert FILE --tls-key FILE), or, if a TLS proxy is in front, say --plain-http-behind-proxy \
+                 with --public-url",
+                args.listen
+            ))
+            .into());
+        }
+        if args.public_url.is_none() && args.allow_host.is_empty() {
+            return Err(InputError(
+                "--plain-http-behind-proxy: say which host the proxy forwards (--public-url https://NAME or \
+                 --allow-host NAME)"
+                    .into(),
+            )
+            .into());
+        }
+    }
+    let behind_tls_proxy =
+        args.plain_http_behind_proxy && args.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    Ok(NetworkFace { front: Front { allowed_hosts: Some(names), tls: tls.is_some() || behind_tls_proxy }, tls })
 }
 
 /// The pooling allocator, sized for the evaluations a service runs at once

@@ -8,7 +8,7 @@ use prereg::registry::WriteOutcome;
 use prereg::signing::{Algorithm, SigningKey, WriteRequest};
 
 use super::{Context, InputError, print_json, public_key_path, read_secret};
-use crate::cli::{AlgorithmArg, OfficerCommand, ProcedureCommand, ProtocolArg, RegisterArgs};
+use crate::cli::{AlgorithmArg, CallerCommand, OfficerCommand, ProcedureCommand, ProtocolArg, RegisterArgs};
 
 /// Signs `request` with the officer key and submits it.
 fn submit(context: &Context, request: WriteRequest) -> anyhow::Result<WriteOutcome> {
@@ -100,6 +100,40 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
                 .map_err(|e| InputError(format!("{}: {e}", public.display())))?;
             println!("private key {} (mode 0600), public key {}", out.display(), public.display());
             println!("key id {}", key.public_key().kid());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn caller(context: &Context, command: CallerCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CallerCommand::Add { name, procedures } => {
+            let secret = zeroize::Zeroizing::new(prereg::service::auth::new_caller_secret());
+            let request = WriteRequest::AddCaller {
+                name,
+                procedures,
+                secret_sha256: Some(prereg::service::auth::caller_secret_sha256(&secret)),
+                certificate_sha256: None,
+            };
+            let outcome = submit(context, request)?;
+            println!("added {} (audit #{})", outcome.object, outcome.audit_seq);
+            println!("secret {} (shown once: only its SHA-256 is kept)", secret.as_str());
+        }
+        CallerCommand::Disable { name } => {
+            let outcome = submit(context, WriteRequest::DisableCaller { name })?;
+            println!("disabled {} (audit #{})", outcome.object, outcome.audit_seq);
+        }
+        CallerCommand::List { json } => {
+            let callers = context.backend()?.callers()?;
+            if json {
+                print_json(&callers)?;
+            } else {
+                println!("{:<20} {:<9} PROCEDURES", "NAME", "STATE");
+                for c in callers {
+                    let state = if c.disabled_at.is_some() { "disabled" } else { "enabled" };
+                    println!("{:<20} {:<9} {}", c.name, state, c.procedures.join(","));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

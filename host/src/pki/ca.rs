@@ -406,6 +406,42 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Issues a TLS server certificate (serverAuth only) for `dns` names and
+    /// `ips`: the service's own (`prereg serve --tls-self`). CN = the first
+    /// name; valid for `days` (never past the CA's own end).
+    pub fn issue_server(
+        &self,
+        dns: &[&str],
+        ips: &[IpAddr],
+        spki: &[u8],
+        days: u32,
+        now: u64,
+    ) -> Result<Certificate, PkiError> {
+        PublicKey::from_spki(spki)?;
+        let first_ip = ips.first().map(ToString::to_string);
+        let cn = dns.first().copied().or(first_ip.as_deref()).unwrap_or("prereg");
+        let not_after = (now + u64::from(days) * 86_400).min(self.cert.not_after);
+        let template = CertificateTemplate {
+            subject: x509::write_name(&[(oid::CN, cn)]),
+            spki,
+            not_before: now.saturating_sub(BACKDATE_SECONDS),
+            not_after,
+            extensions: vec![
+                x509::extension(oid::BASIC_CONSTRAINTS, true, &asn1::seq(&[])),
+                // digitalSignature, keyEncipherment
+                x509::extension(oid::KEY_USAGE, true, &[0x03, 0x02, 0x05, 0xa0]),
+                x509::extension(oid::EXT_KEY_USAGE, false, &asn1::seq(&[&asn1::oid(oid::KP_SERVER_AUTH)])),
+                x509::extension(oid::SUBJECT_ALT_NAME, false, &x509::alt_names_value(dns, ips)),
+                x509::extension(oid::SUBJECT_KEY_ID, false, &asn1::octet_string(&x509::key_identifier(spki)?)),
+                authority_key_id(&self.cert)?,
+            ],
+        };
+        let der = x509::sign_certificate(&template, &self.cert.subject, &random_serial(), &self.key)?;
+        Certificate::from_der(&der)
+    }
+}
+
 fn authority_key_id(issuer: &Certificate) -> Result<Vec<u8>, PkiError> {
     let id = x509::key_identifier(&issuer.spki)?;
     Ok(x509::extension(oid::AUTHORITY_KEY_ID, false, &asn1::seq(&[&asn1::tlv(0x80, &id)])))

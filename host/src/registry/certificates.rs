@@ -151,6 +151,7 @@ impl Registry {
             "transaction": held.transaction,
             "registration": held.registration,
         });
+        let domain = super::writes::certificate_domain(tx.as_mut(), &held)?;
         audit::append(
             tx.as_mut(),
             AuditEntry {
@@ -170,6 +171,7 @@ impl Registry {
                     (Some(id), false) => format!("revoked; registration {id} had nothing to give back"),
                     (None, _) => "revoked".into(),
                 },
+                domain,
             },
             self.audit_mac_keys(),
         )?;

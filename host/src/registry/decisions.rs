@@ -35,6 +35,10 @@ pub struct EnrollmentInput {
     /// The enrollment protocol's transaction id (`cmp:…`, `scep:…`), kept in
     /// the audit record.
     pub transaction: Option<String>,
+    /// The CA caller that asked (`POST /v1/decisions/enroll`): the audit
+    /// record names it as the actor (`caller:NAME`); `None`: the device
+    /// itself, through the enrollment front (SCEP, CMP).
+    pub caller: Option<String>,
 }
 
 /// What an allowed enrollment grants, as the issuing front needs it inside
@@ -258,11 +262,14 @@ impl Registry {
             if let Some(c) = &certificate {
                 request_json["certificate"] = serde_json::Value::from(c.serial.clone());
             }
+            // The record belongs to the procedure's domain (none: an unknown
+            // procedure, instance-wide).
+            let domain = tx.procedure(&request.procedure)?.map(|p| p.domain);
             let record = audit::append(
                 tx.as_mut(),
                 AuditEntry {
                     time: now,
-                    actor: "device".into(),
+                    actor: input.caller.as_ref().map_or_else(|| "device".to_owned(), |c| format!("caller:{c}")),
                     action: "enroll".into(),
                     object: match decision.registration {
                         Some(id) => format!("registration:{id}"),
@@ -273,6 +280,7 @@ impl Registry {
                     policy_sha256: Some(report.policy.sha256.clone()),
                     request: request_json.to_string(),
                     detail: decision.explanation.clone(),
+                    domain,
                 },
                 self.audit_mac_keys(),
             )?;

@@ -400,6 +400,7 @@ impl Registry {
                         "{} (sha256 {}, procedure {}): {}",
                         record.file_name, record.sha256, record.procedure, record.message
                     ),
+                    domain: Some(request.procedure.domain.clone()),
                 },
                 self.audit_mac_keys(),
             )?;
@@ -806,6 +807,7 @@ impl Job<'_> {
                     "pattern {pattern} in domain {} (import {}, row {})",
                     procedure.domain, self.import_id, record.at.row
                 ),
+                domain: Some(procedure.domain.clone()),
             },
             self.registry.audit_mac_keys(),
         )?;

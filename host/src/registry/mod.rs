@@ -24,6 +24,7 @@ pub use errors::RegistryError;
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
 pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};
 pub use shadow::{ShadowChange, ShadowReport};
+pub(crate) use writes::with_officer_keys;
 pub use writes::{CERTIFICATE_DAYS, DEFAULT_CERTIFICATE_DAYS, WriteOutcome};
 
 pub use crate::audit::verify::AuditVerification;
@@ -88,6 +89,7 @@ pub fn initialise(
             request: serde_json::json!({ "instance": instance_id, "officer": officer.name, "kid": officer.kid })
                 .to_string(),
             detail: "instance initialised with its first officer (all domains)".into(),
+            domain: None,
         },
         None,
     )?;
@@ -273,6 +275,36 @@ impl Registry {
     /// Audit records after `after`, at most `limit`.
     pub fn audit_records(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, RegistryError> {
         self.read(|tx| tx.audit_records(after, limit))
+    }
+
+    /// Audit records after `after`, at most `limit`, of `domains` (`None`:
+    /// every record).
+    pub fn audit_records_of(
+        &self,
+        domains: Option<&[String]>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, RegistryError> {
+        match domains {
+            None => self.audit_records(after, limit),
+            Some(domains) => self.read(|tx| tx.audit_records_in(domains, after, limit)),
+        }
+    }
+
+    /// The newest audit records before `before` (`u64::MAX`: the newest of
+    /// all), newest first, at most `limit`, of `domains` (`None`: every record).
+    pub fn latest_audit_records(
+        &self,
+        domains: Option<&[String]>,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, RegistryError> {
+        self.read(|tx| tx.latest_audit_records(domains, before, limit))
+    }
+
+    /// Every CA caller.
+    pub fn callers(&self) -> Result<Vec<crate::store::CallerRecord>, RegistryError> {
+        self.read(|tx| tx.callers())
     }
 
     /// A bulk import by id.

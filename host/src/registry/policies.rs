@@ -159,6 +159,7 @@ impl Registry {
                 policy_sha256: Some(found.clone()),
                 request: verified.jws.clone(),
                 detail,
+                domain: None,
             },
             self.audit_mac_keys(),
         )?;
@@ -217,6 +218,7 @@ impl Registry {
                 policy_sha256: Some(sha.clone()),
                 request: verified.jws.clone(),
                 detail: format!("{detail} is active (was {})", previous.as_deref().unwrap_or(BUILT_IN)),
+                domain: None,
             },
             self.audit_mac_keys(),
         )?;

@@ -108,6 +108,7 @@ impl Registry {
                 policy_sha256: chosen.as_ref().map(|r| r.sha256.clone()),
                 request: verified.jws.clone(),
                 detail,
+                domain: None,
             },
             self.audit_mac_keys(),
         )?;
@@ -133,6 +134,25 @@ impl Registry {
             shadow: Some(shadow),
             disagreements,
         })
+    }
+
+    /// [`Registry::shadow_report`] as a reader of `domains` sees it (`None`:
+    /// every domain): the disagreements of those domains' token procedures.
+    pub fn shadow_report_for(
+        &self,
+        domains: Option<&[String]>,
+        after: u64,
+        limit: u32,
+    ) -> Result<ShadowReport, RegistryError> {
+        let mut report = self.shadow_report(after, limit)?;
+        if let Some(domains) = domains {
+            let procedures: Vec<String> =
+                self.procedures()?.into_iter().filter(|p| domains.contains(&p.domain)).map(|p| p.name).collect();
+            report.disagreements.retain(|d| {
+                d.request.get("procedure").and_then(|p| p.as_str()).is_some_and(|p| procedures.iter().any(|n| n == p))
+            });
+        }
+        Ok(report)
     }
 
     /// Decides `request` with the shadow policy (if one is set) over the

@@ -50,11 +50,28 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
 /// it with its officer. The request id is not consumed here.
 pub(crate) fn verify_signed(tx: &mut dyn Tx, jws: &str, now: u64) -> Result<(Verified, OfficerRecord), RegistryError> {
     let instance = tx.instance_id()?.ok_or(RegistryError::NotInitialised)?;
+    let (verified, officer) = with_officer_keys(tx, |key| signing::verify(jws, &instance, now, key))?;
+    let verified = verified?;
+    match officer {
+        Some(officer) if let Some(at) = officer.disabled_at => {
+            Err(RegistryError::Signature(signing::SigningError::KeyDisabled { kid: officer.kid, at }))
+        }
+        Some(officer) => Ok((verified, officer)),
+        None => Err(RegistryError::Signature(signing::SigningError::UnknownKey(verified.kid))),
+    }
+}
+
+/// Runs `verify` with a lookup of officers' keys by key id in `tx`; returns
+/// what it returned and the officer whose key it looked up. A storage
+/// failure during the lookup is the system's fault, not an unknown key: it
+/// is returned as such, never as a refused signature.
+pub(crate) fn with_officer_keys<T>(
+    tx: &mut dyn Tx,
+    verify: impl FnOnce(&mut dyn FnMut(&str) -> Option<PublicKey>) -> T,
+) -> Result<(T, Option<OfficerRecord>), StoreError> {
     let mut officer = None;
-    // A storage failure while looking the key up is the system's fault, not
-    // an unknown key: it must not be answered as a refused signature.
     let mut lookup_failed = None;
-    let verified = signing::verify(jws, &instance, now, |kid| {
+    let result = verify(&mut |kid: &str| {
         let found = match tx.officer(kid) {
             Ok(found) => found?,
             Err(e) => {
@@ -66,16 +83,9 @@ pub(crate) fn verify_signed(tx: &mut dyn Tx, jws: &str, now: u64) -> Result<(Ver
         officer = Some(found);
         key
     });
-    if let Some(e) = lookup_failed {
-        return Err(e.into());
-    }
-    let verified = verified?;
-    match officer {
-        Some(officer) if let Some(at) = officer.disabled_at => {
-            Err(RegistryError::Signature(signing::SigningError::KeyDisabled { kid: officer.kid, at }))
-        }
-        Some(officer) => Ok((verified, officer)),
-        None => Err(RegistryError::Signature(signing::SigningError::UnknownKey(verified.kid))),
+    match lookup_failed {
+        Some(e) => Err(e),
+        None => Ok((result, officer)),
     }
 }
 
@@ -235,35 +245,39 @@ impl Registry {
         let (verified, officer) = verify_signed(tx.as_mut(), jws, now)?;
         expected(&verified.claims.request).map_err(RegistryError::Mismatch)?;
         tx.consume_request_id(&verified.claims.jti, &verified.kid, verified.claims.exp, now)?;
-        let (tx, object, id, detail, policy_sha256) = self.apply(tx, &officer, &verified, now)?;
-        let mut tx = tx;
+        let (mut tx, applied) = self.apply(tx, &officer, &verified, now)?;
         let record = audit::append(
             tx.as_mut(),
             AuditEntry {
                 time: now,
                 actor: officer.kid.clone(),
                 action: verified.claims.request.action().into(),
-                object: object.clone(),
+                object: applied.object.clone(),
                 outcome: "ok".into(),
                 reason: None,
-                policy_sha256,
+                policy_sha256: applied.policy_sha256,
                 request: verified.jws.clone(),
-                detail,
+                detail: applied.detail,
+                domain: applied.domain,
             },
             self.audit_mac_keys(),
         )?;
         tx.commit()?;
-        Ok(WriteOutcome { action: verified.claims.request.action().into(), object, id, audit_seq: record.seq })
+        Ok(WriteOutcome {
+            action: verified.claims.request.action().into(),
+            object: applied.object,
+            id: applied.id,
+            audit_seq: record.seq,
+        })
     }
 
-    #[allow(clippy::type_complexity)]
     fn apply(
         &self,
         mut tx: Box<dyn Tx>,
         officer: &OfficerRecord,
         verified: &Verified,
         now: u64,
-    ) -> Result<(Box<dyn Tx>, String, Option<u64>, String, Option<String>), RegistryError> {
+    ) -> Result<(Box<dyn Tx>, Applied), RegistryError> {
         let authorize = |domain: &str| {
             if officer.may_act_in(domain) {
                 Ok(())
@@ -337,7 +351,8 @@ impl Registry {
                     created_by: officer.kid.clone(),
                     created_at: now,
                 })?;
-                Ok((tx, format!("procedure:{name}"), None, format!("domain {domain}, protocol {protocol}"), None))
+                let detail = format!("domain {domain}, protocol {protocol}");
+                Ok((tx, Applied::new(format!("procedure:{name}"), detail, Some(domain.clone()))))
             }
             WriteRequest::AddOfficer { name, public_key_pem, domains } => {
                 check_name("officer name", name)?;
@@ -369,13 +384,8 @@ impl Registry {
                     disabled_at: None,
                 };
                 tx.insert_officer(&record)?;
-                Ok((
-                    tx,
-                    format!("officer:{name}"),
-                    None,
-                    format!("kid {}, domains {}", record.kid, domains.join(",")),
-                    None,
-                ))
+                let detail = format!("kid {}, domains {}", record.kid, domains.join(","));
+                Ok((tx, Applied::new(format!("officer:{name}"), detail, only_domain(domains))))
             }
             WriteRequest::CreateRegistration {
                 procedure,
@@ -418,7 +428,8 @@ impl Registry {
                 let mut row = checked.into_new(&proc_record, password_hash, &officer.kid, now, None);
                 row.password_sealed = password_sealed.clone();
                 let id = tx.insert_registration(&row)?;
-                Ok((tx, format!("registration:{id}"), Some(id), detail, sha))
+                let applied = Applied::new(format!("registration:{id}"), detail, Some(proc_record.domain.clone()));
+                Ok((tx, Applied { id: Some(id), policy_sha256: sha, ..applied }))
             }
             WriteRequest::DisableOfficer { name } => {
                 let officers = tx.officers()?;
@@ -452,7 +463,8 @@ impl Registry {
                     });
                 }
                 tx.disable_officer(&target.kid, now)?;
-                Ok((tx, format!("officer:{name}"), None, format!("key {} disabled", target.kid), None))
+                let detail = format!("key {} disabled", target.kid);
+                Ok((tx, Applied::new(format!("officer:{name}"), detail, only_domain(&target.domains))))
             }
             WriteRequest::RevokeCertificate { serial, reason } => {
                 let serial: String = serial.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
@@ -469,7 +481,8 @@ impl Registry {
                 let certificate = tx
                     .certificate_by_serial(&serial)?
                     .ok_or_else(|| RegistryError::NotFound(format!("certificate {serial}")))?;
-                authorize(&certificate_domain(tx.as_mut(), &certificate)?.unwrap_or_else(|| "*".into()))?;
+                let domain = certificate_domain(tx.as_mut(), &certificate)?;
+                authorize(domain.as_deref().unwrap_or("*"))?;
                 if certificate.revoked_at.is_some() {
                     return Err(RegistryError::Invalid {
                         field: "serial".into(),
@@ -481,7 +494,7 @@ impl Registry {
                 tx.set_certificate_state(&serial, CertificateState::Held, CertificateState::Issued)?;
                 tx.revoke_certificate(&serial, reason.code(), now)?;
                 let detail = format!("revoked ({}), registration {:?}", reason.name(), certificate.registration);
-                Ok((tx, format!("certificate:{serial}"), None, detail, None))
+                Ok((tx, Applied::new(format!("certificate:{serial}"), detail, domain)))
             }
             WriteRequest::DisableRegistration { id }
             | WriteRequest::ReopenRegistration { id }
@@ -511,16 +524,111 @@ impl Registry {
                         format!("deleted pattern {} in domain {}", current.pattern, current.domain)
                     }
                 };
-                Ok((tx, format!("registration:{id}"), Some(*id), detail, None))
+                let applied = Applied::new(format!("registration:{id}"), detail, Some(current.domain.clone()));
+                Ok((tx, Applied { id: Some(*id), ..applied }))
+            }
+            WriteRequest::AddCaller { name, procedures, secret_sha256, certificate_sha256 } => {
+                check_name("caller name", name)?;
+                if procedures.is_empty() {
+                    return Err(RegistryError::Invalid {
+                        field: "procedures".into(),
+                        message: "a caller needs at least one token procedure".into(),
+                    });
+                }
+                let mut domains = Vec::new();
+                for procedure in procedures {
+                    let record = tx.procedure(procedure)?.ok_or_else(|| RegistryError::Invalid {
+                        field: "procedures".into(),
+                        message: format!("unknown token procedure {procedure:?}"),
+                    })?;
+                    authorize(&record.domain)?;
+                    domains.push(record.domain);
+                }
+                for (field, digest) in [("secret", secret_sha256), ("certificate", certificate_sha256)] {
+                    if let Some(digest) = digest
+                        && !(digest.len() == 64
+                            && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                    {
+                        return Err(RegistryError::Invalid {
+                            field: field.into(),
+                            message: "must be a SHA-256 in lowercase hex (64 digits)".into(),
+                        });
+                    }
+                }
+                if secret_sha256.is_none() && certificate_sha256.is_none() {
+                    return Err(RegistryError::Invalid {
+                        field: "secret".into(),
+                        message: "a caller needs a bearer secret or a TLS client certificate".into(),
+                    });
+                }
+                let mut procedures = procedures.clone();
+                procedures.sort();
+                procedures.dedup();
+                tx.insert_caller(&crate::store::CallerRecord {
+                    name: name.clone(),
+                    procedures: procedures.clone(),
+                    secret_sha256: secret_sha256.clone(),
+                    certificate_sha256: certificate_sha256.clone(),
+                    created_by: officer.kid.clone(),
+                    created_at: now,
+                    disabled_at: None,
+                })?;
+                let detail = format!("procedures {}", procedures.join(","));
+                Ok((tx, Applied::new(format!("caller:{name}"), detail, only_domain(&domains))))
+            }
+            WriteRequest::DisableCaller { name } => {
+                let caller = tx.caller(name)?.ok_or_else(|| RegistryError::NotFound(format!("caller {name:?}")))?;
+                let mut domains = Vec::new();
+                for procedure in &caller.procedures {
+                    // A procedure is never deleted; one missing leaves the
+                    // caller to officers of every domain.
+                    let domain = tx.procedure(procedure)?.map_or_else(|| "*".to_owned(), |p| p.domain);
+                    authorize(&domain)?;
+                    domains.push(domain);
+                }
+                if !tx.disable_caller(name, now)? {
+                    return Err(RegistryError::Invalid {
+                        field: "name".into(),
+                        message: format!("caller {name:?} is disabled already"),
+                    });
+                }
+                Ok((tx, Applied::new(format!("caller:{name}"), "disabled".into(), only_domain(&domains))))
             }
         }
     }
 }
 
+/// What a signed write did, for its audit record.
+struct Applied {
+    object: String,
+    id: Option<u64>,
+    detail: String,
+    policy_sha256: Option<String>,
+    /// The domain the record belongs to.
+    domain: Option<String>,
+}
+
+impl Applied {
+    fn new(object: String, detail: String, domain: Option<String>) -> Self {
+        Applied { object, id: None, detail, policy_sha256: None, domain }
+    }
+}
+
+/// The one domain a write touched, if it touched only one (and not `*`):
+/// its audit record then belongs to that domain; otherwise it is
+/// instance-wide, read by officers of every domain only.
+fn only_domain(domains: &[String]) -> Option<String> {
+    let first = domains.first()?;
+    (first != "*" && domains.iter().all(|d| d == first)).then(|| first.clone())
+}
+
 /// The domain a certificate belongs to: its registration's, or (the
 /// registration deleted since) its token procedure's; `None` if neither is
 /// known, and then only an officer of every domain may act on it.
-fn certificate_domain(tx: &mut dyn Tx, certificate: &CertificateRecord) -> Result<Option<String>, RegistryError> {
+pub(super) fn certificate_domain(
+    tx: &mut dyn Tx,
+    certificate: &CertificateRecord,
+) -> Result<Option<String>, RegistryError> {
     if let Some(id) = certificate.registration
         && let Some(registration) = tx.registration(id)?
     {

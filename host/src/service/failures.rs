@@ -69,12 +69,32 @@ impl FailureLimiter {
         Err(((1.0 - bucket.tokens) / per_second).ceil() as u64)
     }
 
+    /// Spends one token of `address` if it has one (a request counted as it
+    /// comes, not as it fails); otherwise the seconds until it has.
+    pub fn take(&self, address: IpAddr) -> Result<(), u64> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bucket = self.bucket(&mut buckets, address);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let per_second = f64::from(self.limits.per_minute.max(1)) / 60.0;
+        Err(((1.0 - bucket.tokens) / per_second).ceil() as u64)
+    }
+
     /// Records a failed attempt by `address`.
     pub fn failed(&self, address: IpAddr) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bucket = self.bucket(&mut buckets, address);
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+    }
+
+    /// The bucket of `address`, refilled to now (made full if it had none;
+    /// at the limit of addresses, the full ones are forgotten first).
+    fn bucket<'a>(&self, buckets: &'a mut HashMap<IpAddr, Bucket>, address: IpAddr) -> &'a mut Bucket {
         let key = key(address);
         let now = Instant::now();
         let full = f64::from(self.limits.burst);
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_ADDRESSES && !buckets.contains_key(&key) {
             for bucket in buckets.values_mut() {
                 self.refill(bucket, now);
@@ -83,7 +103,7 @@ impl FailureLimiter {
         }
         let bucket = buckets.entry(key).or_insert(Bucket { tokens: full, last: now });
         self.refill(bucket, now);
-        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+        bucket
     }
 }
 

@@ -12,14 +12,18 @@
 //! Registry calls block (SQLite, wasmtime), so handlers run them on tokio's
 //! blocking pool; imports run on their own threads.
 
+pub mod auth;
 pub mod checkpoints;
 pub mod enrollment;
 pub mod failures;
+pub mod front;
+pub mod listener;
 mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod signed;
 pub mod state;
+pub mod tls;
 pub mod web;
 
 use std::future::Future;
@@ -51,12 +55,51 @@ pub use state::{AppState, ServiceLimits};
         (name = "decisions", description = "Enrollment decisions"),
         (name = "procedures", description = "Token procedures"),
         (name = "officers", description = "RA officers"),
+        (name = "callers", description = "CA callers: the systems that ask for enrollment decisions"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "instance", description = "This instance and its policy"),
         (name = "health", description = "Health and metrics"),
-    )
+    ),
+    modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
+
+/// The two credentials of the API ([`auth`]).
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "officer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWS")
+                    .description(Some(
+                        "An officer's access token: a compact JWS (EdDSA or ES256, `kid` = the officer key's \
+                         RFC 7638 thumbprint, `typ` = `prereg-access+jws`) over `{aud, iat, exp}`, `aud` the \
+                         instance id from GET /v1/instance, `exp` at most 300 s after `iat`. Reads show the \
+                         officer's domains only.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "caller",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A CA caller's secret (`prc_…`, shown once by `prereg caller add`): it may ask for \
+                         enrollment decisions of the token procedures it lists.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The whole application: the API, its OpenAPI document, the RA page.
 pub fn app(state: AppState) -> Router {
@@ -74,7 +117,17 @@ pub fn app(state: AppState) -> Router {
         .merge(enrollment::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), front::front_door))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// `/metrics` alone, without a credential: what `prereg serve
+/// --metrics-listen` serves on its own address.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(|State(state): State<AppState>| routes::render_metrics(state)))
         .with_state(state)
 }
 
@@ -97,7 +150,9 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
     let path = request.uri().path().to_owned();
+    let client = auth::client_ip(request.extensions());
     let response = next.run(request).await;
+    let principal = response.extensions().get::<auth::Authenticated>().map_or("-", |a| a.0.as_str()).to_owned();
     let response = problem_for_plain_errors(response).await;
     let status = response.status();
     state.metrics().http(method.as_str(), &route, status.as_u16());
@@ -105,6 +160,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         method = %method,
         path = %path,
         route = %route,
+        client = %client,
+        principal = %principal,
         status = status.as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"
@@ -148,10 +205,18 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(state.clone());
-    // The client's address is known to every handler (failures are limited per address).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    serve_with(listener, state, listener::ListenOptions::default(), shutdown).await
+}
+
+/// [`serve`] with TLS, connection limits and trusted proxies
+/// ([`listener`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    options: listener::ListenOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener::serve(listener, app(state.clone()), options, shutdown).await?;
     let stopping = state.clone();
     tokio::task::spawn_blocking(move || stopping.shut_down()).await.map_err(std::io::Error::other)?;
     Ok(())

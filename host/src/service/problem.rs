@@ -61,6 +61,42 @@ impl ApiError {
         e
     }
 
+    /// 401 unauthenticated, with `WWW-Authenticate: Bearer`: the call needs
+    /// a credential (an officer's access token, a CA caller's secret) and
+    /// had none, or one that was refused.
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "A valid credential is needed", detail)
+    }
+
+    /// 403 forbidden: the credential is good but does not reach this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "The credential does not reach this", detail)
+    }
+
+    /// 429 too-many-requests, with Retry-After: the client address sent more
+    /// than its rate allows.
+    pub fn too_many_requests(retry_after: u64, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many requests from this address",
+            detail,
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 421 misdirected-request: the Host header names no name this service
+    /// answers to.
+    pub fn misdirected(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected-request",
+            "This service does not answer that name",
+            detail,
+        )
+    }
+
     /// 400 malformed-request.
     pub fn malformed(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed-request", "The request could not be read", detail)
@@ -126,6 +162,11 @@ impl IntoResponse for ApiError {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED && self.kind == "unauthenticated" {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"prereg\""));
         }
         response
     }

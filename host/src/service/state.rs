@@ -23,6 +23,9 @@ pub struct ServiceLimits {
     pub confirm_wait_seconds: u64,
     /// Failed enrollments allowed per client address.
     pub failures: super::failures::FailureLimits,
+    /// Requests to the enrollment endpoints (SCEP, CMP) allowed per client
+    /// address.
+    pub requests: super::failures::FailureLimits,
 }
 
 impl Default for ServiceLimits {
@@ -32,6 +35,7 @@ impl Default for ServiceLimits {
             max_body_bytes: 256 << 10,
             confirm_wait_seconds: crate::enroll::cmp::CONFIRM_WAIT_SECONDS,
             failures: super::failures::FailureLimits::default(),
+            requests: super::failures::FailureLimits { burst: 120, per_minute: 600 },
         }
     }
 }
@@ -74,6 +78,12 @@ struct Inner {
     default_crl_url: Option<String>,
     /// Failed enrollments per client address.
     failures: super::failures::FailureLimiter,
+    /// Refused credentials per client address.
+    auth_failures: super::failures::FailureLimiter,
+    /// Enrollment requests per client address.
+    requests: super::failures::FailureLimiter,
+    /// How the service faces its clients.
+    front: super::front::Front,
 }
 
 impl AppState {
@@ -103,6 +113,9 @@ impl AppState {
                 enrollment: Mutex::new(None),
                 default_crl_url,
                 failures: super::failures::FailureLimiter::new(limits.failures),
+                auth_failures: super::failures::FailureLimiter::new(limits.failures),
+                requests: super::failures::FailureLimiter::new(limits.requests),
+                front: super::front::Front::default(),
             }),
         }
     }
@@ -153,6 +166,31 @@ impl AppState {
     /// Failed enrollments per client address.
     pub fn failures(&self) -> &super::failures::FailureLimiter {
         &self.inner.failures
+    }
+
+    /// Refused credentials per client address.
+    pub fn auth_failures(&self) -> &super::failures::FailureLimiter {
+        &self.inner.auth_failures
+    }
+
+    /// Enrollment requests per client address.
+    pub fn requests(&self) -> &super::failures::FailureLimiter {
+        &self.inner.requests
+    }
+
+    /// How the service faces its clients.
+    pub fn front(&self) -> &super::front::Front {
+        &self.inner.front
+    }
+
+    /// The same state, facing its clients as `front` says (set before
+    /// serving: a state already shared is left as it is).
+    pub fn with_front(mut self, front: super::front::Front) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.front = front,
+            None => tracing::error!("the service's front is set after it was shared: ignored"),
+        }
+        self
     }
 
     /// The metrics.

@@ -74,18 +74,7 @@ pub fn sign(
         jti: URL_SAFE_NO_PAD.encode(jti),
         request,
     };
-    let header = Header {
-        alg: key.algorithm().jws_name().into(),
-        kid: Some(key.public_key().kid()),
-        typ: Some("prereg-request+jws".into()),
-        other: Default::default(),
-    };
-    let encode = |v: &dyn erased::Json| -> Result<String, SigningError> {
-        Ok(URL_SAFE_NO_PAD.encode(v.canonical().map_err(|e| SigningError::Malformed(e.to_string()))?))
-    };
-    let signing_input = format!("{}.{}", encode(&header)?, encode(&claims)?);
-    let signature = key.sign(signing_input.as_bytes());
-    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    sign_claims(key, "prereg-request+jws", &claims)
 }
 
 /// Verifies a compact JWS: algorithm, key (looked up by `kid` through
@@ -97,6 +86,36 @@ pub fn verify(
     officer_key: impl FnOnce(&str) -> Option<PublicKey>,
 ) -> Result<Verified, SigningError> {
     let jws = jws.trim();
+    let signed = verify_signature(jws, officer_key)?;
+    if signed.typ.as_deref() == Some(super::access::ACCESS_TYP) {
+        return Err(SigningError::Malformed("an access token is not a signed request".into()));
+    }
+    let claims: Claims =
+        serde_json::from_slice(&signed.payload).map_err(|e| SigningError::Malformed(format!("payload: {e}")))?;
+    check_claims(&claims.aud, claims.iat, claims.exp, instance_id, now)?;
+    if claims.jti.is_empty() || claims.jti.len() > 128 {
+        return Err(SigningError::Malformed("jti must be 1 to 128 characters".into()));
+    }
+    Ok(Verified { kid: signed.kid, claims, jws: jws.to_owned() })
+}
+
+/// A compact JWS whose signature checked out.
+pub(super) struct SignedParts {
+    /// The signing key's id.
+    pub kid: String,
+    /// The header's `typ`.
+    pub typ: Option<String>,
+    /// The payload, decoded.
+    pub payload: Vec<u8>,
+}
+
+/// Verifies the form, algorithm, key (looked up by `kid` through
+/// `officer_key`) and signature of a compact JWS; the claims are the
+/// caller's to check.
+pub(super) fn verify_signature(
+    jws: &str,
+    officer_key: impl FnOnce(&str) -> Option<PublicKey>,
+) -> Result<SignedParts, SigningError> {
     if jws.len() > MAX_JWS_BYTES {
         return Err(SigningError::Malformed(format!("{} bytes; at most {MAX_JWS_BYTES} accepted", jws.len())));
     }
@@ -129,21 +148,38 @@ pub fn verify(
     if !key.verify(signing_input.as_bytes(), &signature) {
         return Err(SigningError::BadSignature);
     }
-    let claims: Claims = serde_json::from_slice(&decode(p64, "payload")?)
-        .map_err(|e| SigningError::Malformed(format!("payload: {e}")))?;
-    if claims.aud != instance_id {
-        return Err(SigningError::WrongAudience { expected: instance_id.into(), found: claims.aud });
+    Ok(SignedParts { kid, typ: header.typ, payload: decode(p64, "payload")? })
+}
+
+/// Checks the audience and the time of signed claims: meant for
+/// `instance_id`, at most [`MAX_LIFETIME_SECS`] long, and valid at `now`.
+pub(super) fn check_claims(aud: &str, iat: u64, exp: u64, instance_id: &str, now: u64) -> Result<(), SigningError> {
+    if aud != instance_id {
+        return Err(SigningError::WrongAudience { expected: instance_id.into(), found: aud.into() });
     }
-    if claims.exp < claims.iat || claims.exp - claims.iat > MAX_LIFETIME_SECS {
-        return Err(SigningError::LifetimeTooLong(claims.exp.saturating_sub(claims.iat)));
+    if exp < iat || exp - iat > MAX_LIFETIME_SECS {
+        return Err(SigningError::LifetimeTooLong(exp.saturating_sub(iat)));
     }
-    if now >= claims.exp || claims.iat > now + CLOCK_SKEW_SECS {
-        return Err(SigningError::Expired { iat: claims.iat, exp: claims.exp, now });
+    if now >= exp || iat > now + CLOCK_SKEW_SECS {
+        return Err(SigningError::Expired { iat, exp, now });
     }
-    if claims.jti.is_empty() || claims.jti.len() > 128 {
-        return Err(SigningError::Malformed("jti must be 1 to 128 characters".into()));
-    }
-    Ok(Verified { kid, claims, jws: jws.to_owned() })
+    Ok(())
+}
+
+/// Signs `claims` with `key` as a compact JWS of type `typ`.
+pub(super) fn sign_claims(key: &SigningKey, typ: &str, claims: &impl Serialize) -> Result<String, SigningError> {
+    let header = Header {
+        alg: key.algorithm().jws_name().into(),
+        kid: Some(key.public_key().kid()),
+        typ: Some(typ.into()),
+        other: Default::default(),
+    };
+    let encode = |v: &dyn erased::Json| -> Result<String, SigningError> {
+        Ok(URL_SAFE_NO_PAD.encode(v.canonical().map_err(|e| SigningError::Malformed(e.to_string()))?))
+    };
+    let signing_input = format!("{}.{}", encode(&header)?, encode(claims)?);
+    let signature = key.sign(signing_input.as_bytes());
+    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
 mod erased {

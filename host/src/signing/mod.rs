@@ -5,7 +5,11 @@
 //! signed by an officer's key as a compact JWS (`EdDSA` or `ES256`, with `kid`).
 //! The host verifies it ([`verify`]) before acting; the `jti` is consumed in the
 //! transaction that makes the change.
+//!
+//! Officers read with short-lived access tokens signed by the same key
+//! ([`access`]).
 
+pub mod access;
 mod errors;
 mod jws;
 mod keys;

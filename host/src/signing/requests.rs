@@ -44,6 +44,30 @@ pub enum WriteRequest {
         /// The officer's name.
         name: String,
     },
+    /// Add a CA caller: a system that asks for enrollment decisions for the
+    /// token procedures it lists. Needs an officer of every domain those
+    /// procedures are in.
+    #[serde(rename = "caller.create")]
+    AddCaller {
+        /// Unique name.
+        name: String,
+        /// The token procedures it may ask decisions for.
+        procedures: Vec<String>,
+        /// SHA-256 (lowercase hex) of its bearer secret, made by the signer:
+        /// the secret itself never reaches the service or the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_sha256: Option<String>,
+        /// SHA-256 fingerprint (lowercase hex) of its TLS client certificate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate_sha256: Option<String>,
+    },
+    /// Disable a CA caller: its credentials are refused from then on. Needs
+    /// an officer of every domain its procedures are in.
+    #[serde(rename = "caller.disable")]
+    DisableCaller {
+        /// Its name.
+        name: String,
+    },
     /// Create a registration.
     #[serde(rename = "registration.create")]
     CreateRegistration {
@@ -168,6 +192,8 @@ impl WriteRequest {
             WriteRequest::CreateProcedure { .. } => "procedure.create",
             WriteRequest::AddOfficer { .. } => "officer.create",
             WriteRequest::DisableOfficer { .. } => "officer.disable",
+            WriteRequest::AddCaller { .. } => "caller.create",
+            WriteRequest::DisableCaller { .. } => "caller.disable",
             WriteRequest::CreateRegistration { .. } => "registration.create",
             WriteRequest::DisableRegistration { .. } => "registration.disable",
             WriteRequest::ReopenRegistration { .. } => "registration.reopen",

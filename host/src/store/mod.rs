@@ -141,6 +141,11 @@ impl OfficerRecord {
     pub fn has_all_domains(&self) -> bool {
         self.domains.iter().any(|d| d == "*")
     }
+
+    /// The domains whose data it may read: `None` for every domain.
+    pub fn readable_domains(&self) -> Option<Vec<String>> {
+        (!self.has_all_domains()).then(|| self.domains.clone())
+    }
 }
 
 /// A registration as stored (the password hash is read separately).
@@ -255,6 +260,9 @@ pub struct RegistrationFilter {
     pub after_id: Option<u64>,
     /// At most this many.
     pub limit: Option<u32>,
+    /// Only these domains (what the reading officer may see); `None`: every
+    /// domain.
+    pub domains: Option<Vec<String>>,
 }
 
 /// The status of a bulk import.
@@ -493,6 +501,30 @@ pub struct ShadowDisagreement {
     pub shadow: ShadowSide,
 }
 
+/// A CA caller: a system that asks for enrollment decisions (the CA front
+/// of SCEP/CMP/EST, another CA's webhook, a script), for the token
+/// procedures it lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CallerRecord {
+    /// Unique name (it names the caller in the audit records of its decisions).
+    pub name: String,
+    /// The token procedures it may ask decisions for.
+    pub procedures: Vec<String>,
+    /// SHA-256 (hex) of its bearer secret; the secret itself is kept nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sha256: Option<String>,
+    /// SHA-256 fingerprint (hex) of its TLS client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// Officer key id that added it.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// When it was disabled, Unix seconds: its credentials are refused from then on.
+    #[serde(default)]
+    pub disabled_at: Option<u64>,
+}
+
 /// One record of the hash-chained audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
@@ -524,6 +556,10 @@ pub struct AuditRecord {
     /// audit key (hex), for records written with it; see [`crate::audit`].
     #[serde(default)]
     pub mac: Option<String>,
+    /// The domain the record belongs to (what officers of that domain may
+    /// read); `None`: instance-wide, or written before records had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// The kind of transaction to open.
@@ -586,6 +622,20 @@ pub trait Tx: Send {
     fn insert_officer(&mut self, officer: &OfficerRecord) -> Result<(), StoreError>;
     /// Disables an officer's key at `at`; false if it was disabled already.
     fn disable_officer(&mut self, kid: &str, at: u64) -> Result<bool, StoreError>;
+
+    /// A CA caller by name.
+    fn caller(&mut self, name: &str) -> Result<Option<CallerRecord>, StoreError>;
+    /// The CA caller whose bearer secret has this SHA-256 (hex).
+    fn caller_by_secret(&mut self, secret_sha256: &str) -> Result<Option<CallerRecord>, StoreError>;
+    /// The CA caller whose TLS client certificate has this SHA-256 (hex).
+    fn caller_by_certificate(&mut self, certificate_sha256: &str) -> Result<Option<CallerRecord>, StoreError>;
+    /// Every CA caller, by name.
+    fn callers(&mut self) -> Result<Vec<CallerRecord>, StoreError>;
+    /// Inserts a CA caller; [`StoreError::Duplicate`] if the name or a
+    /// credential exists.
+    fn insert_caller(&mut self, caller: &CallerRecord) -> Result<(), StoreError>;
+    /// Disables a CA caller at `at`; false if it was disabled already.
+    fn disable_caller(&mut self, name: &str, at: u64) -> Result<bool, StoreError>;
 
     /// A registration by id.
     fn registration(&mut self, id: u64) -> Result<Option<RegistrationRecord>, StoreError>;
@@ -736,6 +786,16 @@ pub trait Tx: Send {
     fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
     /// Audit records with `seq > after`, ascending, at most `limit`.
     fn audit_records(&mut self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Audit records of `domains` with `seq > after`, ascending, at most `limit`.
+    fn audit_records_in(&mut self, domains: &[String], after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The newest audit records of `domains` with `seq < before`, newest
+    /// first, at most `limit` (`None`: every domain).
+    fn latest_audit_records(
+        &mut self,
+        domains: Option<&[String]>,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
     /// The first audit record written with the instance's audit key, and the
     /// MAC of that marker; `None` before any.
     fn audit_keyed_from(&mut self) -> Result<Option<(u64, String)>, StoreError>;

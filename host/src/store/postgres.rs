@@ -47,10 +47,10 @@ use prereg_core::{Protocol, RegistrationState};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, CertificateRecord, CertificateState, CrlRecord, ImportRecord, ImportStatus, NewRegistration,
-    NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange, RegistrationFilter,
-    RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage, StoreError,
-    StoreEvent, StoreListener, Tx, TxKind,
+    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, ImportRecord, ImportStatus,
+    NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
+    RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
+    StoreError, StoreEvent, StoreListener, Tx, TxKind,
 };
 
 /// The advisory lock every writing transaction holds (ASCII "prereg" + 1).
@@ -601,6 +601,20 @@ fn officer_from(row: &Row) -> Result<OfficerRecord, StoreError> {
     })
 }
 
+const CALLER_COLUMNS: &str = "name, procedures, secret_sha256, certificate_sha256, created_by, created_at, disabled_at";
+
+fn caller_from(row: &Row) -> Result<CallerRecord, StoreError> {
+    Ok(CallerRecord {
+        name: col(row, 0)?,
+        procedures: json_list(&col::<String>(row, 1)?)?,
+        secret_sha256: col(row, 2)?,
+        certificate_sha256: col(row, 3)?,
+        created_by: col(row, 4)?,
+        created_at: u64_at(row, 5)?,
+        disabled_at: opt_u64_at(row, 6)?,
+    })
+}
+
 const REGISTRATION_COLUMNS: &str = "id, domain, procedure, pattern, ip, serial, password_hash IS NOT NULL, \
      expires_at, max_enrollments, enrollments, failed_attempts, state, created_by, created_at, import_id";
 
@@ -653,7 +667,7 @@ fn import_from(row: &Row) -> Result<ImportRecord, StoreError> {
 }
 
 const AUDIT_COLUMNS: &str =
-    "seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, request, detail, mac";
+    "seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, request, detail, mac, domain";
 
 fn audit_from(row: &Row) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord {
@@ -670,6 +684,7 @@ fn audit_from(row: &Row) -> Result<AuditRecord, StoreError> {
         request: col(row, 10)?,
         detail: col(row, 11)?,
         mac: col(row, 12)?,
+        domain: col(row, 13)?,
     })
 }
 
@@ -805,6 +820,54 @@ impl Tx for PostgresTx {
         Ok(n == 1)
     }
 
+    fn caller(&mut self, name: &str) -> Result<Option<CallerRecord>, StoreError> {
+        let sql = format!("SELECT {CALLER_COLUMNS} FROM callers WHERE name = $1");
+        self.query_opt(&sql, &[&name])?.as_ref().map(caller_from).transpose()
+    }
+
+    fn caller_by_secret(&mut self, secret_sha256: &str) -> Result<Option<CallerRecord>, StoreError> {
+        let sql = format!("SELECT {CALLER_COLUMNS} FROM callers WHERE secret_sha256 = $1");
+        self.query_opt(&sql, &[&secret_sha256])?.as_ref().map(caller_from).transpose()
+    }
+
+    fn caller_by_certificate(&mut self, certificate_sha256: &str) -> Result<Option<CallerRecord>, StoreError> {
+        let sql = format!("SELECT {CALLER_COLUMNS} FROM callers WHERE certificate_sha256 = $1");
+        self.query_opt(&sql, &[&certificate_sha256])?.as_ref().map(caller_from).transpose()
+    }
+
+    fn callers(&mut self) -> Result<Vec<CallerRecord>, StoreError> {
+        let sql = format!("SELECT {CALLER_COLUMNS} FROM callers ORDER BY name");
+        self.query(&sql, &[])?.iter().map(caller_from).collect()
+    }
+
+    fn insert_caller(&mut self, c: &CallerRecord) -> Result<(), StoreError> {
+        let n = self.execute(
+            "INSERT INTO callers (name, procedures, secret_sha256, certificate_sha256, created_by, created_at, \
+             disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[
+                &c.name,
+                &super::to_json(&c.procedures),
+                &c.secret_sha256,
+                &c.certificate_sha256,
+                &c.created_by,
+                &(c.created_at as i64),
+                &c.disabled_at.map(|t| t as i64),
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Duplicate { what: format!("a caller named {:?} or with that credential", c.name) });
+        }
+        Ok(())
+    }
+
+    fn disable_caller(&mut self, name: &str, at: u64) -> Result<bool, StoreError> {
+        let n = self.execute(
+            "UPDATE callers SET disabled_at = $2 WHERE name = $1 AND disabled_at IS NULL",
+            &[&name, &(at as i64)],
+        )?;
+        Ok(n == 1)
+    }
+
     fn insert_officer(&mut self, o: &OfficerRecord) -> Result<(), StoreError> {
         let n = self.execute(
             "INSERT INTO officers (kid, name, algorithm, public_key_pem, domains, created_by, created_at, disabled_at) \
@@ -836,6 +899,7 @@ impl Tx for PostgresTx {
             "SELECT {REGISTRATION_COLUMNS} FROM registrations \
              WHERE ($1::text IS NULL OR domain = $1) AND ($2::text IS NULL OR state = $2) AND id > $3 \
              AND ($5::text IS NULL OR procedure = $5) AND ($6::text IS NULL OR pattern ILIKE $6) \
+             AND ($7::text[] IS NULL OR domain = ANY($7)) \
              ORDER BY id LIMIT $4"
         );
         let search = filter.search.as_deref().map(|t| super::like_pattern(&t.to_ascii_lowercase()));
@@ -848,6 +912,7 @@ impl Tx for PostgresTx {
                 &filter.limit.map(i64::from),
                 &filter.procedure,
                 &search,
+                &filter.domains,
             ],
         )?
         .iter()
@@ -1420,7 +1485,7 @@ impl Tx for PostgresTx {
     fn append_audit(&mut self, a: &AuditRecord) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO audit (seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, \
-             request, detail, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             request, detail, mac, domain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             &[
                 &(a.seq as i64),
                 &a.prev_hash,
@@ -1435,6 +1500,7 @@ impl Tx for PostgresTx {
                 &a.request,
                 &a.detail,
                 &a.mac,
+                &a.domain,
             ],
         )?;
         Ok(())
@@ -1463,6 +1529,34 @@ impl Tx for PostgresTx {
     fn audit_records(&mut self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
         let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2");
         self.query(&sql, &[&(after as i64), &i64::from(limit)])?.iter().map(audit_from).collect()
+    }
+
+    fn audit_records_in(&mut self, domains: &[String], after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE domain = ANY($1) AND seq > $2 ORDER BY seq LIMIT $3");
+        self.query(&sql, &[&domains, &(after as i64), &i64::from(limit)])?.iter().map(audit_from).collect()
+    }
+
+    fn latest_audit_records(
+        &mut self,
+        domains: Option<&[String]>,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let rows = match domains {
+            None => {
+                let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+                self.query(&sql, &[&before, &i64::from(limit)])?
+            }
+            Some(domains) => {
+                let sql = format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit WHERE domain = ANY($1) AND seq < $2 ORDER BY seq DESC LIMIT $3"
+                );
+                self.query(&sql, &[&domains, &before, &i64::from(limit)])?
+            }
+        };
+        rows.iter().map(audit_from).collect()
     }
 
     fn record_node(&mut self, n: &NodeRecord) -> Result<(), StoreError> {

@@ -27,10 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: SQLITE[7], postgres: POSTGRES[7] },
     Migration { sqlite: SQLITE[8], postgres: POSTGRES[8] },
     Migration { sqlite: SQLITE[9], postgres: POSTGRES[9] },
+    Migration { sqlite: SQLITE[10], postgres: POSTGRES[10] },
 ];
 
 /// The SQLite side (the comments explain each change).
-const SQLITE: [&str; 10] = [
+const SQLITE: [&str; 11] = [
     // 1: the core tables.
     r#"
     CREATE TABLE instance (
@@ -287,6 +288,27 @@ const SQLITE: [&str; 10] = [
         der         BLOB NOT NULL
     );
     "#,
+    // 11: a service that faces a network. CA callers are the systems that ask
+    // for enrollment decisions (a CA front, another CA's webhook): each may
+    // ask for the token procedures it lists (JSON array), authenticated by a
+    // bearer secret of which only the SHA-256 is kept (a random 256-bit
+    // secret needs no slow hash) and/or a TLS client certificate (its SHA-256
+    // fingerprint). Audit records carry the domain they belong to (NULL:
+    // instance-wide, seen by officers of every domain only), so officers read
+    // only their domains' records; the record hash covers it when present.
+    r#"
+    CREATE TABLE callers (
+        name               TEXT PRIMARY KEY,
+        procedures         TEXT NOT NULL,
+        secret_sha256      TEXT UNIQUE,
+        certificate_sha256 TEXT UNIQUE,
+        created_by         TEXT NOT NULL,
+        created_at         INTEGER NOT NULL,
+        disabled_at        INTEGER
+    );
+    ALTER TABLE audit ADD COLUMN domain TEXT;
+    CREATE INDEX audit_by_domain ON audit (domain, seq);
+    "#,
 ];
 
 /// The PostgreSQL side: the same changes. Integers are BIGINT where SQLite's
@@ -294,7 +316,7 @@ const SQLITE: [&str; 10] = [
 /// for SQLite's AUTOINCREMENT, and `seq` for its implicit rowid where the
 /// order of insertion is read. PostgreSQL also notifies listening nodes of
 /// registration and policy changes (migration 9), at commit.
-const POSTGRES: [&str; 10] = [
+const POSTGRES: [&str; 11] = [
     // 1
     r#"
     CREATE TABLE instance (
@@ -542,5 +564,19 @@ const POSTGRES: [&str; 10] = [
         revoked     BIGINT NOT NULL,
         der         BYTEA NOT NULL
     );
+    "#,
+    // 11
+    r#"
+    CREATE TABLE callers (
+        name               TEXT PRIMARY KEY,
+        procedures         TEXT NOT NULL,
+        secret_sha256      TEXT UNIQUE,
+        certificate_sha256 TEXT UNIQUE,
+        created_by         TEXT NOT NULL,
+        created_at         BIGINT NOT NULL,
+        disabled_at        BIGINT
+    );
+    ALTER TABLE audit ADD COLUMN domain TEXT;
+    CREATE INDEX audit_by_domain ON audit (domain, seq);
     "#,
 ];

@@ -10,10 +10,10 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, CertificateRecord, CertificateState, CrlRecord, ImportRecord, ImportStatus, NewRegistration,
-    NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange, RegistrationFilter,
-    RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage, StoreError,
-    StoredRegistration, Tx, TxKind,
+    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, ImportRecord, ImportStatus,
+    NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
+    RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
+    StoreError, StoredRegistration, Tx, TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
@@ -256,6 +256,18 @@ fn officer_from(row: &Row<'_>) -> rusqlite::Result<OfficerRecord> {
     })
 }
 
+fn caller_from(row: &Row<'_>) -> rusqlite::Result<CallerRecord> {
+    Ok(CallerRecord {
+        name: row.get("name")?,
+        procedures: json_list(&row.get::<_, String>("procedures")?)?,
+        secret_sha256: row.get("secret_sha256")?,
+        certificate_sha256: row.get("certificate_sha256")?,
+        created_by: row.get("created_by")?,
+        created_at: u64_col(row, "created_at")?,
+        disabled_at: row.get::<_, Option<i64>>("disabled_at")?.map(|t| t as u64),
+    })
+}
+
 const REGISTRATION_COLUMNS: &str = "id, domain, procedure, pattern, ip, serial, password_hash IS NOT NULL AS has_password, \
      expires_at, max_enrollments, enrollments, failed_attempts, state, created_by, created_at, import_id";
 
@@ -322,6 +334,7 @@ fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         request: row.get("request")?,
         detail: row.get("detail")?,
         mac: row.get("mac")?,
+        domain: row.get("domain")?,
     })
 }
 
@@ -424,6 +437,70 @@ impl Tx for SqliteTx {
         Ok(changed == 1)
     }
 
+    fn caller(&mut self, name: &str) -> Result<Option<CallerRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT * FROM callers WHERE name = ?1")?
+            .query_row([name], caller_from)
+            .optional()?)
+    }
+
+    fn caller_by_secret(&mut self, secret_sha256: &str) -> Result<Option<CallerRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT * FROM callers WHERE secret_sha256 = ?1")?
+            .query_row([secret_sha256], caller_from)
+            .optional()?)
+    }
+
+    fn caller_by_certificate(&mut self, certificate_sha256: &str) -> Result<Option<CallerRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT * FROM callers WHERE certificate_sha256 = ?1")?
+            .query_row([certificate_sha256], caller_from)
+            .optional()?)
+    }
+
+    fn callers(&mut self) -> Result<Vec<CallerRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT * FROM callers ORDER BY name")?;
+        let rows = stmt.query_map([], caller_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn insert_caller(&mut self, c: &CallerRecord) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO callers (name, procedures, secret_sha256, certificate_sha256, created_by, created_at, \
+                 disabled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                c.name,
+                super::to_json(&c.procedures),
+                c.secret_sha256,
+                c.certificate_sha256,
+                c.created_by,
+                c.created_at as i64,
+                c.disabled_at.map(|t| t as i64)
+            ])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Duplicate { what: format!("a caller named {:?} or with that credential", c.name) }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    fn disable_caller(&mut self, name: &str, at: u64) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()?
+            .prepare_cached("UPDATE callers SET disabled_at = ?2 WHERE name = ?1 AND disabled_at IS NULL")?
+            .execute(params![name, at as i64])?;
+        Ok(changed == 1)
+    }
+
     fn insert_officer(&mut self, o: &OfficerRecord) -> Result<(), StoreError> {
         self.conn()?
             .prepare_cached(
@@ -460,6 +537,7 @@ impl Tx for SqliteTx {
             "SELECT {REGISTRATION_COLUMNS} FROM registrations \
              WHERE (?1 IS NULL OR domain = ?1) AND (?2 IS NULL OR state = ?2) AND id > ?3 \
              AND (?5 IS NULL OR procedure = ?5) AND (?6 IS NULL OR pattern LIKE ?6 ESCAPE '\\') \
+             AND (?7 IS NULL OR domain IN (SELECT value FROM json_each(?7))) \
              ORDER BY id LIMIT ?4"
         );
         let conn = self.conn()?;
@@ -472,7 +550,8 @@ impl Tx for SqliteTx {
                     filter.after_id.unwrap_or(0) as i64,
                     filter.limit.map_or(-1, i64::from),
                     filter.procedure,
-                    filter.search.as_deref().map(|t| super::like_pattern(&t.to_ascii_lowercase()))
+                    filter.search.as_deref().map(|t| super::like_pattern(&t.to_ascii_lowercase())),
+                    filter.domains.as_deref().map(super::to_json)
                 ],
                 registration_from,
             )?
@@ -1101,7 +1180,7 @@ impl Tx for SqliteTx {
         self.conn()?
             .prepare_cached(
                 "INSERT INTO audit (seq, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, \
-                 request, detail, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 request, detail, mac, domain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 a.seq as i64,
@@ -1116,7 +1195,8 @@ impl Tx for SqliteTx {
                 a.policy_sha256,
                 a.request,
                 a.detail,
-                a.mac
+                a.mac,
+                a.domain
             ])?;
         Ok(())
     }
@@ -1147,6 +1227,41 @@ impl Tx for SqliteTx {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached("SELECT * FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let rows = stmt.query_map(params![after as i64, limit], audit_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn audit_records_in(&mut self, domains: &[String], after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT * FROM audit WHERE domain IN (SELECT value FROM json_each(?1)) AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![super::to_json(domains), after as i64, limit], audit_from)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn latest_audit_records(
+        &mut self,
+        domains: Option<&[String]>,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn()?;
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let rows = match domains {
+            None => conn
+                .prepare_cached("SELECT * FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2")?
+                .query_map(params![before, limit], audit_from)?
+                .collect::<Result<_, _>>()?,
+            Some(domains) => conn
+                .prepare_cached(
+                    "SELECT * FROM audit WHERE domain IN (SELECT value FROM json_each(?1)) AND seq < ?2 \
+                     ORDER BY seq DESC LIMIT ?3",
+                )?
+                .query_map(params![super::to_json(domains), before, limit], audit_from)?
+                .collect::<Result<_, _>>()?,
+        };
         Ok(rows)
     }
 

@@ -53,7 +53,7 @@ fn an_inserted_record_is_caught() {
     let seq = tamper(
         &f,
         "UPDATE audit SET seq = -(seq + 1) WHERE seq >= 4; UPDATE audit SET seq = -seq WHERE seq < 0; \
-         INSERT INTO audit SELECT 4, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, request, detail, mac FROM audit WHERE seq = 3;",
+         INSERT INTO audit SELECT 4, prev_hash, hash, time, actor, action, object, outcome, reason, policy_sha256, request, detail, mac, domain FROM audit WHERE seq = 3;",
     );
     assert_eq!(seq, 4);
 }

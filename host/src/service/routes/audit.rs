@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, next_page, page_size};
+use super::{ReadRefusals, blocking, next_page, page_size};
 use crate::service::AppState;
+use crate::service::auth::Officer;
 use crate::service::problem::{ApiError, Problem};
 use crate::store::AuditRecord;
 
@@ -45,17 +46,26 @@ pub struct AuditVerificationView {
     pub fault: Option<String>,
 }
 
-/// Audit records, oldest first.
+/// Audit records, oldest first: every record for an officer of every
+/// domain, the records of the officer's domains otherwise (instance-wide
+/// records, such as policy changes, are read by officers of every domain).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    security(("officer" = [])),
     responses(
         (status = 200, description = "A page of audit records", body = AuditPage),
+        ReadRefusals,
         (status = 422, description = "Invalid page size", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(state): State<AppState>, Query(query): Query<AuditQuery>) -> Result<Json<AuditPage>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    officer: Officer,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     let limit = page_size(query.limit)?;
     let registry = state.registry().clone();
     let after = query.after.unwrap_or(0);
-    let mut items = blocking(move || Ok(registry.audit_records(after, limit + 1)?)).await?;
+    let mut items =
+        blocking(move || Ok(registry.audit_records_of(officer.domains().as_deref(), after, limit + 1)?)).await?;
     let next_after = next_page(&mut items, limit as usize, |r| r.seq);
     Ok(Json(AuditPage { items, next_after }))
 }
@@ -65,13 +75,16 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<AuditQuery>
 /// Keep it outside the database; `prereg audit verify --checkpoint FILE`
 /// then shows whether the log was cut short or rewritten since.
 #[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+    security(("officer" = [])),
     responses(
         (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
+        ReadRefusals,
         (status = 422, description = "No instance key in the data folder", body = Problem,
             content_type = "application/problem+json"),
     ))]
-pub async fn checkpoint(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+pub async fn checkpoint(State(state): State<AppState>, officer: Officer) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
+    officer.of_every_domain("a checkpoint of the whole log")?;
     let registry = state.registry().clone();
     let (_, note) = blocking(move || Ok(registry.audit_checkpoint()?)).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
@@ -79,8 +92,11 @@ pub async fn checkpoint(State(state): State<AppState>) -> Result<axum::response:
 
 /// Walks the whole hash chain and names the first bad record.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
-    responses((status = 200, description = "The verification (intact or not)", body = AuditVerificationView)))]
-pub async fn verify(State(state): State<AppState>) -> Result<Json<AuditVerificationView>, ApiError> {
+    security(("officer" = [])),
+    responses((status = 200, description = "The verification (intact or not)", body = AuditVerificationView),
+        ReadRefusals))]
+pub async fn verify(State(state): State<AppState>, officer: Officer) -> Result<Json<AuditVerificationView>, ApiError> {
+    officer.of_every_domain("verifying the whole chain")?;
     let registry = state.registry().clone();
     let v = blocking(move || Ok(registry.verify_audit()?)).await?;
     Ok(Json(AuditVerificationView {

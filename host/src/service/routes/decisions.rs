@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 use super::blocking;
 use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, unix_now};
 use crate::service::AppState;
+use crate::service::auth::{Caller, Principal, Reader};
 use crate::service::problem::{ApiError, Problem};
 
 /// An enrollment request as the CA front received it.
@@ -45,7 +46,12 @@ impl std::fmt::Debug for DecisionRequest {
     }
 }
 
-async fn decide(state: AppState, request: DecisionRequest, mode: DecisionMode) -> Result<DecisionReport, ApiError> {
+async fn decide(
+    state: AppState,
+    request: DecisionRequest,
+    mode: DecisionMode,
+    caller: Option<String>,
+) -> Result<DecisionReport, ApiError> {
     let registry = state.registry().clone();
     let input = EnrollmentInput {
         procedure: request.procedure,
@@ -53,6 +59,7 @@ async fn decide(state: AppState, request: DecisionRequest, mode: DecisionMode) -
         ip: request.ip,
         serial: request.serial,
         password: request.password.map(Zeroizing::new),
+        caller,
         ..Default::default()
     };
     let started = Instant::now();
@@ -75,25 +82,53 @@ fn body(
 
 /// Dry run of an enrollment decision: explains it, changes nothing, audits
 /// nothing, and never checks a password (a registration with one answers
-/// `password-required`, the same for a right and a wrong password).
+/// `password-required`, the same for a right and a wrong password). For a
+/// CA caller of the request's token procedure, or an officer of its domain.
 #[utoipa::path(post, path = "/v1/decisions/check", tag = "decisions", request_body = DecisionRequest,
+    security(("caller" = []), ("officer" = [])),
     responses(
         (status = 200, description = "The decision (allowed or denied)", body = DecisionReport),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No credential, or a refused one", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask for that token procedure, or the officer is not of \
+            its domain", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn check(
     State(state): State<AppState>,
+    Reader(principal): Reader,
     request: Result<Json<DecisionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DecisionReport>, ApiError> {
-    Ok(Json(decide(state, body(request)?, DecisionMode::DryRun).await?))
+    let request = body(request)?;
+    match &principal {
+        Principal::Caller(caller) => Caller(caller.clone()).may_ask_for(&request.procedure)?,
+        Principal::Officer(officer) => {
+            let registry = state.registry().clone();
+            let name = request.procedure.clone();
+            let domain = blocking(move || Ok(registry.procedure(&name)?.map(|p| p.domain))).await?;
+            if !domain.is_some_and(|d| officer.may_act_in(&d)) {
+                return Err(ApiError::forbidden(format!(
+                    "officer {:?} is not of the domain of token procedure {:?}",
+                    officer.name, request.procedure
+                )));
+            }
+        }
+    }
+    Ok(Json(decide(state, request, DecisionMode::DryRun, None).await?))
 }
 
 /// The real enrollment decision: counts against max-enrollments, applies the
-/// lockout rule, and is audited.
+/// lockout rule, and is audited under the CA caller's name. For an enabled
+/// CA caller of the request's token procedure only.
 #[utoipa::path(post, path = "/v1/decisions/enroll", tag = "decisions", request_body = DecisionRequest,
+    security(("caller" = [])),
     responses(
         (status = 200, description = "The decision (allowed or denied)", body = DecisionReport),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No caller secret, or a refused or disabled one", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask for that token procedure", body = Problem,
+            content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (a name longer than DNS allows); nothing is audited",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed enrollments from this address (Retry-After); nothing was \
@@ -103,11 +138,14 @@ pub async fn check(
     ))]
 pub async fn enroll(
     State(state): State<AppState>,
+    caller: Caller,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Result<Json<DecisionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DecisionReport>, ApiError> {
+    let request = body(request)?;
+    caller.may_ask_for(&request.procedure)?;
     state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
-    let report = decide(state.clone(), body(request)?, DecisionMode::Enroll).await?;
+    let report = decide(state.clone(), request, DecisionMode::Enroll, Some(caller.0.name.clone())).await?;
     if !report.allowed {
         state.failures().failed(peer.ip());
     }

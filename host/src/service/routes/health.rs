@@ -6,8 +6,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::blocking;
+use super::{ReadRefusals, blocking};
 use crate::service::AppState;
+use crate::service::auth::Reader;
 use crate::service::problem::{ApiError, Problem};
 
 /// Health.
@@ -40,10 +41,19 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
     Ok(axum::Json(Health { status: "ok".into() }))
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format), for an officer or a CA
+/// caller (`prereg serve --metrics-listen` serves them apart, with no
+/// credential, on an address of the operator's choosing).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    security(("officer" = []), ("caller" = [])),
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        ReadRefusals))]
+pub async fn metrics(State(state): State<AppState>, _reader: Reader) -> Result<Response, ApiError> {
+    render_metrics(state).await
+}
+
+/// The metrics text, as `/metrics` answers it.
+pub async fn render_metrics(state: AppState) -> Result<Response, ApiError> {
     let registry = state.registry().clone();
     let counts = blocking(move || {
         let mut tx = registry.storage().begin(crate::store::TxKind::Read).map_err(ApiError::from)?;

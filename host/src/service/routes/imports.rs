@@ -11,10 +11,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{blocking, next_page, page_size};
+use super::{ReadRefusals, blocking, next_page, page_size};
 use crate::import::{ImportProgress, ProgressSnapshot, RowError, RowSink};
 use crate::registry::{ImportFile, unix_now};
 use crate::service::AppState;
+use crate::service::auth::Officer;
 use crate::service::problem::{ApiError, Problem};
 use crate::service::signed::{FlattenedJws, file_part, multipart_error, signed_part};
 use crate::service::state::RunningImport;
@@ -73,13 +74,34 @@ fn report_path(state: &AppState, id: u64) -> PathBuf {
     state.data().imports().join(format!("{id}.report.jsonl"))
 }
 
-/// The latest imports, newest first.
+/// The latest imports of the officer's domains, newest first.
 #[utoipa::path(get, path = "/v1/imports", tag = "imports",
-    responses((status = 200, description = "The latest 100 imports", body = [ImportView])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ImportView>>, ApiError> {
+    security(("officer" = [])),
+    responses((status = 200, description = "The latest 100 imports", body = [ImportView]), ReadRefusals))]
+pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Json<Vec<ImportView>>, ApiError> {
     let registry = state.registry().clone();
-    let imports = blocking(move || Ok(registry.imports(100)?)).await?;
+    let imports = blocking(move || {
+        let domains: std::collections::HashMap<String, String> =
+            registry.procedures()?.into_iter().map(|p| (p.name, p.domain)).collect();
+        let mut imports = registry.imports(if officer.domains().is_some() { 1000 } else { 100 })?;
+        imports.retain(|i| domains.get(&i.procedure).is_some_and(|d| officer.reads(d)));
+        imports.truncate(100);
+        Ok(imports)
+    })
+    .await?;
     Ok(Json(imports.into_iter().map(|i| view(&state, i)).collect()))
+}
+
+/// An import, if it belongs to one of the officer's domains (another
+/// domain's is not found, as if it did not exist).
+fn readable_import(registry: &crate::Registry, officer: &Officer, id: u64) -> Result<ImportRecord, ApiError> {
+    let import = registry.import_record(id)?;
+    let domain = registry.procedure(&import.procedure)?.map(|p| p.domain);
+    if domain.is_some_and(|d| officer.reads(&d)) {
+        Ok(import)
+    } else {
+        Err(crate::RegistryError::NotFound(format!("import {id}")).into())
+    }
 }
 
 /// Starts an import. The signature is checked before the file is received;
@@ -181,14 +203,20 @@ pub async fn submit(
 /// An import's status, with live progress while it runs.
 #[utoipa::path(get, path = "/v1/imports/{id}", tag = "imports",
     params(("id" = u64, Path, description = "Import id")),
+    security(("officer" = [])),
     responses(
         (status = 200, description = "The import", body = ImportView),
+        ReadRefusals,
         (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn status(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<ImportView>, ApiError> {
+pub async fn status(
+    State(state): State<AppState>,
+    officer: Officer,
+    Path(id): Path<u64>,
+) -> Result<Json<ImportView>, ApiError> {
     let progress = state.import_progress(id);
     let registry = state.registry().clone();
-    let import = blocking(move || Ok(registry.import_record(id)?)).await?;
+    let import = blocking(move || readable_import(&registry, &officer, id)).await?;
     let mut view = view(&state, import);
     view.progress = view.progress.or(progress);
     Ok(Json(view))
@@ -197,12 +225,15 @@ pub async fn status(State(state): State<AppState>, Path(id): Path<u64>) -> Resul
 /// The bad rows of an import: row, line, column, kind and reason.
 #[utoipa::path(get, path = "/v1/imports/{id}/report", tag = "imports",
     params(("id" = u64, Path, description = "Import id"), ReportQuery),
+    security(("officer" = [])),
     responses(
         (status = 200, description = "A page of bad rows", body = ReportPage),
+        ReadRefusals,
         (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn report(
     State(state): State<AppState>,
+    officer: Officer,
     Path(id): Path<u64>,
     Query(query): Query<ReportQuery>,
 ) -> Result<Json<ReportPage>, ApiError> {
@@ -211,7 +242,7 @@ pub async fn report(
     let registry = state.registry().clone();
     let path = report_path(&state, id);
     let page = blocking(move || {
-        registry.import_record(id)?;
+        readable_import(&registry, &officer, id)?;
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

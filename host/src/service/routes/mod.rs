@@ -3,6 +3,7 @@
 //! through `utoipa_axum::routes!`, so no route can be missing from it.
 
 mod audit;
+mod callers;
 mod decisions;
 mod health;
 mod imports;
@@ -22,7 +23,7 @@ use super::{AppState, ServiceLimits};
 
 pub use audit::{AuditPage, AuditVerificationView};
 pub use decisions::DecisionRequest;
-pub use health::Health;
+pub use health::{Health, render_metrics};
 pub use imports::{ImportView, JsonlReport, ReportPage};
 pub use instance::InstanceInfo;
 pub use registrations::{Created, RegistrationPage};
@@ -44,6 +45,8 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(procedures::list, procedures::create))
         .routes(routes!(officers::list, officers::create))
         .routes(routes!(officers::disable))
+        .routes(routes!(callers::list, callers::create))
+        .routes(routes!(callers::disable))
         .routes(routes!(registrations::list, registrations::create))
         .routes(routes!(registrations::get, registrations::delete))
         .routes(routes!(registrations::disable))
@@ -80,6 +83,22 @@ pub(crate) enum WriteRefusals {
     /// A field is invalid (`invalid-field`, naming it).
     #[response(status = 422, content_type = "application/problem+json")]
     Invalid(Problem),
+}
+
+/// The refusals every read can meet (documented once, used by every read
+/// route).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "a description of responses, never built")]
+pub(crate) enum ReadRefusals {
+    /// No credential, or one that was refused (`unauthenticated`).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// The credential does not reach this (`forbidden`).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// Too many refused credentials from this address (`too-many-requests`, Retry-After).
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooMany(Problem),
 }
 
 /// Runs blocking work (SQLite, wasmtime) off the async workers.
@@ -124,6 +143,21 @@ pub(crate) async fn submit(
     blocking(move || Ok(registry.submit_for(&jws, crate::registry::unix_now(), &expected)?)).await
 }
 
+/// The check of a route on one named object (`POST /v1/officers/{name}/disable`):
+/// the request must be the route's action, signed for `name`; `signed_name`
+/// gives the name a request of the route's action is for.
+pub(crate) fn expect_name(
+    route: &'static str,
+    name: String,
+    signed_name: fn(&crate::signing::WriteRequest) -> Option<&String>,
+) -> impl Fn(&crate::signing::WriteRequest) -> Result<(), String> + Send + 'static {
+    move |request| match signed_name(request) {
+        Some(signed) if *signed == name => Ok(()),
+        Some(signed) => Err(format!("the request is for {signed:?}, not {name:?}")),
+        None => Err(wrong_action(route, request)),
+    }
+}
+
 /// A refusal for a request signed for another action.
 pub(crate) fn wrong_action(route: &str, request: &crate::signing::WriteRequest) -> String {
     format!("{route} takes a signed {} request, not {}", expected_action(route), request.action())
@@ -134,6 +168,8 @@ fn expected_action(route: &str) -> &'static str {
         "POST /v1/procedures" => "procedure.create",
         "POST /v1/officers" => "officer.create",
         "POST /v1/officers/{name}/disable" => "officer.disable",
+        "POST /v1/callers" => "caller.create",
+        "POST /v1/callers/{name}/disable" => "caller.disable",
         "POST /v1/registrations" => "registration.create",
         "POST /v1/registrations/{id}/disable" => "registration.disable",
         "POST /v1/registrations/{id}/reopen" => "registration.reopen",

@@ -4,20 +4,27 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::{WriteRefusals, blocking, submit, wrong_action};
+use super::{ReadRefusals, WriteRefusals, blocking, expect_name, submit, wrong_action};
 use crate::registry::WriteOutcome;
 use crate::service::AppState;
+use crate::service::auth::Officer;
 use crate::service::problem::{ApiError, Problem};
 use crate::service::signed::{FlattenedJws, Signed};
 use crate::signing::WriteRequest;
 use crate::store::OfficerRecord;
 
-/// Every RA officer (public keys only).
+/// The RA officers who may act in one of the reading officer's domains
+/// (public keys only); an officer of every domain sees all.
 #[utoipa::path(get, path = "/v1/officers", tag = "officers",
-    responses((status = 200, description = "Officers, by name", body = [OfficerRecord])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<OfficerRecord>>, ApiError> {
+    security(("officer" = [])),
+    responses((status = 200, description = "Officers, by name", body = [OfficerRecord]), ReadRefusals))]
+pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Json<Vec<OfficerRecord>>, ApiError> {
     let registry = state.registry().clone();
-    Ok(Json(blocking(move || Ok(registry.officers()?)).await?))
+    let mut officers = blocking(move || Ok(registry.officers()?)).await?;
+    if let Some(domains) = officer.domains() {
+        officers.retain(|o| domains.iter().any(|d| o.may_act_in(d)));
+    }
+    Ok(Json(officers))
 }
 
 /// Adds an officer (signed `officer.create`).
@@ -52,13 +59,9 @@ pub async fn disable(
     Path(name): Path<String>,
     Signed(jws): Signed,
 ) -> Result<Json<WriteOutcome>, ApiError> {
-    let outcome = submit(&state, jws, move |r| match r {
-        WriteRequest::DisableOfficer { name: signed } if *signed == name => Ok(()),
-        WriteRequest::DisableOfficer { name: signed } => {
-            Err(format!("the request disables officer {signed:?}, not {name:?}"))
-        }
-        other => Err(wrong_action("POST /v1/officers/{name}/disable", other)),
-    })
-    .await?;
-    Ok(Json(outcome))
+    let expected = expect_name("POST /v1/officers/{name}/disable", name, |r| match r {
+        WriteRequest::DisableOfficer { name } => Some(name),
+        _ => None,
+    });
+    Ok(Json(submit(&state, jws, expected).await?))
 }

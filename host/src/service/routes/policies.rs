@@ -5,9 +5,10 @@ use axum::Json;
 use axum::extract::{Multipart, Query, State};
 use axum::http::StatusCode;
 
-use super::{WriteRefusals, blocking};
+use super::{ReadRefusals, WriteRefusals, blocking};
 use crate::registry::{PolicyChange, ShadowChange, ShadowReport, unix_now};
 use crate::service::AppState;
+use crate::service::auth::Officer;
 use crate::service::problem::ApiError;
 use crate::service::signed::{FlattenedJws, Signed, file_part, multipart_error, signed_part};
 use crate::store::PolicyVersionRecord;
@@ -31,8 +32,12 @@ pub struct PolicyUpload {
 /// Every loaded policy version, oldest first, and which is active (none: the
 /// built-in default).
 #[utoipa::path(get, path = "/v1/policies", tag = "instance",
-    responses((status = 200, description = "Loaded policy versions", body = [PolicyVersionRecord])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PolicyVersionRecord>>, ApiError> {
+    security(("officer" = [])),
+    responses((status = 200, description = "Loaded policy versions", body = [PolicyVersionRecord]), ReadRefusals))]
+pub async fn list(
+    State(state): State<AppState>,
+    _officer: Officer,
+) -> Result<Json<Vec<PolicyVersionRecord>>, ApiError> {
     let registry = state.registry().clone();
     Ok(Json(blocking(move || Ok(registry.policy_versions()?)).await?))
 }
@@ -111,14 +116,17 @@ pub struct ShadowQuery {
 
 /// The shadow policy, how many enrollments it was compared on, and the
 /// decisions where it disagreed with the active policy (request, both
-/// decisions, both reasons).
+/// decisions, both reasons); an officer who is not of every domain sees the
+/// disagreements of its domains' token procedures only.
 #[utoipa::path(get, path = "/v1/policies/shadow", tag = "instance", params(ShadowQuery),
-    responses((status = 200, description = "The shadow report", body = ShadowReport)))]
+    security(("officer" = [])),
+    responses((status = 200, description = "The shadow report", body = ShadowReport), ReadRefusals))]
 pub async fn shadow_report(
     State(state): State<AppState>,
+    officer: Officer,
     Query(query): Query<ShadowQuery>,
 ) -> Result<Json<ShadowReport>, ApiError> {
     let registry = state.registry().clone();
     let (after, limit) = (query.after.unwrap_or(0), query.limit.unwrap_or(100));
-    Ok(Json(blocking(move || Ok(registry.shadow_report(after, limit)?)).await?))
+    Ok(Json(blocking(move || Ok(registry.shadow_report_for(officer.domains().as_deref(), after, limit)?)).await?))
 }

@@ -4,20 +4,24 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::{WriteRefusals, blocking, submit, wrong_action};
+use super::{ReadRefusals, WriteRefusals, blocking, submit, wrong_action};
 use crate::registry::WriteOutcome;
 use crate::service::AppState;
+use crate::service::auth::Officer;
 use crate::service::problem::ApiError;
 use crate::service::signed::{FlattenedJws, Signed};
 use crate::signing::WriteRequest;
 use crate::store::ProcedureRecord;
 
-/// Every token procedure.
+/// The token procedures of the officer's domains.
 #[utoipa::path(get, path = "/v1/procedures", tag = "procedures",
-    responses((status = 200, description = "Token procedures, by name", body = [ProcedureRecord])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ProcedureRecord>>, ApiError> {
+    security(("officer" = [])),
+    responses((status = 200, description = "Token procedures, by name", body = [ProcedureRecord]), ReadRefusals))]
+pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Json<Vec<ProcedureRecord>>, ApiError> {
     let registry = state.registry().clone();
-    Ok(Json(blocking(move || Ok(registry.procedures()?)).await?))
+    let mut procedures = blocking(move || Ok(registry.procedures()?)).await?;
+    procedures.retain(|p| officer.reads(&p.domain));
+    Ok(Json(procedures))
 }
 
 /// Creates a token procedure (signed `procedure.create`).

@@ -6,9 +6,10 @@ use axum::http::StatusCode;
 use prereg_core::RegistrationState;
 use serde::{Deserialize, Serialize};
 
-use super::{WriteRefusals, blocking, next_page, page_size, submit, wrong_action};
+use super::{ReadRefusals, WriteRefusals, blocking, next_page, page_size, submit, wrong_action};
 use crate::registry::WriteOutcome;
 use crate::service::AppState;
+use crate::service::auth::Officer;
 use crate::service::problem::{ApiError, Problem};
 use crate::service::signed::{FlattenedJws, Signed};
 use crate::signing::WriteRequest;
@@ -50,14 +51,18 @@ pub struct Created {
     pub registration: RegistrationRecord,
 }
 
-/// Lists registrations, with filters and pagination.
+/// Lists the registrations of the officer's domains, with filters and
+/// pagination.
 #[utoipa::path(get, path = "/v1/registrations", tag = "registrations", params(ListQuery),
+    security(("officer" = [])),
     responses(
         (status = 200, description = "A page of registrations", body = RegistrationPage),
+        ReadRefusals,
         (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
+    officer: Officer,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<RegistrationPage>, ApiError> {
     let limit = page_size(query.limit)?;
@@ -75,6 +80,7 @@ pub async fn list(
         search: query.q.filter(|s| !s.is_empty()),
         after_id: query.after,
         limit: Some(limit + 1),
+        domains: officer.domains(),
     };
     let registry = state.registry().clone();
     let mut items = blocking(move || Ok(registry.registrations(&filter)?)).await?;
@@ -103,16 +109,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(Created { outcome, registration })))
 }
 
-/// One registration.
+/// One registration of the officer's domains (another domain's is not
+/// found, as if it did not exist).
 #[utoipa::path(get, path = "/v1/registrations/{id}", tag = "registrations",
     params(("id" = u64, Path, description = "Registration id")),
+    security(("officer" = [])),
     responses(
         (status = 200, description = "The registration", body = RegistrationRecord),
+        ReadRefusals,
         (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<RegistrationRecord>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    officer: Officer,
+    Path(id): Path<u64>,
+) -> Result<Json<RegistrationRecord>, ApiError> {
     let registry = state.registry().clone();
-    Ok(Json(blocking(move || Ok(registry.registration(id)?)).await?))
+    let registration = blocking(move || Ok(registry.registration(id)?)).await?;
+    if !officer.reads(&registration.domain) {
+        return Err(crate::RegistryError::NotFound(format!("registration {id}")).into());
+    }
+    Ok(Json(registration))
 }
 
 fn expect_id(route: &'static str, id: u64) -> impl Fn(&WriteRequest) -> Result<(), String> + Send + 'static {

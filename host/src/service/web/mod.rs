@@ -1,9 +1,12 @@
 //! The RA web page at `/`: server-rendered (askama), every asset embedded in
-//! the binary, no CDN. The page reads through HTML fragments rendered here
-//! and writes through the REST API: the officer's private key is loaded into
-//! page memory from a PKCS#8 file and every write is signed in the browser
-//! with WebCrypto (ES256, or Ed25519 where the browser has it), so the server
-//! never holds an officer key. A registration with a password is sent as a
+//! the binary, no CDN. `/` is a shell that shows nothing of the instance;
+//! the officer's private key is loaded into page memory from a PKCS#8 file,
+//! and the page then reads through HTML fragments rendered here (`/ui/…`),
+//! each fetched with an access token the page signs with that key
+//! ([`crate::signing::access`]) and scoped to the officer's domains. Writes
+//! go through the REST API, each signed in the browser with WebCrypto
+//! (ES256, or Ed25519 where the browser has it), so the server never holds
+//! an officer key. A registration with a password is sent as a
 //! one-row import: the password travels in the file part (hashed on
 //! arrival), never in the signed request that the audit log keeps.
 
@@ -16,6 +19,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::Officer;
 use super::problem::ApiError;
 use super::routes::blocking;
 use crate::audit::ChainFault;
@@ -31,6 +35,7 @@ const AUDIT_PAGE: u32 = 100;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        .route("/ui/main", get(main))
         .route("/ui/registrations", get(registrations))
         .route("/ui/audit", get(audit))
         .route(
@@ -57,6 +62,8 @@ fn page(html: String) -> Response {
     );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Fragments hold an officer's view of the registry: never kept by a cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -64,9 +71,15 @@ fn render(template: &impl Template) -> Result<Response, ApiError> {
     template.render().map(page).map_err(|e| ApiError::internal(format!("rendering the page: {e}")))
 }
 
+/// The shell: nothing of the instance until a key is loaded.
 #[derive(Template)]
 #[template(path = "index.html")]
-struct IndexPage {
+struct IndexPage;
+
+/// Everything the page shows one officer.
+#[derive(Template)]
+#[template(path = "main.html")]
+struct MainFragment {
     policy: PolicyInfo,
     versions: Vec<VersionRow>,
     shadow: crate::registry::ShadowReport,
@@ -128,6 +141,9 @@ struct RegistrationsFragment {
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditFragment {
+    /// The officer's domains, when it is not of every domain: it sees their
+    /// records only, and cannot verify the whole chain.
+    scope: Option<String>,
     items: Vec<AuditRow>,
     /// Records verified, when the chain was walked.
     checked: Option<u64>,
@@ -161,7 +177,11 @@ impl From<AuditRecord> for AuditRow {
     }
 }
 
-fn load_registrations(state: &AppState, query: &ListQuery) -> Result<RegistrationsFragment, ApiError> {
+fn load_registrations(
+    state: &AppState,
+    officer: &Officer,
+    query: &ListQuery,
+) -> Result<RegistrationsFragment, ApiError> {
     let wanted_state =
         match query.state.as_deref().filter(|s| !s.is_empty()) {
             None => None,
@@ -174,6 +194,7 @@ fn load_registrations(state: &AppState, query: &ListQuery) -> Result<Registratio
         state: wanted_state,
         after_id: query.after,
         limit: Some(PAGE + 1),
+        domains: officer.domains(),
         ..Default::default()
     };
     let mut items = state.registry().registrations(&filter)?;
@@ -189,44 +210,59 @@ fn load_registrations(state: &AppState, query: &ListQuery) -> Result<Registratio
 /// The latest audit records; with `verify`, the whole chain is walked too
 /// (the audit tab's Refresh does that, not every page load: it reads every
 /// record).
-fn load_audit(state: &AppState, verify: bool) -> Result<AuditFragment, ApiError> {
+fn load_audit(state: &AppState, officer: &Officer, verify: bool) -> Result<AuditFragment, ApiError> {
     let registry = state.registry();
-    let (last, checked, fault) = if verify {
+    let domains = officer.domains();
+    let (before, checked, fault) = if verify && domains.is_none() {
         let verification = registry.verify_audit()?;
-        (verification.checked, Some(verification.checked), verification.fault.as_ref().map(ChainFault::to_string))
+        let fault = verification.fault.as_ref().map(ChainFault::to_string);
+        (verification.checked.saturating_add(1), Some(verification.checked), fault)
     } else {
-        let mut tx = registry.storage().begin(crate::store::TxKind::Read)?;
-        (tx.audit_head()?.map_or(0, |(seq, _)| seq), None, None)
+        (u64::MAX, None, None)
     };
-    let after = last.saturating_sub(u64::from(AUDIT_PAGE));
-    let items = registry.audit_records(after, AUDIT_PAGE)?.into_iter().rev().map(AuditRow::from).collect();
-    Ok(AuditFragment { items, checked, fault })
+    let items = registry
+        .latest_audit_records(domains.as_deref(), before, AUDIT_PAGE)?
+        .into_iter()
+        .map(AuditRow::from)
+        .collect();
+    Ok(AuditFragment { scope: domains.map(|d| d.join(", ")), items, checked, fault })
 }
 
-async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let page = blocking(move || {
-        let shadow = state.registry().shadow_report(0, 50)?;
+async fn index() -> Result<Response, ApiError> {
+    render(&IndexPage)
+}
+
+async fn main(State(state): State<AppState>, officer: Officer) -> Result<Response, ApiError> {
+    let fragment = blocking(move || {
+        let domains = officer.domains();
+        let shadow = state.registry().shadow_report_for(domains.as_deref(), 0, 50)?;
         let shadow_sha = shadow.shadow.as_ref().map(|s| s.sha256.clone());
-        Ok(IndexPage {
+        let mut procedures = state.registry().procedures()?;
+        procedures.retain(|p| officer.reads(&p.domain));
+        Ok(MainFragment {
             policy: state.registry().policy().info().clone(),
             versions: version_rows(state.registry().policy_versions()?, shadow_sha.as_deref()),
             shadow,
-            procedures: state.registry().procedures()?,
-            registrations: load_registrations(&state, &ListQuery::default())?,
-            audit: load_audit(&state, false)?,
+            procedures,
+            registrations: load_registrations(&state, &officer, &ListQuery::default())?,
+            audit: load_audit(&state, &officer, false)?,
         })
     })
     .await?;
-    render(&page)
-}
-
-async fn registrations(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
-    let fragment = blocking(move || load_registrations(&state, &query)).await?;
     render(&fragment)
 }
 
-async fn audit(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let fragment = blocking(move || load_audit(&state, true)).await?;
+async fn registrations(
+    State(state): State<AppState>,
+    officer: Officer,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let fragment = blocking(move || load_registrations(&state, &officer, &query)).await?;
+    render(&fragment)
+}
+
+async fn audit(State(state): State<AppState>, officer: Officer) -> Result<Response, ApiError> {
+    let fragment = blocking(move || load_audit(&state, &officer, true)).await?;
     render(&fragment)
 }
 
