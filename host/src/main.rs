@@ -51,6 +51,9 @@ fn is_input_error(error: &anyhow::Error) -> bool {
     if let Some(e) = error.downcast_ref::<prereg::registry::ImportError>() {
         return e.is_input_error();
     }
+    if let Some(prereg::store::StoreError::BadUrl { .. }) = error.downcast_ref::<prereg::store::StoreError>() {
+        return true;
+    }
     if error.downcast_ref::<command::InputError>().is_some()
         || error.downcast_ref::<prereg::signing::SigningError>().is_some()
     {
@@ -58,6 +61,9 @@ fn is_input_error(error: &anyhow::Error) -> bool {
     }
     match error.downcast_ref::<prereg::RegistryError>() {
         Some(e) => e.is_input_error(),
-        None => matches!(error.downcast_ref::<prereg::OpenError>(), Some(prereg::OpenError::Engine(_))),
+        None => matches!(
+            error.downcast_ref::<prereg::OpenError>(),
+            Some(prereg::OpenError::Engine(_) | prereg::OpenError::Store(prereg::store::StoreError::BadUrl { .. }))
+        ),
     }
 }

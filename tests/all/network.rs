@@ -513,3 +513,64 @@ fn the_enrollment_endpoints_are_rate_limited_per_client_address() {
     // Reads and health are not enrollment requests.
     assert_eq!(agent.get(&format!("{}/healthz", server.url)).call().unwrap().status().as_u16(), 200);
 }
+
+#[test]
+fn postgres_is_reached_over_verified_tls_and_a_wrong_root_or_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A CA for the database server, and another that did not issue its
+    // certificate; the server's certificate names `localhost` only.
+    let issuer = |name: &str| {
+        for args in [&["init"][..], &["ca", "init"]] {
+            let out = prereg_command(dir).args(["--data", name]).args(args).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        prereg::pki::Ca::load(&prereg::DataDir::new(dir.join(name))).unwrap().unwrap()
+    };
+    let ca = issuer("db-ca");
+    issuer("other-ca");
+    let tls = dir.join("pg-tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let key = prereg_pki::keys::SigningKey::generate_p256();
+    let cert =
+        ca.issue_server(&["localhost"], &[], &key.spki_der().unwrap(), 30, prereg::registry::unix_now()).unwrap();
+    std::fs::write(tls.join("server.crt"), prereg_pki::x509::pem("CERTIFICATE", &cert.der)).unwrap();
+    std::fs::write(tls.join("server.key"), key.to_pem().unwrap()).unwrap();
+    // Readable by the `postgres` user, which copies them under root.
+    for entry in [&tls, &tls.join("server.crt"), &tls.join("server.key"), &dir.to_path_buf()] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(entry, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let Some(server) = crate::pg::PrivateServer::start_with_tls(Some(&tls)) else { return };
+    let port = server.port;
+    let url = |host: &str, params: &str| format!("postgres://prereg:prereg@{host}:{port}/postgres?{params}");
+    let root = |ca: &str| dir.join(ca).join("ca/ca.crt").display().to_string();
+    let try_init = |data: &str, database: &str| {
+        let out = prereg_command(dir).args(["--data", data, "--database", database, "init"]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Without TLS the server refuses (so what follows did use it).
+    let (code, err) = try_init("n0", &url("127.0.0.1", "sslmode=disable"));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("no encryption") || err.contains("rejects connection"), "{err}");
+    // A wrong root, then the right root with a wrong name: refused, saying why.
+    let (code, err) =
+        try_init("n1", &url("localhost", &format!("sslmode=verify-full&sslrootcert={}", root("other-ca"))));
+    assert_ne!(code, Some(0));
+    // (Both CAs bear the same name: the chain is built, and its signature fails.)
+    assert!(err.contains("invalid peer certificate") && err.contains("is unavailable"), "{err}");
+    let (code, err) = try_init("n2", &url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={}", root("db-ca"))));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("certificate not valid for name \"127.0.0.1\""), "{err}");
+    // verify-ca checks the chain only; verify-full with the right name connects.
+    let (code, err) = try_init("n3", &url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={}", root("db-ca"))));
+    assert_eq!(code, Some(0), "{err}");
+    let full = url("localhost", &format!("sslmode=verify-full&sslrootcert={}", root("db-ca")));
+    let out = prereg_command(dir).args(["--data", "n3", "--database", &full, "list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // verify-full without a root to check against is refused before connecting.
+    let (code, err) = try_init("n4", &url("localhost", "sslmode=verify-full"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("sslrootcert"), "{err}");
+}

@@ -85,6 +85,12 @@ pub struct PrivateServer {
 impl PrivateServer {
     /// Starts one, or `None` to skip (when there is no shared server either).
     pub fn start() -> Option<PrivateServer> {
+        Self::start_with_tls(None)
+    }
+
+    /// [`PrivateServer::start`], taking TLS only when `tls` names a folder
+    /// holding `server.crt` and `server.key`.
+    pub fn start_with_tls(tls: Option<&Path>) -> Option<PrivateServer> {
         server_url()?;
         let tmp = tempfile::Builder::new().prefix("prereg-pg").tempdir_in("/tmp").unwrap();
         // Readable by the `postgres` user, which the server runs as under root.
@@ -95,7 +101,7 @@ impl PrivateServer {
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut server = PrivateServer { dir: tmp.path().join("pg"), port, url: String::new(), _tmp: tmp };
-        server.url = server.control("start");
+        server.url = server.control_with("start", tls);
         Some(server)
     }
 
@@ -104,11 +110,16 @@ impl PrivateServer {
     }
 
     fn control(&self, action: &str) -> String {
-        let out = Command::new("bash")
-            .arg(Self::script())
-            .args([action, &self.dir.display().to_string(), &self.port.to_string()])
-            .output()
-            .unwrap();
+        self.control_with(action, None)
+    }
+
+    fn control_with(&self, action: &str, tls: Option<&Path>) -> String {
+        let mut command = Command::new("bash");
+        command.arg(Self::script()).args([action, &self.dir.display().to_string(), &self.port.to_string()]);
+        if let Some(folder) = tls {
+            command.env("PREREG_PG_SSL_DIR", folder);
+        }
+        let out = command.output().unwrap();
         assert!(out.status.success(), ".ci/postgres {action}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }

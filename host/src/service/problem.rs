@@ -229,7 +229,7 @@ impl From<StoreError> for ApiError {
             StoreError::Database(ref db) if is_busy(db) => ApiError::unavailable(detail),
             StoreError::Unavailable { .. } => ApiError::unavailable(detail),
             StoreError::Postgres(_) => ApiError::internal(detail),
-            StoreError::Open { .. } | StoreError::Database(_) => {
+            StoreError::Open { .. } | StoreError::BadUrl { .. } | StoreError::Database(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "The storage failed", detail)
             }
             StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } => ApiError::internal(detail),

@@ -11,6 +11,16 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The database URL asks for something that cannot be done (an unknown
+    /// `sslmode`, `verify-full` without `sslrootcert`, a root file that
+    /// cannot be read): the operator's input, before any connection.
+    #[error("the database URL {path}: {message}")]
+    BadUrl {
+        /// The URL, without its password.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The same pattern is already registered in this domain (or another
     /// uniqueness rule).
     #[error("{what} already exists")]

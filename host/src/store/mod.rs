@@ -10,6 +10,7 @@
 pub mod copy;
 mod errors;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod schema;
 pub mod sqlite;
 

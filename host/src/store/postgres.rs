@@ -42,7 +42,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement};
+use postgres::{Client, Config, Row, Statement};
 use prereg_core::{Protocol, RegistrationState};
 
 use super::schema::MIGRATIONS;
@@ -78,6 +78,8 @@ pub struct PostgresStorage {
 
 struct Inner {
     config: Config,
+    /// TLS as the URL's `sslmode` says ([`super::postgres_tls`]).
+    tls: super::postgres_tls::RustlsConnect,
     shown: String,
     /// Read-only connections, then writing ones ([`Lane`]).
     lanes: [LanePool; 2],
@@ -140,8 +142,13 @@ impl PostgresStorage {
 
     /// Connects without migrating.
     fn connect_only(url: &str) -> Result<Self, StoreError> {
-        let mut config = Config::from_str(url)
-            .map_err(|e| StoreError::Open { path: redact(url), message: format!("not a PostgreSQL URL: {e}") })?;
+        let (driver_url, settings) =
+            super::postgres_tls::split_url(url).map_err(|message| StoreError::BadUrl { path: redact(url), message })?;
+        let mut config = Config::from_str(&driver_url)
+            .map_err(|e| StoreError::BadUrl { path: redact(url), message: format!("not a PostgreSQL URL: {e}") })?;
+        config.ssl_mode(settings.mode.driver_mode());
+        let tls = super::postgres_tls::connector(&settings)
+            .map_err(|message| StoreError::BadUrl { path: redact(url), message })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -149,9 +156,9 @@ impl PostgresStorage {
             config.application_name("prereg");
         }
         config.keepalives(true).keepalives_idle(Duration::from_secs(30));
-        let shown = describe(&config);
+        let shown = format!("{}?sslmode={}", describe(&config), settings.mode.as_str());
         let storage = PostgresStorage {
-            inner: Arc::new(Inner { config, shown, lanes: Default::default(), procedures: Mutex::default() }),
+            inner: Arc::new(Inner { config, tls, shown, lanes: Default::default(), procedures: Mutex::default() }),
         };
         // Fail now, with the reason, rather than at the first request.
         let conn = storage.checkout(Lane::Write)?;
@@ -163,7 +170,7 @@ impl PostgresStorage {
         let mut client = self
             .inner
             .config
-            .connect(NoTls)
+            .connect(self.inner.tls.clone())
             .map_err(|e| StoreError::Unavailable { database: self.inner.shown.clone(), message: message_of(&e) })?;
         let read_only = if lane == Lane::Read { "on" } else { "off" };
         client.batch_execute(&format!(
@@ -275,7 +282,8 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
 
 /// The URL with its password hidden, for messages.
 pub fn redact(url: &str) -> String {
-    match Config::from_str(url) {
+    let driver_url = super::postgres_tls::split_url(url).map_or_else(|_| url.to_owned(), |(u, _)| u);
+    match Config::from_str(&driver_url) {
         Ok(config) => describe(&config),
         Err(_) => "postgres://(unreadable URL)".into(),
     }
