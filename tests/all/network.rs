@@ -48,17 +48,31 @@ fn ca_pem(dir: &Path) -> Vec<u8> {
 
 /// An HTTPS agent that trusts the instance CA and reports every status.
 fn https(dir: &Path) -> ureq::Agent {
+    https_as(dir, None)
+}
+
+/// [`https`], presenting the client certificate `cert` (PEM, with its key
+/// beside it as `cert.key`'s stem `.key`) when given.
+fn https_as(dir: &Path, cert: Option<&str>) -> ureq::Agent {
     let roots = ureq::tls::parse_pem(&ca_pem(dir))
         .filter_map(|item| match item.unwrap() {
             ureq::tls::PemItem::Certificate(cert) => Some(cert),
             _ => None,
         })
         .collect::<Vec<_>>();
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots))).build())
-        .build()
-        .into()
+    let client_cert = cert.map(|file| {
+        let pem = std::fs::read(dir.join(file)).unwrap();
+        let key = std::fs::read(dir.join(Path::new(file).with_extension("key"))).unwrap();
+        ureq::tls::ClientCert::new_with_certs(
+            &[ureq::tls::Certificate::from_pem(&pem).unwrap()],
+            ureq::tls::PrivateKey::from_pem(&key).unwrap(),
+        )
+    });
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .client_cert(client_cert)
+        .build();
+    ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into()
 }
 
 fn officer_key(dir: &Path, file: &str) -> Arc<SigningKey> {
@@ -573,4 +587,58 @@ fn postgres_is_reached_over_verified_tls_and_a_wrong_root_or_name_is_refused() {
     let (code, err) = try_init("n4", &url("localhost", "sslmode=verify-full"));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("sslrootcert"), "{err}");
+}
+
+#[test]
+fn a_caller_authenticates_with_a_client_certificate_from_the_instance_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    two_domains(dir);
+    let issued = run_local(dir, &["ca", "issue-client", "front", "--out", "front.crt"]);
+    assert!(issued.contains("client certificate front.crt"), "{issued}");
+    let added = run_local(
+        dir,
+        &["caller", "add", "front", "--procedures", "d-routers", "--client-cert", "front.crt", "--no-secret"],
+    );
+    assert!(!added.contains("secret"), "no secret was asked for: {added}");
+    // A certificate of the same CA that names no caller (a device's, say).
+    run_local(dir, &["ca", "issue-client", "device", "--out", "device.crt"]);
+    let server = tls_server(dir, &[]);
+    let enroll = |agent: &ureq::Agent, procedure: &str| {
+        let response = agent
+            .post(&format!("{}/v1/decisions/enroll", server.url))
+            .send_json(serde_json::json!({"procedure": procedure, "fqdn": "router1.d.example.com"}))
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.into_body().read_to_string().unwrap())
+    };
+    let front = https_as(dir, Some("front.crt"));
+    let (status, text) = enroll(&front, "d-routers");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"allowed\":true"), "{text}");
+    assert_eq!(enroll(&front, "e-routers").0, 403);
+    // No certificate, or one that names no caller: not a caller.
+    assert_eq!(enroll(&https(dir), "d-routers").0, 401);
+    assert_eq!(enroll(&https_as(dir, Some("device.crt")), "d-routers").0, 401);
+    // A certificate from another CA does not get through the handshake.
+    let out = prereg_command(dir).args(["--data", "other", "init"]).output().unwrap();
+    assert!(out.status.success());
+    let out = prereg_command(dir).args(["--data", "other", "ca", "init"]).output().unwrap();
+    assert!(out.status.success());
+    let out = prereg_command(dir)
+        .args(["--data", "other", "ca", "issue-client", "front", "--out", "forged.crt"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let forged = https_as(dir, Some("forged.crt"))
+        .post(&format!("{}/v1/decisions/enroll", server.url))
+        .send_json(serde_json::json!({}));
+    assert!(forged.is_err(), "{forged:?}");
+    let records = crate::common::audit_records(dir);
+    let decision = records.iter().rev().find(|r| r["action"] == "enroll").unwrap();
+    assert_eq!(decision["actor"], "caller:front");
+    // Disabled, its certificate is refused.
+    run_local(dir, &["caller", "disable", "front"]);
+    let (status, text) = enroll(&front, "d-routers");
+    assert_eq!(status, 401, "{text}");
 }

@@ -304,6 +304,20 @@ pub enum CaCommand {
         #[arg(long, default_value = "unspecified")]
         reason: String,
     },
+    /// Issue a TLS client certificate for a CA caller (mutual TLS with
+    /// `serve --tls-self` or `--tls-cert`): FILE (the certificate, PEM) and,
+    /// beside it with the extension `.key`, its new private key (mode 0600). `prereg caller add
+    /// --client-cert FILE` then lets it authenticate with it.
+    IssueClient {
+        /// The caller's name (the certificate's CN).
+        name: String,
+        /// Certificate file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
     /// Write the CA's current CRL (DER, or PEM with --pem) to a file or stdout.
     Crl {
         /// Output file [default: standard output].
@@ -442,6 +456,13 @@ pub enum CallerCommand {
         /// The token procedures it may ask decisions for, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         procedures: Vec<String>,
+        /// Its TLS client certificate (PEM, from `prereg ca issue-client`):
+        /// it may authenticate with it (mutual TLS) as well.
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
+        /// No bearer secret: the client certificate only.
+        #[arg(long, requires = "client_cert")]
+        no_secret: bool,
     },
     /// Disable a CA caller (signed, audited): its secret is refused from then on.
     Disable {

@@ -62,6 +62,20 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        CaCommand::IssueClient { name, out, days } => {
+            let ca = loaded()?;
+            let key = prereg::pki::keys::SigningKey::generate_p256();
+            let cert = ca.issue_client(&name, &key.spki_der()?, days, unix_now())?;
+            let key_path = out.with_extension("key");
+            let key_pem = zeroize::Zeroizing::new(key.to_pem()?);
+            prereg::data_dir::write_new_file(&key_path, key_pem.as_bytes(), true)
+                .map_err(|e| InputError(format!("{}: {e}", key_path.display())))?;
+            prereg::data_dir::write_new_file(&out, x509::pem("CERTIFICATE", &cert.der).as_bytes(), false)
+                .map_err(|e| InputError(format!("--out {}: {e}", out.display())))?;
+            println!("client certificate {} (key {}, mode 0600)", out.display(), key_path.display());
+            println!("sha256 {}", prereg_pki::hex(&<sha2::Sha256 as sha2::Digest>::digest(&cert.der)));
+            return Ok(ExitCode::SUCCESS);
+        }
         CaCommand::Import { cert, key } => {
             let ca = Ca::import(&data, &cert, &key, unix_now()).map_err(|e| InputError(e.to_string()))?;
             println!("imported the CA into {}", data.root().join("ca").display());

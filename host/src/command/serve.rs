@@ -167,9 +167,12 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
     names.sort();
     names.dedup();
 
+    // CA callers may authenticate with a client certificate from the
+    // instance CA (`prereg ca issue-client`).
+    let client_roots = Some(prereg::pki::ca::CaFiles::of(data).ca_cert()).filter(|p| p.exists());
     let tls = match (&args.tls_cert, &args.tls_key, args.tls_self) {
         (Some(cert), Some(key), _) => Some(
-            TlsConfig::load(TlsFiles { cert: cert.clone(), key: key.clone() })
+            TlsConfig::load(TlsFiles { cert: cert.clone(), key: key.clone(), client_roots: client_roots.clone() })
                 .map_err(|e| InputError(format!("--tls-cert/--tls-key: {e}")))?,
         ),
         (_, _, true) => {
@@ -181,7 +184,7 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
             }
             certified.retain(|n| !n.is_empty());
             let files = tls::self_issued(data, &certified, unix_now()).map_err(|e| InputError(e.to_string()))?;
-            Some(TlsConfig::load(files).map_err(|e| InputError(e.to_string()))?)
+            Some(TlsConfig::load(TlsFiles { client_roots, ..files }).map_err(|e| InputError(e.to_string()))?)
         }
         _ => None,
     };

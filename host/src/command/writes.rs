@@ -107,17 +107,25 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
 
 pub fn caller(context: &Context, command: CallerCommand) -> anyhow::Result<ExitCode> {
     match command {
-        CallerCommand::Add { name, procedures } => {
-            let secret = zeroize::Zeroizing::new(prereg::service::auth::new_caller_secret());
+        CallerCommand::Add { name, procedures, client_cert, no_secret } => {
+            let certificate_sha256 = client_cert
+                .map(|path| {
+                    prereg::service::tls::certificate_sha256(&path)
+                        .map_err(|e| InputError(format!("--client-cert {e}")))
+                })
+                .transpose()?;
+            let secret = (!no_secret).then(|| zeroize::Zeroizing::new(prereg::service::auth::new_caller_secret()));
             let request = WriteRequest::AddCaller {
                 name,
                 procedures,
-                secret_sha256: Some(prereg::service::auth::caller_secret_sha256(&secret)),
-                certificate_sha256: None,
+                secret_sha256: secret.as_ref().map(|s| prereg::service::auth::caller_secret_sha256(s)),
+                certificate_sha256,
             };
             let outcome = submit(context, request)?;
             println!("added {} (audit #{})", outcome.object, outcome.audit_seq);
-            println!("secret {} (shown once: only its SHA-256 is kept)", secret.as_str());
+            if let Some(secret) = secret {
+                println!("secret {} (shown once: only its SHA-256 is kept)", secret.as_str());
+            }
         }
         CallerCommand::Disable { name } => {
             let outcome = submit(context, WriteRequest::DisableCaller { name })?;

@@ -418,24 +418,44 @@ impl Ca {
         days: u32,
         now: u64,
     ) -> Result<Certificate, PkiError> {
-        PublicKey::from_spki(spki)?;
         let first_ip = ips.first().map(ToString::to_string);
         let cn = dns.first().copied().or(first_ip.as_deref()).unwrap_or("prereg");
+        let san = x509::extension(oid::SUBJECT_ALT_NAME, false, &x509::alt_names_value(dns, ips));
+        self.issue_tls(cn, oid::KP_SERVER_AUTH, Some(san), spki, days, now)
+    }
+
+    /// Issues a TLS client certificate (clientAuth only) named `name`: a CA
+    /// caller's, for mutual TLS (`prereg ca issue-client`).
+    pub fn issue_client(&self, name: &str, spki: &[u8], days: u32, now: u64) -> Result<Certificate, PkiError> {
+        self.issue_tls(name, oid::KP_CLIENT_AUTH, None, spki, days, now)
+    }
+
+    fn issue_tls(
+        &self,
+        cn: &str,
+        purpose: &str,
+        san: Option<Vec<u8>>,
+        spki: &[u8],
+        days: u32,
+        now: u64,
+    ) -> Result<Certificate, PkiError> {
+        PublicKey::from_spki(spki)?;
         let not_after = (now + u64::from(days) * 86_400).min(self.cert.not_after);
+        let mut extensions = vec![
+            x509::extension(oid::BASIC_CONSTRAINTS, true, &asn1::seq(&[])),
+            // digitalSignature, keyEncipherment
+            x509::extension(oid::KEY_USAGE, true, &[0x03, 0x02, 0x05, 0xa0]),
+            x509::extension(oid::EXT_KEY_USAGE, false, &asn1::seq(&[&asn1::oid(purpose)])),
+            x509::extension(oid::SUBJECT_KEY_ID, false, &asn1::octet_string(&x509::key_identifier(spki)?)),
+            authority_key_id(&self.cert)?,
+        ];
+        extensions.extend(san);
         let template = CertificateTemplate {
             subject: x509::write_name(&[(oid::CN, cn)]),
             spki,
             not_before: now.saturating_sub(BACKDATE_SECONDS),
             not_after,
-            extensions: vec![
-                x509::extension(oid::BASIC_CONSTRAINTS, true, &asn1::seq(&[])),
-                // digitalSignature, keyEncipherment
-                x509::extension(oid::KEY_USAGE, true, &[0x03, 0x02, 0x05, 0xa0]),
-                x509::extension(oid::EXT_KEY_USAGE, false, &asn1::seq(&[&asn1::oid(oid::KP_SERVER_AUTH)])),
-                x509::extension(oid::SUBJECT_ALT_NAME, false, &x509::alt_names_value(dns, ips)),
-                x509::extension(oid::SUBJECT_KEY_ID, false, &asn1::octet_string(&x509::key_identifier(spki)?)),
-                authority_key_id(&self.cert)?,
-            ],
+            extensions,
         };
         let der = x509::sign_certificate(&template, &self.cert.subject, &random_serial(), &self.key)?;
         Certificate::from_der(&der)

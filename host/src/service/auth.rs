@@ -8,7 +8,9 @@
 //!   all). Writes need no token: each is signed by its officer already.
 //! - **CA callers** (the CA front, another CA's webhook, a script) ask for
 //!   enrollment decisions with a bearer secret (`prc_…`, of which the
-//!   service keeps only the SHA-256), for the token procedures they list.
+//!   service keeps only the SHA-256), or over HTTPS with a client
+//!   certificate from the instance CA (`prereg ca issue-client`; its
+//!   SHA-256 names the caller), for the token procedures they list.
 //!
 //! [`authenticate`] resolves the header once per request into a
 //! [`Principal`] in the request's extensions (a refused credential is a 401
@@ -87,8 +89,18 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
 /// Middleware: resolves the request's credential, if it has one, into a
 /// [`Principal`] in its extensions; a refused credential is answered 401
 /// here, and an address that was refused too often 429.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        // No header: a client certificate may name a CA caller.
+        let certificate = request.extensions().get::<super::listener::ClientCertificate>().cloned();
+        if let Some(super::listener::ClientCertificate(sha256)) = certificate {
+            let resolving = state.clone();
+            match blocking(move || caller_by_certificate(&resolving, &sha256)).await {
+                Ok(Some(principal)) => return with_principal(request, principal, next).await,
+                Ok(None) => {}
+                Err(e) => return e.into_response(),
+            }
+        }
         return next.run(request).await;
     };
     let client = client_ip(request.extensions());
@@ -108,13 +120,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     };
     let resolving = state.clone();
     match blocking(move || resolve(&resolving, &credential)).await {
-        Ok(principal) => {
-            let label = Authenticated(principal.label());
-            request.extensions_mut().insert(principal);
-            let mut response = next.run(request).await;
-            response.extensions_mut().insert(label);
-            response
-        }
+        Ok(principal) => with_principal(request, principal, next).await,
         Err(e) => {
             if e.status() == axum::http::StatusCode::UNAUTHORIZED {
                 state.auth_failures().failed(client);
@@ -122,6 +128,30 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             }
             e.into_response()
         }
+    }
+}
+
+/// Runs `request` as `principal`'s, and names it on the response (for the
+/// request's log line).
+async fn with_principal(mut request: Request, principal: Principal, next: Next) -> Response {
+    let label = Authenticated(principal.label());
+    request.extensions_mut().insert(principal);
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(label);
+    response
+}
+
+/// The enabled CA caller whose client certificate has this SHA-256, if
+/// any: a certificate of the instance CA that names no caller (a device's)
+/// is no credential, and a disabled caller's is refused.
+fn caller_by_certificate(state: &AppState, sha256: &str) -> Result<Option<Principal>, ApiError> {
+    let mut tx = state.registry().storage().begin(TxKind::Read)?;
+    match tx.caller_by_certificate(sha256)? {
+        Some(caller) if caller.disabled_at.is_some() => {
+            Err(ApiError::unauthenticated(format!("CA caller {:?} is disabled", caller.name)))
+        }
+        Some(caller) => Ok(Some(Principal::Caller(caller))),
+        None => Ok(None),
     }
 }
 

@@ -115,11 +115,19 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let trusted = trusted.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            let client = client_address(peer, request.headers(), &trusted);
-            request.extensions_mut().insert(ConnectInfo(client));
-            app.clone().oneshot(request.map(axum::body::Body::new))
-        });
+        // Each request knows its client's address and, on TLS, the client
+        // certificate of its connection.
+        let service = move |certificate: Option<ClientCertificate>| {
+            let (app, trusted) = (app.clone(), trusted.clone());
+            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                let client = client_address(peer, request.headers(), &trusted);
+                request.extensions_mut().insert(ConnectInfo(client));
+                if let Some(certificate) = &certificate {
+                    request.extensions_mut().insert(certificate.clone());
+                }
+                app.clone().oneshot(request.map(axum::body::Body::new))
+            })
+        };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = options.tls.clone();
@@ -141,6 +149,13 @@ pub async fn serve(
                         }
                     };
                     // ALPN said which protocol: no sniffing.
+                    // A client certificate (verified against the instance
+                    // CA in the handshake) may name a CA caller.
+                    let certificate = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
+                        use sha2::Digest as _;
+                        ClientCertificate(prereg_pki::hex(&sha2::Sha256::digest(c.as_ref())))
+                    });
+                    let service = service(certificate);
                     let builder = match stream.get_ref().1.alpn_protocol() {
                         Some(b"h2") => builder.http2_only(),
                         _ => builder.http1_only(),
@@ -168,7 +183,7 @@ pub async fn serve(
                         tracing::debug!(client = %peer.ip(), "no request within the header timeout");
                         return;
                     }
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(None));
                     if let Err(e) = watcher.watch(connection.into_owned()).await {
                         tracing::debug!(client = %peer.ip(), error = %e, "connection ended");
                     }
@@ -185,6 +200,11 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// The SHA-256 (hex) of the client certificate a TLS connection presented,
+/// in every request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate(pub String);
 
 /// The client of a request: the peer, unless the peer is a trusted proxy;
 /// then the last `X-Forwarded-For` address that is not a trusted proxy

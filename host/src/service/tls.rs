@@ -45,6 +45,10 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key (PEM: PKCS#8, SEC1 or PKCS#1).
     pub key: PathBuf,
+    /// The roots client certificates must chain to (the instance CA), if
+    /// clients may present one: a CA caller's certificate
+    /// ([`crate::service::auth`]). A client without one is served as well.
+    pub client_roots: Option<PathBuf>,
 }
 
 /// The current server configuration, swapped whole on reload.
@@ -145,15 +149,39 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     Ok(certs)
 }
 
+/// The SHA-256 (lowercase hex) of the first certificate of a PEM file: how
+/// a CA caller's client certificate is known.
+pub fn certificate_sha256(path: &Path) -> Result<String, TlsError> {
+    use sha2::Digest as _;
+    let certs = read_certificates(path)?;
+    Ok(prereg_pki::hex(&sha2::Sha256::digest(certs[0].as_ref())))
+}
+
 fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     let certs = read_certificates(&files.cert)?;
     let key_file = |message: String| TlsError::File { path: files.key.display().to_string(), message };
     let pem = zeroize::Zeroizing::new(std::fs::read(&files.key).map_err(|e| key_file(e.to_string()))?);
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| key_file(format!("no PEM private key: {e}")))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &files.client_roots {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in read_certificates(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError::File { path: path.display().to_string(), message: e.to_string() })?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(format!("{} and {}: {e}", files.cert.display(), files.key.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -174,7 +202,7 @@ pub fn self_issued(data: &DataDir, names: &[String], now: u64) -> Result<TlsFile
         .map_err(|e| TlsError::NoCa(e.to_string()))?
         .ok_or_else(|| TlsError::NoCa(format!("{} has no CA", data.root().display())))?;
     let dir = data.root().join("tls");
-    let files = TlsFiles { cert: dir.join("server.crt"), key: dir.join("server.key") };
+    let files = TlsFiles { cert: dir.join("server.crt"), key: dir.join("server.key"), client_roots: None };
     let wanted = names_line(names);
     let names_file = dir.join("server.names");
     if let (Ok(existing), Ok(recorded)) = (std::fs::read(&files.cert), std::fs::read_to_string(&names_file))
