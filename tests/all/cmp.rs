@@ -802,3 +802,28 @@ fn a_refusal_does_not_tell_whether_a_name_is_registered() {
     let reasons: Vec<_> = audited_enrollments(&dir).iter().map(|e| e.decision().1.to_owned()).collect();
     assert_eq!(reasons, vec!["no-registration", "bad-password", "ip-mismatch"]);
 }
+
+#[test]
+fn openssl_cmp_enrolls_over_https_with_the_instance_ca_trusted() {
+    let (_tmp, dir) = setup();
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--tls-self"];
+    let server = Server::start_with(&dir, "server.log", &args);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    // A client that trusts another root refuses the service and sends nothing.
+    let made = openssl(
+        &dir,
+        &["req", "-x509", "-key", "device.key", "-subj", "/CN=Other root", "-days", "1", "-out", "other.crt"],
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let wrong = ["-tls_used", "-tls_trusted", "other.crt"];
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "untrusted.crt", &wrong);
+    assert!(!ok, "{text}");
+    assert!(!dir.join("untrusted.crt").exists());
+    // Trusting the instance CA, it enrolls, and the registration is used.
+    let tls = ["-tls_used", "-tls_trusted", "data/ca/ca.crt"];
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "router1.crt", &tls);
+    assert!(ok, "{text}");
+    assert!(verifies(&dir, "router1.crt"));
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "again.crt", &tls);
+    assert!(!ok && text.contains("not-authorized"), "{text}");
+}

@@ -20,8 +20,13 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> (bool, String) {
+    run_with_env(dir, &[], program, args)
+}
+
+fn run_with_env(dir: &Path, env: &[(&str, String)], program: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(program)
         .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{program} is needed (see .ci/run for the Debian packages): {e}"));
@@ -52,8 +57,11 @@ fn scepclient(server: &Server, procedure: &str, cn: &str, challenge: &str) -> (b
     std::fs::create_dir_all(&work).unwrap();
     let url = format!("{}/scep/{procedure}", server.url.trim_end_matches('/'));
     let fingerprint = ra_fingerprint(&server.dir);
-    let (ok, text) = run(
+    // Over HTTPS, scepclient (Go) trusts the roots in SSL_CERT_FILE: the
+    // instance CA, for a service started with --tls-self.
+    let (ok, text) = run_with_env(
         &work,
+        &[("SSL_CERT_FILE", server.dir.join("data/ca/ca.crt").display().to_string())],
         "scepclient",
         &[
             "-server-url",
@@ -348,4 +356,17 @@ fn a_resent_request_gets_the_same_certificate_once_and_an_ec_signer_is_refused_b
         enrollments.iter().map(AuditedEnrollment::decision).collect::<Vec<_>>(),
         vec![("allowed", "matched"), ("denied", "no-registration")]
     );
+}
+
+#[test]
+fn micromdm_scepclient_enrolls_over_https() {
+    let (_tmp, dir) = setup();
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--tls-self"];
+    let server = Server::start_with(&dir, "server.log", &args);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let (ok, text, work) = scepclient(&server, "phones", "phone1.example.com", "s3cret");
+    assert!(ok, "{text}");
+    assert!(describe(&work, "device.crt").contains("phone1.example.com"));
+    let (ok, _, _) = scepclient(&server, "phones", "unknown.example.com", "s3cret");
+    assert!(!ok);
 }
