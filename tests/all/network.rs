@@ -305,6 +305,7 @@ fn slow_and_silent_connections_are_closed_while_health_answers() {
         assert!(matches!(read, Ok(0)) || read.is_err(), "connection {i} was answered: {read:?}");
     }
     let closed_after = started.elapsed();
+    eprintln!("500 slow or silent connections all closed {closed_after:?} after they opened");
     assert!(closed_after < Duration::from_secs(9), "closed after {closed_after:?}");
     assert_eq!(ureq::get(&format!("{}/healthz", server.url)).call().unwrap().status().as_u16(), 200);
 }
@@ -383,6 +384,7 @@ fn a_600_mb_request_part_is_refused_with_413_and_costs_no_memory() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("larger than the 65536 bytes accepted"), "{answer}");
     let grown = peak_rss_kib(server.child.id()).saturating_sub(idle);
+    eprintln!("600 MB request part: {} MiB sent before the 413, peak RSS {idle} KiB idle, +{grown} KiB", sent >> 20);
     assert!(grown < 100 * 1024, "peak RSS grew by {grown} KiB");
     assert!(sent < part, "the server read all {sent} bytes");
 }

@@ -140,7 +140,12 @@ pub fn audit(context: &Context, command: AuditCommand) -> anyhow::Result<ExitCod
             } else {
                 for r in records {
                     let reason = r.reason.as_deref().map(|x| format!(" {x}")).unwrap_or_default();
-                    let actor: String = r.actor.chars().take(12).collect();
+                    // Officers' key ids are cut; a CA caller is named whole.
+                    let actor: String = if r.actor.starts_with("caller:") {
+                        r.actor.clone()
+                    } else {
+                        r.actor.chars().take(12).collect()
+                    };
                     println!(
                         "#{:<5} {} {:<12} {:<20} {:<24} {}{reason}",
                         r.seq, r.time, actor, r.action, r.object, r.outcome

@@ -167,7 +167,7 @@ impl From<AuditRecord> for AuditRow {
         AuditRow {
             seq: r.seq,
             time: utc(r.time),
-            actor: r.actor.chars().take(12).collect(),
+            actor: if r.actor.starts_with("caller:") { r.actor.clone() } else { r.actor.chars().take(12).collect() },
             action: r.action,
             object: r.object,
             outcome: r.outcome,
