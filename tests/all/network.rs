@@ -644,3 +644,44 @@ fn a_caller_authenticates_with_a_client_certificate_from_the_instance_ca() {
     let (status, text) = enroll(&front, "d-routers");
     assert_eq!(status, 401, "{text}");
 }
+
+#[test]
+fn an_idle_http2_connection_is_closed_with_goaway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    let args = [
+        "--data",
+        "data",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--idle-timeout-seconds",
+        "2",
+        "--header-timeout-seconds",
+        "2",
+    ];
+    let server = Server::start_with(dir, "server.log", &args);
+    let address = server.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    // An HTTP/2 client (prior knowledge) that opens, says its settings, and
+    // then only listens, as one holding connections open would.
+    let mut stream = TcpStream::connect(&address).unwrap();
+    let started = Instant::now();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let closed_after = started.elapsed();
+    // Frames: 9-byte headers; type 7 is GOAWAY.
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= received.len() {
+        let length =
+            usize::from(received[at]) << 16 | usize::from(received[at + 1]) << 8 | usize::from(received[at + 2]);
+        frames.push(received[at + 3]);
+        at += 9 + length;
+    }
+    assert!(frames.contains(&7), "no GOAWAY among frames {frames:?}");
+    assert!(closed_after >= Duration::from_millis(1500) && closed_after < Duration::from_secs(8), "{closed_after:?}");
+}

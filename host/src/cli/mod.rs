@@ -433,6 +433,9 @@ pub struct ServeArgs {
     /// headers (also the longest an idle connection is kept).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=30), help_heading = "Network")]
     pub header_timeout_seconds: u64,
+    /// Seconds a connection may serve nothing before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Network")]
+    pub idle_timeout_seconds: u64,
     /// Connections served at once; more are closed on accept.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Network")]
     pub max_connections: u32,

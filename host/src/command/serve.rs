@@ -114,6 +114,7 @@ pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
             limits: ConnectionLimits {
                 header_timeout: std::time::Duration::from_secs(args.header_timeout_seconds),
                 max_connections: args.max_connections as usize,
+                idle_timeout: std::time::Duration::from_secs(args.idle_timeout_seconds),
                 ..Default::default()
             },
             trusted_proxies: args.trusted_proxy.clone(),

@@ -15,6 +15,10 @@
 //!   `X-Forwarded-For` that is not itself a trusted proxy. Handlers read it
 //!   as `ConnectInfo<SocketAddr>`.
 //!
+//! - **An idle timeout**: a connection that has served nothing for a
+//!   minute is closed (an HTTP/2 client could otherwise hold one open by
+//!   answering pings).
+//!
 //! Shutdown stops accepting, lets requests in flight finish (at most 30 s),
 //! and returns.
 
@@ -28,6 +32,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
@@ -42,6 +47,10 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Connections served at once; more are closed on accept.
     pub max_connections: usize,
+    /// A connection that has served nothing for this long is closed (HTTP/1
+    /// idle keep-alive is closed sooner, by the header timeout; an HTTP/2
+    /// connection would otherwise be held as long as it answers pings).
+    pub idle_timeout: Duration,
     /// HTTP/2 streams per connection.
     pub max_streams: u32,
 }
@@ -51,7 +60,12 @@ impl Default for ConnectionLimits {
     /// buffers (tens of KiB), so 512 stay well inside the default file
     /// descriptor limit and a few tens of MiB.
     fn default() -> Self {
-        ConnectionLimits { header_timeout: Duration::from_secs(20), max_connections: 512, max_streams: 64 }
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(20),
+            max_connections: 512,
+            idle_timeout: Duration::from_secs(60),
+            max_streams: 64,
+        }
     }
 }
 
@@ -77,7 +91,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(options.limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Set at shutdown: every connection finishes what it serves and closes.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(options.limits.header_timeout).max_buf_size(256 << 10);
     builder
@@ -116,20 +131,30 @@ pub async fn serve(
         let app = app.clone();
         let trusted = trusted.clone();
         // Each request knows its client's address and, on TLS, the client
-        // certificate of its connection.
+        // certificate of its connection; the connection knows whether it is
+        // serving one.
+        let activity = Arc::new(Activity::new());
+        let serving = activity.clone();
         let service = move |certificate: Option<ClientCertificate>| {
-            let (app, trusted) = (app.clone(), trusted.clone());
+            let (app, trusted, activity) = (app.clone(), trusted.clone(), serving.clone());
             hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 let client = client_address(peer, request.headers(), &trusted);
                 request.extensions_mut().insert(ConnectInfo(client));
                 if let Some(certificate) = &certificate {
                     request.extensions_mut().insert(certificate.clone());
                 }
-                app.clone().oneshot(request.map(axum::body::Body::new))
+                let serving = activity.enter();
+                let response = app.clone().oneshot(request.map(axum::body::Body::new));
+                async move {
+                    let response = response.await;
+                    drop(serving);
+                    response
+                }
             })
         };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let stop = stop.clone();
+        let limits = options.limits;
         let tls = options.tls.clone();
         let header_timeout = options.limits.header_timeout;
         tokio::spawn(async move {
@@ -170,9 +195,7 @@ pub async fn serve(
                         return;
                     }
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(connection.into_owned()).await {
-                        tracing::debug!(client = %peer.ip(), error = %e, "connection ended");
-                    }
+                    drive(connection.into_owned(), &activity, limits, stop, peer).await;
                 }
                 None => {
                     // The protocol is sniffed from the first bytes, which
@@ -184,21 +207,110 @@ pub async fn serve(
                         return;
                     }
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(None));
-                    if let Err(e) = watcher.watch(connection.into_owned()).await {
-                        tracing::debug!(client = %peer.ip(), error = %e, "connection ended");
-                    }
+                    drive(connection.into_owned(), &activity, limits, stop, peer).await;
                 }
             }
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(30)) => {
-            tracing::warn!("requests still running 30 s after shutdown began are dropped");
-        }
+    let _ = stopping.send(true);
+    // Every connection holds a permit until it ends: all of them back means
+    // all ended.
+    let all = u32::try_from(options.limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await.is_err() {
+        tracing::warn!("requests still running 30 s after shutdown began are dropped");
     }
     Ok(())
+}
+
+/// Drives one connection to its end: closed gracefully (what is in flight
+/// finishes) when it has served nothing for `timeouts.idle_timeout` (an
+/// HTTP/2 connection answers pings forever otherwise) or when the service
+/// stops; a client that does not let it close within the header timeout
+/// (HTTP/2's graceful close waits for the client's answer to a ping) is cut
+/// off.
+async fn drive<C: GracefulConnection>(
+    connection: C,
+    activity: &Activity,
+    timeouts: ConnectionLimits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    C::Error: std::fmt::Display,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(timeouts.idle_timeout));
+    // Far away until the connection is asked to close.
+    let cut_off = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+    let mut cut_off = std::pin::pin!(cut_off);
+    let mut closing = false;
+    loop {
+        let close = tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(client = %peer.ip(), error = %e, "connection ended");
+                }
+                return;
+            }
+            () = &mut cut_off => {
+                tracing::debug!(client = %peer.ip(), "connection cut off: it did not close when asked");
+                return;
+            }
+            changed = stop.changed(), if !closing => changed.is_err() || *stop.borrow(),
+            _ = tick.tick(), if !closing => {
+                let idle = activity.idle_for().is_some_and(|quiet| quiet >= timeouts.idle_timeout);
+                if idle {
+                    tracing::debug!(client = %peer.ip(), "idle connection closed");
+                }
+                idle
+            }
+        };
+        if close {
+            closing = true;
+            connection.as_mut().graceful_shutdown();
+            cut_off.as_mut().reset(tokio::time::Instant::now() + timeouts.header_timeout);
+        }
+    }
+}
+
+/// Whether a connection is serving a request, and since when it is not.
+struct Activity {
+    running: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `start` to when the last request ended (or the
+    /// connection opened).
+    last: AtomicU64,
+    start: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { running: Default::default(), last: AtomicU64::new(0), start: std::time::Instant::now() }
+    }
+
+    /// Marks a request as running until the guard is dropped.
+    fn enter(self: &Arc<Self>) -> ActivityGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        ActivityGuard(self.clone())
+    }
+
+    /// How long nothing has run; `None` while something does.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.running.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.last.load(Ordering::SeqCst));
+        Some(self.start.elapsed().saturating_sub(since))
+    }
+}
+
+struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last.store(now, Ordering::SeqCst);
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The SHA-256 (hex) of the client certificate a TLS connection presented,
