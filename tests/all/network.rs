@@ -41,6 +41,12 @@ fn tls_server(dir: &Path, extra: &[&str]) -> Server {
     server
 }
 
+/// `prereg serve` on a loopback port over plain HTTP, with `extra` arguments.
+fn plain_server(dir: &Path, extra: &[&str]) -> Server {
+    let args = [&["--data", "data", "serve", "--listen", "127.0.0.1:0"][..], extra].concat();
+    Server::start_with(dir, "server.log", &args)
+}
+
 /// The instance CA's certificate (what clients of a `--tls-self` service trust).
 fn ca_pem(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("data/ca/ca.crt")).unwrap()
@@ -276,8 +282,7 @@ fn slow_and_silent_connections_are_closed_while_health_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     run_local(dir, &["init"]);
-    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--header-timeout-seconds", "3"];
-    let server = Server::start_with(dir, "server.log", &args);
+    let server = plain_server(dir, &["--header-timeout-seconds", "3"]);
     let address = server.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
     // 250 clients trickling a header line a second (slowloris), 250 sending nothing.
     let mut slow: Vec<TcpStream> = (0..500).map(|_| TcpStream::connect(&address).unwrap()).collect();
@@ -315,18 +320,7 @@ fn connections_past_the_limit_are_closed_at_once_and_served_again_when_freed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     run_local(dir, &["init"]);
-    let args = [
-        "--data",
-        "data",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--max-connections",
-        "20",
-        "--header-timeout-seconds",
-        "2",
-    ];
-    let server = Server::start_with(dir, "server.log", &args);
+    let server = plain_server(dir, &["--max-connections", "20", "--header-timeout-seconds", "2"]);
     let address = server.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
     let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(&address).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
@@ -491,8 +485,7 @@ fn metrics_need_a_credential_unless_served_apart() {
     run_local(dir, &["init"]);
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let metrics_address = format!("127.0.0.1:{metrics_port}");
-    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", &metrics_address];
-    let server = Server::start_with(dir, "server.log", &args);
+    let server = plain_server(dir, &["--metrics-listen", &metrics_address]);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     assert_eq!(get(&agent, &format!("{}/metrics", server.url), None).0, 401);
     let (status, text) = get(&agent, &format!("{}/metrics", server.url), Some(&server.officer_authorization()));
@@ -650,18 +643,7 @@ fn an_idle_http2_connection_is_closed_with_goaway() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     run_local(dir, &["init"]);
-    let args = [
-        "--data",
-        "data",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--idle-timeout-seconds",
-        "2",
-        "--header-timeout-seconds",
-        "2",
-    ];
-    let server = Server::start_with(dir, "server.log", &args);
+    let server = plain_server(dir, &["--idle-timeout-seconds", "2", "--header-timeout-seconds", "2"]);
     let address = server.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
     // An HTTP/2 client (prior knowledge) that opens, says its settings, and
     // then only listens, as one holding connections open would.
