@@ -213,7 +213,9 @@ fn callers_ask_for_their_procedures_only_and_are_named_in_the_audit() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     two_domains(dir);
-    let server = tls_server(dir, &[]);
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_address = format!("127.0.0.1:{metrics_port}");
+    let server = tls_server(dir, &["--metrics-listen", &metrics_address]);
     let cli = |args: &[&str]| {
         let out = prereg_command(dir)
             .args(["--server", &server.url, "--ca-cert", "data/ca/ca.crt", "--key", "data/officer.key"])
@@ -275,6 +277,10 @@ fn callers_ask_for_their_procedures_only_and_are_named_in_the_audit() {
     assert!(statuses[..19].iter().all(|s| *s == (401, false)), "{statuses:?}");
     assert!(statuses[19..].iter().all(|s| *s == (429, true)), "{statuses:?}");
     assert!(server.log().contains("credential refused"));
+    // The limit holds for every credential from this address for a while
+    // (an officer behind the same address too): metrics are read apart.
+    let (_, text) = get(&agent, &format!("http://{metrics_address}/metrics"), None);
+    assert!(text.contains("prereg_credentials_refused_total 20"), "{text}");
 }
 
 #[test]
@@ -336,6 +342,14 @@ fn connections_past_the_limit_are_closed_at_once_and_served_again_when_freed() {
     assert_eq!(ureq::get(&format!("{}/healthz", server.url)).call().unwrap().status().as_u16(), 200);
     drop(held);
     assert!(server.log().contains("connection limit reached"), "{}", server.log());
+    let metrics = ureq::get(&format!("{}/metrics", server.url))
+        .header("authorization", server.officer_authorization())
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(metrics.contains("prereg_connections_refused 1"), "{metrics}");
 }
 
 /// Peak resident memory of a process, in KiB.

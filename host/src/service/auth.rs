@@ -123,6 +123,7 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
         Ok(principal) => with_principal(request, principal, next).await,
         Err(e) => {
             if e.status() == axum::http::StatusCode::UNAUTHORIZED {
+                state.metrics().credential_refused();
                 state.auth_failures().failed(client);
                 tracing::warn!(client = %client, detail = %e, "credential refused");
             }

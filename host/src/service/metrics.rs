@@ -10,6 +10,10 @@
 //! - `prereg_http_requests_total{method, route, status}`.
 //! - `prereg_candidate_index_registrations`, `_bytes`, `_builds`: the
 //!   in-memory candidate index (read at scrape).
+//! - `prereg_credentials_refused_total`: refused access tokens and caller
+//!   secrets.
+//! - `prereg_connections_refused`: connections closed on accept because the
+//!   connection limit was reached, since start (read at scrape).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -71,6 +75,8 @@ pub struct Metrics {
     index_registrations: Gauge,
     index_bytes: Gauge,
     index_builds: Gauge,
+    credentials_refused: Counter,
+    connections_refused: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -120,7 +126,20 @@ impl Metrics {
             "Full builds of the in-memory candidate index (start-up included)",
             index_builds.clone(),
         );
+        let (credentials_refused, connections_refused) = (Counter::default(), Gauge::default());
+        registry.register(
+            "credentials_refused",
+            "Refused credentials (officers' access tokens, CA callers' secrets)",
+            credentials_refused.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because the connection limit was reached, since start",
+            connections_refused.clone(),
+        );
         Metrics {
+            credentials_refused,
+            connections_refused,
             registry,
             decisions,
             decision_seconds,
@@ -140,6 +159,11 @@ impl Metrics {
         let outcome = if report.allowed { "allowed" } else { "denied" };
         self.decisions.get_or_create(&DecisionLabels { mode, outcome, reason: report.reason.clone() }).inc();
         self.decision_seconds.get_or_create(&ModeLabels { mode }).observe(seconds);
+    }
+
+    /// Counts a refused credential.
+    pub fn credential_refused(&self) {
+        self.credentials_refused.inc();
     }
 
     /// Counts an HTTP request.
@@ -169,6 +193,8 @@ impl Metrics {
             self.index_bytes.set(index.heap_bytes as i64);
             self.index_builds.set(index.builds as i64);
         }
+        let refused = super::listener::REFUSED_CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed);
+        self.connections_refused.set(i64::try_from(refused).unwrap_or(i64::MAX));
         self.registrations.clear();
         for state in [
             prereg_core::RegistrationState::Open,
