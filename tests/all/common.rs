@@ -365,6 +365,13 @@ impl Server {
         format!("Bearer {token}")
     }
 
+    /// The body of a GET of `path` by the first officer.
+    pub fn read_as_officer(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let response = ureq::get(&url).header("authorization", self.officer_authorization()).call().unwrap();
+        response.into_body().read_to_string().unwrap()
+    }
+
     /// A REST client with no credential.
     pub fn anonymous(&self) -> prereg::client::Client {
         prereg::client::Client::new(&self.url)

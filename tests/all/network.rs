@@ -342,13 +342,7 @@ fn connections_past_the_limit_are_closed_at_once_and_served_again_when_freed() {
     assert_eq!(ureq::get(&format!("{}/healthz", server.url)).call().unwrap().status().as_u16(), 200);
     drop(held);
     assert!(server.log().contains("connection limit reached"), "{}", server.log());
-    let metrics = ureq::get(&format!("{}/metrics", server.url))
-        .header("authorization", server.officer_authorization())
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = server.read_as_officer("/metrics");
     assert!(metrics.contains("prereg_connections_refused 1"), "{metrics}");
 }
 

@@ -180,13 +180,7 @@ fn a_change_made_by_another_process_reaches_the_running_service() {
     assert!(out.contains("active: ALLOW matched") && out.contains("shadow: DENY  no-registration"), "{out}");
     // The RA page's policy tab shows the versions and the disagreements
     // (the page's data, read with an officer's access token).
-    let page = ureq::get(&format!("{}/ui/main", server.url))
-        .header("authorization", server.officer_authorization())
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = server.read_as_officer("/ui/main");
     assert!(page.contains("<td>exact-only</td><td>0.1.0</td>") && page.contains("<td>shadow</td>"), "{page}");
     assert!(page.contains("1 enrollments compared, 1 disagreements"), "{page}");
     assert!(page.contains("<td>routers a.b.dept.example.com</td>"), "{page}");
