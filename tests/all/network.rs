@@ -675,3 +675,26 @@ fn an_idle_http2_connection_is_closed_with_goaway() {
     assert!(frames.contains(&7), "no GOAWAY among frames {frames:?}");
     assert!(closed_after >= Duration::from_millis(1500) && closed_after < Duration::from_secs(8), "{closed_after:?}");
 }
+
+#[test]
+fn a_body_longer_than_its_route_takes_is_refused_before_it_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    let server = plain_server(dir, &[]);
+    let address = server.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    for (path, length) in [("/v1/registrations", 10u64 << 20), ("/v1/imports", 4u64 << 30)] {
+        // Only the headers: the answer must not wait for the body.
+        let mut stream = TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = [0u8; 512];
+        let read = stream.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+    }
+}

@@ -54,7 +54,18 @@ fn is_enrollment(path: &str) -> bool {
     path.starts_with("/scep/") || path.starts_with("/.well-known/cmp/")
 }
 
-/// Middleware: the Host allow-list, the enrollment request rate and HSTS.
+/// The largest body a route takes: an upload (an import, a policy) its file
+/// and the signed request part; everything else a JSON or protocol message.
+fn body_limit(path: &str, limits: super::ServiceLimits) -> u64 {
+    if matches!(path, "/v1/imports" | "/v1/policies") {
+        limits.max_upload_bytes.saturating_add(1 << 20)
+    } else {
+        limits.max_body_bytes as u64
+    }
+}
+
+/// Middleware: the Host allow-list, the body size, the enrollment request
+/// rate and HSTS.
 pub async fn front_door(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let front = state.front();
     let authority = request
@@ -74,6 +85,21 @@ pub async fn front_door(State(state): State<AppState>, request: Request, next: N
                 .into_response();
             }
         }
+    }
+    // A body larger than the route takes is refused on its Content-Length,
+    // before a byte of it is read (one sent without a length is cut off at
+    // the limit as it is read).
+    let limit = body_limit(request.uri().path(), state.limits());
+    let length =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = length.filter(|l| *l > limit) {
+        return ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "The request is too large",
+            format!("a body of {length} bytes; this route takes at most {limit}"),
+        )
+        .into_response();
     }
     if is_enrollment(request.uri().path()) {
         let client = client_ip(request.extensions());
