@@ -212,7 +212,20 @@ impl Client {
         self.answer(&url, request.call())
     }
 
+    /// Sends a signed write: its signature is its credential, so no token
+    /// or secret goes with it.
     fn send<T: DeserializeOwned>(&self, method: &str, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        self.send_as(method, path, body, false)
+    }
+
+    /// Sends `body` as JSON, with the client's credential when `credential`.
+    fn send_as<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &impl Serialize,
+        credential: bool,
+    ) -> Result<T, ClientError> {
         let url = self.url(path);
         let json =
             serde_json::to_vec(body).map_err(|e| ClientError::Decode { url: url.clone(), message: e.to_string() })?;
@@ -221,7 +234,7 @@ impl Client {
             _ => self.agent.post(&url),
         }
         .header("content-type", "application/json");
-        if let Some(value) = self.authorization()? {
+        if credential && let Some(value) = self.authorization()? {
             request = request.header("authorization", value);
         }
         let result = request.send(&json[..]);
@@ -347,7 +360,7 @@ impl Client {
             DecisionMode::DryRun => "/v1/decisions/check",
             DecisionMode::Enroll => "/v1/decisions/enroll",
         };
-        self.send("POST", path, &body)
+        self.send_as("POST", path, &body, true)
     }
 
     /// A page of the audit log.
@@ -403,12 +416,12 @@ impl Client {
         let tail = format!("\r\n--{boundary}--\r\n");
         let mut body =
             std::io::Cursor::new(head.into_bytes()).chain(file).chain(std::io::Cursor::new(tail.into_bytes()));
-        let mut request =
-            self.agent.post(&url).header("content-type", format!("multipart/form-data; boundary={boundary}"));
-        if let Some(value) = self.authorization()? {
-            request = request.header("authorization", value);
-        }
-        let result = request.send(ureq::SendBody::from_reader(&mut body));
+        // The signed request in the form is the upload's credential.
+        let result = self
+            .agent
+            .post(&url)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .send(ureq::SendBody::from_reader(&mut body));
         self.answer(&url, result)
     }
 

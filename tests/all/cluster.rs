@@ -348,7 +348,12 @@ fn postgres_restarted_under_load_gives_prompt_503s_and_loses_no_acknowledged_wri
                     let during = outage.load(Ordering::Relaxed);
                     let status = match client.submit(&jws, &request) {
                         Ok(_) => 201,
-                        Err(ClientError::Problem(p)) => p.status,
+                        Err(ClientError::Problem(p)) => {
+                            if p.status != 503 {
+                                eprintln!("{fqdn}: {p:?}");
+                            }
+                            p.status
+                        }
                         Err(e) => panic!("{fqdn}: {e}"),
                     };
                     log.lock().unwrap().push((fqdn, status, started.elapsed(), during));
