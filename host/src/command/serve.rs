@@ -100,8 +100,10 @@ pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| InputError(format!("--metrics-listen {metrics}: {e}")))?;
             println!("metrics on http://{}/metrics (no credential: keep this address private)", listener.local_addr()?);
             let app = service::metrics_app(state.clone());
+            // The same connection limits as the main address; it ends with the process.
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
+                let options = ListenOptions::default();
+                if let Err(e) = service::listener::serve(listener, app, options, std::future::pending()).await {
                     tracing::error!(error = %e, "the metrics listener stopped");
                 }
             });
@@ -147,9 +149,12 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
     let mut names: Vec<String> = Vec::new();
     let given = front::host_of(args.listen.rsplit_once(':').map_or(args.listen.as_str(), |(h, _)| h));
     let unspecified = address.ip().is_unspecified();
-    if !given.is_empty() && given.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified())
-        || given.parse::<IpAddr>().is_err() && !given.is_empty()
-    {
+    // A name, or a specific address (0.0.0.0 and :: name nothing).
+    let names_itself = match given.parse::<IpAddr>() {
+        Ok(ip) => !ip.is_unspecified(),
+        Err(_) => !given.is_empty(),
+    };
+    if names_itself {
         names.push(given);
     }
     if loopback || unspecified {
@@ -179,9 +184,7 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
         (_, _, true) => {
             let mut certified: Vec<String> = names.iter().filter(|n| *n != "::1" || loopback).cloned().collect();
             if unspecified {
-                certified.push(
-                    NodeIdentity::default_name(&address).rsplit_once(':').map_or(String::new(), |(h, _)| h.to_owned()),
-                );
+                certified.push(prereg::cluster::host_name());
             }
             certified.retain(|n| !n.is_empty());
             let files = tls::self_issued(data, &certified, unix_now()).map_err(|e| InputError(e.to_string()))?;
