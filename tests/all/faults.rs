@@ -293,3 +293,48 @@ fn sigterm_during_a_rest_import_stops_it_cleanly_and_running_it_again_completes_
     );
     assert!(client.verify_audit().unwrap().intact);
 }
+
+/// Issue 17, item 9: a CA caller whose first enrollment timed out retries it
+/// with the same Idempotency-Key, eight times at once: every answer is the
+/// first, and the one-time registration is counted once.
+#[test]
+fn an_enrollment_retried_with_the_same_key_is_counted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::common::run_local(dir, &["init"]);
+    crate::common::run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    crate::common::run_local(dir, &["register", "--procedure", "routers", "--fqdn", "once.example.com"]);
+    let server = crate::common::Server::start(dir);
+    let secret = server.add_caller("front", &["routers"]);
+    let url = format!("{}/v1/decisions/enroll", server.url.trim_end_matches('/'));
+    let enroll = |key: &str, fqdn: &str| {
+        let response = ureq::post(&url)
+            .header("authorization", format!("Bearer {secret}"))
+            .header("idempotency-key", key)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_json(serde_json::json!({"procedure": "routers", "fqdn": fqdn}))
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.into_body().read_to_string().unwrap())
+    };
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8).map(|_| s.spawn(|| enroll("retry-7f3a", "once.example.com"))).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].0, 200);
+    assert!(answers[0].1.contains("\"allowed\":true"), "{}", answers[0].1);
+    let shown = crate::common::run_local(dir, &["show", "1", "--json"]);
+    assert!(shown.contains("\"enrollments\": 1"), "{shown}");
+    let enrolls = crate::common::audit_records(dir).iter().filter(|r| r["action"] == "enroll").count();
+    assert_eq!(enrolls, 1);
+    // The same key for another request: 422, naming the header.
+    let (status, text) = enroll("retry-7f3a", "other.example.com");
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("idempotency-key"), "{text}");
+    // A malformed key is refused before anything is decided.
+    let (status, _) = enroll("", "once.example.com");
+    assert_eq!(status, 422);
+}

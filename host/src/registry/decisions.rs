@@ -11,7 +11,7 @@ use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
 use crate::evaluation::{Evaluation, MacProof, Trace};
 use crate::host_calls::{HostCall, HostCalls};
-use crate::store::{Tx, TxKind};
+use crate::store::{StoreError, Tx, TxKind};
 
 /// Lockout threshold: this many password failures in a row lock a registration.
 pub const LOCKOUT_FAILURES: u32 = 5;
@@ -39,7 +39,14 @@ pub struct EnrollmentInput {
     /// record names it as the actor (`caller:NAME`); `None`: the device
     /// itself, through the enrollment front (SCEP, CMP).
     pub caller: Option<String>,
+    /// The caller's Idempotency-Key for this enrollment: a retry with the
+    /// same key (and the same request) gets the first answer, and nothing
+    /// is decided, counted or audited again. Only with a caller.
+    pub idempotency_key: Option<String>,
 }
+
+/// How long the answer to an Idempotency-Key is kept, in seconds.
+pub const IDEMPOTENCY_SECONDS: u64 = 86_400;
 
 /// What an allowed enrollment grants, as the issuing front needs it inside
 /// the decision's transaction: the canonical name the decision matched, and
@@ -187,6 +194,27 @@ impl Registry {
             DecisionMode::DryRun => TxKind::Read,
             DecisionMode::Enroll => TxKind::Write,
         })?;
+        // A retried enrollment: the first answer, from the same transaction's
+        // view, so a retry racing the first waits for it and reads its answer.
+        let idempotency = match (&input.caller, &input.idempotency_key, mode) {
+            (Some(caller), Some(key), DecisionMode::Enroll) => {
+                Some((caller.clone(), key.clone(), idempotency_digest(&input)))
+            }
+            _ => None,
+        };
+        if let Some((caller, key, digest)) = &idempotency
+            && let Some((answered, answer)) = tx.idempotent_answer(caller, key)?
+        {
+            if answered != *digest {
+                return Err(RegistryError::Invalid {
+                    field: "idempotency-key".into(),
+                    message: "this Idempotency-Key answered another request: use a new key for a new request".into(),
+                });
+            }
+            let report = serde_json::from_str(&answer)
+                .map_err(|e| StoreError::Corrupt(format!("the answer kept for an Idempotency-Key: {e}")))?;
+            return Ok((report, None, Vec::new()));
+        }
         if let Some(index) = &self.index {
             index.catch_up(tx.as_mut())?;
         }
@@ -297,11 +325,34 @@ impl Registry {
                 });
                 tx.record_shadow(disagreement.as_ref())?;
             }
-            tx.commit()?;
             report.audit_seq = Some(record.seq);
+            if let Some((caller, key, digest)) = &idempotency {
+                let answer = serde_json::to_string(&report).map_err(|e| RegistryError::Policy(e.to_string()))?;
+                let forget_before = now.saturating_sub(IDEMPOTENCY_SECONDS);
+                let kept =
+                    crate::store::IdempotentAnswer { caller, key, request_sha256: digest, answer: &answer, at: now };
+                tx.record_idempotent_answer(&kept, forget_before)?;
+            }
+            tx.commit()?;
         }
         Ok((report, certificate, recorded))
     }
+}
+
+/// What an Idempotency-Key's answer is kept against: the SHA-256 of the
+/// request's procedure, name, address and serial, and whether it carries a
+/// password (never the password: the store must not hold what a guess of it
+/// could be checked against).
+fn idempotency_digest(input: &EnrollmentInput) -> String {
+    use sha2::Digest as _;
+    let canonical = serde_json::json!([
+        input.procedure,
+        input.fqdn,
+        input.ip,
+        input.serial,
+        input.password.is_some() || input.mac.is_some()
+    ]);
+    prereg_pki::hex(&sha2::Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// A name longer than DNS allows (253 octets, labels of 63) is refused

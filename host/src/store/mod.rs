@@ -526,6 +526,21 @@ pub struct CallerRecord {
     pub disabled_at: Option<u64>,
 }
 
+/// The answer to a CA caller's Idempotency-Key, as kept.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotentAnswer<'a> {
+    /// The caller.
+    pub caller: &'a str,
+    /// Its key.
+    pub key: &'a str,
+    /// SHA-256 (hex) of the request it answered.
+    pub request_sha256: &'a str,
+    /// The answer (JSON).
+    pub answer: &'a str,
+    /// When, Unix seconds.
+    pub at: u64,
+}
+
 /// One record of the hash-chained audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
@@ -802,6 +817,13 @@ pub trait Tx: Send {
     fn audit_keyed_from(&mut self) -> Result<Option<(u64, String)>, StoreError>;
     /// Records the first keyed audit record, unless one is recorded already.
     fn set_audit_keyed_from(&mut self, seq: u64, mac: &str) -> Result<(), StoreError>;
+
+    /// The answer kept for a CA caller's Idempotency-Key: the SHA-256 of the
+    /// request it answered and the answer (JSON).
+    fn idempotent_answer(&mut self, caller: &str, key: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// Keeps the answer to a CA caller's Idempotency-Key, and forgets those
+    /// recorded before `forget_before`.
+    fn record_idempotent_answer(&mut self, kept: &IdempotentAnswer<'_>, forget_before: u64) -> Result<(), StoreError>;
 
     /// Records how a serving node stands (its heartbeat).
     fn record_node(&mut self, node: &NodeRecord) -> Result<(), StoreError>;

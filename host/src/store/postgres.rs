@@ -47,8 +47,8 @@ use prereg_core::{Protocol, RegistrationState};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, ImportRecord, ImportStatus,
-    NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
+    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, IdempotentAnswer, ImportRecord,
+    ImportStatus, NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
     RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
     StoreError, StoreEvent, StoreListener, Tx, TxKind,
 };
@@ -1565,6 +1565,25 @@ impl Tx for PostgresTx {
             }
         };
         rows.iter().map(audit_from).collect()
+    }
+
+    fn idempotent_answer(&mut self, caller: &str, key: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.query_opt(
+            "SELECT request_sha256, answer FROM idempotent_answers WHERE caller = $1 AND key = $2",
+            &[&caller, &key],
+        )?
+        .map(|r| Ok((col(&r, 0)?, col(&r, 1)?)))
+        .transpose()
+    }
+
+    fn record_idempotent_answer(&mut self, kept: &IdempotentAnswer<'_>, forget_before: u64) -> Result<(), StoreError> {
+        self.execute("DELETE FROM idempotent_answers WHERE created_at < $1", &[&(forget_before as i64)])?;
+        self.execute(
+            "INSERT INTO idempotent_answers (caller, key, request_sha256, answer, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&kept.caller, &kept.key, &kept.request_sha256, &kept.answer, &(kept.at as i64)],
+        )?;
+        Ok(())
     }
 
     fn record_node(&mut self, n: &NodeRecord) -> Result<(), StoreError> {

@@ -28,10 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: SQLITE[8], postgres: POSTGRES[8] },
     Migration { sqlite: SQLITE[9], postgres: POSTGRES[9] },
     Migration { sqlite: SQLITE[10], postgres: POSTGRES[10] },
+    Migration { sqlite: SQLITE[11], postgres: POSTGRES[11] },
 ];
 
 /// The SQLite side (the comments explain each change).
-const SQLITE: [&str; 11] = [
+const SQLITE: [&str; 12] = [
     // 1: the core tables.
     r#"
     CREATE TABLE instance (
@@ -309,6 +310,21 @@ const SQLITE: [&str; 11] = [
     ALTER TABLE audit ADD COLUMN domain TEXT;
     CREATE INDEX audit_by_domain ON audit (domain, seq);
     "#,
+    // 12: retried enrollments. A CA caller may send an Idempotency-Key with
+    // an enrollment; the answer is kept under (caller, key) with the SHA-256
+    // of the request it answered, in the transaction of the decision, so a
+    // retry gets the first answer and counts nothing again (kept a day).
+    r#"
+    CREATE TABLE idempotent_answers (
+        caller         TEXT NOT NULL,
+        key            TEXT NOT NULL,
+        request_sha256 TEXT NOT NULL,
+        answer         TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        PRIMARY KEY (caller, key)
+    );
+    CREATE INDEX idempotent_answers_by_age ON idempotent_answers (created_at);
+    "#,
 ];
 
 /// The PostgreSQL side: the same changes. Integers are BIGINT where SQLite's
@@ -316,7 +332,7 @@ const SQLITE: [&str; 11] = [
 /// for SQLite's AUTOINCREMENT, and `seq` for its implicit rowid where the
 /// order of insertion is read. PostgreSQL also notifies listening nodes of
 /// registration and policy changes (migration 9), at commit.
-const POSTGRES: [&str; 11] = [
+const POSTGRES: [&str; 12] = [
     // 1
     r#"
     CREATE TABLE instance (
@@ -578,5 +594,17 @@ const POSTGRES: [&str; 11] = [
     );
     ALTER TABLE audit ADD COLUMN domain TEXT;
     CREATE INDEX audit_by_domain ON audit (domain, seq);
+    "#,
+    // 12
+    r#"
+    CREATE TABLE idempotent_answers (
+        caller         TEXT NOT NULL,
+        key            TEXT NOT NULL,
+        request_sha256 TEXT NOT NULL,
+        answer         TEXT NOT NULL,
+        created_at     BIGINT NOT NULL,
+        PRIMARY KEY (caller, key)
+    );
+    CREATE INDEX idempotent_answers_by_age ON idempotent_answers (created_at);
     "#,
 ];

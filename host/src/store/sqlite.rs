@@ -10,8 +10,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, ImportRecord, ImportStatus,
-    NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
+    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, IdempotentAnswer, ImportRecord,
+    ImportStatus, NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
     RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
     StoreError, StoredRegistration, Tx, TxKind,
 };
@@ -1263,6 +1263,26 @@ impl Tx for SqliteTx {
                 .collect::<Result<_, _>>()?,
         };
         Ok(rows)
+    }
+
+    fn idempotent_answer(&mut self, caller: &str, key: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT request_sha256, answer FROM idempotent_answers WHERE caller = ?1 AND key = ?2")?
+            .query_row(params![caller, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    fn record_idempotent_answer(&mut self, kept: &IdempotentAnswer<'_>, forget_before: u64) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached("DELETE FROM idempotent_answers WHERE created_at < ?1")?
+            .execute(params![forget_before as i64])?;
+        conn.prepare_cached(
+            "INSERT INTO idempotent_answers (caller, key, request_sha256, answer, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![kept.caller, kept.key, kept.request_sha256, kept.answer, kept.at as i64])?;
+        Ok(())
     }
 
     fn record_node(&mut self, n: &NodeRecord) -> Result<(), StoreError> {

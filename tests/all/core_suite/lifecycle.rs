@@ -156,3 +156,41 @@ fn passwords_are_never_stored_or_audited_in_plain_text() {
         assert!(!contains(&bytes, secret.as_bytes()), "{secret} found in the database");
     }
 }
+
+/// Issue 17, item 9: a CA caller that timed out retries an enrollment with
+/// the same Idempotency-Key: it gets the first answer, and a one-time
+/// registration is counted once; the same key for another request is refused.
+#[test]
+fn a_retried_enrollment_with_the_same_key_is_answered_once() {
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
+    f.procedure("p", "D", "scep", &[]);
+    let id = f.register("p", "once.example.com").unwrap();
+    let input = |fqdn: &str, caller: &str, key: &str| prereg::registry::EnrollmentInput {
+        caller: Some(caller.into()),
+        idempotency_key: Some(key.into()),
+        ..req("p", fqdn).input()
+    };
+    let first = f.registry.decide(input("once.example.com", "front", "k1"), DecisionMode::Enroll, NOW).unwrap();
+    assert!(first.allowed, "{first:?}");
+    let audited = f.registry.audit_records(0, 1000).unwrap().len();
+    for _ in 0..3 {
+        let again = f.registry.decide(input("once.example.com", "front", "k1"), DecisionMode::Enroll, NOW + 5).unwrap();
+        assert_eq!(again, first, "the first answer, audit record included");
+    }
+    assert_eq!(f.registry.registration(id).unwrap().enrollments, 1);
+    assert_eq!(f.registry.audit_records(0, 1000).unwrap().len(), audited, "nothing audited again");
+    // A new key is a new enrollment: the registration is used up.
+    let second = f.registry.decide(input("once.example.com", "front", "k2"), DecisionMode::Enroll, NOW).unwrap();
+    assert!(!second.allowed, "{second:?}");
+    // The same key for another request is refused, naming the header.
+    let reused = f.registry.decide(input("other.example.com", "front", "k1"), DecisionMode::Enroll, NOW);
+    assert!(matches!(&reused, Err(prereg::RegistryError::Invalid { field, .. }) if field == "idempotency-key"), "{reused:?}");
+    // Keys are per caller: another caller's k1 is its own.
+    let theirs = f.registry.decide(input("once.example.com", "webhook", "k1"), DecisionMode::Enroll, NOW).unwrap();
+    assert!(!theirs.allowed && theirs.audit_seq != first.audit_seq);
+    // A day later the key is forgotten (when the next key is recorded).
+    let later = NOW + prereg::registry::IDEMPOTENCY_SECONDS + 1;
+    f.registry.decide(input("x.example.com", "front", "k9"), DecisionMode::Enroll, later).unwrap();
+    let after = f.registry.decide(input("once.example.com", "front", "k1"), DecisionMode::Enroll, later).unwrap();
+    assert_ne!(after.audit_seq, first.audit_seq, "decided anew");
+}

@@ -51,6 +51,7 @@ async fn decide(
     request: DecisionRequest,
     mode: DecisionMode,
     caller: Option<String>,
+    idempotency_key: Option<String>,
 ) -> Result<DecisionReport, ApiError> {
     let registry = state.registry().clone();
     let input = EnrollmentInput {
@@ -60,6 +61,7 @@ async fn decide(
         serial: request.serial,
         password: request.password.map(Zeroizing::new),
         caller,
+        idempotency_key,
         ..Default::default()
     };
     let started = Instant::now();
@@ -72,6 +74,20 @@ async fn decide(
     .await?;
     state.metrics().decision(&report, started.elapsed().as_secs_f64());
     Ok(report)
+}
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(ApiError::invalid("idempotency-key", "must be 1 to 255 visible ASCII characters")),
+    }
 }
 
 fn body(
@@ -114,14 +130,19 @@ pub async fn check(
             }
         }
     }
-    Ok(Json(decide(state, request, DecisionMode::DryRun, None).await?))
+    Ok(Json(decide(state, request, DecisionMode::DryRun, None, None).await?))
 }
 
 /// The real enrollment decision: counts against max-enrollments, applies the
 /// lockout rule, and is audited under the CA caller's name. For an enabled
-/// CA caller of the request's token procedure only.
+/// CA caller of the request's token procedure only. With an
+/// `Idempotency-Key`, a retry of the same request (the same key, within a
+/// day) gets the first answer and counts nothing again: a caller that timed
+/// out may retry a one-time registration safely.
 #[utoipa::path(post, path = "/v1/decisions/enroll", tag = "decisions", request_body = DecisionRequest,
     security(("caller" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters, unique per request of this caller")),
     responses(
         (status = 200, description = "The decision (allowed or denied)", body = DecisionReport),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
@@ -129,6 +150,9 @@ pub async fn check(
             content_type = "application/problem+json"),
         (status = 403, description = "The caller may not ask for that token procedure", body = Problem,
             content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (a name longer than DNS allows; an Idempotency-Key \
+            malformed or used for another request); nothing is audited",
+            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (a name longer than DNS allows); nothing is audited",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed enrollments from this address (Retry-After); nothing was \
@@ -140,12 +164,14 @@ pub async fn enroll(
     State(state): State<AppState>,
     caller: Caller,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     request: Result<Json<DecisionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DecisionReport>, ApiError> {
+    let key = idempotency_key(&headers)?;
     let request = body(request)?;
     caller.may_ask_for(&request.procedure)?;
     state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
-    let report = decide(state.clone(), request, DecisionMode::Enroll, Some(caller.0.name.clone())).await?;
+    let report = decide(state.clone(), request, DecisionMode::Enroll, Some(caller.0.name.clone()), key).await?;
     if !report.allowed {
         state.failures().failed(peer.ip());
     }
