@@ -187,9 +187,12 @@ fn node_record(registry: &Registry, node: &NodeIdentity, stopped: bool) -> NodeR
     }
 }
 
+/// The heartbeat, which is also the write probe behind `/readyz`: a real
+/// write, each second.
 fn report(registry: &Registry, node: &NodeIdentity, stopped: bool) {
-    if let Err(e) = registry.storage().report_node(&node_record(registry, node, stopped)) {
-        tracing::debug!(error = %e, "cannot report this node to the store");
+    match registry.storage().report_node(&node_record(registry, node, stopped)) {
+        Ok(()) => registry.set_write_fault(None),
+        Err(e) => registry.set_write_fault(Some(e.to_string())),
     }
 }
 

@@ -338,3 +338,89 @@ fn an_enrollment_retried_with_the_same_key_is_counted_once() {
     let (status, _) = enroll("", "once.example.com");
     assert_eq!(status, 422);
 }
+
+/// Issue 17, item 3: the WAL removed under a running service. Writes are
+/// refused at once, saying why, and `/readyz` fails; what the removed WAL
+/// held is checkpointed into the database file from the connections still
+/// open, so after a SIGKILL and a restart nothing acknowledged is lost and
+/// the chain verifies against the checkpoints `serve` wrote.
+#[test]
+fn a_removed_wal_stops_writes_and_readiness_and_loses_nothing_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::common::run_local(dir, &["init"]);
+    crate::common::run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--checkpoint-seconds", "1"];
+    let server = Server::start_with(dir, "server.log", &args);
+    let remote = |fqdn: &str| {
+        prereg_command(dir)
+            .args(["--data", "data", "--server", &server.url, "register", "--procedure", "routers", "--fqdn", fqdn])
+            .output()
+            .unwrap()
+    };
+    for i in 0..5 {
+        let out = remote(&format!("kept{i}.example.com"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ready = |server: &Server| {
+        ureq::get(&format!("{}/readyz", server.url)).config().http_status_as_error(false).build().call().unwrap()
+    };
+    assert_eq!(ready(&server).status().as_u16(), 200);
+    std::fs::remove_file(dir.join("data/prereg.sqlite3-wal")).unwrap();
+    // The next write is refused, naming the cause.
+    let out = remote("lost.example.com");
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("write-ahead log (-wal) was removed"), "{err}");
+    // Readiness fails within the probe's second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = ready(&server);
+        if response.status().as_u16() == 503 {
+            let text = response.into_body().read_to_string().unwrap();
+            assert!(text.contains("not ready") && text.contains("write-ahead log"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz still answers ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.log().contains("acknowledged writes are kept"), "{}", server.log());
+    server.kill();
+    // After a restart: the five acknowledged registrations are there, the
+    // refused one is not, and the chain verifies against the checkpoint.
+    let listed = crate::common::run_local(dir, &["list"]);
+    for i in 0..5 {
+        assert!(listed.contains(&format!("kept{i}.example.com")), "{listed}");
+    }
+    assert!(!listed.contains("lost.example.com"));
+    let verified = crate::common::run_local(dir, &["audit", "verify"]);
+    assert!(verified.starts_with("audit chain intact") && verified.contains("checkpoint"), "{verified}");
+    let again = Server::start(dir);
+    assert_eq!(ready(&again).status().as_u16(), 200);
+}
+
+/// Issue 17, item 3: a damaged database is refused at start-up, naming the file.
+#[test]
+fn a_damaged_database_is_refused_at_start_up_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::common::run_local(dir, &["init"]);
+    crate::common::run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    for i in 0..20 {
+        let fqdn = format!("host{i}.example.com");
+        crate::common::run_local(dir, &["register", "--procedure", "routers", "--fqdn", &fqdn]);
+    }
+    // Overwrite a page in the middle of the file (not the header).
+    let path = dir.join("data/prereg.sqlite3");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 6 * page, "{}", bytes.len());
+    for b in &mut bytes[4 * page..5 * page] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let out = prereg_command(dir).args(["--data", "data", "serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data/prereg.sqlite3") && (err.contains("is damaged") || err.contains("malformed")), "{err}");
+}

@@ -50,7 +50,10 @@ pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     // A service decides many times: candidates come from the in-memory
     // index, and policy instances from wasmtime's pooling allocator.
-    let registry = context.registry_with(service_allocation())?.with_memory_index()?;
+    let registry = context.registry_with(service_allocation())?;
+    // A damaged database is refused before anything is served from it.
+    registry.storage().check_integrity()?;
+    let registry = registry.with_memory_index()?;
     {
         let mut tx = registry.storage().begin(TxKind::Write)?;
         let interrupted = tx.interrupt_running_imports(unix_now())?;

@@ -75,6 +75,7 @@ impl RegistryError {
                         | StoreError::Postgres(_)
                         | StoreError::Unavailable { .. }
                         | StoreError::Open { .. }
+                        | StoreError::Damaged { .. }
                         | StoreError::Corrupt(_)
                         | StoreError::SchemaTooNew { .. }
                 )

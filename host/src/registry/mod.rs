@@ -140,6 +140,9 @@ pub struct Registry {
     audit_keys: Option<Arc<AuditKeys>>,
     /// Stored policy versions compiled ahead of an activation.
     prepared: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Why the store cannot be written now, as the last probe found
+    /// (`None`: it can); the service's readiness.
+    write_fault: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Registry {
@@ -154,6 +157,7 @@ impl Registry {
             sealing: None,
             audit_keys: None,
             prepared: Arc::default(),
+            write_fault: Arc::default(),
         }
     }
 
@@ -229,6 +233,24 @@ impl Registry {
         let old = self.policy.swap(Arc::new(policy));
         tracing::info!(name = %info.name, sha256 = %info.sha256, "policy swapped");
         old.as_ref().clone()
+    }
+
+    /// Why the store cannot be written now, as the last write probe found
+    /// (`prereg serve`'s heartbeat, each second); `None`: it can.
+    pub fn write_fault(&self) -> Option<String> {
+        self.write_fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Records what the last write probe found.
+    pub fn set_write_fault(&self, fault: Option<String>) {
+        let mut slot = self.write_fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *slot != fault {
+            match &fault {
+                Some(why) => tracing::error!("the store cannot be written: {why}"),
+                None => tracing::info!("the store can be written again"),
+            }
+            *slot = fault;
+        }
     }
 
     /// The storage backend.

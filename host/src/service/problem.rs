@@ -229,6 +229,12 @@ impl From<StoreError> for ApiError {
             StoreError::Database(ref db) if is_busy(db) => ApiError::unavailable(detail),
             StoreError::Unavailable { .. } => ApiError::unavailable(detail),
             StoreError::Postgres(_) => ApiError::internal(detail),
+            StoreError::Damaged { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-damaged",
+                "The storage is damaged: nothing is written",
+                detail,
+            ),
             StoreError::Open { .. } | StoreError::BadUrl { .. } | StoreError::Database(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "The storage failed", detail)
             }

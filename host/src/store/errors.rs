@@ -11,6 +11,16 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The database's files are not what this process opened (removed,
+    /// replaced), or the database fails its integrity check: nothing more
+    /// is written, so that nothing is acknowledged that would be lost.
+    #[error("the database {path} is damaged: {message}")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The database URL asks for something that cannot be done (an unknown
     /// `sslmode`, `verify-full` without `sslrootcert`, a root file that
     /// cannot be read): the operator's input, before any connection.

@@ -603,6 +603,13 @@ pub trait Storage: Send + Sync {
         Ok(None)
     }
 
+    /// Checks the database's integrity before a service starts on it
+    /// (SQLite: `PRAGMA quick_check`); a damaged one is
+    /// [`StoreError::Damaged`], naming the file.
+    fn check_integrity(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Records a node's heartbeat. It is not a rule-bearing write, so a
     /// backend may record it without taking the write lock (PostgreSQL does).
     fn report_node(&self, node: &NodeRecord) -> Result<(), StoreError> {

@@ -37,6 +37,8 @@ pub struct SqliteStorage {
 struct Inner {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// The files this process opened, and a fault once they are not.
+    files: FileGuard,
     /// For an in-memory database: one connection kept open, so the database
     /// lives as long as the storage.
     _anchor: Option<Mutex<Connection>>,
@@ -46,11 +48,17 @@ impl SqliteStorage {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let storage = SqliteStorage {
-            inner: Arc::new(Inner { path: path.to_owned(), idle: Mutex::new(Vec::new()), _anchor: None }),
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+                files: FileGuard::default(),
+                _anchor: None,
+            }),
         };
         let mut conn = storage.connect()?;
         migrate(&mut conn)?;
         storage.release(conn);
+        storage.inner.files.remember(path);
         Ok(storage)
     }
 
@@ -63,7 +71,12 @@ impl SqliteStorage {
         let anchor = Connection::open(&path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
         let storage = SqliteStorage {
-            inner: Arc::new(Inner { path, idle: Mutex::new(Vec::new()), _anchor: Some(Mutex::new(anchor)) }),
+            inner: Arc::new(Inner {
+                path,
+                idle: Mutex::new(Vec::new()),
+                files: FileGuard::default(),
+                _anchor: Some(Mutex::new(anchor)),
+            }),
         };
         let mut conn = storage.connect()?;
         migrate(&mut conn)?;
@@ -97,6 +110,97 @@ impl SqliteStorage {
     }
 }
 
+/// The identity (device, inode) of the database file and its WAL as this
+/// process found them, and the fault it latched once they changed. A file
+/// removed or replaced under open connections takes the writes made to it
+/// with it: they would be acknowledged and lost at the next start. So every
+/// write transaction checks, at its start and before its commit, that the
+/// files are still the ones it opened; once they are not, no write is made
+/// until a restart looks at the database anew.
+#[derive(Default)]
+struct FileGuard {
+    state: Mutex<GuardState>,
+}
+
+#[derive(Default)]
+struct GuardState {
+    database: Option<(u64, u64)>,
+    wal: Option<(u64, u64)>,
+    fault: Option<String>,
+    /// The WAL was just found removed: what it holds is still readable
+    /// through the open connections, and is to be checkpointed into the
+    /// database file before anything else.
+    rescue: bool,
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|m| (0, m.len()))
+    }
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+impl FileGuard {
+    fn remember(&self, path: &Path) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.database = identity(path);
+        state.wal = identity(&wal_path(path));
+    }
+
+    /// Whether a rescue of the removed WAL is due (once).
+    fn take_rescue(&self) -> bool {
+        std::mem::take(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).rescue)
+    }
+
+    /// Whether the files are still the ones opened; latches a fault when not.
+    fn check(&self, path: &Path) -> Result<(), StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let damaged = |message: String| StoreError::Damaged { path: path.display().to_string(), message };
+        if let Some(fault) = &state.fault {
+            return Err(damaged(fault.clone()));
+        }
+        let Some(database) = state.database else { return Ok(()) };
+        let fault = match identity(path) {
+            None => Some("the database file was removed while the service ran".to_owned()),
+            Some(now) if now != database => Some("the database file was replaced while the service ran".to_owned()),
+            Some(_) => match (state.wal, identity(&wal_path(path))) {
+                (Some(_), None) => {
+                    state.rescue = true;
+                    Some("its write-ahead log (-wal) was removed while the service ran".to_owned())
+                }
+                (Some(was), Some(now)) if was != now => {
+                    Some("its write-ahead log (-wal) was replaced while the service ran".to_owned())
+                }
+                (None, now) => {
+                    state.wal = now;
+                    None
+                }
+                _ => None,
+            },
+        };
+        match fault {
+            Some(fault) => {
+                tracing::error!(database = %path.display(), "{fault}: no more writes until a restart checks the database");
+                let message = format!("{fault}; no more writes until a restart checks the database");
+                state.fault = Some(message.clone());
+                Err(damaged(message))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let supported = MIGRATIONS.len() as i64;
@@ -117,18 +221,77 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+impl SqliteStorage {
+    /// Checks the files ([`FileGuard`]). When the WAL was just removed, the
+    /// writes it held are still readable through this process's open
+    /// connections: they are checkpointed into the database file, so that
+    /// what was acknowledged survives the restart the fault asks for.
+    fn guard(&self) -> Result<(), StoreError> {
+        let checked = self.inner.files.check(&self.inner.path);
+        if checked.is_err() && self.inner.files.take_rescue() {
+            let rescued = self.connect().and_then(|conn| {
+                let result = conn
+                    .query_row("PRAGMA wal_checkpoint(FULL)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(2)?)))
+                    .map_err(StoreError::from);
+                self.release(conn);
+                result
+            });
+            match rescued {
+                Ok((0, frames)) => tracing::warn!(
+                    database = %self.inner.path.display(),
+                    frames,
+                    "the removed write-ahead log was checkpointed into the database file: acknowledged writes are kept"
+                ),
+                Ok(_) => {
+                    tracing::error!(database = %self.inner.path.display(), "the removed write-ahead log could not be checkpointed whole (busy)")
+                }
+                Err(e) => {
+                    tracing::error!(database = %self.inner.path.display(), error = %e, "the removed write-ahead log could not be checkpointed")
+                }
+            }
+        }
+        checked
+    }
+
+    /// `PRAGMA quick_check`: a damaged database is refused, naming the file.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        let conn = self.connect()?;
+        let problems: Vec<String> =
+            conn.prepare("PRAGMA quick_check")?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+        self.release(conn);
+        if problems.len() == 1 && problems[0] == "ok" {
+            return Ok(());
+        }
+        let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+        Err(StoreError::Damaged {
+            path: self.inner.path.display().to_string(),
+            message: format!(
+                "it fails SQLite's integrity check ({}); restore it from a backup (prereg migrate copies a sound one)",
+                shown.join("; ")
+            ),
+        })
+    }
+}
+
 impl Storage for SqliteStorage {
     fn begin(&self, kind: TxKind) -> Result<Box<dyn Tx>, StoreError> {
+        if kind == TxKind::Write {
+            self.guard()?;
+        }
         let conn = self.connect()?;
         conn.execute_batch(match kind {
             TxKind::Read => "BEGIN DEFERRED",
             TxKind::Write => "BEGIN IMMEDIATE",
         })?;
-        Ok(Box::new(SqliteTx { conn: Some(conn), storage: self.clone(), inserted: None }))
+        Ok(Box::new(SqliteTx { conn: Some(conn), storage: self.clone(), inserted: None, write: kind == TxKind::Write }))
     }
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.inner.path.display())
+    }
+
+    fn check_integrity(&self) -> Result<(), StoreError> {
+        self.quick_check()
     }
 }
 
@@ -138,6 +301,8 @@ struct SqliteTx {
     storage: SqliteStorage,
     /// The ids this transaction inserted, logged as one change at commit.
     inserted: Option<(u64, u64)>,
+    /// A write transaction (its commit checks the files first).
+    write: bool,
 }
 
 impl SqliteTx {
@@ -1343,6 +1508,17 @@ impl Tx for SqliteTx {
                 .map(|_| ()),
             None => Ok(()),
         };
+        // A file removed since the transaction began: the commit would be
+        // acknowledged and lost.
+        if self.write
+            && let Err(e) = self.storage.inner.files.check(&self.storage.inner.path)
+        {
+            // Rolled back first: the rescue needs no writer in the way.
+            let _ = conn.execute_batch("ROLLBACK");
+            self.storage.release(conn);
+            let _ = self.storage.guard();
+            return Err(e);
+        }
         let result = logged.and_then(|()| conn.execute_batch("COMMIT"));
         if result.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");

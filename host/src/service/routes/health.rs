@@ -25,8 +25,9 @@ pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
-/// Readiness: the storage answers, a policy is loaded, and the service is not
-/// shutting down.
+/// Readiness: the storage answers and can be written now (the last write
+/// probe, each second, succeeded), a policy is loaded, and the service is
+/// not shutting down.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Health),
@@ -35,6 +36,14 @@ pub async fn healthz() -> axum::Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
     if state.shutting_down() {
         return Err(ApiError::unavailable("shutting down"));
+    }
+    if let Some(why) = state.registry().write_fault() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-writable",
+            "The store cannot be written",
+            format!("not ready: {why}"),
+        ));
     }
     let registry = state.registry().clone();
     blocking(move || registry.instance_id().map_err(ApiError::from)).await?;
