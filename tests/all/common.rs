@@ -318,13 +318,33 @@ impl Server {
     }
 
     /// `prereg ARGS` (a `serve`) in `dir`, logging to `dir/LOG`.
-    #[allow(clippy::zombie_processes, reason = "Drop kills and waits")]
     pub fn start_with(dir: &std::path::Path, log: &str, args: &[&str]) -> Server {
+        let mut command = prereg_command(dir);
+        command.args(args);
+        Server::start_command(dir, log, args, command)
+    }
+
+    /// [`Server::start_with`] as another user (`setpriv`, run as root): a
+    /// service whose file permissions mean something.
+    pub fn start_as_user(dir: &std::path::Path, uid: u32, args: &[&str]) -> Server {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .current_dir(dir)
+            .env_remove("PREREG_DATA")
+            .env_remove("PREREG_POLICY")
+            .env_remove("PREREG_KEY")
+            .args([&format!("--reuid={uid}"), &format!("--regid={uid}"), "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_prereg"))
+            .args(args);
+        Server::start_command(dir, "server.log", args, command)
+    }
+
+    #[allow(clippy::zombie_processes, reason = "Drop kills and waits")]
+    fn start_command(dir: &std::path::Path, log: &str, args: &[&str], mut command: std::process::Command) -> Server {
         use std::io::BufRead;
         let log = dir.join(log);
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let mut child =
-            prereg_command(dir).args(args).stdout(std::process::Stdio::piped()).stderr(log_file).spawn().unwrap();
+        let mut child = command.stdout(std::process::Stdio::piped()).stderr(log_file).spawn().unwrap();
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         loop {

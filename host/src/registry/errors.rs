@@ -76,6 +76,7 @@ impl RegistryError {
                         | StoreError::Unavailable { .. }
                         | StoreError::Open { .. }
                         | StoreError::Damaged { .. }
+                        | StoreError::ReadOnly { .. }
                         | StoreError::Corrupt(_)
                         | StoreError::SchemaTooNew { .. }
                 )

@@ -226,7 +226,38 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "replayed-request", "The signed request was used before", detail)
             }
             StoreError::Missing(_) => ApiError::not_found(detail),
-            StoreError::Database(ref db) if is_busy(db) => ApiError::unavailable(detail),
+            StoreError::Database(ref db) if is_busy(db) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-locked",
+                "The storage is locked by another writer: try again",
+                detail,
+            ),
+            StoreError::Database(ref db) if sqlite_code(db) == Some(rusqlite::ErrorCode::DiskFull) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage-full",
+                "The storage is full: nothing was written",
+                detail,
+            ),
+            StoreError::ReadOnly { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-read-only",
+                "The storage cannot be written now: nothing was written",
+                detail,
+            ),
+            StoreError::Database(ref db) if sqlite_code(db) == Some(rusqlite::ErrorCode::ReadOnly) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-read-only",
+                "The storage cannot be written now: nothing was written",
+                detail,
+            ),
+            StoreError::Database(ref db)
+                if matches!(
+                    sqlite_code(db),
+                    Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+                ) =>
+            {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-damaged", "The storage is damaged", detail)
+            }
             StoreError::Unavailable { .. } => ApiError::unavailable(detail),
             StoreError::Postgres(_) => ApiError::internal(detail),
             StoreError::Damaged { .. } => ApiError::new(
@@ -240,6 +271,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } => ApiError::internal(detail),
         }
+    }
+}
+
+fn sqlite_code(e: &rusqlite::Error) -> Option<rusqlite::ErrorCode> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
     }
 }
 

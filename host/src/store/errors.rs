@@ -21,6 +21,15 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// The database cannot be written now (a read-only file, folder or file
+    /// system); reads go on.
+    #[error("the database {path} is read-only: {message}")]
+    ReadOnly {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
     /// The database URL asks for something that cannot be done (an unknown
     /// `sslmode`, `verify-full` without `sslrootcert`, a root file that
     /// cannot be read): the operator's input, before any connection.

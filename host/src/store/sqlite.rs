@@ -88,6 +88,10 @@ impl SqliteStorage {
         if let Some(conn) = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(conn);
         }
+        self.connect_new()
+    }
+
+    fn connect_new(&self) -> Result<Connection, StoreError> {
         let open_err = |e: rusqlite::Error| StoreError::Open {
             path: self.inner.path.display().to_string(),
             message: e.to_string(),
@@ -100,13 +104,38 @@ impl SqliteStorage {
         Ok(conn)
     }
 
+    /// Returns a connection to the pool, unless it is mid-transaction or
+    /// read-only: SQLite opens a connection read-only when the file cannot
+    /// be written at that moment (a read-only file or file system), and such
+    /// a connection would go on refusing writes after the file is writable
+    /// again.
     fn release(&self, conn: Connection) {
         if let Ok(mut idle) = self.inner.idle.lock()
             && idle.len() < POOL_SIZE
             && conn.is_autocommit()
+            && !is_read_only(&conn)
         {
             idle.push(conn);
         }
+    }
+
+    /// A connection that can write: a pooled one, or a new one; refuses,
+    /// naming the cause, when the file cannot be written now.
+    fn connect_writable(&self) -> Result<Connection, StoreError> {
+        let conn = self.connect()?;
+        if !is_read_only(&conn) {
+            return Ok(conn);
+        }
+        drop(conn);
+        // A pooled connection may predate the change: a new one tells.
+        let conn = self.connect_new()?;
+        if is_read_only(&conn) {
+            return Err(StoreError::ReadOnly {
+                path: self.inner.path.display().to_string(),
+                message: "the database file (or its folder or file system) cannot be written now".into(),
+            });
+        }
+        Ok(conn)
     }
 }
 
@@ -143,6 +172,10 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
     {
         std::fs::metadata(path).ok().map(|m| (0, m.len()))
     }
+}
+
+fn is_read_only(conn: &Connection) -> bool {
+    conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
 }
 
 fn wal_path(path: &Path) -> PathBuf {
@@ -275,14 +308,22 @@ impl SqliteStorage {
 
 impl Storage for SqliteStorage {
     fn begin(&self, kind: TxKind) -> Result<Box<dyn Tx>, StoreError> {
-        if kind == TxKind::Write {
-            self.guard()?;
-        }
-        let conn = self.connect()?;
-        conn.execute_batch(match kind {
+        let conn = match kind {
+            TxKind::Write => {
+                self.guard()?;
+                self.connect_writable()?
+            }
+            TxKind::Read => self.connect()?,
+        };
+        if let Err(e) = conn.execute_batch(match kind {
             TxKind::Read => "BEGIN DEFERRED",
             TxKind::Write => "BEGIN IMMEDIATE",
-        })?;
+        }) {
+            // Not returned to the pool: a connection that failed to begin
+            // (an I/O error, a read-only file) is opened anew next time.
+            drop(conn);
+            return Err(e.into());
+        }
         Ok(Box::new(SqliteTx { conn: Some(conn), storage: self.clone(), inserted: None, write: kind == TxKind::Write }))
     }
 
@@ -1520,10 +1561,16 @@ impl Tx for SqliteTx {
             return Err(e);
         }
         let result = logged.and_then(|()| conn.execute_batch("COMMIT"));
-        if result.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
+        match &result {
+            Ok(()) => self.storage.release(conn),
+            // A failed commit (disk full, an I/O error, a read-only file):
+            // rolled back, and the connection closed rather than pooled.
+            Err(_) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
         }
-        self.storage.release(conn);
         Ok(result?)
     }
 }
