@@ -593,3 +593,29 @@ fn a_full_disk_refuses_writes_as_full_and_recovers_without_a_restart() {
     }
     drop(server);
 }
+
+/// Issue 17, item 2: an import that cannot run to its end (here its report
+/// cannot be written) ends as `failed` with the cause, and `prereg import
+/// --server` stops and says so instead of polling for ever.
+#[test]
+fn an_import_that_cannot_finish_is_failed_with_its_cause_and_the_client_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::common::run_local(dir, &["init"]);
+    crate::common::run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    // Import 1's report path is taken by a folder.
+    std::fs::create_dir_all(dir.join("data/imports/1.report.jsonl")).unwrap();
+    let server = Server::start(dir);
+    std::fs::write(dir.join("hosts.csv"), "fqdn\na.example.com\nb.example.com\n").unwrap();
+    let started = Instant::now();
+    let out = prereg_command(dir)
+        .args(["--data", "data", "--server", &server.url, "import", "hosts.csv", "--procedure", "routers"])
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20), "the client polled for {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("import 1 failed") && said.contains("cannot write the import report"), "{said}");
+    let status = server.read_as_officer("/v1/imports/1");
+    assert!(status.contains("\"status\":\"failed\""), "{status}");
+}

@@ -413,6 +413,22 @@ impl Registry {
     }
 }
 
+/// Records an import as failed with `message`; if even that cannot be
+/// written, says so in the log (the next start marks it interrupted).
+fn record_failure(registry: &Registry, record: &mut ImportRecord, message: &str, progress: &ImportProgress) {
+    record.status = ImportStatus::Failed;
+    record.finished_at = Some(super::unix_now().max(record.started_at));
+    record.message = message.to_owned();
+    let saved = registry.storage.begin(TxKind::Write).and_then(|mut tx| {
+        tx.update_import(record)?;
+        tx.commit()
+    });
+    if let Err(save) = saved {
+        tracing::error!(import = record.id, error = %save, "cannot record the failed import");
+    }
+    progress.start_phase(Phase::Done, record.rows_total);
+}
+
 impl PreparedImport {
     /// The import's id.
     pub fn id(&self) -> u64 {
@@ -441,21 +457,27 @@ impl PreparedImport {
         let pass = match job.run_all(sink) {
             Ok(pass) => pass,
             Err(e) => {
-                record.status = ImportStatus::Failed;
-                record.finished_at = Some(super::unix_now().max(now));
-                record.message = format!("failed: {e}");
-                let saved = registry.storage.begin(TxKind::Write).and_then(|mut tx| {
-                    tx.update_import(&record)?;
-                    tx.commit()
-                });
-                if let Err(save) = saved {
-                    tracing::error!(import = record.id, error = %save, "cannot record the failed import");
-                }
-                progress.start_phase(Phase::Done, record.rows_total);
+                record_failure(&registry, &mut record, &format!("failed: {e}"), &progress);
                 return Err(e);
             }
         };
-        registry.finish_import(&request, record, pass, &progress)
+        // Its end can fail too (a full disk at the final commit): the record
+        // then says so, rather than `running` for ever.
+        let kept = record.clone();
+        registry.finish_import(&request, record, pass, &progress).map_err(|e| {
+            let mut record = kept;
+            let cause = format!("failed at its end, nothing of it was kept unless it was partial: {e}");
+            record_failure(&registry, &mut record, &cause, &progress);
+            e
+        })
+    }
+
+    /// Ends the import as failed before it ran (its report cannot be
+    /// written, say), recording `cause`.
+    pub fn fail(self, cause: &str) -> ImportRecord {
+        let PreparedImport { registry, mut record, progress, .. } = self;
+        record_failure(&registry, &mut record, &format!("failed: {cause}"), &progress);
+        record
     }
 }
 

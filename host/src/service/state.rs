@@ -84,6 +84,9 @@ struct Inner {
     requests: super::failures::FailureLimiter,
     /// How the service faces its clients.
     front: super::front::Front,
+    /// Imports of this process that failed, and why (their record may not
+    /// have been writable).
+    failed_imports: Mutex<HashMap<u64, String>>,
 }
 
 impl AppState {
@@ -116,6 +119,7 @@ impl AppState {
                 auth_failures: super::failures::FailureLimiter::new(limits.failures),
                 requests: super::failures::FailureLimiter::new(limits.requests),
                 front: super::front::Front::default(),
+                failed_imports: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -228,6 +232,18 @@ impl AppState {
         let mut list: Vec<_> = map.iter().map(|(id, r)| (*id, r.progress.snapshot())).collect();
         list.sort_by_key(|(id, _)| *id);
         list
+    }
+
+    /// Remembers that an import of this process failed, and why.
+    pub fn import_failed(&self, id: u64, cause: String) {
+        if let Ok(mut map) = self.inner.failed_imports.lock() {
+            map.insert(id, cause);
+        }
+    }
+
+    /// Why an import of this process failed, if it did.
+    pub fn import_failure(&self, id: u64) -> Option<String> {
+        self.inner.failed_imports.lock().ok()?.get(&id).cloned()
     }
 
     /// Forgets a finished import.

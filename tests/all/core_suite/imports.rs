@@ -329,3 +329,29 @@ fn csv_error_positions_name_row_and_line() {
     let e = CsvError::UnterminatedQuote { at: import::Position { row: 4, line: 6 }, column: 2 };
     assert_eq!(e.to_string(), "row 4 (line 6), column 2: a quoted field is never closed (a closing quote is missing)");
 }
+
+/// Issue 17, item 2: an import whose final commit fails (a full disk, say,
+/// simulated by a trigger) ends as `failed` with the cause, not `running`
+/// for ever; an all-or-nothing import keeps nothing of it.
+#[test]
+fn an_import_whose_end_fails_is_recorded_failed_with_the_cause() {
+    let Some(fx) = fixture() else { return };
+    fx.execute_sql(fx.backend.pick(
+        "CREATE TRIGGER imports_end_fails BEFORE UPDATE OF status ON imports WHEN NEW.status = 'completed' \
+         BEGIN SELECT RAISE(ABORT, 'no space left (simulated)'); END;",
+        "CREATE FUNCTION imports_end_fails() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'no space left (simulated)'; END $$; \
+         CREATE TRIGGER imports_end_fails BEFORE UPDATE ON imports FOR EACH ROW \
+         WHEN (NEW.status = 'completed') EXECUTE FUNCTION imports_end_fails();",
+    ));
+    let path = write(&fx, "end.csv", b"fqdn\na.example.com\nb.example.com\n");
+    let error = match try_import(&fx, &path, false, false) {
+        Err(e) => e.to_string(),
+        Ok(run) => panic!("{:?}", run.record),
+    };
+    assert!(error.contains("no space left (simulated)"), "{error}");
+    let record = fx.registry.imports(10).unwrap().into_iter().next().unwrap();
+    assert_eq!(record.status, ImportStatus::Failed, "{record:?}");
+    assert!(record.message.contains("failed at its end") && record.message.contains("no space left"), "{}", record.message);
+    assert!(patterns(&fx).is_empty(), "an all-or-nothing import keeps nothing: {:?}", patterns(&fx));
+}

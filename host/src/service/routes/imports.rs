@@ -64,7 +64,15 @@ pub struct ReportPage {
     pub next_after: Option<u64>,
 }
 
-fn view(state: &AppState, import: ImportRecord) -> ImportView {
+fn view(state: &AppState, mut import: ImportRecord) -> ImportView {
+    // An import of this process that failed where even its record could not
+    // be written says so, rather than `running` for ever.
+    if import.status == crate::store::ImportStatus::Running
+        && let Some(cause) = state.import_failure(import.id)
+    {
+        import.status = crate::store::ImportStatus::Failed;
+        import.message = cause;
+    }
     let progress = state.import_progress(import.id);
     let report = format!("/v1/imports/{}/report", import.id);
     ImportView { import, progress, report }
@@ -173,15 +181,23 @@ pub async fn submit(
     let thread_progress = progress.clone();
     let spawned = std::thread::Builder::new().name(format!("import-{id}")).spawn(move || {
         let upload = upload;
-        let result = JsonlReport::create(&report).and_then(|mut sink| {
-            let result = prepared.run(&mut sink);
-            sink.finish()?;
-            Ok(result)
-        });
-        match result {
-            Ok(Ok(record)) => worker_state.metrics().import_finished(&record),
-            Ok(Err(e)) => tracing::error!(import = id, error = %e, "import failed"),
-            Err(e) => tracing::error!(import = id, error = %e, "cannot write the import report"),
+        let ended = match JsonlReport::create(&report) {
+            Ok(mut sink) => {
+                let result = prepared.run(&mut sink).map_err(|e| e.to_string());
+                match sink.finish() {
+                    Ok(()) => result,
+                    Err(e) => result.and(Err(format!("cannot write the import report: {e}"))),
+                }
+            }
+            Err(e) => Err(prepared.fail(&format!("cannot write the import report {}: {e}", report.display())).message),
+        };
+        match ended {
+            Ok(record) => worker_state.metrics().import_finished(&record),
+            Err(cause) => {
+                tracing::error!(import = id, error = %cause, "import failed");
+                // Said here too, in case even recording it failed.
+                worker_state.import_failed(id, cause);
+            }
         }
         drop(upload);
         drop(thread_progress);
@@ -243,6 +259,10 @@ pub async fn report(
     let path = report_path(&state, id);
     let page = blocking(move || {
         readable_import(&registry, &officer, id)?;
+        // No report was written (the import failed before it could be).
+        if !path.is_file() {
+            return Ok(ReportPage { items: Vec::new(), next_after: None });
+        }
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
