@@ -618,4 +618,7 @@ fn an_import_that_cannot_finish_is_failed_with_its_cause_and_the_client_stops() 
     assert!(said.contains("import 1 failed") && said.contains("cannot write the import report"), "{said}");
     let status = server.read_as_officer("/v1/imports/1");
     assert!(status.contains("\"status\":\"failed\""), "{status}");
+    // The import's own log lines name the request's client.
+    let log = server.log();
+    assert!(log.lines().any(|l| l.contains("request{client=127.0.0.1") && l.contains("import failed")), "{log}");
 }

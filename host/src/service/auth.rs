@@ -136,6 +136,7 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
 /// request's log line).
 async fn with_principal(mut request: Request, principal: Principal, next: Next) -> Response {
     let label = Authenticated(principal.label());
+    tracing::Span::current().record("principal", label.0.as_str());
     request.extensions_mut().insert(principal);
     let mut response = next.run(request).await;
     response.extensions_mut().insert(label);

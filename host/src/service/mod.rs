@@ -141,7 +141,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router(ServiceLimits::default()).split_for_parts().1
 }
 
-/// Logs each request, counts it, and turns any error response that is not
+/// Logs each request (and names its client and principal on every line
+/// logged while serving it), counts it, and turns any error response that is not
 /// already a problem document (a rejected path or query, a wrong method, a
 /// body over the limit) into one.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -151,7 +152,11 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         request.extensions().get::<MatchedPath>().map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
     let path = request.uri().path().to_owned();
     let client = auth::client_ip(request.extensions());
-    let response = next.run(request).await;
+    // Every line logged while the request is served (in handlers, on the
+    // blocking pool, in an import it starts) carries its client and, once
+    // known, its principal.
+    let span = tracing::info_span!("request", client = %client, principal = tracing::field::Empty);
+    let response = tracing::Instrument::instrument(next.run(request), span).await;
     let principal = response.extensions().get::<auth::Authenticated>().map_or("-", |a| a.0.as_str()).to_owned();
     let response = problem_for_plain_errors(response).await;
     let status = response.status();

@@ -179,7 +179,9 @@ pub async fn submit(
     let report = report_path(&state, id);
     let worker_state = state.clone();
     let thread_progress = progress.clone();
+    let span = tracing::Span::current();
     let spawned = std::thread::Builder::new().name(format!("import-{id}")).spawn(move || {
+        let _request = span.enter();
         let upload = upload;
         let ended = match JsonlReport::create(&report) {
             Ok(mut sink) => {

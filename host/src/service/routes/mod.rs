@@ -105,7 +105,11 @@ pub(crate) enum ReadRefusals {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
+    // The request's span (its client and principal) goes with the work.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
 }
 
 /// Page size bounds for lists.
