@@ -246,9 +246,15 @@ impl Certificate {
 
     /// SHA-256 of the DER, lower-case hex (an operator's fingerprint).
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
-        crate::hex(&sha2::Sha256::digest(&self.der))
+        fingerprint(&self.der)
     }
+}
+
+/// SHA-256 of a certificate's DER, lower-case hex: its fingerprint (how an
+/// operator, and a CA caller's client certificate, is told apart).
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    crate::hex(&sha2::Sha256::digest(der))
 }
 
 /// What goes into a certificate prereg issues.

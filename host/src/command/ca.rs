@@ -73,7 +73,7 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
             prereg::data_dir::write_new_file(&out, x509::pem("CERTIFICATE", &cert.der).as_bytes(), false)
                 .map_err(|e| InputError(format!("--out {}: {e}", out.display())))?;
             println!("client certificate {} (key {}, mode 0600)", out.display(), key_path.display());
-            println!("sha256 {}", prereg_pki::hex(&<sha2::Sha256 as sha2::Digest>::digest(&cert.der)));
+            println!("sha256 {}", cert.fingerprint());
             return Ok(ExitCode::SUCCESS);
         }
         CaCommand::Import { cert, key } => {

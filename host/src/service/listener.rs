@@ -156,13 +156,12 @@ pub async fn serve(
         let stop = stop.clone();
         let limits = options.limits;
         let tls = options.tls.clone();
-        let header_timeout = options.limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
                 Some(tls) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-                    let stream = match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    let stream = match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
                             tracing::debug!(client = %peer.ip(), error = %e, "TLS handshake failed");
@@ -176,10 +175,12 @@ pub async fn serve(
                     // ALPN said which protocol: no sniffing.
                     // A client certificate (verified against the instance
                     // CA in the handshake) may name a CA caller.
-                    let certificate = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
-                        use sha2::Digest as _;
-                        ClientCertificate(prereg_pki::hex(&sha2::Sha256::digest(c.as_ref())))
-                    });
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| ClientCertificate(prereg_pki::x509::fingerprint(c.as_ref())));
                     let service = service(certificate);
                     let builder = match stream.get_ref().1.alpn_protocol() {
                         Some(b"h2") => builder.http2_only(),
@@ -189,7 +190,7 @@ pub async fn serve(
                     // that sends none is closed here.
                     let mut stream = tokio::io::BufReader::new(stream);
                     let first = tokio::io::AsyncBufReadExt::fill_buf(&mut stream);
-                    if !matches!(tokio::time::timeout(header_timeout, first).await, Ok(Ok(bytes)) if !bytes.is_empty())
+                    if !matches!(tokio::time::timeout(limits.header_timeout, first).await, Ok(Ok(bytes)) if !bytes.is_empty())
                     {
                         tracing::debug!(client = %peer.ip(), "no request within the header timeout");
                         return;
@@ -202,7 +203,10 @@ pub async fn serve(
                     // no timer of hyper's covers: a client that sends
                     // nothing is closed here.
                     let mut first = [0u8; 1];
-                    if !matches!(tokio::time::timeout(header_timeout, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                    if !matches!(
+                        tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await,
+                        Ok(Ok(1..))
+                    ) {
                         tracing::debug!(client = %peer.ip(), "no request within the header timeout");
                         return;
                     }

@@ -217,59 +217,54 @@ impl From<RegistryError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        use rusqlite::ErrorCode;
         let detail = e.to_string();
-        match e {
-            StoreError::Duplicate { .. } => {
+        // SQLite says what failed in its error code: the problem names it.
+        let code = match &e {
+            StoreError::Database(db) => sqlite_code(db),
+            _ => None,
+        };
+        match (e, code) {
+            (StoreError::Duplicate { .. }, _) => {
                 ApiError::new(StatusCode::CONFLICT, "duplicate", "It exists already", detail)
             }
-            StoreError::Replayed { .. } => {
+            (StoreError::Replayed { .. }, _) => {
                 ApiError::new(StatusCode::CONFLICT, "replayed-request", "The signed request was used before", detail)
             }
-            StoreError::Missing(_) => ApiError::not_found(detail),
-            StoreError::Database(ref db) if is_busy(db) => ApiError::new(
+            (StoreError::Missing(_), _) => ApiError::not_found(detail),
+            (StoreError::Database(_), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage-locked",
                 "The storage is locked by another writer: try again",
                 detail,
             ),
-            StoreError::Database(ref db) if sqlite_code(db) == Some(rusqlite::ErrorCode::DiskFull) => ApiError::new(
+            (StoreError::Database(_), Some(ErrorCode::DiskFull)) => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "storage-full",
                 "The storage is full: nothing was written",
                 detail,
             ),
-            StoreError::ReadOnly { .. } => ApiError::new(
+            (StoreError::ReadOnly { .. }, _) | (StoreError::Database(_), Some(ErrorCode::ReadOnly)) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage-read-only",
                 "The storage cannot be written now: nothing was written",
                 detail,
             ),
-            StoreError::Database(ref db) if sqlite_code(db) == Some(rusqlite::ErrorCode::ReadOnly) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage-read-only",
-                "The storage cannot be written now: nothing was written",
-                detail,
-            ),
-            StoreError::Database(ref db)
-                if matches!(
-                    sqlite_code(db),
-                    Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-                ) =>
-            {
+            (StoreError::Database(_), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-damaged", "The storage is damaged", detail)
             }
-            StoreError::Unavailable { .. } => ApiError::unavailable(detail),
-            StoreError::Postgres(_) => ApiError::internal(detail),
-            StoreError::Damaged { .. } => ApiError::new(
+            (StoreError::Unavailable { .. }, _) => ApiError::unavailable(detail),
+            (StoreError::Postgres(_), _) => ApiError::internal(detail),
+            (StoreError::Damaged { .. }, _) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage-damaged",
                 "The storage is damaged: nothing is written",
                 detail,
             ),
-            StoreError::Open { .. } | StoreError::BadUrl { .. } | StoreError::Database(_) => {
+            (StoreError::Open { .. } | StoreError::BadUrl { .. } | StoreError::Database(_), _) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "The storage failed", detail)
             }
-            StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } => ApiError::internal(detail),
+            (StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. }, _) => ApiError::internal(detail),
         }
     }
 }
@@ -279,11 +274,6 @@ fn sqlite_code(e: &rusqlite::Error) -> Option<rusqlite::ErrorCode> {
         rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
         _ => None,
     }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
 impl From<FileError> for ApiError {

@@ -149,12 +149,10 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     Ok(certs)
 }
 
-/// The SHA-256 (lowercase hex) of the first certificate of a PEM file: how
-/// a CA caller's client certificate is known.
+/// The fingerprint ([`prereg_pki::x509::fingerprint`]) of the first
+/// certificate of a PEM file: how a CA caller's client certificate is known.
 pub fn certificate_sha256(path: &Path) -> Result<String, TlsError> {
-    use sha2::Digest as _;
-    let certs = read_certificates(path)?;
-    Ok(prereg_pki::hex(&sha2::Sha256::digest(certs[0].as_ref())))
+    Ok(prereg_pki::x509::fingerprint(read_certificates(path)?[0].as_ref()))
 }
 
 fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
