@@ -55,8 +55,9 @@ pub struct Trace {
     pub lookups: u32,
     /// Password checks made, by registration id.
     pub password_checks: HashMap<u64, PasswordCheck>,
-    /// A storage failure during the evaluation.
-    pub storage_error: Option<String>,
+    /// A storage failure during the evaluation (the first), as the store
+    /// gave it: an unavailable store stays unavailable to the caller.
+    pub storage_error: Option<crate::store::StoreError>,
     /// A budget the policy overran, or an import it misused.
     pub violation: Option<String>,
     /// Log lines written.
@@ -201,11 +202,11 @@ impl Evaluation {
         }
     }
 
-    fn storage_failed(&self, e: impl std::fmt::Display) {
+    fn storage_failed(&self, e: crate::store::StoreError) {
         tracing::error!(error = %e, "storage failure during a policy evaluation");
         let mut trace = self.trace.borrow_mut();
         if trace.storage_error.is_none() {
-            trace.storage_error = Some(e.to_string());
+            trace.storage_error = Some(e);
         }
     }
 }

@@ -214,7 +214,7 @@ impl Registry {
                 Err(PolicyFailure { kind: "invalid-output", message: "too few answers to the validations".into() })
             });
             *answer = Some(match &trace.storage_error {
-                Some(e) => Err(RegistryError::Store(StoreError::Corrupt(e.clone()))),
+                Some(e) => Err(RegistryError::Store(failed_during_validation(e))),
                 None => checked(procedure, f, validation, policy.info(), now),
             });
         }
@@ -595,6 +595,18 @@ impl Registry {
                 Ok((tx, Applied::new(format!("caller:{name}"), "disabled".into(), only_domain(&domains))))
             }
         }
+    }
+}
+
+/// The error of each validation when the store failed during them: an
+/// unavailable store (a lost PostgreSQL connection) stays unavailable, so
+/// the client is told to retry (503); any other failure is the store's data.
+fn failed_during_validation(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable { database, message } => {
+            StoreError::Unavailable { database: database.clone(), message: message.clone() }
+        }
+        other => StoreError::Corrupt(other.to_string()),
     }
 }
 
