@@ -127,6 +127,7 @@ fn boundary(c: &mut Criterion) {
                     created_by: kid.clone(),
                     created_at: NOW,
                     import: None,
+                    staged: false,
                 })
                 .unwrap();
             }

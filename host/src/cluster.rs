@@ -15,7 +15,10 @@
 //! - every second it revokes the CMP certificates whose confirmation window
 //!   closed without a certConf, and gives their counts back
 //!   ([`Registry::sweep_unconfirmed`]): every node sweeps, and each
-//!   certificate is revoked once, whichever node gets there first.
+//!   certificate is revoked once, whichever node gets there first;
+//! - every [`IMPORT_SWEEP_EVERY`] it marks interrupted the imports whose
+//!   process is gone, and deletes what they staged
+//!   ([`Registry::sweep_imports`]).
 //!
 //! With SQLite (one machine) the same thread polls every second.
 
@@ -31,6 +34,8 @@ use crate::store::{NodeRecord, Storage, StoreError, StoreEvent, TxKind};
 
 /// How often a node looks at the store without being told, and reports itself.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How often a node looks for imports whose process is gone.
+pub const IMPORT_SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// A node not heard from for this long is shown as down.
 pub const NODE_TIMEOUT_SECS: u64 = 5;
 /// The longest wait between two checks of the stop flag.
@@ -109,6 +114,7 @@ fn follow(registry: &Registry, follow_active: bool, node: &NodeIdentity, stop: &
     };
     let mut last_poll: Option<Instant> = None;
     let mut last_report: Option<Instant> = None;
+    let mut last_import_sweep = Instant::now();
     let mut listening = true;
     report(registry, node, false);
     while !stop.load(Ordering::Relaxed) {
@@ -161,6 +167,16 @@ fn follow(registry: &Registry, follow_active: bool, node: &NodeIdentity, stop: &
                 Ok(0) => {}
                 Ok(n) => tracing::info!(revoked = n, "revoked certificates never confirmed by their clients"),
                 Err(e) => tracing::warn!(error = %e, "cannot revoke unconfirmed certificates"),
+            }
+        }
+        if last_import_sweep.elapsed() >= IMPORT_SWEEP_EVERY {
+            last_import_sweep = Instant::now();
+            match registry.sweep_imports(unix_now()) {
+                Ok(sweep) if sweep.interrupted > 0 => {
+                    tracing::warn!(imports = sweep.interrupted, "imports whose process is gone are marked interrupted")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot look for imports whose process is gone"),
             }
         }
         if last_report.is_none_or(|t| t.elapsed() >= FOLLOW_EVERY) {

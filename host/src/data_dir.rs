@@ -171,7 +171,8 @@ impl DataDir {
     /// `imports/` and `ca/` 0700; the database and its WAL, the officer,
     /// sealing and CA keys 0600 (a folder made by an older version, copied,
     /// or restored from a backup may be wider). Removes uploads left in
-    /// `imports/` by a process that stopped (they may hold passwords).
+    /// `imports/` by a process that stopped (they may hold passwords), and
+    /// leaves those of a live one.
     /// Returns what it changed, for the log.
     pub fn tighten(&self) -> io::Result<Vec<String>> {
         let mut changed = Vec::new();
@@ -207,7 +208,12 @@ impl DataDir {
         }
         if let Ok(entries) = fs::read_dir(self.imports()) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with("upload-") {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix("upload-") else { continue };
+                // `upload-<process>-<random>.csv`: another live process's
+                // upload (an import it is receiving or running) stays.
+                let process = rest.split_once('-').map_or("", |(token, _)| token);
+                if crate::registry::import_lease::process_token_is_gone(process) {
                     fs::remove_file(entry.path())?;
                     changed.push(format!("removed {}", entry.path().display()));
                 }

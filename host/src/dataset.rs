@@ -142,6 +142,7 @@ pub fn populate(tx: &mut dyn Tx, n: u64, created_by: &str, now: u64) -> Result<(
             created_by: created_by.into(),
             created_at: now,
             import: None,
+            staged: false,
         })?;
     }
     Ok(())

@@ -495,7 +495,7 @@ fn both_backends_have_the_same_tables_and_columns() {
     let sqlite = rusqlite::Connection::open(&file).unwrap();
     let mut sqlite_columns = std::collections::BTreeSet::new();
     let tables: Vec<String> = sqlite
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()

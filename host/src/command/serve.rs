@@ -14,7 +14,6 @@ use prereg::service::front::{self, Front};
 use prereg::service::listener::{ConnectionLimits, ListenOptions};
 use prereg::service::tls::{self, TlsConfig, TlsFiles};
 use prereg::service::{self, AppState, ServiceLimits};
-use prereg::store::TxKind;
 
 use super::{Context, InputError, init};
 use crate::cli::ServeArgs;
@@ -54,13 +53,11 @@ pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // A damaged database is refused before anything is served from it.
     registry.storage().check_integrity()?;
     let registry = registry.with_memory_index()?;
-    {
-        let mut tx = registry.storage().begin(TxKind::Write)?;
-        let interrupted = tx.interrupt_running_imports(unix_now())?;
-        tx.commit()?;
-        if interrupted > 0 {
-            tracing::warn!(imports = interrupted, "imports left running by a stopped process are marked interrupted");
-        }
+    // Imports left running by a process that is gone are interrupted (a live
+    // one, of another process, is left alone), and what they staged deleted.
+    let sweep = registry.sweep_imports(unix_now())?;
+    if sweep.interrupted > 0 {
+        tracing::warn!(imports = sweep.interrupted, "imports left running by a stopped process are marked interrupted");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

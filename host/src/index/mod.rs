@@ -34,7 +34,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use prereg_core::{Fqdn, IndexKey, Registration, RegistrationState};
@@ -48,6 +48,10 @@ const BUILD_PAGE: u32 = 20_000;
 /// Past this many changed registrations (and a quarter of the index), a
 /// rebuild is cheaper than applying the changes.
 const REBUILD_AFTER: u64 = 200_000;
+/// Past this many changed registrations, a decision reads its candidates
+/// from the store instead of applying them under its transaction (see
+/// [`MemoryIndex::catch_up_quickly`]).
+pub const DECISION_CATCH_UP_LIMIT: u64 = 2_000;
 /// Changes the log keeps when pruned: a process that falls further behind
 /// rebuilds its index.
 pub const CHANGES_KEPT: u64 = 100_000;
@@ -322,18 +326,42 @@ impl MemoryIndex {
     /// the change log, `(oldest, newest)`, as `tx` saw them.
     pub fn catch_up(&self, tx: &mut dyn Tx) -> Result<(u64, u64), StoreError> {
         let ends = tx.registration_change_range()?;
-        self.catch_up_to(tx, ends)?;
+        let builds = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
+        self.catch_up_to(tx, ends, builds, u64::MAX)?;
         Ok(ends)
     }
 
-    fn catch_up_to(&self, tx: &mut dyn Tx, (oldest, newest): (u64, u64)) -> Result<(), StoreError> {
-        if newest <= self.version() {
-            return Ok(());
+    /// [`MemoryIndex::catch_up`] if it is quick: at most
+    /// [`DECISION_CATCH_UP_LIMIT`] changed registrations, and no other thread
+    /// updating the index. Returns whether the index is now up to `tx`; if
+    /// not, the caller reads candidates from the store for this decision
+    /// (an enrollment holds the write lock: it must not apply an import of a
+    /// million rows meanwhile), and the follower thread catches up.
+    pub fn catch_up_quickly(&self, tx: &mut dyn Tx) -> Result<bool, StoreError> {
+        let ends = tx.registration_change_range()?;
+        if ends.1 <= self.version() {
+            return Ok(true);
         }
-        let mut builds = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
+        let builds = match self.updating.try_lock() {
+            Ok(builds) => builds,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(false),
+        };
+        self.catch_up_to(tx, ends, builds, DECISION_CATCH_UP_LIMIT)
+    }
+
+    /// Applies the changes up to `newest`, unless more than `limit`
+    /// registrations changed (then returns false, changing nothing).
+    fn catch_up_to(
+        &self,
+        tx: &mut dyn Tx,
+        (oldest, newest): (u64, u64),
+        mut builds: MutexGuard<'_, Builds>,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
         let version = self.version();
         if newest <= version {
-            return Ok(()); // another thread did it meanwhile
+            return Ok(true); // another thread did it meanwhile
         }
         // What changed: entries of the log, each a range of ids.
         let threshold = REBUILD_AFTER.max(self.len() as u64 / 4);
@@ -346,9 +374,15 @@ impl MemoryIndex {
             from = last.seq;
             ids += batch.iter().map(|c| c.last_id.saturating_sub(c.first_id) + 1).sum::<u64>();
             changes.extend(batch);
+            if ids > limit {
+                return Ok(false);
+            }
             rebuild = ids > threshold;
         }
         if rebuild {
+            if limit != u64::MAX {
+                return Ok(false);
+            }
             let started = Instant::now();
             let hasher = self.read().hasher.clone();
             let fresh = build_state(tx, hasher)?;
@@ -356,13 +390,13 @@ impl MemoryIndex {
             builds.count += 1;
             builds.last = started.elapsed();
             tracing::info!(behind = newest - version, ms = builds.last.as_millis() as u64, "candidate index rebuilt");
-            return Ok(());
+            return Ok(true);
         }
         for change in &changes {
             self.apply(tx, change.first_id, change.last_id)?;
         }
         self.state.write().unwrap_or_else(PoisonError::into_inner).version = from;
-        Ok(())
+        Ok(true)
     }
 
     /// Re-reads the registrations `first` to `last` and files them anew
@@ -548,6 +582,7 @@ mod tests {
             created_by: tx.officers().unwrap()[0].kid.clone(),
             created_at: 1,
             import: None,
+            staged: false,
         };
         tx.insert_registration(&new).unwrap();
         tx.commit().unwrap();
@@ -564,6 +599,36 @@ mod tests {
         tx.commit().unwrap();
         agrees_with_the_store(&storage, &index);
         assert_eq!(index.stats().builds, 2, "a gap in the log means a rebuild");
+    }
+
+    #[test]
+    fn a_decision_does_not_apply_a_large_change_but_the_follower_does() {
+        let storage = store();
+        let index = {
+            let mut tx = storage.begin(TxKind::Read).unwrap();
+            MemoryIndex::build(tx.as_mut()).unwrap()
+        };
+        // A change of more than DECISION_CATCH_UP_LIMIT registrations (a
+        // published import) and a small one.
+        let mut tx = storage.begin(TxKind::Write).unwrap();
+        for id in 1..=DECISION_CATCH_UP_LIMIT + 1 {
+            tx.update_registration(id, RegistrationState::Disabled, 0, 0).unwrap();
+        }
+        tx.commit().unwrap();
+        let before = index.version();
+        let mut tx = storage.begin(TxKind::Read).unwrap();
+        assert!(!index.catch_up_quickly(tx.as_mut()).unwrap(), "too large for a decision");
+        assert_eq!(index.version(), before, "nothing half applied");
+        index.catch_up(tx.as_mut()).unwrap();
+        drop(tx);
+        agrees_with_the_store(&storage, &index);
+        let mut tx = storage.begin(TxKind::Write).unwrap();
+        tx.update_registration(N - 1, RegistrationState::Disabled, 0, 0).unwrap();
+        tx.commit().unwrap();
+        let mut tx = storage.begin(TxKind::Read).unwrap();
+        assert!(index.catch_up_quickly(tx.as_mut()).unwrap(), "a small change is applied at once");
+        drop(tx);
+        agrees_with_the_store(&storage, &index);
     }
 
     #[test]

@@ -215,9 +215,12 @@ impl Registry {
                 .map_err(|e| StoreError::Corrupt(format!("the answer kept for an Idempotency-Key: {e}")))?;
             return Ok((report, None, Vec::new()));
         }
-        if let Some(index) = &self.index {
-            index.catch_up(tx.as_mut())?;
-        }
+        // The in-memory index answers if it is (quickly made) current for
+        // this transaction; otherwise the store does, for this decision.
+        let index = match &self.index {
+            Some(index) if index.catch_up_quickly(tx.as_mut())? => Some(index.clone()),
+            _ => None,
+        };
         let request = EnrollmentRequest {
             procedure: input.procedure.clone(),
             fqdn: input.fqdn.clone(),
@@ -232,7 +235,7 @@ impl Registry {
         let evaluation = Evaluation::new(tx, now, input.password, &info.name)
             .with_mac_proof(input.mac)
             .with_host_calls(calls)
-            .with_index(self.index.clone());
+            .with_index(index);
         let (result, evaluation) = policy.decide(evaluation, &request);
         let (mut tx, mut trace) = evaluation.finish();
         if trace.busy {

@@ -77,6 +77,7 @@ impl RegistryError {
                         | StoreError::Open { .. }
                         | StoreError::Damaged { .. }
                         | StoreError::ReadOnly { .. }
+                        | StoreError::Full { .. }
                         | StoreError::Corrupt(_)
                         | StoreError::SchemaTooNew { .. }
                 )

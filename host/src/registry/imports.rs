@@ -8,12 +8,21 @@
 //! 3. The import is recorded (and, unless a dry run, its request id consumed).
 //! 4. The rows:
 //!    - dry run: every row is checked, nothing is written;
-//!    - all-or-nothing (the default): the rows are checked and written in
-//!      one transaction, so a failure or a kill at any point leaves nothing;
-//!      at the first bad row it is rolled back and the rest only checked (in
-//!      a read transaction), so that every bad row is reported;
+//!    - all-or-nothing (the default): the rows are *staged*, a batch of
+//!      [`BATCH_ROWS`] per transaction: written, but seen by nobody until
+//!      the one short transaction that marks the import `completed` makes
+//!      them all visible at once (schema migration 13). So enrollments and
+//!      other writers wait for a batch at most, never for the whole file,
+//!      and a failure or a kill at any point leaves nothing visible. From
+//!      the first bad row on, nothing more is staged and the rest is only
+//!      checked, so that every bad row is reported; what was staged is
+//!      deleted in batches once the import has ended;
 //!    - partial: good rows are written in batches of [`BATCH_ROWS`], each
 //!      batch its own transaction; bad rows are reported.
+//!
+//!    Each batch is read and checked by the policy in a read transaction, its
+//!    passwords hashed outside any transaction, and only then written, so the
+//!    write lock is held for the inserts alone.
 //! 5. One audit record for the import, and one per registration created (in
 //!    the transaction that creates it).
 //!
@@ -28,6 +37,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::import_lease::{self, LeaseClock};
 use super::writes::{CheckedRegistration, RegistrationFields, verify_signed};
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
@@ -41,8 +51,9 @@ use crate::store::{ImportRecord, ImportStatus, OfficerRecord, ProcedureRecord, S
 /// Bad rows a terminal shows before "and N more" (the REST report has all).
 pub const MAX_BAD_ROWS_SHOWN: u64 = 1000;
 
-/// Rows per transaction in a partial import.
-pub const BATCH_ROWS: u64 = 1000;
+/// Rows per write transaction (a partial import's batch, an all-or-nothing
+/// import's staged batch).
+pub const BATCH_ROWS: usize = 1000;
 
 /// Rows the policy validates in one evaluation (one instance).
 const VALIDATION_BATCH: usize = 256;
@@ -120,8 +131,21 @@ struct Pass {
     unchanged: u64,
     errors: u64,
     stopped: bool,
-    /// The last (uncommitted) transaction of a writing pass.
-    tx: Option<Box<dyn Tx>>,
+    /// Rows were staged (an all-or-nothing import): they become visible if
+    /// the import completes, and are deleted otherwise.
+    staged: bool,
+}
+
+impl Pass {
+    fn count_unchanged(&mut self, progress: &ImportProgress) {
+        self.unchanged += 1;
+        progress.add_unchanged();
+    }
+
+    fn count_good(&mut self, progress: &ImportProgress) {
+        self.good += 1;
+        progress.add_created();
+    }
 }
 
 /// One row, read and checked.
@@ -129,6 +153,12 @@ enum RowOutcome {
     Good { checked: CheckedRegistration, password: Option<zeroize::Zeroizing<String>> },
     Unchanged,
     Bad(RowError),
+}
+
+/// A password hashed (and sealed) for its row, before the write.
+struct Secret {
+    hash: String,
+    sealed: Option<String>,
 }
 
 /// What became of a good row in a writing pass, or of a row whose pattern
@@ -245,11 +275,14 @@ impl Registry {
             finished_at: None,
             message: String::new(),
         };
+        // Imports of processes that are gone no longer hold their rows.
+        self.sweep_imports(super::unix_now())?;
         let mut tx = self.storage.begin(TxKind::Write)?;
         if !request.dry_run {
             tx.consume_request_id(&request.jti.0, &request.officer.kid, request.jti.1, now)?;
         }
         record.id = tx.insert_import(&record)?;
+        tx.renew_import_lease(record.id, import_lease::this_process(), super::unix_now())?;
         tx.commit()?;
         progress.start_phase(Phase::Validating, scanned.rows);
         tracing::info!(import = record.id, file = file.name, rows = scanned.rows, "import started");
@@ -312,7 +345,7 @@ impl Registry {
         &self,
         request: &Request,
         mut record: ImportRecord,
-        mut pass: Pass,
+        pass: Pass,
         progress: &ImportProgress,
     ) -> Result<ImportRecord, ImportError> {
         let status = if pass.stopped {
@@ -368,17 +401,12 @@ impl Registry {
         record.errors = pass.errors;
         record.finished_at = Some(super::unix_now().max(record.started_at));
         record.message = message;
-        // The registrations of an all-or-nothing import that did not complete
-        // are rolled back with their transaction; a partial import's last
-        // batch is kept.
-        let keep = status == ImportStatus::Completed || request.partial;
-        let mut tx = match pass.tx.take() {
-            Some(tx) if keep && !request.dry_run => tx,
-            other => {
-                drop(other);
-                self.storage.begin(TxKind::Write)?
-            }
-        };
+        // What an all-or-nothing import staged becomes visible in this
+        // transaction, with its `completed`; otherwise it is deleted below.
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        if pass.staged && status == ImportStatus::Completed {
+            tx.publish_staged(record.id)?;
+        }
         if !request.dry_run {
             let outcome = match status {
                 ImportStatus::Completed => "ok",
@@ -407,6 +435,13 @@ impl Registry {
         }
         tx.update_import(&record)?;
         tx.commit()?;
+        if pass.staged && status != ImportStatus::Completed {
+            // Nobody saw them; any process's sweep deletes what is left if
+            // this fails or is cut short.
+            if let Err(e) = self.purge_staged(record.id) {
+                tracing::warn!(import = record.id, error = %e, "the rows it staged are deleted later");
+            }
+        }
         progress.start_phase(Phase::Done, rows);
         tracing::info!(import = record.id, status = status.as_str(), message = %record.message, "import finished");
         Ok(record)
@@ -423,8 +458,14 @@ fn record_failure(registry: &Registry, record: &mut ImportRecord, message: &str,
         tx.update_import(record)?;
         tx.commit()
     });
-    if let Err(save) = saved {
-        tracing::error!(import = record.id, error = %save, "cannot record the failed import");
+    match saved {
+        Err(save) => tracing::error!(import = record.id, error = %save, "cannot record the failed import"),
+        // What it staged is seen by nobody; the sweep retries a failed purge.
+        Ok(()) => {
+            if let Err(e) = registry.purge_staged(record.id) {
+                tracing::warn!(import = record.id, error = %e, "the rows it staged are deleted later");
+            }
+        }
     }
     progress.start_phase(Phase::Done, record.rows_total);
 }
@@ -501,16 +542,15 @@ impl Job<'_> {
         if self.request.partial {
             return self.run(Mode::Batches, sink);
         }
-        // All or nothing: one pass that writes in one transaction. At the
-        // first bad row it rolls back, gives the write lock back, and checks
-        // the rest in a read transaction, so that every bad row is reported.
+        // All or nothing: one pass that stages batches, made visible by the
+        // import's end. From the first bad row on it stages nothing more and
+        // checks the rest, so that every bad row is reported.
         self.run(Mode::WriteAll, sink)
     }
 
     fn run(&self, mode: Mode, sink: &mut dyn RowSink) -> Result<Pass, ImportError> {
         let mut mode = mode;
         let storage = &self.registry.storage;
-        let mut tx = storage.begin(if mode == Mode::Validate { TxKind::Read } else { TxKind::Write })?;
         let phase = if mode == Mode::Validate { Phase::Validating } else { Phase::Writing };
         self.progress.start_phase(phase, self.rows);
         let file_error = |source| FileError::Io { file: self.file.name.into(), source };
@@ -524,15 +564,13 @@ impl Job<'_> {
         let mut seen: HashMap<u64, u64> = HashMap::new();
         // Import id -> whether it imported this same file.
         let mut same_file: HashMap<u64, bool> = HashMap::new();
-        let mut pass = Pass::default();
-        let mut in_batch = 0u64;
-        let mut rows: Vec<Record> = Vec::with_capacity(VALIDATION_BATCH);
+        let mut pass = Pass { staged: mode == Mode::WriteAll, ..Pass::default() };
+        let mut lease = LeaseClock::new(self.import_id);
+        let mut rows: Vec<Record> = Vec::with_capacity(BATCH_ROWS);
         let mut at_end = false;
         while !at_end && !pass.stopped {
-            // Up to VALIDATION_BATCH rows: each row's own fields checked here,
-            // then the policy validates the batch in one evaluation.
             rows.clear();
-            while rows.len() < VALIDATION_BATCH {
+            while rows.len() < BATCH_ROWS {
                 match reader.next_record().map_err(csv_error)? {
                     Some(record) => rows.push(record),
                     None => {
@@ -541,52 +579,72 @@ impl Job<'_> {
                     }
                 }
             }
-            let fields: Vec<Result<(RegistrationFields<'_>, Option<&str>), RowError>> =
-                rows.iter().map(|record| self.row_fields(record)).collect();
-            let to_validate: Vec<RegistrationFields<'_>> =
-                fields.iter().filter_map(|f| f.as_ref().ok().map(|(fields, _)| *fields)).collect();
-            let (tx_back, validations) =
-                self.registry.check_registrations(tx, &self.request.procedure, &to_validate, self.now);
-            tx = tx_back;
-            let mut validations = validations.into_iter();
-            for (record, fields) in rows.iter().zip(fields) {
+            // Checked in a read transaction: the policy and the look-ups
+            // hold no write lock.
+            let mut outcomes = self.check_batch(&rows, mode, &hasher, &mut seen, &mut same_file)?;
+            if mode == Mode::Validate {
+                lease.renew(self.registry)?;
+                for outcome in outcomes {
+                    if self.progress.is_cancelled() {
+                        pass.stopped = true;
+                        break;
+                    }
+                    match outcome {
+                        RowOutcome::Bad(error) => self.bad(&mut pass, sink, &error)?,
+                        RowOutcome::Unchanged => pass.count_unchanged(self.progress),
+                        RowOutcome::Good { .. } => pass.count_good(self.progress),
+                    }
+                    pass.rows_done += 1;
+                    self.progress.row_done();
+                }
+                continue;
+            }
+            // Passwords are hashed (slowly, on purpose) outside any
+            // transaction, then the batch is written in one short one.
+            let secrets = self.hash_passwords(&mut outcomes)?;
+            // The write transaction begins at the batch's first row to write
+            // (a batch of bad rows takes no write lock); rows checked past a
+            // bad one are looked up in a read transaction.
+            let mut writer: Option<Box<dyn Tx>> = None;
+            let mut reader: Option<Box<dyn Tx>> = None;
+            let mut keep = true;
+            for ((record, outcome), secret) in rows.iter().zip(outcomes).zip(secrets) {
                 if self.progress.is_cancelled() {
+                    // A partial import keeps whole batches only.
                     pass.stopped = true;
+                    keep = false;
                     break;
                 }
-                let outcome = match fields {
-                    Err(error) => RowOutcome::Bad(error),
-                    Ok((_, password)) => {
-                        let validation = validations
-                            .next()
-                            .unwrap_or_else(|| Err(RegistryError::Policy("no answer to the validation".into())));
-                        // Writing passes learn of an existing registration
-                        // from the insert itself (one index probe, not two).
-                        let look_up = (mode == Mode::Validate).then_some(&mut same_file);
-                        self.check_row(tx.as_mut(), record, validation, password, &hasher, &mut seen, look_up)?
-                    }
-                };
                 match outcome {
                     RowOutcome::Bad(error) => self.bad(&mut pass, sink, &error)?,
-                    RowOutcome::Unchanged => {
-                        pass.unchanged += 1;
-                        self.progress.add_unchanged();
+                    RowOutcome::Unchanged => pass.count_unchanged(self.progress),
+                    // Past a bad row of this batch: checked, not written.
+                    RowOutcome::Good { checked, .. } if mode == Mode::Validate => {
+                        let tx = match &mut reader {
+                            Some(tx) => tx,
+                            None => reader.insert(storage.begin(TxKind::Read)?),
+                        };
+                        match self.against_existing(tx.as_mut(), record, &checked.pattern, &mut same_file)? {
+                            Some(Written::Bad(error)) => self.bad(&mut pass, sink, &error)?,
+                            Some(Written::Unchanged) => pass.count_unchanged(self.progress),
+                            None | Some(Written::Created) => pass.count_good(self.progress),
+                        }
                     }
-                    RowOutcome::Good { .. } if mode == Mode::Validate => {
-                        pass.good += 1;
-                        self.progress.add_created();
-                    }
-                    RowOutcome::Good { checked, password } => {
-                        match self.create(tx.as_mut(), record, checked, password, &mut same_file)? {
+                    RowOutcome::Good { checked, .. } => {
+                        let tx = match &mut writer {
+                            Some(tx) => tx,
+                            None => {
+                                let mut tx = storage.begin(TxKind::Write)?;
+                                lease.renew_in(tx.as_mut())?;
+                                writer.insert(tx)
+                            }
+                        };
+                        match self.create(tx.as_mut(), record, checked, secret, mode, &mut same_file)? {
                             Written::Created => {
-                                pass.good += 1;
                                 pass.created += 1;
-                                self.progress.add_created();
+                                pass.count_good(self.progress);
                             }
-                            Written::Unchanged => {
-                                pass.unchanged += 1;
-                                self.progress.add_unchanged();
-                            }
+                            Written::Unchanged => pass.count_unchanged(self.progress),
                             Written::Bad(error) => self.bad(&mut pass, sink, &error)?,
                         }
                     }
@@ -594,23 +652,89 @@ impl Job<'_> {
                 pass.rows_done += 1;
                 self.progress.row_done();
                 if mode == Mode::WriteAll && pass.errors > 0 {
-                    // Nothing of this pass will be kept: roll back now.
-                    drop(tx);
-                    tx = storage.begin(TxKind::Read)?;
+                    // Nothing of it will be seen: stage no more, check the
+                    // rest. What this batch staged goes with its rollback,
+                    // now, so the write lock is given back at once.
                     mode = Mode::Validate;
+                    keep = false;
+                    writer = None;
                 }
-                if mode == Mode::Batches {
-                    in_batch += 1;
-                    if in_batch == BATCH_ROWS {
-                        in_batch = 0;
-                        tx.commit()?;
-                        tx = storage.begin(TxKind::Write)?;
-                    }
+            }
+            drop(reader);
+            match writer.take() {
+                Some(tx) if keep => tx.commit()?,
+                other => {
+                    // Rolled back before the lease takes a write lock of its own.
+                    drop(other);
+                    lease.renew(self.registry)?;
                 }
             }
         }
-        pass.tx = Some(tx);
         Ok(pass)
+    }
+
+    /// Reads a batch's rows' own fields, has the policy validate them (in
+    /// evaluations of [`VALIDATION_BATCH`]), and checks them against the
+    /// file and, where needed, the store: in one read transaction.
+    fn check_batch(
+        &self,
+        rows: &[Record],
+        mode: Mode,
+        hasher: &RandomState,
+        seen: &mut HashMap<u64, u64>,
+        same_file: &mut HashMap<u64, bool>,
+    ) -> Result<Vec<RowOutcome>, ImportError> {
+        let mut tx = self.registry.storage.begin(TxKind::Read)?;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(VALIDATION_BATCH) {
+            let fields: Vec<Result<(RegistrationFields<'_>, Option<&str>), RowError>> =
+                chunk.iter().map(|record| self.row_fields(record)).collect();
+            let to_validate: Vec<RegistrationFields<'_>> =
+                fields.iter().filter_map(|f| f.as_ref().ok().map(|(fields, _)| *fields)).collect();
+            let (tx_back, validations) =
+                self.registry.check_registrations(tx, &self.request.procedure, &to_validate, self.now);
+            tx = tx_back;
+            let mut validations = validations.into_iter();
+            for (record, fields) in chunk.iter().zip(fields) {
+                outcomes.push(match fields {
+                    Err(error) => RowOutcome::Bad(error),
+                    Ok((_, password)) => {
+                        let validation = validations
+                            .next()
+                            .unwrap_or_else(|| Err(RegistryError::Policy("no answer to the validation".into())));
+                        // A writing pass learns of an existing registration
+                        // from the insert itself (one index probe, not two),
+                        // unless the row has a password, which is hashed
+                        // only for a row that will be written.
+                        let look_up = (mode == Mode::Validate || password.is_some()).then_some(&mut *same_file);
+                        self.check_row(tx.as_mut(), record, validation, password, hasher, seen, look_up)?
+                    }
+                });
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Hashes (and seals, for CMP's MAC) the passwords of the good rows.
+    fn hash_passwords(&self, outcomes: &mut [RowOutcome]) -> Result<Vec<Option<Secret>>, ImportError> {
+        let mut secrets = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes.iter_mut() {
+            let RowOutcome::Good { password: Some(p), .. } = outcome else {
+                secrets.push(None);
+                continue;
+            };
+            let hash =
+                password::hash(p).map_err(|message| RegistryError::Invalid { field: "password".into(), message })?;
+            let sealed = match self.registry.sealing_key() {
+                Some(key) => Some(
+                    crate::sealing::seal(&key.public_text(), p)
+                        .map_err(|e| RegistryError::Invalid { field: "password".into(), message: e.to_string() })?,
+                ),
+                None => None,
+            };
+            secrets.push(Some(Secret { hash, sealed }));
+        }
+        Ok(secrets)
     }
 
     fn bad(&self, pass: &mut Pass, sink: &mut dyn RowSink, error: &RowError) -> Result<(), ImportError> {
@@ -759,39 +883,22 @@ impl Job<'_> {
         })))
     }
 
-    /// Writes one good row and its audit record. A row that collides with a
-    /// registration made since it was checked is a bad row, not a failure.
+    /// Writes (or, all or nothing, stages) one good row and its audit
+    /// record. A row that collides with a registration made since it was
+    /// checked is a bad row, not a failure.
     fn create(
         &self,
         tx: &mut dyn Tx,
         record: &Record,
         checked: CheckedRegistration,
-        password: Option<zeroize::Zeroizing<String>>,
+        secret: Option<Secret>,
+        mode: Mode,
         same_file: &mut HashMap<u64, bool>,
     ) -> Result<Written, ImportError> {
-        // A password is hashed (slowly, on purpose) only for a row that will
-        // be written: look for an existing registration first. Without one,
-        // the insert's uniqueness constraint does the looking.
-        if password.is_some()
-            && let Some(outcome) = self.against_existing(tx, record, &checked.pattern, same_file)?
-        {
-            return Ok(outcome);
-        }
-        let (password_hash, password_sealed) = match password {
+        let staged = mode == Mode::WriteAll;
+        let (password_hash, password_sealed) = match secret {
             None => (None, None),
-            Some(p) => {
-                let hash = password::hash(&p)
-                    .map_err(|message| RegistryError::Invalid { field: "password".into(), message })?;
-                // Sealed to this instance as well, for CMP's MAC.
-                let sealed = match self.registry.sealing_key() {
-                    Some(key) => Some(
-                        crate::sealing::seal(&key.public_text(), &p)
-                            .map_err(|e| RegistryError::Invalid { field: "password".into(), message: e.to_string() })?,
-                    ),
-                    None => None,
-                };
-                (Some(hash), sealed)
-            }
+            Some(Secret { hash, sealed }) => (Some(hash), sealed),
         };
         let procedure = &self.request.procedure;
         let pattern = checked.pattern.clone();
@@ -804,16 +911,25 @@ impl Job<'_> {
             Some((self.import_id, record.at.row)),
         );
         new.password_sealed = password_sealed;
+        new.staged = staged;
         let id = match tx.insert_registration(&new) {
             Ok(id) => id,
             Err(StoreError::Duplicate { what }) => {
                 return match self.against_existing(tx, record, &pattern, same_file)? {
                     Some(outcome) => Ok(outcome),
-                    None => Err(StoreError::Corrupt(format!("{what}, yet no such registration")).into()),
+                    // Held by a row nobody sees yet: another import's, staged.
+                    None => Ok(Written::Bad(RowError {
+                        row: record.at.row,
+                        line: record.at.line,
+                        column: Some("fqdn".into()),
+                        kind: RowErrorKind::DuplicateExisting,
+                        message: format!("{what} already exists"),
+                    })),
                 };
             }
             Err(e) => return Err(e.into()),
         };
+        let staged_note = if staged { ", staged: visible once the import completes" } else { "" };
         audit::append(
             tx,
             AuditEntry {
@@ -826,7 +942,7 @@ impl Job<'_> {
                 policy_sha256: Some(policy_sha256),
                 request: serde_json::json!({ "import": self.import_id, "row": record.at.row }).to_string(),
                 detail: format!(
-                    "pattern {pattern} in domain {} (import {}, row {})",
+                    "pattern {pattern} in domain {} (import {}, row {}{staged_note})",
                     procedure.domain, self.import_id, record.at.row
                 ),
                 domain: Some(procedure.domain.clone()),

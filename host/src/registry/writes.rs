@@ -139,6 +139,7 @@ impl CheckedRegistration {
             created_by: officer_kid.into(),
             created_at: now,
             import,
+            staged: false,
         }
     }
 }

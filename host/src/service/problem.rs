@@ -238,7 +238,7 @@ impl From<StoreError> for ApiError {
                 "The storage is locked by another writer: try again",
                 detail,
             ),
-            (StoreError::Database(_), Some(ErrorCode::DiskFull)) => ApiError::new(
+            (StoreError::Full { .. }, _) | (StoreError::Database(_), Some(ErrorCode::DiskFull)) => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "storage-full",
                 "The storage is full: nothing was written",

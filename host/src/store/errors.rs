@@ -30,6 +30,15 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The disk holding the database is full: nothing can be written now;
+    /// reads go on.
+    #[error("the disk holding the database {path} is full: {message}")]
+    Full {
+        /// The file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
     /// The database URL asks for something that cannot be done (an unknown
     /// `sslmode`, `verify-full` without `sslrootcert`, a root file that
     /// cannot be read): the operator's input, before any connection.

@@ -232,6 +232,21 @@ pub struct NewRegistration {
     pub created_at: u64,
     /// The bulk import and its row number, when it came from one.
     pub import: Option<(u64, u64)>,
+    /// Staged by that import: seen by nobody until the import is
+    /// `completed` (schema migration 13).
+    pub staged: bool,
+}
+
+/// Who runs an import, and when it last said it was alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportLease {
+    /// The import.
+    pub id: u64,
+    /// The process running it (`host:pid:start`), `None` for imports
+    /// started by a prereg older than leases.
+    pub owner: Option<String>,
+    /// Unix seconds of its owner's last renewal.
+    pub heartbeat_at: Option<u64>,
 }
 
 /// An entry of the registration change log: the registrations `first_id` to
@@ -768,9 +783,22 @@ pub trait Tx: Send {
     fn import(&mut self, id: u64) -> Result<Option<ImportRecord>, StoreError>;
     /// The latest imports, newest first.
     fn imports(&mut self, limit: u32) -> Result<Vec<ImportRecord>, StoreError>;
-    /// Marks imports left `running` by a process that died as `interrupted`;
-    /// returns how many.
-    fn interrupt_running_imports(&mut self, now: u64) -> Result<u64, StoreError>;
+    /// The leases of the imports that are `running`.
+    fn running_imports(&mut self) -> Result<Vec<ImportLease>, StoreError>;
+    /// Takes or renews the lease of a running import for `owner`.
+    fn renew_import_lease(&mut self, id: u64, owner: &str, now: u64) -> Result<(), StoreError>;
+    /// Marks an import `interrupted` (its owner is gone) if it is still
+    /// running under the lease `seen`; returns whether it did.
+    fn interrupt_import(&mut self, seen: &ImportLease, now: u64) -> Result<bool, StoreError>;
+    /// Makes the rows staged by `import` visible: logs them as changed, for
+    /// every process's candidate index. Call it in the transaction that marks
+    /// the import `completed` (which is what makes them visible).
+    fn publish_staged(&mut self, import: u64) -> Result<(), StoreError>;
+    /// Deletes up to `limit` rows staged by `import`; returns how many.
+    fn purge_staged(&mut self, import: u64, limit: u32) -> Result<u64, StoreError>;
+    /// Imports that left staged rows and will never complete (neither
+    /// running nor completed).
+    fn abandoned_staging(&mut self) -> Result<Vec<u64>, StoreError>;
 
     /// Stores a policy version; false if that component was stored before.
     fn insert_policy(&mut self, record: &PolicyVersionRecord, component: &[u8]) -> Result<bool, StoreError>;
@@ -843,6 +871,21 @@ pub trait Tx: Send {
 
 /// `%text%` for a LIKE (SQLite, with `ESCAPE '\'`) or ILIKE (PostgreSQL)
 /// pattern, with `%`, `_` and `\` escaped.
+/// What an import left `running` by a process that is gone says.
+const INTERRUPTED_MESSAGE: &str =
+    "interrupted: the process running it stopped before the end; run the same import again to complete it";
+
+/// An insert that collided with a row a running import staged.
+fn staged_collision(r: &NewRegistration, import: u64) -> StoreError {
+    StoreError::Duplicate {
+        what: format!(
+            "pattern {:?} in domain {:?} (staged by import {import}, which is still running; it is visible only \
+             if that import completes)",
+            r.pattern, r.domain
+        ),
+    }
+}
+
 fn like_pattern(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');

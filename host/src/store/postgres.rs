@@ -47,10 +47,10 @@ use prereg_core::{Protocol, RegistrationState};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, IdempotentAnswer, ImportRecord,
-    ImportStatus, NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
-    RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
-    StoreError, StoreEvent, StoreListener, Tx, TxKind,
+    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, IdempotentAnswer, ImportLease,
+    ImportRecord, ImportStatus, NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord,
+    RegistrationChange, RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord,
+    ShadowSide, Storage, StoreError, StoreEvent, StoreListener, Tx, TxKind,
 };
 
 /// The advisory lock every writing transaction holds (ASCII "prereg" + 1).
@@ -520,6 +520,61 @@ impl PostgresTx {
         self.run(sql, |client, statement| client.execute(statement, params))
     }
 
+    fn insert_registration_row(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
+        let max = r.max_enrollments.map(|m| int(m, "max_enrollments")).transpose()?;
+        // ON CONFLICT keeps the transaction usable after a duplicate (a failed
+        // statement would abort it in PostgreSQL), as callers expect.
+        let row = self.query_opt(
+            "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
+             max_enrollments, state, created_by, created_at, import_id, import_row, password_sealed, staged_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (domain, pattern) DO NOTHING RETURNING id",
+            &[
+                &r.domain,
+                &r.procedure,
+                &r.pattern,
+                &r.index_key,
+                &r.ip,
+                &r.serial,
+                &r.password_hash,
+                &r.expires_at.map(|v| v as i64),
+                &max,
+                &r.created_by,
+                &(r.created_at as i64),
+                &r.import.map(|(id, _)| id as i64),
+                &r.import.map(|(_, row)| row as i64),
+                &r.password_sealed,
+                &r.import.filter(|_| r.staged).map(|(id, _)| id as i64),
+            ],
+        )?;
+        let Some(row) = row else {
+            return Err(StoreError::Duplicate { what: format!("pattern {:?} in domain {:?}", r.pattern, r.domain) });
+        };
+        u64_at(&row, 0)
+    }
+
+    /// The row holding `r`'s pattern, after an insert collided with it:
+    /// `Ok(true)` if it was staged by an import that will never complete and
+    /// is now deleted (insert again), `Err(Duplicate)` naming a running
+    /// import that staged it, `Ok(false)` for a registration anyone sees.
+    fn collision(&mut self, r: &NewRegistration) -> Result<bool, StoreError> {
+        let held = self.query_opt(
+            "SELECT r.id, r.staged_by, i.status FROM registrations r LEFT JOIN imports i ON i.id = r.staged_by \
+             WHERE r.domain = $1 AND r.pattern = $2",
+            &[&r.domain, &r.pattern],
+        )?;
+        let Some(row) = held else { return Ok(false) };
+        let (id, staged_by, status): (i64, Option<i64>, Option<String>) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+        match (staged_by, status.as_deref()) {
+            (None, _) | (_, Some("completed")) => Ok(false),
+            (Some(import), Some("running")) => Err(super::staged_collision(r, import as u64)),
+            (Some(_), _) => {
+                self.execute("DELETE FROM registrations WHERE id = $1", &[&id])?;
+                Ok(true)
+            }
+        }
+    }
+
     /// Writes an import record with the id `id`, or a new one (`None`: the
     /// next of the identity); returns its id.
     fn write_import(&mut self, i: &ImportRecord, id: Option<u64>) -> Result<u64, StoreError> {
@@ -898,13 +953,13 @@ impl Tx for PostgresTx {
     }
 
     fn registration(&mut self, id: u64) -> Result<Option<RegistrationRecord>, StoreError> {
-        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE id = $1");
+        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM visible_registrations WHERE id = $1");
         self.query_opt(&sql, &[&(id as i64)])?.as_ref().map(registration_from).transpose()
     }
 
     fn registrations(&mut self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, StoreError> {
         let sql = format!(
-            "SELECT {REGISTRATION_COLUMNS} FROM registrations \
+            "SELECT {REGISTRATION_COLUMNS} FROM visible_registrations \
              WHERE ($1::text IS NULL OR domain = $1) AND ($2::text IS NULL OR state = $2) AND id > $3 \
              AND ($5::text IS NULL OR procedure = $5) AND ($6::text IS NULL OR pattern ILIKE $6) \
              AND ($7::text[] IS NULL OR domain = ANY($7)) \
@@ -935,14 +990,14 @@ impl Tx for PostgresTx {
         limit: usize,
     ) -> Result<Vec<RegistrationRecord>, StoreError> {
         let sql = format!(
-            "SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE domain = $1 AND index_key = ANY($2) LIMIT $3"
+            "SELECT {REGISTRATION_COLUMNS} FROM visible_registrations WHERE domain = $1 AND index_key = ANY($2) LIMIT $3"
         );
         self.query(&sql, &[&domain, &keys, &((limit + 1) as i64)])?.iter().map(registration_from).collect()
     }
 
     fn password_hash(&mut self, id: u64) -> Result<Option<String>, StoreError> {
         Ok(self
-            .query_opt("SELECT password_hash FROM registrations WHERE id = $1", &[&(id as i64)])?
+            .query_opt("SELECT password_hash FROM visible_registrations WHERE id = $1", &[&(id as i64)])?
             .map(|r| col(&r, 0))
             .transpose()?
             .flatten())
@@ -1074,53 +1129,34 @@ impl Tx for PostgresTx {
 
     fn password_sealed(&mut self, id: u64) -> Result<Option<String>, StoreError> {
         Ok(self
-            .query_opt("SELECT password_sealed FROM registrations WHERE id = $1", &[&(id as i64)])?
+            .query_opt("SELECT password_sealed FROM visible_registrations WHERE id = $1", &[&(id as i64)])?
             .map(|r| col(&r, 0))
             .transpose()?
             .flatten())
     }
 
     fn insert_registration(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
-        let max = r.max_enrollments.map(|m| int(m, "max_enrollments")).transpose()?;
-        // ON CONFLICT keeps the transaction usable after a duplicate (a failed
-        // statement would abort it in PostgreSQL), as callers expect.
-        let row = self.query_opt(
-            "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
-             max_enrollments, state, created_by, created_at, import_id, import_row, password_sealed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14) \
-             ON CONFLICT (domain, pattern) DO NOTHING RETURNING id",
-            &[
-                &r.domain,
-                &r.procedure,
-                &r.pattern,
-                &r.index_key,
-                &r.ip,
-                &r.serial,
-                &r.password_hash,
-                &r.expires_at.map(|v| v as i64),
-                &max,
-                &r.created_by,
-                &(r.created_at as i64),
-                &r.import.map(|(id, _)| id as i64),
-                &r.import.map(|(_, row)| row as i64),
-                &r.password_sealed,
-            ],
-        )?;
-        let Some(row) = row else {
-            return Err(StoreError::Duplicate { what: format!("pattern {:?} in domain {:?}", r.pattern, r.domain) });
+        let inserted = match self.insert_registration_row(r) {
+            // A pattern held by a row of an import that will never complete
+            // is taken back once (see `collision`).
+            Err(StoreError::Duplicate { .. }) if self.collision(r)? => self.insert_registration_row(r),
+            other => other,
         };
-        let id = u64_at(&row, 0)?;
-        self.inserted = Some(match self.inserted {
-            Some((first, last)) => (first.min(id), last.max(id)),
-            None => (id, id),
-        });
+        let id = inserted?;
+        // Staged rows are logged as changed when their import completes.
+        if !r.staged {
+            self.inserted = Some(match self.inserted {
+                Some((first, last)) => (first.min(id), last.max(id)),
+                None => (id, id),
+            });
+        }
         Ok(id)
     }
 
     fn stored_registrations(&mut self, after: u64, limit: u32) -> Result<Vec<super::StoredRegistration>, StoreError> {
         let sql = format!(
             "SELECT {REGISTRATION_COLUMNS}, index_key, password_hash, password_sealed, import_row \
-             FROM registrations WHERE id > $1 ORDER BY id LIMIT $2"
+             FROM visible_registrations WHERE id > $1 ORDER BY id LIMIT $2"
         );
         self.query(&sql, &[&(after as i64), &i64::from(limit)])?
             .iter()
@@ -1191,12 +1227,13 @@ impl Tx for PostgresTx {
         domain: &str,
         pattern: &str,
     ) -> Result<Option<RegistrationRecord>, StoreError> {
-        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE domain = $1 AND pattern = $2");
+        let sql =
+            format!("SELECT {REGISTRATION_COLUMNS} FROM visible_registrations WHERE domain = $1 AND pattern = $2");
         self.query_opt(&sql, &[&domain, &pattern])?.as_ref().map(registration_from).transpose()
     }
 
     fn count_registrations_by_state(&mut self) -> Result<Vec<(RegistrationState, u64)>, StoreError> {
-        self.query("SELECT state, COUNT(*) FROM registrations GROUP BY state", &[])?
+        self.query("SELECT state, COUNT(*) FROM visible_registrations GROUP BY state", &[])?
             .iter()
             .map(|r| {
                 let state: &str = col(r, 0)?;
@@ -1318,13 +1355,69 @@ impl Tx for PostgresTx {
         self.query(&sql, &[&i64::from(limit)])?.iter().map(import_from).collect()
     }
 
-    fn interrupt_running_imports(&mut self, now: u64) -> Result<u64, StoreError> {
+    fn running_imports(&mut self) -> Result<Vec<ImportLease>, StoreError> {
+        self.query("SELECT id, owner, heartbeat_at FROM imports WHERE status = 'running'", &[])?
+            .iter()
+            .map(|r| {
+                Ok(ImportLease {
+                    id: u64_at(r, 0)?,
+                    owner: col(r, 1)?,
+                    heartbeat_at: col::<Option<i64>>(r, 2)?.map(|v| v as u64),
+                })
+            })
+            .collect()
+    }
+
+    fn renew_import_lease(&mut self, id: u64, owner: &str, now: u64) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE imports SET status = 'interrupted', finished_at = $1, \
-             message = 'interrupted: the process stopped before the end; run the same import again to complete it' \
-             WHERE status = 'running'",
-            &[&(now as i64)],
+            "UPDATE imports SET owner = $2, heartbeat_at = $3 WHERE id = $1",
+            &[&(id as i64), &owner, &(now as i64)],
+        )?;
+        Ok(())
+    }
+
+    fn interrupt_import(&mut self, seen: &ImportLease, now: u64) -> Result<bool, StoreError> {
+        let n = self.execute(
+            "UPDATE imports SET status = 'interrupted', finished_at = $2, message = $3 \
+             WHERE id = $1 AND status = 'running' AND owner IS NOT DISTINCT FROM $4 \
+             AND heartbeat_at IS NOT DISTINCT FROM $5",
+            &[
+                &(seen.id as i64),
+                &(now as i64),
+                &super::INTERRUPTED_MESSAGE,
+                &seen.owner,
+                &seen.heartbeat_at.map(|v| v as i64),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn publish_staged(&mut self, import: u64) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO registration_changes (first_id, last_id) \
+             SELECT MIN(id), MAX(id) FROM registrations WHERE staged_by = $1 HAVING COUNT(*) > 0",
+            &[&(import as i64)],
+        )?;
+        Ok(())
+    }
+
+    fn purge_staged(&mut self, import: u64, limit: u32) -> Result<u64, StoreError> {
+        self.execute(
+            "DELETE FROM registrations WHERE id IN \
+             (SELECT id FROM registrations WHERE staged_by = $1 ORDER BY id LIMIT $2)",
+            &[&(import as i64), &i64::from(limit)],
         )
+    }
+
+    fn abandoned_staging(&mut self) -> Result<Vec<u64>, StoreError> {
+        self.query(
+            "SELECT DISTINCT staged_by FROM registrations WHERE staged_by IS NOT NULL \
+             AND staged_by NOT IN (SELECT id FROM imports WHERE status IN ('running', 'completed'))",
+            &[],
+        )?
+        .iter()
+        .map(|r| u64_at(r, 0))
+        .collect()
     }
 
     fn insert_policy(&mut self, r: &PolicyVersionRecord, component: &[u8]) -> Result<bool, StoreError> {

@@ -29,10 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: SQLITE[9], postgres: POSTGRES[9] },
     Migration { sqlite: SQLITE[10], postgres: POSTGRES[10] },
     Migration { sqlite: SQLITE[11], postgres: POSTGRES[11] },
+    Migration { sqlite: SQLITE[12], postgres: POSTGRES[12] },
 ];
 
 /// The SQLite side (the comments explain each change).
-const SQLITE: [&str; 12] = [
+const SQLITE: [&str; 13] = [
     // 1: the core tables.
     r#"
     CREATE TABLE instance (
@@ -325,6 +326,34 @@ const SQLITE: [&str; 12] = [
     );
     CREATE INDEX idempotent_answers_by_age ON idempotent_answers (created_at);
     "#,
+    // 13: staged imports and import leases. An all-or-nothing import writes
+    // its rows in short transactions, each marked `staged_by` the import;
+    // they count only once that import is `completed`, so the one
+    // transaction that completes it makes them all visible at once, and a
+    // rejected or interrupted import's rows never are (they are deleted in
+    // batches afterwards). Every read of registrations goes through
+    // `visible_registrations`; the unique (domain, pattern) index still
+    // covers staged rows, so an import cannot stage a name twice. The
+    // change log skips deleting a row nobody could see. An import's `owner`
+    // (host, process, start time) renews `heartbeat_at` while it runs, so
+    // another process marks it interrupted only when its owner is gone.
+    // (SQLite expands the view's `*` when it is used; PostgreSQL when it is
+    // created: a migration that adds a column to registrations recreates
+    // the view there.)
+    r#"
+    ALTER TABLE registrations ADD COLUMN staged_by INTEGER;
+    CREATE INDEX registrations_staged ON registrations (staged_by, id) WHERE staged_by IS NOT NULL;
+    CREATE VIEW visible_registrations AS SELECT * FROM registrations
+        WHERE staged_by IS NULL OR staged_by IN (SELECT id FROM imports WHERE status = 'completed');
+    DROP TRIGGER registrations_deleted;
+    CREATE TRIGGER registrations_deleted AFTER DELETE ON registrations
+        WHEN OLD.staged_by IS NULL OR OLD.staged_by IN (SELECT id FROM imports WHERE status = 'completed')
+    BEGIN
+        INSERT INTO registration_changes (first_id, last_id) VALUES (OLD.id, OLD.id);
+    END;
+    ALTER TABLE imports ADD COLUMN owner TEXT;
+    ALTER TABLE imports ADD COLUMN heartbeat_at INTEGER;
+    "#,
 ];
 
 /// The PostgreSQL side: the same changes. Integers are BIGINT where SQLite's
@@ -332,7 +361,7 @@ const SQLITE: [&str; 12] = [
 /// for SQLite's AUTOINCREMENT, and `seq` for its implicit rowid where the
 /// order of insertion is read. PostgreSQL also notifies listening nodes of
 /// registration and policy changes (migration 9), at commit.
-const POSTGRES: [&str; 12] = [
+const POSTGRES: [&str; 13] = [
     // 1
     r#"
     CREATE TABLE instance (
@@ -606,5 +635,26 @@ const POSTGRES: [&str; 12] = [
         PRIMARY KEY (caller, key)
     );
     CREATE INDEX idempotent_answers_by_age ON idempotent_answers (created_at);
+    "#,
+    // 13
+    r#"
+    ALTER TABLE registrations ADD COLUMN staged_by BIGINT;
+    CREATE INDEX registrations_staged ON registrations (staged_by, id) WHERE staged_by IS NOT NULL;
+    CREATE VIEW visible_registrations AS SELECT * FROM registrations
+        WHERE staged_by IS NULL OR staged_by IN (SELECT id FROM imports WHERE status = 'completed');
+    DROP TRIGGER registrations_deleted ON registrations;
+    CREATE TRIGGER registrations_deleted AFTER DELETE ON registrations
+        FOR EACH ROW WHEN (OLD.staged_by IS NULL) EXECUTE FUNCTION registrations_changed();
+    CREATE FUNCTION staged_registration_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM imports WHERE id = OLD.staged_by AND status = 'completed') THEN
+            INSERT INTO registration_changes (first_id, last_id) VALUES (OLD.id, OLD.id);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER staged_registrations_deleted AFTER DELETE ON registrations
+        FOR EACH ROW WHEN (OLD.staged_by IS NOT NULL) EXECUTE FUNCTION staged_registration_deleted();
+    ALTER TABLE imports ADD COLUMN owner TEXT;
+    ALTER TABLE imports ADD COLUMN heartbeat_at BIGINT;
     "#,
 ];

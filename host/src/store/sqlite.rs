@@ -10,14 +10,30 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, IdempotentAnswer, ImportRecord,
-    ImportStatus, NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord, RegistrationChange,
-    RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord, ShadowSide, Storage,
-    StoreError, StoredRegistration, Tx, TxKind,
+    AuditRecord, CallerRecord, CertificateRecord, CertificateState, CrlRecord, IdempotentAnswer, ImportLease,
+    ImportRecord, ImportStatus, NewRegistration, NodeRecord, OfficerRecord, PolicyVersionRecord, ProcedureRecord,
+    RegistrationChange, RegistrationFilter, RegistrationRecord, RevokedCertificate, ShadowDisagreement, ShadowRecord,
+    ShadowSide, Storage, StoreError, StoredRegistration, Tx, TxKind,
 };
 
 /// How long a writer waits for the write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite's busy handler: retries every millisecond for the first second,
+/// then every 10 ms, until [`BUSY_TIMEOUT`]. (SQLite's own `busy_timeout`
+/// sleeps up to 100 ms between tries, so a writer waiting behind a short
+/// transaction, such as one batch of an import, waited far longer than the
+/// lock was held.)
+fn wait_for_the_lock(tries: i32) -> bool {
+    const FINE: i32 = 1000;
+    let coarse = (BUSY_TIMEOUT.as_millis() as i32 - FINE) / 10;
+    match tries {
+        t if t < FINE => std::thread::sleep(Duration::from_millis(1)),
+        t if t < FINE + coarse => std::thread::sleep(Duration::from_millis(10)),
+        _ => return false,
+    }
+    true
+}
 /// How every connection is set up: WAL, full sync, foreign keys, and a page
 /// cache of 16 MiB (SQLite's default of 2 MiB spills a bulk import's
 /// transaction to the WAL many times over, and rereads a large index).
@@ -39,10 +55,32 @@ struct Inner {
     idle: Mutex<Vec<Connection>>,
     /// The files this process opened, and a fault once they are not.
     files: FileGuard,
-    /// For an in-memory database: one connection kept open, so the database
-    /// lives as long as the storage.
-    _anchor: Option<Mutex<Connection>>,
+    /// One connection kept open for as long as the storage: an in-memory
+    /// database lives as long as it does, and a file's WAL is never deleted
+    /// and created anew under the running process (SQLite deletes it when
+    /// its last connection closes, as happens when errors close every
+    /// pooled one), which the file guard would take for a replaced WAL.
+    anchor: Mutex<Option<Connection>>,
+    /// Set while the database cannot be written (see [`StandBy`]).
+    stand_by: Mutex<Option<StandBy>>,
 }
+
+/// A database that could not be opened for writing at start: a full disk
+/// (SQLite cannot even create its shared-memory index), a read-only file
+/// system. Rather than refuse to start, the storage serves reads from the
+/// database file alone (SQLite's `immutable` mode: no locks, no
+/// shared-memory index), which is exact because it is entered only when no
+/// WAL holds writes the file lacks, and checked again before every read.
+/// Writes are refused with the cause; at most once per
+/// [`STAND_BY_RETRY`] a transaction tries to open the database for writing
+/// again, and once that works the storage is what it would have been.
+struct StandBy {
+    cause: StoreError,
+    tried: std::time::Instant,
+}
+
+/// How often a storage in stand-by tries to become writable again.
+const STAND_BY_RETRY: Duration = Duration::from_secs(1);
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
@@ -52,14 +90,106 @@ impl SqliteStorage {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
                 files: FileGuard::default(),
-                _anchor: None,
+                anchor: Mutex::new(None),
+                stand_by: Mutex::new(None),
             }),
         };
-        let mut conn = storage.connect()?;
+        match storage.open_for_writing() {
+            Ok(()) => Ok(storage),
+            Err(e) => match storage.cannot_write_now(e) {
+                Ok(cause) => {
+                    schema_is_current(&storage.stand_by_reads()?, &cause)?;
+                    tracing::warn!(database = %path.display(), "{cause}: serving reads only until it can be written");
+                    *lock(&storage.inner.stand_by) = Some(StandBy { cause, tried: std::time::Instant::now() });
+                    Ok(storage)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Opens the database for writing: migrations, the anchor connection,
+    /// the files to guard.
+    fn open_for_writing(&self) -> Result<(), StoreError> {
+        let mut conn = self.connect_new()?;
         migrate(&mut conn)?;
-        storage.release(conn);
-        storage.inner.files.remember(path);
-        Ok(storage)
+        self.release(conn);
+        let anchor = self.connect_new()?;
+        *lock(&self.inner.anchor) = Some(anchor);
+        self.inner.files.remember(&self.inner.path);
+        Ok(())
+    }
+
+    /// Whether `e`, opening the database, means it cannot be written now
+    /// (the cause, as a storage error naming it) rather than anything else
+    /// (returned as it is). A file written beside the database tells.
+    fn cannot_write_now(&self, e: StoreError) -> Result<StoreError, StoreError> {
+        if !matches!(e, StoreError::Open { .. } | StoreError::Database(_)) {
+            return Err(e);
+        }
+        let folder = match self.inner.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let probe = folder.join(format!(".prereg-write-probe-{}", std::process::id()));
+        let written = std::fs::write(&probe, [0u8; 64 << 10]).and_then(|()| std::fs::File::open(&probe)?.sync_all());
+        let _ = std::fs::remove_file(&probe);
+        let path = self.inner.path.display().to_string();
+        let message = e.to_string();
+        match written {
+            Err(io) if io.kind() == std::io::ErrorKind::StorageFull => Ok(StoreError::Full { path, message }),
+            Err(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                Ok(StoreError::ReadOnly { path, message: format!("{message} ({io})") })
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// A read-only connection to the database file alone, for a storage in
+    /// stand-by; refused when a WAL holds writes the file lacks.
+    fn stand_by_reads(&self) -> Result<Connection, StoreError> {
+        let path = self.inner.path.display().to_string();
+        let wal = std::fs::metadata(wal_path(&self.inner.path)).map_or(0, |m| m.len());
+        if wal > 0 {
+            return Err(StoreError::Open {
+                path,
+                message: format!(
+                    "it cannot be written now, and its write-ahead log holds {wal} bytes of writes not yet in the \
+                     database file, which only a writer can apply: free space (or make it writable) and start again"
+                ),
+            });
+        }
+        let uri = format!("file:{}?immutable=1", uri_path(&self.inner.path));
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(uri, flags)
+            .map_err(|e| StoreError::Open { path: path.clone(), message: e.to_string() })?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+
+    /// In stand-by: tries (at most once per [`STAND_BY_RETRY`]) to open the
+    /// database for writing again. `Ok(None)`: it is writable (no longer in
+    /// stand-by); `Ok(Some(cause))`: still not.
+    fn leave_stand_by(&self) -> Result<Option<StoreError>, StoreError> {
+        let mut stand_by = lock(&self.inner.stand_by);
+        let Some(state) = stand_by.as_mut() else { return Ok(None) };
+        if state.tried.elapsed() >= STAND_BY_RETRY {
+            state.tried = std::time::Instant::now();
+            match self.open_for_writing() {
+                Ok(()) => {
+                    tracing::info!(database = %self.inner.path.display(), "the database can be written again");
+                    *stand_by = None;
+                    return Ok(None);
+                }
+                Err(e) => state.cause = self.cannot_write_now(e)?,
+            }
+        }
+        Ok(Some(copy_cause(&state.cause)))
     }
 
     /// A throwaway database in memory (`prereg policy test`, `prereg policy
@@ -75,7 +205,8 @@ impl SqliteStorage {
                 path,
                 idle: Mutex::new(Vec::new()),
                 files: FileGuard::default(),
-                _anchor: Some(Mutex::new(anchor)),
+                anchor: Mutex::new(Some(anchor)),
+                stand_by: Mutex::new(None),
             }),
         };
         let mut conn = storage.connect()?;
@@ -88,6 +219,9 @@ impl SqliteStorage {
         if let Some(conn) = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(conn);
         }
+        if self.leave_stand_by()?.is_some() {
+            return self.stand_by_reads();
+        }
         self.connect_new()
     }
 
@@ -97,7 +231,7 @@ impl SqliteStorage {
             message: e.to_string(),
         };
         let conn = Connection::open(&self.inner.path).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        conn.busy_handler(Some(wait_for_the_lock)).map_err(open_err)?;
         // Every statement is prepared once per connection and kept.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(CONNECTION_PRAGMAS).map_err(open_err)?;
@@ -122,6 +256,9 @@ impl SqliteStorage {
     /// A connection that can write: a pooled one, or a new one; refuses,
     /// naming the cause, when the file cannot be written now.
     fn connect_writable(&self) -> Result<Connection, StoreError> {
+        if let Some(cause) = self.leave_stand_by()? {
+            return Err(cause);
+        }
         let conn = self.connect()?;
         if !is_read_only(&conn) {
             return Ok(conn);
@@ -160,6 +297,34 @@ struct GuardState {
     /// through the open connections, and is to be checkpointed into the
     /// database file before anything else.
     rescue: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The cause a storage in stand-by gives for a refused write.
+fn copy_cause(cause: &StoreError) -> StoreError {
+    match cause {
+        StoreError::Full { path, message } => StoreError::Full { path: path.clone(), message: message.clone() },
+        StoreError::ReadOnly { path, message } => StoreError::ReadOnly { path: path.clone(), message: message.clone() },
+        other => StoreError::Unavailable { database: String::new(), message: other.to_string() },
+    }
+}
+
+/// A path as the path part of an SQLite URI (`%`, `?` and `#` escaped).
+fn uri_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn identity(path: &Path) -> Option<(u64, u64)> {
@@ -232,6 +397,25 @@ impl FileGuard {
             None => Ok(()),
         }
     }
+}
+
+/// A database opened in stand-by must need no migration (which would be a
+/// write): says so, naming why it cannot be written, when it does.
+fn schema_is_current(conn: &Connection, cause: &StoreError) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew { found: version, supported });
+    }
+    if version < supported {
+        return Err(StoreError::Open {
+            path: conn.path().unwrap_or_default().to_owned(),
+            message: format!(
+                "it needs schema migrations (version {version} to {supported}), which cannot be written now: {cause}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -349,6 +533,66 @@ struct SqliteTx {
 impl SqliteTx {
     fn conn(&self) -> Result<&Connection, StoreError> {
         self.conn.as_ref().ok_or_else(|| StoreError::Missing("transaction already finished".into()))
+    }
+
+    fn insert_registration_row(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
+             max_enrollments, state, created_by, created_at, import_id, import_row, password_sealed, staged_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?
+        .execute(params![
+            r.domain,
+            r.procedure,
+            r.pattern,
+            r.index_key,
+            r.ip,
+            r.serial,
+            r.password_hash,
+            r.expires_at.map(|v| v as i64),
+            r.max_enrollments,
+            r.created_by,
+            r.created_at as i64,
+            r.import.map(|(id, _)| id as i64),
+            r.import.map(|(_, row)| row as i64),
+            r.password_sealed,
+            r.import.filter(|_| r.staged).map(|(id, _)| id as i64)
+        ])
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Duplicate { what: format!("pattern {:?} in domain {:?}", r.pattern, r.domain) }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(conn.last_insert_rowid() as u64)
+    }
+
+    /// The row holding `r`'s pattern, after an insert collided with it:
+    /// `Ok(true)` if it was staged by an import that will never complete and
+    /// is now deleted (insert again), `Err(Duplicate)` naming a running
+    /// import that staged it, `Ok(false)` for a registration anyone sees.
+    fn collision(&mut self, r: &NewRegistration) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let held: Option<(i64, Option<i64>, Option<String>)> = conn
+            .prepare_cached(
+                "SELECT r.id, r.staged_by, i.status FROM registrations r LEFT JOIN imports i ON i.id = r.staged_by \
+                 WHERE r.domain = ?1 AND r.pattern = ?2",
+            )?
+            .query_row(params![r.domain, r.pattern], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        match held {
+            Some((id, Some(import), status)) => match status.as_deref() {
+                Some("completed") => Ok(false),
+                Some("running") => Err(super::staged_collision(r, import as u64)),
+                _ => {
+                    conn.prepare_cached("DELETE FROM registrations WHERE id = ?1")?.execute([id])?;
+                    Ok(true)
+                }
+            },
+            _ => Ok(false),
+        }
     }
 
     /// Writes an import record with the id `id`, or a new one (`None`: SQLite
@@ -734,13 +978,13 @@ impl Tx for SqliteTx {
     }
 
     fn registration(&mut self, id: u64) -> Result<Option<RegistrationRecord>, StoreError> {
-        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE id = ?1");
+        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM visible_registrations WHERE id = ?1");
         Ok(self.conn()?.prepare_cached(&sql)?.query_row([id as i64], registration_from).optional()?)
     }
 
     fn registrations(&mut self, filter: &RegistrationFilter) -> Result<Vec<RegistrationRecord>, StoreError> {
         let sql = format!(
-            "SELECT {REGISTRATION_COLUMNS} FROM registrations \
+            "SELECT {REGISTRATION_COLUMNS} FROM visible_registrations \
              WHERE (?1 IS NULL OR domain = ?1) AND (?2 IS NULL OR state = ?2) AND id > ?3 \
              AND (?5 IS NULL OR procedure = ?5) AND (?6 IS NULL OR pattern LIKE ?6 ESCAPE '\\') \
              AND (?7 IS NULL OR domain IN (SELECT value FROM json_each(?7))) \
@@ -773,7 +1017,7 @@ impl Tx for SqliteTx {
     ) -> Result<Vec<RegistrationRecord>, StoreError> {
         // One indexed equality probe per key; the probe list is short (labels + 2).
         let sql = format!(
-            "SELECT {REGISTRATION_COLUMNS} FROM registrations \
+            "SELECT {REGISTRATION_COLUMNS} FROM visible_registrations \
              WHERE domain = ?1 AND index_key IN (SELECT value FROM json_each(?2)) LIMIT ?3"
         );
         let conn = self.conn()?;
@@ -787,7 +1031,7 @@ impl Tx for SqliteTx {
     fn password_hash(&mut self, id: u64) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()?
-            .prepare_cached("SELECT password_hash FROM registrations WHERE id = ?1")?
+            .prepare_cached("SELECT password_hash FROM visible_registrations WHERE id = ?1")?
             .query_row([id as i64], |r| r.get(0))
             .optional()?
             .flatten())
@@ -941,54 +1185,34 @@ impl Tx for SqliteTx {
     fn password_sealed(&mut self, id: u64) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()?
-            .prepare_cached("SELECT password_sealed FROM registrations WHERE id = ?1")?
+            .prepare_cached("SELECT password_sealed FROM visible_registrations WHERE id = ?1")?
             .query_row([id as i64], |r| r.get(0))
             .optional()?
             .flatten())
     }
 
     fn insert_registration(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
-        let conn = self.conn()?;
-        conn.prepare_cached(
-            "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
-             max_enrollments, state, created_by, created_at, import_id, import_row, password_sealed) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10, ?11, ?12, ?13, ?14)",
-        )?
-        .execute(params![
-            r.domain,
-            r.procedure,
-            r.pattern,
-            r.index_key,
-            r.ip,
-            r.serial,
-            r.password_hash,
-            r.expires_at.map(|v| v as i64),
-            r.max_enrollments,
-            r.created_by,
-            r.created_at as i64,
-            r.import.map(|(id, _)| id as i64),
-            r.import.map(|(_, row)| row as i64),
-            r.password_sealed
-        ])
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Duplicate { what: format!("pattern {:?} in domain {:?}", r.pattern, r.domain) }
-            } else {
-                e.into()
-            }
-        })?;
-        let id = conn.last_insert_rowid() as u64;
-        self.inserted = Some(match self.inserted {
-            Some((first, last)) => (first.min(id), last.max(id)),
-            None => (id, id),
-        });
+        let inserted = match self.insert_registration_row(r) {
+            // A pattern held by a row of an import that will never complete
+            // is taken back once (see `collision`).
+            Err(StoreError::Duplicate { .. }) if self.collision(r)? => self.insert_registration_row(r),
+            other => other,
+        };
+        let id = inserted?;
+        // Staged rows are logged as changed when their import completes.
+        if !r.staged {
+            self.inserted = Some(match self.inserted {
+                Some((first, last)) => (first.min(id), last.max(id)),
+                None => (id, id),
+            });
+        }
         Ok(id)
     }
 
     fn stored_registrations(&mut self, after: u64, limit: u32) -> Result<Vec<StoredRegistration>, StoreError> {
         let sql = format!(
             "SELECT {REGISTRATION_COLUMNS}, index_key, password_hash, password_sealed, import_row \
-             FROM registrations WHERE id > ?1 ORDER BY id LIMIT ?2"
+             FROM visible_registrations WHERE id > ?1 ORDER BY id LIMIT ?2"
         );
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -1056,13 +1280,14 @@ impl Tx for SqliteTx {
         domain: &str,
         pattern: &str,
     ) -> Result<Option<RegistrationRecord>, StoreError> {
-        let sql = format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE domain = ?1 AND pattern = ?2");
+        let sql =
+            format!("SELECT {REGISTRATION_COLUMNS} FROM visible_registrations WHERE domain = ?1 AND pattern = ?2");
         Ok(self.conn()?.prepare_cached(&sql)?.query_row(params![domain, pattern], registration_from).optional()?)
     }
 
     fn count_registrations_by_state(&mut self) -> Result<Vec<(RegistrationState, u64)>, StoreError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM registrations GROUP BY state")?;
+        let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM visible_registrations GROUP BY state")?;
         let rows = stmt
             .query_map([], |r| {
                 let state: String = r.get(0)?;
@@ -1199,15 +1424,74 @@ impl Tx for SqliteTx {
         Ok(rows)
     }
 
-    fn interrupt_running_imports(&mut self, now: u64) -> Result<u64, StoreError> {
-        Ok(self
+    fn running_imports(&mut self) -> Result<Vec<ImportLease>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT id, owner, heartbeat_at FROM imports WHERE status = 'running'")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ImportLease {
+                    id: u64_col(r, "id")?,
+                    owner: r.get(1)?,
+                    heartbeat_at: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn renew_import_lease(&mut self, id: u64, owner: &str, now: u64) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached("UPDATE imports SET owner = ?2, heartbeat_at = ?3 WHERE id = ?1")?
+            .execute(params![id as i64, owner, now as i64])?;
+        Ok(())
+    }
+
+    fn interrupt_import(&mut self, seen: &ImportLease, now: u64) -> Result<bool, StoreError> {
+        let n = self
             .conn()?
             .prepare_cached(
-                "UPDATE imports SET status = 'interrupted', finished_at = ?1, \
-             message = 'interrupted: the process stopped before the end; run the same import again to complete it' \
-             WHERE status = 'running'",
+                "UPDATE imports SET status = 'interrupted', finished_at = ?2, message = ?3 \
+                 WHERE id = ?1 AND status = 'running' AND owner IS ?4 AND heartbeat_at IS ?5",
             )?
-            .execute([now as i64])? as u64)
+            .execute(params![
+                seen.id as i64,
+                now as i64,
+                super::INTERRUPTED_MESSAGE,
+                seen.owner,
+                seen.heartbeat_at.map(|v| v as i64)
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn publish_staged(&mut self, import: u64) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO registration_changes (first_id, last_id) \
+                 SELECT MIN(id), MAX(id) FROM registrations WHERE staged_by = ?1 HAVING COUNT(*) > 0",
+            )?
+            .execute([import as i64])?;
+        Ok(())
+    }
+
+    fn purge_staged(&mut self, import: u64, limit: u32) -> Result<u64, StoreError> {
+        let n = self
+            .conn()?
+            .prepare_cached(
+                "DELETE FROM registrations WHERE id IN \
+                 (SELECT id FROM registrations WHERE staged_by = ?1 ORDER BY id LIMIT ?2)",
+            )?
+            .execute(params![import as i64, limit])?;
+        Ok(n as u64)
+    }
+
+    fn abandoned_staging(&mut self) -> Result<Vec<u64>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT staged_by FROM registrations WHERE staged_by IS NOT NULL \
+             AND staged_by NOT IN (SELECT id FROM imports WHERE status IN ('running', 'completed'))",
+        )?;
+        let rows = stmt.query_map([], |r| u64_col(r, "staged_by"))?.collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn insert_policy(&mut self, r: &PolicyVersionRecord, component: &[u8]) -> Result<bool, StoreError> {
@@ -1607,6 +1891,7 @@ mod tests {
             created_by: "k".into(),
             created_at: 0,
             import: None,
+            staged: false,
         };
         assert!(tx.insert_registration(&orphan).is_err());
     }

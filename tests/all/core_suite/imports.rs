@@ -2,9 +2,9 @@
 //! real SQLite, real files.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
-use prereg::import::{CsvError, FileError, ImportProgress, RowError, RowErrorKind};
+use prereg::import::{CsvError, FileError, ImportProgress, RowError, RowErrorKind, RowSink};
 use prereg::registry::{ImportError, ImportFile};
 use prereg::signing::{self, WriteRequest};
 use prereg::store::{ImportRecord, ImportStatus, RegistrationFilter};
@@ -296,9 +296,9 @@ fn a_cancelled_import_keeps_what_it_wrote_when_partial_and_nothing_otherwise() {
         assert_eq!(record.status, ImportStatus::Interrupted, "{record:?}");
         let count = patterns(&fx).len();
         if partial {
-            // A cancelled partial import keeps what it wrote (a kill keeps
-            // whole batches: see the `cli` tests).
-            assert!((1500..2501).contains(&count), "{count}");
+            // A cancelled partial import keeps its whole batches, as a kill
+            // does (see the `faults` tests).
+            assert!(count.is_multiple_of(prereg::registry::BATCH_ROWS) && (1000..2501).contains(&count), "{count}");
             // Running it again completes it, without duplicates.
             let jws = sign_import(&fx, &path, true, false);
             let mut rows = Vec::new();
@@ -354,4 +354,91 @@ fn an_import_whose_end_fails_is_recorded_failed_with_the_cause() {
     assert_eq!(record.status, ImportStatus::Failed, "{record:?}");
     assert!(record.message.contains("failed at its end") && record.message.contains("no space left"), "{}", record.message);
     assert!(patterns(&fx).is_empty(), "an all-or-nothing import keeps nothing: {:?}", patterns(&fx));
+}
+
+/// Holds an import at its first bad row until released.
+struct Gate {
+    reached: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
+}
+
+impl RowSink for Gate {
+    fn bad_row(&mut self, _: &RowError) -> std::io::Result<()> {
+        let _ = self.reached.send(());
+        let _ = self.release.recv();
+        Ok(())
+    }
+}
+
+/// Issue 17, item 5: an all-or-nothing import stages its rows, a batch per
+/// short transaction, and nobody sees them until it completes: not the
+/// reads, not an enrollment decision, not the candidate index; a
+/// registration of a staged name is refused naming the running import; no
+/// write lock is held between batches; and when it ends without completing,
+/// what it staged is deleted.
+#[test]
+fn what_an_import_stages_is_seen_by_nobody_until_it_completes() {
+    let Some(fx) = fixture() else { return };
+    fx.register("routers", "before.example.com").unwrap();
+    // Two whole batches, then a bad row that starts the third.
+    let mut text = String::from("fqdn\n");
+    for i in 0..2 * prereg::registry::BATCH_ROWS {
+        text.push_str(&format!("staged{i}.example.com\n"));
+    }
+    text.push_str("not a name\n");
+    let path = write(&fx, "staged.csv", text.as_bytes());
+    let jws = sign_import(&fx, &path, false, false);
+    let (reached_tx, reached) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let record = std::thread::scope(|s| {
+        let import = s.spawn(|| {
+            let mut gate = Gate { reached: reached_tx, release: release_rx };
+            let file = ImportFile { path: &path, name: "staged.csv" };
+            fx.registry.import(&jws, file, NOW, Arc::new(ImportProgress::new()), &mut gate)
+        });
+        reached.recv().unwrap();
+        // 2,000 rows are staged and committed: nobody sees them.
+        assert_eq!(patterns(&fx), vec!["before.example.com"]);
+        let decision = fx.check(Req { procedure: "routers", fqdn: "staged7.example.com", ..Default::default() });
+        assert!(!decision.allowed, "{decision:?}");
+        // A write between batches does not wait for the import.
+        let refused = fx.register("routers", "staged7.example.com").unwrap_err();
+        assert!(refused.to_string().contains("which is still running"), "{refused}");
+        fx.register("routers", "between.example.com").unwrap();
+        release.send(()).unwrap();
+        import.join().unwrap().unwrap()
+    });
+    assert_eq!(record.status, ImportStatus::Rejected, "{}", record.message);
+    assert_eq!((record.created, record.errors), (0, 1));
+    // What it staged is gone: the names are free.
+    fx.register("routers", "staged7.example.com").unwrap();
+    let mut seen = patterns(&fx);
+    seen.sort();
+    assert_eq!(seen, vec!["before.example.com", "between.example.com", "staged7.example.com"]);
+    assert!(fx.check(Req { procedure: "routers", fqdn: "staged7.example.com", ..Default::default() }).allowed);
+    assert_eq!(fx.registry.verify_audit().unwrap().fault, None);
+}
+
+/// A completed import's staged rows are registrations (to the candidate
+/// index too); a rejected import's never are, and are deleted as it ends.
+#[test]
+fn rows_staged_by_an_import_that_did_not_complete_are_never_seen() {
+    let Some(fx) = fixture() else { return };
+    let mut text = String::from("fqdn\n");
+    for i in 0..1500 {
+        text.push_str(&format!("dev{i}.example.com\n"));
+    }
+    let path = write(&fx, "clean.csv", text.as_bytes());
+    let done = run(&fx, &path, false, false);
+    assert_eq!((done.record.status, done.record.created), (ImportStatus::Completed, 1500));
+    assert!(fx.check(Req { procedure: "routers", fqdn: "dev1499.example.com", ..Default::default() }).allowed);
+    assert_eq!(patterns(&fx).len(), 1500);
+    // A rejected import: nothing it staged is seen, and the sweep of any
+    // process deletes it.
+    let bad = write(&fx, "bad.csv", b"fqdn\nnew1.example.com\nnew2.example.com\n*.com\n");
+    let rejected = run(&fx, &bad, false, false);
+    assert_eq!(rejected.record.status, ImportStatus::Rejected);
+    assert!(!fx.check(Req { procedure: "routers", fqdn: "new1.example.com", ..Default::default() }).allowed);
+    assert_eq!(fx.registry.sweep_imports(NOW).unwrap().purged, 0, "deleted when it ended");
+    assert_eq!(patterns(&fx).len(), 1500);
 }

@@ -300,7 +300,10 @@ impl Upload {
     fn new(folder: &FsPath) -> Self {
         let mut id = [0u8; 12];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
-        Upload { path: folder.join(format!("upload-{}.csv", crate::audit::hex(&id))) }
+        // Named for this process: another starting on the same data folder
+        // removes only the uploads of processes that are gone.
+        let token = crate::registry::import_lease::process_token();
+        Upload { path: folder.join(format!("upload-{token}-{}.csv", crate::audit::hex(&id))) }
     }
 
     async fn create(&self) -> Result<tokio::fs::File, ApiError> {
