@@ -608,10 +608,13 @@ impl Job<'_> {
             let mut writer: Option<Box<dyn Tx>> = None;
             let mut reader: Option<Box<dyn Tx>> = None;
             let mut keep = true;
+            let created_before = pass.created;
             for ((record, outcome), secret) in rows.iter().zip(outcomes).zip(secrets) {
                 if self.progress.is_cancelled() {
-                    // A partial import keeps whole batches only.
+                    // A partial import keeps whole batches only: what this
+                    // one wrote is rolled back, and not counted.
                     pass.stopped = true;
+                    pass.created = created_before;
                     keep = false;
                     break;
                 }

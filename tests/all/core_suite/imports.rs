@@ -299,6 +299,7 @@ fn a_cancelled_import_keeps_what_it_wrote_when_partial_and_nothing_otherwise() {
             // A cancelled partial import keeps its whole batches, as a kill
             // does (see the `faults` tests).
             assert!(count.is_multiple_of(prereg::registry::BATCH_ROWS) && (1000..2501).contains(&count), "{count}");
+            assert_eq!(record.created as usize, count, "the record counts what was kept");
             // Running it again completes it, without duplicates.
             let jws = sign_import(&fx, &path, true, false);
             let mut rows = Vec::new();
