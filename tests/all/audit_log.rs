@@ -234,3 +234,47 @@ fn an_officer_action_forged_under_a_key_swapped_into_the_store_is_caught() {
     // The key in the store is not the key its id names: the first officer record already fails.
     assert!(text.contains("is not the key"), "{text}");
 }
+
+/// Issue 17, item 3: `latest.note` follows the log, not a 60 s clock: a
+/// write acknowledged by the service, and one made by another process
+/// beside it, are counted within a second or so. So when the newest records
+/// are lost afterwards (the WAL removed, a database file restored, a forger
+/// with write access), `audit verify` reports the cut.
+#[test]
+fn the_newest_checkpoint_follows_every_commit_and_catches_the_loss_of_the_newest_records() {
+    let tmp = history();
+    let dir = tmp.path();
+    // The default --checkpoint-seconds (60).
+    let mut server = Server::start_with(dir, "server.log", &["--data", "data", "serve", "--listen", "127.0.0.1:0"]);
+    let latest = dir.join("data/checkpoints/latest.note");
+    let counted = || -> u64 {
+        std::fs::read_to_string(&latest).ok().and_then(|t| t.lines().nth(1).and_then(|n| n.parse().ok())).unwrap_or(0)
+    };
+    let head =
+        || -> u64 { database(dir).query_row("SELECT MAX(seq) FROM audit", [], |r| r.get::<_, i64>(0)).unwrap() as u64 };
+    let follows = |what: &str| {
+        let want = head();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while counted() < want {
+            assert!(std::time::Instant::now() < deadline, "{what}: latest.note counts {}, the log {want}", counted());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    follows("at start");
+    // A write through the service, then one by another process.
+    let client = server.client();
+    let key = server.admin_key();
+    let request = crate::common::create_registration("routers", "late.example.com");
+    client.submit(&crate::common::sign_for(&client, &key, request.clone()), &request).unwrap();
+    follows("after a write through the service");
+    run_local(dir, &["register", "--procedure", "routers", "--fqdn", "beside.example.com"]);
+    follows("after a write by another process");
+    let newest = head();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // The newest record is lost.
+    database(dir).execute("DELETE FROM audit WHERE seq = ?1", [newest as i64]).unwrap();
+    let (code, text) = verify(dir, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("a signed checkpoint counts {newest}")), "{text}");
+}

@@ -827,3 +827,42 @@ fn openssl_cmp_enrolls_over_https_with_the_instance_ca_trusted() {
     let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "again.crt", &tls);
     assert!(!ok && text.contains("not-authorized"), "{text}");
 }
+
+/// Issue 17, item 9: CMP's transactionID makes a retry safe. A client that
+/// lost the answer resends the same request: it gets the certificate issued
+/// in that transaction, and the one-time registration is counted once. The
+/// attacker's variants (the same transactionID with a wrong secret, or for
+/// another key) get nothing and count nothing: transactionIdInUse.
+#[test]
+fn a_resent_request_gets_its_transactions_certificate_counted_once() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let alg = MacAlgorithm::pbm_sha256(500);
+    let first = request(&dir, "router1.example.com", &alg, "s3cret", Kind::P10cr { implicit: true });
+    let (code, _, cert) = answer_of(&post_cmp(&server, "routers", &first));
+    assert_eq!(code, 0);
+    let cert = cert.expect("a certificate");
+    // The answer was lost: the same message again.
+    let (code, text, again) = answer_of(&post_cmp(&server, "routers", &first));
+    assert_eq!((code, text), (0, None));
+    assert_eq!(again.as_deref(), Some(cert.as_slice()), "the same certificate");
+    assert_eq!(registration(&dir, 1)["enrollments"], 1);
+    assert_eq!(audited_certificates(&dir).len(), 1, "one certificate issued and audited");
+    // The same transactionID, the same key, a wrong secret.
+    let forged = request(&dir, "router1.example.com", &alg, "guess", Kind::P10cr { implicit: true });
+    let (code, text, none) = answer_of(&post_cmp(&server, "routers", &forged));
+    assert_eq!(code, 2);
+    assert!(none.is_none() && text.as_deref().is_some_and(|t| t.contains("transactionID")), "{text:?}");
+    // The same transactionID and secret for another key.
+    let key = openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "device.key"]);
+    assert!(key.status.success());
+    let other = request(&dir, "router1.example.com", &alg, "s3cret", Kind::P10cr { implicit: true });
+    let answer = post_cmp(&server, "routers", &other);
+    let (code, _, none) = answer_of(&answer);
+    assert_eq!(code, 2);
+    assert!(none.is_none());
+    // failInfo transactionIdInUse: bit 21 (RFC 4210 §5.2.3).
+    assert!(answer.windows(5).any(|w| w == [0x03, 0x04, 0x02, 0x00, 0x00]), "{answer:02x?}");
+    assert_eq!(registration(&dir, 1)["enrollments"], 1);
+    assert_eq!(audited_certificates(&dir).len(), 1);
+}

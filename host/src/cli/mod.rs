@@ -385,7 +385,8 @@ pub struct ServeArgs {
     /// [default: the data folder's checkpoints/].
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
-    /// How often a checkpoint is written when the log grew, in seconds.
+    /// How often a numbered checkpoint (`<size>.note`) is kept when the log
+    /// grew, in seconds (`latest.note` follows every commit within 250 ms).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub checkpoint_seconds: u64,
     /// Denied enrollments (REST, CMP, SCEP) a client address may make in a

@@ -55,9 +55,17 @@ pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let registry = registry.with_memory_index()?;
     // Imports left running by a process that is gone are interrupted (a live
     // one, of another process, is left alone), and what they staged deleted.
-    let sweep = registry.sweep_imports(unix_now())?;
-    if sweep.interrupted > 0 {
-        tracing::warn!(imports = sweep.interrupted, "imports left running by a stopped process are marked interrupted");
+    // (Not fatal: on a full disk the service starts to serve reads, and the
+    // follower thread sweeps again every few seconds.)
+    match registry.sweep_imports(unix_now()) {
+        Ok(sweep) if sweep.interrupted > 0 => {
+            tracing::warn!(
+                imports = sweep.interrupted,
+                "imports left running by a stopped process are marked interrupted"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot look for imports left running by a stopped process yet"),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

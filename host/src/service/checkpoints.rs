@@ -1,9 +1,16 @@
 //! Signed checkpoints of the audit log, written by `prereg serve` to a folder
 //! outside the database (`--checkpoint-dir`, default the data folder's
-//! `checkpoints/`) every `--checkpoint-seconds` when the log grew:
-//! `<size>.note`, and `latest.note`, which `prereg audit verify` checks the
-//! log against by default. A copy kept elsewhere (a backup, another machine)
-//! is what catches a log cut short by someone who controls the data folder too.
+//! `checkpoints/`):
+//! - `latest.note`, which `prereg audit verify` checks the log against by
+//!   default, follows the log: it is written anew (synced, then renamed into
+//!   place) within [`FOLLOW_EVERY`] of any commit that grew the log, by this
+//!   process or any other, so a log later cut short (a lost WAL, a restored
+//!   file, someone with write access to the database) is reported even for
+//!   its newest records (issue 17, item 3);
+//! - `<size>.note`, kept every `--checkpoint-seconds` when the log grew.
+//!
+//! A copy kept elsewhere (a backup, another machine) is what catches a log
+//! cut short by someone who controls the data folder too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::Registry;
 
-/// The longest wait between two checks of the stop flag.
-const WAIT_SLICE: Duration = Duration::from_millis(250);
+/// How often the log's head is looked at (and the stop flag).
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 /// The thread that writes checkpoints.
 pub struct CheckpointWriter {
@@ -23,25 +30,17 @@ pub struct CheckpointWriter {
 }
 
 impl CheckpointWriter {
-    /// Starts writing checkpoints of `registry`'s log to `dir` every `every`
-    /// (the first at once).
+    /// Starts following `registry`'s log in `dir`: `latest.note` at once and
+    /// whenever the log grew, `<size>.note` every `every` when it grew.
     pub fn start(registry: Registry, dir: PathBuf, every: Duration) -> std::io::Result<Self> {
         create_private_dir(&dir)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("prereg-checkpoints".into()).spawn(move || {
-            let mut written: Option<u64> = None;
-            let mut last: Option<Instant> = None;
+            let mut follower = Follower { latest: None, kept: None, kept_at: None, failing: None };
             while !flag.load(Ordering::Relaxed) {
-                if last.is_none_or(|t| t.elapsed() >= every) {
-                    last = Some(Instant::now());
-                    match write_checkpoint(&registry, &dir, written) {
-                        Ok(Some(size)) => written = Some(size),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(dir = %dir.display(), "cannot write an audit checkpoint: {e}"),
-                    }
-                }
-                std::thread::sleep(WAIT_SLICE);
+                follower.step(&registry, &dir, every);
+                std::thread::sleep(FOLLOW_EVERY);
             }
         })?;
         Ok(CheckpointWriter { stop, thread: Some(thread) })
@@ -68,20 +67,62 @@ impl Drop for CheckpointWriter {
     }
 }
 
-/// Writes a checkpoint unless the log has not grown since `written`;
-/// returns the size written.
-fn write_checkpoint(registry: &Registry, dir: &Path, written: Option<u64>) -> Result<Option<u64>, String> {
-    let (size, note) = registry.audit_checkpoint().map_err(|e| e.to_string())?;
-    if written == Some(size) {
-        return Ok(None);
+/// What the checkpoint thread has written.
+struct Follower {
+    /// The size `latest.note` counts.
+    latest: Option<u64>,
+    /// The size of the newest `<size>.note`, and when it was written.
+    kept: Option<u64>,
+    kept_at: Option<Instant>,
+    /// The last failure logged (each is logged once, not four times a second).
+    failing: Option<String>,
+}
+
+impl Follower {
+    fn step(&mut self, registry: &Registry, dir: &Path, every: Duration) {
+        match self.write(registry, dir, every) {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    tracing::info!(dir = %dir.display(), "audit checkpoints are written again");
+                }
+            }
+            Err(e) => {
+                if self.failing.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(dir = %dir.display(), "cannot write an audit checkpoint: {e}");
+                    self.failing = Some(e);
+                }
+            }
+        }
     }
-    let io = |e: std::io::Error| e.to_string();
-    std::fs::write(dir.join(format!("{size}.note")), &note).map_err(io)?;
-    let temporary = dir.join("latest.note.new");
-    std::fs::write(&temporary, &note).map_err(io)?;
-    std::fs::rename(&temporary, dir.join("latest.note")).map_err(io)?;
-    tracing::debug!(size, "audit checkpoint written");
-    Ok(Some(size))
+
+    fn write(&mut self, registry: &Registry, dir: &Path, every: Duration) -> Result<(), String> {
+        let (size, note) = registry.audit_checkpoint().map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| e.to_string();
+        if self.latest != Some(size) {
+            write_synced(&dir.join("latest.note"), &note).map_err(io)?;
+            self.latest = Some(size);
+            tracing::debug!(size, "audit checkpoint written");
+        }
+        if self.kept != Some(size) && self.kept_at.is_none_or(|t| t.elapsed() >= every) {
+            write_synced(&dir.join(format!("{size}.note")), &note).map_err(io)?;
+            self.kept = Some(size);
+            self.kept_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+}
+
+/// Writes `path` whole: a synced file beside it, renamed over it.
+fn write_synced(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".new");
+    let temporary = path.with_file_name(name);
+    {
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, contents.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -124,6 +124,28 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal failure", detail)
     }
 
+    /// A file of the data folder that cannot be written (an upload, a
+    /// report): a full disk is 507 `storage-full`, a read-only file, folder
+    /// or file system 503 `storage-read-only`, anything else 500.
+    pub fn storage_io(what: &str, e: &std::io::Error) -> Self {
+        let detail = format!("{what}: {e}");
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage-full",
+                "The storage is full: nothing was written",
+                detail,
+            ),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-read-only",
+                "The storage cannot be written now: nothing was written",
+                detail,
+            ),
+            _ => Self::internal(detail),
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -286,7 +308,7 @@ impl From<FileError> for ApiError {
                 "The file is not the one that was signed",
                 detail,
             ),
-            FileError::Io { .. } => ApiError::internal(detail),
+            FileError::Io { file, source } => ApiError::storage_io(&file, &source),
             FileError::Csv { .. } | FileError::Header { .. } | FileError::NoRows { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-file", "The file cannot be imported", detail)
             }

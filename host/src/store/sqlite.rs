@@ -150,26 +150,34 @@ impl SqliteStorage {
         }
     }
 
-    /// A read-only connection to the database file alone, for a storage in
-    /// stand-by; refused when a WAL holds writes the file lacks.
+    /// A read-only connection for a storage in stand-by: to the database
+    /// file alone (`immutable`) when no WAL holds writes it lacks; otherwise
+    /// one that reads the WAL too, through an index SQLite builds in its own
+    /// memory (`readonly_shm`) since none can be written on the disk; refused
+    /// when even that fails, rather than serve a stale file.
     fn stand_by_reads(&self) -> Result<Connection, StoreError> {
         let path = self.inner.path.display().to_string();
         let wal = std::fs::metadata(wal_path(&self.inner.path)).map_or(0, |m| m.len());
-        if wal > 0 {
-            return Err(StoreError::Open {
-                path,
-                message: format!(
-                    "it cannot be written now, and its write-ahead log holds {wal} bytes of writes not yet in the \
-                     database file, which only a writer can apply: free space (or make it writable) and start again"
-                ),
-            });
-        }
-        let uri = format!("file:{}?immutable=1", uri_path(&self.inner.path));
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(uri, flags)
-            .map_err(|e| StoreError::Open { path: path.clone(), message: e.to_string() })?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(conn)
+        let open = |parameter: &str| -> Result<Connection, rusqlite::Error> {
+            let uri = format!("file:{}?{parameter}", uri_path(&self.inner.path));
+            let conn = Connection::open_with_flags(uri, flags)?;
+            // Reading the schema is where a WAL that cannot be read fails.
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            Ok(conn)
+        };
+        if wal == 0 {
+            return open("immutable=1").map_err(|e| StoreError::Open { path, message: e.to_string() });
+        }
+        open("readonly_shm=1").map_err(|e| StoreError::Open {
+            path,
+            message: format!(
+                "it cannot be written now, and its write-ahead log holds {wal} bytes of writes not yet in the \
+                 database file, which cannot be read without writing ({e}): free space (or make it writable) and \
+                 start again"
+            ),
+        })
     }
 
     /// In stand-by: tries (at most once per [`STAND_BY_RETRY`]) to open the

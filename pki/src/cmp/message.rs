@@ -77,6 +77,8 @@ pub enum FailInfo {
     BadPop = 9,
     /// badCertTemplate (19)
     BadCertTemplate = 19,
+    /// transactionIdInUse (21)
+    TransactionIdInUse = 21,
     /// notAuthorized (23)
     NotAuthorized = 23,
     /// systemFailure (25)

@@ -44,7 +44,7 @@ use super::{IssueRequest, issue_granted, names_beyond_the_device};
 use crate::evaluation::MacProof;
 use crate::pki::{Ca, x509};
 use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, Grant, Registry, RegistryError, Revocation};
-use crate::store::CertificateState;
+use crate::store::{CertificateRecord, CertificateState};
 
 /// How long an issued certificate waits for its `certConf` by default.
 pub const CONFIRM_WAIT_SECONDS: u64 = 300;
@@ -204,6 +204,14 @@ impl CmpServer {
             _ => body_tag::CP,
         };
         let reply = Reply { request, protect: None, now, body_tag, cert_req_id: cert_request.id };
+        // A transaction that has a certificate already: the same request
+        // resent (the client lost the answer) gets that certificate, counted
+        // once; anything else is refused (RFC 4210 §5.1.1).
+        if let Some(transaction) = &input.transaction
+            && let Some(earlier) = self.registry.certificate_by_transaction(transaction).map_err(system)?
+        {
+            return self.resent(&reply, checked, cert_request, &earlier);
+        }
         let dry = self.decide(&input, None, DecisionMode::DryRun, now)?;
         let registration = match (dry.reason.as_str(), dry.registration) {
             ("password-required", Some(id)) => id,
@@ -375,6 +383,46 @@ impl CmpServer {
         let body =
             message::cert_rep(reply.body_tag, reply.cert_req_id, &status, Some((cert, &self.ca.certificate().der)));
         self.respond(reply.request, reply.protect, reply.now, &body, implicit)
+    }
+
+    /// A request in a transaction that has the certificate `earlier`. The
+    /// same request resent (protected with the registration's secret, for
+    /// the same public key, the certificate neither revoked nor rejected) is
+    /// answered with that certificate again, and nothing is decided or
+    /// counted again; any other is refused as transactionIdInUse.
+    fn resent(
+        &self,
+        reply: &Reply<'_>,
+        checked: &Checked<'_>,
+        cert_request: &CertRequest,
+        earlier: &CertificateRecord,
+    ) -> Result<Vec<u8>, Refusal> {
+        let in_use = || {
+            refuse(
+                FailInfo::TransactionIdInUse,
+                "this transactionID belongs to another request: start a new transaction",
+            )
+        };
+        let answerable = matches!(earlier.state, CertificateState::Issued | CertificateState::Held)
+            && earlier.revoked_at.is_none()
+            && x509::Certificate::from_der(&earlier.der).is_ok_and(|c| c.spki == cert_request.spki);
+        let Some(registration) = earlier.registration.filter(|_| answerable) else { return Err(in_use()) };
+        let Some(secret) = self.registry.password_secret(registration).map_err(system)? else {
+            return Err(in_use());
+        };
+        if !checked.alg.verify(secret.as_bytes(), &reply.request.protected_part, checked.mac) {
+            return Err(in_use());
+        }
+        let protected = Reply {
+            request: reply.request,
+            protect: Some((&checked.alg, secret.as_str())),
+            now: reply.now,
+            body_tag: reply.body_tag,
+            cert_req_id: reply.cert_req_id,
+        };
+        let implicit = earlier.state == CertificateState::Issued;
+        tracing::info!(registration, serial = %earlier.serial, "CMP: a resent request gets its transaction's certificate again, counted once");
+        Ok(self.issued(&protected, &earlier.der, implicit))
     }
 
     fn rejection(&self, reply: &Reply<'_>, report: &DecisionReport) -> Vec<u8> {

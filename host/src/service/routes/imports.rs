@@ -145,7 +145,7 @@ pub async fn submit(
     let name = field.file_name().filter(|n| !n.is_empty()).unwrap_or("upload.csv").to_owned();
     let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
     let folder = state.data().imports();
-    tokio::fs::create_dir_all(&folder).await.map_err(|e| ApiError::internal(format!("{}: {e}", folder.display())))?;
+    tokio::fs::create_dir_all(&folder).await.map_err(|e| ApiError::storage_io(&folder.display().to_string(), &e))?;
     let upload = Upload::new(&folder);
     let mut out = upload.create().await?;
     let mut size = 0u64;
@@ -160,9 +160,9 @@ pub async fn submit(
                 format!("{name}: larger than the {limit} bytes accepted"),
             ));
         }
-        out.write_all(&chunk).await.map_err(|e| ApiError::internal(format!("saving the upload: {e}")))?;
+        out.write_all(&chunk).await.map_err(|e| ApiError::storage_io("saving the upload", &e))?;
     }
-    out.flush().await.map_err(|e| ApiError::internal(format!("saving the upload: {e}")))?;
+    out.flush().await.map_err(|e| ApiError::storage_io("saving the upload", &e))?;
     drop(out);
     tracing::info!(file = %name, bytes = size, procedure = %info.procedure, dry_run = info.dry_run, partial = info.partial, "import upload received");
     // 3. Prepare (scan, record) now; run the rows in the background.
@@ -311,7 +311,7 @@ impl Upload {
         options.write(true).create_new(true);
         #[cfg(unix)]
         options.mode(0o600);
-        options.open(&self.path).await.map_err(|e| ApiError::internal(format!("{}: {e}", self.path.display())))
+        options.open(&self.path).await.map_err(|e| ApiError::storage_io(&self.path.display().to_string(), &e))
     }
 }
 
