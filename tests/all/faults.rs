@@ -360,6 +360,28 @@ fn an_enrollment_retried_with_the_same_key_is_counted_once() {
     assert_eq!(status, 422);
 }
 
+/// `prereg --server URL register` of `fqdn` in `routers`.
+fn register_through(server: &Server, fqdn: &str) -> std::process::Output {
+    prereg_command(&server.dir)
+        .args(["--data", "data", "--server", &server.url, "register", "--procedure", "routers", "--fqdn", fqdn])
+        .output()
+        .unwrap()
+}
+
+/// A service over a fresh `dir/data` (serve `extra` arguments), with five
+/// registrations it acknowledged (`kept0..4.example.com`).
+fn five_acknowledged(dir: &Path, extra: &[&str]) -> Server {
+    crate::common::run_local(dir, &["init"]);
+    crate::common::run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    let args = [&["--data", "data", "serve", "--listen", "127.0.0.1:0"][..], extra].concat();
+    let server = Server::start_with(dir, "server.log", &args);
+    for i in 0..5 {
+        let out = register_through(&server, &format!("kept{i}.example.com"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    server
+}
+
 /// Issue 17, item 3: the WAL removed under a running service. Writes are
 /// refused at once, saying why, and `/readyz` fails; what the removed WAL
 /// held is checkpointed into the database file from the connections still
@@ -369,20 +391,8 @@ fn an_enrollment_retried_with_the_same_key_is_counted_once() {
 fn a_removed_wal_stops_writes_and_readiness_and_loses_nothing_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    crate::common::run_local(dir, &["init"]);
-    crate::common::run_local(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
-    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--checkpoint-seconds", "1"];
-    let server = Server::start_with(dir, "server.log", &args);
-    let remote = |fqdn: &str| {
-        prereg_command(dir)
-            .args(["--data", "data", "--server", &server.url, "register", "--procedure", "routers", "--fqdn", fqdn])
-            .output()
-            .unwrap()
-    };
-    for i in 0..5 {
-        let out = remote(&format!("kept{i}.example.com"));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    let server = five_acknowledged(dir, &["--checkpoint-seconds", "1"]);
+    let remote = |fqdn: &str| register_through(&server, fqdn);
     let ready = |server: &Server| {
         ureq::get(&format!("{}/readyz", server.url)).config().http_status_as_error(false).build().call().unwrap()
     };
@@ -418,6 +428,48 @@ fn a_removed_wal_stops_writes_and_readiness_and_loses_nothing_acknowledged() {
     assert!(verified.starts_with("audit chain intact") && verified.contains("checkpoint"), "{verified}");
     let again = Server::start(dir);
     assert_eq!(ready(&again).status().as_u16(), 200);
+}
+
+/// Issue 17, item 3: the WAL cut short under a running service (same file,
+/// fewer bytes). What it held is gone with it; the service does not go on
+/// acknowledging writes as if nothing happened: the next write is refused
+/// naming the cause, readiness fails, and `audit verify` reports the records
+/// lost against the checkpoint that followed the log.
+#[test]
+fn a_truncated_wal_stops_writes_and_readiness_and_verify_reports_the_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = five_acknowledged(dir, &[]);
+    let remote = |fqdn: &str| register_through(&server, fqdn);
+    // latest.note follows the log (within a quarter second).
+    let audit_records = crate::common::audit_records(dir).len();
+    let latest = dir.join("data/checkpoints/latest.note");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&latest).is_ok_and(|t| t.lines().nth(1) == Some(&audit_records.to_string())) {
+        assert!(Instant::now() < deadline, "latest.note does not follow the log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wal = dir.join("data/prereg.sqlite3-wal");
+    std::fs::OpenOptions::new().write(true).open(&wal).unwrap().set_len(0).unwrap();
+    let out = remote("after.example.com");
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("write-ahead log (-wal) was cut"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let url = format!("{}/readyz", server.url);
+        let response = ureq::get(&url).config().http_status_as_error(false).build().call().unwrap();
+        if response.status().as_u16() == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz still answers ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill();
+    let out = prereg_command(dir).args(["--data", "data", "audit", "verify"]).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("a signed checkpoint counts {audit_records}")), "{said}");
 }
 
 /// Issue 17, item 3: a damaged database is refused at start-up, naming the file.

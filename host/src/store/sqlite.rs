@@ -300,6 +300,12 @@ struct FileGuard {
 struct GuardState {
     database: Option<(u64, u64)>,
     wal: Option<(u64, u64)>,
+    /// The largest size the WAL was seen at. SQLite never makes it shorter
+    /// while a connection is open (it is reused from its start, not cut;
+    /// there is no `journal_size_limit` and no TRUNCATE checkpoint), and the
+    /// anchor connection is always open: a shorter WAL was cut by someone
+    /// else, and the writes it held are gone.
+    wal_size: u64,
     fault: Option<String>,
     /// The WAL was just found removed: what it holds is still readable
     /// through the open connections, and is to be checkpointed into the
@@ -335,6 +341,10 @@ fn uri_path(path: &Path) -> String {
     out
 }
 
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
 fn identity(path: &Path) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
@@ -362,6 +372,7 @@ impl FileGuard {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         state.database = identity(path);
         state.wal = identity(&wal_path(path));
+        state.wal_size = size(&wal_path(path));
     }
 
     /// Whether a rescue of the removed WAL is due (once).
@@ -390,9 +401,21 @@ impl FileGuard {
                 }
                 (None, now) => {
                     state.wal = now;
+                    state.wal_size = size(&wal_path(path));
                     None
                 }
-                _ => None,
+                _ => {
+                    let now = size(&wal_path(path));
+                    if now < state.wal_size {
+                        Some(format!(
+                            "its write-ahead log (-wal) was cut from {} to {now} bytes while the service ran",
+                            state.wal_size
+                        ))
+                    } else {
+                        state.wal_size = now;
+                        None
+                    }
+                }
             },
         };
         match fault {
