@@ -12,13 +12,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use crate::api::{
+    AuditPage, AuditVerificationView, Created, DecisionRequest, FlattenedJws, ImportView, InstanceInfo, Problem,
+    RegistrationPage, ReportPage,
+};
 use crate::policy::PolicyInfo;
 use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, WriteOutcome};
-use crate::service::Problem;
-use crate::service::routes::{
-    AuditPage, AuditVerificationView, DecisionRequest, ImportView, InstanceInfo, RegistrationPage, ReportPage,
-};
-use crate::service::signed::FlattenedJws;
 use crate::signing::SigningKey;
 use crate::signing::WriteRequest;
 use crate::store::{CallerRecord, OfficerRecord, ProcedureRecord, RegistrationFilter, RegistrationRecord};
@@ -263,7 +262,7 @@ impl Client {
                 self.send("POST", &format!("/v1/callers/{}/disable", path_segment(name)), &body)
             }
             WriteRequest::CreateRegistration { .. } => {
-                let created: crate::service::routes::Created = self.send("POST", "/v1/registrations", &body)?;
+                let created: Created = self.send("POST", "/v1/registrations", &body)?;
                 Ok(created.outcome)
             }
             WriteRequest::DisableRegistration { id } => {

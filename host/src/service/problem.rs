@@ -4,32 +4,16 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
 use crate::RegistryError;
 use crate::import::FileError;
 use crate::registry::ImportError;
 use crate::store::StoreError;
 
+pub use crate::api::Problem;
+
 /// The media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// A problem document (RFC 9457).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// Stable identifier of the kind of failure, `urn:prereg:problem:<name>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary of the kind.
-    pub title: String,
-    /// HTTP status.
-    pub status: u16,
-    /// What went wrong this time.
-    pub detail: String,
-    /// The field at fault, when one is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
 
 /// A failure of an API call: a status, a stable kind and a detail.
 #[derive(Debug, Clone)]

@@ -6,40 +6,10 @@
 use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Request};
-use serde::{Deserialize, Serialize};
 
 use super::problem::ApiError;
 
-/// A JWS in flattened JSON serialization.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FlattenedJws {
-    /// The protected header, base64url (`alg`, `kid`, `typ`).
-    pub protected: String,
-    /// The claims, base64url: `aud` (the instance id), `iat`, `exp`, `jti` and
-    /// `request` (the write, tagged by `action`).
-    pub payload: String,
-    /// The signature, base64url.
-    pub signature: String,
-}
-
-impl FlattenedJws {
-    /// From a compact JWS (`protected.payload.signature`).
-    pub fn from_compact(compact: &str) -> Option<Self> {
-        let mut parts = compact.trim().split('.');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(protected), Some(payload), Some(signature), None) => {
-                Some(FlattenedJws { protected: protected.into(), payload: payload.into(), signature: signature.into() })
-            }
-            _ => None,
-        }
-    }
-
-    /// The compact form.
-    pub fn to_compact(&self) -> String {
-        format!("{}.{}.{}", self.protected, self.payload, self.signature)
-    }
-}
+pub use crate::api::FlattenedJws;
 
 /// The problem for a multipart body that cannot be read.
 pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {

@@ -8,7 +8,8 @@ use super::{ReadRefusals, blocking, next_page, page_size};
 use crate::service::AppState;
 use crate::service::auth::Officer;
 use crate::service::problem::{ApiError, Problem};
-use crate::store::AuditRecord;
+
+pub use crate::api::{AuditPage, AuditVerificationView};
 
 /// Page of the audit log.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
@@ -18,32 +19,6 @@ pub struct AuditQuery {
     pub after: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u32>,
-}
-
-/// A page of audit records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    /// Records by ascending sequence number.
-    pub items: Vec<AuditRecord>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<u64>,
-}
-
-/// The result of checking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditVerificationView {
-    /// Whether the whole chain is intact.
-    pub intact: bool,
-    /// Records checked (up to the first bad one).
-    pub checked: u64,
-    /// Officers' signed requests among them re-verified against the
-    /// officers' keys.
-    #[serde(default)]
-    pub signatures: Option<u64>,
-    /// The first bad record, if any.
-    pub first_bad_seq: Option<u64>,
-    /// What is wrong with it.
-    pub fault: Option<String>,
 }
 
 /// Audit records, oldest first: every record for an officer of every

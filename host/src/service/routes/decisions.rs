@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::blocking;
@@ -15,36 +14,7 @@ use crate::service::AppState;
 use crate::service::auth::{Caller, Principal, Reader};
 use crate::service::problem::{ApiError, Problem};
 
-/// An enrollment request as the CA front received it.
-#[derive(Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionRequest {
-    /// Token procedure the request came through.
-    pub procedure: String,
-    /// Device FQDN (the request's CN or first DNS SAN).
-    pub fqdn: String,
-    /// IP address in the request.
-    #[serde(default)]
-    pub ip: Option<String>,
-    /// Subject serialNumber in the request.
-    #[serde(default)]
-    pub serial: Option<String>,
-    /// The request's password (SCEP challengePassword, CMP secret).
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for DecisionRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecisionRequest")
-            .field("procedure", &self.procedure)
-            .field("fqdn", &self.fqdn)
-            .field("ip", &self.ip)
-            .field("serial", &self.serial)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
-            .finish()
-    }
-}
+pub use crate::api::DecisionRequest;
 
 async fn decide(
     state: AppState,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::{ReadRefusals, blocking, next_page, page_size};
-use crate::import::{ImportProgress, ProgressSnapshot, RowError, RowSink};
+use crate::import::{ImportProgress, RowError, RowSink};
 use crate::registry::{ImportFile, unix_now};
 use crate::service::AppState;
 use crate::service::auth::Officer;
@@ -20,6 +20,8 @@ use crate::service::problem::{ApiError, Problem};
 use crate::service::signed::{FlattenedJws, file_part, multipart_error, signed_part};
 use crate::service::state::RunningImport;
 use crate::store::ImportRecord;
+
+pub use crate::api::{ImportView, ReportPage};
 
 /// The multipart form of an import: `request` first, then `file`.
 #[derive(Debug, utoipa::ToSchema)]
@@ -34,17 +36,6 @@ pub struct ImportUpload {
     file: Vec<u8>,
 }
 
-/// An import: as recorded, with live progress while it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ImportView {
-    /// The import as recorded.
-    pub import: ImportRecord,
-    /// Live progress, while it runs in this server.
-    pub progress: Option<ProgressSnapshot>,
-    /// Where its per-row report is.
-    pub report: String,
-}
-
 /// A page of the per-row report.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -53,15 +44,6 @@ pub struct ReportQuery {
     pub after: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u32>,
-}
-
-/// Bad rows of an import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ReportPage {
-    /// Bad rows, by row number.
-    pub items: Vec<RowError>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<u64>,
 }
 
 fn view(state: &AppState, mut import: ImportRecord) -> ImportView {

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 
 use super::{ReadRefusals, blocking};
 use crate::policy::PolicyInfo;
@@ -11,21 +10,7 @@ use crate::service::AppState;
 use crate::service::auth::{Officer, Principal};
 use crate::service::problem::{ApiError, Problem};
 
-/// This prereg instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct InstanceInfo {
-    /// Instance id: the `aud` of every signed request.
-    pub instance_id: String,
-    /// prereg version.
-    pub version: String,
-    /// Storage backend (to officers only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<String>,
-    /// Public X25519 key (base64url) that registration passwords are sealed
-    /// to for CMP ([`crate::sealing`]); absent when the instance has none.
-    #[serde(default)]
-    pub sealing_key: Option<String>,
-}
+pub use crate::api::InstanceInfo;
 
 /// The instance id (the audience of signed requests and access tokens), the
 /// version and the public key passwords are sealed to: open to anyone, as a

@@ -15,6 +15,8 @@ use crate::service::signed::{FlattenedJws, Signed};
 use crate::signing::WriteRequest;
 use crate::store::{RegistrationFilter, RegistrationRecord};
 
+pub use crate::api::{Created, RegistrationPage};
+
 /// Filters and page of a registration list.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -31,24 +33,6 @@ pub struct ListQuery {
     pub after: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u32>,
-}
-
-/// A page of registrations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RegistrationPage {
-    /// The registrations, by ascending id.
-    pub items: Vec<RegistrationRecord>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<u64>,
-}
-
-/// The result of creating a registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Created {
-    /// What the write did.
-    pub outcome: WriteOutcome,
-    /// The new registration.
-    pub registration: RegistrationRecord,
 }
 
 /// Lists the registrations of the officer's domains, with filters and
