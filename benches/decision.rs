@@ -102,8 +102,9 @@ fn decisions(c: &mut Criterion) {
 /// out, and the host's fixed work) and `boundary/instantiate` (no call).
 fn boundary(c: &mut Criterion) {
     let engine = PolicyEngine::with_allocation(Limits::default(), Allocation::Pooling { concurrent: 8 }).unwrap();
-    let probe: Arc<dyn Policy> =
-        Arc::new(prereg::load_policy(&engine, Some(std::path::Path::new(prereg::builtin::PROBE_POLICY_PATH))).unwrap());
+    let probe: Arc<dyn Policy> = Arc::new(
+        prereg::load_policy(&engine, Some(std::path::Path::new(prereg_test_artifacts::PROBE_POLICY))).unwrap(),
+    );
     // One key holding K in-label patterns, for each K: a lookup returns K candidates.
     let (_dir, storage) = store(0);
     let candidate_counts = [1u64, 64, 1024];
@@ -143,7 +144,7 @@ fn boundary(c: &mut Criterion) {
         report
     };
     let mut group = c.benchmark_group("boundary");
-    let wasm = prereg::load_policy(&engine, Some(std::path::Path::new(prereg::builtin::PROBE_POLICY_PATH))).unwrap();
+    let wasm = prereg::load_policy(&engine, Some(std::path::Path::new(prereg_test_artifacts::PROBE_POLICY))).unwrap();
     group.bench_function("instantiate", |b| b.iter(|| wasm.instantiate_only().unwrap()));
     group.bench_function("call-empty", |b| b.iter(|| black_box(decide("empty.probe.example".into(), None, ""))));
     // The request grows (its serial number: 64 B to 4000 B; the limit is 4096).

@@ -208,7 +208,7 @@ fn passwords_from_stdin_and_files() {
 fn policy_flag_replaces_the_built_in_policy() {
     let cli = Cli::initialised();
     cli.expect(&["register", "--procedure", "routers", "--fqdn", "trap.example.com"], 0);
-    let hostile = prereg::builtin::HOSTILE_POLICY_PATH;
+    let hostile = prereg_test_artifacts::HOSTILE_POLICY;
     let info = json(&cli.expect(&["--policy", hostile, "policy", "info", "--json"], 0));
     assert_eq!((info["name"].as_str(), info["source"].as_str()), (Some("hostile"), Some(hostile)));
     let r =

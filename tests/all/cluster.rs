@@ -253,7 +253,7 @@ fn a_policy_activated_on_one_node_is_active_on_all_three_within_a_second_without
     let Some(db) = TestDatabase::create() else { return };
     let cluster = Arc::new(Cluster::start(&db.url, 3));
     cluster.submit(0, create_registration("p", "*.fleet.example.com")).unwrap();
-    let exact_only = prereg::builtin::EXACT_ONLY_POLICY_PATH;
+    let exact_only = prereg_test_artifacts::EXACT_ONLY_POLICY;
     let sha = prereg::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(exact_only).unwrap()));
     let server0 = cluster.node(0).url.clone();
     let admin_key = cluster.dir.path().join("node0/officer.key").display().to_string();
@@ -431,7 +431,7 @@ fn an_embedded_instance_migrates_to_postgres_with_its_chain_verified() {
     let once =
         ok(&["--data", "old", "register", "--procedure", "p", "--fqdn", "a.example.com", "--max-enrollments", "1"]);
     ok(&["--data", "old", "enroll", "--procedure", "p", "--fqdn", "a.example.com"]);
-    ok(&["--data", "old", "policy", "load", prereg::builtin::MULTI_LABEL_POLICY_PATH]);
+    ok(&["--data", "old", "policy", "load", prereg_test_artifacts::MULTI_LABEL_POLICY]);
     std::fs::write(dir.path().join("batch.csv"), "fqdn\nimported.example.com\n").unwrap();
     ok(&["--data", "old", "import", "batch.csv", "--procedure", "p"]);
 

@@ -30,7 +30,7 @@ pub fn hostile() -> Arc<WasmPolicy> {
     static POLICY: OnceLock<Arc<WasmPolicy>> = OnceLock::new();
     POLICY
         .get_or_init(|| {
-            let path = std::path::Path::new(prereg::builtin::HOSTILE_POLICY_PATH);
+            let path = std::path::Path::new(prereg_test_artifacts::HOSTILE_POLICY);
             Arc::new(prereg::load_policy(engine(), Some(path)).unwrap())
         })
         .clone()

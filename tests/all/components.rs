@@ -1,6 +1,7 @@
 //! The components built by `host/build.rs`: reproducible, and versioned.
 
-use prereg::builtin::{DEFAULT_POLICY_COMPONENT, HOSTILE_POLICY_PATH};
+use prereg::builtin::DEFAULT_POLICY_COMPONENT;
+use prereg_test_artifacts::HOSTILE_POLICY as HOSTILE_POLICY_PATH;
 
 use crate::common::contains;
 

@@ -12,9 +12,9 @@ use crate::common::prereg_command;
 fn examples() -> [(&'static str, &'static str); 4] {
     [
         ("default", prereg::builtin::DEFAULT_POLICY_PATH),
-        ("exact-only", prereg::builtin::EXACT_ONLY_POLICY_PATH),
-        ("multi-label", prereg::builtin::MULTI_LABEL_POLICY_PATH),
-        ("serial-required", prereg::builtin::SERIAL_REQUIRED_POLICY_PATH),
+        ("exact-only", prereg_test_artifacts::EXACT_ONLY_POLICY),
+        ("multi-label", prereg_test_artifacts::MULTI_LABEL_POLICY),
+        ("serial-required", prereg_test_artifacts::SERIAL_REQUIRED_POLICY),
     ]
 }
 
@@ -53,7 +53,7 @@ fn a_failing_case_shows_its_difference_and_exits_1() {
     // exact-only run against the default policy's cases: patterns never match.
     let cases = workspace().join("policies/default/cases.toml");
     let (code, out, _) =
-        prereg(dir.path(), &["policy", "test", prereg::builtin::EXACT_ONLY_POLICY_PATH, cases.to_str().unwrap()]);
+        prereg(dir.path(), &["policy", "test", prereg_test_artifacts::EXACT_ONLY_POLICY, cases.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
     let failure = out.split("FAIL  a pattern matches one label").nth(1).expect("the case fails");
     let block: Vec<&str> = failure.lines().skip(1).take(4).collect();
@@ -67,7 +67,7 @@ fn a_failing_case_shows_its_difference_and_exits_1() {
     assert!(out.contains("ok    the right password"), "exact names still match: {out}");
     let (code, out, _) = prereg(
         dir.path(),
-        &["policy", "test", prereg::builtin::EXACT_ONLY_POLICY_PATH, cases.to_str().unwrap(), "--json"],
+        &["policy", "test", prereg_test_artifacts::EXACT_ONLY_POLICY, cases.to_str().unwrap(), "--json"],
     );
     assert_eq!(code, Some(1));
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -147,7 +147,7 @@ fn host_calls_are_recorded_and_replayed_without_a_store() {
     // parent names the recording cannot answer, and says so.
     let (code, out, _) = prereg(
         dir.path(),
-        &["policy", "test", prereg::builtin::MULTI_LABEL_POLICY_PATH, cases, "--replay", "calls.json"],
+        &["policy", "test", prereg_test_artifacts::MULTI_LABEL_POLICY, cases, "--replay", "calls.json"],
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -206,7 +206,7 @@ fn a_policy_whose_own_cases_fail_is_refused_at_load() {
     assert_eq!(prereg(dir.path(), &["--data", "data", "init"]).0, Some(0));
     let lying = "[[procedure]]\nname = \"routers\"\ndomain = \"corp\"\nprotocol = \"scep\"\n\n\
                  [[case]]\nname = \"an unregistered name is allowed\"\nprocedure = \"routers\"\nfqdn = \"x.example.com\"\nexpect = \"allow\"\n";
-    let component = std::fs::read(prereg::builtin::EXACT_ONLY_POLICY_PATH).unwrap();
+    let component = std::fs::read(prereg_test_artifacts::EXACT_ONLY_POLICY).unwrap();
     std::fs::write(dir.path().join("lying.wasm"), with_cases(&component, lying)).unwrap();
     let (code, out, err) = prereg(dir.path(), &["--data", "data", "policy", "load", "lying.wasm", "--activate"]);
     assert_eq!(code, Some(2), "{out}{err}");
@@ -228,7 +228,7 @@ fn a_policy_whose_own_cases_fail_is_refused_at_load() {
             "data",
             "policy",
             "load",
-            prereg::builtin::MULTI_LABEL_POLICY_PATH,
+            prereg_test_artifacts::MULTI_LABEL_POLICY,
             "--name",
             "ml",
             "--version",
@@ -306,7 +306,7 @@ fn policy_bench_measures_a_policy() {
         &[
             "policy",
             "bench",
-            prereg::builtin::SERIAL_REQUIRED_POLICY_PATH,
+            prereg_test_artifacts::SERIAL_REQUIRED_POLICY,
             "--registrations",
             "100",
             "--decisions",

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::common::{Fixture, NOW, default_policy, hostile, prereg_command, req};
 
 fn hostile_bytes() -> Vec<u8> {
-    std::fs::read(prereg::builtin::HOSTILE_POLICY_PATH).unwrap()
+    std::fs::read(prereg_test_artifacts::HOSTILE_POLICY).unwrap()
 }
 
 fn sha(bytes: &[u8]) -> String {

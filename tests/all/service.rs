@@ -335,7 +335,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let (status, _) = api.get("/v1/imports/{id}", "/v1/imports/4242");
     assert_eq!(status, 404);
     // Policy versions: load, activate (the decisions change), roll back.
-    let component = std::fs::read(prereg::builtin::HOSTILE_POLICY_PATH).unwrap();
+    let component = std::fs::read(prereg_test_artifacts::HOSTILE_POLICY).unwrap();
     let load = |bytes: &[u8]| {
         let sha = prereg::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
         serde_json::to_string(&sign(WriteRequest::LoadPolicy {
@@ -369,7 +369,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     assert_eq!(allowed["allowed"].as_bool(), Some(true));
     // Shadow mode: exact-only (its own test cases run at load) decides
     // beside the active policy; the report shows where they disagreed.
-    let exact_only = std::fs::read(prereg::builtin::EXACT_ONLY_POLICY_PATH).unwrap();
+    let exact_only = std::fs::read(prereg_test_artifacts::EXACT_ONLY_POLICY).unwrap();
     let (ct, body) = multipart(&load(&exact_only), "exact-only.wasm", &exact_only);
     let (status, loaded) = api.call("POST", "/v1/policies", "/v1/policies", Some((&ct, body)));
     assert_eq!((status, loaded["self_test_cases"].as_u64()), (201, Some(5)), "{loaded}");

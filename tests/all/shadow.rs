@@ -34,7 +34,7 @@ fn the_shadow_decides_beside_the_active_policy_and_never_changes_the_outcome() {
     f.procedure("routers", "corp", "scep", &[]);
     f.register("routers", "*.dept.example.com").unwrap();
     f.register("routers", "exact.example.com").unwrap();
-    let multi = load(&f, prereg::builtin::MULTI_LABEL_POLICY_PATH);
+    let multi = load(&f, prereg_test_artifacts::MULTI_LABEL_POLICY);
     let change = set_shadow(&f, Some(&multi[..12]));
     assert_eq!(change.shadow.as_ref().map(|p| p.name.as_str()), Some("multi-label"));
 
@@ -65,7 +65,7 @@ fn the_shadow_decides_beside_the_active_policy_and_never_changes_the_outcome() {
 
     // A failing shadow is the shadow's problem: the hostile policy loops on
     // `loop.*` names, and the enrollment is decided as usual.
-    let hostile = load(&f, prereg::builtin::HOSTILE_POLICY_PATH);
+    let hostile = load(&f, prereg_test_artifacts::HOSTILE_POLICY);
     set_shadow(&f, Some(&hostile));
     f.register("routers", "loop.example.com").unwrap();
     let report = f.enroll(req("routers", "loop.example.com"));
@@ -119,7 +119,7 @@ fn swapping_default_and_multi_label_on_a_running_service_changes_what_matches() 
     let before: Vec<_> = names.iter().map(|n| check(&client, n)).collect();
     assert_eq!(before.iter().map(|c| c.0).collect::<Vec<_>>(), [true, false, false, false]);
 
-    let out = cli(&["policy", "load", prereg::builtin::MULTI_LABEL_POLICY_PATH, "--activate"]);
+    let out = cli(&["policy", "load", prereg_test_artifacts::MULTI_LABEL_POLICY, "--activate"]);
     assert!(out.contains("its 7 test cases pass, active"), "{out}");
     let after: Vec<_> = names.iter().map(|n| check(&client, n)).collect();
     assert_eq!(after.iter().map(|c| c.0).collect::<Vec<_>>(), [true, true, true, false], "{after:?}");
@@ -158,7 +158,7 @@ fn a_change_made_by_another_process_reaches_the_running_service() {
     local(&["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
     local(&["register", "--procedure", "routers", "--fqdn", "*.dept.example.com"]);
     assert!(!check(&client, "a.b.dept.example.com").0);
-    local(&["policy", "load", prereg::builtin::MULTI_LABEL_POLICY_PATH, "--activate"]);
+    local(&["policy", "load", prereg_test_artifacts::MULTI_LABEL_POLICY, "--activate"]);
     assert!(
         eventually(Duration::from_secs(10), || client.policy().unwrap().name == "multi-label"),
         "the service still runs {:?}",
@@ -166,7 +166,7 @@ fn a_change_made_by_another_process_reaches_the_running_service() {
     );
     assert!(check(&client, "a.b.dept.example.com").0);
     // The shadow follows too, and the service compares its enrollments.
-    local(&["policy", "shadow", prereg::builtin::EXACT_ONLY_POLICY_PATH]);
+    local(&["policy", "shadow", prereg_test_artifacts::EXACT_ONLY_POLICY]);
     assert!(eventually(Duration::from_secs(10), || server.log().contains("shadow policy is now exact-only")));
     let input = prereg::registry::EnrollmentInput {
         procedure: "routers".into(),
