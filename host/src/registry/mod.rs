@@ -8,6 +8,7 @@
 mod certificates;
 mod decisions;
 mod errors;
+mod guard;
 pub mod import_lease;
 mod imports;
 mod policies;

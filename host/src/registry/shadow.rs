@@ -176,11 +176,11 @@ impl Registry {
         let (result, evaluation) = shadow.decide(evaluation, request);
         let (mut tx, trace) = evaluation.finish();
         let decision = match result {
-            Ok(d) => match super::decisions::guard(&d, &trace, request, tx.as_mut(), now) {
+            Ok(d) => match super::guard::guard(&d, &trace, request, tx.as_mut(), now) {
                 Ok(()) => d,
-                Err(why) => super::decisions::policy_error("invalid-output", &why),
+                Err(why) => super::guard::policy_error("invalid-output", &why),
             },
-            Err(f) => super::decisions::policy_error(f.kind, &f.message),
+            Err(f) => super::guard::policy_error(f.kind, &f.message),
         };
         (tx, Some(ShadowOutcome { side: side(&info.sha256, &decision) }))
     }

@@ -205,7 +205,8 @@ impl SqliteStorage {
     pub fn in_memory() -> Result<Self, StoreError> {
         let mut id = [0u8; 8];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
-        let path = PathBuf::from(format!("file:prereg-{}?mode=memory&cache=shared", crate::audit::hex(&id)));
+        let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let path = PathBuf::from(format!("file:prereg-{name}?mode=memory&cache=shared"));
         let anchor = Connection::open(&path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
         let storage = SqliteStorage {
