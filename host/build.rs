@@ -16,8 +16,7 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let components =
-        guests::build(&manifest_dir, &workspace, &[("prereg-policy-default", "DEFAULT_POLICY")], "host/build.rs");
+    let components = guests::build(&workspace, &[("prereg-policy-default", "DEFAULT_POLICY")], "host/build.rs");
     // A copy under a fixed name, for `include_bytes!`.
     std::fs::copy(components.join("prereg_policy_default.wasm"), out_dir.join("default-policy.wasm"))
         .expect("copy the default policy");

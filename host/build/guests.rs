@@ -15,13 +15,12 @@ pub const TARGET: &str = "wasm32-wasip2";
 /// Cargo profile for guests (see the workspace `Cargo.toml`).
 pub const PROFILE: &str = "wasm-guest";
 
-/// Builds the guest `packages` ((package, constant name) pairs) of the
-/// workspace holding `crate_dir`, writes `OUT_DIR/guests.rs` (a doc comment
+/// Builds the guest `packages` ((package, constant name) pairs) of
+/// `workspace`, writes `OUT_DIR/guests.rs` (a doc comment
 /// naming `generated_by`, and a path constant per guest), and returns where
 /// the components are.
-pub fn build(crate_dir: &Path, workspace: &Path, packages: &[(&str, &str)], generated_by: &str) -> PathBuf {
+pub fn build(workspace: &Path, packages: &[(&str, &str)], generated_by: &str) -> PathBuf {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let _ = crate_dir;
     for watched in ["wit", "guest", "policies", "tests/guests", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }

@@ -393,10 +393,7 @@ fn a_removed_wal_stops_writes_and_readiness_and_loses_nothing_acknowledged() {
     let dir = tmp.path();
     let server = five_acknowledged(dir, &["--checkpoint-seconds", "1"]);
     let remote = |fqdn: &str| register_through(&server, fqdn);
-    let ready = |server: &Server| {
-        ureq::get(&format!("{}/readyz", server.url)).config().http_status_as_error(false).build().call().unwrap()
-    };
-    assert_eq!(ready(&server).status().as_u16(), 200);
+    assert_eq!(readiness(&server).0, 200);
     std::fs::remove_file(dir.join("data/prereg.sqlite3-wal")).unwrap();
     // The next write is refused, naming the cause.
     let out = remote("lost.example.com");
@@ -404,17 +401,8 @@ fn a_removed_wal_stops_writes_and_readiness_and_loses_nothing_acknowledged() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("write-ahead log (-wal) was removed"), "{err}");
     // Readiness fails within the probe's second.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let response = ready(&server);
-        if response.status().as_u16() == 503 {
-            let text = response.into_body().read_to_string().unwrap();
-            assert!(text.contains("not ready") && text.contains("write-ahead log"), "{text}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "/readyz still answers ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let text = await_readiness(&server, 503, Duration::from_secs(5), "/readyz still answers ready");
+    assert!(text.contains("not ready") && text.contains("write-ahead log"), "{text}");
     assert!(server.log().contains("acknowledged writes are kept"), "{}", server.log());
     server.kill();
     // After a restart: the five acknowledged registrations are there, the
@@ -427,7 +415,7 @@ fn a_removed_wal_stops_writes_and_readiness_and_loses_nothing_acknowledged() {
     let verified = crate::common::run_local(dir, &["audit", "verify"]);
     assert!(verified.starts_with("audit chain intact") && verified.contains("checkpoint"), "{verified}");
     let again = Server::start(dir);
-    assert_eq!(ready(&again).status().as_u16(), 200);
+    assert_eq!(readiness(&again).0, 200);
 }
 
 /// Issue 17, item 3: the WAL cut short under a running service (same file,
@@ -455,16 +443,7 @@ fn a_truncated_wal_stops_writes_and_readiness_and_verify_reports_the_loss() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("write-ahead log (-wal) was cut"), "{err}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let url = format!("{}/readyz", server.url);
-        let response = ureq::get(&url).config().http_status_as_error(false).build().call().unwrap();
-        if response.status().as_u16() == 503 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "/readyz still answers ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    await_readiness(&server, 503, Duration::from_secs(5), "/readyz still answers ready");
     server.kill();
     let out = prereg_command(dir).args(["--data", "data", "audit", "verify"]).output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -506,10 +485,42 @@ fn fill(path: &Path) {
     let _ = file.sync_all();
 }
 
+/// `/readyz` of `server`: its status and body.
+fn readiness(server: &Server) -> (u16, String) {
+    let url = format!("{}/readyz", server.url);
+    let response = ureq::get(&url).config().http_status_as_error(false).build().call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.into_body().read_to_string().unwrap_or_default())
+}
+
+/// Waits until `/readyz` answers `status`, for at most `within`; returns the
+/// body it answered with. `what` says what was awaited, if it never comes.
+fn await_readiness(server: &Server, status: u16, within: Duration, what: &str) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (now, body) = readiness(server);
+        if now == status {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}: /readyz answers {now} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `prereg --data mnt/data ARGS` in `dir`, which must succeed.
 fn run_on_mount(dir: &Path, args: &[&str]) {
     let out = prereg_command(dir).args(["--data", "mnt/data"]).args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An instance in `dir/mnt/data`, on a tmpfs of `size` mounted at
+/// `dir/mnt`, with the token procedure `routers`; `None` (the test skips)
+/// where no tmpfs can be mounted.
+fn instance_on_tmpfs(dir: &Path, size: &str) -> Option<Tmpfs> {
+    let fs = Tmpfs::mount(&dir.join("mnt"), size)?;
+    run_on_mount(dir, &["init"]);
+    run_on_mount(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    Some(fs)
 }
 
 /// A tmpfs of a test's own (root only), for storage faults: a disk that
@@ -607,10 +618,7 @@ fn nix_is_root() -> bool {
 fn a_full_disk_refuses_writes_as_full_and_recovers_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let Some(fs) = Tmpfs::mount(&dir.join("mnt"), "256m") else { return };
-    let local = |args: &[&str]| run_on_mount(dir, args);
-    local(&["init"]);
-    local(&["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    let Some(fs) = instance_on_tmpfs(dir, "256m") else { return };
     let server = Server::start_with(dir, "server.log", &["--data", "mnt/data", "serve", "--listen", "127.0.0.1:0"]);
     let client = server.client();
     let key = server.admin_key();
@@ -641,21 +649,7 @@ fn a_full_disk_refuses_writes_as_full_and_recovers_without_a_restart() {
     }
     let refused = refused.expect("no write was refused on a full disk");
     assert!((refused.status == 507 && refused.kind.ends_with("storage-full")) || refused.status == 503, "{refused:?}");
-    let ready = || {
-        ureq::get(&format!("{}/readyz", server.url))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ready() != 503 {
-        assert!(Instant::now() < deadline, "/readyz says ready on a full disk");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    await_readiness(&server, 503, Duration::from_secs(10), "/readyz says ready on a full disk");
     // An upload that cannot be saved says so: 507, not 500 internal.
     let csv = dir.join("hosts.csv");
     std::fs::write(&csv, "fqdn\nupload1.example.com\nupload2.example.com\n").unwrap();
@@ -668,11 +662,7 @@ fn a_full_disk_refuses_writes_as_full_and_recovers_without_a_restart() {
     }
     // Space returns: ready again, and writes resume.
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ready() != 200 {
-        assert!(Instant::now() < deadline, "/readyz stays not ready after space returned");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    await_readiness(&server, 200, Duration::from_secs(10), "/readyz stays not ready after space returned");
     register("after.example.com").unwrap();
     acknowledged.push("after.example.com".into());
     let stored: std::collections::HashSet<String> =
@@ -912,11 +902,8 @@ fn enrollments_keep_flowing_during_a_large_all_or_nothing_import() {
 fn a_service_started_on_a_full_disk_serves_reads_and_becomes_writable_when_space_returns() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let Some(fs) = Tmpfs::mount(&dir.join("mnt"), "64m") else { return };
-    let local = |args: &[&str]| run_on_mount(dir, args);
-    local(&["init"]);
-    local(&["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
-    local(&["register", "--procedure", "routers", "--fqdn", "*.fleet.example.com"]);
+    let Some(fs) = instance_on_tmpfs(dir, "64m") else { return };
+    run_on_mount(dir, &["register", "--procedure", "routers", "--fqdn", "*.fleet.example.com"]);
     let args = ["--data", "mnt/data", "serve", "--listen", "127.0.0.1:0"];
     // A first run adds a CA caller and stops cleanly (its WAL is applied to
     // the database file); then the disk fills while it is stopped.
@@ -929,12 +916,6 @@ fn a_service_started_on_a_full_disk_serves_reads_and_becomes_writable_when_space
     let filler = fs.path.join("filler");
     fill(&filler);
     let server = Server::start_with(dir, "server.log", &args);
-    let get = |path: &str| {
-        let response =
-            ureq::get(&format!("{}{path}", server.url)).config().http_status_as_error(false).build().call().unwrap();
-        let status = response.status().as_u16();
-        (status, response.into_body().read_to_string().unwrap_or_default())
-    };
     let enroll = |fqdn: &str| {
         let response = ureq::post(&format!("{}/v1/decisions/enroll", server.url))
             .header("authorization", format!("Bearer {secret}"))
@@ -946,7 +927,7 @@ fn a_service_started_on_a_full_disk_serves_reads_and_becomes_writable_when_space
         let status = response.status().as_u16();
         (status, response.into_body().read_to_string().unwrap_or_default())
     };
-    let (ready, why) = get("/readyz");
+    let (ready, why) = readiness(&server);
     assert_eq!(ready, 503, "ready on a full disk: {why}");
     // Reads and dry runs are served; writes are refused as a full disk.
     let client = server.client();
@@ -963,11 +944,7 @@ fn a_service_started_on_a_full_disk_serves_reads_and_becomes_writable_when_space
     assert!(body.contains("storage-full"), "{body}");
     // Space returns: ready, and the enrollment goes through.
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "not ready after space returned: {:?}", get("/readyz"));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    await_readiness(&server, 200, Duration::from_secs(10), "not ready after space returned");
     let (status, body) = enroll("a.fleet.example.com");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"allowed\":true"), "{body}");
@@ -983,9 +960,7 @@ fn a_service_started_on_a_full_disk_serves_reads_and_becomes_writable_when_space
 fn a_service_killed_then_restarted_on_a_full_disk_serves_what_its_wal_holds() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let Some(fs) = Tmpfs::mount(&dir.join("mnt"), "64m") else { return };
-    run_on_mount(dir, &["init"]);
-    run_on_mount(dir, &["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    let Some(fs) = instance_on_tmpfs(dir, "64m") else { return };
     let args = ["--data", "mnt/data", "serve", "--listen", "127.0.0.1:0"];
     let mut first = Server::start_with(dir, "first.log", &args);
     let client = first.client();
@@ -1003,17 +978,9 @@ fn a_service_killed_then_restarted_on_a_full_disk_serves_what_its_wal_holds() {
         server.client().registrations(&Default::default()).unwrap().into_iter().map(|r| r.pattern).collect()
     };
     assert_eq!(patterns(), vec!["acknowledged.example.com"], "the acknowledged write, read from the WAL");
-    let ready = || {
-        let url = format!("{}/readyz", server.url);
-        ureq::get(&url).config().http_status_as_error(false).build().call().unwrap().status().as_u16()
-    };
-    assert_eq!(ready(), 503);
+    assert_eq!(readiness(&server).0, 503);
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ready() != 200 {
-        assert!(Instant::now() < deadline, "not ready after space returned");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    await_readiness(&server, 200, Duration::from_secs(10), "not ready after space returned");
     let client = server.client();
     let request = create_registration("routers", "after.example.com");
     client.submit(&sign_for(&client, &server.admin_key(), request.clone()), &request).unwrap();

@@ -23,5 +23,5 @@ const GUESTS: &[(&str, &str)] = &[
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.ancestors().nth(2).expect("tests/artifacts sits in the workspace").to_path_buf();
-    guests::build(&manifest_dir, &workspace, GUESTS, "tests/artifacts/build.rs");
+    guests::build(&workspace, GUESTS, "tests/artifacts/build.rs");
 }

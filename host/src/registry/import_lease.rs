@@ -32,15 +32,13 @@ pub const STALLED_AFTER_SECS: u64 = 300;
 /// Staged rows deleted per transaction.
 const PURGE_BATCH: u32 = 5_000;
 
-/// This process, as an import's owner: `host/boot/pid/start`.
+/// This process, as an import's owner: `host/boot/`[`process_token`].
 pub fn this_process() -> &'static str {
     static OWNER: OnceLock<String> = OnceLock::new();
     OWNER.get_or_init(|| {
         let host = crate::cluster::host_name();
         let boot = boot_id().unwrap_or_default();
-        let pid = std::process::id();
-        let start = start_time(pid).unwrap_or_default();
-        format!("{host}/{boot}/{pid}/{start}")
+        format!("{host}/{boot}/{}", process_token())
     })
 }
 
@@ -61,10 +59,14 @@ fn start_time(pid: u32) -> Option<String> {
     rest.split_whitespace().nth(19).map(String::from)
 }
 
-/// This process on this machine, for a file name: `pid.start`.
-pub fn process_token() -> String {
-    let pid = std::process::id();
-    format!("{pid}.{}", start_time(pid).unwrap_or_default())
+/// This process on this machine (its id and start time), for a file name:
+/// `pid.start`.
+pub fn process_token() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let pid = std::process::id();
+        format!("{pid}.{}", start_time(pid).unwrap_or_default())
+    })
 }
 
 /// Whether the process a [`process_token`] names (on this machine) is gone;
@@ -84,9 +86,8 @@ pub fn owner_is_gone(lease: &ImportLease, now: u64) -> bool {
     let age = now.saturating_sub(lease.heartbeat_at.unwrap_or(0));
     let parts: Vec<&str> = owner.split('/').collect();
     match (parts.as_slice(), boot_id()) {
-        ([_, boot, pid, start], Some(ours)) if !boot.is_empty() && *boot == ours => {
-            let alive = pid.parse::<u32>().ok().and_then(start_time).is_some_and(|s| s == *start);
-            !alive || age > STALLED_AFTER_SECS
+        ([_, boot, token], Some(ours)) if !boot.is_empty() && *boot == ours => {
+            process_token_is_gone(token) || age > STALLED_AFTER_SECS
         }
         _ => age > EXPIRES_AFTER_SECS,
     }
@@ -197,20 +198,20 @@ mod tests {
             let start = start_time(pid).unwrap_or_default();
             child.wait().unwrap();
             let parts: Vec<&str> = this_process().split('/').collect();
-            let dead = format!("{}/{}/{pid}/{start}", parts[0], parts[1]);
+            let dead = format!("{}/{}/{pid}.{start}", parts[0], parts[1]);
             let lease = ImportLease { id: 2, owner: Some(dead), heartbeat_at: Some(now) };
             assert!(owner_is_gone(&lease, now), "a process that exited");
             // The same pid with another start time is another process.
-            let reused = format!("{}/{}/{}/1", parts[0], parts[1], std::process::id());
+            let reused = format!("{}/{}/{}.1", parts[0], parts[1], std::process::id());
             let lease = ImportLease { id: 3, owner: Some(reused), heartbeat_at: Some(now) };
             assert!(owner_is_gone(&lease, now), "a reused pid");
         }
         // The same test for a file name's token.
-        assert!(!process_token_is_gone(&process_token()));
+        assert!(!process_token_is_gone(process_token()));
         assert!(process_token_is_gone(&format!("{}.1", std::process::id())));
         assert!(process_token_is_gone("not-a-token"));
         // Another machine: only the heartbeat tells.
-        let remote = ImportLease { id: 4, owner: Some("elsewhere/other-boot/1/1".into()), heartbeat_at: Some(now) };
+        let remote = ImportLease { id: 4, owner: Some("elsewhere/other-boot/1.1".into()), heartbeat_at: Some(now) };
         assert!(!owner_is_gone(&remote, now + EXPIRES_AFTER_SECS));
         assert!(owner_is_gone(&remote, now + EXPIRES_AFTER_SECS + 1));
         // A lease-less import of an older prereg.

@@ -37,9 +37,9 @@ impl CheckpointWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("prereg-checkpoints".into()).spawn(move || {
-            let mut follower = Follower { latest: None, kept: None, kept_at: None, failing: None };
+            let mut written = Written { latest: None, kept: None, kept_at: None, failing: None };
             while !flag.load(Ordering::Relaxed) {
-                follower.step(&registry, &dir, every);
+                written.step(&registry, &dir, every);
                 std::thread::sleep(FOLLOW_EVERY);
             }
         })?;
@@ -68,7 +68,7 @@ impl Drop for CheckpointWriter {
 }
 
 /// What the checkpoint thread has written.
-struct Follower {
+struct Written {
     /// The size `latest.note` counts.
     latest: Option<u64>,
     /// The size of the newest `<size>.note`, and when it was written.
@@ -78,7 +78,7 @@ struct Follower {
     failing: Option<String>,
 }
 
-impl Follower {
+impl Written {
     fn step(&mut self, registry: &Registry, dir: &Path, every: Duration) {
         match self.write(registry, dir, every) {
             Ok(()) => {

@@ -75,8 +75,27 @@ struct Inner {
 /// [`STAND_BY_RETRY`] a transaction tries to open the database for writing
 /// again, and once that works the storage is what it would have been.
 struct StandBy {
-    cause: StoreError,
+    cause: Unwritable,
     tried: std::time::Instant,
+}
+
+/// Why a database cannot be written now, in the words of the failed open.
+enum Unwritable {
+    /// The disk is full.
+    Full(String),
+    /// The file, its folder or its file system is read-only.
+    ReadOnly(String),
+}
+
+impl Unwritable {
+    /// The refusal of a write to the database at `path`.
+    fn error(&self, path: &Path) -> StoreError {
+        let path = path.display().to_string();
+        match self {
+            Unwritable::Full(message) => StoreError::Full { path, message: message.clone() },
+            Unwritable::ReadOnly(message) => StoreError::ReadOnly { path, message: message.clone() },
+        }
+    }
 }
 
 /// How often a storage in stand-by tries to become writable again.
@@ -98,8 +117,9 @@ impl SqliteStorage {
             Ok(()) => Ok(storage),
             Err(e) => match storage.cannot_write_now(e) {
                 Ok(cause) => {
-                    schema_is_current(&storage.stand_by_reads()?, &cause)?;
-                    tracing::warn!(database = %path.display(), "{cause}: serving reads only until it can be written");
+                    let refusal = cause.error(path);
+                    schema_is_current(&storage.stand_by_reads()?, &refusal)?;
+                    tracing::warn!(database = %path.display(), "{refusal}: serving reads only until it can be written");
                     *lock(&storage.inner.stand_by) = Some(StandBy { cause, tried: std::time::Instant::now() });
                     Ok(storage)
                 }
@@ -121,9 +141,9 @@ impl SqliteStorage {
     }
 
     /// Whether `e`, opening the database, means it cannot be written now
-    /// (the cause, as a storage error naming it) rather than anything else
-    /// (returned as it is). A file written beside the database tells.
-    fn cannot_write_now(&self, e: StoreError) -> Result<StoreError, StoreError> {
+    /// (and why) rather than anything else (returned as it is). A file
+    /// written beside the database tells.
+    fn cannot_write_now(&self, e: StoreError) -> Result<Unwritable, StoreError> {
         if !matches!(e, StoreError::Open { .. } | StoreError::Database(_)) {
             return Err(e);
         }
@@ -134,17 +154,16 @@ impl SqliteStorage {
         let probe = folder.join(format!(".prereg-write-probe-{}", std::process::id()));
         let written = std::fs::write(&probe, [0u8; 64 << 10]).and_then(|()| std::fs::File::open(&probe)?.sync_all());
         let _ = std::fs::remove_file(&probe);
-        let path = self.inner.path.display().to_string();
         let message = e.to_string();
         match written {
-            Err(io) if io.kind() == std::io::ErrorKind::StorageFull => Ok(StoreError::Full { path, message }),
+            Err(io) if io.kind() == std::io::ErrorKind::StorageFull => Ok(Unwritable::Full(message)),
             Err(io)
                 if matches!(
                     io.kind(),
                     std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
                 ) =>
             {
-                Ok(StoreError::ReadOnly { path, message: format!("{message} ({io})") })
+                Ok(Unwritable::ReadOnly(format!("{message} ({io})")))
             }
             _ => Err(e),
         }
@@ -197,7 +216,7 @@ impl SqliteStorage {
                 Err(e) => state.cause = self.cannot_write_now(e)?,
             }
         }
-        Ok(Some(copy_cause(&state.cause)))
+        Ok(Some(state.cause.error(&self.inner.path)))
     }
 
     /// A throwaway database in memory (`prereg policy test`, `prereg policy
@@ -318,15 +337,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The cause a storage in stand-by gives for a refused write.
-fn copy_cause(cause: &StoreError) -> StoreError {
-    match cause {
-        StoreError::Full { path, message } => StoreError::Full { path: path.clone(), message: message.clone() },
-        StoreError::ReadOnly { path, message } => StoreError::ReadOnly { path: path.clone(), message: message.clone() },
-        other => StoreError::Unavailable { database: String::new(), message: other.to_string() },
-    }
-}
-
 /// A path as the path part of an SQLite URI (`%`, `?` and `#` escaped).
 fn uri_path(path: &Path) -> String {
     let text = path.to_string_lossy();
@@ -342,20 +352,21 @@ fn uri_path(path: &Path) -> String {
     out
 }
 
-fn size(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
+/// A file's identity (device, inode) and size, from one `stat`.
+fn stat(path: &Path) -> Option<((u64, u64), u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let identity = {
+        use std::os::unix::fs::MetadataExt as _;
+        (meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let identity = (0, meta.len());
+    Some((identity, meta.len()))
 }
 
 fn identity(path: &Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|m| (0, m.len()))
-    }
+    stat(path).map(|(identity, _)| identity)
 }
 
 fn is_read_only(conn: &Connection) -> bool {
@@ -372,8 +383,9 @@ impl FileGuard {
     fn remember(&self, path: &Path) {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         state.database = identity(path);
-        state.wal = identity(&wal_path(path));
-        state.wal_size = size(&wal_path(path));
+        let wal = stat(&wal_path(path));
+        state.wal = wal.map(|(identity, _)| identity);
+        state.wal_size = wal.map_or(0, |(_, size)| size);
     }
 
     /// Whether a rescue of the removed WAL is due (once).
@@ -392,21 +404,20 @@ impl FileGuard {
         let fault = match identity(path) {
             None => Some("the database file was removed while the service ran".to_owned()),
             Some(now) if now != database => Some("the database file was replaced while the service ran".to_owned()),
-            Some(_) => match (state.wal, identity(&wal_path(path))) {
+            Some(_) => match (state.wal, stat(&wal_path(path))) {
                 (Some(_), None) => {
                     state.rescue = true;
                     Some("its write-ahead log (-wal) was removed while the service ran".to_owned())
                 }
-                (Some(was), Some(now)) if was != now => {
+                (Some(was), Some((now, _))) if was != now => {
                     Some("its write-ahead log (-wal) was replaced while the service ran".to_owned())
                 }
                 (None, now) => {
-                    state.wal = now;
-                    state.wal_size = size(&wal_path(path));
+                    state.wal = now.map(|(identity, _)| identity);
+                    state.wal_size = now.map_or(0, |(_, size)| size);
                     None
                 }
-                _ => {
-                    let now = size(&wal_path(path));
+                (Some(_), Some((_, now))) => {
                     if now < state.wal_size {
                         Some(format!(
                             "its write-ahead log (-wal) was cut from {} to {now} bytes while the service ran",
@@ -434,11 +445,8 @@ impl FileGuard {
 /// A database opened in stand-by must need no migration (which would be a
 /// write): says so, naming why it cannot be written, when it does.
 fn schema_is_current(conn: &Connection, cause: &StoreError) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version = schema_version(conn)?;
     let supported = MIGRATIONS.len() as i64;
-    if version > supported {
-        return Err(StoreError::SchemaTooNew { found: version, supported });
-    }
     if version < supported {
         return Err(StoreError::Open {
             path: conn.path().unwrap_or_default().to_owned(),
@@ -450,12 +458,18 @@ fn schema_is_current(conn: &Connection, cause: &StoreError) -> Result<(), StoreE
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// The database's schema version; refused when newer than this program's.
+fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let supported = MIGRATIONS.len() as i64;
     if version > supported {
         return Err(StoreError::SchemaTooNew { found: version, supported });
     }
+    Ok(version)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version = schema_version(conn)?;
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Another process may have migrated while we waited for the lock.
