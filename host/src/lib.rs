@@ -1,11 +1,10 @@
 //! prereg: device preregistration for automated certificate enrollment (SCEP,
 //! CMP), with the matching policy as a hot-swappable WebAssembly component.
 //!
-//! - [`engine`]: wasmtime: one engine, policies compiled once, a fresh store per
-//!   evaluation, deny-all WASI, epoch deadline, memory cap.
-//! - [`policy`]: the [`policy::Policy`] trait, and the natively linked default
-//!   policy (the benchmarks' baseline).
-//! - [`evaluation`]: the host facts a policy may ask for, over one transaction.
+//! - [`engine`], [`policy`], [`builtin`], [`host_calls`]: the policy engine,
+//!   the `prereg-engine` crate (wasmtime, the sandbox, the guard), re-exported.
+//! - [`evaluation`]: the host facts a policy may ask for, over one transaction
+//!   ([`evaluation::StoreHost`], the store's `PolicyHost`).
 //! - [`store`]: the storage trait and SQLite.
 //! - [`registry`]: the service that applies the rules: signed writes,
 //!   decisions, audit.
@@ -31,23 +30,18 @@
 pub mod api;
 pub mod audit;
 pub mod bench;
-pub mod builtin;
 pub mod cases;
 pub mod client;
 pub mod cluster;
 pub mod data_dir;
 pub mod dataset;
-pub mod engine;
 pub mod enroll;
 pub mod evaluation;
-pub mod host_calls;
 pub mod import;
 pub mod index;
 pub mod password;
 pub mod pki;
-pub mod policy;
 pub mod policy_bench;
-pub mod public_suffix;
 pub mod registry;
 pub mod scaffold;
 pub mod scratch;
@@ -55,6 +49,17 @@ pub mod sealing;
 pub mod service;
 pub mod signing;
 pub mod store;
+
+/// The policy engine (the `prereg-engine` crate): wasmtime, one engine, policies
+/// compiled once, a fresh store per evaluation, deny-all WASI, epoch deadline,
+/// memory cap.
+pub mod engine {
+    pub use prereg_engine::{
+        Allocation, Candidate, Decided, EPOCH_TICK, EngineError, HostError, Limits, PolicyEngine, PolicyHost,
+        WasmPolicy, cache, decide, guard, inspect,
+    };
+}
+pub use prereg_engine::{builtin, host_calls, policy, public_suffix};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -88,12 +93,8 @@ pub enum OpenError {
 /// Loads the policy component at `path`, or the built-in default policy.
 pub fn load_policy(engine: &PolicyEngine, path: Option<&Path>) -> Result<WasmPolicy, EngineError> {
     match path {
-        None => WasmPolicy::new(engine, builtin::DEFAULT_POLICY_COMPONENT, "built-in"),
-        Some(path) => {
-            let shown = path.display().to_string();
-            let bytes = std::fs::read(path).map_err(|source| EngineError::Read { path: shown.clone(), source })?;
-            WasmPolicy::new(engine, &bytes, &shown)
-        }
+        None => WasmPolicy::builtin(engine),
+        Some(path) => WasmPolicy::from_file(engine, path),
     }
 }
 
@@ -144,7 +145,7 @@ pub fn open_registry_with(
                         None => policy,
                     }
                 }
-                None => Arc::new(cache.load(&engine, builtin::DEFAULT_POLICY_COMPONENT, "built-in")?.0),
+                None => Arc::new(cache.load(&engine, builtin::DEFAULT_POLICY_COMPONENT, builtin::SOURCE)?.0),
             }
         }
     };

@@ -1,4 +1,4 @@
-//! The components built by `host/build.rs`: reproducible, and versioned.
+//! The components built by `host/engine/build.rs`: reproducible, and versioned.
 
 use prereg::builtin::DEFAULT_POLICY_COMPONENT;
 use prereg_test_artifacts::HOSTILE_POLICY as HOSTILE_POLICY_PATH;

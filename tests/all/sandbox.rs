@@ -292,7 +292,7 @@ fn a_batch_of_validations_isolates_the_row_that_fails() {
         })
         .collect();
     let tx = storage.begin(prereg::store::TxKind::Read).unwrap();
-    let evaluation = prereg::evaluation::Evaluation::new(tx, NOW, None, "hostile");
+    let evaluation = prereg::evaluation::StoreHost::new(tx, NOW).evaluation("hostile");
     let (answers, _) = hostile().validate_registrations(evaluation, &requests);
     let kinds: Vec<&str> = answers
         .iter()
@@ -306,7 +306,7 @@ fn a_batch_of_validations_isolates_the_row_that_fails() {
     assert_eq!(kinds, ["invalid", "trap", "timeout", "budget", "invalid"], "{answers:?}");
     // The default policy answers a whole batch, in order, from one instance.
     let tx = storage.begin(prereg::store::TxKind::Read).unwrap();
-    let evaluation = prereg::evaluation::Evaluation::new(tx, NOW, None, "default");
+    let evaluation = prereg::evaluation::StoreHost::new(tx, NOW).evaluation("default");
     let (answers, _) = default_policy().validate_registrations(evaluation, &requests);
     let patterns: Vec<String> = answers.into_iter().map(|a| a.unwrap().unwrap().pattern).collect();
     assert_eq!(patterns, names);

@@ -1,13 +1,13 @@
 //! Builds the test guests (`tests/guests`: the hostile and probe policies)
 //! and the example policies other than the default (`policies/`) as
-//! `wasm32-wasip2` components, with the build code `host/build.rs` uses
-//! (`host/build/guests.rs`): a dev-only crate, as wasmtime's
+//! `wasm32-wasip2` components, with the build code `host/engine/build.rs` uses
+//! (`host/engine/build/guests.rs`): a dev-only crate, as wasmtime's
 //! `test-programs-artifacts` is, so the production build builds none of them.
 
 // A build script reports failure by panicking with a message: that is its error path.
 #![allow(clippy::expect_used)]
 
-#[path = "../../host/build/guests.rs"]
+#[path = "../../host/engine/build/guests.rs"]
 mod guests;
 
 use std::path::PathBuf;

@@ -39,7 +39,7 @@ pub use report::{CaseOutcome, Mismatch, TestReport};
 pub use run::{Facts, RecordedCase, Recording, run};
 
 /// Largest case file accepted, in bytes (the embedded section included).
-pub const MAX_CASES_BYTES: usize = 256 << 10;
+pub const MAX_CASES_BYTES: usize = prereg_engine::inspect::MAX_TEST_CASES_BYTES;
 
 /// The evaluation time of the cases unless the file sets `now`:
 /// 2026-01-01T00:00:00Z.

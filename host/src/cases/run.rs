@@ -15,12 +15,11 @@ use zeroize::Zeroizing;
 
 use super::{Case, CaseFile, CaseOutcome, CasesError, Mismatch, TestReport};
 use crate::evaluation::Evaluation;
-use crate::host_calls::{HostCall, HostCalls};
+use crate::host_calls::{HostCall, HostCalls, RecordedHost};
 use crate::policy::Policy;
 use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, RegistryError};
 use crate::scratch::Scratch;
 use crate::signing::WriteRequest;
-use crate::store::{SqliteStorage, Storage, TxKind};
 
 /// Where the facts of a run come from.
 #[derive(Debug, Clone)]
@@ -72,9 +71,8 @@ pub fn run(
     };
     match &facts {
         Facts::Replay(recording) => {
-            let storage = SqliteStorage::in_memory()?;
             for case in &file.cases {
-                outcomes.push(replay_case(&policy, &storage, case, recording)?);
+                outcomes.push(replay_case(&policy, case, recording)?);
             }
         }
         Facts::Live | Facts::Record => {
@@ -239,23 +237,16 @@ fn compare(case: &Case, report: &DecisionReport) -> CaseOutcome {
 }
 
 /// Decides one case from its recorded answers only.
-fn replay_case(
-    policy: &Arc<dyn Policy>,
-    storage: &dyn Storage,
-    case: &Case,
-    recording: &Recording,
-) -> Result<CaseOutcome, CasesError> {
+fn replay_case(policy: &Arc<dyn Policy>, case: &Case, recording: &Recording) -> Result<CaseOutcome, CasesError> {
     let Some(recorded) = recording.cases.iter().find(|c| c.name == case.name) else {
         return Err(CasesError::Recording {
             path: recording.recorded_with.clone(),
             message: format!("no recorded host calls for case {:?}", case.name),
         });
     };
-    // The policy sees no store: every fact comes from the recording. The
-    // transaction is that of an empty store and is never asked anything.
-    let tx = storage.begin(TxKind::Read)?;
+    // The policy sees no store: every fact comes from the recording.
     let info = policy.info().clone();
-    let evaluation = Evaluation::new(tx, recorded.now, case.password.clone().map(Zeroizing::new), &info.name)
+    let evaluation = Evaluation::new(Box::new(RecordedHost { now: recorded.now }), &info.name)
         .with_host_calls(HostCalls::Replay(recorded.calls.clone().into()));
     let request = EnrollmentRequest {
         procedure: case.procedure.clone(),

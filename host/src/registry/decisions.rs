@@ -6,10 +6,11 @@ use prereg_core::{Decision, EnrollmentRequest, Fqdn, PasswordCheck, Reason, Regi
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::guard::{guard, policy_error};
+use prereg_engine::{Decided, HostError, decide};
+
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
-use crate::evaluation::{Evaluation, MacProof, Trace};
+use crate::evaluation::{MacProof, StoreHost, Trace};
 use crate::host_calls::{HostCall, HostCalls};
 use crate::store::{StoreError, Tx, TxKind};
 
@@ -232,25 +233,15 @@ impl Registry {
         let policy = self.policy();
         let info = policy.info().clone();
         let shadow_password = if mode == DecisionMode::Enroll { input.password.clone() } else { None };
-        let evaluation = Evaluation::new(tx, now, input.password, &info.name)
-            .with_mac_proof(input.mac)
-            .with_host_calls(calls)
-            .with_index(index);
-        let (result, evaluation) = policy.decide(evaluation, &request);
-        let (mut tx, mut trace) = evaluation.finish();
-        if trace.busy {
+        let host = StoreHost::new(tx, now).with_password(input.password).with_mac_proof(input.mac).with_index(index);
+        let Decided { decision, mut trace, host } = decide(policy.as_ref(), Box::new(host), &request, calls);
+        let (tx, _) = StoreHost::back(host).into_parts();
+        if trace.host_error == Some(HostError::Busy) {
             // Too many password checks at once: nothing is decided or counted.
             return Err(RegistryError::Busy);
         }
         let recorded = std::mem::take(&mut trace.recorded);
 
-        let decision = match result {
-            Ok(decision) => match guard(&decision, &trace, &request, tx.as_mut(), now) {
-                Ok(()) => decision,
-                Err(why) => policy_error("invalid-output", &why),
-            },
-            Err(failure) => policy_error(failure.kind, &failure.message),
-        };
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %info.name, sha256 = %info.sha256, "{}", decision.explanation);
         }

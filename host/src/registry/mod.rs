@@ -8,7 +8,6 @@
 mod certificates;
 mod decisions;
 mod errors;
-mod guard;
 pub mod import_lease;
 mod imports;
 mod policies;

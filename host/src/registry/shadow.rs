@@ -16,7 +16,8 @@ use zeroize::Zeroizing;
 use super::policies::{BUILT_IN, labelled};
 use super::{Registry, RegistryError, WriteOutcome};
 use crate::audit::{self, AuditEntry};
-use crate::evaluation::Evaluation;
+use crate::evaluation::StoreHost;
+use crate::host_calls::HostCalls;
 use crate::policy::Policy;
 use crate::signing::WriteRequest;
 use crate::store::{ShadowDisagreement, ShadowRecord, ShadowSide, Tx, TxKind};
@@ -171,18 +172,10 @@ impl Registry {
             return (tx, None);
         };
         let info = shadow.info().clone();
-        let evaluation =
-            Evaluation::new(tx, now, password, &info.name).with_mac_proof(mac).with_index(self.index.clone());
-        let (result, evaluation) = shadow.decide(evaluation, request);
-        let (mut tx, trace) = evaluation.finish();
-        let decision = match result {
-            Ok(d) => match super::guard::guard(&d, &trace, request, tx.as_mut(), now) {
-                Ok(()) => d,
-                Err(why) => super::guard::policy_error("invalid-output", &why),
-            },
-            Err(f) => super::guard::policy_error(f.kind, &f.message),
-        };
-        (tx, Some(ShadowOutcome { side: side(&info.sha256, &decision) }))
+        let host = StoreHost::new(tx, now).with_password(password).with_mac_proof(mac).with_index(self.index.clone());
+        let decided = prereg_engine::decide(shadow.as_ref(), Box::new(host), request, HostCalls::Live);
+        let (tx, _) = StoreHost::back(decided.host).into_parts();
+        (tx, Some(ShadowOutcome { side: side(&info.sha256, &decided.decision) }))
     }
 
     /// Brings this registry up to the active and shadow versions recorded in

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
-use crate::evaluation::Evaluation;
+use crate::evaluation::StoreHost;
 use crate::password;
 use crate::policy::{PolicyFailure, PolicyInfo, Validation};
 use crate::signing::{self, PublicKey, Verified, WriteRequest};
@@ -203,9 +203,10 @@ impl Registry {
             })
             .collect();
         let policy = self.policy();
-        let evaluation = Evaluation::new(tx, now, None, &policy.info().name);
+        let evaluation = StoreHost::new(tx, now).evaluation(&policy.info().name);
         let (validations, evaluation) = policy.validate_registrations(evaluation, &requests);
-        let (tx, trace) = evaluation.finish();
+        let (host, _) = evaluation.finish();
+        let (tx, storage_error) = StoreHost::back(host).into_parts();
         let mut validations = validations.into_iter();
         for (f, answer) in fields.iter().zip(answers.iter_mut()) {
             if answer.is_some() {
@@ -214,7 +215,7 @@ impl Registry {
             let validation = validations.next().unwrap_or_else(|| {
                 Err(PolicyFailure { kind: "invalid-output", message: "too few answers to the validations".into() })
             });
-            *answer = Some(match &trace.storage_error {
+            *answer = Some(match &storage_error {
                 Some(e) => Err(RegistryError::Store(failed_during_validation(e))),
                 None => checked(procedure, f, validation, policy.info(), now),
             });

@@ -1,22 +1,5 @@
-//! The WebAssembly side of the host: one wasmtime [`Engine`] per process, policy
-//! components compiled once into an [`InstancePre`], and a fresh [`Store`] for
-//! every evaluation, so that nothing leaks from one decision to the next.
-//!
-//! Modelled on Kubewarden's policy-evaluator: [`PolicyEngine`] configures
-//! (builder), [`WasmPolicy`] holds the compiled, linked component (pre), and
-//! every call to [`WasmPolicy::decide`] or [`WasmPolicy::validate_registration`]
-//! rehydrates a store from it.
-//!
-//! Isolation: WASI p2 is linked with a deny-all context (no files, environment,
-//! arguments, network); each store has a memory cap and an epoch deadline, ticked
-//! by one thread per engine; host imports are bounded (see [`host_impl`]).
-
-mod bindings;
-pub mod cache;
-mod errors;
-mod host_impl;
-pub mod inspect;
-mod policy;
+//! The wasmtime engine: one per process, with its limits, its instance
+//! allocation and the epoch ticker that enforces deadlines.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +8,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use errors::EngineError;
-pub use policy::WasmPolicy;
+use crate::EngineError;
 
 /// Limits applied to every evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +151,7 @@ impl PolicyEngine {
     }
 
     /// Epoch ticks that make up the deadline (at least one).
-    fn deadline_ticks(&self) -> u64 {
+    pub(crate) fn deadline_ticks(&self) -> u64 {
         (self.inner.limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
     }
 }

@@ -9,8 +9,10 @@
 
 use std::sync::Arc;
 
-use prereg_core::{PasswordCheck, Procedure, Protocol, Registration, RegistrationState};
+use prereg_core::{Fqdn, PasswordCheck, Procedure, Protocol, Registration, RegistrationState};
 use serde::{Deserialize, Serialize};
+
+use crate::host::{Candidate, HostError, PolicyHost};
 
 /// What an evaluation does with host calls.
 #[derive(Debug, Clone, Default)]
@@ -200,4 +202,31 @@ pub fn parse_password_check(name: &str) -> Option<PasswordCheck> {
     [PasswordCheck::Match, PasswordCheck::Mismatch, PasswordCheck::NotProvided, PasswordCheck::NotSet]
         .into_iter()
         .find(|c| password_check_name(*c) == name)
+}
+
+/// The host of a replayed evaluation ([`HostCalls::Replay`]): it knows only
+/// the recorded time. Every fact comes from the recording, and the engine
+/// never asks this host; were it asked, it would answer that it has nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedHost {
+    /// The time of the recorded evaluation.
+    pub now: u64,
+}
+
+impl PolicyHost for RecordedHost {
+    fn procedure(&mut self, _: &str) -> Result<Option<Procedure>, HostError> {
+        Err(HostError::Unavailable("a replay answers from its recording only".into()))
+    }
+
+    fn candidates(&mut self, _: &str, _: &Fqdn, _: usize) -> Result<Vec<Candidate>, HostError> {
+        Err(HostError::Unavailable("a replay answers from its recording only".into()))
+    }
+
+    fn check_password(&mut self, _: u64) -> Result<PasswordCheck, HostError> {
+        Err(HostError::Unavailable("a replay answers from its recording only".into()))
+    }
+
+    fn now(&self) -> u64 {
+        self.now
+    }
 }

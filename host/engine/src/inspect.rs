@@ -6,7 +6,7 @@
 
 use wasmparser::{Encoding, Parser, Payload};
 
-use super::EngineError;
+use crate::EngineError;
 
 /// The custom section the SDK's `export_policy!` writes.
 pub const WIT_VERSION_SECTION: &str = "prereg:wit-version";
@@ -14,6 +14,9 @@ pub const WIT_VERSION_SECTION: &str = "prereg:wit-version";
 /// The custom section that carries a policy's own test cases (the SDK's
 /// `export_policy!(P, cases = "cases.toml")`); the host runs them at load.
 pub const TEST_CASES_SECTION: &str = "prereg:test-cases";
+
+/// Largest test-case file a policy may embed (and `prereg policy test` reads), in bytes.
+pub const MAX_TEST_CASES_BYTES: usize = 256 << 10;
 
 /// The interfaces a policy may import: its own host interface and the parts
 /// of WASI a Rust `wasm32-wasip2` program imports even when unused (served
@@ -110,7 +113,7 @@ pub fn inspect(bytes: &[u8], source: &str) -> Result<ComponentFacts, EngineError
                 wit_version = Some(found);
             }
             Payload::CustomSection(section) if section.name() == TEST_CASES_SECTION => {
-                let max = crate::cases::MAX_CASES_BYTES;
+                let max = MAX_TEST_CASES_BYTES;
                 if section.data().len() > max {
                     return Err(invalid(format!(
                         "its {TEST_CASES_SECTION} section has {} bytes; at most {max} are accepted",

@@ -2,31 +2,77 @@
 //! allow must be backed by what the host handed out during that evaluation
 //! (the registrations it offered, the password checks that matched, the
 //! procedure's rules). A policy whose answer fails it gets `policy-error`,
-//! never an allow. Used by real decisions (`decisions.rs`) and by the
-//! shadow policy's (`shadow.rs`) alike.
+//! never an allow. [`decide`] runs a policy and the guard together: real
+//! decisions and the shadow policy's alike go through it.
 
 use prereg_core::model::{canonical_ip, serial_eq};
 use prereg_core::{Decision, EnrollmentRequest, Fqdn, PasswordCheck, Reason, RegistrationState};
 
-use crate::evaluation::Trace;
-use crate::store::Tx;
+use crate::evaluation::{Evaluation, Trace};
+use crate::host::PolicyHost;
+use crate::host_calls::HostCalls;
+use crate::policy::Policy;
 
-pub(super) fn policy_error(kind: &str, message: &str) -> Decision {
+/// A decision that the guard has checked, with what happened and the
+/// embedder's host back.
+pub struct Decided {
+    /// The decision: the policy's, or `policy-error` if the policy failed or
+    /// its answer did not pass the guard.
+    pub decision: Decision,
+    /// What the evaluation handed out and recorded.
+    pub trace: Trace,
+    /// The embedder's host, given back.
+    pub host: Box<dyn PolicyHost>,
+}
+
+impl Decided {
+    /// The host as the embedder's own type (`None` if it was another).
+    pub fn host_as<H: PolicyHost>(self) -> (Decision, Trace, Option<Box<H>>) {
+        let host: Box<dyn std::any::Any> = self.host;
+        (self.decision, self.trace, host.downcast::<H>().ok())
+    }
+}
+
+/// Decides `request` with `policy` over the embedder's `host`, and checks
+/// the answer with [`guard`]. A failed policy and an answer the guard
+/// refuses are both `policy-error` (a deny).
+pub fn decide(
+    policy: &dyn Policy,
+    host: Box<dyn PolicyHost>,
+    request: &EnrollmentRequest,
+    calls: HostCalls,
+) -> Decided {
+    let evaluation = Evaluation::new(host, &policy.info().name).with_host_calls(calls);
+    let (result, evaluation) = policy.decide(evaluation, request);
+    let (mut host, trace) = evaluation.finish();
+    let decision = match result {
+        Ok(decision) => match guard(&decision, &trace, request, host.as_mut()) {
+            Ok(()) => decision,
+            Err(why) => policy_error("invalid-output", &why),
+        },
+        Err(failure) => policy_error(failure.kind, &failure.message),
+    };
+    Decided { decision, trace, host }
+}
+
+/// The `policy-error` decision for a failure of `kind`.
+pub fn policy_error(kind: &str, message: &str) -> Decision {
     Decision::new(Reason::PolicyError, None, format!("policy error ({kind}): {message}"))
 }
 
 /// The host's own safety net: whatever a policy says, an allow must be backed
 /// by what the host handed out during this evaluation. A policy that fails
-/// this check gets `policy-error`, never an allow.
-pub(super) fn guard(
+/// this check gets `policy-error`, never an allow. The procedure is asked
+/// of `host` again (not through the evaluation, so it is not recorded).
+pub fn guard(
     decision: &Decision,
     trace: &Trace,
     request: &EnrollmentRequest,
-    tx: &mut dyn Tx,
-    now: u64,
+    host: &mut dyn PolicyHost,
 ) -> Result<(), String> {
-    if let Some(storage) = &trace.storage_error {
-        return Err(format!("storage failed during the evaluation: {storage}"));
+    let now = host.now();
+    if let Some(failure) = &trace.host_error {
+        return Err(format!("the host failed during the evaluation: {failure}"));
     }
     if let Some(violation) = &trace.violation {
         return Err(violation.clone());
@@ -44,7 +90,7 @@ pub(super) fn guard(
     }
     match decision.reason {
         Reason::NotRequired => {
-            let procedure = tx.procedure(&request.procedure).map_err(|e| e.to_string())?;
+            let procedure = host.procedure(&request.procedure).map_err(|e| e.to_string())?;
             match procedure {
                 Some(p) if !p.require_preregistration && !p.protocol.always_requires_preregistration() => Ok(()),
                 _ => Err(format!("not-required, but token procedure {:?} requires preregistration", request.procedure)),
@@ -54,7 +100,7 @@ pub(super) fn guard(
             let id = decision.registration.ok_or("matched without a registration")?;
             let offer = &trace.offered[&id];
             let record = &offer.registration;
-            let procedure = tx
+            let procedure = host
                 .procedure(&request.procedure)
                 .map_err(|e| e.to_string())?
                 .ok_or("matched, but the token procedure does not exist")?;

@@ -1,17 +1,17 @@
-//! A loaded policy, whatever runs it: [`crate::engine::WasmPolicy`] (a
+//! A loaded policy, whatever runs it: [`crate::WasmPolicy`] (a
 //! WebAssembly component: the real path) or [`NativeDefaultPolicy`] (the default
 //! policy's code linked natively: the baseline of the benchmarks, and a
 //! reference in tests).
 
 use prereg_core::{Decision, EnrollmentRequest, RegistrationRequest, ValidRegistration, ValidationError};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::audit::hex;
 use crate::evaluation::Evaluation;
+use crate::sha256_hex;
 
 /// Who a policy is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyInfo {
     /// Its name, from its metadata.
     pub name: String,
@@ -77,7 +77,8 @@ pub trait Policy: Send + Sync {
         (answers, evaluation)
     }
 
-    /// The test cases the policy ships (a case file, see [`crate::cases`]), if any.
+    /// The test cases the policy ships (a case file, run by `prereg policy
+    /// test`), if any.
     fn test_cases(&self) -> Option<&[u8]> {
         None
     }
@@ -98,7 +99,7 @@ impl Default for NativeDefaultPolicy {
                 name: meta.name,
                 version: meta.version,
                 wit_version: prereg_core::WIT_VERSION.into(),
-                sha256: hex(&Sha256::digest(crate::builtin::DEFAULT_POLICY_COMPONENT)),
+                sha256: sha256_hex(crate::builtin::DEFAULT_POLICY_COMPONENT),
                 source: "native".into(),
             },
         }

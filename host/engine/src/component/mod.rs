@@ -4,24 +4,25 @@
 use prereg_core::{
     Decision, EnrollmentRequest, Field, Reason, RegistrationRequest, ValidRegistration, ValidationError,
 };
-use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::prereg::policy::types as wit;
-use super::bindings::{PolicyModule, PolicyModulePre};
-use super::{EngineError, PolicyEngine};
-use crate::audit::hex;
+use self::bindings::prereg::policy::types as wit;
+use self::bindings::{PolicyModule, PolicyModulePre};
 use crate::evaluation::Evaluation;
 use crate::policy::{Policy, PolicyFailure, PolicyInfo, Validation};
+use crate::{EPOCH_TICK, EngineError, Limits, PolicyEngine, sha256_hex};
+
+mod bindings;
+mod imports;
 
 /// The data of one store: the evaluation the imports answer from, a deny-all
 /// WASI context, and the store's limits.
-pub(super) struct StoreState {
-    pub(super) evaluation: Option<Evaluation>,
+pub(crate) struct StoreState {
+    pub(crate) evaluation: Option<Evaluation>,
     /// The engine's limits (import calls, string sizes).
-    pub(super) limits: super::Limits,
+    pub(crate) limits: Limits,
     wasi: WasiCtx,
     table: ResourceTable,
     store_limits: StoreLimits,
@@ -48,28 +49,40 @@ impl WasmPolicy {
         let facts = Self::check(engine, bytes, source)?;
         let component = Component::new(engine.engine(), bytes)
             .map_err(|e| EngineError::Invalid { path: source.into(), message: format!("{e:#}") })?;
-        Self::link(engine, component, facts, hex(&Sha256::digest(bytes)), source)
+        Self::link(engine, component, facts, sha256_hex(bytes), source)
+    }
+
+    /// The built-in default policy ([`crate::builtin`]).
+    pub fn builtin(engine: &PolicyEngine) -> Result<Self, EngineError> {
+        Self::new(engine, crate::builtin::DEFAULT_POLICY_COMPONENT, crate::builtin::SOURCE)
+    }
+
+    /// The policy component in the file at `path`.
+    pub fn from_file(engine: &PolicyEngine, path: &std::path::Path) -> Result<Self, EngineError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| EngineError::Read { path: shown.clone(), source })?;
+        Self::new(engine, &bytes, &shown)
     }
 
     /// The checks made before compiling: size, a component, WIT version,
     /// imports.
-    pub(super) fn check(
+    pub(crate) fn check(
         engine: &PolicyEngine,
         bytes: &[u8],
         source: &str,
-    ) -> Result<super::inspect::ComponentFacts, EngineError> {
+    ) -> Result<crate::inspect::ComponentFacts, EngineError> {
         let max = engine.limits().max_component_bytes;
         if bytes.len() > max {
             return Err(EngineError::TooLarge { path: source.into(), size: bytes.len(), max });
         }
-        super::inspect::inspect(bytes, source)
+        crate::inspect::inspect(bytes, source)
     }
 
     /// Links a compiled component and asks it for its metadata.
-    pub(super) fn link(
+    pub(crate) fn link(
         engine: &PolicyEngine,
         component: Component,
-        facts: super::inspect::ComponentFacts,
+        facts: crate::inspect::ComponentFacts,
         sha256: String,
         source: &str,
     ) -> Result<Self, EngineError> {
@@ -136,7 +149,7 @@ impl WasmPolicy {
         // checks) is given back when the deadline is reached.
         store.epoch_deadline_callback(|context| {
             let host = context.data().evaluation.as_ref().map(Evaluation::take_host_time).unwrap_or_default();
-            let ticks = (host.as_micros() / super::EPOCH_TICK.as_micros()) as u64;
+            let ticks = (host.as_micros() / EPOCH_TICK.as_micros()) as u64;
             if ticks > 0 { Ok(wasmtime::UpdateDeadline::Continue(ticks)) } else { Err(Trap::Interrupt.into()) }
         });
         let result = self.pre.instantiate(&mut store).and_then(|module| call(&module, &mut store));

@@ -4,8 +4,8 @@
 
 use prereg_core::{Fqdn, LogLevel, LookupError, PasswordCheck, PolicyHost, RegistrationState};
 
+use super::StoreState;
 use super::bindings::prereg::policy::{host, types as wit};
-use super::policy::StoreState;
 use crate::evaluation::Evaluation;
 
 impl StoreState {

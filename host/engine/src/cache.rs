@@ -10,11 +10,9 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::{EngineError, PolicyEngine, WasmPolicy};
-use crate::audit::hex;
+use crate::{EngineError, PolicyEngine, WasmPolicy, sha256_hex};
 
 /// Where the hashes of the artifacts written are recorded.
 pub trait Ledger: Send + Sync {
@@ -65,7 +63,7 @@ impl PrecompiledCache {
         source: &str,
     ) -> Result<(WasmPolicy, Prepared), EngineError> {
         let facts = WasmPolicy::check(engine, bytes, source)?;
-        let sha256 = hex(&Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         let key = Self::key(engine, &sha256);
         let path = self.path(&key);
         if let Some(component) = self.verified(engine, &key, &path) {
@@ -84,7 +82,7 @@ impl PrecompiledCache {
     fn verified(&self, engine: &PolicyEngine, key: &str, path: &Path) -> Option<Component> {
         let recorded = self.ledger.recorded(key)?;
         let artifact = std::fs::read(path).ok()?;
-        if hex(&Sha256::digest(&artifact)) != recorded {
+        if sha256_hex(&artifact) != recorded {
             tracing::warn!(path = %path.display(), "a cached policy does not match its recorded hash: compiling anew");
             return None;
         }
@@ -95,11 +93,23 @@ impl PrecompiledCache {
         std::fs::create_dir_all(&self.dir)?;
         let partial = path.with_extension("partial");
         let _ = std::fs::remove_file(&partial);
-        crate::data_dir::write_new_file(&partial, artifact, true)?;
+        write_private(&partial, artifact)?;
         std::fs::rename(&partial, path)?;
-        self.ledger.record(key, &hex(&Sha256::digest(artifact)));
+        self.ledger.record(key, &sha256_hex(artifact));
         Ok(())
     }
+}
+
+/// Writes a new file readable by its owner only, and syncs it.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 /// Deserializes an artifact this program produced.
