@@ -57,17 +57,8 @@ pub struct NodeIdentity {
 impl NodeIdentity {
     /// The default name of a node serving on `address`: host name and port.
     pub fn default_name(address: &std::net::SocketAddr) -> String {
-        format!("{}:{}", host_name(), address.port())
+        format!("{}:{}", crate::process::host_name(), address.port())
     }
-}
-
-/// This machine's host name (`localhost` when it has none).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The thread that keeps a node in step with the store.

@@ -213,7 +213,7 @@ impl DataDir {
                 // `upload-<process>-<random>.csv`: another live process's
                 // upload (an import it is receiving or running) stays.
                 let process = rest.split_once('-').map_or("", |(token, _)| token);
-                if crate::registry::import_lease::process_token_is_gone(process) {
+                if crate::process::process_token_is_gone(process) {
                     fs::remove_file(entry.path())?;
                     changed.push(format!("removed {}", entry.path().display()));
                 }

@@ -1,7 +1,8 @@
 //! The C ABI of prereg-engine, for CA hosts written in Java, Go or C: create
 //! an engine, load a policy (the built-in default, or a component's bytes),
 //! decide enrollments with host callbacks, free. The header is
-//! `include/prereg.h`, generated from this file by cbindgen (`build.rs`).
+//! `include/prereg.h`, generated from this file by cbindgen (`build.rs`);
+//! `README.md` tells the life of a decision.
 //!
 //! Ownership: every `prereg_*_new`, `prereg_policy_*` and `prereg_decide`
 //! result is owned by the caller and freed with its `_free` function (each

@@ -16,19 +16,26 @@ use prereg_core::{
 use prereg_engine::{Candidate, HostCalls, HostError, Limits, PolicyEngine, PolicyHost, WasmPolicy, decide};
 
 /// One preregistered device, as this CA keeps it.
-struct Device {
-    domain: &'static str,
-    registration: Registration,
-    password: Option<&'static str>,
+pub struct Device {
+    /// The domain it is registered under.
+    pub domain: &'static str,
+    /// What the policy sees of it.
+    pub registration: Registration,
+    /// Its password (a real CA keeps a slow hash).
+    pub password: Option<&'static str>,
 }
 
 /// The facts of one decision: the CA's tables, and the password the
 /// enrolling device presented (which never reaches the policy).
-struct MemoryHost {
-    procedures: Vec<Procedure>,
-    devices: Vec<Device>,
-    presented_password: Option<String>,
-    now: u64,
+pub struct MemoryHost {
+    /// The token procedures.
+    pub procedures: Vec<Procedure>,
+    /// The preregistered devices.
+    pub devices: Vec<Device>,
+    /// The password the enrolling device presented.
+    pub presented_password: Option<String>,
+    /// The time of the decision (Unix seconds).
+    pub now: u64,
 }
 
 impl PolicyHost for MemoryHost {
@@ -68,7 +75,8 @@ impl PolicyHost for MemoryHost {
     }
 }
 
-fn host(presented_password: Option<&str>) -> MemoryHost {
+/// This CA's tables, and the password a device presented.
+pub fn host(presented_password: Option<&str>) -> MemoryHost {
     MemoryHost {
         procedures: vec![Procedure {
             name: "routers".into(),
@@ -97,27 +105,33 @@ fn host(presented_password: Option<&str>) -> MemoryHost {
     }
 }
 
+/// The example's three requests: (name, presented password).
+pub const REQUESTS: [(&str, Option<&str>); 3] = [
+    ("router5.dept.example.com", Some("s3cret-enough")),
+    ("router5.dept.example.com", Some("guessed")),
+    ("printer1.dept.example.com", None),
+];
+
+/// Decides `fqdn` for a device presenting `password`, over the in-memory host.
+pub fn decide_one(policy: &WasmPolicy, fqdn: &str, password: Option<&str>) -> prereg_core::Decision {
+    let request = EnrollmentRequest {
+        procedure: "routers".into(),
+        fqdn: fqdn.into(),
+        ip: None,
+        serial: None,
+        has_password: password.is_some(),
+    };
+    decide(policy, Box::new(host(password)), &request, HostCalls::Live).decision
+}
+
 fn main() -> Result<(), prereg_engine::EngineError> {
     // One engine per process; the policy is compiled once and decides many times.
     let engine = PolicyEngine::new(Limits::default())?;
     let policy = WasmPolicy::builtin(&engine)?;
     let info = prereg_engine::Policy::info(&policy);
     println!("policy: {} {} (sha256 {})", info.name, info.version, &info.sha256[..16]);
-
-    let request = |fqdn: &str, password: bool| EnrollmentRequest {
-        procedure: "routers".into(),
-        fqdn: fqdn.into(),
-        ip: None,
-        serial: None,
-        has_password: password,
-    };
-    for (fqdn, password) in [
-        ("router5.dept.example.com", Some("s3cret-enough")),
-        ("router5.dept.example.com", Some("guessed")),
-        ("printer1.dept.example.com", None),
-    ] {
-        let decided = decide(&policy, Box::new(host(password)), &request(fqdn, password.is_some()), HostCalls::Live);
-        let d = &decided.decision;
+    for (fqdn, password) in REQUESTS {
+        let d = decide_one(&policy, fqdn, password);
         println!(
             "{fqdn} (password {}): {} ({}) {}",
             password.map_or("none".to_owned(), |p| format!("{p:?}")),

@@ -192,7 +192,7 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
         (_, _, true) => {
             let mut certified: Vec<String> = names.iter().filter(|n| *n != "::1" || loopback).cloned().collect();
             if unspecified {
-                certified.push(prereg::cluster::host_name());
+                certified.push(prereg::process::host_name());
             }
             certified.retain(|n| !n.is_empty());
             let files = tls::self_issued(data, &certified, unix_now()).map_err(|e| InputError(e.to_string()))?;

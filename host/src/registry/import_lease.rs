@@ -1,5 +1,6 @@
 //! Who runs an import, so that another process marks it interrupted only
-//! when that owner is gone (issue 17, item 4).
+//! when that owner is gone (issue 17, item 4). Who a process is:
+//! [`crate::process`].
 //!
 //! Any process may open the store: a service, the CLI beside it, a second
 //! service starting. An import records its owner (this machine's boot, the
@@ -16,10 +17,11 @@
 //! The sweep also deletes what imports that will never complete staged
 //! (schema migration 13), in batches that each hold the write lock briefly.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::{Registry, RegistryError};
+pub use crate::process::this_process;
+use crate::process::{boot_id, process_token_is_gone};
 use crate::store::{ImportLease, Tx, TxKind};
 
 /// How often a running import renews its lease.
@@ -31,50 +33,6 @@ pub const EXPIRES_AFTER_SECS: u64 = 30;
 pub const STALLED_AFTER_SECS: u64 = 300;
 /// Staged rows deleted per transaction.
 const PURGE_BATCH: u32 = 5_000;
-
-/// This process, as an import's owner: `host/boot/`[`process_token`].
-pub fn this_process() -> &'static str {
-    static OWNER: OnceLock<String> = OnceLock::new();
-    OWNER.get_or_init(|| {
-        let host = crate::cluster::host_name();
-        let boot = boot_id().unwrap_or_default();
-        format!("{host}/{boot}/{}", process_token())
-    })
-}
-
-fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-fn boot_id() -> Option<String> {
-    read_trimmed("/proc/sys/kernel/random/boot_id")
-}
-
-/// A process's start time (clock ticks since boot, field 22 of its stat).
-fn start_time(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count
-    // from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19).map(String::from)
-}
-
-/// This process on this machine (its id and start time), for a file name:
-/// `pid.start`.
-pub fn process_token() -> &'static str {
-    static TOKEN: OnceLock<String> = OnceLock::new();
-    TOKEN.get_or_init(|| {
-        let pid = std::process::id();
-        format!("{pid}.{}", start_time(pid).unwrap_or_default())
-    })
-}
-
-/// Whether the process a [`process_token`] names (on this machine) is gone;
-/// a token that is not one counts as gone.
-pub fn process_token_is_gone(token: &str) -> bool {
-    let Some((pid, start)) = token.split_once('.') else { return true };
-    !pid.parse::<u32>().ok().and_then(start_time).is_some_and(|s| !s.is_empty() && s == start)
-}
 
 /// Whether the import under `lease` has lost its owner, at `now`.
 pub fn owner_is_gone(lease: &ImportLease, now: u64) -> bool {
@@ -183,6 +141,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::{process_token, start_time};
 
     #[test]
     fn this_process_is_alive_and_a_finished_one_is_gone() {

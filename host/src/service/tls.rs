@@ -18,6 +18,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::DataDir;
+pub use crate::pem::{provider, read_certificates};
 
 /// Why TLS cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,12 @@ pub enum TlsError {
     /// `--tls-self` needs the instance CA.
     #[error("--tls-self issues the service's certificate from the instance CA: run `prereg ca init` first ({0})")]
     NoCa(String),
+}
+
+impl From<crate::pem::PemError> for TlsError {
+    fn from(e: crate::pem::PemError) -> Self {
+        TlsError::File { path: e.path, message: e.message }
+    }
 }
 
 /// The certificate chain and key files of the service.
@@ -129,24 +136,6 @@ impl TlsConfig {
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// The rustls provider prereg uses everywhere (ring).
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Reads a PEM certificate chain.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let file = |message: String| TlsError::File { path: path.display().to_string(), message };
-    let pem = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file(format!("not PEM certificates: {e}")))?;
-    if certs.is_empty() {
-        return Err(file("no CERTIFICATE in the file".into()));
-    }
-    Ok(certs)
 }
 
 /// The fingerprint ([`prereg_pki::x509::fingerprint`]) of the first

@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::jws::{check_claims, sign_claims, verify_signature};
 use super::{PublicKey, SigningError, SigningKey};
 
-/// The JWS `typ` of an access token.
-pub const ACCESS_TYP: &str = "prereg-access+jws";
+pub use super::ACCESS_TYP;
 
 /// How long the tokens the CLI makes live, in seconds (refreshed before).
 pub const ACCESS_LIFETIME_SECS: u64 = 240;

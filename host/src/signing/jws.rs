@@ -87,7 +87,7 @@ pub fn verify(
 ) -> Result<Verified, SigningError> {
     let jws = jws.trim();
     let signed = verify_signature(jws, officer_key)?;
-    if signed.typ.as_deref() == Some(super::access::ACCESS_TYP) {
+    if signed.typ.as_deref() == Some(super::ACCESS_TYP) {
         return Err(SigningError::Malformed("an access token is not a signed request".into()));
     }
     let claims: Claims =

@@ -19,3 +19,7 @@ pub use errors::SigningError;
 pub use jws::{Claims, MAX_LIFETIME_SECS, REPLAY_MARGIN_SECS, Verified, sign, verify};
 pub use keys::{Algorithm, PublicKey, SigningKey};
 pub use requests::WriteRequest;
+
+/// The JWS `typ` of an officer's access token ([`access`]): the JWS
+/// verifier refuses it as a signed write.
+pub const ACCESS_TYP: &str = "prereg-access+jws";

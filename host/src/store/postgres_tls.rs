@@ -135,13 +135,13 @@ fn percent_decode(text: &str) -> String {
 /// The connector for `settings`: refuses a mode that needs roots without
 /// them, and roots that cannot be read.
 pub fn connector(settings: &TlsSettings) -> Result<RustlsConnect, String> {
-    let provider = crate::service::tls::provider();
+    let provider = crate::pem::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let roots = match &settings.root_cert {
         Some(path) => {
-            let certs = crate::service::tls::read_certificates(path).map_err(|e| format!("sslrootcert: {e}"))?;
+            let certs = crate::pem::read_certificates(path).map_err(|e| format!("sslrootcert: {e}"))?;
             let mut store = rustls::RootCertStore::empty();
             for cert in certs {
                 store.add(cert).map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;

@@ -284,7 +284,7 @@ impl Upload {
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
         // Named for this process: another starting on the same data folder
         // removes only the uploads of processes that are gone.
-        let token = crate::registry::import_lease::process_token();
+        let token = crate::process::process_token();
         Upload { path: folder.join(format!("upload-{token}-{}.csv", crate::audit::hex(&id))) }
     }
 
