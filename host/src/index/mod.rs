@@ -19,7 +19,7 @@
 //! registration is logged in the writer's own transaction
 //! (`registration_changes`, schema migration 6): triggers log updates and
 //! deletes, and the store logs each transaction's inserts as one range of ids
-//! when it commits ([`crate::store::Tx::registration_changes`]). Before a decision
+//! when it commits ([`crate::store::Registrations::registration_changes`]). Before a decision
 //! reads the index, [`MemoryIndex::catch_up`] reads the newest change number
 //! *in the decision's transaction* and applies what it has not seen, reading
 //! the changed rows in that same transaction. So a decision never sees an
@@ -29,7 +29,7 @@
 //! run sees a later committed state.
 //!
 //! When the log no longer holds what the index missed (it was pruned, see
-//! [`MemoryIndex::prune`]) or the gap is large, the index is rebuilt from a
+//! [`MemoryIndex::prune_if_long`]) or the gap is large, the index is rebuilt from a
 //! scan, off to the side, and swapped in.
 
 use std::collections::HashMap;

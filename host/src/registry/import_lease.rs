@@ -5,7 +5,7 @@
 //! Any process may open the store: a service, the CLI beside it, a second
 //! service starting. An import records its owner (this machine's boot, the
 //! process id and the process's start time) and renews a heartbeat while it
-//! runs ([`LeaseClock`]). Before another process marks a `running` import
+//! runs (`LeaseClock`). Before another process marks a `running` import
 //! interrupted ([`Registry::sweep_imports`]) it asks whether the owner is
 //! gone:
 //! - on the same boot of the same machine, the owner is gone when no process

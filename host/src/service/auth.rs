@@ -79,7 +79,7 @@ pub struct Authenticated(pub String);
 
 /// The address of the client that sent `request`: the peer of the
 /// connection (a trusted proxy's `X-Forwarded-For` is resolved before this,
-/// by [`super::connection`]).
+/// by [`super::listener`]).
 pub fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
     extensions
         .get::<ConnectInfo<SocketAddr>>()

@@ -7,7 +7,7 @@
 //! - [`signed`]: writes are JWS in flattened JSON serialization.
 //! - [`problem`]: errors are `application/problem+json`.
 //! - [`web`]: the RA page at `/`.
-//! - [`metrics`]: Prometheus metrics.
+//! - `metrics`: Prometheus metrics.
 //!
 //! Registry calls block (SQLite, wasmtime), so handlers run them on tokio's
 //! blocking pool; imports run on their own threads.
