@@ -204,7 +204,8 @@ fn report(registry: &Registry, node: &NodeIdentity, stopped: bool) {
 }
 
 /// A node as `prereg cluster status` shows it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     /// What it last reported.
     #[serde(flatten)]
@@ -216,7 +217,8 @@ pub struct NodeStatus {
 }
 
 /// The nodes of a store.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     /// Where the store is.
     pub store: String,

@@ -35,7 +35,7 @@ impl StoreLocation {
     pub fn shown(&self) -> String {
         match self {
             StoreLocation::Sqlite(path) => path.display().to_string(),
-            StoreLocation::Postgres(url) => crate::store::postgres::redact(url),
+            StoreLocation::Postgres(url) => crate::store::redact_url(url),
         }
     }
 
@@ -43,7 +43,7 @@ impl StoreLocation {
     pub fn open(&self) -> Result<std::sync::Arc<dyn crate::store::Storage>, crate::store::StoreError> {
         Ok(match self {
             StoreLocation::Sqlite(path) => std::sync::Arc::new(crate::store::SqliteStorage::open(path)?),
-            StoreLocation::Postgres(url) => std::sync::Arc::new(crate::store::PostgresStorage::open(url)?),
+            StoreLocation::Postgres(url) => crate::store::open_postgres(url)?,
         })
     }
 }
@@ -93,7 +93,7 @@ impl DataDir {
         };
         Ok(match url {
             None => StoreLocation::Sqlite(self.database()),
-            Some(url) if crate::store::postgres::is_postgres_url(&url) => StoreLocation::Postgres(url),
+            Some(url) if crate::store::is_postgres_url(&url) => StoreLocation::Postgres(url),
             Some(url) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,

@@ -31,16 +31,19 @@ pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod cases;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod cluster;
 pub mod data_dir;
 pub mod dataset;
+#[cfg(feature = "enroll")]
 pub mod enroll;
 pub mod evaluation;
 pub mod import;
 pub mod index;
 pub mod password;
 pub mod pem;
+#[cfg(feature = "enroll")]
 pub mod pki;
 pub mod policy_bench;
 pub mod process;
@@ -48,6 +51,7 @@ pub mod registry;
 pub mod scaffold;
 pub mod scratch;
 pub mod sealing;
+#[cfg(feature = "service")]
 pub mod service;
 pub mod signing;
 pub mod store;

@@ -1,6 +1,6 @@
 //! PEM certificate files and the TLS crypto provider (ring), shared by the
 //! service's TLS ([`crate::service::tls`]) and PostgreSQL's
-//! ([`crate::store::postgres_tls`]).
+//! (`store::postgres_tls`).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -132,7 +132,7 @@ pub fn run(
         let report = scratch.registry().decide(input, DecisionMode::DryRun, crate::registry::unix_now())?;
         timings.push(one.elapsed());
         allowed += u32::from(report.allowed);
-        policy_errors += u32::from(report.reason == "policy-error");
+        policy_errors += u32::from(report.reason == prereg_core::Reason::PolicyError);
     }
     let total = started.elapsed();
     Ok(BenchReport {

@@ -95,7 +95,7 @@ fn check(client: &prereg::client::Client, fqdn: &str) -> (bool, String, String) 
     let input =
         prereg::registry::EnrollmentInput { procedure: "routers".into(), fqdn: fqdn.into(), ..Default::default() };
     let report = client.decide(&input, prereg::registry::DecisionMode::DryRun).unwrap();
-    (report.allowed, report.reason, report.policy.name)
+    (report.allowed, report.reason.to_string(), report.policy.name)
 }
 
 #[test]

@@ -222,6 +222,11 @@ impl Reason {
         }
     }
 
+    /// The SPEC.md reason code ([`Reason::code`]).
+    pub fn as_str(&self) -> &'static str {
+        self.code()
+    }
+
     /// Parses a reason code.
     pub fn parse(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.code() == code)
@@ -236,6 +241,19 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
+    }
+}
+
+/// A reason equals its code: `reason == "matched"`.
+impl PartialEq<&str> for Reason {
+    fn eq(&self, code: &&str) -> bool {
+        self.code() == *code
+    }
+}
+
+impl PartialEq<str> for Reason {
+    fn eq(&self, code: &str) -> bool {
+        self.code() == code
     }
 }
 

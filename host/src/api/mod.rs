@@ -11,7 +11,8 @@ use crate::registry::WriteOutcome;
 use crate::store::{AuditRecord, ImportRecord, RegistrationRecord};
 
 /// A page of audit records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     /// Records by ascending sequence number.
     pub items: Vec<AuditRecord>,
@@ -20,7 +21,8 @@ pub struct AuditPage {
 }
 
 /// The result of checking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditVerificationView {
     /// Whether the whole chain is intact.
     pub intact: bool,
@@ -37,7 +39,8 @@ pub struct AuditVerificationView {
 }
 
 /// An enrollment request as the CA front received it.
-#[derive(Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     /// Token procedure the request came through.
@@ -68,7 +71,8 @@ impl std::fmt::Debug for DecisionRequest {
 }
 
 /// An import: as recorded, with live progress while it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportView {
     /// The import as recorded.
     pub import: ImportRecord,
@@ -79,7 +83,8 @@ pub struct ImportView {
 }
 
 /// Bad rows of an import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportPage {
     /// Bad rows, by row number.
     pub items: Vec<RowError>,
@@ -88,7 +93,8 @@ pub struct ReportPage {
 }
 
 /// This prereg instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceInfo {
     /// Instance id: the `aud` of every signed request.
     pub instance_id: String,
@@ -104,7 +110,8 @@ pub struct InstanceInfo {
 }
 
 /// A page of registrations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationPage {
     /// The registrations, by ascending id.
     pub items: Vec<RegistrationRecord>,
@@ -113,7 +120,8 @@ pub struct RegistrationPage {
 }
 
 /// The result of creating a registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Created {
     /// What the write did.
     pub outcome: WriteOutcome,
@@ -122,7 +130,8 @@ pub struct Created {
 }
 
 /// A problem document (RFC 9457).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// Stable identifier of the kind of failure, `urn:prereg:problem:<name>`.
     #[serde(rename = "type")]
@@ -139,7 +148,8 @@ pub struct Problem {
 }
 
 /// A JWS in flattened JSON serialization.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FlattenedJws {
     /// The protected header, base64url (`alg`, `kid`, `typ`).

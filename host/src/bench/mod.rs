@@ -5,6 +5,7 @@
 //! latency percentiles, failures and memory, and for swaps the latency inside
 //! and outside the swap windows.
 
+#[cfg(feature = "cli")]
 pub mod plot;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::engine::{EngineError, PolicyEngine};
 use crate::policy::Policy;
 use crate::registry::{DecisionMode, EnrollmentInput, Registry, RegistryError};
 use crate::signing::{Algorithm, SigningKey};
-use crate::store::{PostgresStorage, SqliteStorage, Storage, StoreError, TxKind};
+use crate::store::{SqliteStorage, Storage, StoreError, TxKind};
 
 /// How long after a swap a decision counts as "inside the swap window".
 pub const SWAP_WINDOW: Duration = Duration::from_millis(100);
@@ -170,7 +171,7 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
     let database = folder.path().join("bench.sqlite3");
     let open = || -> Result<Arc<dyn Storage>, StoreError> {
         Ok(match &options.database {
-            Some(url) => Arc::new(PostgresStorage::open(url)?),
+            Some(url) => crate::store::open_postgres(url)?,
             None => Arc::new(SqliteStorage::open(&database)?),
         })
     };
@@ -312,7 +313,7 @@ fn decide_for(
                     let at = one.duration_since(t0);
                     let result = registry.decide(input, DecisionMode::DryRun, crate::registry::unix_now());
                     let took = one.elapsed();
-                    if !matches!(&result, Ok(r) if r.reason != "policy-error") {
+                    if !matches!(&result, Ok(r) if r.reason != prereg_core::Reason::PolicyError) {
                         failures += 1;
                     }
                     samples.push((at, took));

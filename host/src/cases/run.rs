@@ -217,9 +217,13 @@ fn compare(case: &Case, report: &DecisionReport) -> CaseOutcome {
         mismatches.push(Mismatch { field: "decision".into(), expected: case.expect.as_str().into(), got: got.into() });
     }
     if let Some(reason) = &case.reason
-        && *reason != report.reason
+        && report.reason != reason.as_str()
     {
-        mismatches.push(Mismatch { field: "reason".into(), expected: reason.clone(), got: report.reason.clone() });
+        mismatches.push(Mismatch {
+            field: "reason".into(),
+            expected: reason.clone(),
+            got: report.reason.code().into(),
+        });
     }
     if let Some(pattern) = &case.pattern {
         let got = report.pattern.clone().unwrap_or_default();
@@ -272,7 +276,7 @@ fn replay_case(policy: &Arc<dyn Policy>, case: &Case, recording: &Recording) -> 
     });
     let report = DecisionReport {
         allowed: decision.allowed,
-        reason: decision.reason.code().into(),
+        reason: decision.reason,
         registration: decision.registration,
         pattern,
         explanation: decision.explanation,

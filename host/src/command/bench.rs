@@ -28,7 +28,7 @@ pub fn run(context: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
         // Only an explicit --database (never the data folder's settings): a
         // scratch SQLite file otherwise. The database must be empty.
         database: match &context.global.database {
-            Some(url) if prereg::store::postgres::is_postgres_url(url) => Some(url.clone()),
+            Some(url) if prereg::store::is_postgres_url(url) => Some(url.clone()),
             Some(url) => return Err(InputError(format!("--database {url:?}: not a postgres:// URL")).into()),
             None => None,
         },

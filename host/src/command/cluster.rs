@@ -7,7 +7,7 @@ use prereg::DataDir;
 use prereg::cluster::{self, ClusterStatus};
 use prereg::data_dir::StoreLocation;
 use prereg::registry::unix_now;
-use prereg::store::{PostgresStorage, SqliteStorage, copy};
+use prereg::store::{SqliteStorage, copy};
 
 use super::{Context, InputError, print_json};
 use crate::cli::ClusterCommand;
@@ -65,18 +65,18 @@ pub fn migrate(context: &Context, from: &Path, to: &str) -> anyhow::Result<ExitC
     if !file.exists() {
         return Err(InputError(format!("--from {}: no prereg.sqlite3 there", from.display())).into());
     }
-    if !prereg::store::postgres::is_postgres_url(to) {
+    if !prereg::store::is_postgres_url(to) {
         return Err(InputError(format!("--to {to:?}: not a postgres:// URL")).into());
     }
     let from_store = SqliteStorage::open(&file)?;
-    let to_store = PostgresStorage::open(to)?;
-    let report = copy::copy_instance(&from_store, &to_store).map_err(|e| match e {
+    let to_store = prereg::store::open_postgres(to)?;
+    let report = copy::copy_instance(&from_store, to_store.as_ref()).map_err(|e| match e {
         prereg::store::StoreError::Duplicate { what } => {
             anyhow::Error::from(InputError(format!("--to: the database is not empty: it holds {what}")))
         }
         other => other.into(),
     })?;
-    let verified = prereg::registry::verify_audit_chain(&to_store, None, None)?;
+    let verified = prereg::registry::verify_audit_chain(to_store.as_ref(), None, None)?;
     if let Some(fault) = verified.fault {
         anyhow::bail!("the audit chain does not verify in the target: {fault}");
     }
@@ -91,7 +91,7 @@ pub fn migrate(context: &Context, from: &Path, to: &str) -> anyhow::Result<ExitC
         report.certificates,
         report.request_ids,
         report.audit_records,
-        prereg::store::Storage::describe(&to_store)
+        to_store.describe()
     );
     println!("audit chain intact: {} records", verified.checked);
     println!(

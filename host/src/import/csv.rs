@@ -18,7 +18,8 @@ pub const MAX_ROW_BYTES: usize = 8 * 1024;
 /// Where a record starts: its row number (the header is row 1, as in a
 /// spreadsheet) and the line it starts on (they differ when quoted fields
 /// hold line breaks, or blank lines are skipped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Position {
     /// Row number; the header is row 1.
     pub row: u64,

@@ -226,7 +226,8 @@ impl<R: Read> Read for DigestingReader<R> {
 }
 
 /// What is wrong with one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RowErrorKind {
     /// A field is invalid (the column says which).
@@ -240,7 +241,8 @@ pub enum RowErrorKind {
 }
 
 /// One bad row of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RowError {
     /// Row number (the header is row 1).
     pub row: u64,
@@ -278,7 +280,8 @@ impl RowSink for Vec<RowError> {
 }
 
 /// The phase of an import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// Reading the file through once (structure, SHA-256).
@@ -305,7 +308,8 @@ pub struct ImportProgress {
 }
 
 /// A snapshot of [`ImportProgress`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProgressSnapshot {
     /// Phase.
     pub phase: Phase,

@@ -12,13 +12,17 @@ use serde::Serialize;
 use super::decisions::give_back;
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
+#[cfg(feature = "enroll")]
 use crate::pki::Ca;
-use crate::store::{CertificateRecord, CertificateState, CrlRecord, TxKind};
+#[cfg(feature = "enroll")]
+use crate::store::CrlRecord;
+use crate::store::{CertificateRecord, CertificateState, TxKind};
 
 /// How long a CRL is valid (its nextUpdate after thisUpdate): one day.
 pub const CRL_VALIDITY_SECONDS: u64 = 86_400;
 /// A CRL is issued anew after this long even without a new revocation, so
 /// that relying parties never hold one close to its nextUpdate.
+#[cfg(feature = "enroll")]
 const CRL_REFRESH_SECONDS: u64 = 3_600;
 /// Unconfirmed certificates revoked per sweep.
 const SWEEP_BATCH: u32 = 100;
@@ -195,6 +199,7 @@ impl Registry {
         Ok(revoked)
     }
 
+    #[cfg(feature = "enroll")]
     /// The CA's current CRL (DER): the stored one while it lists every
     /// revoked certificate and is younger than an hour, otherwise a new one
     /// with the next cRLNumber, signed by `ca` and stored (so every node
@@ -231,6 +236,7 @@ impl Registry {
     }
 }
 
+#[cfg(feature = "enroll")]
 impl CrlRecord {
     /// Whether it may still be served: signed by `ca` (not a CA replaced
     /// since) and younger than the refresh period.

@@ -88,7 +88,8 @@ pub enum DecisionMode {
 }
 
 /// The policy that made a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyRef {
     /// Name.
     pub name: String,
@@ -99,12 +100,15 @@ pub struct PolicyRef {
 }
 
 /// A decision with everything an operator needs to understand it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionReport {
     /// Whether the device may enroll.
     pub allowed: bool,
-    /// SPEC.md reason code.
-    pub reason: String,
+    /// SPEC.md reason code (`matched`, `no-registration`...).
+    #[serde(serialize_with = "reason_code::serialize", deserialize_with = "reason_code::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "matched"))]
+    pub reason: Reason,
     /// The registration that decided, if any.
     pub registration: Option<u64>,
     /// Its pattern.
@@ -117,6 +121,20 @@ pub struct DecisionReport {
     pub dry_run: bool,
     /// The audit record of the decision (enrollments only).
     pub audit_seq: Option<u64>,
+}
+
+/// A [`Reason`] on the wire and in stored answers: its SPEC.md code.
+mod reason_code {
+    use prereg_core::Reason;
+
+    pub fn serialize<S: serde::Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(reason.code())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        let code = <String as serde::Deserialize>::deserialize(d)?;
+        Reason::parse(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown reason code {code:?}")))
+    }
 }
 
 impl Registry {
@@ -143,7 +161,7 @@ impl Registry {
     pub fn check(&self, mut input: EnrollmentInput, now: u64) -> Result<DecisionReport, RegistryError> {
         let had_password = input.password.take().is_some() | input.mac.take().is_some();
         let mut report = self.decide(input, DecisionMode::DryRun, now)?;
-        if had_password && report.reason == Reason::PasswordRequired.code() {
+        if had_password && report.reason == Reason::PasswordRequired {
             report.explanation = format!(
                 "{} The request carries a password: an enrollment would check it here. A dry run never checks \
                  a password, so this answer is the same for a right and a wrong one.",
@@ -249,7 +267,7 @@ impl Registry {
         let pattern = offered.map(|r| r.pattern.clone());
         let mut report = DecisionReport {
             allowed: decision.allowed,
-            reason: decision.reason.code().into(),
+            reason: decision.reason,
             registration: decision.registration,
             pattern,
             explanation: decision.explanation.clone(),
@@ -298,7 +316,7 @@ impl Registry {
                         None => format!("fqdn:{}", request.fqdn.chars().take(300).collect::<String>()),
                     },
                     outcome: if decision.allowed { "allowed" } else { "denied" }.into(),
-                    reason: Some(report.reason.clone()),
+                    reason: Some(report.reason.code().into()),
                     policy_sha256: Some(report.policy.sha256.clone()),
                     request: request_json.to_string(),
                     detail: decision.explanation.clone(),

@@ -24,7 +24,8 @@ use crate::store::{OfficerRecord, PolicyVersionRecord, TxKind};
 pub type PolicyLoader = dyn Fn(&[u8], &str) -> Result<Arc<dyn Policy>, String> + Send + Sync;
 
 /// What a policy change did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyChange {
     /// The write.
     pub outcome: WriteOutcome,

@@ -23,7 +23,8 @@ use crate::signing::WriteRequest;
 use crate::store::{ShadowDisagreement, ShadowRecord, ShadowSide, Tx, TxKind};
 
 /// What a `policy.shadow` request did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShadowChange {
     /// The write.
     pub outcome: WriteOutcome,
@@ -32,7 +33,8 @@ pub struct ShadowChange {
 }
 
 /// The shadow policy and the enrollments where it disagreed with the active one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShadowReport {
     /// The shadow version and its counts (absent: no shadow set).
     pub shadow: Option<ShadowRecord>,

@@ -19,7 +19,8 @@ const DAY: u64 = 86_400;
 const MAX_VALID_DAYS: u32 = 36_500;
 
 /// What a write did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WriteOutcome {
     /// The action.
     pub action: String,

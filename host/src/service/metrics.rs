@@ -157,7 +157,7 @@ impl Metrics {
     pub fn decision(&self, report: &DecisionReport, seconds: f64) {
         let mode = if report.dry_run { "check" } else { "enroll" };
         let outcome = if report.allowed { "allowed" } else { "denied" };
-        self.decisions.get_or_create(&DecisionLabels { mode, outcome, reason: report.reason.clone() }).inc();
+        self.decisions.get_or_create(&DecisionLabels { mode, outcome, reason: report.reason.code().into() }).inc();
         self.decision_seconds.get_or_create(&ModeLabels { mode }).observe(seconds);
     }
 

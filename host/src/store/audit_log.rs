@@ -5,7 +5,8 @@ use serde::Serialize;
 use super::StoreError;
 
 /// One record of the hash-chained audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     /// Sequence number, from 1, without gaps.
     pub seq: u64,

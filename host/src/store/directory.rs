@@ -7,7 +7,8 @@ use serde::Serialize;
 use super::{StoreError, de_protocol, ser_display};
 
 /// A token procedure as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcedureRecord {
     /// Unique name.
     pub name: String,
@@ -15,7 +16,7 @@ pub struct ProcedureRecord {
     pub domain: String,
     /// Protocol.
     #[serde(serialize_with = "ser_display", deserialize_with = "de_protocol")]
-    #[schema(value_type = String, example = "scep")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "scep"))]
     pub protocol: Protocol,
     /// Whether preregistration is required.
     pub require_preregistration: bool,
@@ -30,7 +31,8 @@ pub struct ProcedureRecord {
 }
 
 /// An RA officer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfficerRecord {
     /// Key id (RFC 7638 JWK thumbprint of its public key).
     pub kid: String,
@@ -72,7 +74,8 @@ impl OfficerRecord {
 /// A CA caller: a system that asks for enrollment decisions (the CA front
 /// of SCEP/CMP/EST, another CA's webhook, a script), for the token
 /// procedures it lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CallerRecord {
     /// Unique name (it names the caller in the audit records of its decisions).
     pub name: String,

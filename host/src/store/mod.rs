@@ -23,7 +23,9 @@ mod imports;
 mod instance;
 mod nodes;
 mod policy_versions;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
 pub mod postgres_tls;
 mod registrations;
 pub mod schema;
@@ -39,6 +41,7 @@ pub use imports::*;
 pub use instance::*;
 pub use nodes::*;
 pub use policy_versions::*;
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresStorage;
 pub use registrations::*;
 pub use sqlite::SqliteStorage;
@@ -46,10 +49,39 @@ pub use sqlite::SqliteStorage;
 /// Opens the store at `location`: a `postgres://` URL, or the path of a
 /// SQLite database file.
 pub fn open(location: &str) -> Result<std::sync::Arc<dyn Storage>, StoreError> {
-    if postgres::is_postgres_url(location) {
-        Ok(std::sync::Arc::new(PostgresStorage::open(location)?))
+    if is_postgres_url(location) {
+        open_postgres(location)
     } else {
         Ok(std::sync::Arc::new(SqliteStorage::open(std::path::Path::new(location))?))
+    }
+}
+
+/// Whether `location` names a PostgreSQL database (`postgres://` or
+/// `postgresql://`), not a SQLite file.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The PostgreSQL database at `url`, migrated; refused, naming the cargo
+/// feature, by a prereg built without PostgreSQL.
+pub fn open_postgres(url: &str) -> Result<std::sync::Arc<dyn Storage>, StoreError> {
+    #[cfg(feature = "postgres")]
+    return Ok(std::sync::Arc::new(PostgresStorage::open(url)?));
+    #[cfg(not(feature = "postgres"))]
+    Err(StoreError::BadUrl {
+        path: redact_url(url),
+        message: "this prereg was built without PostgreSQL (cargo feature `postgres`)".into(),
+    })
+}
+
+/// A PostgreSQL URL with its password hidden, for messages.
+pub fn redact_url(url: &str) -> String {
+    #[cfg(feature = "postgres")]
+    return postgres::redact(url);
+    #[cfg(not(feature = "postgres"))]
+    match url.split_once("://").and_then(|(_, rest)| rest.rsplit_once('@')) {
+        Some((_, host)) => format!("postgres://(credentials hidden)@{host}"),
+        None => url.split('?').next().unwrap_or_default().to_owned(),
     }
 }
 

@@ -5,7 +5,8 @@ use serde::Serialize;
 use super::StoreError;
 
 /// A node serving the store (`prereg serve`), as it last reported itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeRecord {
     /// Its name (`--node`, or host:port).
     pub node_id: String,

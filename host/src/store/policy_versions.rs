@@ -6,7 +6,8 @@ use serde::Serialize;
 use super::StoreError;
 
 /// A loaded policy version (the component is read separately).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyVersionRecord {
     /// SHA-256 of the component, hex.
     pub sha256: String,
@@ -27,7 +28,8 @@ pub struct PolicyVersionRecord {
 }
 
 /// The shadow policy and how its decisions compared so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShadowRecord {
     /// SHA-256 of the shadow component.
     pub sha256: String,
@@ -42,7 +44,8 @@ pub struct ShadowRecord {
 }
 
 /// One side of a shadowed decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShadowSide {
     /// SHA-256 of the policy.
     pub sha256: String,
@@ -57,7 +60,8 @@ pub struct ShadowSide {
 }
 
 /// An enrollment where the shadow policy and the active one disagreed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShadowDisagreement {
     /// Id (order of recording).
     pub id: u64,

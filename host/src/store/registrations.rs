@@ -22,7 +22,8 @@ pub struct StoredRegistration {
 }
 
 /// A registration as stored (the password hash is read separately).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationRecord {
     /// Identifier.
     pub id: u64,
@@ -48,7 +49,7 @@ pub struct RegistrationRecord {
     pub failed_attempts: u32,
     /// State.
     #[serde(serialize_with = "ser_display", deserialize_with = "de_state")]
-    #[schema(value_type = String, example = "open")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "open"))]
     pub state: RegistrationState,
     /// Officer key id.
     pub created_by: String,

@@ -36,7 +36,7 @@ pub use prereg_pki::cmp::{message, protection};
 
 use std::sync::Arc;
 
-use prereg_core::{Fqdn, Protocol};
+use prereg_core::{Fqdn, Protocol, Reason};
 
 use self::message::{Body, CertRequest, FailInfo, Header, Request, body_tag};
 use self::protection::MacAlgorithm;
@@ -82,12 +82,20 @@ fn refuse(fail: FailInfo, text: impl Into<String>) -> Refusal {
 pub const NOT_AUTHORIZED: &str = "not-authorized";
 
 /// The statusString and failInfo that tell a client its enrollment was denied.
-pub fn denial_for(reason: &str) -> (&str, FailInfo) {
+pub fn denial_for(reason: Reason) -> (&'static str, FailInfo) {
     match reason {
-        "invalid-fqdn" | "unknown-procedure" => (reason, FailInfo::BadRequest),
-        "domain-not-allowed" => (reason, FailInfo::NotAuthorized),
-        "policy-error" => (reason, FailInfo::SystemFailure),
-        _ => (NOT_AUTHORIZED, FailInfo::NotAuthorized),
+        Reason::InvalidFqdn | Reason::UnknownProcedure => (reason.code(), FailInfo::BadRequest),
+        Reason::DomainNotAllowed => (reason.code(), FailInfo::NotAuthorized),
+        Reason::PolicyError => (reason.code(), FailInfo::SystemFailure),
+        // Named one by one: a new reason must be placed here on purpose.
+        Reason::NoRegistration
+        | Reason::IpMismatch
+        | Reason::SerialMismatch
+        | Reason::PasswordRequired
+        | Reason::BadPassword
+        | Reason::Locked
+        | Reason::NotRequired
+        | Reason::Matched => (NOT_AUTHORIZED, FailInfo::NotAuthorized),
     }
 }
 
@@ -213,8 +221,8 @@ impl CmpServer {
             return self.resent(&reply, checked, cert_request, &earlier);
         }
         let dry = self.decide(&input, None, DecisionMode::DryRun, now)?;
-        let registration = match (dry.reason.as_str(), dry.registration) {
-            ("password-required", Some(id)) => id,
+        let registration = match (dry.reason, dry.registration) {
+            (Reason::PasswordRequired, Some(id)) => id,
             _ => {
                 // Denied before the password step, or no password to key the
                 // MAC. The MAC is computed all the same (with no secret), so
@@ -225,7 +233,7 @@ impl CmpServer {
                     // Not decided: it would be allowed and counted, and CMP
                     // could not answer it.
                     tracing::warn!(registration = ?dry.registration, "CMP: the deciding registration has no password to key CMP's MAC");
-                    return Ok(self.denial(&reply, "password-required"));
+                    return Ok(self.denial(&reply, Reason::PasswordRequired));
                 }
                 // Decided for real and audited.
                 let report = self.decide(&input, None, DecisionMode::Enroll, now)?;
@@ -427,11 +435,11 @@ impl CmpServer {
 
     fn rejection(&self, reply: &Reply<'_>, report: &DecisionReport) -> Vec<u8> {
         tracing::info!(reason = %report.reason, audit = ?report.audit_seq, "CMP: enrollment denied");
-        self.denial(reply, &report.reason)
+        self.denial(reply, report.reason)
     }
 
     /// The rejection a client is told of a denial for `reason` ([`denial_for`]).
-    fn denial(&self, reply: &Reply<'_>, reason: &str) -> Vec<u8> {
+    fn denial(&self, reply: &Reply<'_>, reason: Reason) -> Vec<u8> {
         let (text, fail) = denial_for(reason);
         let status = message::status_info(2, Some(text), Some(fail));
         let body = message::cert_rep(reply.body_tag, reply.cert_req_id, &status, None);

@@ -194,7 +194,7 @@ impl ScepServer {
                 tracing::info!(fqdn = %fqdn, registration = ?report.registration, serial = %certificate.serial, audit = ?report.audit_seq, "SCEP: certificate issued and counted");
                 Ok(Outcome::Success { cert: certificate.der })
             }
-            _ => Ok(Outcome::Failure(FailInfo::BadRequest, report.reason)),
+            _ => Ok(Outcome::Failure(FailInfo::BadRequest, report.reason.code().into())),
         }
     }
 

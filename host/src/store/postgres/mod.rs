@@ -114,7 +114,6 @@ struct Inner {
 /// The two kinds of connection. A reading connection is read-only for the
 /// whole session (`default_transaction_read_only`) and runs each statement
 /// on its own (no BEGIN and ROLLBACK: two round trips fewer per decision);
-
 /// a writing one runs transactions under the write lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
@@ -148,11 +147,6 @@ struct Connection {
     client: Client,
     lane: Lane,
     statements: HashMap<String, Statement>,
-}
-
-/// Whether `url` names a PostgreSQL database.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 impl PostgresStorage {
