@@ -1,0 +1,73 @@
+//! `prereg ca ...`: the instance CA, certificates, revocation, the CRL.
+
+use clap::Subcommand;
+use std::path::PathBuf;
+
+/// `prereg ca ...`
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a CA: an EC P-256 issuing CA and an RSA certificate for SCEP's
+    /// key transport, signed by it.
+    Init {
+        /// The CA's common name.
+        #[arg(long, default_value = "prereg CA")]
+        name: String,
+        /// The URL of the CRL named in every issued certificate (plain
+        /// http://) [default: http://<serve's listen address>/ca/crl].
+        #[arg(long)]
+        crl_url: Option<String>,
+    },
+    /// Use an existing CA (EC P-256 or RSA): its certificate and private key,
+    /// PEM. An RSA certificate for SCEP is made and signed by it.
+    Import {
+        /// CA certificate, PEM.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show the CA and RA certificates: subject, validity, SHA-256 fingerprint.
+    Show,
+    /// Change the CA's settings.
+    Set {
+        /// The URL of the CRL named in certificates issued from now on
+        /// (plain http://); "default" names serve's own address.
+        #[arg(long)]
+        crl_url: String,
+    },
+    /// Revoke a certificate this CA issued (a request signed by an officer
+    /// of the certificate's domain, audited); it is listed on the CRL.
+    Revoke {
+        /// Its serial number, hex (as `openssl x509 -serial` prints it).
+        serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise,
+        /// affiliationChanged, superseded, cessationOfOperation,
+        /// privilegeWithdrawn (kebab-case works too).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Issue a TLS client certificate for a CA caller (mutual TLS with
+    /// `serve --tls-self` or `--tls-cert`): FILE (the certificate, PEM) and,
+    /// beside it with the extension `.key`, its new private key (mode 0600). `prereg caller add
+    /// --client-cert FILE` then lets it authenticate with it.
+    IssueClient {
+        /// The caller's name (the certificate's CN).
+        name: String,
+        /// Certificate file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
+    /// Write the CA's current CRL (DER, or PEM with --pem) to a file or stdout.
+    Crl {
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// PEM instead of DER.
+        #[arg(long)]
+        pem: bool,
+    },
+}

@@ -1,0 +1,86 @@
+//! `prereg serve`'s arguments: listening, TLS, limits, the policy sandbox.
+
+use clap::Args;
+use std::path::PathBuf;
+
+/// `prereg serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PREREG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// This node's name in `prereg cluster status` [default: host name:port].
+    #[arg(long, env = "PREREG_NODE")]
+    pub node: Option<String>,
+    /// How long a CMP certificate issued without implicit confirmation
+    /// waits for the client's certConf before it is revoked and its
+    /// enrollment given back, in seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub cmp_confirm_seconds: u64,
+    /// Where signed checkpoints of the audit log are written
+    /// [default: the data folder's checkpoints/].
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How often a numbered checkpoint (`<size>.note`) is kept when the log
+    /// grew, in seconds (`latest.note` follows every commit within 250 ms).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub checkpoint_seconds: u64,
+    /// Denied enrollments (REST, CMP, SCEP) a client address may make in a
+    /// burst before it is answered 429.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub failure_burst: u32,
+    /// Denied enrollments a client address regains per minute.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub failures_per_minute: u32,
+    /// TLS certificate chain (PEM, the server's certificate first); reloaded
+    /// when the file changes or on SIGHUP.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self", help_heading = "Network")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", help_heading = "Network")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate the instance CA (`prereg ca init`)
+    /// issues for the listen address, --public-url and --allow-host (kept in
+    /// DATA/tls/, issued again before it ends).
+    #[arg(long, help_heading = "Network")]
+    pub tls_self: bool,
+    /// The URL clients reach this service at (`https://ra.example.com`): its
+    /// host may be named in requests, and certificates name its CRL.
+    #[arg(long, env = "PREREG_PUBLIC_URL", help_heading = "Network")]
+    pub public_url: Option<String>,
+    /// More host names (or addresses) requests may name in Host,
+    /// comma-separated; any other gets 421.
+    #[arg(long, value_delimiter = ',', help_heading = "Network")]
+    pub allow_host: Vec<String>,
+    /// Listen without TLS on a non-loopback address, because a TLS proxy is
+    /// in front (then say which hosts it forwards with --public-url or
+    /// --allow-host).
+    #[arg(long, help_heading = "Network")]
+    pub plain_http_behind_proxy: bool,
+    /// Proxies whose X-Forwarded-For names the client, comma-separated
+    /// addresses (with --plain-http-behind-proxy).
+    #[arg(long, value_delimiter = ',', requires = "plain_http_behind_proxy", help_heading = "Network")]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
+    /// Also serve /metrics, without a credential, on this address (keep it
+    /// on a private network); on the main address /metrics needs an
+    /// officer's token or a CA caller's secret.
+    #[arg(long, help_heading = "Network")]
+    pub metrics_listen: Option<String>,
+    /// Seconds a client has to finish the TLS handshake and send a request's
+    /// headers (also the longest an idle connection is kept).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=30), help_heading = "Network")]
+    pub header_timeout_seconds: u64,
+    /// Seconds a connection may serve nothing before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Network")]
+    pub idle_timeout_seconds: u64,
+    /// Connections served at once; more are closed on accept.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Network")]
+    pub max_connections: u32,
+    /// Requests to the enrollment endpoints (SCEP, CMP) a client address may
+    /// make in a burst before it is answered 429.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Network")]
+    pub enroll_burst: u32,
+    /// Enrollment requests a client address regains per minute.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Network")]
+    pub enroll_per_minute: u32,
+}
