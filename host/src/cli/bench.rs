@@ -1,7 +1,8 @@
 //! `prereg bench`, the load harness.
 
-use clap::Args;
 use std::path::PathBuf;
+
+use clap::Args;
 
 /// `prereg bench` arguments.
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! `prereg ca ...`: the instance CA, certificates, revocation, the CRL.
 
-use clap::Subcommand;
 use std::path::PathBuf;
+
+use clap::Subcommand;
 
 /// `prereg ca ...`
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,8 @@
 //! `prereg policy ...`: load, activate, roll back, shadow, test and bench policies.
 
-use clap::{Args, Subcommand};
 use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
 
 /// `prereg policy ...`
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,8 @@
 //! The audit log's commands, and a decision (`prereg decide`).
 
-use clap::{Args, Subcommand};
 use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
 
 /// `prereg audit ...`
 #[derive(Debug, Subcommand)]

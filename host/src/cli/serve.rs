@@ -1,7 +1,8 @@
 //! `prereg serve`'s arguments: listening, TLS, limits, the policy sandbox.
 
-use clap::Args;
 use std::path::PathBuf;
+
+use clap::Args;
 
 /// `prereg serve`.
 #[derive(Debug, Args)]

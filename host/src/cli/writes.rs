@@ -1,7 +1,8 @@
 //! The signed writes: procedures, officers, CA callers, registrations and imports.
 
-use clap::{Args, Subcommand};
 use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
 
 use super::{AlgorithmArg, ProtocolArg};
 
