@@ -63,6 +63,7 @@ const EXPECTED: &[&str] = &[
     "laptop9, never registered: DENY no-registration (registration 0)",
     "router5 while storage fails: DENY policy-error (registration 0, host failed)",
     "router5 offered from another domain: DENY policy-error (registration 0)",
+    "router5 offered in no known state: DENY policy-error (registration 0, host failed)",
     "garbage policy: refused",
     "NULL host: refused (host is NULL)",
     "0 unexpected",

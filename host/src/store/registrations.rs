@@ -142,6 +142,44 @@ pub struct RegistrationFilter {
     pub domains: Option<Vec<String>>,
 }
 
+/// The two steps of inserting a registration that each backend writes in its
+/// own SQL; [`insert_registration`] is the logic around them that both share.
+pub(super) trait RowInsert {
+    /// Inserts the row; [`StoreError::Duplicate`] if its pattern exists in
+    /// its domain.
+    fn insert_registration_row(&mut self, r: &NewRegistration) -> Result<u64, StoreError>;
+
+    /// The row holding `r`'s pattern, after an insert collided with it:
+    /// `Ok(true)` if it was staged by an import that will never complete and
+    /// is now deleted (insert again), `Err(Duplicate)` naming a running
+    /// import that staged it, `Ok(false)` for a registration anyone sees.
+    fn collision(&mut self, r: &NewRegistration) -> Result<bool, StoreError>;
+
+    /// The ids this transaction inserted and made visible (first, last), for
+    /// the change log.
+    fn inserted_range(&mut self) -> &mut Option<(u64, u64)>;
+}
+
+/// [`Registrations::insert_registration`] for either backend.
+pub(super) fn insert_registration(tx: &mut impl RowInsert, r: &NewRegistration) -> Result<u64, StoreError> {
+    let inserted = match tx.insert_registration_row(r) {
+        // A pattern held by a row of an import that will never complete
+        // is taken back once (see `collision`).
+        Err(StoreError::Duplicate { .. }) if tx.collision(r)? => tx.insert_registration_row(r),
+        other => other,
+    };
+    let id = inserted?;
+    // Staged rows are logged as changed when their import completes.
+    if !r.staged {
+        let range = tx.inserted_range();
+        *range = Some(match *range {
+            Some((first, last)) => (first.min(id), last.max(id)),
+            None => (id, id),
+        });
+    }
+    Ok(id)
+}
+
 /// Preregistered devices: reads, candidate lookups by index key, writes, and the change log that
 /// keeps every node's in-memory index in step.
 pub trait Registrations {

@@ -29,6 +29,7 @@ struct context {
     const char *password;
     int storage_fails;   /* the candidates callback fails */
     int lies_about_domain; /* offers registration 1 as belonging to "corp" while the procedure is "lab" */
+    int bad_state;         /* offers a registration whose state is no PREREG_STATE_* value */
     int log_lines;
 };
 
@@ -54,6 +55,12 @@ static int candidates(void *ctx, const char *domain, const char *fqdn, PreregAns
     (void)fqdn;
     if (c->storage_fails) {
         return 1;
+    }
+    if (c->bad_state) {
+        PreregRegistration odd = REGISTRATIONS[0];
+        odd.state = 7;
+        /* Refused (-1), and the decision fails as a host failure. */
+        return prereg_answer_candidate(answer, &odd) == 0 ? 0 : 1;
     }
     for (size_t i = 0; i < sizeof REGISTRATIONS / sizeof REGISTRATIONS[0]; i++) {
         if (c->lies_about_domain || strcmp(REGISTRATIONS[i].domain, domain) == 0) {
@@ -132,11 +139,12 @@ int main(void) {
     }
     printf("prereg %s, policy %s\n", prereg_version(), prereg_policy_name(policy));
 
-    struct context right = {"s3cret-enough", 0, 0, 0};
-    struct context wrong = {"guessed", 0, 0, 0};
-    struct context none = {NULL, 0, 0, 0};
-    struct context failing = {"s3cret-enough", 1, 0, 0};
-    struct context lying = {"s3cret-enough", 0, 1, 0};
+    struct context right = {"s3cret-enough", 0, 0, 0, 0};
+    struct context wrong = {"guessed", 0, 0, 0, 0};
+    struct context none = {NULL, 0, 0, 0, 0};
+    struct context failing = {"s3cret-enough", 1, 0, 0, 0};
+    struct context lying = {"s3cret-enough", 0, 1, 0, 0};
+    struct context odd = {"s3cret-enough", 0, 0, 1, 0};
     expect(policy, "router5 with its password", "router5.dept.example.com", NULL, &right, true, "matched");
     expect(policy, "router5 with a wrong password", "router5.dept.example.com", NULL, &wrong, false, "bad-password");
     expect(policy, "printer1 with its serial", "printer1.dept.example.com", "SN-42", &none, true, "matched");
@@ -146,6 +154,8 @@ int main(void) {
     /* The attacker's side: a failing store never allows, a lying one neither. */
     expect(policy, "router5 while storage fails", "router5.dept.example.com", NULL, &failing, false, "policy-error");
     expect(policy, "router5 offered from another domain", "router5.dept.example.com", NULL, &lying, false,
+           "policy-error");
+    expect(policy, "router5 offered in no known state", "router5.dept.example.com", NULL, &odd, false,
            "policy-error");
 
     /* Bytes that are no component are refused with a message, not a crash. */

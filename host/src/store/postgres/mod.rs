@@ -441,6 +441,63 @@ impl Drop for PostgresTx {
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+impl crate::store::registrations::RowInsert for PostgresTx {
+    fn insert_registration_row(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
+        let max = r.max_enrollments.map(|m| int(m, "max_enrollments")).transpose()?;
+        // ON CONFLICT keeps the transaction usable after a duplicate (a failed
+        // statement would abort it in PostgreSQL), as callers expect.
+        let row = self.query_opt(
+            "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
+             max_enrollments, state, created_by, created_at, import_id, import_row, password_sealed, staged_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (domain, pattern) DO NOTHING RETURNING id",
+            &[
+                &r.domain,
+                &r.procedure,
+                &r.pattern,
+                &r.index_key,
+                &r.ip,
+                &r.serial,
+                &r.password_hash,
+                &r.expires_at.map(|v| v as i64),
+                &max,
+                &r.created_by,
+                &(r.created_at as i64),
+                &r.import.map(|(id, _)| id as i64),
+                &r.import.map(|(_, row)| row as i64),
+                &r.password_sealed,
+                &r.import.filter(|_| r.staged).map(|(id, _)| id as i64),
+            ],
+        )?;
+        let Some(row) = row else {
+            return Err(StoreError::Duplicate { what: format!("pattern {:?} in domain {:?}", r.pattern, r.domain) });
+        };
+        u64_at(&row, 0)
+    }
+
+    fn collision(&mut self, r: &NewRegistration) -> Result<bool, StoreError> {
+        let held = self.query_opt(
+            "SELECT r.id, r.staged_by, i.status FROM registrations r LEFT JOIN imports i ON i.id = r.staged_by \
+             WHERE r.domain = $1 AND r.pattern = $2",
+            &[&r.domain, &r.pattern],
+        )?;
+        let Some(row) = held else { return Ok(false) };
+        let (id, staged_by, status): (i64, Option<i64>, Option<String>) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+        match (staged_by, status.as_deref()) {
+            (None, _) | (_, Some("completed")) => Ok(false),
+            (Some(import), Some("running")) => Err(super::staged_collision(r, import as u64)),
+            (Some(_), _) => {
+                self.execute("DELETE FROM registrations WHERE id = $1", &[&id])?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn inserted_range(&mut self) -> &mut Option<(u64, u64)> {
+        &mut self.inserted
+    }
+}
+
 impl PostgresTx {
     fn conn(&mut self) -> Result<&mut Connection, StoreError> {
         self.conn.as_mut().ok_or_else(|| StoreError::Missing("transaction already finished".into()))
@@ -481,61 +538,6 @@ impl PostgresTx {
 
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         self.run(sql, |client, statement| client.execute(statement, params))
-    }
-
-    fn insert_registration_row(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
-        let max = r.max_enrollments.map(|m| int(m, "max_enrollments")).transpose()?;
-        // ON CONFLICT keeps the transaction usable after a duplicate (a failed
-        // statement would abort it in PostgreSQL), as callers expect.
-        let row = self.query_opt(
-            "INSERT INTO registrations (domain, procedure, pattern, index_key, ip, serial, password_hash, expires_at, \
-             max_enrollments, state, created_by, created_at, import_id, import_row, password_sealed, staged_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (domain, pattern) DO NOTHING RETURNING id",
-            &[
-                &r.domain,
-                &r.procedure,
-                &r.pattern,
-                &r.index_key,
-                &r.ip,
-                &r.serial,
-                &r.password_hash,
-                &r.expires_at.map(|v| v as i64),
-                &max,
-                &r.created_by,
-                &(r.created_at as i64),
-                &r.import.map(|(id, _)| id as i64),
-                &r.import.map(|(_, row)| row as i64),
-                &r.password_sealed,
-                &r.import.filter(|_| r.staged).map(|(id, _)| id as i64),
-            ],
-        )?;
-        let Some(row) = row else {
-            return Err(StoreError::Duplicate { what: format!("pattern {:?} in domain {:?}", r.pattern, r.domain) });
-        };
-        u64_at(&row, 0)
-    }
-
-    /// The row holding `r`'s pattern, after an insert collided with it:
-    /// `Ok(true)` if it was staged by an import that will never complete and
-    /// is now deleted (insert again), `Err(Duplicate)` naming a running
-    /// import that staged it, `Ok(false)` for a registration anyone sees.
-    fn collision(&mut self, r: &NewRegistration) -> Result<bool, StoreError> {
-        let held = self.query_opt(
-            "SELECT r.id, r.staged_by, i.status FROM registrations r LEFT JOIN imports i ON i.id = r.staged_by \
-             WHERE r.domain = $1 AND r.pattern = $2",
-            &[&r.domain, &r.pattern],
-        )?;
-        let Some(row) = held else { return Ok(false) };
-        let (id, staged_by, status): (i64, Option<i64>, Option<String>) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
-        match (staged_by, status.as_deref()) {
-            (None, _) | (_, Some("completed")) => Ok(false),
-            (Some(import), Some("running")) => Err(super::staged_collision(r, import as u64)),
-            (Some(_), _) => {
-                self.execute("DELETE FROM registrations WHERE id = $1", &[&id])?;
-                Ok(true)
-            }
-        }
     }
 
     /// Writes an import record with the id `id`, or a new one (`None`: the

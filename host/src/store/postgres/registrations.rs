@@ -68,21 +68,7 @@ impl Registrations for PostgresTx {
     }
 
     fn insert_registration(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
-        let inserted = match self.insert_registration_row(r) {
-            // A pattern held by a row of an import that will never complete
-            // is taken back once (see `collision`).
-            Err(StoreError::Duplicate { .. }) if self.collision(r)? => self.insert_registration_row(r),
-            other => other,
-        };
-        let id = inserted?;
-        // Staged rows are logged as changed when their import completes.
-        if !r.staged {
-            self.inserted = Some(match self.inserted {
-                Some((first, last)) => (first.min(id), last.max(id)),
-                None => (id, id),
-            });
-        }
-        Ok(id)
+        crate::store::registrations::insert_registration(self, r)
     }
 
     fn stored_registrations(

@@ -477,11 +477,7 @@ struct SqliteTx {
     write: bool,
 }
 
-impl SqliteTx {
-    fn conn(&self) -> Result<&Connection, StoreError> {
-        self.conn.as_ref().ok_or_else(|| StoreError::Missing("transaction already finished".into()))
-    }
-
+impl crate::store::registrations::RowInsert for SqliteTx {
     fn insert_registration_row(&mut self, r: &NewRegistration) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         conn.prepare_cached(
@@ -516,10 +512,6 @@ impl SqliteTx {
         Ok(conn.last_insert_rowid() as u64)
     }
 
-    /// The row holding `r`'s pattern, after an insert collided with it:
-    /// `Ok(true)` if it was staged by an import that will never complete and
-    /// is now deleted (insert again), `Err(Duplicate)` naming a running
-    /// import that staged it, `Ok(false)` for a registration anyone sees.
     fn collision(&mut self, r: &NewRegistration) -> Result<bool, StoreError> {
         let conn = self.conn()?;
         let held: Option<(i64, Option<i64>, Option<String>)> = conn
@@ -540,6 +532,16 @@ impl SqliteTx {
             },
             _ => Ok(false),
         }
+    }
+
+    fn inserted_range(&mut self) -> &mut Option<(u64, u64)> {
+        &mut self.inserted
+    }
+}
+
+impl SqliteTx {
+    fn conn(&self) -> Result<&Connection, StoreError> {
+        self.conn.as_ref().ok_or_else(|| StoreError::Missing("transaction already finished".into()))
     }
 
     /// Writes an import record with the id `id`, or a new one (`None`: SQLite
