@@ -7,7 +7,8 @@
 //! - [`registry`]: the one place rules are applied: signed writes, decisions,
 //!   imports, shadow mode, audit; [`evaluation`] is its `PolicyHost`, and
 //!   [`index`] the in-memory candidate index.
-//! - [`store`]: storage by role, on SQLite or PostgreSQL (feature `postgres`).
+//! - [`store`]: storage by role, on SQLite or PostgreSQL (feature `postgres`):
+//!   the `prereg-store` crate, re-exported.
 //! - [`signing`], [`audit`], [`password`], [`sealing`]: signed requests, the
 //!   hash chain, password hashes, passwords sealed for CMP.
 //! - [`import`]: bulk CSV import (the reader, columns, progress, report).
@@ -50,7 +51,6 @@ pub mod import;
 pub mod index;
 pub mod instance;
 pub mod password;
-pub mod pem;
 #[cfg(feature = "enroll")]
 pub mod pki;
 pub mod policy_bench;
@@ -62,7 +62,6 @@ pub mod sealing;
 #[cfg(feature = "service")]
 pub mod service;
 pub mod signing;
-pub mod store;
 
 /// The policy engine (the `prereg-engine` crate): wasmtime, one engine, policies
 /// compiled once, a fresh store per evaluation, deny-all WASI, epoch deadline,
@@ -74,6 +73,10 @@ pub mod engine {
     };
 }
 pub use prereg_engine::{builtin, host_calls, policy, public_suffix};
+/// Storage by role (the `prereg-store` crate), re-exported.
+pub use prereg_store as store;
+/// PEM files and the TLS provider (in `prereg-store`, which needs them for PostgreSQL).
+pub use prereg_store::pem;
 
 pub use data_dir::DataDir;
 pub use engine::{Allocation, EngineError, Limits, PolicyEngine, WasmPolicy};

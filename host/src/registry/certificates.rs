@@ -207,7 +207,7 @@ impl Registry {
     pub fn crl(&self, ca: &Ca, now: u64) -> Result<Vec<u8>, RegistryError> {
         let fresh = |tx: &mut dyn crate::store::Tx| -> Result<Option<Vec<u8>>, RegistryError> {
             let revoked = tx.count_revoked_certificates()?;
-            Ok(tx.latest_crl()?.filter(|crl| crl.revoked == revoked && crl.is_fresh(ca, now)).map(|crl| crl.der))
+            Ok(tx.latest_crl()?.filter(|crl| crl.revoked == revoked && is_fresh(crl, ca, now)).map(|crl| crl.der))
         };
         if let Some(der) = fresh(self.storage.begin(TxKind::Read)?.as_mut())? {
             return Ok(der);
@@ -236,11 +236,9 @@ impl Registry {
     }
 }
 
+/// Whether a stored CRL may still be served: signed by `ca` (not a CA
+/// replaced since) and younger than the refresh period.
 #[cfg(feature = "enroll")]
-impl CrlRecord {
-    /// Whether it may still be served: signed by `ca` (not a CA replaced
-    /// since) and younger than the refresh period.
-    fn is_fresh(&self, ca: &Ca, now: u64) -> bool {
-        now < self.this_update.saturating_add(CRL_REFRESH_SECONDS) && ca.signed_crl(&self.der)
-    }
+fn is_fresh(crl: &CrlRecord, ca: &Ca, now: u64) -> bool {
+    now < crl.this_update.saturating_add(CRL_REFRESH_SECONDS) && ca.signed_crl(&crl.der)
 }

@@ -132,7 +132,13 @@ impl Registry {
             active: *activate,
         };
         let mut tx = self.storage.begin(TxKind::Write)?;
-        tx.consume_request_id(&verified.claims.jti, &officer.kid, verified.claims.exp, now)?;
+        tx.consume_request_id(
+            &verified.claims.jti,
+            &officer.kid,
+            verified.claims.exp,
+            now,
+            crate::signing::REPLAY_MARGIN_SECS,
+        )?;
         let new = tx.insert_policy(&record, component)?;
         if *activate {
             tx.set_active_policy(Some(&found), &officer.kid, now)?;
@@ -204,7 +210,13 @@ impl Registry {
         };
         let sha = policy.info().sha256.clone();
         let mut tx = self.storage.begin(TxKind::Write)?;
-        tx.consume_request_id(&verified.claims.jti, &officer.kid, verified.claims.exp, now)?;
+        tx.consume_request_id(
+            &verified.claims.jti,
+            &officer.kid,
+            verified.claims.exp,
+            now,
+            crate::signing::REPLAY_MARGIN_SECS,
+        )?;
         let previous = tx.active_policy()?;
         tx.set_active_policy(chosen.as_ref().map(|r| r.sha256.as_str()), &officer.kid, now)?;
         let audit_record = audit::append(

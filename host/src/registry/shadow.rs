@@ -90,7 +90,13 @@ impl Registry {
             Some(record) => Some(self.compile_stored(record)?),
         };
         let mut tx = self.storage.begin(TxKind::Write)?;
-        tx.consume_request_id(&verified.claims.jti, &officer.kid, verified.claims.exp, now)?;
+        tx.consume_request_id(
+            &verified.claims.jti,
+            &officer.kid,
+            verified.claims.exp,
+            now,
+            crate::signing::REPLAY_MARGIN_SECS,
+        )?;
         tx.set_shadow_policy(chosen.as_ref().map(|r| r.sha256.as_str()), &officer.kid, now)?;
         let (object, detail) = match &chosen {
             Some(r) => (

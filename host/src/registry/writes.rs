@@ -247,7 +247,13 @@ impl Registry {
         let mut tx = self.storage.begin(TxKind::Write)?;
         let (verified, officer) = verify_signed(tx.as_mut(), jws, now)?;
         expected(&verified.claims.request).map_err(RegistryError::Mismatch)?;
-        tx.consume_request_id(&verified.claims.jti, &verified.kid, verified.claims.exp, now)?;
+        tx.consume_request_id(
+            &verified.claims.jti,
+            &verified.kid,
+            verified.claims.exp,
+            now,
+            crate::signing::REPLAY_MARGIN_SECS,
+        )?;
         let (mut tx, applied) = self.apply(tx, &officer, &verified, now)?;
         let record = audit::append(
             tx.as_mut(),

@@ -247,7 +247,7 @@ fn request_ids_are_remembered_past_expiry_for_clocks_that_disagree() {
     let now = prereg::registry::unix_now();
     let consume = |jti: &str, expires_at: u64, node_now: u64| {
         let mut tx = f.registry.storage().begin(prereg::store::TxKind::Write).unwrap();
-        let result = tx.consume_request_id(jti, "kid", expires_at, node_now);
+        let result = tx.consume_request_id(jti, "kid", expires_at, node_now, prereg::signing::REPLAY_MARGIN_SECS);
         tx.commit().unwrap();
         result
     };

@@ -213,7 +213,13 @@ impl Registry {
         self.sweep_imports(super::unix_now())?;
         let mut tx = self.storage.begin(TxKind::Write)?;
         if !request.dry_run {
-            tx.consume_request_id(&request.jti.0, &request.officer.kid, request.jti.1, now)?;
+            tx.consume_request_id(
+                &request.jti.0,
+                &request.officer.kid,
+                request.jti.1,
+                now,
+                crate::signing::REPLAY_MARGIN_SECS,
+            )?;
         }
         record.id = tx.insert_import(&record)?;
         tx.renew_import_lease(record.id, import_lease::this_process(), super::unix_now())?;
