@@ -85,10 +85,9 @@ impl StoreHost {
     /// ([`StoreHost::evaluation`], or [`prereg_engine::decide`] with a boxed
     /// `StoreHost`).
     pub fn back(host: Box<dyn PolicyHost>) -> StoreHost {
-        let host: Box<dyn std::any::Any> = host;
-        match host.downcast::<StoreHost>() {
-            Ok(host) => *host,
-            Err(_) => unreachable!("the registry hands the engine StoreHosts only"),
+        match prereg_engine::downcast_host::<StoreHost>(host) {
+            Some(host) => *host,
+            None => unreachable!("the registry hands the engine StoreHosts only"),
         }
     }
 

@@ -106,14 +106,6 @@ impl Evaluation {
         (self.host.into_inner(), self.trace.into_inner())
     }
 
-    /// [`Evaluation::finish`], with the host as the embedder's own type
-    /// (`None` if it was another).
-    pub fn finish_as<H: PolicyHost>(self) -> (Option<Box<H>>, Trace) {
-        let (host, trace) = self.finish();
-        let host: Box<dyn std::any::Any> = host;
-        (host.downcast::<H>().ok(), trace)
-    }
-
     /// Whether the policy overran a budget or misused an import (the decision
     /// is then a `policy-error`).
     pub fn violation(&self) -> Option<String> {

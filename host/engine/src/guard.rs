@@ -25,14 +25,6 @@ pub struct Decided {
     pub host: Box<dyn PolicyHost>,
 }
 
-impl Decided {
-    /// The host as the embedder's own type (`None` if it was another).
-    pub fn host_as<H: PolicyHost>(self) -> (Decision, Trace, Option<Box<H>>) {
-        let host: Box<dyn std::any::Any> = self.host;
-        (self.decision, self.trace, host.downcast::<H>().ok())
-    }
-}
-
 /// Decides `request` with `policy` over the embedder's `host`, and checks
 /// the answer with [`guard`]. A failed policy and an answer the guard
 /// refuses are both `policy-error` (a deny).

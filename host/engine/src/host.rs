@@ -53,7 +53,7 @@ pub enum HostError {
 /// ([`crate::Evaluation::finish`]), so it may hold a storage transaction.
 ///
 /// `Send`: wasmtime keeps it in a store. `Any` lets an embedder take its own
-/// type back with [`crate::Evaluation::finish_as`].
+/// type back ([`downcast_host`]).
 pub trait PolicyHost: Any + Send {
     /// The token procedure called `name`, or `None`.
     fn procedure(&mut self, name: &str) -> Result<Option<Procedure>, HostError>;
@@ -91,4 +91,12 @@ pub trait PolicyHost: Any + Send {
             LogLevel::Warn => tracing::warn!(policy, "{message}"),
         }
     }
+}
+
+/// The embedder's host as its own type, when the engine gives it back
+/// ([`crate::Evaluation::finish`], [`crate::Decided::host`]); `None` if it
+/// was another type.
+pub fn downcast_host<H: PolicyHost>(host: Box<dyn PolicyHost>) -> Option<Box<H>> {
+    let host: Box<dyn Any> = host;
+    host.downcast::<H>().ok()
 }

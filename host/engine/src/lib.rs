@@ -64,7 +64,7 @@ pub use engine::{Allocation, EPOCH_TICK, Limits, PolicyEngine};
 pub use errors::EngineError;
 pub use evaluation::{Evaluation, Offer, Trace};
 pub use guard::{Decided, decide};
-pub use host::{Candidate, HostError, PolicyHost};
+pub use host::{Candidate, HostError, PolicyHost, downcast_host};
 pub use host_calls::HostCalls;
 pub use policy::{NativeDefaultPolicy, Policy, PolicyFailure, PolicyInfo, Validation};
 

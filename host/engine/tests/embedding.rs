@@ -169,7 +169,10 @@ fn password_checks_are_asked_only_for_offered_registrations() {
 fn the_embedder_takes_its_host_back() {
     let decided =
         decide(&policy(), Box::new(host(None)), &request("printer1.dept.example.com", false), HostCalls::Live);
-    let (decision, _, back) = decided.host_as::<MemoryHost>();
-    assert_eq!(decision.reason, Reason::NoRegistration);
-    assert_eq!(back.unwrap().devices.len(), 1);
+    assert_eq!(decided.decision.reason, Reason::NoRegistration);
+    let back = prereg_engine::downcast_host::<MemoryHost>(decided.host).unwrap();
+    assert_eq!(back.devices.len(), 1);
+    // Another type is refused, not transmuted.
+    let other = decide(&policy(), Box::new(host(None)), &request("printer1.dept.example.com", false), HostCalls::Live);
+    assert!(prereg_engine::downcast_host::<RecordedHost>(other.host).is_none());
 }
