@@ -42,8 +42,7 @@ pub struct PreregPolicy {
 
 impl PreregPolicy {
     fn new(policy: WasmPolicy) -> Self {
-        let c = |s: &str| CString::new(s.replace('\0', " ")).unwrap_or_default();
-        let (name, sha256) = (c(&policy.info().name), c(&policy.info().sha256));
+        let (name, sha256) = (c_text(&policy.info().name), c_text(&policy.info().sha256));
         PreregPolicy { policy, name, sha256 }
     }
 }
@@ -207,6 +206,12 @@ pub struct PreregHost {
     pub now: u64,
 }
 
+/// Text given out to C: a NUL inside (which C would take for the end) becomes
+/// a space.
+fn c_text(text: &str) -> CString {
+    CString::new(text.replace('\0', " ")).unwrap_or_default()
+}
+
 /// Copies a borrowed C string; `None` for NULL.
 ///
 /// # Safety
@@ -228,7 +233,7 @@ unsafe fn required(value: *const c_char, what: &str) -> Result<String, String> {
 
 fn error_out(error: *mut *mut PreregError, message: String) {
     if !error.is_null() {
-        let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+        let message = c_text(&message);
         // SAFETY: `error` is NULL (checked) or points to a writable pointer.
         unsafe { *error = Box::into_raw(Box::new(PreregError(message))) };
     }
@@ -531,9 +536,10 @@ impl PolicyHost for CallbackHost {
     }
 
     fn log(&mut self, _policy: &str, level: LogLevel, message: &str) {
-        let (Some(callback), Ok(message)) = (self.log, CString::new(message.replace('\0', " "))) else {
+        let Some(callback) = self.log else {
             return;
         };
+        let message = c_text(message);
         let level = match level {
             LogLevel::Debug => 0,
             LogLevel::Info => 1,
@@ -585,12 +591,11 @@ pub unsafe extern "C" fn prereg_decide(
             now: host.now,
         };
         let decided = prereg_engine::decide(&policy.policy, Box::new(callbacks), &request, HostCalls::Live);
-        let c = |s: &str| CString::new(s.replace('\0', " ")).unwrap_or_default();
         Ok(PreregDecision {
             allowed: decided.decision.allowed,
-            reason: c(decided.decision.reason.code()),
+            reason: c_text(decided.decision.reason.code()),
             registration: decided.decision.registration.unwrap_or(0),
-            explanation: c(&decided.decision.explanation),
+            explanation: c_text(&decided.decision.explanation),
             host_failed: decided.trace.host_error.is_some(),
         })
     })
