@@ -306,11 +306,54 @@ fn scep_request(dir: &Path, signer_key: &SigningKey, message_type: &str, tid: &s
 }
 
 fn post(server: &Server, message: &[u8]) -> cms::Signed {
-    let url = format!("{}/scep/phones?operation=PKIOperation", server.url.trim_end_matches('/'));
-    let mut response = ureq::post(&url).content_type("application/x-pki-message").send(message).unwrap();
-    let reply = cms::read_signed(&response.body_mut().read_to_vec().unwrap()).unwrap();
+    let reply = cms::read_signed(&post_raw(server, message)).unwrap();
     reply.verify().unwrap();
     reply
+}
+
+/// The CertRep as the server sent it (DER).
+fn post_raw(server: &Server, message: &[u8]) -> Vec<u8> {
+    let url = format!("{}/scep/phones?operation=PKIOperation", server.url.trim_end_matches('/'));
+    let mut response = ureq::post(&url).content_type("application/x-pki-message").send(message).unwrap();
+    response.body_mut().read_to_vec().unwrap()
+}
+
+/// OpenSSL-based clients verify every CertRep with `PKCS7_verify` or
+/// `CMS_verify` before they read its status: a FAILURE with no
+/// encapsulated content is refused there ("no content"), the client reports
+/// the CA unreachable and retries, and each retry with a wrong password
+/// counts toward the lockout. So a FAILURE signs an empty content (RFC 8894
+/// §3.3.2), and both of OpenSSL's verifiers accept every kind of CertRep.
+#[test]
+fn every_cert_rep_verifies_with_openssl_cms_and_smime() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let key = SigningKey::generate_rsa();
+    let success = post_raw(&server, &scep_request(&dir, &key, "19", "tid-ok", &csr(&dir, "phone1.example.com")));
+    // A name that is not registered, and a signer SCEP cannot answer (EC): two failures.
+    let denied = post_raw(&server, &scep_request(&dir, &key, "19", "tid-no", &csr(&dir, "laptop9.example.com")));
+    let ec = SigningKey::generate_p256();
+    let bad_alg = post_raw(&server, &scep_request(&dir, &ec, "19", "tid-ec", &csr(&dir, "phone2.example.com")));
+    for (what, der, status) in [("success", &success, "0"), ("denied", &denied, "2"), ("badAlg", &bad_alg, "2")] {
+        let reply = cms::read_signed(der).unwrap();
+        reply.verify().unwrap();
+        assert_eq!(reply.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some(status), "{what}");
+        if status == "2" {
+            // The failure says nothing but its failInfo: the content is empty.
+            assert_eq!(reply.content.as_deref(), Some(&[][..]), "{what}");
+        }
+        let file = dir.join(format!("certrep-{what}.der"));
+        std::fs::write(&file, der).unwrap();
+        let file = file.to_str().unwrap();
+        for tool in ["cms", "smime"] {
+            let (ok, out) = run(
+                &dir,
+                "openssl",
+                &[tool, "-verify", "-inform", "DER", "-in", file, "-noverify", "-out", "/dev/null"],
+            );
+            assert!(ok, "openssl {tool} -verify refuses the {what} CertRep: {out}");
+        }
+    }
 }
 
 /// The certificate of a SUCCESS reply, decrypted with the requester's key.

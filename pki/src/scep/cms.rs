@@ -349,7 +349,8 @@ pub fn certs_only(certs: &[&[u8]]) -> Vec<u8> {
     asn1::seq(&[&asn1::oid(SIGNED_DATA), &asn1::constructed(tag::explicit(0), &[&signed])])
 }
 
-/// A ContentInfo holding a SignedData of `content` (absent for a failure),
+/// A ContentInfo holding a SignedData of `content` (`None`: no encapsulated
+/// content at all; a SCEP failure signs an empty one instead),
 /// signed by `signer` with SHA-256 over `attributes` (each a DER Attribute)
 /// plus contentType, messageDigest and signingTime.
 pub fn sign(

@@ -253,7 +253,10 @@ impl ScepServer {
             Outcome::Failure(fail, _) => {
                 attributes.push(cms::attribute(attr::PKI_STATUS, &asn1::printable("2")));
                 attributes.push(cms::attribute(attr::FAIL_INFO, &asn1::printable(&(fail as u8).to_string())));
-                None
+                // An empty content, signed (RFC 8894 §3.3.2): OpenSSL's
+                // PKCS7_verify and CMS_verify refuse a SignedData without one,
+                // and a client would take the CA for unreachable and retry.
+                Some(Vec::new())
             }
         };
         let ra = self.ca.ra_certificate();
