@@ -304,14 +304,21 @@ impl SigningKey {
     /// Signs `message` (SHA-256), returning the signature value as it goes into
     /// a BIT STRING or OCTET STRING (DER ECDSA-Sig-Value for EC).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+        self.sign_with(DigestAlg::Sha256, message)
+    }
+
+    /// Signs `message` with the digest `digest`: any of them for RSA
+    /// (PKCS#1 v1.5), SHA-256 only for P-256.
+    pub fn sign_with(&self, digest: DigestAlg, message: &[u8]) -> Result<Vec<u8>, PkiError> {
         match self {
-            SigningKey::P256(k) => {
+            SigningKey::P256(k) if digest == DigestAlg::Sha256 => {
                 let sig: p256::ecdsa::Signature = k.sign(message);
                 Ok(sig.to_der().as_bytes().to_vec())
             }
+            SigningKey::P256(_) => Err(PkiError::Unsupported(format!("ECDSA P-256 with {digest:?}"))),
             SigningKey::Rsa(k) => {
-                let digest = DigestAlg::Sha256.digest(message);
-                k.sign(DigestAlg::Sha256.pkcs1(), &digest).map_err(|e| PkiError::Invalid(format!("RSA signing: {e}")))
+                let hashed = digest.digest(message);
+                k.sign(digest.pkcs1(), &hashed).map_err(|e| PkiError::Invalid(format!("RSA signing: {e}")))
             }
         }
     }
@@ -343,5 +350,20 @@ mod tests {
             let again = SigningKey::from_pem(&pem, "k.pem").unwrap();
             assert_eq!(again.spki_der().unwrap(), key.spki_der().unwrap());
         }
+    }
+
+    #[test]
+    fn rsa_signs_with_every_sha2_digest_and_p256_only_with_sha256() {
+        let rsa = SigningKey::generate_rsa();
+        let public = PublicKey::from_spki(&rsa.spki_der().unwrap()).unwrap();
+        for digest in [DigestAlg::Sha256, DigestAlg::Sha384, DigestAlg::Sha512] {
+            let sig = rsa.sign_with(digest, b"hello").unwrap();
+            public.verify_digest(digest, &digest.digest(b"hello"), &sig, "test").unwrap();
+            // A signature made with one digest does not pass for another.
+            let other = if digest == DigestAlg::Sha256 { DigestAlg::Sha384 } else { DigestAlg::Sha256 };
+            assert!(public.verify_digest(other, &other.digest(b"hello"), &sig, "test").is_err());
+        }
+        let ec = SigningKey::generate_p256();
+        assert!(matches!(ec.sign_with(DigestAlg::Sha384, b"hello"), Err(PkiError::Unsupported(_))));
     }
 }

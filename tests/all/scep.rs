@@ -194,7 +194,10 @@ fn get_ca_caps_ca_cert_and_get_pki_operation() {
     };
     let (media, caps) = get("operation=GetCACaps");
     assert_eq!(media, "text/plain");
-    assert!(String::from_utf8(caps).unwrap().lines().any(|l| l == "POSTPKIOperation"));
+    let caps = String::from_utf8(caps).unwrap();
+    for cap in ["POSTPKIOperation", "SHA-256", "SHA-384", "SHA-512", "AES"] {
+        assert!(caps.lines().any(|l| l == cap), "GetCACaps lacks {cap}: {caps}");
+    }
 
     let (media, certs) = get("operation=GetCACert");
     assert_eq!(media, "application/x-x509-ca-ra-cert");
@@ -280,6 +283,18 @@ fn csr(dir: &Path, cn: &str) -> Vec<u8> {
 /// A SCEP request built here the way a client builds one: `content`
 /// enveloped for the RA, signed by a self-signed certificate of `signer_key`.
 fn scep_request(dir: &Path, signer_key: &SigningKey, message_type: &str, tid: &str, content: &[u8]) -> Vec<u8> {
+    scep_request_with(dir, signer_key, prereg::pki::keys::DigestAlg::Sha256, message_type, tid, content)
+}
+
+/// [`scep_request`], signed with `digest`.
+fn scep_request_with(
+    dir: &Path,
+    signer_key: &SigningKey,
+    digest: prereg::pki::keys::DigestAlg,
+    message_type: &str,
+    tid: &str,
+    content: &[u8],
+) -> Vec<u8> {
     use prereg::pki::{asn1, oid, x509};
     let now = prereg::registry::unix_now();
     let spki = signer_key.spki_der().unwrap();
@@ -302,7 +317,7 @@ fn scep_request(dir: &Path, signer_key: &SigningKey, message_type: &str, tid: &s
         cms::attribute(attr::TRANSACTION_ID, &asn1::printable(tid)),
         cms::attribute(attr::SENDER_NONCE, &asn1::octet_string(&[9; 16])),
     ];
-    cms::sign(Some(&enveloped), &attributes, &signer, signer_key, &[&signer.der], now).unwrap()
+    cms::sign_with(digest, Some(&enveloped), &attributes, &signer, signer_key, &[&signer.der], now).unwrap()
 }
 
 fn post(server: &Server, message: &[u8]) -> cms::Signed {
@@ -330,11 +345,34 @@ fn every_cert_rep_verifies_with_openssl_cms_and_smime() {
     let server = Server::start(&dir);
     let key = SigningKey::generate_rsa();
     let success = post_raw(&server, &scep_request(&dir, &key, "19", "tid-ok", &csr(&dir, "phone1.example.com")));
+    // SHA-384 and SHA-512, as GetCACaps offers them: verified, and answered
+    // with the same digest.
+    use prereg::pki::keys::DigestAlg;
+    let sha384 = post_raw(
+        &server,
+        &scep_request_with(&dir, &key, DigestAlg::Sha384, "19", "tid-384", &csr(&dir, "ss384.example.com")),
+    );
+    let sha512 = post_raw(
+        &server,
+        &scep_request_with(&dir, &key, DigestAlg::Sha512, "19", "tid-512", &csr(&dir, "ss512.example.com")),
+    );
+    for (der, digest) in [(&sha384, DigestAlg::Sha384), (&sha512, DigestAlg::Sha512), (&success, DigestAlg::Sha256)] {
+        let reply = cms::read_signed(der).unwrap();
+        reply.verify().unwrap();
+        assert_eq!(reply.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("0"));
+        assert_eq!(reply.digest(), Some(digest));
+    }
     // A name that is not registered, and a signer SCEP cannot answer (EC): two failures.
     let denied = post_raw(&server, &scep_request(&dir, &key, "19", "tid-no", &csr(&dir, "laptop9.example.com")));
     let ec = SigningKey::generate_p256();
     let bad_alg = post_raw(&server, &scep_request(&dir, &ec, "19", "tid-ec", &csr(&dir, "phone2.example.com")));
-    for (what, der, status) in [("success", &success, "0"), ("denied", &denied, "2"), ("badAlg", &bad_alg, "2")] {
+    for (what, der, status) in [
+        ("success", &success, "0"),
+        ("success-sha384", &sha384, "0"),
+        ("success-sha512", &sha512, "0"),
+        ("denied", &denied, "2"),
+        ("badAlg", &bad_alg, "2"),
+    ] {
         let reply = cms::read_signed(der).unwrap();
         reply.verify().unwrap();
         assert_eq!(reply.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some(status), "{what}");

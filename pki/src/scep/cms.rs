@@ -210,6 +210,11 @@ pub fn read_signed(der: &[u8]) -> Result<Signed, PkiError> {
 }
 
 impl Signed {
+    /// The signer's digest algorithm; `None` for a certs-only SignedData.
+    pub fn digest(&self) -> Option<DigestAlg> {
+        self.signer.as_ref().map(|s| s.digest)
+    }
+
     /// Checks the signature with the signer's certificate (carried in the
     /// message) and the messageDigest against the content. Returns the signer.
     pub fn verify(&self) -> Result<&Certificate, PkiError> {
@@ -361,7 +366,19 @@ pub fn sign(
     certificates: &[&[u8]],
     now: u64,
 ) -> Result<Vec<u8>, PkiError> {
-    let digest = DigestAlg::Sha256;
+    sign_with(DigestAlg::Sha256, content, attributes, signer, key, certificates, now)
+}
+
+/// [`sign`] with the digest `digest` (an RSA signer).
+pub fn sign_with(
+    digest: DigestAlg,
+    content: Option<&[u8]>,
+    attributes: &[Vec<u8>],
+    signer: &Certificate,
+    key: &SigningKey,
+    certificates: &[&[u8]],
+    now: u64,
+) -> Result<Vec<u8>, PkiError> {
     let mut attrs: Vec<Vec<u8>> = vec![
         attribute(CONTENT_TYPE, &asn1::oid(DATA)),
         attribute(MESSAGE_DIGEST, &asn1::octet_string(&digest.digest(content.unwrap_or_default()))),
@@ -370,7 +387,7 @@ pub fn sign(
     attrs.extend(attributes.iter().cloned());
     let refs: Vec<&[u8]> = attrs.iter().map(Vec::as_slice).collect();
     let set = asn1::set_of(&refs);
-    let signature = key.sign(&set)?;
+    let signature = key.sign_with(digest, &set)?;
     let mut implicit = set.clone();
     implicit[0] = tag::explicit(0);
     let digest_alg = asn1::algorithm_null(digest.oid());

@@ -26,12 +26,13 @@ use crate::pki::Ca;
 use crate::pki::asn1;
 use crate::pki::errors::Context;
 use crate::pki::errors::PkiError;
+use crate::pki::keys::DigestAlg;
 use crate::pki::x509::Certificate;
 use crate::registry::{EnrollmentInput, Grant, Registry, RegistryError};
 use crate::store::CertificateState;
 
 /// What this server can do (GetCACaps).
-pub const CAPABILITIES: &str = "AES\nDES3\nPOSTPKIOperation\nSHA-1\nSHA-256\nSHA-512\nSCEPStandard";
+pub const CAPABILITIES: &str = "AES\nDES3\nPOSTPKIOperation\nSHA-1\nSHA-256\nSHA-384\nSHA-512\nSCEPStandard";
 
 /// SCEP failInfo values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,13 @@ impl ScepServer {
         let tid = text(attr::TRANSACTION_ID)?.ok_or_else(|| Unreadable("no transactionID".into()))?;
         let message_type = text(attr::MESSAGE_TYPE)?.ok_or_else(|| Unreadable("no messageType".into()))?;
         let nonce = signed.attribute_octets(attr::SENDER_NONCE).map_err(|e| Unreadable(e.to_string()))?;
+        // The answer is signed with the request's SHA-2 digest (SHA-256 for a
+        // SHA-1 request: never weaker than that).
+        let digest = match signed.digest() {
+            Some(d @ (DigestAlg::Sha384 | DigestAlg::Sha512)) => d,
+            _ => DigestAlg::Sha256,
+        };
+        let reply_to = ReplyTo { tid: &tid, recipient_nonce: nonce.as_deref(), digest };
         let requester = match signed.verify() {
             Ok(cert) => cert.clone(),
             Err(e) => {
@@ -98,7 +106,7 @@ impl ScepServer {
                     return Err(Unreadable(format!("the request's signature does not verify: {e}")));
                 };
                 let failure = Outcome::Failure(FailInfo::BadMessageCheck, e.to_string());
-                return Ok((self.cert_rep(failure, &tid, nonce.as_deref(), cert, Cipher::Aes128, now)?, true));
+                return Ok((self.cert_rep(failure, &reply_to, cert, Cipher::Aes128, now)?, true));
             }
         };
         // The certificate goes back encrypted to the signer's key: without RSA
@@ -118,7 +126,7 @@ impl ScepServer {
         if let Outcome::Failure(fail, why) = &outcome {
             tracing::info!(procedure, transaction = %tid, ?fail, "SCEP: {message_type} refused: {why}");
         }
-        Ok((self.cert_rep(outcome, &tid, nonce.as_deref(), &requester, cipher, now)?, refused))
+        Ok((self.cert_rep(outcome, &reply_to, &requester, cipher, now)?, refused))
     }
 
     fn decide(
@@ -227,12 +235,12 @@ impl ScepServer {
     fn cert_rep(
         &self,
         outcome: Outcome,
-        tid: &str,
-        recipient_nonce: Option<&[u8]>,
+        reply_to: &ReplyTo<'_>,
         requester: &crate::pki::x509::Certificate,
         cipher: Cipher,
         now: u64,
     ) -> Result<Vec<u8>, Unreadable> {
+        let ReplyTo { tid, recipient_nonce, digest } = *reply_to;
         use rand_core::RngCore;
         let mut nonce = [0u8; 16];
         rand_core::OsRng.fill_bytes(&mut nonce);
@@ -260,9 +268,26 @@ impl ScepServer {
             }
         };
         let ra = self.ca.ra_certificate();
-        cms::sign(content.as_deref(), &attributes, ra, self.ca.ra_key(), &[&ra.der, &self.ca.certificate().der], now)
-            .map_err(|e| Unreadable(e.to_string()))
+        cms::sign_with(
+            digest,
+            content.as_deref(),
+            &attributes,
+            ra,
+            self.ca.ra_key(),
+            &[&ra.der, &self.ca.certificate().der],
+            now,
+        )
+        .map_err(|e| Unreadable(e.to_string()))
     }
+}
+
+/// What a CertRep takes from the request it answers: its transaction, its
+/// nonce (echoed as the recipientNonce) and the digest to sign with.
+#[derive(Clone, Copy)]
+struct ReplyTo<'a> {
+    tid: &'a str,
+    recipient_nonce: Option<&'a [u8]>,
+    digest: DigestAlg,
 }
 
 fn unavailable(e: RegistryError) -> PkiError {
