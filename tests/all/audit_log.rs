@@ -78,13 +78,16 @@ fn serve_writes_checkpoints_and_verify_catches_a_log_cut_short() {
     let mut response = ureq::get(&url).header("authorization", server.officer_authorization()).call().unwrap();
     let served = response.body_mut().read_to_string().unwrap();
     assert!(served.lines().nth(1) == Some("10"), "{served}");
+    // latest.note follows the log within 250 ms; the numbered note comes
+    // with the next periodic checkpoint (every --checkpoint-seconds): wait
+    // for both.
     let latest = dir.join("data/checkpoints/latest.note");
+    let numbered = dir.join("data/checkpoints/10.note");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_to_string(&latest).is_ok_and(|t| t.lines().nth(1) == Some("10")) {
+    while !(std::fs::read_to_string(&latest).is_ok_and(|t| t.lines().nth(1) == Some("10")) && numbered.exists()) {
         assert!(std::time::Instant::now() < deadline, "no checkpoint: {}", server.log());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(dir.join("data/checkpoints/10.note").exists());
     std::fs::write(dir.join("served.note"), &served).unwrap();
     assert!(server.stop().success());
 
