@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::writes::consume_request_id;
 use super::writes::verify_signed;
 use super::{Registry, RegistryError, WriteOutcome};
 use prereg_core::{Decision, EnrollmentRequest, RegistrationRequest};
@@ -132,13 +133,7 @@ impl Registry {
             active: *activate,
         };
         let mut tx = self.storage.begin(TxKind::Write)?;
-        tx.consume_request_id(
-            &verified.claims.jti,
-            &officer.kid,
-            verified.claims.exp,
-            now,
-            crate::signing::REPLAY_MARGIN_SECS,
-        )?;
+        consume_request_id(tx.as_mut(), &verified.claims.jti, &officer.kid, verified.claims.exp, now)?;
         let new = tx.insert_policy(&record, component)?;
         if *activate {
             tx.set_active_policy(Some(&found), &officer.kid, now)?;
@@ -210,13 +205,7 @@ impl Registry {
         };
         let sha = policy.info().sha256.clone();
         let mut tx = self.storage.begin(TxKind::Write)?;
-        tx.consume_request_id(
-            &verified.claims.jti,
-            &officer.kid,
-            verified.claims.exp,
-            now,
-            crate::signing::REPLAY_MARGIN_SECS,
-        )?;
+        consume_request_id(tx.as_mut(), &verified.claims.jti, &officer.kid, verified.claims.exp, now)?;
         let previous = tx.active_policy()?;
         tx.set_active_policy(chosen.as_ref().map(|r| r.sha256.as_str()), &officer.kid, now)?;
         let audit_record = audit::append(

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::policies::{BUILT_IN, labelled};
+use super::writes::consume_request_id;
 use super::{Registry, RegistryError, WriteOutcome};
 use crate::audit::{self, AuditEntry};
 use crate::evaluation::StoreHost;
@@ -90,13 +91,7 @@ impl Registry {
             Some(record) => Some(self.compile_stored(record)?),
         };
         let mut tx = self.storage.begin(TxKind::Write)?;
-        tx.consume_request_id(
-            &verified.claims.jti,
-            &officer.kid,
-            verified.claims.exp,
-            now,
-            crate::signing::REPLAY_MARGIN_SECS,
-        )?;
+        consume_request_id(tx.as_mut(), &verified.claims.jti, &officer.kid, verified.claims.exp, now)?;
         tx.set_shadow_policy(chosen.as_ref().map(|r| r.sha256.as_str()), &officer.kid, now)?;
         let (object, detail) = match &chosen {
             Some(r) => (

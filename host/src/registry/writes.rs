@@ -47,6 +47,19 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// Records a signed request's single-use id (`jti`, signed by `kid`, expiring
+/// at `expires_at`); a replay is refused. Ids are kept for the signing rules'
+/// margin past their expiry ([`signing::REPLAY_MARGIN_SECS`]).
+pub(crate) fn consume_request_id(
+    tx: &mut dyn Tx,
+    jti: &str,
+    kid: &str,
+    expires_at: u64,
+    now: u64,
+) -> Result<(), StoreError> {
+    tx.consume_request_id(jti, kid, expires_at, now, signing::REPLAY_MARGIN_SECS)
+}
+
 /// Verifies a signed request against the officers of the instance; returns
 /// it with its officer. The request id is not consumed here.
 pub(crate) fn verify_signed(tx: &mut dyn Tx, jws: &str, now: u64) -> Result<(Verified, OfficerRecord), RegistryError> {
@@ -247,13 +260,7 @@ impl Registry {
         let mut tx = self.storage.begin(TxKind::Write)?;
         let (verified, officer) = verify_signed(tx.as_mut(), jws, now)?;
         expected(&verified.claims.request).map_err(RegistryError::Mismatch)?;
-        tx.consume_request_id(
-            &verified.claims.jti,
-            &verified.kid,
-            verified.claims.exp,
-            now,
-            crate::signing::REPLAY_MARGIN_SECS,
-        )?;
+        consume_request_id(tx.as_mut(), &verified.claims.jti, &verified.kid, verified.claims.exp, now)?;
         let (mut tx, applied) = self.apply(tx, &officer, &verified, now)?;
         let record = audit::append(
             tx.as_mut(),

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use self::job::{Job, Pass};
 use super::import_lease;
+use super::writes::consume_request_id;
 use super::writes::verify_signed;
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
@@ -213,13 +214,7 @@ impl Registry {
         self.sweep_imports(super::unix_now())?;
         let mut tx = self.storage.begin(TxKind::Write)?;
         if !request.dry_run {
-            tx.consume_request_id(
-                &request.jti.0,
-                &request.officer.kid,
-                request.jti.1,
-                now,
-                crate::signing::REPLAY_MARGIN_SECS,
-            )?;
+            consume_request_id(tx.as_mut(), &request.jti.0, &request.officer.kid, request.jti.1, now)?;
         }
         record.id = tx.insert_import(&record)?;
         tx.renew_import_lease(record.id, import_lease::this_process(), super::unix_now())?;
