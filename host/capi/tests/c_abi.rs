@@ -28,12 +28,18 @@ fn the_committed_header_is_the_generated_one() {
     );
 }
 
-/// Where cargo put `libprereg_capi.so`: beside the test's `deps/` folder.
+/// Where cargo put `libprereg_capi.so`. `cargo test` builds it beside the
+/// test binary in `deps/` (a dependency of the tests is not copied up to the
+/// profile folder); `cargo build` puts it in the profile folder above.
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    assert!(dir.join("libprereg_capi.so").exists(), "libprereg_capi.so is not in {}", dir.display());
-    dir
+    let deps = exe.parent().unwrap().to_path_buf();
+    let candidates = [deps.clone(), deps.parent().unwrap().to_path_buf()];
+    candidates
+        .iter()
+        .find(|dir| dir.join("libprereg_capi.so").exists())
+        .cloned()
+        .unwrap_or_else(|| panic!("libprereg_capi.so is in neither {} nor its parent", deps.display()))
 }
 
 fn compile(out: &Path) -> PathBuf {
