@@ -27,6 +27,8 @@ pub mod tag {
     pub const NULL: u8 = 0x05;
     /// OBJECT IDENTIFIER
     pub const OID: u8 = 0x06;
+    /// ENUMERATED
+    pub const ENUMERATED: u8 = 0x0a;
     /// UTF8String
     pub const UTF8_STRING: u8 = 0x0c;
     /// PrintableString
@@ -489,7 +491,17 @@ fn civil(unix: u64) -> (u64, u64, u64, u64, u64, u64) {
 pub fn parse_time(value: &Value<'_>) -> Result<u64, Asn1Error> {
     let text = std::str::from_utf8(value.content)
         .map_err(|_| Asn1Error { offset: value.offset, message: "time is not ASCII".into() })?;
-    let digits = text.strip_suffix('Z').filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    // A GeneralizedTime may carry fractions of a second (CMP's messageTime
+    // from some clients): they are dropped.
+    let whole = match (value.tag, text.split_once('.')) {
+        (tag::GENERALIZED_TIME, Some((seconds, fraction)))
+            if fraction.strip_suffix('Z').is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            std::borrow::Cow::Owned(format!("{seconds}Z"))
+        }
+        _ => std::borrow::Cow::Borrowed(text),
+    };
+    let digits = whole.strip_suffix('Z').filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
     let Some(digits) = digits else { return fault(value.offset, format!("unsupported time {text:?}")) };
     let (year, rest) = match (value.tag, digits.len()) {
         (tag::UTC_TIME, 12) => {

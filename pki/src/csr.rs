@@ -28,6 +28,34 @@ pub fn read(der: &[u8]) -> Result<Csr, PkiError> {
 
 /// [`read`] for a CSR inside a larger structure.
 pub fn read_value(value: &asn1::Value<'_>) -> Result<Csr, PkiError> {
+    let unverified = parse_value(value)?;
+    unverified.verify()?;
+    Ok(unverified.csr)
+}
+
+/// A CSR read, its self-signature not yet checked: what CMP reads of a
+/// `p10cr` before the message's protection is verified, so that a bad
+/// signature is answered (`badPOP`) in a protected response.
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    /// What it asks for.
+    pub csr: Csr,
+    info: Vec<u8>,
+    algorithm: String,
+    signature: Vec<u8>,
+}
+
+impl Unverified {
+    /// Checks that the CSR's key signed it, with an algorithm prereg accepts.
+    pub fn verify(&self) -> Result<(), PkiError> {
+        let key = PublicKey::from_spki(&self.csr.spki)?;
+        key.verify(&self.algorithm, &self.info, &self.signature, "certification request")
+    }
+}
+
+/// Reads a CSR's contents without checking its signature (see [`Unverified`]).
+/// Only version 0 (v1) exists; any other is refused.
+pub fn parse_value(value: &asn1::Value<'_>) -> Result<Unverified, PkiError> {
     let what = "certification request";
     let mut parts = value.expect(tag::SEQUENCE, what).reading(what)?.children().reading(what)?;
     let info = parts.required("certificationRequestInfo").reading(what)?;
@@ -36,12 +64,17 @@ pub fn read_value(value: &asn1::Value<'_>) -> Result<Csr, PkiError> {
     let signature = parts.required("signature").and_then(|s| s.bit_string_bytes()).reading(what)?;
 
     let mut fields = info.children().reading(what)?;
-    fields.required("version").reading(what)?;
+    let version_field = fields.required("version").reading(what)?;
+    let version = version_field.small_uint().reading(what)?;
+    if version != 0 {
+        let message = format!("version {version} (only 0, v1, is defined)");
+        return Err(PkiError::Malformed {
+            what: what.into(),
+            source: asn1::Asn1Error { offset: version_field.offset, message },
+        });
+    }
     let subject = fields.required("subject").reading(what)?;
     let spki = fields.required("subjectPKInfo").reading(what)?;
-    let key = PublicKey::from_spki(spki.raw)?;
-    key.verify(&algorithm, info.raw, &signature, what)?;
-
     let name = x509::read_name(&subject)?;
     let mut alt_names = None;
     let mut challenge_password = None;
@@ -63,9 +96,14 @@ pub fn read_value(value: &asn1::Value<'_>) -> Result<Csr, PkiError> {
             }
         }
     }
-    Ok(Csr {
-        facts: DeviceFacts::from_parts(name, alt_names.unwrap_or_default()),
-        spki: spki.raw.to_vec(),
-        challenge_password,
+    Ok(Unverified {
+        csr: Csr {
+            facts: DeviceFacts::from_parts(name, alt_names.unwrap_or_default()),
+            spki: spki.raw.to_vec(),
+            challenge_password,
+        },
+        info: info.raw.to_vec(),
+        algorithm,
+        signature: signature.into_owned(),
     })
 }

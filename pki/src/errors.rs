@@ -16,6 +16,9 @@ pub enum PkiError {
     /// Well-formed, but not something prereg supports.
     #[error("{0}")]
     Unsupported(String),
+    /// A key of a supported algorithm whose size is not accepted.
+    #[error("{0}")]
+    KeySize(String),
     /// A signature that does not verify.
     #[error("{0}: the signature does not verify")]
     BadSignature(String),

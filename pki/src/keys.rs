@@ -133,7 +133,7 @@ impl PublicKey {
                     .map_err(|e| PkiError::Invalid(format!("RSA public key: {e}")))?;
                 let bits = rsa::traits::PublicKeyParts::size(&key) * 8;
                 if !RSA_BITS.contains(&bits) {
-                    return Err(PkiError::Unsupported(format!(
+                    return Err(PkiError::KeySize(format!(
                         "an RSA key of {bits} bits (from {} to {} are accepted)",
                         RSA_BITS.start(),
                         RSA_BITS.end()

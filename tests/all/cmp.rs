@@ -7,17 +7,23 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use prereg::enroll::cmp::NOT_AUTHENTICATED;
 use prereg::enroll::cmp::message::{self, Body};
-use prereg::enroll::cmp::protection::MacAlgorithm;
+use prereg::enroll::cmp::protection::{DEFAULT_MAX_ITERATIONS, MacAlgorithm};
 
 use crate::common::{AuditedEnrollment, Server, audit_records, audited_enrollments, run_local};
+
+/// What `openssl cmp` prints of the answer to a request that cannot be
+/// authenticated (no usable registration, or a wrong secret).
+const NOT_AUTHENTICATED_LINE: &str =
+    "PKIFailureInfo: badMessageCheck; StatusString: \"the message's protection does not verify";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/enrollment").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
+pub fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -127,32 +133,35 @@ fn openssl_cmp_enrolls_preregistered_devices_and_refuses_the_others() {
     .unwrap();
     assert_eq!(cert.not_after - cert.not_before, 30 * 86_400 + 300);
 
-    // An exact registration admits one device: the second is refused.
+    // An exact registration admits one device: the second is refused. It
+    // cannot be authenticated any more (its registration is used up): an
+    // unprotected error, badMessageCheck, the same as for a name never
+    // registered or a wrong secret (RFC 9483 §3.6.4).
     let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "again.crt", &[]);
     assert!(!ok);
-    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
+    assert!(text.contains(NOT_AUTHENTICATED_LINE), "{text}");
 
     // An unregistered FQDN.
     let (ok, text) = ir(&server, "routers", "nope.example.com", "s3cret", "nope.crt", &[]);
     assert!(!ok);
-    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
+    assert!(text.contains(NOT_AUTHENTICATED_LINE), "{text}");
 
     // A wrong password: the MAC does not verify.
     let (ok, text) = ir(&server, "routers", "a.dept.example.com", "wrong", "a.crt", &["-sans", "10.1.2.3"]);
     assert!(!ok);
     // The same answer as for a name never registered: a refusal does not tell
     // whether the name is registered (the audit log keeps bad-password).
-    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
+    assert!(text.contains(NOT_AUTHENTICATED_LINE), "{text}");
 
     // An IP mismatch.
     let (ok, text) = ir(&server, "routers", "a.dept.example.com", "s3cret", "a.crt", &["-sans", "10.9.9.9"]);
     assert!(!ok);
-    assert!(text.contains("PKIFailureInfo: notAuthorized; StatusString: \"not-authorized\""), "{text}");
+    assert!(text.contains(NOT_AUTHENTICATED_LINE), "{text}");
 
     // Registered only in another domain.
     let (ok, text) = ir(&server, "routers", "lab1.example.com", "s3cret", "lab.crt", &[]);
     assert!(!ok);
-    assert!(text.contains("StatusString: \"not-authorized\""), "{text}");
+    assert!(text.contains(NOT_AUTHENTICATED_LINE), "{text}");
 
     // The wildcard admits several devices: ir with implicit confirmation, p10cr, cr.
     let (ok, text) =
@@ -413,7 +422,7 @@ fn a_client_that_never_confirms_gets_one_certificate_counted_then_revoked() {
         if ok {
             issued += 1;
         } else {
-            assert!(text.contains("not-authorized"), "{text}");
+            assert!(text.contains(NOT_AUTHENTICATED_LINE), "{text}");
         }
     }
     assert_eq!(issued, 1);
@@ -490,16 +499,23 @@ fn certificates_carry_the_registered_canonical_identity_and_extra_names_are_refu
     assert!(shown.contains("subject=CN = pinned.example.com, serialNumber = FTX9"), "{shown}");
     assert!(shown.contains("DNS:pinned.example.com, IP Address:10.7.7.7"), "{shown}");
 
-    // More names than the registered one: refused, saying why, and nothing counted.
+    // More names than the registered one: refused once the request is
+    // authenticated (the same serial number and IP address as registered),
+    // saying why, in a protected ip; nothing counted.
     let before = audited_enrollments(&dir).len();
-    for sans in ["pinned.example.com,other.example.com", "pinned.example.com,10.7.7.7,mail@example.com"] {
-        let (ok, text) = ir(&server, "routers", "pinned.example.com", "s3cret", "extra.crt", &["-sans", sans]);
+    for sans in ["pinned.example.com,other.example.com,10.7.7.7", "pinned.example.com,10.7.7.7,mail@example.com"] {
+        let extra = ["-sans", sans];
+        let (ok, text) = ir_as(&server, "routers", subject, "pinned.example.com", "s3cret", "extra.crt", &extra);
         assert!(!ok, "{text}");
         assert!(text.contains("badCertTemplate"), "{text}");
         // openssl sends a name with an @ as a dNSName.
         assert!(text.contains("other.example.com") || text.contains("\"mail@example.com\" beside"), "{text}");
     }
-    assert_eq!(audited_enrollments(&dir).len(), before);
+    // Refused once authenticated: audited as refusals, nothing decided or counted.
+    let after = audited_enrollments(&dir);
+    assert_eq!(after.len(), before + 2);
+    assert!(after[before..].iter().all(|e| e.outcome == "refused"), "{after:?}");
+    assert_eq!(registration(&dir, 5)["enrollments"], 1);
 }
 
 #[test]
@@ -509,10 +525,15 @@ fn captured_openssl_messages_parse() {
     assert_eq!(ir.sender_kid.as_deref(), Some(&b"4711"[..]));
     assert!(ir.implicit_confirm);
     assert_eq!(ir.transaction_id.as_ref().map(Vec::len), Some(16));
-    let Body::Ir(requests) = &ir.body else { panic!("not an ir: {:?}", ir.body) };
+    let Body::Ir(Ok(requests)) = &ir.body else { panic!("not a readable ir: {:?}", ir.body) };
+    assert!(requests[0].fault.is_none(), "{:?}", requests[0].fault);
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].facts.fqdn.as_deref(), Some("device-0001"));
-    let alg = MacAlgorithm::read(&prereg::pki::asn1::parse(ir.protection_alg.as_ref().unwrap()).unwrap()).unwrap();
+    let alg = MacAlgorithm::read(
+        &prereg::pki::asn1::parse(ir.protection_alg.as_ref().unwrap()).unwrap(),
+        prereg::enroll::cmp::protection::DEFAULT_MAX_ITERATIONS,
+    )
+    .unwrap();
     assert!(matches!(alg, MacAlgorithm::Pbm { iterations: 500, .. }), "{alg:?}");
     assert_eq!(ir.protection.as_ref().map(Vec::len), Some(20));
 
@@ -541,14 +562,18 @@ fn p10cr(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str) -> Vec<u8> {
 enum Kind {
     /// A p10cr, asking for implicit confirmation or not.
     P10cr { implicit: bool },
-    /// A certConf accepting this certificate.
-    CertConf(Vec<u8>),
+    /// A certConf accepting this certificate, answering this server senderNonce.
+    CertConf(Vec<u8>, Vec<u8>),
 }
 
 /// A request protected with `alg` under `secret` (transactionID 07…07).
 fn request(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str, kind: Kind) -> Vec<u8> {
     use prereg::pki::{asn1, x509};
     let implicit = matches!(kind, Kind::P10cr { implicit: true });
+    let recip_nonce = match &kind {
+        Kind::CertConf(_, nonce) => Some(nonce.clone()),
+        Kind::P10cr { .. } => None,
+    };
     let body = match kind {
         Kind::P10cr { .. } => {
             let subject = format!("/CN={fqdn}");
@@ -560,7 +585,7 @@ fn request(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str, kind: Kind)
             asn1::constructed(0xa4, &[&std::fs::read(dir.join("p10.der")).unwrap()])
         }
         // CertConfirmContent: the certificate's SHA-256, certReqId -1 (p10cr).
-        Kind::CertConf(cert) => {
+        Kind::CertConf(cert, _) => {
             let hash = prereg::pki::keys::DigestAlg::Sha256.digest(&cert);
             let status = asn1::seq(&[&asn1::octet_string(&hash), &[0x02, 0x01, 0xff]]);
             asn1::constructed(message::body_tag::CERT_CONF, &[&asn1::seq(&[&status])])
@@ -573,7 +598,8 @@ fn request(dir: &Path, fqdn: &str, alg: &MacAlgorithm, secret: &str, kind: Kind)
         protection_alg: Some(alg.encode()),
         sender_kid: Some(fqdn.as_bytes().to_vec()),
         transaction_id: Some(vec![7; 16]),
-        recip_nonce: None,
+        sender_nonce: None,
+        recip_nonce,
         implicit_confirm: implicit,
         now: prereg::registry::unix_now(),
     }
@@ -596,41 +622,8 @@ fn status_of(der: &[u8]) -> (u64, Option<String>, bool) {
 
 /// [`status_of`] with the certificate, if one was issued.
 fn answer_of(der: &[u8]) -> (u64, Option<String>, Option<Vec<u8>>) {
-    use prereg::pki::asn1;
-    let message = asn1::parse(der).unwrap();
-    let mut parts = message.children().unwrap();
-    parts.required("header").unwrap();
-    let body = parts.required("body").unwrap();
-    let content = body.children().unwrap().required("content").unwrap();
-    let status_info = if body.tag == message::body_tag::ERROR {
-        content.children().unwrap().required("status").unwrap()
-    } else {
-        let mut rep = content.children().unwrap();
-        let mut responses = rep.required("response").unwrap();
-        if responses.tag == 0xa1 {
-            responses = rep.required("response").unwrap();
-        }
-        let first = responses.children().unwrap().required("CertResponse").unwrap();
-        let mut r = first.children().unwrap();
-        r.required("certReqId").unwrap();
-        let status = r.required("status").unwrap();
-        let cert = r.next_value().unwrap().map(|pair| {
-            let inner = pair.children().unwrap().required("certOrEncCert").unwrap();
-            inner.children().unwrap().required("certificate").unwrap().raw.to_vec()
-        });
-        let mut s = status.children().unwrap();
-        let code = s.required("status").unwrap().small_uint().unwrap();
-        let text = s
-            .optional(asn1::tag::SEQUENCE)
-            .unwrap()
-            .map(|t| t.children().unwrap().required("s").unwrap().text().unwrap());
-        return (code, text, cert);
-    };
-    let mut s = status_info.children().unwrap();
-    let code = s.required("status").unwrap().small_uint().unwrap();
-    let text =
-        s.optional(asn1::tag::SEQUENCE).unwrap().map(|t| t.children().unwrap().required("s").unwrap().text().unwrap());
-    (code, text, None)
+    let answer = crate::cmp_conformance::read_answer(der);
+    (answer.status, answer.text, answer.cert)
 }
 
 #[test]
@@ -643,7 +636,7 @@ fn pbmac1_requests_are_served_and_answered_in_kind_and_iteration_counts_are_boun
     // The request names no IP, but the wildcard registration has one:
     // ip-mismatch, decided before the secret is checked, so unprotected.
     let (code, text, _) = status_of(&answer);
-    assert_eq!((code, text.as_deref()), (2, Some("not-authorized")));
+    assert_eq!((code, text.as_deref()), (2, Some(NOT_AUTHENTICATED)));
     assert!(message::read(&answer).unwrap().protection.is_none());
 
     let answer = post_cmp(&server, "routers", &p10cr(&dir, "router1.example.com", &alg, "s3cret"));
@@ -651,15 +644,19 @@ fn pbmac1_requests_are_served_and_answered_in_kind_and_iteration_counts_are_boun
     assert_eq!(code, 0);
     assert!(has_cert);
     let reply = message::read(&answer).unwrap();
-    let reply_alg =
-        MacAlgorithm::read(&prereg::pki::asn1::parse(reply.protection_alg.as_ref().unwrap()).unwrap()).unwrap();
+    let reply_alg = MacAlgorithm::read(
+        &prereg::pki::asn1::parse(reply.protection_alg.as_ref().unwrap()).unwrap(),
+        prereg::enroll::cmp::protection::DEFAULT_MAX_ITERATIONS,
+    )
+    .unwrap();
     assert!(matches!(reply_alg, MacAlgorithm::Pbmac1 { iterations: 1000, .. }), "{reply_alg:?}");
     assert_ne!(reply_alg, alg, "a fresh salt");
     assert!(reply_alg.verify(b"s3cret", &reply.protected_part, reply.protection.as_deref().unwrap()));
     assert!(reply.implicit_confirm, "implicit confirmation granted");
 
-    // Iteration counts outside 100..=100000 are refused before any decision.
-    for iterations in [99, 100_001] {
+    // Iteration counts outside 100 to the bound (600,000 unless configured)
+    // are refused before any decision, badAlg.
+    for iterations in [99, DEFAULT_MAX_ITERATIONS + 1] {
         let weak = MacAlgorithm::pbm_sha256(iterations);
         let answer = post_cmp(&server, "routers", &p10cr(&dir, "f.dept.example.com", &weak, "s3cret"));
         let (code, text, _) = status_of(&answer);
@@ -766,23 +763,27 @@ fn a_held_certificate_is_confirmed_after_a_restart_and_only_once() {
     let alg = MacAlgorithm::pbm_sha256(500);
     // Without implicit confirmation: issued, counted, and held for the certConf.
     let held = request(&dir, "router1.example.com", &alg, "s3cret", Kind::P10cr { implicit: false });
-    let (code, _, cert) = answer_of(&post_cmp(&server, "routers", &held));
+    let answer = post_cmp(&server, "routers", &held);
+    let (code, _, cert) = answer_of(&answer);
     assert_eq!(code, 0);
     let cert = cert.expect("a certificate");
+    let server_nonce = message::read(&answer).unwrap().sender_nonce.unwrap();
     assert_eq!(registration(&dir, 1)["enrollments"], 1);
 
     // The service restarts; the certConf reaches the new process.
     assert!(server.stop().success());
     let server = Server::start(&dir);
-    let conf = request(&dir, "router1.example.com", &alg, "s3cret", Kind::CertConf(cert));
+    let conf = request(&dir, "router1.example.com", &alg, "s3cret", Kind::CertConf(cert, server_nonce));
     let answer = post_cmp(&server, "routers", &conf);
     assert!(matches!(message::read(&answer).unwrap().body, Body::Other(message::body_tag::PKI_CONF)));
     let shown = run_local(&dir, &["show", "1", "--json"]);
     assert!(shown.contains("\"state\": \"used\""), "{shown}");
-    // The same certConf again: nothing waits any more.
-    let (code, text, _) = answer_of(&post_cmp(&server, "routers", &conf));
+    // The same certConf again: the transaction is over (certConfirmed, protected).
+    let answer = post_cmp(&server, "routers", &conf);
+    let (code, text, _) = answer_of(&answer);
     assert_eq!(code, 2);
-    assert!(text.unwrap().contains("no certificate of this transaction awaits confirmation"));
+    assert!(text.unwrap().contains("the certificate was confirmed already"));
+    assert!(message::read(&answer).unwrap().protection.is_some());
 }
 
 #[test]
@@ -795,7 +796,7 @@ fn a_refusal_does_not_tell_whether_a_name_is_registered() {
     let unregistered = status_of(&post_cmp(&server, "routers", &p10cr(&dir, "nobody.example.com", &alg, "s3cret")));
     let wrong_secret = status_of(&post_cmp(&server, "routers", &p10cr(&dir, "router1.example.com", &alg, "guess")));
     let pinned_ip = status_of(&post_cmp(&server, "routers", &p10cr(&dir, "e.dept.example.com", &alg, "s3cret")));
-    assert_eq!(unregistered, (2, Some("not-authorized".into()), false));
+    assert_eq!(unregistered, (2, Some(NOT_AUTHENTICATED.into()), false));
     assert_eq!(wrong_secret, unregistered);
     assert_eq!(pinned_ip, unregistered);
     // The audit log tells the operator why.
@@ -825,7 +826,7 @@ fn openssl_cmp_enrolls_over_https_with_the_instance_ca_trusted() {
     assert!(ok, "{text}");
     assert!(verifies(&dir, "router1.crt"));
     let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "again.crt", &tls);
-    assert!(!ok && text.contains("not-authorized"), "{text}");
+    assert!(!ok && text.contains(NOT_AUTHENTICATED_LINE), "{text}");
 }
 
 /// Issue 17, item 9: CMP's transactionID makes a retry safe. A client that
@@ -848,11 +849,11 @@ fn a_resent_request_gets_its_transactions_certificate_counted_once() {
     assert_eq!(again.as_deref(), Some(cert.as_slice()), "the same certificate");
     assert_eq!(registration(&dir, 1)["enrollments"], 1);
     assert_eq!(audited_certificates(&dir).len(), 1, "one certificate issued and audited");
-    // The same transactionID, the same key, a wrong secret.
+    // The same transactionID, the same key, a wrong secret: not authenticated.
     let forged = request(&dir, "router1.example.com", &alg, "guess", Kind::P10cr { implicit: true });
     let (code, text, none) = answer_of(&post_cmp(&server, "routers", &forged));
     assert_eq!(code, 2);
-    assert!(none.is_none() && text.as_deref().is_some_and(|t| t.contains("transactionID")), "{text:?}");
+    assert!(none.is_none() && text.as_deref() == Some(NOT_AUTHENTICATED), "{text:?}");
     // The same transactionID and secret for another key.
     let key = openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "device.key"]);
     assert!(key.status.success());
@@ -865,4 +866,68 @@ fn a_resent_request_gets_its_transactions_certificate_counted_once() {
     assert!(answer.windows(5).any(|w| w == [0x03, 0x04, 0x02, 0x00, 0x00]), "{answer:02x?}");
     assert_eq!(registration(&dir, 1)["enrollments"], 1);
     assert_eq!(audited_certificates(&dir).len(), 1);
+}
+
+/// Issue 19: the stock client's other commands against `prereg serve`:
+/// `-cmd genm` and `-cmd kur` signed with the device's certificate (its
+/// one-time registration is used, so its password no longer authenticates
+/// it), `-cmd rr` signed with the new key, and `-cmd rr` by MAC for the old
+/// certificate. The revoked certificates are on the CRL.
+#[test]
+fn openssl_cmp_asks_general_messages_updates_the_key_and_revokes() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let (ok, text) = ir(&server, "routers", "router1.example.com", "s3cret", "router1.crt", &["-implicit_confirm"]);
+    assert!(ok, "{text}");
+    let signed = ["-cert", "router1.crt", "-key", "device.key", "-trusted", "data/ca/ca.crt"];
+
+    let (ok, text) =
+        cmp(&server, "routers", &[&["-cmd", "genm", "-infotype", "signKeyPairTypes"][..], &signed].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("received GENP"), "{text}");
+    // The registration's password no longer authenticates the used registration.
+    let mac = ["-secret", "pass:s3cret", "-ref", "router1.example.com"];
+    let (ok, text) = cmp(&server, "routers", &[&["-cmd", "genm", "-infotype", "currentCRL"][..], &mac].concat());
+    assert!(!ok && text.contains("badMessageCheck"), "{text}");
+
+    let key = openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "new.key"]);
+    assert!(key.status.success());
+    let kur = ["-cmd", "kur", "-newkey", "new.key", "-certout", "router1-new.crt"];
+    let (ok, text) = cmp(&server, "routers", &[&kur[..], &signed].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("received KUP") && text.contains("received PKICONF"), "{text}");
+    assert!(verifies(&dir, "router1-new.crt"));
+    let shown = describe(&dir, "router1-new.crt");
+    assert!(shown.contains("subject=CN = router1.example.com") && shown.contains("DNS:router1.example.com"), "{shown}");
+    assert_ne!(serial_of(&dir, "router1.crt"), serial_of(&dir, "router1-new.crt"));
+    // Not counted: still one enrollment.
+    assert_eq!(registration(&dir, 1)["enrollments"], 1);
+
+    let rr = [
+        "-cmd",
+        "rr",
+        "-oldcert",
+        "router1-new.crt",
+        "-cert",
+        "router1-new.crt",
+        "-key",
+        "new.key",
+        "-trusted",
+        "data/ca/ca.crt",
+        "-revreason",
+        "1",
+    ];
+    let (ok, text) = cmp(&server, "routers", &rr);
+    assert!(ok, "{text}");
+    assert!(text.contains("received RP"), "{text}");
+    // By MAC, the old certificate.
+    let (ok, text) = cmp(&server, "routers", &[&["-cmd", "rr", "-oldcert", "router1.crt"][..], &mac].concat());
+    assert!(ok, "{text}");
+
+    let crl = fetch_crl(&dir, "router1.crt");
+    assert!(crl.contains("Key Compromise"), "{crl}");
+    for cert in ["router1.crt", "router1-new.crt"] {
+        let (ok, why) = verify_with_crl(&dir, cert);
+        assert!(!ok && why.contains("certificate revoked"), "{cert}: {why}");
+    }
 }

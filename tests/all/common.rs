@@ -506,7 +506,8 @@ pub fn audited_enrollments_in(dir: &std::path::Path, data: &str) -> Vec<AuditedE
             let request: serde_json::Value = serde_json::from_str(r["request"].as_str().unwrap()).unwrap();
             AuditedEnrollment {
                 outcome: r["outcome"].as_str().unwrap().to_owned(),
-                reason: r["reason"].as_str().unwrap().to_owned(),
+                // A front's refusal of a request's content has no reason code.
+                reason: r["reason"].as_str().unwrap_or_default().to_owned(),
                 transaction: request["transaction"].as_str().unwrap_or_default().to_owned(),
             }
         })

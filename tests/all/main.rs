@@ -48,6 +48,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod cmp;
+mod cmp_conformance;
 mod components;
 mod faults;
 mod integrity;

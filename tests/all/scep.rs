@@ -264,8 +264,15 @@ fn captured_scep_messages_parse() {
 
 /// A CSR for `cn` made by openssl, with the challenge password `s3cret`.
 fn csr(dir: &Path, cn: &str) -> Vec<u8> {
+    csr_naming(dir, cn, None)
+}
+
+/// [`csr`] asking for the subjectAltName `san` (openssl's syntax) too.
+fn csr_naming(dir: &Path, cn: &str, san: Option<&str>) -> Vec<u8> {
+    let extensions =
+        san.map_or_else(String::new, |san| format!("req_extensions = ext\n[ext]\nsubjectAltName = {san}\n"));
     let config = format!(
-        "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n[dn]\nCN = {cn}\n[attrs]\nchallengePassword = s3cret\n"
+        "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n{extensions}[dn]\nCN = {cn}\n[attrs]\nchallengePassword = s3cret\n"
     );
     std::fs::write(dir.join("csr.cnf"), config).unwrap();
     let (ok, text) = run(
@@ -450,4 +457,30 @@ fn micromdm_scepclient_enrolls_over_https() {
     assert!(describe(&work, "device.crt").contains("phone1.example.com"));
     let (ok, _, _) = scepclient(&server, "phones", "unknown.example.com", "s3cret");
     assert!(!ok);
+}
+
+/// Issue 19: a request the SCEP front refuses before the policy decides
+/// (here, it names a device beside its own) is audited like a decision:
+/// outcome `refused`, with its transaction, and nothing counted.
+#[test]
+fn a_request_refused_before_the_policy_decides_is_audited() {
+    let (_tmp, dir) = setup();
+    let server = Server::start(&dir);
+    let key = SigningKey::generate_rsa();
+    let csr = csr_naming(&dir, "phone1.example.com", Some("DNS:phone1.example.com,DNS:bank.example.net"));
+    let refused = post(&server, &scep_request(&dir, &key, "19", "tid-names", &csr));
+    assert_eq!(refused.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("2"));
+    assert_eq!(refused.attribute_text(attr::FAIL_INFO).unwrap().as_deref(), Some("2"));
+    let enrollments = audited_enrollments(&dir);
+    assert_eq!(enrollments.len(), 1, "{enrollments:?}");
+    assert_eq!(enrollments[0].outcome, "refused");
+    assert_eq!(enrollments[0].transaction, "scep:tid-names");
+    let records = crate::common::audit_records(&dir);
+    let record = records.iter().find(|r| r["action"] == "enroll").unwrap();
+    assert!(record["detail"].as_str().unwrap().contains("bank.example.net"), "{record}");
+    assert_eq!(record["domain"], "corp", "{record}");
+    // The registration is still open: the refused request counted nothing.
+    let again =
+        post(&server, &scep_request(&dir, &key, "19", "tid-good", &csr_naming(&dir, "phone1.example.com", None)));
+    assert_eq!(again.attribute_text(attr::PKI_STATUS).unwrap().as_deref(), Some("0"));
 }

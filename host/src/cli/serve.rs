@@ -18,6 +18,17 @@ pub struct ServeArgs {
     /// enrollment given back, in seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub cmp_confirm_seconds: u64,
+    /// The most PBM or PBMAC1 iterations a CMP client may ask for. The
+    /// server computes them before it knows who asks (the per-client rate
+    /// limits bound how often).
+    #[arg(long, default_value_t = prereg::enroll::cmp::protection::DEFAULT_MAX_ITERATIONS,
+          value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub cmp_max_iterations: u64,
+    /// How far a CMP request's messageTime may be from this server's clock,
+    /// in seconds; 0 does not check it (devices without a clock).
+    #[arg(long, default_value_t = prereg::enroll::cmp::TIME_WINDOW_SECONDS,
+          value_parser = clap::value_parser!(u64).range(0..=31_622_400))]
+    pub cmp_time_window_seconds: u64,
     /// Where signed checkpoints of the audit log are written
     /// [default: the data folder's checkpoints/].
     #[arg(long)]

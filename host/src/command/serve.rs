@@ -9,6 +9,7 @@ use prereg::registry::unix_now;
 use prereg::service::checkpoints::CheckpointWriter;
 use std::net::{IpAddr, SocketAddr};
 
+use prereg::enroll::cmp::CmpLimits;
 use prereg::service::failures::FailureLimits;
 use prereg::service::front::{self, Front};
 use prereg::service::listener::{ConnectionLimits, ListenOptions};
@@ -41,7 +42,11 @@ pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("{change}: the data folder holds keys, password hashes and uploads");
     }
     let limits = ServiceLimits {
-        confirm_wait_seconds: args.cmp_confirm_seconds,
+        cmp: CmpLimits {
+            confirm_wait_seconds: args.cmp_confirm_seconds,
+            max_iterations: args.cmp_max_iterations,
+            time_window_seconds: args.cmp_time_window_seconds,
+        },
         failures: FailureLimits { burst: args.failure_burst, per_minute: args.failures_per_minute },
         requests: FailureLimits { burst: args.enroll_burst, per_minute: args.enroll_per_minute },
         ..Default::default()

@@ -17,6 +17,7 @@ use crate::pki::Ca;
 #[cfg(feature = "enroll")]
 use crate::store::CrlRecord;
 use crate::store::{CertificateRecord, CertificateState, TxKind};
+use prereg_core::RegistrationState;
 
 /// How long a CRL is valid (its nextUpdate after thisUpdate): one day.
 pub const CRL_VALIDITY_SECONDS: u64 = 86_400;
@@ -73,6 +74,11 @@ impl CrlReason {
         }
     }
 
+    /// The reason of a CRL reason code (RFC 5280 §5.3.1), if prereg keeps it.
+    pub fn from_code(code: u8) -> Option<Self> {
+        CrlReason::ALL.into_iter().find(|r| r.code().unwrap_or(0) == code)
+    }
+
     /// The code a CRL entry carries; `None` for unspecified.
     pub fn code(self) -> Option<u8> {
         match self {
@@ -103,6 +109,21 @@ pub enum Revocation {
     NotConfirmed,
 }
 
+/// A key update ([`Registry::renew_issuing`]).
+#[derive(Debug, Clone)]
+pub struct Renewal<'a> {
+    /// The registration of the certificate being replaced.
+    pub registration: u64,
+    /// The device's canonical FQDN (the old certificate's).
+    pub fqdn: &'a str,
+    /// The token procedure the request came through.
+    pub procedure: &'a str,
+    /// The protocol transaction (`cmp:…`).
+    pub transaction: &'a str,
+    /// The serial of the certificate being replaced.
+    pub replaces: &'a str,
+}
+
 impl Revocation {
     /// The reason code kept in the audit record.
     pub fn code(self) -> &'static str {
@@ -113,7 +134,126 @@ impl Revocation {
     }
 }
 
+/// How long a CMP transactionID stays claimed: a request reusing it within
+/// this time is refused (`transactionIdInUse`).
+pub const TRANSACTION_SECONDS: u64 = 86_400;
+
 impl Registry {
+    /// Claims a protocol transaction id (`cmp:…`) for a transaction that
+    /// starts now. False if it was claimed before, within
+    /// [`TRANSACTION_SECONDS`]: the id is in use.
+    pub fn claim_transaction(&self, transaction: &str, now: u64) -> Result<bool, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        match tx.consume_request_id(transaction, "transaction", now + TRANSACTION_SECONDS, now, 0) {
+            Ok(()) => {
+                tx.commit()?;
+                Ok(true)
+            }
+            Err(crate::store::StoreError::Replayed { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Renews the certificate of an enrolled device under a new key (CMP
+    /// `kur`): registration `renewal.registration` must still exist and be
+    /// open or used (not disabled or locked). Nothing is counted: a key
+    /// update keeps the device's one enrollment. `issue` makes the new
+    /// certificate inside the transaction that records and audits it
+    /// (action `renew`). Returns the new certificate, or why it was
+    /// refused (audited too).
+    pub fn renew_issuing(
+        &self,
+        renewal: &Renewal<'_>,
+        now: u64,
+        issue: super::decisions::Issuer<'_>,
+    ) -> Result<Result<CertificateRecord, String>, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        let current = tx.registration(renewal.registration)?;
+        let refused = match &current {
+            None => Some(format!("registration {} no longer exists", renewal.registration)),
+            Some(r) if matches!(r.state, RegistrationState::Disabled | RegistrationState::Locked) => {
+                Some(format!("registration {} is {}", r.id, r.state))
+            }
+            Some(_) => None,
+        };
+        let mut outcome = Err(refused.clone().unwrap_or_default());
+        if let (None, Some(record)) = (&refused, &current) {
+            let view = record.to_policy_view();
+            let grant = super::Grant { fqdn: renewal.fqdn, registration: Some(&view) };
+            let certificate = issue(&grant).map_err(RegistryError::Issuance)?;
+            tx.insert_certificate(&certificate)?;
+            outcome = Ok(certificate);
+        }
+        let request = serde_json::json!({
+            "procedure": renewal.procedure,
+            "fqdn": renewal.fqdn,
+            "transaction": renewal.transaction,
+            "replaces": renewal.replaces,
+            "certificate": outcome.as_ref().ok().map(|c| c.serial.clone()),
+        });
+        let domain = current.as_ref().map(|r| r.domain.clone());
+        audit::append(
+            tx.as_mut(),
+            AuditEntry {
+                time: now,
+                actor: "device".into(),
+                action: "renew".into(),
+                object: format!("registration:{}", renewal.registration),
+                outcome: if outcome.is_ok() { "allowed" } else { "denied" }.into(),
+                reason: None,
+                policy_sha256: None,
+                request: request.to_string(),
+                detail: match &outcome {
+                    Ok(c) => format!("key update of certificate {}: certificate {} issued", renewal.replaces, c.serial),
+                    Err(why) => format!("key update of certificate {} refused: {why}", renewal.replaces),
+                },
+                domain,
+            },
+            self.audit_mac_keys(),
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Revokes a certificate at its device's request (CMP `rr`, authenticated
+    /// by the device), with `reason`, and audits it. False if it was revoked
+    /// already. A certificate still held for its certConf is settled (nothing
+    /// is given back: the device asked).
+    pub fn revoke_for_device(&self, serial: &str, reason: CrlReason, now: u64) -> Result<bool, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        let Some(certificate) = tx.certificate_by_serial(serial)? else { return Ok(false) };
+        if certificate.revoked_at.is_some() {
+            return Ok(false);
+        }
+        tx.set_certificate_state(serial, CertificateState::Held, CertificateState::Issued)?;
+        tx.revoke_certificate(serial, reason.code(), now)?;
+        let domain = super::writes::certificate_domain(tx.as_mut(), &certificate)?;
+        let request = serde_json::json!({
+            "serial": serial,
+            "transaction": certificate.transaction,
+            "registration": certificate.registration,
+        });
+        audit::append(
+            tx.as_mut(),
+            AuditEntry {
+                time: now,
+                actor: "device".into(),
+                action: "certificate.revoke".into(),
+                object: format!("certificate:{serial}"),
+                outcome: "ok".into(),
+                reason: Some(reason.name().into()),
+                policy_sha256: None,
+                request: request.to_string(),
+                detail: format!("revoked at the device's request (CMP rr), {}", reason.name()),
+                domain,
+            },
+            self.audit_mac_keys(),
+        )?;
+        tx.commit()?;
+        tracing::info!(serial, reason = reason.name(), "certificate revoked at its device's request");
+        Ok(true)
+    }
+
     /// The newest certificate of a protocol transaction.
     pub fn certificate_by_transaction(&self, transaction: &str) -> Result<Option<CertificateRecord>, RegistryError> {
         Ok(self.storage.begin(TxKind::Read)?.certificate_by_transaction(transaction)?)

@@ -351,6 +351,100 @@ impl Registry {
     }
 }
 
+/// A request an enrollment front refused before the policy decided it (a
+/// registration without a password that CMP cannot key its MAC with, a bad
+/// proof of possession once the request is authenticated, ...).
+#[derive(Debug, Clone)]
+pub struct FrontRefusal<'a> {
+    /// The request as the front read it.
+    pub input: &'a EnrollmentInput,
+    /// The registration the request was authenticated by, if any.
+    pub registration: Option<u64>,
+    /// The reason code, where one of SPEC.md's says why.
+    pub reason: Option<Reason>,
+    /// Why, in words (the protocol's failInfo and text).
+    pub detail: String,
+}
+
+impl Registry {
+    /// Audits a [`FrontRefusal`] like a decision: an `enroll` record with
+    /// outcome `refused`, in the procedure's domain. Nothing is counted.
+    /// Returns the record's sequence number.
+    pub fn audit_refusal(&self, refusal: &FrontRefusal<'_>, now: u64) -> Result<u64, RegistryError> {
+        let input = refusal.input;
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        let domain = tx.procedure(&input.procedure)?.map(|p| p.domain);
+        let request = serde_json::json!({
+            "procedure": input.procedure,
+            "fqdn": input.fqdn,
+            "ip": input.ip,
+            "serial": input.serial,
+            "has_password": input.password.is_some() || input.mac.is_some(),
+            "transaction": input.transaction,
+        });
+        let record = audit::append(
+            tx.as_mut(),
+            AuditEntry {
+                time: now,
+                actor: "device".into(),
+                action: "enroll".into(),
+                object: match refusal.registration {
+                    Some(id) => format!("registration:{id}"),
+                    None => format!("fqdn:{}", input.fqdn.chars().take(300).collect::<String>()),
+                },
+                outcome: "refused".into(),
+                reason: refusal.reason.map(|r| r.code().into()),
+                policy_sha256: None,
+                request: request.to_string(),
+                detail: refusal.detail.chars().take(1000).collect(),
+                domain,
+            },
+            self.audit_mac_keys(),
+        )?;
+        tx.commit()?;
+        Ok(record.seq)
+    }
+}
+
+impl Registry {
+    /// A MAC keyed by registration `id`'s password did not verify on a
+    /// request that is no enrollment (a CMP `rr`): one failure is counted
+    /// toward the lockout, as a `bad-password` decision's is, and audited
+    /// (`action` on `object`, outcome `denied`).
+    pub fn count_password_failure(
+        &self,
+        id: u64,
+        action: &str,
+        object: &str,
+        detail: &str,
+        now: u64,
+    ) -> Result<(), RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        let Some(current) = tx.registration(id)? else { return Ok(()) };
+        let failures = current.failed_attempts.saturating_add(1);
+        let state = if failures >= LOCKOUT_FAILURES { RegistrationState::Locked } else { current.state };
+        tx.update_registration(id, state, current.enrollments, failures)?;
+        audit::append(
+            tx.as_mut(),
+            AuditEntry {
+                time: now,
+                actor: "device".into(),
+                action: action.into(),
+                object: object.into(),
+                outcome: "denied".into(),
+                reason: Some(Reason::BadPassword.code().into()),
+                policy_sha256: None,
+                request: serde_json::json!({ "registration": id }).to_string(),
+                detail: format!("{detail} ({failures} failure(s) in a row)"),
+                domain: Some(current.domain.clone()),
+            },
+            self.audit_mac_keys(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
 /// What an Idempotency-Key's answer is kept against: the SHA-256 of the
 /// request's procedure, name, address and serial, and whether it carries a
 /// password (never the password: the store must not hold what a guess of it

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use certificates::{CRL_VALIDITY_SECONDS, CrlReason, Revocation};
-pub use decisions::{DecisionMode, DecisionReport, EnrollmentInput, Grant, IDEMPOTENCY_SECONDS, PolicyRef};
+pub use certificates::{CRL_VALIDITY_SECONDS, CrlReason, Renewal, Revocation, TRANSACTION_SECONDS};
+pub use decisions::{
+    DecisionMode, DecisionReport, EnrollmentInput, FrontRefusal, Grant, IDEMPOTENCY_SECONDS, PolicyRef,
+};
 pub use errors::RegistryError;
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
 pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};

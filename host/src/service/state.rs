@@ -18,9 +18,8 @@ pub struct ServiceLimits {
     pub max_upload_bytes: u64,
     /// Largest JSON body, in bytes.
     pub max_body_bytes: usize,
-    /// How long a CMP certificate waits for its certConf before it is
-    /// revoked, in seconds.
-    pub confirm_wait_seconds: u64,
+    /// The CMP server's confirmation window, iteration bound and messageTime window.
+    pub cmp: crate::enroll::cmp::CmpLimits,
     /// Failed enrollments allowed per client address.
     pub failures: super::failures::FailureLimits,
     /// Requests to the enrollment endpoints (SCEP, CMP) allowed per client
@@ -33,7 +32,7 @@ impl Default for ServiceLimits {
         ServiceLimits {
             max_upload_bytes: 1 << 30,
             max_body_bytes: 256 << 10,
-            confirm_wait_seconds: crate::enroll::cmp::CONFIRM_WAIT_SECONDS,
+            cmp: crate::enroll::cmp::CmpLimits::default(),
             failures: super::failures::FailureLimits::default(),
             requests: super::failures::FailureLimits { burst: 120, per_minute: 600 },
         }
@@ -149,8 +148,8 @@ impl AppState {
                 };
                 let ca = Arc::new(ca);
                 let registry = self.inner.registry.clone();
-                let cmp = crate::enroll::cmp::CmpServer::new(registry.clone(), ca.clone())
-                    .with_confirm_wait(self.inner.limits.confirm_wait_seconds);
+                let cmp =
+                    crate::enroll::cmp::CmpServer::new(registry.clone(), ca.clone()).with_limits(self.inner.limits.cmp);
                 let servers = Enrollment {
                     cmp: Arc::new(cmp),
                     scep: Arc::new(crate::enroll::scep::ScepServer::new(registry, ca.clone())),

@@ -22,8 +22,20 @@ pub mod body_tag {
     pub const CP: u8 = 0xa3;
     /// PKCS#10 certification request.
     pub const P10CR: u8 = 0xa4;
+    /// Key update request.
+    pub const KUR: u8 = 0xa7;
+    /// Key update response.
+    pub const KUP: u8 = 0xa8;
+    /// Revocation request.
+    pub const RR: u8 = 0xab;
+    /// Revocation response.
+    pub const RP: u8 = 0xac;
     /// Confirmation.
     pub const PKI_CONF: u8 = 0xb3;
+    /// General message.
+    pub const GENM: u8 = 0xb5;
+    /// General response.
+    pub const GENP: u8 = 0xb6;
     /// Error.
     pub const ERROR: u8 = 0xb7;
     /// Certificate confirmation.
@@ -65,27 +77,82 @@ pub fn is_refusal(response: &[u8]) -> bool {
 /// PKIFailureInfo bits (RFC 4210 §5.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailInfo {
-    /// badAlg (0)
+    /// badAlg (0): an unrecognized or unsupported algorithm.
     BadAlg = 0,
-    /// badMessageCheck (1)
+    /// badMessageCheck (1): the protection did not verify.
     BadMessageCheck = 1,
-    /// badRequest (2)
+    /// badRequest (2): not permitted or not supported.
     BadRequest = 2,
-    /// badDataFormat (5)
+    /// badTime (3): messageTime is too far from the server's clock.
+    BadTime = 3,
+    /// badCertId (4): no certificate matches what was named.
+    BadCertId = 4,
+    /// badDataFormat (5): the data is not well-formed.
     BadDataFormat = 5,
-    /// badPOP (9)
+    /// badPOP (9): the proof of possession failed.
     BadPop = 9,
-    /// badCertTemplate (19)
+    /// certRevoked (10): the certificate is revoked already.
+    CertRevoked = 10,
+    /// certConfirmed (11): the certificate was confirmed already.
+    CertConfirmed = 11,
+    /// wrongIntegrity (12): the wrong kind of protection.
+    WrongIntegrity = 12,
+    /// badRecipientNonce (13).
+    BadRecipientNonce = 13,
+    /// badSenderNonce (18).
+    BadSenderNonce = 18,
+    /// badCertTemplate (19).
     BadCertTemplate = 19,
-    /// transactionIdInUse (21)
+    /// signerNotTrusted (20).
+    SignerNotTrusted = 20,
+    /// transactionIdInUse (21).
     TransactionIdInUse = 21,
-    /// notAuthorized (23)
+    /// unsupportedVersion (22).
+    UnsupportedVersion = 22,
+    /// notAuthorized (23).
     NotAuthorized = 23,
-    /// systemFailure (25)
+    /// systemFailure (25).
     SystemFailure = 25,
 }
 
-/// A message that is not a CMP request prereg can read.
+impl FailInfo {
+    /// Its name in RFC 4210, as clients print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailInfo::BadAlg => "badAlg",
+            FailInfo::BadMessageCheck => "badMessageCheck",
+            FailInfo::BadRequest => "badRequest",
+            FailInfo::BadTime => "badTime",
+            FailInfo::BadCertId => "badCertId",
+            FailInfo::BadDataFormat => "badDataFormat",
+            FailInfo::BadPop => "badPOP",
+            FailInfo::CertRevoked => "certRevoked",
+            FailInfo::CertConfirmed => "certConfirmed",
+            FailInfo::WrongIntegrity => "wrongIntegrity",
+            FailInfo::BadRecipientNonce => "badRecipientNonce",
+            FailInfo::BadSenderNonce => "badSenderNonce",
+            FailInfo::BadCertTemplate => "badCertTemplate",
+            FailInfo::SignerNotTrusted => "signerNotTrusted",
+            FailInfo::TransactionIdInUse => "transactionIdInUse",
+            FailInfo::UnsupportedVersion => "unsupportedVersion",
+            FailInfo::NotAuthorized => "notAuthorized",
+            FailInfo::SystemFailure => "systemFailure",
+        }
+    }
+
+    /// The failInfo for a certificate request or key prereg cannot use.
+    pub fn of(error: &PkiError) -> FailInfo {
+        match error {
+            PkiError::Malformed { .. } => FailInfo::BadDataFormat,
+            PkiError::Unsupported(_) => FailInfo::BadAlg,
+            PkiError::KeySize(_) | PkiError::Invalid(_) => FailInfo::BadCertTemplate,
+            PkiError::BadSignature(_) => FailInfo::BadPop,
+            PkiError::File { .. } => FailInfo::SystemFailure,
+        }
+    }
+}
+
+/// A message that is not a CMP message prereg can read.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     /// Not the ASN.1 of a PKIMessage.
@@ -96,15 +163,47 @@ pub enum MessageError {
     Pki(#[from] PkiError),
 }
 
-/// One certificate request of an `ir` or `cr`.
+/// What is wrong with a body's content, and the failInfo that says so. A
+/// server reads it before the message's protection is verified and answers
+/// it only after, in a protected response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentFault {
+    /// The failInfo bit.
+    pub fail: FailInfo,
+    /// What is wrong, for the statusString.
+    pub text: String,
+}
+
+impl ContentFault {
+    fn new(fail: FailInfo, text: impl Into<String>) -> Self {
+        ContentFault { fail, text: text.into() }
+    }
+}
+
+impl From<PkiError> for ContentFault {
+    fn from(e: PkiError) -> Self {
+        ContentFault { fail: FailInfo::of(&e), text: e.to_string() }
+    }
+}
+
+impl From<Asn1Error> for ContentFault {
+    fn from(e: Asn1Error) -> Self {
+        ContentFault { fail: FailInfo::BadDataFormat, text: e.to_string() }
+    }
+}
+
+/// One certificate request of an `ir`, `cr` or `kur`, or the CSR of a `p10cr`.
 #[derive(Debug, Clone)]
 pub struct CertRequest {
-    /// certReqId.
+    /// certReqId (-1 for a `p10cr`).
     pub id: i64,
     /// Name, IP and serial from the template's subject and SAN.
     pub facts: DeviceFacts,
-    /// The template's public key (DER SubjectPublicKeyInfo).
+    /// The template's public key (DER SubjectPublicKeyInfo; empty if none).
     pub spki: Vec<u8>,
+    /// Why the request cannot be served (bad proof of possession, key,
+    /// template), found while reading it; `None` if it can be.
+    pub fault: Option<ContentFault>,
 }
 
 /// One entry of a `certConf`.
@@ -114,25 +213,61 @@ pub struct CertStatus {
     pub cert_hash: Vec<u8>,
     /// Its certReqId.
     pub cert_req_id: i64,
-    /// Whether the client accepts the certificate (no status, or status 0/1).
-    pub accepted: bool,
+    /// The client's PKIStatus, if it gives one (0 accepted, 2 rejection).
+    pub status: Option<u64>,
+    /// Whether its statusInfo carries a failInfo.
+    pub has_fail_info: bool,
     /// hashAlg, when the client names it (CMP v3).
     pub hash_alg: Option<String>,
 }
 
-/// A request body.
+impl CertStatus {
+    /// Whether the client accepts the certificate (no status, or status 0/1).
+    pub fn accepted(&self) -> bool {
+        self.status.is_none_or(|s| s <= 1)
+    }
+}
+
+/// A request body. Each readable body keeps, rather than fails on, what is
+/// wrong with its content ([`ContentFault`]).
 #[derive(Debug, Clone)]
 pub enum Body {
     /// `ir`
-    Ir(Vec<CertRequest>),
+    Ir(Result<Vec<CertRequest>, ContentFault>),
     /// `cr`
-    Cr(Vec<CertRequest>),
+    Cr(Result<Vec<CertRequest>, ContentFault>),
     /// `p10cr`
-    P10cr(CertRequest),
+    P10cr(Result<CertRequest, ContentFault>),
+    /// `kur`
+    Kur(Result<Vec<CertRequest>, ContentFault>),
     /// `certConf`
-    CertConf(Vec<CertStatus>),
+    CertConf(Result<Vec<CertStatus>, ContentFault>),
+    /// `rr`
+    Rr(Result<Vec<RevDetails>, ContentFault>),
+    /// `genm`
+    Genm(Result<Vec<InfoTypeAndValue>, ContentFault>),
     /// Any other body (its tag).
     Other(u8),
+}
+
+/// One entry of an `rr`: the certificate to revoke, and why.
+#[derive(Debug, Clone)]
+pub struct RevDetails {
+    /// The issuer named in the template (a DER Name), if any.
+    pub issuer: Option<Vec<u8>>,
+    /// The serial number named in the template (the INTEGER's content octets).
+    pub serial: Option<Vec<u8>>,
+    /// The CRL reason code asked for (crlEntryDetails), if any.
+    pub reason: Option<u8>,
+}
+
+/// One InfoTypeAndValue of a `genm` or `genp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfoTypeAndValue {
+    /// infoType (dotted OID).
+    pub kind: String,
+    /// infoValue (DER), if present.
+    pub value: Option<Vec<u8>>,
 }
 
 impl Body {
@@ -142,19 +277,51 @@ impl Body {
             Body::Ir(_) => "ir".into(),
             Body::Cr(_) => "cr".into(),
             Body::P10cr(_) => "p10cr".into(),
+            Body::Kur(_) => "kur".into(),
             Body::CertConf(_) => "certConf".into(),
-            Body::Other(t) => format!("body [{}]", t & 0x1f),
+            Body::Rr(_) => "rr".into(),
+            Body::Genm(_) => "genm".into(),
+            Body::Other(t) => name_of_tag(*t).map_or_else(|| format!("body [{}]", t & 0x1f), str::to_owned),
         }
     }
+
+    /// Whether the body starts a transaction (every request but `certConf`,
+    /// `pollReq` and the like that continue one).
+    pub fn is_first(&self) -> bool {
+        !matches!(self, Body::CertConf(_)) && !matches!(self, Body::Other(t) if *t == POLL_REQ || *t == PKI_CONF_TAG)
+    }
+
+    /// Whether the body requests a certificate (`ir`, `cr`, `p10cr`, `kur`).
+    pub fn requests_a_certificate(&self) -> bool {
+        matches!(self, Body::Ir(_) | Body::Cr(_) | Body::P10cr(_) | Body::Kur(_))
+    }
 }
+
+const POLL_REQ: u8 = 0xb9;
+const PKI_CONF_TAG: u8 = body_tag::PKI_CONF;
+
+/// RFC 4210's name of a body tag.
+fn name_of_tag(tag: u8) -> Option<&'static str> {
+    const NAMES: [&str; 27] = [
+        "ir", "ip", "cr", "cp", "p10cr", "popdecc", "popdecr", "kur", "kup", "krr", "krp", "rr", "rp", "ccr", "ccp",
+        "ckuann", "cann", "rann", "crlann", "pkiconf", "nested", "genm", "genp", "error", "certConf", "pollReq",
+        "pollRep",
+    ];
+    NAMES.get(usize::from(tag & 0x1f)).copied().filter(|_| tag & 0xe0 == 0xa0)
+}
+
+/// id-it-confirmWaitTime
+pub const CONFIRM_WAIT_TIME: &str = "1.3.6.1.5.5.7.4.14";
 
 /// A received PKIMessage.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// pvno (2 or 3).
+    /// pvno (RFC 4210: 2; RFC 9480: 3).
     pub pvno: u64,
     /// sender (GeneralName, as encoded).
     pub sender: Vec<u8>,
+    /// messageTime, Unix seconds, if present.
+    pub message_time: Option<u64>,
     /// protectionAlg (AlgorithmIdentifier, as encoded), if protected.
     pub protection_alg: Option<Vec<u8>>,
     /// senderKID.
@@ -163,29 +330,57 @@ pub struct Request {
     pub transaction_id: Option<Vec<u8>>,
     /// senderNonce.
     pub sender_nonce: Option<Vec<u8>>,
+    /// recipNonce.
+    pub recip_nonce: Option<Vec<u8>>,
     /// Whether generalInfo asks for implicit confirmation.
     pub implicit_confirm: bool,
+    /// What is wrong in generalInfo (an implicitConfirm value that is not
+    /// NULL, a confirmWaitTime that is not a GeneralizedTime), if anything.
+    pub general_info_fault: Option<String>,
     /// The body.
     pub body: Body,
     /// DER of `SEQUENCE { header, body }`, what the protection covers.
     pub protected_part: Vec<u8>,
     /// The protection (MAC) bits.
     pub protection: Option<Vec<u8>>,
+    /// extraCerts (DER certificates), as sent.
+    pub extra_certs: Vec<Vec<u8>>,
 }
 
 /// Largest request accepted, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Reads a PKIMessage (BER accepted).
+/// Reads a PKIMessage (BER accepted). Fails only if the message or its
+/// header cannot be read; what is wrong in the body's content is kept in
+/// the [`Body`].
 pub fn read(der: &[u8]) -> Result<Request, MessageError> {
     let message = asn1::parse(der)?.expect(tag::SEQUENCE, "PKIMessage")?;
     let mut parts = message.children()?;
     let header = parts.required("header")?.expect(tag::SEQUENCE, "PKIHeader")?;
     let body = parts.required("body")?;
-    let protection = match parts.optional(tag::explicit(0))? {
-        Some(p) => Some(p.children()?.required("protection")?.bit_string_bytes()?.into_owned()),
-        None => None,
-    };
+    if body.tag & 0xe0 != 0xa0 {
+        return Err(Asn1Error { offset: body.offset, message: "the body is not a tagged PKIBody".into() }.into());
+    }
+    let mut protection = None;
+    let mut extra_certs = Vec::new();
+    while let Some(field) = parts.next_value()? {
+        match field.tag {
+            t if t == tag::explicit(0) => {
+                protection = Some(field.children()?.required("protection")?.bit_string_bytes()?.into_owned());
+            }
+            t if t == tag::explicit(1) => {
+                let mut list = field.children()?.required("extraCerts")?.children()?;
+                while let Some(cert) = list.next_value()? {
+                    extra_certs.push(cert.raw.to_vec());
+                }
+            }
+            _ => {
+                return Err(
+                    Asn1Error { offset: field.offset, message: "unexpected field after the body".into() }.into()
+                );
+            }
+        }
+    }
 
     let mut h = header.children()?;
     let pvno = h.required("pvno")?.small_uint()?;
@@ -194,27 +389,55 @@ pub fn read(der: &[u8]) -> Result<Request, MessageError> {
     let mut request = Request {
         pvno,
         sender,
+        message_time: None,
         protection_alg: None,
         sender_kid: None,
         transaction_id: None,
         sender_nonce: None,
+        recip_nonce: None,
         implicit_confirm: false,
+        general_info_fault: None,
         body: Body::Other(body.tag),
         protected_part: asn1::seq(&[header.raw, body.raw]),
         protection,
+        extra_certs,
     };
     while let Some(field) = h.next_value()? {
         let inner = || -> Result<Value<'_>, Asn1Error> { field.children()?.required("header field") };
         match field.tag {
+            t if t == tag::explicit(0) => {
+                let time = inner()?.expect(tag::GENERALIZED_TIME, "messageTime")?;
+                request.message_time = Some(asn1::parse_time(&time)?);
+            }
             t if t == tag::explicit(1) => request.protection_alg = Some(inner()?.raw.to_vec()),
             t if t == tag::explicit(2) => request.sender_kid = Some(inner()?.octet_string()?.into_owned()),
             t if t == tag::explicit(4) => request.transaction_id = Some(inner()?.octet_string()?.into_owned()),
             t if t == tag::explicit(5) => request.sender_nonce = Some(inner()?.octet_string()?.into_owned()),
+            t if t == tag::explicit(6) => request.recip_nonce = Some(inner()?.octet_string()?.into_owned()),
             t if t == tag::explicit(8) => {
                 let mut infos = inner()?.children()?;
                 while let Some(info) = infos.next_value()? {
-                    if info.children()?.required("infoType")?.oid()? == IMPLICIT_CONFIRM {
-                        request.implicit_confirm = true;
+                    let mut parts = info.children()?;
+                    let kind = parts.required("infoType")?.oid()?;
+                    let value = parts.next_value()?;
+                    match kind.as_str() {
+                        IMPLICIT_CONFIRM => match value {
+                            None => request.implicit_confirm = true,
+                            Some(v) if v.tag == tag::NULL && v.content.is_empty() => request.implicit_confirm = true,
+                            Some(_) => {
+                                request.general_info_fault = Some("the implicitConfirm value must be NULL".into());
+                            }
+                        },
+                        CONFIRM_WAIT_TIME => {
+                            let ok = value
+                                .filter(|v| v.tag == tag::GENERALIZED_TIME)
+                                .is_some_and(|v| asn1::parse_time(&v).is_ok());
+                            if !ok {
+                                request.general_info_fault =
+                                    Some("the confirmWaitTime value must be a GeneralizedTime".into());
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -222,13 +445,13 @@ pub fn read(der: &[u8]) -> Result<Request, MessageError> {
         }
     }
     request.body = match body.tag {
-        body_tag::IR => Body::Ir(read_cert_requests(&body)?),
-        body_tag::CR => Body::Cr(read_cert_requests(&body)?),
-        body_tag::P10CR => {
-            let csr = csr::read_value(&body.children()?.required("CertificationRequest")?)?;
-            Body::P10cr(CertRequest { id: -1, facts: csr.facts, spki: csr.spki })
-        }
-        body_tag::CERT_CONF => Body::CertConf(read_cert_conf(&body)?),
+        body_tag::IR => Body::Ir(read_cert_requests(&body)),
+        body_tag::CR => Body::Cr(read_cert_requests(&body)),
+        body_tag::P10CR => Body::P10cr(read_p10(&body)),
+        body_tag::KUR => Body::Kur(read_cert_requests(&body)),
+        body_tag::CERT_CONF => Body::CertConf(read_cert_conf(&body).map_err(ContentFault::from)),
+        body_tag::RR => Body::Rr(read_rev_details(&body).map_err(ContentFault::from)),
+        body_tag::GENM => Body::Genm(read_infos(&body).map_err(ContentFault::from)),
         other => Body::Other(other),
     };
     Ok(request)
@@ -244,70 +467,145 @@ fn signed_int(value: &Value<'_>) -> Result<i64, Asn1Error> {
     Ok(bytes.iter().fold(start, |acc, b| (acc << 8) | i64::from(*b)))
 }
 
+/// A `p10cr`'s CSR: its facts, and its signature checked (a bad one is the
+/// request's fault, `badPOP`).
+fn read_p10(body: &Value<'_>) -> Result<CertRequest, ContentFault> {
+    let value = body.children()?.required("CertificationRequest")?;
+    let unverified = csr::parse_value(&value)?;
+    let fault = unverified.verify().err().map(|e| match e {
+        PkiError::BadSignature(_) => ContentFault::new(FailInfo::BadPop, "the PKCS#10 signature does not verify"),
+        other => ContentFault::from(other),
+    });
+    Ok(CertRequest { id: -1, facts: unverified.csr.facts, spki: unverified.csr.spki, fault })
+}
+
 /// CertReqMessages: each request's template, with its proof of possession
 /// checked (a signature by the template's key over the CertRequest).
-fn read_cert_requests(body: &Value<'_>) -> Result<Vec<CertRequest>, MessageError> {
+fn read_cert_requests(body: &Value<'_>) -> Result<Vec<CertRequest>, ContentFault> {
     let messages = body.children()?.required("CertReqMessages")?;
     let mut list = messages.children()?;
     let mut requests = Vec::new();
     while let Some(message) = list.next_value()? {
-        let mut m = message.children()?;
-        let cert_req = m.required("certReq")?;
-        let popo = m.next_value()?.filter(|v| v.tag & 0xe0 == 0x80 || v.tag & 0xe0 == 0xa0);
-        let mut r = cert_req.children()?;
-        let id = signed_int(&r.required("certReqId")?)?;
-        let template = r.required("certTemplate")?;
-        let mut name = x509::NameInfo::default();
-        let mut alt_names = x509::AltNames::default();
-        let mut spki = None;
-        let mut fields = template.children()?;
-        while let Some(field) = fields.next_value()? {
-            match field.tag {
-                0xa5 => name = x509::read_name(&field.children()?.required("subject")?)?,
-                0xa6 => spki = Some(asn1::tlv(tag::SEQUENCE, field.content)),
-                0xa9 => alt_names = x509::alt_names_in_extensions(&field)?.unwrap_or_default(),
-                _ => {}
-            }
-        }
-        let spki = spki.ok_or_else(|| {
-            PkiError::Invalid(
-                "the certificate template has no public key (central key generation is not offered)".into(),
-            )
-        })?;
-        let key = PublicKey::from_spki(&spki)?;
-        match popo {
-            Some(p) if p.tag == 0xa1 => {
-                let mut s = p.children()?;
-                let mut first = s.required("algorithmIdentifier")?;
-                if first.tag == tag::explicit(0) {
-                    return Err(PkiError::Unsupported(
-                        "proof of possession with poposkInput (a template without a subject)".into(),
-                    )
-                    .into());
-                }
-                if first.tag != tag::SEQUENCE {
-                    first = s.required("algorithmIdentifier")?;
-                }
-                let algorithm = first.children()?.required("algorithm")?.oid()?;
-                let signature = s.required("signature")?.bit_string_bytes()?;
-                key.verify(&algorithm, cert_req.raw, &signature, "proof of possession")?;
-            }
-            _ => {
-                return Err(PkiError::BadSignature(
-                    "proof of possession (a signature by the requested key is required)".into(),
-                )
-                .into());
-            }
-        }
-        requests.push(CertRequest { id, facts: DeviceFacts::from_parts(name, alt_names), spki });
+        requests.push(read_cert_req_msg(&message)?);
     }
     if requests.is_empty() {
-        return Err(PkiError::Invalid("no certificate request in the message".into()).into());
+        return Err(ContentFault::new(FailInfo::BadDataFormat, "no certificate request in the message"));
     }
     Ok(requests)
 }
 
-fn read_cert_conf(body: &Value<'_>) -> Result<Vec<CertStatus>, MessageError> {
+fn read_cert_req_msg(message: &Value<'_>) -> Result<CertRequest, ContentFault> {
+    let mut m = message.children()?;
+    let cert_req = m.required("certReq")?;
+    let popo = m.next_value()?.filter(|v| v.tag & 0xe0 == 0x80 || v.tag & 0xe0 == 0xa0);
+    let mut r = cert_req.children()?;
+    let id = signed_int(&r.required("certReqId")?)?;
+    let template = r.required("certTemplate")?;
+    let mut name = x509::NameInfo::default();
+    let mut alt_names = x509::AltNames::default();
+    let mut spki = None;
+    let mut fields = template.children()?;
+    let mut fault = None;
+    while let Some(field) = fields.next_value()? {
+        match field.tag {
+            0xa5 => name = x509::read_name(&field.children()?.required("subject")?)?,
+            0xa6 => spki = Some(asn1::tlv(tag::SEQUENCE, field.content)),
+            0xa9 => match x509::alt_names_in_extensions(&field) {
+                Ok(names) => alt_names = names.unwrap_or_default(),
+                Err(e) => fault = Some(ContentFault::new(FailInfo::BadCertTemplate, e.to_string())),
+            },
+            _ => {}
+        }
+    }
+    let facts = DeviceFacts::from_parts(name, alt_names);
+    let Some(spki) = spki else {
+        let fault = ContentFault::new(
+            FailInfo::BadCertTemplate,
+            "the certificate template has no public key (central key generation is not offered)",
+        );
+        return Ok(CertRequest { id, facts, spki: Vec::new(), fault: Some(fault) });
+    };
+    let fault = fault.or_else(|| proof_of_possession(&spki, cert_req.raw, popo.as_ref()).err());
+    Ok(CertRequest { id, facts, spki, fault })
+}
+
+/// Checks a signature proof of possession (POPOSigningKey over the
+/// CertRequest, RFC 4211 §4.1) by the template's key.
+fn proof_of_possession(spki: &[u8], cert_req: &[u8], popo: Option<&Value<'_>>) -> Result<(), ContentFault> {
+    let key = PublicKey::from_spki(spki)?;
+    let bad_pop = |text: &str| ContentFault::new(FailInfo::BadPop, text);
+    let Some(p) = popo.filter(|p| p.tag == 0xa1) else {
+        return Err(bad_pop("proof of possession: a signature by the requested key is required"));
+    };
+    let mut s = p.children()?;
+    let mut first = s.required("algorithmIdentifier")?;
+    if first.tag == tag::explicit(0) {
+        return Err(bad_pop("proof of possession with poposkInput (a template without a subject) is not supported"));
+    }
+    if first.tag != tag::SEQUENCE {
+        first = s.required("algorithmIdentifier")?;
+    }
+    let algorithm = first.children()?.required("algorithm")?.oid()?;
+    let signature = s.required("signature")?.bit_string_bytes()?;
+    key.verify(&algorithm, cert_req, &signature, "proof of possession").map_err(ContentFault::from)
+}
+
+/// id-ce-cRLReasons
+const CRL_REASON: &str = "2.5.29.21";
+
+fn read_rev_details(body: &Value<'_>) -> Result<Vec<RevDetails>, Asn1Error> {
+    let content = body.children()?.required("RevReqContent")?;
+    let mut list = content.children()?;
+    let mut details = Vec::new();
+    while let Some(entry) = list.next_value()? {
+        let mut parts = entry.children()?;
+        let template = parts.required("certDetails")?;
+        let mut found = RevDetails { issuer: None, serial: None, reason: None };
+        let mut fields = template.children()?;
+        while let Some(field) = fields.next_value()? {
+            match field.tag {
+                // serialNumber [1] IMPLICIT INTEGER
+                0x81 => found.serial = Some(field.content.to_vec()),
+                // issuer [3] EXPLICIT Name
+                0xa3 => found.issuer = Some(field.children()?.required("issuer")?.raw.to_vec()),
+                _ => {}
+            }
+        }
+        if let Some(extensions) = parts.optional(tag::SEQUENCE)? {
+            let mut list = extensions.children()?;
+            while let Some(extension) = list.next_value()? {
+                let mut e = extension.children()?;
+                if e.required("extnID")?.oid()? != CRL_REASON {
+                    continue;
+                }
+                let mut value = e.required("extnValue")?;
+                if value.tag == tag::BOOLEAN {
+                    value = e.required("extnValue")?;
+                }
+                let octets = value.octet_string()?;
+                let inner = asn1::parse(&octets)?.expect(tag::ENUMERATED, "CRLReason")?;
+                found.reason = inner.content.first().copied();
+            }
+        }
+        details.push(found);
+    }
+    Ok(details)
+}
+
+fn read_infos(body: &Value<'_>) -> Result<Vec<InfoTypeAndValue>, Asn1Error> {
+    let content = body.children()?.required("GenMsgContent")?;
+    let mut list = content.children()?;
+    let mut infos = Vec::new();
+    while let Some(info) = list.next_value()? {
+        let mut parts = info.children()?;
+        let kind = parts.required("infoType")?.oid()?;
+        let value = parts.next_value()?.map(|v| v.raw.to_vec());
+        infos.push(InfoTypeAndValue { kind, value });
+    }
+    Ok(infos)
+}
+
+fn read_cert_conf(body: &Value<'_>) -> Result<Vec<CertStatus>, Asn1Error> {
     let content = body.children()?.required("CertConfirmContent")?;
     let mut list = content.children()?;
     let mut statuses = Vec::new();
@@ -315,17 +613,24 @@ fn read_cert_conf(body: &Value<'_>) -> Result<Vec<CertStatus>, MessageError> {
         let mut s = status.children()?;
         let cert_hash = s.required("certHash")?.octet_string()?.into_owned();
         let cert_req_id = signed_int(&s.required("certReqId")?)?;
-        let mut accepted = true;
+        let mut code = None;
+        let mut has_fail_info = false;
         let mut hash_alg = None;
         while let Some(field) = s.next_value()? {
             if field.tag == tag::SEQUENCE {
-                let code = field.children()?.required("status")?.small_uint()?;
-                accepted = code <= 1;
+                let mut info = field.children()?;
+                code = Some(info.required("status")?.small_uint()?);
+                while let Some(part) = info.next_value()? {
+                    // failInfo, a named-bit BIT STRING (its first octet counts unused bits).
+                    if part.tag == tag::BIT_STRING {
+                        has_fail_info = part.content.iter().skip(1).any(|b| *b != 0);
+                    }
+                }
             } else if field.tag == tag::explicit(0) {
                 hash_alg = Some(field.children()?.required("hashAlg")?.children()?.required("algorithm")?.oid()?);
             }
         }
-        statuses.push(CertStatus { cert_hash, cert_req_id, accepted, hash_alg });
+        statuses.push(CertStatus { cert_hash, cert_req_id, status: code, has_fail_info, hash_alg });
     }
     Ok(statuses)
 }
@@ -370,6 +675,24 @@ pub fn cert_rep(body_tag: u8, cert_req_id: i64, status: &[u8], issued: Option<(&
     asn1::constructed(body_tag, &[&asn1::seq(&refs)])
 }
 
+/// An `rp` body: one PKIStatusInfo for the one RevDetails of the `rr`.
+pub fn rev_rep(status: &[u8]) -> Vec<u8> {
+    asn1::constructed(body_tag::RP, &[&asn1::seq(&[&asn1::seq(&[status])])])
+}
+
+/// A `genp` body.
+pub fn genp_body(infos: &[InfoTypeAndValue]) -> Vec<u8> {
+    let entries: Vec<Vec<u8>> = infos
+        .iter()
+        .map(|i| match &i.value {
+            Some(value) => asn1::seq(&[&asn1::oid(&i.kind), value]),
+            None => asn1::seq(&[&asn1::oid(&i.kind)]),
+        })
+        .collect();
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    asn1::constructed(body_tag::GENP, &[&asn1::seq(&refs)])
+}
+
 /// An `error` body.
 pub fn error_body(status: &[u8]) -> Vec<u8> {
     asn1::constructed(body_tag::ERROR, &[&asn1::seq(&[status])])
@@ -395,6 +718,8 @@ pub struct Header {
     pub sender_kid: Option<Vec<u8>>,
     /// transactionID (the request's).
     pub transaction_id: Option<Vec<u8>>,
+    /// senderNonce; `None`: a fresh one ([`fresh_nonce`]).
+    pub sender_nonce: Option<Vec<u8>>,
     /// recipNonce (the request's senderNonce).
     pub recip_nonce: Option<Vec<u8>>,
     /// Grants implicit confirmation.
@@ -404,11 +729,9 @@ pub struct Header {
 }
 
 impl Header {
-    /// The DER PKIHeader, with a fresh senderNonce.
+    /// The DER PKIHeader.
     pub fn encode(&self) -> Vec<u8> {
-        use rand_core::RngCore;
-        let mut nonce = [0u8; 16];
-        rand_core::OsRng.fill_bytes(&mut nonce);
+        let nonce = self.sender_nonce.clone().unwrap_or_else(fresh_nonce);
         let explicit = |n: u8, inner: &[u8]| asn1::constructed(tag::explicit(n), &[inner]);
         let mut parts: Vec<Vec<u8>> = vec![asn1::small(self.pvno), self.sender.clone(), self.recipient.clone()];
         parts.push(explicit(0, &asn1::generalized_time(self.now)));
@@ -433,6 +756,14 @@ impl Header {
     }
 }
 
+/// 128 random bits, for a senderNonce or a transactionID (RFC 9483 §3.1).
+pub fn fresh_nonce() -> Vec<u8> {
+    use rand_core::RngCore;
+    let mut nonce = vec![0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    nonce
+}
+
 /// A directoryName GeneralName for a DER Name.
 pub fn directory_name(name: &[u8]) -> Vec<u8> {
     asn1::constructed(tag::explicit(4), &[name])
@@ -444,14 +775,23 @@ pub type MacFn<'a> = dyn Fn(&[u8]) -> Vec<u8> + 'a;
 /// A whole PKIMessage: header, body and, if `protect` gives one, the MAC of
 /// both.
 pub fn encode(header: &[u8], body: &[u8], protect: Option<&MacFn<'_>>) -> Vec<u8> {
-    match protect {
-        Some(mac) => {
-            let protected_part = asn1::seq(&[header, body]);
-            let tag_bits = mac(&protected_part);
-            asn1::seq(&[header, body, &asn1::constructed(tag::explicit(0), &[&asn1::bit_string(&tag_bits)])])
-        }
-        None => asn1::seq(&[header, body]),
+    encode_with_certs(header, body, protect, &[])
+}
+
+/// [`encode`] with extraCerts (the signer's certificate first, for a
+/// signature-protected message).
+pub fn encode_with_certs(header: &[u8], body: &[u8], protect: Option<&MacFn<'_>>, extra_certs: &[&[u8]]) -> Vec<u8> {
+    let mut parts: Vec<Vec<u8>> = vec![header.to_vec(), body.to_vec()];
+    if let Some(compute) = protect {
+        let protected_part = asn1::seq(&[header, body]);
+        let bits = compute(&protected_part);
+        parts.push(asn1::constructed(tag::explicit(0), &[&asn1::bit_string(&bits)]));
     }
+    if !extra_certs.is_empty() {
+        parts.push(asn1::constructed(tag::explicit(1), &[&asn1::seq(extra_certs)]));
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    asn1::seq(&refs)
 }
 
 #[cfg(test)]
@@ -476,6 +816,7 @@ mod tests {
             protection_alg: None,
             sender_kid: None,
             transaction_id: Some(vec![1; 16]),
+            sender_nonce: None,
             recip_nonce: None,
             implicit_confirm: false,
             now: 1_800_000_000,

@@ -3,6 +3,7 @@
 
 use hmac::{Hmac, Mac};
 
+use super::message::FailInfo;
 use crate::asn1::{self, Value, tag};
 use crate::keys::DigestAlg as Hash;
 use crate::oid;
@@ -14,17 +15,44 @@ pub const PBMAC1: &str = "1.2.840.113549.1.5.14";
 /// id-PBKDF2
 const PBKDF2: &str = "1.2.840.113549.1.5.12";
 
-/// Iteration counts accepted from a client: fewer is too weak, more is a way
-/// to make the server burn CPU.
-pub const ITERATIONS: std::ops::RangeInclusive<u64> = 100..=100_000;
+/// Fewest iterations accepted from a client: fewer is too weak.
+pub const MIN_ITERATIONS: u64 = 100;
+
+/// Most iterations accepted from a client unless the server is configured
+/// otherwise. Current guidance for PBKDF2 uses counts above 100,000
+/// (262,144 is common, OWASP names 600,000 for PBKDF2-HMAC-SHA256); more is
+/// a way to make the server burn CPU before it knows who asks, which the
+/// per-client rate limits bound.
+pub const DEFAULT_MAX_ITERATIONS: u64 = 600_000;
+
+/// id-PBES2, which some CMP libraries put where PBMAC1's key derivation
+/// function (PBKDF2) belongs; accepted as PBKDF2.
+const PBES2: &str = "1.2.840.113549.1.5.13";
 
 /// Longest salt accepted, in bytes.
 const MAX_SALT: usize = 128;
 
-/// Why a protection algorithm cannot be used.
+/// Why a protection algorithm cannot be used, and the failInfo that says so:
+/// `badAlg` for an algorithm or parameters not accepted, `badDataFormat` for
+/// parameters that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ProtectionError(pub String);
+#[error("{message}")]
+pub struct ProtectionError {
+    /// The failInfo bit.
+    pub fail: FailInfo,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ProtectionError {
+    fn unsupported(message: impl Into<String>) -> Self {
+        ProtectionError { fail: FailInfo::BadAlg, message: message.into() }
+    }
+
+    fn malformed(message: impl Into<String>) -> Self {
+        ProtectionError { fail: FailInfo::BadDataFormat, message: message.into() }
+    }
+}
 
 /// The HMAC and PBKDF2 of a hash (the one-way function itself is
 /// [`crate::keys::DigestAlg::digest`]).
@@ -84,6 +112,36 @@ impl Keyed for Hash {
     }
 }
 
+/// A request's protection: a MAC keyed by a shared secret, or a signature
+/// by the key of a certificate in extraCerts (RFC 9483 §3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// PBM or PBMAC1.
+    Mac(MacAlgorithm),
+    /// A signature with this algorithm (dotted OID).
+    Signature(String),
+}
+
+/// The signature algorithms accepted for signature-based protection (those
+/// prereg verifies: ECDSA P-256 with SHA-256, RSA PKCS#1 v1.5 with SHA-2,
+/// Ed25519).
+pub const SIGNATURES: [&str; 5] = [oid::ECDSA_SHA256, oid::SHA256_RSA, oid::SHA384_RSA, oid::SHA512_RSA, oid::ED25519];
+
+impl Protection {
+    /// Reads a protectionAlg: a signature algorithm of [`SIGNATURES`], or
+    /// what [`MacAlgorithm::read`] accepts.
+    pub fn read(algorithm: &Value<'_>, max_iterations: u64) -> Result<Self, ProtectionError> {
+        let id = algorithm
+            .children()
+            .and_then(|mut c| c.required("algorithm")?.oid())
+            .map_err(|e| ProtectionError::malformed(format!("protectionAlg: {e}")))?;
+        if SIGNATURES.contains(&id.as_str()) {
+            return Ok(Protection::Signature(id));
+        }
+        MacAlgorithm::read(algorithm, max_iterations).map(Protection::Mac)
+    }
+}
+
 /// A MAC protection as the client chose it; the response uses the same
 /// algorithm and parameters with a fresh salt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,59 +196,67 @@ impl MacAlgorithm {
             .fresh()
     }
 
-    /// Reads a protectionAlg AlgorithmIdentifier. Signature algorithms and
-    /// anything else are refused: the CMP front authenticates devices by the
-    /// registration's password.
-    pub fn read(algorithm: &Value<'_>) -> Result<Self, ProtectionError> {
-        let bad = |m: &str| ProtectionError(m.to_owned());
-        let mut parts = algorithm.children().map_err(|e| ProtectionError(e.to_string()))?;
-        let id = parts.required("algorithm").and_then(|v| v.oid()).map_err(|e| ProtectionError(e.to_string()))?;
-        let params = parts.next_value().map_err(|e| ProtectionError(e.to_string()))?;
-        let asn = |e: asn1::Asn1Error| ProtectionError(format!("protection parameters: {e}"));
+    /// Reads a protectionAlg AlgorithmIdentifier, accepting iteration
+    /// counts from [`MIN_ITERATIONS`] to `max_iterations`. Signature
+    /// algorithms and anything else are refused.
+    pub fn read(algorithm: &Value<'_>, max_iterations: u64) -> Result<Self, ProtectionError> {
+        let asn = |e: asn1::Asn1Error| ProtectionError::malformed(format!("protection parameters: {e}"));
+        let mut parts = algorithm.children().map_err(asn)?;
+        let id = parts.required("algorithm").and_then(|v| v.oid()).map_err(asn)?;
+        let params = parts.next_value().map_err(asn)?;
         let algorithm_oid = |v: Value<'_>| -> Result<String, ProtectionError> {
             v.children().and_then(|mut c| c.required("algorithm")?.oid()).map_err(asn)
         };
         let checked_iterations = |n: u64| {
-            if ITERATIONS.contains(&n) {
+            if (MIN_ITERATIONS..=max_iterations).contains(&n) {
                 Ok(n)
             } else {
-                Err(ProtectionError(format!(
-                    "iteration count {n} is outside {} to {}",
-                    ITERATIONS.start(),
-                    ITERATIONS.end()
+                Err(ProtectionError::unsupported(format!(
+                    "iteration count {n} is outside {MIN_ITERATIONS} to {max_iterations}"
                 )))
             }
         };
         let checked_salt = |salt: Vec<u8>| {
             if salt.is_empty() || salt.len() > MAX_SALT {
-                Err(ProtectionError(format!("a salt of {} bytes (1 to {MAX_SALT} accepted)", salt.len())))
+                Err(ProtectionError::unsupported(format!("a salt of {} bytes (1 to {MAX_SALT} accepted)", salt.len())))
             } else {
                 Ok(salt)
             }
         };
         match id.as_str() {
             PBM => {
-                let params = params.ok_or_else(|| bad("PBM without parameters"))?;
+                let params = params.ok_or_else(|| ProtectionError::malformed("PBM without parameters"))?;
                 let mut p = params.children().map_err(asn)?;
                 let salt = checked_salt(p.required("salt").and_then(|v| v.octet_string()).map_err(asn)?.into_owned())?;
                 let owf_oid = algorithm_oid(p.required("owf").map_err(asn)?)?;
-                let owf = Hash::from_oid(&owf_oid)
-                    .ok_or_else(|| ProtectionError(format!("PBM one-way function {owf_oid} is not supported")))?;
+                let owf = Hash::from_oid(&owf_oid).ok_or_else(|| {
+                    ProtectionError::unsupported(format!("PBM one-way function {owf_oid} is not supported"))
+                })?;
                 let iterations =
                     checked_iterations(p.required("iterationCount").and_then(|v| v.small_uint()).map_err(asn)?)?;
                 let mac_oid = algorithm_oid(p.required("mac").map_err(asn)?)?;
-                let mac = hmac_from_oid(&mac_oid)
-                    .ok_or_else(|| ProtectionError(format!("PBM MAC algorithm {mac_oid} is not supported")))?;
+                let mac = hmac_from_oid(&mac_oid).ok_or_else(|| {
+                    ProtectionError::unsupported(format!("PBM MAC algorithm {mac_oid} is not supported"))
+                })?;
                 Ok(MacAlgorithm::Pbm { salt, owf: HashName(owf), iterations, mac: HashName(mac) })
             }
             PBMAC1 => {
-                let params = params.ok_or_else(|| bad("PBMAC1 without parameters"))?;
+                let params = params.ok_or_else(|| ProtectionError::malformed("PBMAC1 without parameters"))?;
                 let mut p = params.children().map_err(asn)?;
                 let kdf = p.required("keyDerivationFunc").map_err(asn)?;
                 let mut kdf_parts = kdf.children().map_err(asn)?;
                 let kdf_oid = kdf_parts.required("algorithm").and_then(|v| v.oid()).map_err(asn)?;
-                if kdf_oid != PBKDF2 {
-                    return Err(ProtectionError(format!("PBMAC1 key derivation {kdf_oid} is not PBKDF2")));
+                match kdf_oid.as_str() {
+                    PBKDF2 => {}
+                    PBES2 => tracing::info!(
+                        "CMP: PBMAC1 names PBES2 ({PBES2}) as its key derivation function; read as PBKDF2 ({PBKDF2}), \
+                         as some CMP libraries write it"
+                    ),
+                    other => {
+                        return Err(ProtectionError::unsupported(format!(
+                            "PBMAC1 key derivation {other} is not PBKDF2"
+                        )));
+                    }
                 }
                 let mut k = kdf_parts.required("PBKDF2-params").and_then(|v| v.children()).map_err(asn)?;
                 let salt = checked_salt(k.required("salt").and_then(|v| v.octet_string()).map_err(asn)?.into_owned())?;
@@ -201,22 +267,27 @@ impl MacAlgorithm {
                     None => 32,
                 };
                 if !(16..=64).contains(&key_length) {
-                    return Err(ProtectionError(format!("PBKDF2 key length {key_length} (16 to 64 accepted)")));
+                    return Err(ProtectionError::unsupported(format!(
+                        "PBKDF2 key length {key_length} (16 to 64 accepted)"
+                    )));
                 }
                 let prf = match k.optional(tag::SEQUENCE).map_err(asn)? {
                     Some(v) => {
                         let o = algorithm_oid(v)?;
-                        hmac_from_oid(&o).ok_or_else(|| ProtectionError(format!("PBKDF2 PRF {o} is not supported")))?
+                        hmac_from_oid(&o)
+                            .ok_or_else(|| ProtectionError::unsupported(format!("PBKDF2 PRF {o} is not supported")))?
                     }
                     None => Hash::Sha1,
                 };
                 let mac_oid = algorithm_oid(p.required("messageAuthScheme").map_err(asn)?)?;
                 let mac = hmac_from_oid(&mac_oid)
-                    .ok_or_else(|| ProtectionError(format!("PBMAC1 MAC {mac_oid} is not supported")))?;
+                    .ok_or_else(|| ProtectionError::unsupported(format!("PBMAC1 MAC {mac_oid} is not supported")))?;
                 Ok(MacAlgorithm::Pbmac1 { salt, iterations, key_length, prf: HashName(prf), mac: HashName(mac) })
             }
-            other => Err(ProtectionError(format!(
-                "protection algorithm {other} is not accepted: protect requests with the registration's password (PBM or PBMAC1)"
+            other => Err(ProtectionError::unsupported(format!(
+                "protection algorithm {other} is not accepted: protect requests with the registration's password \
+                 (PBM or PBMAC1, with HMAC-SHA1 or HMAC-SHA2), or sign them with the device's certificate from \
+                 this CA (ECDSA P-256 with SHA-256, RSA with SHA-2, Ed25519)"
             ))),
         }
     }
@@ -301,7 +372,7 @@ mod tests {
     use super::*;
 
     fn read(der: &[u8]) -> Result<MacAlgorithm, ProtectionError> {
-        MacAlgorithm::read(&asn1::parse(der).unwrap())
+        MacAlgorithm::read(&asn1::parse(der).unwrap(), DEFAULT_MAX_ITERATIONS)
     }
 
     #[test]
@@ -335,7 +406,7 @@ mod tests {
 
     #[test]
     fn iteration_counts_out_of_bounds_are_refused() {
-        for n in [99, 100_001] {
+        for n in [99, DEFAULT_MAX_ITERATIONS + 1] {
             let alg = MacAlgorithm::Pbm {
                 salt: vec![1; 16],
                 owf: HashName(Hash::Sha256),
@@ -343,9 +414,12 @@ mod tests {
                 mac: HashName(Hash::Sha256),
             };
             let e = read(&alg.encode()).unwrap_err();
-            assert!(e.0.contains(&format!("iteration count {n}")), "{e}");
+            assert!(e.message.contains(&format!("iteration count {n}")), "{e}");
+            assert_eq!(e.fail, FailInfo::BadAlg);
         }
         let signature = asn1::algorithm(oid::ECDSA_SHA256);
-        assert!(read(&signature).unwrap_err().0.contains("registration's password"));
+        let e = read(&signature).unwrap_err();
+        assert!(e.message.contains("registration's password"));
+        assert_eq!(e.fail, FailInfo::BadAlg);
     }
 }

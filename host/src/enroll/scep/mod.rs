@@ -28,7 +28,7 @@ use crate::pki::errors::Context;
 use crate::pki::errors::PkiError;
 use crate::pki::keys::DigestAlg;
 use crate::pki::x509::Certificate;
-use crate::registry::{EnrollmentInput, Grant, Registry, RegistryError};
+use crate::registry::{EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError};
 use crate::store::CertificateState;
 
 /// What this server can do (GetCACaps).
@@ -172,9 +172,6 @@ impl ScepServer {
                 format!("token procedure {procedure} is for {}, not SCEP", p.protocol),
             ));
         }
-        if let Some(why) = names_beyond_the_device(&csr.facts) {
-            return Ok(Outcome::Failure(FailInfo::BadRequest, why));
-        }
         let fqdn = csr.facts.fqdn.clone().unwrap_or_default();
         let input = EnrollmentInput {
             procedure: procedure.to_owned(),
@@ -185,6 +182,17 @@ impl ScepServer {
             transaction: Some(format!("scep:{tid}")),
             ..Default::default()
         };
+        if let Some(why) = names_beyond_the_device(&csr.facts) {
+            // Refused before the policy decides: audited all the same.
+            let refusal = FrontRefusal {
+                input: &input,
+                registration: None,
+                reason: None,
+                detail: format!("SCEP PKCSReq: badRequest: {why}"),
+            };
+            self.registry.audit_refusal(&refusal, now).map_err(unavailable)?;
+            return Ok(Outcome::Failure(FailInfo::BadRequest, why));
+        }
         let issue_request = IssueRequest {
             ca: &self.ca,
             spki: &csr.spki,
