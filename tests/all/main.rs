@@ -42,6 +42,7 @@ mod postgres;
 #[allow(clippy::duplicate_mod, reason = "the core suite is compiled once per backend, on purpose")]
 mod sqlite;
 
+mod api_properties;
 mod audit_log;
 mod bench;
 mod browser;

@@ -13,23 +13,31 @@ use crate::common::{Server, create_registration, prereg_command, sign_for};
 /// Raw HTTP calls, each checked against the OpenAPI document: the status is
 /// documented for the operation, the content type is the documented one, and
 /// the body validates against the documented schema.
-struct Checked {
+pub struct Checked {
     agent: ureq::Agent,
     base: String,
-    doc: Value,
+    /// The served OpenAPI document.
+    pub doc: Value,
     seen: BTreeSet<(String, String)>,
     /// The `Authorization` value calls carry, if any.
-    authorization: Option<String>,
+    pub authorization: Option<String>,
 }
 
 impl Checked {
-    fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    pub fn new(base: &str) -> Self {
+        // A fresh connection per call: a pooled one that the server closes
+        // as idle just as it is reused fails the call (seen under load).
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .build()
+            .into();
         let doc: Value = agent.get(format!("{base}/v1/openapi.json")).call().unwrap().body_mut().read_json().unwrap();
         Checked { agent, base: base.into(), doc, seen: BTreeSet::new(), authorization: None }
     }
 
-    fn call(&mut self, method: &str, template: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
+    pub fn call(&mut self, method: &str, template: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
         let authorization = self.authorization.clone().unwrap_or_default();
         let result = match (method, body) {
@@ -77,7 +85,7 @@ impl Checked {
         (status, value)
     }
 
-    fn get(&mut self, template: &str, path: &str) -> (u16, Value) {
+    pub fn get(&mut self, template: &str, path: &str) -> (u16, Value) {
         self.call("GET", template, path, None)
     }
 

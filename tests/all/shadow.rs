@@ -188,3 +188,33 @@ fn a_change_made_by_another_process_reaches_the_running_service() {
     assert!(eventually(Duration::from_secs(10), || client.policy().unwrap().name == "default"));
     assert!(server.log().contains("active policy is now default"), "{}", server.log());
 }
+
+/// Issue 19: a reader of one domain pages through its own disagreements:
+/// the domain filter runs before the page is cut, so `limit` disagreements
+/// come back while more follow, whatever the other domains' in between.
+#[test]
+fn a_readers_page_of_disagreements_is_cut_after_its_domains_filter() {
+    let f = Fixture::new();
+    f.procedure("routers", "corp", "scep", &[]);
+    f.procedure("lab", "lab", "scep", &[]);
+    f.register("routers", "*.dept.example.com").unwrap();
+    f.register("lab", "*.lab.example.com").unwrap();
+    let multi = load(&f, prereg_test_artifacts::MULTI_LABEL_POLICY);
+    set_shadow(&f, Some(&multi));
+    // Deep names disagree: three of the lab's first, then two of corp's.
+    for name in ["a.b.lab.example.com", "c.d.lab.example.com", "e.f.lab.example.com"] {
+        f.enroll(req("lab", name));
+    }
+    for name in ["a.b.dept.example.com", "c.d.dept.example.com"] {
+        f.enroll(req("routers", name));
+    }
+    let corp = ["corp".to_owned()];
+    let page = f.registry.shadow_report_for(Some(&corp), 0, 1).unwrap();
+    let fqdns: Vec<&str> = page.disagreements.iter().map(|d| d.request["fqdn"].as_str().unwrap()).collect();
+    assert_eq!(fqdns, ["a.b.dept.example.com"], "one of corp's, though three of lab's come first");
+    let next = f.registry.shadow_report_for(Some(&corp), page.disagreements[0].id, 1).unwrap();
+    let fqdns: Vec<&str> = next.disagreements.iter().map(|d| d.request["fqdn"].as_str().unwrap()).collect();
+    assert_eq!(fqdns, ["c.d.dept.example.com"]);
+    let all = f.registry.shadow_report_for(None, 0, 1000).unwrap();
+    assert_eq!(all.disagreements.len(), 5);
+}

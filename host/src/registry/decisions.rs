@@ -107,7 +107,7 @@ pub struct DecisionReport {
     pub allowed: bool,
     /// SPEC.md reason code (`matched`, `no-registration`...).
     #[serde(serialize_with = "reason_code::serialize", deserialize_with = "reason_code::deserialize")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "matched"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = prereg_store::openapi::reason))]
     pub reason: Reason,
     /// The registration that decided, if any.
     pub registration: Option<u64>,

@@ -141,7 +141,10 @@ impl Registry {
     }
 
     /// [`Registry::shadow_report`] as a reader of `domains` sees it (`None`:
-    /// every domain): the disagreements of those domains' token procedures.
+    /// every domain): the disagreements of those domains' token procedures,
+    /// `limit` of them (1 to 1000) after `after` as for any reader: the
+    /// filter runs before the page is cut, so a page is never short while
+    /// more of the reader's disagreements follow.
     pub fn shadow_report_for(
         &self,
         domains: Option<&[String]>,
@@ -149,13 +152,27 @@ impl Registry {
         limit: u32,
     ) -> Result<ShadowReport, RegistryError> {
         let mut report = self.shadow_report(after, limit)?;
-        if let Some(domains) = domains {
-            let procedures: Vec<String> =
-                self.procedures()?.into_iter().filter(|p| domains.contains(&p.domain)).map(|p| p.name).collect();
-            report.disagreements.retain(|d| {
-                d.request.get("procedure").and_then(|p| p.as_str()).is_some_and(|p| procedures.iter().any(|n| n == p))
-            });
+        let Some(domains) = domains else { return Ok(report) };
+        let procedures: Vec<String> =
+            self.procedures()?.into_iter().filter(|p| domains.contains(&p.domain)).map(|p| p.name).collect();
+        let readable = |d: &crate::store::ShadowDisagreement| {
+            d.request.get("procedure").and_then(|p| p.as_str()).is_some_and(|p| procedures.iter().any(|n| n == p))
+        };
+        let wanted = limit.clamp(1, 1000) as usize;
+        let mut kept = Vec::new();
+        let mut batch = std::mem::take(&mut report.disagreements);
+        loop {
+            let exhausted = batch.len() < wanted;
+            let cursor = batch.last().map(|d| d.id);
+            kept.extend(batch.into_iter().filter(|d| readable(d)));
+            if kept.len() >= wanted || exhausted {
+                break;
+            }
+            let Some(cursor) = cursor else { break };
+            batch = self.shadow_report(cursor, limit)?.disagreements;
         }
+        kept.truncate(wanted);
+        report.disagreements = kept;
         Ok(report)
     }
 

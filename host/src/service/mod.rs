@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod checkpoints;
 pub mod enrollment;
+pub mod extract;
 pub mod failures;
 pub mod front;
 pub mod listener;

@@ -16,7 +16,7 @@ pub struct ProcedureRecord {
     pub domain: String,
     /// Protocol.
     #[serde(serialize_with = "ser_display", deserialize_with = "de_protocol")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "scep"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::protocol))]
     pub protocol: Protocol,
     /// Whether preregistration is required.
     pub require_preregistration: bool,

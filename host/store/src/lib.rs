@@ -25,6 +25,8 @@ mod errors;
 mod imports;
 mod instance;
 mod nodes;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod pem;
 mod policy_versions;
 #[cfg(feature = "postgres")]

@@ -52,6 +52,7 @@ pub struct ShadowSide {
     /// Whether it allowed.
     pub allowed: bool,
     /// Its reason code.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::reason))]
     pub reason: String,
     /// The registration that decided.
     pub registration: Option<u64>,

@@ -49,7 +49,7 @@ pub struct RegistrationRecord {
     pub failed_attempts: u32,
     /// State.
     #[serde(serialize_with = "ser_display", deserialize_with = "de_state")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "open"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::registration_state))]
     pub state: RegistrationState,
     /// Officer key id.
     pub created_by: String,

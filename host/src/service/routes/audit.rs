@@ -1,10 +1,12 @@
 //! The audit log: pages of records, and the verification of the hash chain.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use crate::service::extract::Query;
 use serde::{Deserialize, Serialize};
 
-use super::{ReadRefusals, blocking, next_page, page_size};
+use super::{ParameterRefusals, ReadRefusals, blocking, next_page, page};
 use crate::service::AppState;
 use crate::service::auth::Officer;
 use crate::service::problem::{ApiError, Problem};
@@ -15,30 +17,31 @@ pub use crate::api::{AuditPage, AuditVerificationView};
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Only records after this sequence number.
+    /// Only records after this sequence number (the `next_after` of the previous page).
+    #[param(maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 /// Audit records, oldest first: every record for an officer of every
 /// domain, the records of the officer's domains otherwise (instance-wide
 /// records, such as policy changes, are read by officers of every domain).
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, path = "/v1/audit", operation_id = "listAuditRecords", tag = "audit", params(AuditQuery),
     security(("officer" = [])),
     responses(
         (status = 200, description = "A page of audit records", body = AuditPage),
         ReadRefusals,
-        (status = 422, description = "Invalid page size", body = Problem, content_type = "application/problem+json"),
+        ParameterRefusals,
     ))]
 pub async fn list(
     State(state): State<AppState>,
     officer: Officer,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let limit = page_size(query.limit)?;
+    let (after, limit) = page(query.after, query.limit)?;
     let registry = state.registry().clone();
-    let after = query.after.unwrap_or(0);
     let mut items =
         blocking(move || Ok(registry.audit_records_of(officer.domains().as_deref(), after, limit + 1)?)).await?;
     let next_after = next_page(&mut items, limit as usize, |r| r.seq);
@@ -49,7 +52,7 @@ pub async fn list(
 /// note): origin, record count and root hash, signed by the instance key.
 /// Keep it outside the database; `prereg audit verify --checkpoint FILE`
 /// then shows whether the log was cut short or rewritten since.
-#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+#[utoipa::path(get, path = "/v1/audit/checkpoint", operation_id = "getAuditCheckpoint", tag = "audit",
     security(("officer" = [])),
     responses(
         (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
@@ -66,7 +69,7 @@ pub async fn checkpoint(State(state): State<AppState>, officer: Officer) -> Resu
 }
 
 /// Walks the whole hash chain and names the first bad record.
-#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+#[utoipa::path(get, path = "/v1/audit/verify", operation_id = "verifyAuditLog", tag = "audit",
     security(("officer" = [])),
     responses((status = 200, description = "The verification (intact or not)", body = AuditVerificationView),
         ReadRefusals))]

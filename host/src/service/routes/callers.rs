@@ -1,7 +1,9 @@
 //! CA callers: the systems that ask for enrollment decisions.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::service::extract::Path;
 use axum::http::StatusCode;
 
 use super::{ReadRefusals, WriteRefusals, blocking, expect_name, submit, wrong_action};
@@ -16,7 +18,7 @@ use crate::store::CallerRecord;
 /// The CA callers of the officer's domains: those whose token procedures
 /// are all in them (an officer of every domain sees all). Secrets are never
 /// shown: only their SHA-256 is kept.
-#[utoipa::path(get, path = "/v1/callers", tag = "callers",
+#[utoipa::path(get, path = "/v1/callers", operation_id = "listCallers", tag = "callers",
     security(("officer" = [])),
     responses((status = 200, description = "CA callers, by name", body = [CallerRecord]), ReadRefusals))]
 pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Json<Vec<CallerRecord>>, ApiError> {
@@ -37,7 +39,7 @@ pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Jso
 /// Adds a CA caller (signed `caller.create`, by an officer of every domain
 /// its token procedures are in). The request carries the SHA-256 of the
 /// caller's secret, made by the signer; the secret itself never travels.
-#[utoipa::path(post, path = "/v1/callers", tag = "callers", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/callers", operation_id = "createCaller", tag = "callers", request_body = FlattenedJws,
     responses(
         (status = 201, description = "Created", body = WriteOutcome),
         WriteRefusals,
@@ -56,7 +58,7 @@ pub async fn create(
 
 /// Disables a CA caller (signed `caller.disable` for this name): its
 /// credentials are refused from then on.
-#[utoipa::path(post, path = "/v1/callers/{name}/disable", tag = "callers", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/callers/{name}/disable", operation_id = "disableCaller", tag = "callers", request_body = FlattenedJws,
     params(("name" = String, Path, description = "Caller name")),
     responses(
         (status = 200, description = "Disabled", body = WriteOutcome),

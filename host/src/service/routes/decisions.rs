@@ -70,7 +70,7 @@ fn body(
 /// nothing, and never checks a password (a registration with one answers
 /// `password-required`, the same for a right and a wrong password). For a
 /// CA caller of the request's token procedure, or an officer of its domain.
-#[utoipa::path(post, path = "/v1/decisions/check", tag = "decisions", request_body = DecisionRequest,
+#[utoipa::path(post, path = "/v1/decisions/check", operation_id = "checkEnrollment", tag = "decisions", request_body = DecisionRequest,
     security(("caller" = []), ("officer" = [])),
     responses(
         (status = 200, description = "The decision (allowed or denied)", body = DecisionReport),
@@ -109,7 +109,7 @@ pub async fn check(
 /// `Idempotency-Key`, a retry of the same request (the same key, within a
 /// day) gets the first answer and counts nothing again: a caller that timed
 /// out may retry a one-time registration safely.
-#[utoipa::path(post, path = "/v1/decisions/enroll", tag = "decisions", request_body = DecisionRequest,
+#[utoipa::path(post, path = "/v1/decisions/enroll", operation_id = "decideEnrollment", tag = "decisions", request_body = DecisionRequest,
     security(("caller" = [])),
     params(("Idempotency-Key" = Option<String>, Header,
         description = "1 to 255 visible ASCII characters, unique per request of this caller")),

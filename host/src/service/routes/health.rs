@@ -19,7 +19,7 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "health",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
@@ -28,7 +28,7 @@ pub async fn healthz() -> axum::Json<Health> {
 /// Readiness: the storage answers and can be written now (the last write
 /// probe, each second, succeeded), a policy is loaded, and the service is
 /// not shutting down.
-#[utoipa::path(get, path = "/readyz", tag = "health",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"),
@@ -53,7 +53,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
 /// Prometheus metrics (text exposition format), for an officer or a CA
 /// caller (`prereg serve --metrics-listen` serves them apart, with no
 /// credential, on an address of the operator's choosing).
-#[utoipa::path(get, path = "/metrics", tag = "health",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health",
     security(("officer" = []), ("caller" = [])),
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4"),
         ReadRefusals))]

@@ -6,12 +6,14 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, State};
+
+use crate::service::extract::{Path, Query};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{ReadRefusals, blocking, next_page, page_size};
+use super::{ParameterRefusals, ReadRefusals, blocking, next_page, page};
 use crate::import::{ImportProgress, RowError, RowSink};
 use crate::registry::{ImportFile, unix_now};
 use crate::service::AppState;
@@ -40,9 +42,11 @@ pub struct ImportUpload {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
-    /// Only rows after this row number.
+    /// Only rows after this row number (the `next_after` of the previous page).
+    #[param(maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -65,7 +69,7 @@ fn report_path(state: &AppState, id: u64) -> PathBuf {
 }
 
 /// The latest imports of the officer's domains, newest first.
-#[utoipa::path(get, path = "/v1/imports", tag = "imports",
+#[utoipa::path(get, path = "/v1/imports", operation_id = "listImports", tag = "imports",
     security(("officer" = [])),
     responses((status = 200, description = "The latest 100 imports", body = [ImportView]), ReadRefusals))]
 pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Json<Vec<ImportView>>, ApiError> {
@@ -98,8 +102,9 @@ fn readable_import(registry: &crate::Registry, officer: &Officer, id: u64) -> Re
 /// the file is read through once (structure, limits, header, SHA-256) before
 /// this answers, so a broken file is refused here. The rows then run in the
 /// background: poll the status.
-#[utoipa::path(post, path = "/v1/imports", tag = "imports",
-    request_body(content = ImportUpload, content_type = "multipart/form-data"),
+#[utoipa::path(post, path = "/v1/imports", operation_id = "submitImport", tag = "imports",
+    request_body(content = ImportUpload, content_type = "multipart/form-data",
+        description = "Two parts, in this order: `request` (the signed request), then `file`. The server reads `request` first and checks its signature before it keeps a byte of the file: a form whose first part is not `request` is refused (400)."),
     responses(
         (status = 202, description = "Accepted: the rows are being imported", body = ImportView),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
@@ -201,12 +206,13 @@ pub async fn submit(
 }
 
 /// An import's status, with live progress while it runs.
-#[utoipa::path(get, path = "/v1/imports/{id}", tag = "imports",
-    params(("id" = u64, Path, description = "Import id")),
+#[utoipa::path(get, path = "/v1/imports/{id}", operation_id = "getImport", tag = "imports",
+    params(("id" = u64, Path, description = "Import id", maximum = 9223372036854775807_u64)),
     security(("officer" = [])),
     responses(
         (status = 200, description = "The import", body = ImportView),
         ReadRefusals,
+        (status = 400, description = "An id that is not a number", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn status(
@@ -223,12 +229,13 @@ pub async fn status(
 }
 
 /// The bad rows of an import: row, line, column, kind and reason.
-#[utoipa::path(get, path = "/v1/imports/{id}/report", tag = "imports",
-    params(("id" = u64, Path, description = "Import id"), ReportQuery),
+#[utoipa::path(get, path = "/v1/imports/{id}/report", operation_id = "getImportReport", tag = "imports",
+    params(("id" = u64, Path, description = "Import id", maximum = 9223372036854775807_u64), ReportQuery),
     security(("officer" = [])),
     responses(
         (status = 200, description = "A page of bad rows", body = ReportPage),
         ReadRefusals,
+        ParameterRefusals,
         (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn report(
@@ -237,8 +244,8 @@ pub async fn report(
     Path(id): Path<u64>,
     Query(query): Query<ReportQuery>,
 ) -> Result<Json<ReportPage>, ApiError> {
-    let limit = page_size(query.limit)? as usize;
-    let after = query.after.unwrap_or(0);
+    let (after, limit) = page(query.after, query.limit)?;
+    let limit = limit as usize;
     let registry = state.registry().clone();
     let path = report_path(&state, id);
     let page = blocking(move || {

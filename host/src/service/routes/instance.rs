@@ -16,7 +16,7 @@ pub use crate::api::InstanceInfo;
 /// version and the public key passwords are sealed to: open to anyone, as a
 /// client needs them before it can sign. The storage is named to officers
 /// only.
-#[utoipa::path(get, path = "/v1/instance", tag = "instance",
+#[utoipa::path(get, path = "/v1/instance", operation_id = "getInstance", tag = "instance",
     responses(
         (status = 200, description = "The instance", body = InstanceInfo),
         (status = 503, description = "Not initialised or storage down", body = Problem, content_type = "application/problem+json"),
@@ -39,7 +39,7 @@ pub async fn instance(
 }
 
 /// The active policy: name, version, WIT version, SHA-256 and source.
-#[utoipa::path(get, path = "/v1/policy", tag = "instance",
+#[utoipa::path(get, path = "/v1/policy", operation_id = "getActivePolicy", tag = "instance",
     security(("officer" = [])),
     responses((status = 200, description = "The active policy", body = PolicyInfo), ReadRefusals))]
 pub async fn policy(State(state): State<AppState>, _officer: Officer) -> Json<PolicyInfo> {

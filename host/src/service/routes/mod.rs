@@ -136,6 +136,33 @@ pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// Largest cursor (`after`) a list takes: the stores keep ids as signed
+/// 64-bit integers, so a larger one would wrap around to the first page.
+pub(crate) const MAX_CURSOR: u64 = i64::MAX as u64;
+
+/// A page's cursor and size, checked: `after` 0 to [`MAX_CURSOR`] (default
+/// 0), `limit` 1 to [`MAX_PAGE`] (default [`DEFAULT_PAGE`]).
+pub(crate) fn page(after: Option<u64>, limit: Option<u32>) -> Result<(u64, u32), ApiError> {
+    let after = after.unwrap_or(0);
+    if after > MAX_CURSOR {
+        return Err(ApiError::invalid("after", format!("must be 0 to {MAX_CURSOR}")));
+    }
+    Ok((after, page_size(limit)?))
+}
+
+/// What a read with query or path parameters may be refused for, besides
+/// [`ReadRefusals`].
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "a description of responses, never built")]
+pub(crate) enum ParameterRefusals {
+    /// A parameter that cannot be read as its type (`malformed-request`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    Malformed(Problem),
+    /// A parameter out of its range or set (`invalid-field`, naming it).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
 /// Submits a signed write that must satisfy `expected` (the route's action and
 /// object).
 pub(crate) async fn submit(

@@ -1,7 +1,9 @@
 //! RA officers.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::service::extract::Path;
 use axum::http::StatusCode;
 
 use super::{ReadRefusals, WriteRefusals, blocking, expect_name, submit, wrong_action};
@@ -15,7 +17,7 @@ use crate::store::OfficerRecord;
 
 /// The RA officers who may act in one of the reading officer's domains
 /// (public keys only); an officer of every domain sees all.
-#[utoipa::path(get, path = "/v1/officers", tag = "officers",
+#[utoipa::path(get, path = "/v1/officers", operation_id = "listOfficers", tag = "officers",
     security(("officer" = [])),
     responses((status = 200, description = "Officers, by name", body = [OfficerRecord]), ReadRefusals))]
 pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Json<Vec<OfficerRecord>>, ApiError> {
@@ -28,7 +30,7 @@ pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Jso
 }
 
 /// Adds an officer (signed `officer.create`).
-#[utoipa::path(post, path = "/v1/officers", tag = "officers", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/officers", operation_id = "createOfficer", tag = "officers", request_body = FlattenedJws,
     responses(
         (status = 201, description = "Created", body = WriteOutcome),
         WriteRefusals,
@@ -47,7 +49,7 @@ pub async fn create(
 
 /// Disables an officer's key (signed `officer.disable` for this name): its
 /// requests are refused from then on.
-#[utoipa::path(post, path = "/v1/officers/{name}/disable", tag = "officers", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/officers/{name}/disable", operation_id = "disableOfficer", tag = "officers", request_body = FlattenedJws,
     params(("name" = String, Path, description = "Officer name")),
     responses(
         (status = 200, description = "Disabled", body = WriteOutcome),

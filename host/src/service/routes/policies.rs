@@ -2,7 +2,9 @@
 //! component), list, activate; shadow mode and its report.
 
 use axum::Json;
-use axum::extract::{Multipart, Query, State};
+use axum::extract::{Multipart, State};
+
+use crate::service::extract::Query;
 use axum::http::StatusCode;
 
 use super::{ReadRefusals, WriteRefusals, blocking};
@@ -31,7 +33,7 @@ pub struct PolicyUpload {
 
 /// Every loaded policy version, oldest first, and which is active (none: the
 /// built-in default).
-#[utoipa::path(get, path = "/v1/policies", tag = "instance",
+#[utoipa::path(get, path = "/v1/policies", operation_id = "listPolicyVersions", tag = "instance",
     security(("officer" = [])),
     responses((status = 200, description = "Loaded policy versions", body = [PolicyVersionRecord]), ReadRefusals))]
 pub async fn list(
@@ -46,8 +48,9 @@ pub async fn list(
 /// domain): it is checked, compiled and its own test cases run before it is
 /// stored, and it is activated atomically if asked. A refused component
 /// changes nothing.
-#[utoipa::path(post, path = "/v1/policies", tag = "instance",
-    request_body(content = PolicyUpload, content_type = "multipart/form-data"),
+#[utoipa::path(post, path = "/v1/policies", operation_id = "loadPolicy", tag = "instance",
+    request_body(content = PolicyUpload, content_type = "multipart/form-data",
+        description = "Two parts, in this order: `request` (the signed request), then `file`. The server reads `request` first and checks its signature before it keeps a byte of the file: a form whose first part is not `request` is refused (400)."),
     responses(
         (status = 201, description = "Loaded (and activated if asked)", body = PolicyChange),
         WriteRefusals,
@@ -78,7 +81,7 @@ pub async fn load(
 
 /// Activates a loaded version, or `built-in` (signed `policy.activate`, by an
 /// officer of every domain). Decisions in flight finish on the old policy.
-#[utoipa::path(post, path = "/v1/policies/activate", tag = "instance", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/policies/activate", operation_id = "activatePolicy", tag = "instance", request_body = FlattenedJws,
     responses(
         (status = 200, description = "Activated", body = PolicyChange),
         WriteRefusals,
@@ -93,7 +96,7 @@ pub async fn activate(State(state): State<AppState>, Signed(jws): Signed) -> Res
 /// `policy`: a SHA-256, a prefix of 8+ hex digits, or NAME@VERSION), or stops
 /// it (without `policy`). The shadow decides every enrollment beside the
 /// active policy, without effect.
-#[utoipa::path(post, path = "/v1/policies/shadow", tag = "instance", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/policies/shadow", operation_id = "setShadowPolicy", tag = "instance", request_body = FlattenedJws,
     responses(
         (status = 200, description = "Shadow mode started or stopped", body = ShadowChange),
         WriteRefusals,
@@ -108,9 +111,11 @@ pub async fn shadow(State(state): State<AppState>, Signed(jws): Signed) -> Resul
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ShadowQuery {
-    /// Only disagreements after this id.
+    /// Only disagreements after this id (the last one of the previous page).
+    #[param(maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
-    /// At most this many (1 to 1000, default 100).
+    /// At most this many, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -118,15 +123,15 @@ pub struct ShadowQuery {
 /// decisions where it disagreed with the active policy (request, both
 /// decisions, both reasons); an officer who is not of every domain sees the
 /// disagreements of its domains' token procedures only.
-#[utoipa::path(get, path = "/v1/policies/shadow", tag = "instance", params(ShadowQuery),
+#[utoipa::path(get, path = "/v1/policies/shadow", operation_id = "getShadowReport", tag = "instance", params(ShadowQuery),
     security(("officer" = [])),
-    responses((status = 200, description = "The shadow report", body = ShadowReport), ReadRefusals))]
+    responses((status = 200, description = "The shadow report", body = ShadowReport), ReadRefusals, super::ParameterRefusals))]
 pub async fn shadow_report(
     State(state): State<AppState>,
     officer: Officer,
     Query(query): Query<ShadowQuery>,
 ) -> Result<Json<ShadowReport>, ApiError> {
     let registry = state.registry().clone();
-    let (after, limit) = (query.after.unwrap_or(0), query.limit.unwrap_or(100));
+    let (after, limit) = super::page(query.after, query.limit)?;
     Ok(Json(blocking(move || Ok(registry.shadow_report_for(officer.domains().as_deref(), after, limit)?)).await?))
 }

@@ -14,7 +14,7 @@ use crate::signing::WriteRequest;
 use crate::store::ProcedureRecord;
 
 /// The token procedures of the officer's domains.
-#[utoipa::path(get, path = "/v1/procedures", tag = "procedures",
+#[utoipa::path(get, path = "/v1/procedures", operation_id = "listProcedures", tag = "procedures",
     security(("officer" = [])),
     responses((status = 200, description = "Token procedures, by name", body = [ProcedureRecord]), ReadRefusals))]
 pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Json<Vec<ProcedureRecord>>, ApiError> {
@@ -25,7 +25,7 @@ pub async fn list(State(state): State<AppState>, officer: Officer) -> Result<Jso
 }
 
 /// Creates a token procedure (signed `procedure.create`).
-#[utoipa::path(post, path = "/v1/procedures", tag = "procedures", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/procedures", operation_id = "createProcedure", tag = "procedures", request_body = FlattenedJws,
     responses(
         (status = 201, description = "Created", body = WriteOutcome),
         WriteRefusals,

@@ -1,12 +1,14 @@
 //! Registrations: create, get, list, disable, reopen, delete.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::service::extract::{Path, Query};
 use axum::http::StatusCode;
 use prereg_core::RegistrationState;
 use serde::{Deserialize, Serialize};
 
-use super::{ReadRefusals, WriteRefusals, blocking, next_page, page_size, submit, wrong_action};
+use super::{ParameterRefusals, ReadRefusals, WriteRefusals, blocking, next_page, page, submit, wrong_action};
 use crate::registry::WriteOutcome;
 use crate::service::AppState;
 use crate::service::auth::Officer;
@@ -25,31 +27,34 @@ pub struct ListQuery {
     pub domain: Option<String>,
     /// Only this token procedure.
     pub procedure: Option<String>,
-    /// Only this state: `open`, `used`, `disabled` or `locked`.
+    /// Only this state.
+    #[param(schema_with = crate::store::openapi::registration_state)]
     pub state: Option<String>,
     /// Only patterns containing this text.
     pub q: Option<String>,
     /// Only ids greater than this (the `next_after` of the previous page).
+    #[param(maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 /// Lists the registrations of the officer's domains, with filters and
 /// pagination.
-#[utoipa::path(get, path = "/v1/registrations", tag = "registrations", params(ListQuery),
+#[utoipa::path(get, path = "/v1/registrations", operation_id = "listRegistrations", tag = "registrations", params(ListQuery),
     security(("officer" = [])),
     responses(
         (status = 200, description = "A page of registrations", body = RegistrationPage),
         ReadRefusals,
-        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+        ParameterRefusals,
     ))]
 pub async fn list(
     State(state): State<AppState>,
     officer: Officer,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<RegistrationPage>, ApiError> {
-    let limit = page_size(query.limit)?;
+    let (after, limit) = page(query.after, query.limit)?;
     let state_filter =
         match query.state.as_deref().filter(|s| !s.is_empty()) {
             None => None,
@@ -62,7 +67,7 @@ pub async fn list(
         procedure: query.procedure.filter(|s| !s.is_empty()),
         state: state_filter,
         search: query.q.filter(|s| !s.is_empty()),
-        after_id: query.after,
+        after_id: Some(after),
         limit: Some(limit + 1),
         domains: officer.domains(),
     };
@@ -73,7 +78,7 @@ pub async fn list(
 }
 
 /// Creates a registration (signed `registration.create`).
-#[utoipa::path(post, path = "/v1/registrations", tag = "registrations", request_body = FlattenedJws,
+#[utoipa::path(post, path = "/v1/registrations", operation_id = "createRegistration", tag = "registrations", request_body = FlattenedJws,
     responses(
         (status = 201, description = "Created", body = Created),
         WriteRefusals,
@@ -95,12 +100,13 @@ pub async fn create(
 
 /// One registration of the officer's domains (another domain's is not
 /// found, as if it did not exist).
-#[utoipa::path(get, path = "/v1/registrations/{id}", tag = "registrations",
-    params(("id" = u64, Path, description = "Registration id")),
+#[utoipa::path(get, path = "/v1/registrations/{id}", operation_id = "getRegistration", tag = "registrations",
+    params(("id" = u64, Path, description = "Registration id", maximum = 9223372036854775807_u64)),
     security(("officer" = [])),
     responses(
         (status = 200, description = "The registration", body = RegistrationRecord),
         ReadRefusals,
+        (status = 400, description = "An id that is not a number", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such registration", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -135,8 +141,8 @@ fn expect_id(route: &'static str, id: u64) -> impl Fn(&WriteRequest) -> Result<(
 }
 
 /// Disables a registration (signed `registration.disable` for this id).
-#[utoipa::path(post, path = "/v1/registrations/{id}/disable", tag = "registrations", request_body = FlattenedJws,
-    params(("id" = u64, Path, description = "Registration id")),
+#[utoipa::path(post, path = "/v1/registrations/{id}/disable", operation_id = "disableRegistration", tag = "registrations", request_body = FlattenedJws,
+    params(("id" = u64, Path, description = "Registration id", maximum = 9223372036854775807_u64)),
     responses(
         (status = 200, description = "Disabled", body = WriteOutcome),
         WriteRefusals,
@@ -151,8 +157,8 @@ pub async fn disable(
 }
 
 /// Reopens a disabled, locked or used registration (signed `registration.reopen`).
-#[utoipa::path(post, path = "/v1/registrations/{id}/reopen", tag = "registrations", request_body = FlattenedJws,
-    params(("id" = u64, Path, description = "Registration id")),
+#[utoipa::path(post, path = "/v1/registrations/{id}/reopen", operation_id = "reopenRegistration", tag = "registrations", request_body = FlattenedJws,
+    params(("id" = u64, Path, description = "Registration id", maximum = 9223372036854775807_u64)),
     responses(
         (status = 200, description = "Reopened", body = WriteOutcome),
         WriteRefusals,
@@ -167,8 +173,8 @@ pub async fn reopen(
 }
 
 /// Deletes a registration (signed `registration.delete`, in the body).
-#[utoipa::path(delete, path = "/v1/registrations/{id}", tag = "registrations", request_body = FlattenedJws,
-    params(("id" = u64, Path, description = "Registration id")),
+#[utoipa::path(delete, path = "/v1/registrations/{id}", operation_id = "deleteRegistration", tag = "registrations", request_body = FlattenedJws,
+    params(("id" = u64, Path, description = "Registration id", maximum = 9223372036854775807_u64)),
     responses(
         (status = 200, description = "Deleted", body = WriteOutcome),
         WriteRefusals,
