@@ -51,6 +51,7 @@ mod cluster;
 mod cmp;
 mod cmp_conformance;
 mod components;
+mod est;
 mod faults;
 mod integrity;
 mod memory_index_service;

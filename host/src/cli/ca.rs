@@ -31,11 +31,17 @@ pub enum CaCommand {
     /// Show the CA and RA certificates: subject, validity, SHA-256 fingerprint.
     Show,
     /// Change the CA's settings.
+    #[command(group = clap::ArgGroup::new("setting").required(true).multiple(true))]
     Set {
         /// The URL of the CRL named in certificates issued from now on
         /// (plain http://); "default" names serve's own address.
-        #[arg(long)]
-        crl_url: String,
+        #[arg(long, group = "setting")]
+        crl_url: Option<String>,
+        /// The token procedure (of protocol est) that EST serves without a
+        /// label, at /.well-known/est/simpleenroll and the like, for clients
+        /// that cannot name one; "none" serves none.
+        #[arg(long, group = "setting")]
+        est_procedure: Option<String>,
     },
     /// Revoke a certificate this CA issued (a request signed by an officer
     /// of the certificate's domain, audited); it is listed on the CRL.

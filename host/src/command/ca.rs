@@ -38,9 +38,22 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
             println!("created a CA in {}", data.root().join("ca").display());
             loaded()?
         }
-        CaCommand::Set { crl_url } => {
-            let url = (crl_url != "default").then_some(crl_url.as_str());
-            Ca::set_crl_url(&data, url).map_err(|e| InputError(e.to_string()))?;
+        CaCommand::Set { crl_url, est_procedure } => {
+            if let Some(crl_url) = &crl_url {
+                let url = (crl_url != "default").then_some(crl_url.as_str());
+                Ca::set_crl_url(&data, url).map_err(|e| InputError(e.to_string()))?;
+            }
+            if let Some(name) = &est_procedure {
+                let name = (name != "none").then_some(name.as_str());
+                if let Some(name) = name {
+                    let protocol =
+                        context.backend()?.procedures()?.into_iter().find(|p| p.name == name).map(|p| p.protocol);
+                    if protocol != Some(prereg_core::Protocol::Est) {
+                        return Err(InputError(format!("{name:?} is not a token procedure of protocol est")).into());
+                    }
+                }
+                Ca::set_est_procedure(&data, name).map_err(|e| InputError(e.to_string()))?;
+            }
             loaded()?
         }
         CaCommand::Revoke { serial, reason } => {
@@ -88,6 +101,9 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
     match ca.crl_url() {
         Some(url) => println!("CRL URL  {url}"),
         None => println!("CRL URL  (default) http://<serve's listen address>/ca/crl"),
+    }
+    if let Some(procedure) = ca.est_procedure() {
+        println!("EST      {procedure} also at /.well-known/est/ without a label");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@
 //! ([`issue_granted`]), not what the request asked for.
 
 pub mod cmp;
+pub mod est;
 pub mod scep;
 
 pub use prereg_pki::{DeviceFacts, csr};

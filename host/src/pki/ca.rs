@@ -8,7 +8,8 @@
 //!   SCEP responses;
 //! - `ca.toml`: settings (`crl_url`, the URL every issued certificate names
 //!   in its CRL Distribution Points; without it `prereg serve` names its own
-//!   listen address).
+//!   listen address; `est_procedure`, the token procedure EST serves
+//!   without a label).
 
 use std::fs;
 use std::net::IpAddr;
@@ -62,6 +63,10 @@ pub struct CaSettings {
     /// The URL of the CRL, named in every issued certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_url: Option<String>,
+    /// The token procedure EST serves without a label
+    /// (`/.well-known/est/simpleenroll`), for clients that cannot name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub est_procedure: Option<String>,
 }
 
 impl CaSettings {
@@ -118,7 +123,7 @@ pub struct Ca {
     key: SigningKey,
     ra_cert: Certificate,
     ra_key: SigningKey,
-    crl_url: Option<String>,
+    settings: CaSettings,
 }
 
 impl Ca {
@@ -225,22 +230,32 @@ impl Ca {
             let path = files.path(name);
             write_new_file(&path, contents.as_bytes(), private).map_err(|e| file_error(&path, e))?;
         }
-        Ok(Ca { cert, key, ra_cert, ra_key, crl_url: None })
+        Ok(Ca { cert, key, ra_cert, ra_key, settings: CaSettings::default() })
     }
 
     /// Sets (or, with `None`, clears) the CRL URL in `ca.toml`.
     pub fn set_crl_url(data: &DataDir, url: Option<&str>) -> Result<(), PkiError> {
+        if let Some(url) = url {
+            check_crl_url(url).map_err(PkiError::Invalid)?;
+        }
+        Self::change_settings(data, |settings| settings.crl_url = url.map(str::to_owned))
+    }
+
+    /// Sets (or, with `None`, clears) the procedure EST serves without a
+    /// label, in `ca.toml`.
+    pub fn set_est_procedure(data: &DataDir, procedure: Option<&str>) -> Result<(), PkiError> {
+        Self::change_settings(data, |settings| settings.est_procedure = procedure.map(str::to_owned))
+    }
+
+    fn change_settings(data: &DataDir, change: impl FnOnce(&mut CaSettings)) -> Result<(), PkiError> {
         let files = CaFiles::of(data);
         if !files.ca_cert().exists() {
             return Err(PkiError::Invalid(format!("{} has no CA", data.root().display())));
         }
-        if let Some(url) = url {
-            check_crl_url(url).map_err(PkiError::Invalid)?;
-        }
         let path = files.settings();
         let file_error = |message: String| PkiError::File { path: path.display().to_string(), message };
         let mut settings = CaSettings::read(&files)?;
-        settings.crl_url = url.map(str::to_owned);
+        change(&mut settings);
         let text = toml::to_string(&settings).map_err(|e| file_error(e.to_string()))?;
         let temporary = path.with_extension("toml.new");
         fs::write(&temporary, text).map_err(|e| file_error(e.to_string()))?;
@@ -273,7 +288,7 @@ impl Ca {
             key: key_of("ca.key")?,
             ra_cert: cert_of("ra.crt")?,
             ra_key: key_of("ra.key")?,
-            crl_url: CaSettings::read(&files)?.crl_url,
+            settings: CaSettings::read(&files)?,
         };
         if ca.ra_key.rsa().is_none() {
             return Err(PkiError::Invalid(format!("{}: the RA key must be RSA", files.path("ra.key").display())));
@@ -284,15 +299,20 @@ impl Ca {
     /// This CA with `url` as its CRL URL unless `ca.toml` sets one
     /// (`prereg serve` passes its own address).
     pub fn with_default_crl_url(mut self, url: &str) -> Self {
-        if self.crl_url.is_none() {
-            self.crl_url = Some(url.to_owned());
+        if self.settings.crl_url.is_none() {
+            self.settings.crl_url = Some(url.to_owned());
         }
         self
     }
 
     /// The URL issued certificates name for the CRL, if there is one.
     pub fn crl_url(&self) -> Option<&str> {
-        self.crl_url.as_deref()
+        self.settings.crl_url.as_deref()
+    }
+
+    /// The token procedure EST serves without a label, if one is set.
+    pub fn est_procedure(&self) -> Option<&str> {
+        self.settings.est_procedure.as_deref()
     }
 
     /// Signs a CRL listing `revoked`, with cRLNumber `number`.
@@ -394,7 +414,7 @@ impl Ca {
                 authority_key_id(&self.cert)?,
             ],
         };
-        if let Some(url) = &self.crl_url {
+        if let Some(url) = &self.settings.crl_url {
             template.extensions.push(x509::extension(
                 oid::CRL_DISTRIBUTION_POINTS,
                 false,

@@ -90,10 +90,16 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
 /// [`Principal`] in its extensions; a refused credential is answered 401
 /// here, and an address that was refused too often 429.
 pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // EST authenticates devices itself (HTTP Basic with the registration's
+    // password, or a client certificate of the device): neither is a
+    // principal of the API.
+    if request.uri().path().starts_with(super::enrollment::EST_PREFIX) {
+        return next.run(request).await;
+    }
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         // No header: a client certificate may name a CA caller.
         let certificate = request.extensions().get::<super::listener::ClientCertificate>().cloned();
-        if let Some(super::listener::ClientCertificate(sha256)) = certificate {
+        if let Some(super::listener::ClientCertificate(sha256, _)) = certificate {
             let resolving = state.clone();
             match blocking(move || caller_by_certificate(&resolving, &sha256)).await {
                 Ok(Some(principal)) => return with_principal(request, principal, next).await,

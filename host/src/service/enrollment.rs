@@ -5,6 +5,10 @@
 //!   `application/pkixcmp` both ways;
 //! - `GET|POST /scep/{procedure}?operation=…`: SCEP (RFC 8894): GetCACaps,
 //!   GetCACert, PKIOperation (GET with a base64 `message`, or POST);
+//! - `/.well-known/est/{procedure}/…`: EST (RFC 7030, RFC 8951), over TLS
+//!   only: `GET cacerts`, `GET csrattrs`, `POST simpleenroll` (HTTP Basic
+//!   or the CSR's challengePassword), `POST simplereenroll` (the device's
+//!   TLS client certificate); base64 bodies both ways;
 //! - `GET /ca/crl`: the CA's CRL (RFC 5280, DER, `application/pkix-crl`),
 //!   the URL issued certificates name in their CRL Distribution Points
 //!   (open to anyone, as relying parties must fetch it);
@@ -35,6 +39,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/cmp/p/{procedure}", axum::routing::post(cmp))
         .route("/scep/{procedure}", axum::routing::get(scep_get).post(scep_post))
+        .route("/.well-known/est/{procedure}/cacerts", axum::routing::get(est_cacerts))
+        .route("/.well-known/est/{procedure}/csrattrs", axum::routing::get(est_csrattrs))
+        .route("/.well-known/est/{procedure}/simpleenroll", axum::routing::post(est_simpleenroll))
+        .route("/.well-known/est/{procedure}/simplereenroll", axum::routing::post(est_simplereenroll))
+        // Without a label: the procedure `prereg ca set --est-procedure` names.
+        .route("/.well-known/est/cacerts", axum::routing::get(est_cacerts))
+        .route("/.well-known/est/csrattrs", axum::routing::get(est_csrattrs))
+        .route("/.well-known/est/simpleenroll", axum::routing::post(est_simpleenroll))
+        .route("/.well-known/est/simplereenroll", axum::routing::post(est_simplereenroll))
         .route("/ca/crl", axum::routing::get(crl))
         .route("/ca/cert", axum::routing::get(ca_cert))
 }
@@ -148,4 +161,175 @@ async fn pki_operation(
         state.failures().failed(peer.ip());
     }
     Ok(content("application/x-pki-message", answer))
+}
+
+/// Where EST's paths begin.
+pub const EST_PREFIX: &str = "/.well-known/est/";
+
+/// The realm of EST's Basic challenge.
+const EST_REALM: &str = "Basic realm=\"prereg EST\", charset=\"UTF-8\"";
+
+/// An EST body: base64 (RFC 8951), on one line (strongSwan's decoder takes
+/// no line breaks).
+fn est_body(media: &'static str, der: &[u8]) -> Response {
+    let wrapped = base64::engine::general_purpose::STANDARD.encode(der);
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(media)),
+            (header::HeaderName::from_static("content-transfer-encoding"), HeaderValue::from_static("base64")),
+        ],
+        wrapped,
+    )
+        .into_response()
+}
+
+/// The procedure of an EST request: its label, or the one `ca.toml` names.
+fn est_procedure(state: &AppState, label: Option<Path<String>>) -> Result<String, ApiError> {
+    match label {
+        Some(Path(procedure)) => Ok(procedure),
+        None => state.enrollment()?.ca.est_procedure().map(str::to_owned).ok_or_else(|| {
+            ApiError::not_found("no EST procedure is served without a label: `prereg ca set --est-procedure NAME`")
+        }),
+    }
+}
+
+/// EST is served over TLS only: HTTP Basic passwords and client
+/// certificates need it (RFC 7030 §3.2.2).
+fn est_over_tls(tls: Option<&super::listener::OverTls>) -> Result<(), ApiError> {
+    match tls {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "tls-required",
+            "TLS required",
+            "EST is served over TLS only (serve --tls-cert/--tls-key or --tls-self)",
+        )),
+    }
+}
+
+async fn est_cacerts(
+    State(state): State<AppState>,
+    tls: Option<axum::Extension<super::listener::OverTls>>,
+) -> Result<Response, ApiError> {
+    est_over_tls(tls.as_deref())?;
+    Ok(est_body("application/pkcs7-mime", &state.enrollment()?.est.cacerts()))
+}
+
+async fn est_csrattrs(
+    State(state): State<AppState>,
+    tls: Option<axum::Extension<super::listener::OverTls>>,
+) -> Result<Response, ApiError> {
+    est_over_tls(tls.as_deref())?;
+    Ok(est_body("application/csrattrs", &state.enrollment()?.est.csrattrs()))
+}
+
+/// The PKCS#10 of an EST request: base64 (RFC 8951), whitespace allowed;
+/// DER as sent by a few clients is taken too.
+fn est_csr(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !media.trim().to_ascii_lowercase().starts_with("application/pkcs10") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("an EST request is application/pkcs10, not {media:?}"),
+        ));
+    }
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::malformed(format!("a request of at most {MAX_REQUEST_BYTES} bytes")));
+    }
+    let cleaned: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    match base64::engine::general_purpose::STANDARD.decode(&cleaned) {
+        Ok(der) => Ok(der),
+        Err(_) if body.first() == Some(&0x30) => Ok(body.to_vec()),
+        Err(e) => Err(ApiError::malformed(format!("the request is not base64 (RFC 8951): {e}"))),
+    }
+}
+
+/// HTTP Basic credentials, if the request has some.
+fn basic(headers: &HeaderMap) -> Result<Option<crate::enroll::est::Basic>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| ApiError::malformed("the Authorization header is not text"))?;
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+        return Err(ApiError::malformed("the Authorization header must be `Basic <base64>`"));
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(ApiError::malformed("EST takes HTTP Basic credentials"));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| ApiError::malformed("the Basic credentials are not base64"))?;
+    let text = zeroize::Zeroizing::new(
+        String::from_utf8(decoded).map_err(|_| ApiError::malformed("the Basic credentials are not UTF-8"))?,
+    );
+    let (user, password) =
+        text.split_once(':').ok_or_else(|| ApiError::malformed("the Basic credentials have no `:`"))?;
+    Ok(Some(crate::enroll::est::Basic {
+        user: user.to_owned(),
+        password: zeroize::Zeroizing::new(password.to_owned()),
+    }))
+}
+
+/// The HTTP answer to an EST enrollment; a refusal counts against the
+/// client's address. Refusals are problem documents with the status RFC 7030
+/// names (401 with a Basic challenge when credentials are missing or refused).
+fn est_answer(state: &AppState, peer: SocketAddr, answer: crate::enroll::est::EstAnswer) -> Response {
+    use crate::enroll::est::EstAnswer;
+    match answer {
+        EstAnswer::Issued(pkcs7) => est_body("application/pkcs7-mime; smime-type=certs-only", &pkcs7),
+        EstAnswer::Refused { status, text } => {
+            if matches!(status, 400 | 401 | 403) {
+                state.failures().failed(peer.ip());
+            }
+            let error = match status {
+                401 => ApiError::unauthenticated(text),
+                403 => ApiError::forbidden(text),
+                404 => ApiError::not_found(text),
+                503 => ApiError::unavailable(text),
+                _ => ApiError::malformed(text),
+            };
+            let mut response = error.into_response();
+            if status == 401 {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(EST_REALM));
+            }
+            response
+        }
+    }
+}
+
+async fn est_simpleenroll(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<axum::Extension<super::listener::OverTls>>,
+    label: Option<Path<String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    est_over_tls(tls.as_deref())?;
+    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
+    let procedure = est_procedure(&state, label)?;
+    let csr = est_csr(&headers, &body)?;
+    let credentials = basic(&headers)?;
+    let server = state.enrollment()?.est;
+    let answer = blocking(move || Ok(server.enroll(&procedure, credentials, &csr, unix_now()))).await?;
+    Ok(est_answer(&state, peer, answer))
+}
+
+async fn est_simplereenroll(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<axum::Extension<super::listener::OverTls>>,
+    certificate: Option<axum::Extension<super::listener::ClientCertificate>>,
+    label: Option<Path<String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    est_over_tls(tls.as_deref())?;
+    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
+    let procedure = est_procedure(&state, label)?;
+    let csr = est_csr(&headers, &body)?;
+    let client = certificate.map(|axum::Extension(c)| c.1);
+    let server = state.enrollment()?.est;
+    let answer = blocking(move || Ok(server.reenroll(&procedure, client.as_deref(), &csr, unix_now()))).await?;
+    Ok(est_answer(&state, peer, answer))
 }

@@ -135,13 +135,17 @@ pub async fn serve(
         // serving one.
         let activity = Arc::new(Activity::new());
         let serving = activity.clone();
-        let service = move |certificate: Option<ClientCertificate>| {
+        // `tls`: `None` on plain HTTP; on TLS, the client certificate if any.
+        let service = move |tls: Option<Option<ClientCertificate>>| {
             let (app, trusted, activity) = (app.clone(), trusted.clone(), serving.clone());
             hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 let client = client_address(peer, request.headers(), &trusted);
                 request.extensions_mut().insert(ConnectInfo(client));
-                if let Some(certificate) = &certificate {
-                    request.extensions_mut().insert(certificate.clone());
+                if let Some(certificate) = &tls {
+                    request.extensions_mut().insert(OverTls);
+                    if let Some(certificate) = certificate {
+                        request.extensions_mut().insert(certificate.clone());
+                    }
                 }
                 let serving = activity.enter();
                 let response = app.clone().oneshot(request.map(axum::body::Body::new));
@@ -175,13 +179,11 @@ pub async fn serve(
                     // ALPN said which protocol: no sniffing.
                     // A client certificate (verified against the instance
                     // CA in the handshake) may name a CA caller.
-                    let certificate = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|c| ClientCertificate(prereg_pki::x509::fingerprint(c.as_ref())));
-                    let service = service(certificate);
+                    let certificate =
+                        stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
+                            ClientCertificate(prereg_pki::x509::fingerprint(c.as_ref()), Arc::from(c.as_ref()))
+                        });
+                    let service = service(Some(certificate));
                     let builder = match stream.get_ref().1.alpn_protocol() {
                         Some(b"h2") => builder.http2_only(),
                         _ => builder.http1_only(),
@@ -317,10 +319,15 @@ impl Drop for ActivityGuard {
     }
 }
 
-/// The SHA-256 (hex) of the client certificate a TLS connection presented,
-/// in every request's extensions.
+/// The client certificate a TLS connection presented (verified against the
+/// instance CA in the handshake), in every request's extensions: its SHA-256
+/// (hex) and its DER.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificate(pub String);
+pub struct ClientCertificate(pub String, pub Arc<[u8]>);
+
+/// In every request's extensions when its connection is TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
 
 /// The client of a request: the peer, unless the peer is a trusted proxy;
 /// then the last `X-Forwarded-For` address that is not a trusted proxy

@@ -54,6 +54,8 @@ pub struct Enrollment {
     pub cmp: Arc<crate::enroll::cmp::CmpServer>,
     /// SCEP.
     pub scep: Arc<crate::enroll::scep::ScepServer>,
+    /// EST.
+    pub est: Arc<crate::enroll::est::EstServer>,
     /// The CA (for its CRL).
     pub ca: Arc<crate::pki::Ca>,
 }
@@ -152,7 +154,8 @@ impl AppState {
                     crate::enroll::cmp::CmpServer::new(registry.clone(), ca.clone()).with_limits(self.inner.limits.cmp);
                 let servers = Enrollment {
                     cmp: Arc::new(cmp),
-                    scep: Arc::new(crate::enroll::scep::ScepServer::new(registry, ca.clone())),
+                    scep: Arc::new(crate::enroll::scep::ScepServer::new(registry.clone(), ca.clone())),
+                    est: Arc::new(crate::enroll::est::EstServer::new(registry, ca.clone())),
                     ca,
                 };
                 *slot = Some(servers.clone());

@@ -53,7 +53,7 @@ pub fn is_refusal(response: &[u8]) -> bool {
         let body = parts.required("body").ok()?;
         match body.tag {
             body_tag::ERROR => Some(true),
-            body_tag::IP | body_tag::CP => {
+            body_tag::IP | body_tag::CP | body_tag::KUP => {
                 let content = body.children().ok()?.required("content").ok()?;
                 let mut rep = content.children().ok()?;
                 let mut responses = rep.required("response").ok()?;
@@ -825,6 +825,7 @@ mod tests {
         let rejected = status_info(2, Some("not-authorized"), Some(FailInfo::NotAuthorized));
         let accepted = status_info(0, None, None);
         assert!(is_refusal(&encode(&header, &cert_rep(body_tag::IP, 0, &rejected, None), None)));
+        assert!(is_refusal(&encode(&header, &cert_rep(body_tag::KUP, 0, &rejected, None), None)));
         assert!(is_refusal(&encode(&header, &error_body(&rejected), None)));
         assert!(!is_refusal(&encode(
             &header,

@@ -1,0 +1,325 @@
+//! The EST server (RFC 7030, with RFC 8951's clarifications): `cacerts`,
+//! `csrattrs`, `simpleenroll` and `simplereenroll` for procedures of
+//! protocol `est`, over TLS only.
+//!
+//! - **Initial enrollment** (`simpleenroll`) authenticates the device
+//!   against its registration: HTTP Basic, the user name the device's FQDN
+//!   and the password the registration's (RFC 7030 §3.2.3), or else the
+//!   CSR's challengePassword. The password is checked by the decision, so a
+//!   wrong one counts toward the lockout as on every other channel. Every
+//!   denial that depends on what is registered (no registration, a wrong
+//!   password, a registration used up, expired or locked, an IP or serial
+//!   that does not match) is answered alike, 401 with a Basic challenge, so
+//!   an answer never tells whether a name is registered; the audit log keeps
+//!   the reason. An EST procedure enrolls registered devices only: a
+//!   decision of `not-required` is refused too.
+//! - **Re-enrollment** (`simplereenroll`) needs the TLS client certificate
+//!   this CA issued to the device: valid, not revoked, confirmed, for the
+//!   same name as the CSR. The new certificate carries the same identity;
+//!   it is not counted (the device keeps its one enrollment), and is
+//!   audited as `renew`.
+//! - The CSR must be signed by its key and name only the device (the same
+//!   rules as SCEP and CMP); what it asks for is replaced by the registered
+//!   identity (canonical FQDN, pinned IP and serial only).
+
+use std::sync::Arc;
+
+use prereg_core::{Fqdn, Protocol, Reason};
+use zeroize::Zeroizing;
+
+use crate::enroll::scep::cms;
+use crate::enroll::{IssueRequest, csr, issue_granted, names_beyond_the_device};
+use crate::pki::Ca;
+use crate::pki::x509::Certificate;
+use crate::registry::{DecisionMode, EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError, Renewal};
+use crate::store::CertificateState;
+
+/// What an EST request is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EstAnswer {
+    /// 200: a certs-only PKCS#7 (DER) with the issued certificate.
+    Issued(Vec<u8>),
+    /// A refusal: the HTTP status, and what the client is told.
+    Refused {
+        /// 400, 401, 403, 404 or 503.
+        status: u16,
+        /// The reason, for the body.
+        text: String,
+    },
+}
+
+/// What a client is told of every denial that depends on what is
+/// registered (one answer for all: no registration, a wrong password, ...).
+pub const NOT_AUTHORIZED: &str = "not authorized: no registration of this device can enroll with these credentials";
+
+fn refused(status: u16, text: impl Into<String>) -> EstAnswer {
+    EstAnswer::Refused { status, text: text.into() }
+}
+
+/// HTTP Basic credentials, as the HTTP layer read them.
+#[derive(Debug, Clone)]
+pub struct Basic {
+    /// The user name: the device's FQDN.
+    pub user: String,
+    /// The password: the registration's.
+    pub password: Zeroizing<String>,
+}
+
+/// The EST endpoint of one instance.
+pub struct EstServer {
+    registry: Registry,
+    ca: Arc<Ca>,
+}
+
+impl EstServer {
+    /// An EST server deciding with `registry` and issuing from `ca`.
+    pub fn new(registry: Registry, ca: Arc<Ca>) -> Self {
+        EstServer { registry, ca }
+    }
+
+    /// `cacerts`: the CA certificate, as a certs-only PKCS#7 (DER).
+    pub fn cacerts(&self) -> Vec<u8> {
+        cms::certs_only(&[&self.ca.certificate().der])
+    }
+
+    /// `csrattrs` (DER CsrAttrs): the challengePassword attribute, which a
+    /// device may carry its registration's password in.
+    pub fn csrattrs(&self) -> Vec<u8> {
+        use crate::pki::{asn1, oid};
+        asn1::seq(&[&asn1::oid(oid::CHALLENGE_PASSWORD)])
+    }
+
+    /// The procedure, if it is an EST one.
+    fn procedure(&self, procedure: &str) -> Result<crate::store::ProcedureRecord, EstAnswer> {
+        match self.registry.procedure(procedure) {
+            Ok(Some(p)) if p.protocol == Protocol::Est => Ok(p),
+            Ok(Some(p)) => Err(refused(404, format!("token procedure {procedure} is for {}, not EST", p.protocol))),
+            Ok(None) => Err(refused(404, format!("no token procedure {procedure}"))),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// `simpleenroll`: `csr_der` authenticated by `basic` or by its
+    /// challengePassword.
+    pub fn enroll(&self, procedure: &str, basic: Option<Basic>, csr_der: &[u8], now: u64) -> EstAnswer {
+        let record = match self.procedure(procedure) {
+            Ok(p) => p,
+            Err(answer) => return answer,
+        };
+        let csr = match csr::read(csr_der) {
+            Ok(csr) => csr,
+            Err(e) => return refused(400, format!("the certification request: {e}")),
+        };
+        let fqdn = csr.facts.fqdn.clone().unwrap_or_default();
+        let transaction = transaction(csr_der);
+        let password = match (&basic, &csr.challenge_password) {
+            (Some(basic), _) => {
+                let same = match (Fqdn::parse(&basic.user), Fqdn::parse(&fqdn)) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => false,
+                };
+                if !same {
+                    return refused(
+                        400,
+                        format!("the user name {:?} is not the device the CSR names ({fqdn:?})", basic.user),
+                    );
+                }
+                Some(basic.password.clone())
+            }
+            (None, Some(challenge)) => Some(challenge.clone()),
+            (None, None) => None,
+        };
+        let input = EnrollmentInput {
+            procedure: procedure.to_owned(),
+            fqdn: fqdn.clone(),
+            ip: csr.facts.ip.map(|ip| ip.to_string()),
+            serial: csr.facts.serial.clone(),
+            password,
+            transaction: Some(transaction.clone()),
+            ..Default::default()
+        };
+        if let Some(why) = names_beyond_the_device(&csr.facts) {
+            let refusal =
+                FrontRefusal { input: &input, registration: None, reason: None, detail: format!("EST: {why}") };
+            if let Err(e) = self.registry.audit_refusal(&refusal, now) {
+                return unavailable(e);
+            }
+            return refused(400, why);
+        }
+        if input.password.is_none() {
+            return refused(401, "authenticate with HTTP Basic (the device's FQDN and its registration's password)");
+        }
+        // An EST procedure enrolls registered devices only.
+        match self.registry.decide(EnrollmentInput { password: None, ..input.clone() }, DecisionMode::DryRun, now) {
+            Ok(dry) if dry.reason == Reason::NotRequired => {
+                let detail = format!(
+                    "EST enrolls registered devices only, and token procedure {procedure} does not require \
+                     preregistration (set require_preregistration)"
+                );
+                tracing::warn!("{detail}");
+                let refusal = FrontRefusal {
+                    input: &input,
+                    registration: None,
+                    reason: Some(Reason::NotRequired),
+                    detail: format!("EST: {detail}"),
+                };
+                if let Err(e) = self.registry.audit_refusal(&refusal, now) {
+                    return unavailable(e);
+                }
+                return refused(403, detail);
+            }
+            Ok(_) => {}
+            Err(e) => return registry_refusal(e),
+        }
+        let issue_request = IssueRequest {
+            ca: &self.ca,
+            spki: &csr.spki,
+            days: record.certificate_days,
+            now,
+            transaction: transaction.clone(),
+            state: CertificateState::Issued,
+            expires_at: None,
+            request: serde_json::json!({ "procedure": procedure, "fqdn": fqdn }),
+        };
+        let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+        match self.registry.enroll_issuing(input, now, &mut issue) {
+            Ok((report, Some(certificate))) if report.allowed => {
+                tracing::info!(fqdn = %fqdn, registration = ?report.registration, serial = %certificate.serial, audit = ?report.audit_seq, "EST: certificate issued and counted");
+                EstAnswer::Issued(cms::certs_only(&[&certificate.der]))
+            }
+            Ok((report, _)) => {
+                tracing::info!(reason = %report.reason, audit = ?report.audit_seq, "EST: enrollment denied");
+                denial(report.reason)
+            }
+            Err(e) => registry_refusal(e),
+        }
+    }
+
+    /// `simplereenroll`: `csr_der` authenticated by the TLS client
+    /// certificate `client` (DER), which this CA issued to the device.
+    pub fn reenroll(&self, procedure: &str, client: Option<&[u8]>, csr_der: &[u8], now: u64) -> EstAnswer {
+        let record = match self.procedure(procedure) {
+            Ok(p) => p,
+            Err(answer) => return answer,
+        };
+        let Some(client) = client else {
+            return refused(401, "re-enrollment needs the TLS client certificate this CA issued to the device");
+        };
+        let current = match self.current_certificate(client, now) {
+            Ok(c) => c,
+            Err(answer) => return answer,
+        };
+        let csr = match csr::read(csr_der) {
+            Ok(csr) => csr,
+            Err(e) => return refused(400, format!("the certification request: {e}")),
+        };
+        let (certificate, stored) = current;
+        let fqdn = certificate.subject_info().ok().and_then(|n| n.common_name).unwrap_or_default();
+        let asked = csr.facts.fqdn.as_deref().map(Fqdn::parse);
+        if !matches!(asked, Some(Ok(ref name)) if Fqdn::parse(&fqdn).is_ok_and(|f| f == *name)) {
+            return refused(400, format!("the CSR must name the device of the client certificate ({fqdn})"));
+        }
+        if let Some(why) = names_beyond_the_device(&csr.facts) {
+            return refused(400, why);
+        }
+        let same_kind =
+            |spki: &[u8]| crate::pki::keys::PublicKey::from_spki(spki).map(|k| std::mem::discriminant(&k)).ok();
+        if same_kind(&csr.spki) != same_kind(&certificate.spki) {
+            return refused(400, "the new key must be of the same type as the current one");
+        }
+        let Some(registration) = stored.registration else {
+            return refused(403, "the client certificate belongs to no registration");
+        };
+        let transaction = transaction(csr_der);
+        let issue_request = IssueRequest {
+            ca: &self.ca,
+            spki: &csr.spki,
+            days: record.certificate_days,
+            now,
+            transaction: transaction.clone(),
+            state: CertificateState::Issued,
+            expires_at: None,
+            request: serde_json::json!({ "procedure": procedure, "fqdn": fqdn, "replaces": stored.serial }),
+        };
+        let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+        let renewal =
+            Renewal { registration, fqdn: &fqdn, procedure, transaction: &transaction, replaces: &stored.serial };
+        match self.registry.renew_issuing(&renewal, now, &mut issue) {
+            Ok(Ok(certificate)) => {
+                tracing::info!(registration, serial = %certificate.serial, replaces = %stored.serial, "EST: re-enrolled");
+                EstAnswer::Issued(cms::certs_only(&[&certificate.der]))
+            }
+            Ok(Err(why)) => {
+                tracing::info!(registration, "EST: re-enrollment refused: {why}");
+                refused(403, "re-enrollment refused: the device's registration was disabled, locked or deleted")
+            }
+            Err(e) => registry_refusal(e),
+        }
+    }
+
+    /// The client certificate of a re-enrollment, checked: issued by this
+    /// CA, recorded here, confirmed, not revoked, valid now.
+    fn current_certificate(
+        &self,
+        der: &[u8],
+        now: u64,
+    ) -> Result<(Certificate, crate::store::CertificateRecord), EstAnswer> {
+        let certificate =
+            Certificate::from_der(der).map_err(|e| refused(400, format!("the client certificate: {e}")))?;
+        let untrusted = || refused(403, "the client certificate is not a valid certificate this CA issued");
+        let ca_key = self.ca.certificate().public_key().map_err(|_| untrusted())?;
+        if certificate.verify_signed_by(&ca_key).is_err() || now < certificate.not_before || now > certificate.not_after
+        {
+            return Err(untrusted());
+        }
+        let stored = self
+            .registry
+            .certificate_by_serial(&certificate.serial_hex())
+            .map_err(unavailable)?
+            .filter(|r| r.der == certificate.der && r.state == CertificateState::Issued)
+            .ok_or_else(untrusted)?;
+        if stored.revoked_at.is_some() {
+            return Err(refused(403, "the client certificate is revoked"));
+        }
+        Ok((certificate, stored))
+    }
+}
+
+/// The audit log's transaction id of an EST request: EST has none, so the
+/// first 16 bytes of the CSR's SHA-256.
+fn transaction(csr_der: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(csr_der);
+    super::transaction_text("est", &digest[..16])
+}
+
+/// How a denial is answered.
+fn denial(reason: Reason) -> EstAnswer {
+    match reason {
+        Reason::InvalidFqdn => refused(400, reason.code()),
+        Reason::UnknownProcedure => refused(404, reason.code()),
+        Reason::DomainNotAllowed => refused(403, reason.code()),
+        Reason::PolicyError => refused(503, reason.code()),
+        // Named one by one: a new reason must be placed here on purpose.
+        Reason::NoRegistration
+        | Reason::IpMismatch
+        | Reason::SerialMismatch
+        | Reason::PasswordRequired
+        | Reason::BadPassword
+        | Reason::Locked
+        | Reason::NotRequired
+        | Reason::Matched => refused(401, NOT_AUTHORIZED),
+    }
+}
+
+fn registry_refusal(e: RegistryError) -> EstAnswer {
+    if e.is_input_error() {
+        return refused(400, e.to_string());
+    }
+    unavailable(e)
+}
+
+fn unavailable(e: RegistryError) -> EstAnswer {
+    tracing::error!(error = %e, "EST: the registry failed");
+    refused(503, "the server cannot decide now")
+}
