@@ -20,6 +20,47 @@ use crate::pki::{Ca, Issue};
 use crate::registry::Grant;
 use crate::store::{CertificateRecord, CertificateState};
 
+/// What an enrollment front tells a client of a denial. Every reason that
+/// depends on what is registered (no registration, a wrong password, an IP
+/// or serial that does not match, a registration locked or used up) is told
+/// alike, [`Told::NotAuthorized`], so that no answer says whether a name is
+/// registered; the audit log keeps the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Told {
+    /// The request itself is at fault (`invalid-fqdn`).
+    BadRequest,
+    /// No such token procedure.
+    UnknownProcedure,
+    /// The name is outside the procedure's domains.
+    DomainNotAllowed,
+    /// The policy failed.
+    PolicyError,
+    /// Anything that depends on what is registered.
+    NotAuthorized,
+}
+
+impl Told {
+    /// How a denial for `reason` is told.
+    pub fn of(reason: prereg_core::Reason) -> Told {
+        use prereg_core::Reason;
+        match reason {
+            Reason::InvalidFqdn => Told::BadRequest,
+            Reason::UnknownProcedure => Told::UnknownProcedure,
+            Reason::DomainNotAllowed => Told::DomainNotAllowed,
+            Reason::PolicyError => Told::PolicyError,
+            // Named one by one: a new reason must be placed here on purpose.
+            Reason::NoRegistration
+            | Reason::IpMismatch
+            | Reason::SerialMismatch
+            | Reason::PasswordRequired
+            | Reason::BadPassword
+            | Reason::Locked
+            | Reason::NotRequired
+            | Reason::Matched => Told::NotAuthorized,
+        }
+    }
+}
+
 /// Lower-case hex of a protocol's transaction id, as the audit log keeps it.
 pub fn transaction_text(protocol: &str, id: &[u8]) -> String {
     format!("{protocol}:{}", crate::audit::hex(id))

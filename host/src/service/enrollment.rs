@@ -72,6 +72,24 @@ async fn ca_cert(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(content("application/pkix-cert", state.enrollment()?.ca.certificate().der.clone()))
 }
 
+/// An enrollment protocol's request body must be of `media` (`what` names
+/// it in the refusal) and at most [`MAX_REQUEST_BYTES`].
+fn request_body(headers: &HeaderMap, body: &[u8], media: &str, what: &str) -> Result<(), ApiError> {
+    let sent = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !sent.trim().to_ascii_lowercase().starts_with(media) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("{what} is {media}, not {sent:?}"),
+        ));
+    }
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::malformed(format!("{what} of at most {MAX_REQUEST_BYTES} bytes")));
+    }
+    Ok(())
+}
+
 fn content(media: &'static str, body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static(media))], body).into_response()
 }
@@ -84,18 +102,7 @@ async fn cmp(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
-    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !media.starts_with(PKIXCMP) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            format!("CMP messages are {PKIXCMP}, not {media:?}"),
-        ));
-    }
-    if body.len() > MAX_REQUEST_BYTES {
-        return Err(ApiError::malformed(format!("a CMP message of at most {MAX_REQUEST_BYTES} bytes")));
-    }
+    request_body(&headers, &body, PKIXCMP, "a CMP message")?;
     let server = state.enrollment()?.cmp;
     let answer = blocking(move || Ok(server.handle(&procedure, &body, unix_now()))).await?;
     if crate::enroll::cmp::message::is_refusal(&answer) {
@@ -226,18 +233,7 @@ async fn est_csrattrs(
 /// The PKCS#10 of an EST request: base64 (RFC 8951), whitespace allowed;
 /// DER as sent by a few clients is taken too.
 fn est_csr(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !media.trim().to_ascii_lowercase().starts_with("application/pkcs10") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            format!("an EST request is application/pkcs10, not {media:?}"),
-        ));
-    }
-    if body.len() > MAX_REQUEST_BYTES {
-        return Err(ApiError::malformed(format!("a request of at most {MAX_REQUEST_BYTES} bytes")));
-    }
+    request_body(headers, body, "application/pkcs10", "an EST request")?;
     let cleaned: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     match base64::engine::general_purpose::STANDARD.decode(&cleaned) {
         Ok(der) => Ok(der),

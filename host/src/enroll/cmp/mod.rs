@@ -54,6 +54,7 @@ use std::sync::Arc;
 use prereg_core::Reason;
 
 use self::message::{Body, FailInfo, Request};
+use crate::enroll::Told;
 use crate::pki::Ca;
 use crate::registry::{Registry, RegistryError};
 
@@ -120,19 +121,11 @@ pub const NOT_AUTHENTICATED: &str =
 
 /// The statusString and failInfo that tell a client its enrollment was denied.
 pub fn denial_for(reason: Reason) -> (&'static str, FailInfo) {
-    match reason {
-        Reason::InvalidFqdn | Reason::UnknownProcedure => (reason.code(), FailInfo::BadRequest),
-        Reason::DomainNotAllowed => (reason.code(), FailInfo::NotAuthorized),
-        Reason::PolicyError => (reason.code(), FailInfo::SystemFailure),
-        // Named one by one: a new reason must be placed here on purpose.
-        Reason::NoRegistration
-        | Reason::IpMismatch
-        | Reason::SerialMismatch
-        | Reason::PasswordRequired
-        | Reason::BadPassword
-        | Reason::Locked
-        | Reason::NotRequired
-        | Reason::Matched => (NOT_AUTHORIZED, FailInfo::NotAuthorized),
+    match crate::enroll::Told::of(reason) {
+        Told::BadRequest | Told::UnknownProcedure => (reason.code(), FailInfo::BadRequest),
+        Told::DomainNotAllowed => (reason.code(), FailInfo::NotAuthorized),
+        Told::PolicyError => (reason.code(), FailInfo::SystemFailure),
+        Told::NotAuthorized => (NOT_AUTHORIZED, FailInfo::NotAuthorized),
     }
 }
 

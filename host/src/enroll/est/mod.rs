@@ -28,7 +28,7 @@ use prereg_core::{Fqdn, Protocol, Reason};
 use zeroize::Zeroizing;
 
 use crate::enroll::scep::cms;
-use crate::enroll::{IssueRequest, csr, issue_granted, names_beyond_the_device};
+use crate::enroll::{IssueRequest, Told, csr, issue_granted, names_beyond_the_device};
 use crate::pki::Ca;
 use crate::pki::x509::Certificate;
 use crate::registry::{DecisionMode, EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError, Renewal};
@@ -171,16 +171,8 @@ impl EstServer {
             Ok(_) => {}
             Err(e) => return registry_refusal(e),
         }
-        let issue_request = IssueRequest {
-            ca: &self.ca,
-            spki: &csr.spki,
-            days: record.certificate_days,
-            now,
-            transaction: transaction.clone(),
-            state: CertificateState::Issued,
-            expires_at: None,
-            request: serde_json::json!({ "procedure": procedure, "fqdn": fqdn }),
-        };
+        let kept = serde_json::json!({ "procedure": procedure, "fqdn": fqdn });
+        let issue_request = self.issue_request(&csr.spki, &record, now, &transaction, kept);
         let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
         match self.registry.enroll_issuing(input, now, &mut issue) {
             Ok((report, Some(certificate))) if report.allowed => {
@@ -231,16 +223,8 @@ impl EstServer {
             return refused(403, "the client certificate belongs to no registration");
         };
         let transaction = transaction(csr_der);
-        let issue_request = IssueRequest {
-            ca: &self.ca,
-            spki: &csr.spki,
-            days: record.certificate_days,
-            now,
-            transaction: transaction.clone(),
-            state: CertificateState::Issued,
-            expires_at: None,
-            request: serde_json::json!({ "procedure": procedure, "fqdn": fqdn, "replaces": stored.serial }),
-        };
+        let kept = serde_json::json!({ "procedure": procedure, "fqdn": fqdn, "replaces": stored.serial });
+        let issue_request = self.issue_request(&csr.spki, &record, now, &transaction, kept);
         let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
         let renewal =
             Renewal { registration, fqdn: &fqdn, procedure, transaction: &transaction, replaces: &stored.serial };
@@ -254,6 +238,28 @@ impl EstServer {
                 refused(403, "re-enrollment refused: the device's registration was disabled, locked or deleted")
             }
             Err(e) => registry_refusal(e),
+        }
+    }
+
+    /// What issuing a certificate for `spki` through `record` needs (EST has
+    /// no confirmation: issued at once).
+    fn issue_request<'a>(
+        &'a self,
+        spki: &'a [u8],
+        record: &crate::store::ProcedureRecord,
+        now: u64,
+        transaction: &str,
+        kept: serde_json::Value,
+    ) -> IssueRequest<'a> {
+        IssueRequest {
+            ca: &self.ca,
+            spki,
+            days: record.certificate_days,
+            now,
+            transaction: transaction.to_owned(),
+            state: CertificateState::Issued,
+            expires_at: None,
+            request: kept,
         }
     }
 
@@ -295,20 +301,12 @@ fn transaction(csr_der: &[u8]) -> String {
 
 /// How a denial is answered.
 fn denial(reason: Reason) -> EstAnswer {
-    match reason {
-        Reason::InvalidFqdn => refused(400, reason.code()),
-        Reason::UnknownProcedure => refused(404, reason.code()),
-        Reason::DomainNotAllowed => refused(403, reason.code()),
-        Reason::PolicyError => refused(503, reason.code()),
-        // Named one by one: a new reason must be placed here on purpose.
-        Reason::NoRegistration
-        | Reason::IpMismatch
-        | Reason::SerialMismatch
-        | Reason::PasswordRequired
-        | Reason::BadPassword
-        | Reason::Locked
-        | Reason::NotRequired
-        | Reason::Matched => refused(401, NOT_AUTHORIZED),
+    match crate::enroll::Told::of(reason) {
+        Told::BadRequest => refused(400, reason.code()),
+        Told::UnknownProcedure => refused(404, reason.code()),
+        Told::DomainNotAllowed => refused(403, reason.code()),
+        Told::PolicyError => refused(503, reason.code()),
+        Told::NotAuthorized => refused(401, NOT_AUTHORIZED),
     }
 }
 
