@@ -406,6 +406,7 @@ impl Server {
             procedures: procedures.iter().map(|p| (*p).to_owned()).collect(),
             secret_sha256: Some(prereg::service::auth::caller_secret_sha256(&secret)),
             certificate_sha256: None,
+            webhook_secret_sealed: None,
         };
         let client = self.client();
         client.submit(&sign_for(&client, &self.admin_key(), request.clone()), &request).unwrap();

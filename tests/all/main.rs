@@ -64,3 +64,4 @@ mod sandbox;
 mod scep;
 mod service;
 mod shadow;
+mod webhooks;

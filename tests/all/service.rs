@@ -185,6 +185,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
         procedures: vec!["routers".into()],
         secret_sha256: Some(prereg::service::auth::caller_secret_sha256(&secret)),
         certificate_sha256: None,
+        webhook_secret_sealed: None,
     };
     assert_eq!(api.post_json("/v1/callers", "/v1/callers", &sign(caller)).0, 201);
     let (_, callers) = api.get("/v1/callers", "/v1/callers");

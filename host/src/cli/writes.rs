@@ -90,9 +90,14 @@ pub enum CallerCommand {
         /// it may authenticate with it (mutual TLS) as well.
         #[arg(long)]
         client_cert: Option<PathBuf>,
-        /// No bearer secret: the client certificate only.
-        #[arg(long, requires = "client_cert")]
+        /// No bearer secret: the client certificate (or the webhook secret) only.
+        #[arg(long)]
         no_secret: bool,
+        /// Also make a webhook secret, for another CA that asks prereg
+        /// through its webhooks (step-ca): printed once, in the base64 form
+        /// step-ca's ca.json takes, and kept sealed to the instance's key.
+        #[arg(long)]
+        webhook: bool,
     },
     /// Disable a CA caller (signed, audited): its secret is refused from then on.
     Disable {

@@ -107,7 +107,7 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
 
 pub fn caller(context: &Context, command: CallerCommand) -> anyhow::Result<ExitCode> {
     match command {
-        CallerCommand::Add { name, procedures, client_cert, no_secret } => {
+        CallerCommand::Add { name, procedures, client_cert, no_secret, webhook } => {
             let certificate_sha256 = client_cert
                 .map(|path| {
                     prereg::service::tls::certificate_sha256(&path)
@@ -115,16 +115,37 @@ pub fn caller(context: &Context, command: CallerCommand) -> anyhow::Result<ExitC
                 })
                 .transpose()?;
             let secret = (!no_secret).then(|| zeroize::Zeroizing::new(prereg::service::auth::new_caller_secret()));
+            // A webhook secret: 32 random bytes in the base64 form step-ca's
+            // ca.json takes, sealed to the instance's key for the service.
+            let webhook_secret = webhook.then(prereg::service::webhooks::new_secret);
+            let webhook_secret_sealed = match &webhook_secret {
+                None => None,
+                Some(text) => {
+                    let Some(public) = context.backend()?.sealing_key()? else {
+                        return Err(
+                            InputError("the instance publishes no sealing key to seal the secret to".into()).into()
+                        );
+                    };
+                    Some(prereg::sealing::seal(&public, text)?)
+                }
+            };
             let request = WriteRequest::AddCaller {
                 name,
                 procedures,
                 secret_sha256: secret.as_ref().map(|s| prereg::service::auth::caller_secret_sha256(s)),
                 certificate_sha256,
+                webhook_secret_sealed,
             };
             let outcome = submit(context, request)?;
             println!("added {} (audit #{})", outcome.object, outcome.audit_seq);
             if let Some(secret) = secret {
                 println!("secret {} (shown once: only its SHA-256 is kept)", secret.as_str());
+            }
+            if let Some(secret) = webhook_secret {
+                println!(
+                    "webhook secret {} (shown once: step-ca's ca.json takes it as the webhook's \"secret\")",
+                    secret.as_str()
+                );
             }
         }
         CallerCommand::Disable { name } => {

@@ -386,7 +386,7 @@ impl Registry {
             tx.as_mut(),
             AuditEntry {
                 time: now,
-                actor: "device".into(),
+                actor: input.caller.as_ref().map_or_else(|| "device".to_owned(), |c| format!("caller:{c}")),
                 action: "enroll".into(),
                 object: match refusal.registration {
                     Some(id) => format!("registration:{id}"),
@@ -407,6 +407,39 @@ impl Registry {
 }
 
 impl Registry {
+    /// Records what another CA's NOTIFYING webhook reported (step-ca: a SCEP
+    /// transaction issued or failed), as its caller's, in the procedure's
+    /// domain.
+    pub fn audit_webhook_notice(
+        &self,
+        caller: &str,
+        procedure: &str,
+        provisioner: &str,
+        detail: &str,
+        now: u64,
+    ) -> Result<u64, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Write)?;
+        let domain = tx.procedure(procedure)?.map(|p| p.domain);
+        let record = audit::append(
+            tx.as_mut(),
+            AuditEntry {
+                time: now,
+                actor: format!("caller:{caller}"),
+                action: "webhook.notify".into(),
+                object: format!("procedure:{procedure}"),
+                outcome: "ok".into(),
+                reason: None,
+                policy_sha256: None,
+                request: serde_json::json!({ "provisioner": provisioner }).to_string(),
+                detail: detail.chars().take(1000).collect(),
+                domain,
+            },
+            self.audit_mac_keys(),
+        )?;
+        tx.commit()?;
+        Ok(record.seq)
+    }
+
     /// A MAC keyed by registration `id`'s password did not verify on a
     /// request that is no enrollment (a CMP `rr`): one failure is counted
     /// toward the lockout, as a `bad-password` decision's is, and audited

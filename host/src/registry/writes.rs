@@ -168,6 +168,25 @@ impl Registry {
     /// hashes it (argon2id). A signed request carries only the sealed form,
     /// so the audit log, which keeps the request, holds nothing a password
     /// guess can be tested against offline.
+    /// The HMAC key of a sealed webhook secret: the bytes its base64 text
+    /// stands for (as step-ca decodes its `ca.json` secret), at least 32.
+    pub(crate) fn webhook_key(&self, sealed: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        use base64::Engine;
+        let Some(key) = &self.sealing else {
+            return Err("this instance has no sealing key to open a sealed webhook secret".into());
+        };
+        let text = key.open(sealed).map_err(|e| e.to_string())?;
+        let bytes = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|_| "the webhook secret is not base64 (step-ca's form)".to_owned())?,
+        );
+        if bytes.len() < 32 {
+            return Err(format!("the webhook secret is {} bytes; at least 32 are needed", bytes.len()));
+        }
+        Ok(bytes)
+    }
+
     fn hash_sealed(&self, sealed: &str) -> Result<String, RegistryError> {
         let invalid = |message: String| RegistryError::Invalid { field: "password".into(), message };
         let Some(key) = &self.sealing else {
@@ -543,7 +562,7 @@ impl Registry {
                 let applied = Applied::new(format!("registration:{id}"), detail, Some(current.domain.clone()));
                 Ok((tx, Applied { id: Some(*id), ..applied }))
             }
-            WriteRequest::AddCaller { name, procedures, secret_sha256, certificate_sha256 } => {
+            WriteRequest::AddCaller { name, procedures, secret_sha256, certificate_sha256, webhook_secret_sealed } => {
                 check_name("caller name", name)?;
                 if procedures.is_empty() {
                     return Err(RegistryError::Invalid {
@@ -571,11 +590,15 @@ impl Registry {
                         });
                     }
                 }
-                if secret_sha256.is_none() && certificate_sha256.is_none() {
+                if secret_sha256.is_none() && certificate_sha256.is_none() && webhook_secret_sealed.is_none() {
                     return Err(RegistryError::Invalid {
                         field: "secret".into(),
-                        message: "a caller needs a bearer secret or a TLS client certificate".into(),
+                        message: "a caller needs a bearer secret, a TLS client certificate or a webhook secret".into(),
                     });
+                }
+                if let Some(sealed) = webhook_secret_sealed {
+                    self.webhook_key(sealed)
+                        .map_err(|message| RegistryError::Invalid { field: "webhook_secret_sealed".into(), message })?;
                 }
                 let mut procedures = procedures.clone();
                 procedures.sort();
@@ -588,6 +611,7 @@ impl Registry {
                     created_by: officer.kid.clone(),
                     created_at: now,
                     disabled_at: None,
+                    webhook_secret_sealed: webhook_secret_sealed.clone(),
                 })?;
                 let detail = format!("procedures {}", procedures.join(","));
                 Ok((tx, Applied::new(format!("caller:{name}"), detail, only_domain(&domains))))

@@ -26,6 +26,7 @@ pub mod signed;
 pub mod state;
 pub mod tls;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::Instant;
@@ -116,6 +117,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(web::router())
         .merge(enrollment::router())
+        .route("/webhooks/step-ca/{procedure}", axum::routing::post(webhooks::step_ca))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))

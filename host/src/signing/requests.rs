@@ -60,6 +60,11 @@ pub enum WriteRequest {
         /// SHA-256 fingerprint (lowercase hex) of its TLS client certificate.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         certificate_sha256: Option<String>,
+        /// Its webhook secret (the base64 text step-ca's `ca.json` takes),
+        /// sealed to the instance's key by the signer: the service needs the
+        /// secret itself to check each call's HMAC, and only it can open it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        webhook_secret_sealed: Option<String>,
     },
     /// Disable a CA caller: its credentials are refused from then on. Needs
     /// an officer of every domain its procedures are in.

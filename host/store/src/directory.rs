@@ -94,6 +94,11 @@ pub struct CallerRecord {
     /// When it was disabled, Unix seconds: its credentials are refused from then on.
     #[serde(default)]
     pub disabled_at: Option<u64>,
+    /// Its webhook secret (step-ca's HMAC key), sealed to the instance's
+    /// key; never sent out.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub webhook_secret_sealed: Option<String>,
 }
 
 /// Who may do what: token procedures (and the domains they scope), officers and their keys, CA

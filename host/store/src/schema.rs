@@ -30,10 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: SQLITE[10], postgres: POSTGRES[10] },
     Migration { sqlite: SQLITE[11], postgres: POSTGRES[11] },
     Migration { sqlite: SQLITE[12], postgres: POSTGRES[12] },
+    Migration { sqlite: SQLITE[13], postgres: POSTGRES[13] },
 ];
 
 /// The SQLite side (the comments explain each change).
-const SQLITE: [&str; 13] = [
+const SQLITE: [&str; 14] = [
     // 1: the core tables.
     r#"
     CREATE TABLE instance (
@@ -354,6 +355,13 @@ const SQLITE: [&str; 13] = [
     ALTER TABLE imports ADD COLUMN owner TEXT;
     ALTER TABLE imports ADD COLUMN heartbeat_at INTEGER;
     "#,
+    // 14: webhooks. A CA caller that is another CA's authorizing webhook
+    // (step-ca) proves each call with an HMAC keyed by a shared secret, so
+    // the service must have the secret itself: it is kept sealed to the
+    // instance's key (like CMP passwords), never in clear.
+    r#"
+    ALTER TABLE callers ADD COLUMN webhook_secret_sealed TEXT;
+    "#,
 ];
 
 /// The PostgreSQL side: the same changes. Integers are BIGINT where SQLite's
@@ -361,7 +369,7 @@ const SQLITE: [&str; 13] = [
 /// for SQLite's AUTOINCREMENT, and `seq` for its implicit rowid where the
 /// order of insertion is read. PostgreSQL also notifies listening nodes of
 /// registration and policy changes (migration 9), at commit.
-const POSTGRES: [&str; 13] = [
+const POSTGRES: [&str; 14] = [
     // 1
     r#"
     CREATE TABLE instance (
@@ -656,5 +664,9 @@ const POSTGRES: [&str; 13] = [
         FOR EACH ROW WHEN (OLD.staged_by IS NOT NULL) EXECUTE FUNCTION staged_registration_deleted();
     ALTER TABLE imports ADD COLUMN owner TEXT;
     ALTER TABLE imports ADD COLUMN heartbeat_at BIGINT;
+    "#,
+    // 14
+    r#"
+    ALTER TABLE callers ADD COLUMN webhook_secret_sealed TEXT;
     "#,
 ];

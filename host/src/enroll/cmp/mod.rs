@@ -1,6 +1,9 @@
 //! The CMP server (RFC 4210/9480, Lightweight CMP Profile RFC 9483, HTTP
 //! transfer RFC 6712): `ir`, `cr` and `p10cr` with MAC protection keyed by the
-//! registration's password, `certConf`/`pkiConf` and implicit confirmation.
+//! registration's password, `certConf`/`pkiConf` and implicit confirmation;
+//! for enrolled devices, signed with their certificate, `kur`
+//! ([`key_update`]), `rr` ([`revocation`], also by MAC) and `genm`
+//! ([`general`], also unprotected: what it answers is public).
 //!
 //! How a request is answered:
 //!

@@ -89,7 +89,7 @@ impl Directory for PostgresTx {
     fn insert_caller(&mut self, c: &CallerRecord) -> Result<(), StoreError> {
         let n = self.execute(
             "INSERT INTO callers (name, procedures, secret_sha256, certificate_sha256, created_by, created_at, \
-             disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+             disabled_at, webhook_secret_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             &[
                 &c.name,
                 &crate::to_json(&c.procedures),
@@ -98,6 +98,7 @@ impl Directory for PostgresTx {
                 &c.created_by,
                 &(c.created_at as i64),
                 &c.disabled_at.map(|t| t as i64),
+                &c.webhook_secret_sealed,
             ],
         )?;
         if n == 0 {

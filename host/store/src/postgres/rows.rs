@@ -69,7 +69,7 @@ pub(super) fn officer_from(row: &Row) -> Result<OfficerRecord, StoreError> {
 }
 
 pub(super) const CALLER_COLUMNS: &str =
-    "name, procedures, secret_sha256, certificate_sha256, created_by, created_at, disabled_at";
+    "name, procedures, secret_sha256, certificate_sha256, created_by, created_at, disabled_at, webhook_secret_sealed";
 
 pub(super) fn caller_from(row: &Row) -> Result<CallerRecord, StoreError> {
     Ok(CallerRecord {
@@ -80,6 +80,7 @@ pub(super) fn caller_from(row: &Row) -> Result<CallerRecord, StoreError> {
         created_by: col(row, 4)?,
         created_at: u64_at(row, 5)?,
         disabled_at: opt_u64_at(row, 6)?,
+        webhook_secret_sealed: col(row, 7)?,
     })
 }
 

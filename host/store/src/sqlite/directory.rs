@@ -102,7 +102,7 @@ impl Directory for SqliteTx {
         self.conn()?
             .prepare_cached(
                 "INSERT INTO callers (name, procedures, secret_sha256, certificate_sha256, created_by, created_at, \
-                 disabled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 disabled_at, webhook_secret_sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 c.name,
@@ -111,7 +111,8 @@ impl Directory for SqliteTx {
                 c.certificate_sha256,
                 c.created_by,
                 c.created_at as i64,
-                c.disabled_at.map(|t| t as i64)
+                c.disabled_at.map(|t| t as i64),
+                c.webhook_secret_sealed
             ])
             .map_err(|e| {
                 if is_unique_violation(&e) {

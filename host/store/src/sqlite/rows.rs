@@ -86,6 +86,7 @@ pub(super) fn caller_from(row: &Row<'_>) -> rusqlite::Result<CallerRecord> {
         created_by: row.get("created_by")?,
         created_at: u64_col(row, "created_at")?,
         disabled_at: row.get::<_, Option<i64>>("disabled_at")?.map(|t| t as u64),
+        webhook_secret_sealed: row.get("webhook_secret_sealed")?,
     })
 }
 
