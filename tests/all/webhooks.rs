@@ -288,3 +288,104 @@ fn scep_challenges_are_real_password_checks_and_notifications_are_audited() {
     assert_eq!(notices.len(), 2);
     assert!(notices[0].contains("tx-2") && notices[1].contains("failed: 2 badRequest"), "{notices:?}");
 }
+
+/// step-ca presents its own TLS client certificate unless told not to: with
+/// its root given to `serve --tls-client-ca`, the handshake takes it (the
+/// call is still proven by its HMAC); a certificate of a CA not given is
+/// refused in the handshake.
+#[test]
+fn step_cas_own_client_certificate_is_taken_when_its_root_is_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // A root like step-ca's, and the leaf it would present; another root's leaf.
+    for name in ["step", "other"] {
+        let key = format!("{name}-root.key");
+        let root = format!("{name}-root.crt");
+        let subject = format!("/CN={name} Root CA");
+        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-key",
+            &key,
+            "-subj",
+            &subject,
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-out",
+            &root,
+        ]);
+        let leaf_key = format!("{name}.key");
+        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &leaf_key]);
+        openssl(&["req", "-new", "-key", &leaf_key, "-subj", "/CN=step-ca", "-out", &format!("{name}.csr")]);
+        std::fs::write(dir.join("leaf.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &root,
+            "-CAkey",
+            &key,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+    }
+    run_local(dir, &["init"]);
+    run_local(dir, &["ca", "init", "--name", "Test CA"]);
+    let add = ["procedure", "add", "devices", "--domain", "corp", "--protocol", "acme"];
+    run_local(dir, &[&add[..], &["--require-preregistration", "true"]].concat());
+    run_local(dir, &["register", "--procedure", "devices", "--fqdn", "*.lab.example.com", "--max-enrollments", "10"]);
+    let out = run_local(dir, &["caller", "add", "stepca", "--procedures", "devices", "--webhook", "--no-secret"]);
+    let text = out.lines().find_map(|l| l.strip_prefix("webhook secret ")).unwrap().split(' ').next().unwrap();
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::STANDARD.decode(text).unwrap();
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--tls-self", "--tls-client-ca", "step-root.crt"];
+    let server = Server::start_with(dir, "server.log", &args);
+    let url = format!("{}/webhooks/step-ca/devices", server.url.trim_end_matches('/'));
+    let call = |leaf: &str, device: &str| {
+        let body = serde_json::to_vec(&certificate(device, &[device], "", None)).unwrap();
+        std::fs::write(dir.join("body.json"), &body).unwrap();
+        let signature = format!("X-Smallstep-Signature: {}", prereg::service::webhooks::signature(&secret, &body));
+        let (cert, key) = (format!("{leaf}.crt"), format!("{leaf}.key"));
+        std::process::Command::new("curl")
+            .current_dir(dir)
+            .args([
+                "-s",
+                "--cacert",
+                "data/ca/ca.crt",
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args(["-H", &signature, "--data-binary", "@body.json", &url])
+            .output()
+            .unwrap()
+    };
+    let taken = call("step", "a.lab.example.com");
+    assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
+    assert_eq!(String::from_utf8_lossy(&taken.stdout), r#"{"allow":true}"#);
+    let refused = call("other", "b.lab.example.com");
+    assert!(
+        !refused.status.success(),
+        "a client certificate of another CA got through: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+}

@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// DATA/tls/, issued again before it ends).
     #[arg(long, help_heading = "Network")]
     pub tls_self: bool,
+    /// Another CA (PEM) whose certificates clients may present in the TLS
+    /// handshake, beside the instance CA: step-ca's root, so that step-ca
+    /// calls webhooks with its own client certificate. It names no caller by
+    /// itself (callers are known by their secret or a registered
+    /// certificate's fingerprint). Repeatable.
+    #[arg(long, help_heading = "Network")]
+    pub tls_client_ca: Vec<PathBuf>,
     /// The URL clients reach this service at (`https://ra.example.com`): its
     /// host may be named in requests, and certificates name its CRL.
     #[arg(long, env = "PREREG_PUBLIC_URL", help_heading = "Network")]

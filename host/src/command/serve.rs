@@ -187,8 +187,12 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
     names.dedup();
 
     // CA callers may authenticate with a client certificate from the
-    // instance CA (`prereg ca issue-client`).
-    let client_roots = Some(prereg::pki::ca::CaFiles::of(data).ca_cert()).filter(|p| p.exists());
+    // instance CA (`prereg ca issue-client`), and devices re-enroll over EST
+    // with theirs; --tls-client-ca adds roots (step-ca's, to call webhooks
+    // with its own certificate).
+    let mut client_roots: Vec<std::path::PathBuf> =
+        Some(prereg::pki::ca::CaFiles::of(data).ca_cert()).filter(|p| p.exists()).into_iter().collect();
+    client_roots.extend(args.tls_client_ca.iter().cloned());
     let tls = match (&args.tls_cert, &args.tls_key, args.tls_self) {
         (Some(cert), Some(key), _) => Some(
             TlsConfig::load(TlsFiles { cert: cert.clone(), key: key.clone(), client_roots: client_roots.clone() })

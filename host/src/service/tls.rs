@@ -52,10 +52,12 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key (PEM: PKCS#8, SEC1 or PKCS#1).
     pub key: PathBuf,
-    /// The roots client certificates must chain to (the instance CA), if
-    /// clients may present one: a CA caller's certificate
-    /// ([`crate::service::auth`]). A client without one is served as well.
-    pub client_roots: Option<PathBuf>,
+    /// The roots client certificates must chain to (the instance CA, and
+    /// any `serve --tls-client-ca`), if clients may present one: a CA
+    /// caller's certificate ([`crate::service::auth`]), a device's for EST
+    /// re-enrollment, step-ca's own when it calls a webhook. A client without
+    /// one is served as well; none: no client certificates.
+    pub client_roots: Vec<PathBuf>,
 }
 
 /// The current server configuration, swapped whole on reload.
@@ -152,13 +154,16 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = match &files.client_roots {
-        Some(path) => {
+    let builder = match files.client_roots.as_slice() {
+        [] => builder.with_no_client_auth(),
+        paths => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certificates(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsError::File { path: path.display().to_string(), message: e.to_string() })?;
+            for path in paths {
+                for cert in read_certificates(path)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| TlsError::File { path: path.display().to_string(), message: e.to_string() })?;
+                }
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .allow_unauthenticated()
@@ -166,7 +171,6 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
                 .map_err(|e| TlsError::Config(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
-        None => builder.with_no_client_auth(),
     };
     let mut config = builder
         .with_single_cert(certs, key)
@@ -189,7 +193,7 @@ pub fn self_issued(data: &DataDir, names: &[String], now: u64) -> Result<TlsFile
         .map_err(|e| TlsError::NoCa(e.to_string()))?
         .ok_or_else(|| TlsError::NoCa(format!("{} has no CA", data.root().display())))?;
     let dir = data.root().join("tls");
-    let files = TlsFiles { cert: dir.join("server.crt"), key: dir.join("server.key"), client_roots: None };
+    let files = TlsFiles { cert: dir.join("server.crt"), key: dir.join("server.key"), client_roots: Vec::new() };
     let wanted = names_line(names);
     let names_file = dir.join("server.names");
     if let (Ok(existing), Ok(recorded)) = (std::fs::read(&files.cert), std::fs::read_to_string(&names_file))
