@@ -521,3 +521,61 @@ pub fn rand_name() -> String {
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
     prereg_pki::hex(&bytes)
 }
+
+/// A root CA made by openssl in `dir`: `NAME.key` and `NAME.crt` (P-256,
+/// CA:TRUE, keyCertSign, two days), with `subject`.
+pub fn openssl_root_ca(dir: &std::path::Path, name: &str, subject: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    run(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
+    run(&[
+        "req",
+        "-x509",
+        "-key",
+        &key,
+        "-subj",
+        subject,
+        "-days",
+        "2",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        "-out",
+        &crt,
+    ]);
+}
+
+/// A certificate issued by openssl in `dir` from the CA `issuer` (`ISSUER.key`,
+/// `ISSUER.crt`): `NAME.key` (P-256) and `NAME.crt` for `subject`, with the
+/// extensions of the file `extensions`, valid one day.
+pub fn openssl_issue(dir: &std::path::Path, name: &str, subject: &str, issuer: &str, extensions: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+    let (ca_crt, ca_key) = (format!("{issuer}.crt"), format!("{issuer}.key"));
+    run(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
+    run(&["req", "-new", "-key", &key, "-subj", subject, "-out", &csr]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        extensions,
+        "-out",
+        &crt,
+    ]);
+}

@@ -91,6 +91,22 @@ fn curl(server: &Server, path: &str, args: &[&str]) -> (String, Vec<u8>) {
     (headers, std::fs::read(server.dir.join("body.bin")).unwrap())
 }
 
+/// POSTs the base64 file `body` to `path` over the instance's TLS with the
+/// client certificate `cert` (PEM, chain allowed) and its `key`; the HTTP
+/// status as curl prints it (`000`: no connection).
+fn post_with_certificate(server: &Server, path: &str, cert: &str, key: &str, body: &str) -> String {
+    let url = format!("{}{path}", server.url.trim_end_matches('/'));
+    let data = format!("@{body}");
+    let args =
+        ["-s", "--cacert", "data/ca/ca.crt", "--cert", cert, "--key", key, "-H", "Content-Type: application/pkcs10"];
+    let out = run(
+        &server.dir,
+        "curl",
+        &[&args[..], &["--data-binary", &data, "-o", "/dev/null", "-w", "%{http_code}", &url]].concat(),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -274,29 +290,80 @@ fn est_is_served_over_tls_only_and_a_client_certificate_of_another_ca_gets_no_co
     );
     assert!(made.status.success());
     std::fs::write(dir.join("o.b64"), base64(&std::fs::read(dir.join("o.csr.der")).unwrap())).unwrap();
-    let url = format!("{}/.well-known/est/gear/simplereenroll", server.url.trim_end_matches('/'));
-    let out = run(
-        &dir,
-        "curl",
-        &[
-            "-s",
-            "--cacert",
-            "data/ca/ca.crt",
-            "--cert",
-            "o.crt",
-            "--key",
-            "o.key",
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            "@o.b64",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &url,
-        ],
-    );
-    assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout) == "000", "{}", text(&out));
+    let status = post_with_certificate(&server, "/.well-known/est/gear/simplereenroll", "o.crt", "o.key", "o.b64");
+    assert!(status == "000" || status.is_empty(), "{status}");
     assert!(!dir.join("o-new.crt").exists());
+}
+
+/// A device presenting its manufacturer certificate (IDevID) in the TLS
+/// handshake enrolls without a password when the procedure trusts its
+/// manufacturer (`prereg ca set --est-trust-anchor`): the certificate's
+/// subject serialNumber must be the serial its registration pins. The
+/// attacker's variants: another serial, a registration that pins none, a
+/// certificate of a manufacturer the procedure does not trust.
+#[test]
+fn a_manufacturer_certificate_enrolls_a_device_registered_with_its_serial() {
+    let (_tmp, dir) = setup();
+    std::fs::write(dir.join("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n").unwrap();
+    std::fs::write(dir.join("leaf.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    // A manufacturer: a root, an intermediate, and devices' certificates
+    // under the intermediate; another manufacturer with one device.
+    for maker in ["acme", "rogue"] {
+        crate::common::openssl_root_ca(&dir, &format!("{maker}-root"), &format!("/CN={maker} Root"));
+    }
+    let issue = |name: &str, subject: &str, issuer: &str, ext: &str| {
+        crate::common::openssl_issue(&dir, name, subject, issuer, ext);
+    };
+    issue("acme-ica", "/CN=acme Devices", "acme-root", "ca.ext");
+    for (name, serial) in [("dev42", "SN-42"), ("dev43", "SN-43"), ("dev44", "SN-44")] {
+        issue(name, &format!("/CN=idevid/serialNumber={serial}"), "acme-ica", "leaf.ext");
+        // The chain a device presents: its certificate, then the intermediate.
+        let chain = format!(
+            "{}{}",
+            std::fs::read_to_string(dir.join(format!("{name}.crt"))).unwrap(),
+            std::fs::read_to_string(dir.join("acme-ica.crt")).unwrap()
+        );
+        std::fs::write(dir.join(format!("{name}-chain.pem")), chain).unwrap();
+    }
+    issue("rogue42", "/CN=idevid/serialNumber=SN-42", "rogue-root", "leaf.ext");
+
+    let register = |fqdn: &str, serial: Option<&str>| {
+        let mut args = vec!["register", "--procedure", "gear", "--fqdn", fqdn];
+        if let Some(serial) = serial {
+            args.extend_from_slice(&["--serial", serial]);
+        }
+        run_local(&dir, &args);
+    };
+    register("sw42.example.com", Some("SN-42"));
+    register("sw77.example.com", Some("SN-77"));
+    register("sw88.example.com", None);
+    let trusted = run_local(&dir, &["ca", "set", "--est-trust-anchor", "gear=acme-root.crt"]);
+    assert!(trusted.contains("gear trusts 1 more manufacturer CA certificate(s)"), "{trusted}");
+    let server = serve(&dir);
+
+    let enroll = |chain: &str, key: &str, cn: &str| {
+        let csr = csr(&dir, "m", cn, &[]);
+        std::fs::write(dir.join("m.b64"), base64(&csr)).unwrap();
+        post_with_certificate(&server, "/.well-known/est/gear/simpleenroll", chain, key, "m.b64")
+    };
+    // Its serial, pinned by the registration: enrolled, counted.
+    assert_eq!(enroll("dev42-chain.pem", "dev42.key", "sw42.example.com"), "200");
+    assert_eq!(registration(&dir, 3)["enrollments"], 1, "registration 3: sw42");
+    // Another serial than the registration pins.
+    assert_eq!(enroll("dev43-chain.pem", "dev43.key", "sw77.example.com"), "401");
+    // A registration that pins no serial: a manufacturer certificate proves nothing for it.
+    assert_eq!(enroll("dev44-chain.pem", "dev44.key", "sw88.example.com"), "401");
+    // Another manufacturer, whose root was never given: no connection at all.
+    let rogue = enroll("rogue42.crt", "rogue42.key", "sw42.example.com");
+    assert!(rogue == "000" || rogue.is_empty(), "{rogue}");
+    let decisions: Vec<(String, String)> =
+        audited_enrollments(&dir).iter().map(|e| (e.outcome.clone(), e.reason.clone())).collect();
+    assert_eq!(
+        decisions,
+        [
+            ("allowed".into(), "matched".into()),
+            ("denied".into(), "serial-mismatch".into()),
+            ("refused".into(), "".into())
+        ]
+    );
 }

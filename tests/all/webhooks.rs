@@ -297,53 +297,11 @@ fn scep_challenges_are_real_password_checks_and_notifications_are_audited() {
 fn step_cas_own_client_certificate_is_taken_when_its_root_is_given() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
     // A root like step-ca's, and the leaf it would present; another root's leaf.
+    std::fs::write(dir.join("leaf.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     for name in ["step", "other"] {
-        let key = format!("{name}-root.key");
-        let root = format!("{name}-root.crt");
-        let subject = format!("/CN={name} Root CA");
-        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
-        openssl(&[
-            "req",
-            "-x509",
-            "-key",
-            &key,
-            "-subj",
-            &subject,
-            "-days",
-            "2",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-            "-out",
-            &root,
-        ]);
-        let leaf_key = format!("{name}.key");
-        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &leaf_key]);
-        openssl(&["req", "-new", "-key", &leaf_key, "-subj", "/CN=step-ca", "-out", &format!("{name}.csr")]);
-        std::fs::write(dir.join("leaf.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &root,
-            "-CAkey",
-            &key,
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            &format!("{name}.crt"),
-        ]);
+        crate::common::openssl_root_ca(dir, &format!("{name}-root"), &format!("/CN={name} Root CA"));
+        crate::common::openssl_issue(dir, name, "/CN=step-ca", &format!("{name}-root"), "leaf.ext");
     }
     run_local(dir, &["init"]);
     run_local(dir, &["ca", "init", "--name", "Test CA"]);

@@ -42,6 +42,14 @@ pub enum CaCommand {
         /// that cannot name one; "none" serves none.
         #[arg(long, group = "setting")]
         est_procedure: Option<String>,
+        /// PROCEDURE=FILE: trust the CA certificates of FILE (PEM) as
+        /// manufacturers of the devices of EST procedure PROCEDURE: a device
+        /// presenting its manufacturer certificate (IDevID) in the TLS
+        /// handshake enrolls without a password, its subject serialNumber
+        /// checked against the registration's serial (which must be set).
+        /// `prereg serve` takes these roots in the handshake when it starts.
+        #[arg(long, group = "setting", value_name = "PROCEDURE=FILE")]
+        est_trust_anchor: Option<String>,
     },
     /// Revoke a certificate this CA issued (a request signed by an officer
     /// of the certificate's domain, audited); it is listed on the CRL.

@@ -38,7 +38,20 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
             println!("created a CA in {}", data.root().join("ca").display());
             loaded()?
         }
-        CaCommand::Set { crl_url, est_procedure } => {
+        CaCommand::Set { crl_url, est_procedure, est_trust_anchor } => {
+            if let Some(setting) = &est_trust_anchor {
+                let Some((name, file)) = setting.split_once('=') else {
+                    return Err(InputError("--est-trust-anchor takes PROCEDURE=FILE".into()).into());
+                };
+                let protocol =
+                    context.backend()?.procedures()?.into_iter().find(|p| p.name == name).map(|p| p.protocol);
+                if protocol != Some(prereg_core::Protocol::Est) {
+                    return Err(InputError(format!("{name:?} is not a token procedure of protocol est")).into());
+                }
+                let added = Ca::add_est_anchor(&data, name, std::path::Path::new(file))
+                    .map_err(|e| InputError(e.to_string()))?;
+                println!("{name} trusts {added} more manufacturer CA certificate(s) from {file}");
+            }
             if let Some(crl_url) = &crl_url {
                 let url = (crl_url != "default").then_some(crl_url.as_str());
                 Ca::set_crl_url(&data, url).map_err(|e| InputError(e.to_string()))?;

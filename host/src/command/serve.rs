@@ -193,6 +193,9 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
     let mut client_roots: Vec<std::path::PathBuf> =
         Some(prereg::pki::ca::CaFiles::of(data).ca_cert()).filter(|p| p.exists()).into_iter().collect();
     client_roots.extend(args.tls_client_ca.iter().cloned());
+    // And devices' manufacturer certificates (IDevID) for EST procedures that
+    // trust their manufacturer (`prereg ca set --est-trust-anchor`).
+    client_roots.extend(prereg::pki::ca::CaFiles::of(data).anchor_files());
     let tls = match (&args.tls_cert, &args.tls_key, args.tls_self) {
         (Some(cert), Some(key), _) => Some(
             TlsConfig::load(TlsFiles { cert: cert.clone(), key: key.clone(), client_roots: client_roots.clone() })

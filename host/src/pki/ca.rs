@@ -54,6 +54,23 @@ impl CaFiles {
     pub fn settings(&self) -> PathBuf {
         self.path("ca.toml")
     }
+    /// The trust anchors of EST procedures for devices' manufacturer
+    /// certificates (IDevID): `anchors/<procedure>.pem`.
+    pub fn anchors(&self) -> PathBuf {
+        self.path("anchors")
+    }
+    /// Every anchor file, for the TLS handshake's client roots.
+    pub fn anchor_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(self.anchors())
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+            .collect();
+        files.sort();
+        files
+    }
 }
 
 /// What `ca.toml` holds.
@@ -99,6 +116,21 @@ pub fn check_crl_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The anchors of `anchors/*.pem`, by procedure (the file's stem).
+fn read_anchors(files: &CaFiles) -> Result<std::collections::BTreeMap<String, Vec<Certificate>>, PkiError> {
+    let mut anchors = std::collections::BTreeMap::new();
+    for path in files.anchor_files() {
+        let Some(procedure) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
+        let text = fs::read_to_string(&path)
+            .map_err(|e| PkiError::File { path: path.display().to_string(), message: e.to_string() })?;
+        let blocks = x509::pem_blocks(&text, "CERTIFICATE")
+            .map_err(|message| PkiError::File { path: path.display().to_string(), message })?;
+        let certificates = blocks.iter().map(|der| Certificate::from_der(der)).collect::<Result<Vec<_>, _>>()?;
+        anchors.insert(procedure, certificates);
+    }
+    Ok(anchors)
+}
+
 /// A certificate request the CA has been told to issue.
 #[derive(Debug, Clone)]
 pub struct Issue<'a> {
@@ -124,6 +156,8 @@ pub struct Ca {
     ra_cert: Certificate,
     ra_key: SigningKey,
     settings: CaSettings,
+    /// EST procedures' manufacturer trust anchors, by procedure.
+    anchors: std::collections::BTreeMap<String, Vec<Certificate>>,
 }
 
 impl Ca {
@@ -230,7 +264,7 @@ impl Ca {
             let path = files.path(name);
             write_new_file(&path, contents.as_bytes(), private).map_err(|e| file_error(&path, e))?;
         }
-        Ok(Ca { cert, key, ra_cert, ra_key, settings: CaSettings::default() })
+        Ok(Ca { cert, key, ra_cert, ra_key, settings: CaSettings::default(), anchors: Default::default() })
     }
 
     /// Sets (or, with `None`, clears) the CRL URL in `ca.toml`.
@@ -289,6 +323,7 @@ impl Ca {
             ra_cert: cert_of("ra.crt")?,
             ra_key: key_of("ra.key")?,
             settings: CaSettings::read(&files)?,
+            anchors: read_anchors(&files)?,
         };
         if ca.ra_key.rsa().is_none() {
             return Err(PkiError::Invalid(format!("{}: the RA key must be RSA", files.path("ra.key").display())));
@@ -308,6 +343,41 @@ impl Ca {
     /// The URL issued certificates name for the CRL, if there is one.
     pub fn crl_url(&self) -> Option<&str> {
         self.settings.crl_url.as_deref()
+    }
+
+    /// Adds the CA certificates of the PEM file `path` to the trust anchors
+    /// of EST procedure `procedure`: a device presenting a certificate
+    /// (IDevID) that chains to one may enroll without a password, its
+    /// subject serialNumber standing for the registration's serial.
+    pub fn add_est_anchor(data: &DataDir, procedure: &str, path: &Path) -> Result<usize, PkiError> {
+        let files = CaFiles::of(data);
+        if !files.ca_cert().exists() {
+            return Err(PkiError::Invalid(format!("{} has no CA", data.root().display())));
+        }
+        let file_error = |p: &Path, message: String| PkiError::File { path: p.display().to_string(), message };
+        let text = fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+        let blocks = x509::pem_blocks(&text, "CERTIFICATE").map_err(|m| file_error(path, m))?;
+        if blocks.is_empty() {
+            return Err(file_error(path, "no CERTIFICATE block".into()));
+        }
+        for der in &blocks {
+            if !Certificate::from_der(der)?.is_ca()? {
+                return Err(file_error(path, "holds a certificate that is not a CA certificate".into()));
+            }
+        }
+        fs::create_dir_all(files.anchors()).map_err(|e| file_error(&files.anchors(), e.to_string()))?;
+        let target = files.anchors().join(format!("{procedure}.pem"));
+        let mut existing = fs::read_to_string(&target).unwrap_or_default();
+        for der in &blocks {
+            existing.push_str(&x509::pem("CERTIFICATE", der));
+        }
+        fs::write(&target, existing).map_err(|e| file_error(&target, e.to_string()))?;
+        Ok(blocks.len())
+    }
+
+    /// The manufacturer trust anchors of EST procedure `procedure`.
+    pub fn est_anchors(&self, procedure: &str) -> &[Certificate] {
+        self.anchors.get(procedure).map_or(&[], Vec::as_slice)
     }
 
     /// The token procedure EST serves without a label, if one is set.

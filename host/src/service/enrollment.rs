@@ -297,6 +297,7 @@ async fn est_simpleenroll(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     tls: Option<axum::Extension<super::listener::OverTls>>,
+    certificate: Option<axum::Extension<super::listener::ClientCertificate>>,
     label: Option<Path<String>>,
     headers: HeaderMap,
     body: Bytes,
@@ -306,8 +307,10 @@ async fn est_simpleenroll(
     let procedure = est_procedure(&state, label)?;
     let csr = est_csr(&headers, &body)?;
     let credentials = basic(&headers)?;
+    let chain = certificate.map(|axum::Extension(c)| c.1);
     let server = state.enrollment()?.est;
-    let answer = blocking(move || Ok(server.enroll(&procedure, credentials, &csr, unix_now()))).await?;
+    let answer =
+        blocking(move || Ok(server.enroll(&procedure, credentials, chain.as_deref(), &csr, unix_now()))).await?;
     Ok(est_answer(&state, peer, answer))
 }
 
@@ -326,6 +329,10 @@ async fn est_simplereenroll(
     let csr = est_csr(&headers, &body)?;
     let client = certificate.map(|axum::Extension(c)| c.1);
     let server = state.enrollment()?.est;
-    let answer = blocking(move || Ok(server.reenroll(&procedure, client.as_deref(), &csr, unix_now()))).await?;
+    let answer = blocking(move || {
+        let leaf = client.as_deref().and_then(<[Vec<u8>]>::first).map(Vec::as_slice);
+        Ok(server.reenroll(&procedure, leaf, &csr, unix_now()))
+    })
+    .await?;
     Ok(est_answer(&state, peer, answer))
 }

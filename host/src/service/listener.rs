@@ -179,10 +179,11 @@ pub async fn serve(
                     // ALPN said which protocol: no sniffing.
                     // A client certificate (verified against the instance
                     // CA in the handshake) may name a CA caller.
-                    let certificate =
-                        stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
-                            ClientCertificate(prereg_pki::x509::fingerprint(c.as_ref()), Arc::from(c.as_ref()))
-                        });
+                    let certificate = stream.get_ref().1.peer_certificates().and_then(|chain| {
+                        let first = chain.first()?;
+                        let ders: Vec<Vec<u8>> = chain.iter().map(|c| c.as_ref().to_vec()).collect();
+                        Some(ClientCertificate(prereg_pki::x509::fingerprint(first.as_ref()), Arc::from(ders)))
+                    });
                     let service = service(Some(certificate));
                     let builder = match stream.get_ref().1.alpn_protocol() {
                         Some(b"h2") => builder.http2_only(),
@@ -319,11 +320,11 @@ impl Drop for ActivityGuard {
     }
 }
 
-/// The client certificate a TLS connection presented (verified against the
-/// instance CA in the handshake), in every request's extensions: its SHA-256
-/// (hex) and its DER.
+/// The client certificate a TLS connection presented (verified in the
+/// handshake against the client roots), in every request's extensions: its
+/// SHA-256 (hex), and the chain as presented (DER, the client's own first).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificate(pub String, pub Arc<[u8]>);
+pub struct ClientCertificate(pub String, pub Arc<[Vec<u8>]>);
 
 /// In every request's extensions when its connection is TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

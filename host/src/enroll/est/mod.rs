@@ -5,7 +5,10 @@
 //! - **Initial enrollment** (`simpleenroll`) authenticates the device
 //!   against its registration: HTTP Basic, the user name the device's FQDN
 //!   and the password the registration's (RFC 7030 §3.2.3), or else the
-//!   CSR's challengePassword. The password is checked by the decision, so a
+//!   CSR's challengePassword, or else the device's manufacturer certificate
+//!   (IDevID) in the TLS handshake, chaining to a trust anchor of the
+//!   procedure (`prereg ca set --est-trust-anchor`): its subject
+//!   serialNumber is the serial the registration must pin. The password is checked by the decision, so a
 //!   wrong one counts toward the lockout as on every other channel. Every
 //!   denial that depends on what is registered (no registration, a wrong
 //!   password, a registration used up, expired or locked, an IP or serial
@@ -99,9 +102,18 @@ impl EstServer {
         }
     }
 
-    /// `simpleenroll`: `csr_der` authenticated by `basic` or by its
-    /// challengePassword.
-    pub fn enroll(&self, procedure: &str, basic: Option<Basic>, csr_der: &[u8], now: u64) -> EstAnswer {
+    /// `simpleenroll`: `csr_der` authenticated by `basic`, by its
+    /// challengePassword, or by the device's manufacturer certificate
+    /// (IDevID) that `client` (the TLS client chain, the device's first)
+    /// carries, if it chains to one of the procedure's trust anchors.
+    pub fn enroll(
+        &self,
+        procedure: &str,
+        basic: Option<Basic>,
+        client: Option<&[Vec<u8>]>,
+        csr_der: &[u8],
+        now: u64,
+    ) -> EstAnswer {
         let record = match self.procedure(procedure) {
             Ok(p) => p,
             Err(answer) => return answer,
@@ -129,11 +141,20 @@ impl EstServer {
             (None, Some(challenge)) => Some(challenge.clone()),
             (None, None) => None,
         };
+        // Without a password: the manufacturer certificate, if one chains to
+        // the procedure's anchors; its serialNumber is the device's serial.
+        let idevid = match (&password, client) {
+            (None, Some(chain)) => match self.manufacturer_serial(procedure, chain, now) {
+                Ok(serial) => Some(serial),
+                Err(answer) => return answer,
+            },
+            _ => None,
+        };
         let input = EnrollmentInput {
             procedure: procedure.to_owned(),
             fqdn: fqdn.clone(),
             ip: csr.facts.ip.map(|ip| ip.to_string()),
-            serial: csr.facts.serial.clone(),
+            serial: idevid.clone().or_else(|| csr.facts.serial.clone()),
             password,
             transaction: Some(transaction.clone()),
             ..Default::default()
@@ -146,11 +167,28 @@ impl EstServer {
             }
             return refused(400, why);
         }
-        if input.password.is_none() {
+        if input.password.is_none() && idevid.is_none() {
             return refused(401, "authenticate with HTTP Basic (the device's FQDN and its registration's password)");
         }
         // An EST procedure enrolls registered devices only.
         match self.registry.decide(EnrollmentInput { password: None, ..input.clone() }, DecisionMode::DryRun, now) {
+            // A manufacturer certificate proves a serial number: the
+            // registration must pin one (the decision checks it is this one).
+            Ok(dry) if idevid.is_some() && !self.pins_a_serial(dry.registration) => {
+                tracing::info!(registration = ?dry.registration, reason = %dry.reason, "EST: an IDevID for a registration that pins no serial");
+                let refusal = FrontRefusal {
+                    input: &input,
+                    registration: dry.registration,
+                    reason: None,
+                    detail: "EST: a manufacturer certificate authenticates a registration that pins a serial \
+                             number only"
+                        .into(),
+                };
+                if let Err(e) = self.registry.audit_refusal(&refusal, now) {
+                    return unavailable(e);
+                }
+                return refused(401, NOT_AUTHORIZED);
+            }
             Ok(dry) if dry.reason == Reason::NotRequired => {
                 let detail = format!(
                     "EST enrolls registered devices only, and token procedure {procedure} does not require \
@@ -261,6 +299,50 @@ impl EstServer {
             expires_at: None,
             request: kept,
         }
+    }
+
+    /// Whether registration `id` pins a serial number.
+    fn pins_a_serial(&self, id: Option<u64>) -> bool {
+        id.and_then(|id| self.registry.registration(id).ok()).is_some_and(|r| r.serial.is_some())
+    }
+
+    /// The serial number of a manufacturer certificate (IDevID) that chains,
+    /// as presented, to a trust anchor of `procedure` and is valid now.
+    fn manufacturer_serial(&self, procedure: &str, chain: &[Vec<u8>], now: u64) -> Result<String, EstAnswer> {
+        let untrusted = || refused(401, "the client certificate is no manufacturer certificate this procedure trusts");
+        let anchors = self.ca.est_anchors(procedure);
+        if anchors.is_empty() {
+            return Err(refused(
+                401,
+                "authenticate with HTTP Basic (the device's FQDN and its registration's password): this procedure \
+                 trusts no manufacturer certificates",
+            ));
+        }
+        let certificates = chain
+            .iter()
+            .map(|der| Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| untrusted())?;
+        let leaf = certificates.first().ok_or_else(untrusted)?;
+        if now < leaf.not_before || now > leaf.not_after {
+            return Err(untrusted());
+        }
+        for pair in certificates.windows(2) {
+            let issuer = pair[1].public_key().map_err(|_| untrusted())?;
+            pair[0].verify_signed_by(&issuer).map_err(|_| untrusted())?;
+        }
+        let last = certificates.last().ok_or_else(untrusted)?;
+        let anchored = anchors.iter().any(|anchor| {
+            anchor.der == last.der || anchor.public_key().is_ok_and(|key| last.verify_signed_by(&key).is_ok())
+        });
+        if !anchored {
+            return Err(untrusted());
+        }
+        leaf.subject_info()
+            .ok()
+            .and_then(|n| n.serial_number)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| refused(401, "the manufacturer certificate names no serialNumber"))
     }
 
     /// The client certificate of a re-enrollment, checked: issued by this
