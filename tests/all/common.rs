@@ -339,6 +339,16 @@ impl Server {
         Server::start_command(dir, "server.log", args, command)
     }
 
+    /// [`Server::start_with`], with the service's clock `offset` ahead
+    /// (libfaketime's `faketime`, e.g. `+2 days`; `.ci/run` installs it): how a
+    /// test sees what happens once something has expired.
+    pub fn start_later(dir: &std::path::Path, log: &str, offset: &str, args: &[&str]) -> Server {
+        let mut command = std::process::Command::new("faketime");
+        command.current_dir(dir).env_remove("PREREG_DATA").env_remove("PREREG_POLICY").env_remove("PREREG_KEY");
+        command.arg(offset).arg(env!("CARGO_BIN_EXE_prereg")).args(args);
+        Server::start_command(dir, log, args, command)
+    }
+
     #[allow(clippy::zombie_processes, reason = "Drop kills and waits")]
     fn start_command(dir: &std::path::Path, log: &str, args: &[&str], mut command: std::process::Command) -> Server {
         use std::io::BufRead;

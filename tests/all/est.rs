@@ -367,3 +367,29 @@ fn a_manufacturer_certificate_enrolls_a_device_registered_with_its_serial() {
         ]
     );
 }
+
+/// An expired registration enrolls nothing: the service runs two days
+/// later (libfaketime) than a registration valid for one day was made; the
+/// device is told what every registration-dependent denial is told, 401.
+#[test]
+fn an_expired_registration_is_refused_like_every_other_denial() {
+    let (_tmp, dir) = setup();
+    let register = ["register", "--procedure", "gear", "--fqdn", "old.example.com", "--password-file", "pw"];
+    run_local(&dir, &[&register[..], &["--valid-days", "1"]].concat());
+    // The service's TLS certificate is issued now (a service started two
+    // days ahead would date it so that curl, on today's clock, refuses it).
+    drop(serve(&dir));
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--tls-self", "--failure-burst", "1000"];
+    let server = Server::start_later(&dir, "later.log", "+2 days", &args);
+    let old = csr(&dir, "old", "old.example.com", &[]);
+    std::fs::write(dir.join("old.b64"), base64(&old)).unwrap();
+    let (headers, _) = curl(
+        &server,
+        "/.well-known/est/gear/simpleenroll",
+        &["-u", "old.example.com:s3cret", "-H", "Content-Type: application/pkcs10", "--data-binary", "@old.b64"],
+    );
+    assert!(headers.starts_with("HTTP/2 401"), "{headers}");
+    let decisions: Vec<(String, String)> =
+        audited_enrollments(&dir).iter().map(|e| (e.outcome.clone(), e.reason.clone())).collect();
+    assert_eq!(decisions, [("denied".to_owned(), "no-registration".to_owned())]);
+}
