@@ -393,3 +393,36 @@ fn an_expired_registration_is_refused_like_every_other_denial() {
         audited_enrollments(&dir).iter().map(|e| (e.outcome.clone(), e.reason.clone())).collect();
     assert_eq!(decisions, [("denied".to_owned(), "no-registration".to_owned())]);
 }
+
+/// How a procedure's devices may authenticate is the operator's choice
+/// (`prereg ca set --est-auth PROCEDURE=WAYS`): a procedure that takes
+/// manufacturer certificates only refuses a right password, and says what it
+/// takes.
+#[test]
+fn a_procedure_takes_only_the_ways_of_authenticating_it_is_set_to() {
+    let (_tmp, dir) = setup();
+    let shown = run_local(&dir, &["ca", "set", "--est-auth", "gear=idevid"]);
+    assert!(shown.contains("EST      gear: idevid (manufacturer anchors: 0)"), "{shown}");
+    assert!(shown.contains("EST      open: basic, challenge, idevid"), "{shown}");
+    let refused = crate::common::prereg_command(&dir)
+        .args(["--data", "data", "ca", "set", "--est-auth", "gear=password"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("\"password\" is not one of basic, challenge, idevid, all")
+    );
+    let server = serve(&dir);
+    let c = csr(&dir, "c", "c.lab.example.com", &[]);
+    std::fs::write(dir.join("c.b64"), base64(&c)).unwrap();
+    let args = ["-u", "c.lab.example.com:s3cret", "-H", "Content-Type: application/pkcs10", "--data-binary", "@c.b64"];
+    let (headers, body) = curl(&server, "/.well-known/est/gear/simpleenroll", &args);
+    assert!(headers.starts_with("HTTP/2 401"), "{headers}");
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["detail"], "authenticate with the device's manufacturer certificate in the TLS handshake");
+    assert!(audited_enrollments(&dir).is_empty(), "nothing decided");
+    // All ways again.
+    drop(server);
+    let shown = run_local(&dir, &["ca", "set", "--est-auth", "gear=all"]);
+    assert!(shown.contains("EST      gear: basic, challenge, idevid"), "{shown}");
+}

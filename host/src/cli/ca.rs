@@ -50,6 +50,12 @@ pub enum CaCommand {
         /// `prereg serve` takes these roots in the handshake when it starts.
         #[arg(long, group = "setting", value_name = "PROCEDURE=FILE")]
         est_trust_anchor: Option<String>,
+        /// PROCEDURE=WAYS: how EST procedure PROCEDURE's devices may
+        /// authenticate a first enrollment, comma-separated among basic
+        /// (HTTP Basic), challenge (the CSR's challengePassword) and idevid
+        /// (a manufacturer certificate); "all" allows every way (the default).
+        #[arg(long, group = "setting", value_name = "PROCEDURE=WAYS")]
+        est_auth: Option<String>,
     },
     /// Revoke a certificate this CA issued (a request signed by an officer
     /// of the certificate's domain, audited); it is listed on the CRL.

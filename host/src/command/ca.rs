@@ -38,19 +38,33 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
             println!("created a CA in {}", data.root().join("ca").display());
             loaded()?
         }
-        CaCommand::Set { crl_url, est_procedure, est_trust_anchor } => {
+        CaCommand::Set { crl_url, est_procedure, est_trust_anchor, est_auth } => {
             if let Some(setting) = &est_trust_anchor {
                 let Some((name, file)) = setting.split_once('=') else {
                     return Err(InputError("--est-trust-anchor takes PROCEDURE=FILE".into()).into());
                 };
-                let protocol =
-                    context.backend()?.procedures()?.into_iter().find(|p| p.name == name).map(|p| p.protocol);
-                if protocol != Some(prereg_core::Protocol::Est) {
-                    return Err(InputError(format!("{name:?} is not a token procedure of protocol est")).into());
-                }
+                est_procedure_named(context, name)?;
                 let added = Ca::add_est_anchor(&data, name, std::path::Path::new(file))
                     .map_err(|e| InputError(e.to_string()))?;
                 println!("{name} trusts {added} more manufacturer CA certificate(s) from {file}");
+            }
+            if let Some(setting) = &est_auth {
+                let Some((name, ways)) = setting.split_once('=') else {
+                    return Err(InputError("--est-auth takes PROCEDURE=WAYS".into()).into());
+                };
+                est_procedure_named(context, name)?;
+                let ways = if ways == "all" {
+                    Vec::new()
+                } else {
+                    ways.split(',')
+                        .map(|w| {
+                            prereg::pki::ca::EstAuth::parse(w.trim()).ok_or_else(|| {
+                                InputError(format!("--est-auth: {w:?} is not one of basic, challenge, idevid, all"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                Ca::set_est_auth(&data, name, &ways).map_err(|e| InputError(e.to_string()))?;
             }
             if let Some(crl_url) = &crl_url {
                 let url = (crl_url != "default").then_some(crl_url.as_str());
@@ -59,11 +73,7 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
             if let Some(name) = &est_procedure {
                 let name = (name != "none").then_some(name.as_str());
                 if let Some(name) = name {
-                    let protocol =
-                        context.backend()?.procedures()?.into_iter().find(|p| p.name == name).map(|p| p.protocol);
-                    if protocol != Some(prereg_core::Protocol::Est) {
-                        return Err(InputError(format!("{name:?} is not a token procedure of protocol est")).into());
-                    }
+                    est_procedure_named(context, name)?;
                 }
                 Ca::set_est_procedure(&data, name).map_err(|e| InputError(e.to_string()))?;
             }
@@ -118,7 +128,23 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
     if let Some(procedure) = ca.est_procedure() {
         println!("EST      {procedure} also at /.well-known/est/ without a label");
     }
+    // (Without an instance yet, no procedures to show.)
+    let procedures = context.backend().ok().and_then(|b| b.procedures().ok()).unwrap_or_default();
+    for procedure in procedures.into_iter().filter(|p| p.protocol == prereg_core::Protocol::Est) {
+        let ways: Vec<&str> = ca.est_ways(&procedure.name).into_iter().map(|w| w.name()).collect();
+        let anchors = ca.est_anchors(&procedure.name).len();
+        println!("EST      {}: {} (manufacturer anchors: {anchors})", procedure.name, ways.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a name that is not a token procedure of protocol est.
+fn est_procedure_named(context: &Context, name: &str) -> anyhow::Result<()> {
+    let protocol = context.backend()?.procedures()?.into_iter().find(|p| p.name == name).map(|p| p.protocol);
+    if protocol != Some(prereg_core::Protocol::Est) {
+        return Err(InputError(format!("{name:?} is not a token procedure of protocol est")).into());
+    }
+    Ok(())
 }
 
 fn describe(role: &str, cert: &Certificate) -> anyhow::Result<()> {

@@ -84,6 +84,41 @@ pub struct CaSettings {
     /// (`/.well-known/est/simpleenroll`), for clients that cannot name one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub est_procedure: Option<String>,
+    /// How each EST procedure's devices may authenticate a first enrollment
+    /// (`basic`, `challenge`, `idevid`); a procedure not named takes all.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub est_auth: std::collections::BTreeMap<String, Vec<EstAuth>>,
+}
+
+/// A way an EST device authenticates its first enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EstAuth {
+    /// HTTP Basic: the FQDN and the registration's password.
+    Basic,
+    /// The CSR's challengePassword: the registration's password.
+    Challenge,
+    /// The device's manufacturer certificate in the TLS handshake.
+    Idevid,
+}
+
+impl EstAuth {
+    /// Every way.
+    pub const ALL: [EstAuth; 3] = [EstAuth::Basic, EstAuth::Challenge, EstAuth::Idevid];
+
+    /// Its name in `ca.toml` and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EstAuth::Basic => "basic",
+            EstAuth::Challenge => "challenge",
+            EstAuth::Idevid => "idevid",
+        }
+    }
+
+    /// The way named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        EstAuth::ALL.into_iter().find(|a| a.name() == name)
+    }
 }
 
 impl CaSettings {
@@ -373,6 +408,31 @@ impl Ca {
         }
         fs::write(&target, existing).map_err(|e| file_error(&target, e.to_string()))?;
         Ok(blocks.len())
+    }
+
+    /// Sets how EST procedure `procedure`'s devices may authenticate a first
+    /// enrollment (`ways` empty: every way), in `ca.toml`.
+    pub fn set_est_auth(data: &DataDir, procedure: &str, ways: &[EstAuth]) -> Result<(), PkiError> {
+        Self::change_settings(data, |settings| {
+            if ways.is_empty() || EstAuth::ALL.iter().all(|a| ways.contains(a)) {
+                settings.est_auth.remove(procedure);
+            } else {
+                let mut ways = ways.to_vec();
+                ways.sort();
+                ways.dedup();
+                settings.est_auth.insert(procedure.to_owned(), ways);
+            }
+        })
+    }
+
+    /// Whether EST procedure `procedure`'s devices may authenticate `way`.
+    pub fn est_allows(&self, procedure: &str, way: EstAuth) -> bool {
+        self.settings.est_auth.get(procedure).is_none_or(|ways| ways.contains(&way))
+    }
+
+    /// The ways EST procedure `procedure`'s devices may authenticate.
+    pub fn est_ways(&self, procedure: &str) -> Vec<EstAuth> {
+        EstAuth::ALL.into_iter().filter(|w| self.est_allows(procedure, *w)).collect()
     }
 
     /// The manufacturer trust anchors of EST procedure `procedure`.

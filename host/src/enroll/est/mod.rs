@@ -8,7 +8,8 @@
 //!   CSR's challengePassword, or else the device's manufacturer certificate
 //!   (IDevID) in the TLS handshake, chaining to a trust anchor of the
 //!   procedure (`prereg ca set --est-trust-anchor`): its subject
-//!   serialNumber is the serial the registration must pin. The password is checked by the decision, so a
+//!   serialNumber is the serial the registration must pin. Which of the
+//!   three a procedure takes is the operator's (`prereg ca set --est-auth`). The password is checked by the decision, so a
 //!   wrong one counts toward the lockout as on every other channel. Every
 //!   denial that depends on what is registered (no registration, a wrong
 //!   password, a registration used up, expired or locked, an IP or serial
@@ -33,6 +34,7 @@ use zeroize::Zeroizing;
 use crate::enroll::scep::cms;
 use crate::enroll::{IssueRequest, Told, csr, issue_granted, names_beyond_the_device};
 use crate::pki::Ca;
+use crate::pki::ca::EstAuth;
 use crate::pki::x509::Certificate;
 use crate::registry::{DecisionMode, EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError, Renewal};
 use crate::store::CertificateState;
@@ -124,7 +126,12 @@ impl EstServer {
         };
         let fqdn = csr.facts.fqdn.clone().unwrap_or_default();
         let transaction = transaction(csr_der);
-        let password = match (&basic, &csr.challenge_password) {
+        let allows = |way| self.ca.est_allows(procedure, way);
+        if basic.is_some() && !allows(EstAuth::Basic) {
+            return refused(401, self.ways_text(procedure));
+        }
+        let challenge = csr.challenge_password.as_ref().filter(|_| allows(EstAuth::Challenge));
+        let password = match (&basic, challenge) {
             (Some(basic), _) => {
                 let same = match (Fqdn::parse(&basic.user), Fqdn::parse(&fqdn)) {
                     (Ok(a), Ok(b)) => a == b,
@@ -143,7 +150,7 @@ impl EstServer {
         };
         // Without a password: the manufacturer certificate, if one chains to
         // the procedure's anchors; its serialNumber is the device's serial.
-        let idevid = match (&password, client) {
+        let idevid = match (&password, client.filter(|_| allows(EstAuth::Idevid))) {
             (None, Some(chain)) => match self.manufacturer_serial(procedure, chain, now) {
                 Ok(serial) => Some(serial),
                 Err(answer) => return answer,
@@ -168,7 +175,7 @@ impl EstServer {
             return refused(400, why);
         }
         if input.password.is_none() && idevid.is_none() {
-            return refused(401, "authenticate with HTTP Basic (the device's FQDN and its registration's password)");
+            return refused(401, self.ways_text(procedure));
         }
         // An EST procedure enrolls registered devices only.
         match self.registry.decide(EnrollmentInput { password: None, ..input.clone() }, DecisionMode::DryRun, now) {
@@ -299,6 +306,21 @@ impl EstServer {
             expires_at: None,
             request: kept,
         }
+    }
+
+    /// What a device of `procedure` is told to authenticate with.
+    fn ways_text(&self, procedure: &str) -> String {
+        let ways: Vec<&str> = self
+            .ca
+            .est_ways(procedure)
+            .into_iter()
+            .map(|w| match w {
+                EstAuth::Basic => "HTTP Basic (the device's FQDN and its registration's password)",
+                EstAuth::Challenge => "the CSR's challengePassword",
+                EstAuth::Idevid => "the device's manufacturer certificate in the TLS handshake",
+            })
+            .collect();
+        format!("authenticate with {}", ways.join(", or "))
     }
 
     /// Whether registration `id` pins a serial number.
