@@ -426,3 +426,38 @@ fn a_procedure_takes_only_the_ways_of_authenticating_it_is_set_to() {
     let shown = run_local(&dir, &["ca", "set", "--est-auth", "gear=all"]);
     assert!(shown.contains("EST      gear: basic, challenge, idevid"), "{shown}");
 }
+
+/// A re-enrollment revokes nothing unless the procedure says so
+/// (`prereg ca set --est-reenroll-revokes gear=yes`): then the replaced
+/// certificate goes on the CRL as superseded, audited.
+#[test]
+fn a_procedure_may_have_re_enrollment_revoke_the_certificate_it_replaces() {
+    let (_tmp, dir) = setup();
+    let shown = run_local(&dir, &["ca", "set", "--est-reenroll-revokes", "gear=yes"]);
+    assert!(shown.contains("re-enrollment revokes the old"), "{shown}");
+    let server = serve(&dir);
+    let first = csr(&dir, "sw1", "sw1.example.com", &[]);
+    std::fs::write(dir.join("sw1.b64"), base64(&first)).unwrap();
+    let args = ["-u", "sw1.example.com:s3cret", "-H", "Content-Type: application/pkcs10", "--data-binary", "@sw1.b64"];
+    let (headers, body) = curl(&server, "/.well-known/est/gear/simpleenroll", &args);
+    assert!(headers.starts_with("HTTP/2 200"), "{headers}");
+    std::fs::write(dir.join("sw1.p7"), unbase64(&body)).unwrap();
+    let out = run(&dir, "openssl", &["pkcs7", "-inform", "DER", "-in", "sw1.p7", "-print_certs", "-out", "sw1.crt"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let old_serial = text(&run(&dir, "openssl", &["x509", "-in", "sw1.crt", "-noout", "-serial"]));
+    let renewed = csr(&dir, "sw1-new", "sw1.example.com", &[]);
+    std::fs::write(dir.join("renew.b64"), base64(&renewed)).unwrap();
+    let status =
+        post_with_certificate(&server, "/.well-known/est/gear/simplereenroll", "sw1.crt", "sw1.key", "renew.b64");
+    assert_eq!(status, "200");
+    run_local(&dir, &["ca", "crl", "--out", "crl.der"]);
+    let crl = text(&run(&dir, "openssl", &["crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text"]));
+    let serial = old_serial.trim().trim_start_matches("serial=");
+    assert!(crl.contains(serial) && crl.contains("Superseded"), "{serial} superseded in {crl}");
+    let revoked: Vec<_> = audit_records(&dir)
+        .into_iter()
+        .filter(|r| r["action"] == "certificate.revoke")
+        .map(|r| r["detail"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(revoked, ["revoked on its EST re-enrollment, superseded"]);
+}

@@ -56,6 +56,11 @@ pub enum CaCommand {
         /// (a manufacturer certificate); "all" allows every way (the default).
         #[arg(long, group = "setting", value_name = "PROCEDURE=WAYS")]
         est_auth: Option<String>,
+        /// PROCEDURE=yes|no: whether EST procedure PROCEDURE's
+        /// re-enrollment (simplereenroll) revokes the certificate it
+        /// replaces (reason superseded). Default no.
+        #[arg(long, group = "setting", value_name = "PROCEDURE=yes|no")]
+        est_reenroll_revokes: Option<String>,
     },
     /// Revoke a certificate this CA issued (a request signed by an officer
     /// of the certificate's domain, audited); it is listed on the CRL.

@@ -38,7 +38,20 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
             println!("created a CA in {}", data.root().join("ca").display());
             loaded()?
         }
-        CaCommand::Set { crl_url, est_procedure, est_trust_anchor, est_auth } => {
+        CaCommand::Set { crl_url, est_procedure, est_trust_anchor, est_auth, est_reenroll_revokes } => {
+            if let Some(setting) = &est_reenroll_revokes {
+                let revokes = match setting.split_once('=') {
+                    Some((name, "yes")) => (name, true),
+                    Some((name, "no")) => (name, false),
+                    _ => {
+                        return Err(
+                            InputError("--est-reenroll-revokes takes PROCEDURE=yes or PROCEDURE=no".into()).into()
+                        );
+                    }
+                };
+                est_procedure_named(context, revokes.0)?;
+                Ca::set_est_reenroll_revokes(&data, revokes.0, revokes.1).map_err(|e| InputError(e.to_string()))?;
+            }
             if let Some(setting) = &est_trust_anchor {
                 let Some((name, file)) = setting.split_once('=') else {
                     return Err(InputError("--est-trust-anchor takes PROCEDURE=FILE".into()).into());
@@ -133,7 +146,8 @@ pub fn run(context: &Context, command: CaCommand) -> anyhow::Result<ExitCode> {
     for procedure in procedures.into_iter().filter(|p| p.protocol == prereg_core::Protocol::Est) {
         let ways: Vec<&str> = ca.est_ways(&procedure.name).into_iter().map(|w| w.name()).collect();
         let anchors = ca.est_anchors(&procedure.name).len();
-        println!("EST      {}: {} (manufacturer anchors: {anchors})", procedure.name, ways.join(", "));
+        let revokes = if ca.est_reenroll_revokes(&procedure.name) { "; re-enrollment revokes the old" } else { "" };
+        println!("EST      {}: {} (manufacturer anchors: {anchors}){revokes}", procedure.name, ways.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -88,6 +88,10 @@ pub struct CaSettings {
     /// (`basic`, `challenge`, `idevid`); a procedure not named takes all.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub est_auth: std::collections::BTreeMap<String, Vec<EstAuth>>,
+    /// The EST procedures whose re-enrollment revokes the certificate it
+    /// replaces (reason superseded); the others revoke nothing.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub est_reenroll_revokes: std::collections::BTreeSet<String>,
 }
 
 /// A way an EST device authenticates its first enrollment.
@@ -423,6 +427,24 @@ impl Ca {
                 settings.est_auth.insert(procedure.to_owned(), ways);
             }
         })
+    }
+
+    /// Sets whether EST procedure `procedure`'s re-enrollment revokes the
+    /// certificate it replaces, in `ca.toml`.
+    pub fn set_est_reenroll_revokes(data: &DataDir, procedure: &str, revokes: bool) -> Result<(), PkiError> {
+        Self::change_settings(data, |settings| {
+            if revokes {
+                settings.est_reenroll_revokes.insert(procedure.to_owned());
+            } else {
+                settings.est_reenroll_revokes.remove(procedure);
+            }
+        })
+    }
+
+    /// Whether EST procedure `procedure`'s re-enrollment revokes the
+    /// certificate it replaces.
+    pub fn est_reenroll_revokes(&self, procedure: &str) -> bool {
+        self.settings.est_reenroll_revokes.contains(procedure)
     }
 
     /// Whether EST procedure `procedure`'s devices may authenticate `way`.

@@ -216,10 +216,17 @@ impl Registry {
     }
 
     /// Revokes a certificate at its device's request (CMP `rr`, authenticated
-    /// by the device), with `reason`, and audits it. False if it was revoked
-    /// already. A certificate still held for its certConf is settled (nothing
-    /// is given back: the device asked).
-    pub fn revoke_for_device(&self, serial: &str, reason: CrlReason, now: u64) -> Result<bool, RegistryError> {
+    /// by the device) or on its renewal (EST re-enrollment, where the
+    /// procedure says so), with `reason`, and audits it with `why`. False if
+    /// it was revoked already. A certificate still held for its certConf is
+    /// settled (nothing is given back: the device asked).
+    pub fn revoke_for_device(
+        &self,
+        serial: &str,
+        reason: CrlReason,
+        why: &str,
+        now: u64,
+    ) -> Result<bool, RegistryError> {
         let mut tx = self.storage.begin(TxKind::Write)?;
         let Some(certificate) = tx.certificate_by_serial(serial)? else { return Ok(false) };
         if certificate.revoked_at.is_some() {
@@ -244,7 +251,7 @@ impl Registry {
                 reason: Some(reason.name().into()),
                 policy_sha256: None,
                 request: request.to_string(),
-                detail: format!("revoked at the device's request (CMP rr), {}", reason.name()),
+                detail: format!("revoked {why}, {}", reason.name()),
                 domain,
             },
             self.audit_mac_keys(),

@@ -104,7 +104,7 @@ impl CmpServer {
             },
         };
         let serial = named.serial.as_deref().map(hex).unwrap_or_default();
-        if !self.registry.revoke_for_device(&serial, reason, now).map_err(system)? {
+        if !self.registry.revoke_for_device(&serial, reason, "at the device's request (CMP rr)", now).map_err(system)? {
             return Ok(self.error(&reply, FailInfo::CertRevoked, "the certificate is revoked already"));
         }
         let status = message::status_info(0, None, None);

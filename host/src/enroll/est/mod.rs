@@ -21,7 +21,8 @@
 //!   this CA issued to the device: valid, not revoked, confirmed, for the
 //!   same name as the CSR. The new certificate carries the same identity;
 //!   it is not counted (the device keeps its one enrollment), and is
-//!   audited as `renew`.
+//!   audited as `renew`; the certificate it replaces stays valid unless the
+//!   procedure says otherwise (`prereg ca set --est-reenroll-revokes`).
 //! - The CSR must be signed by its key and name only the device (the same
 //!   rules as SCEP and CMP); what it asks for is replaced by the registered
 //!   identity (canonical FQDN, pinned IP and serial only).
@@ -36,7 +37,9 @@ use crate::enroll::{IssueRequest, Told, csr, issue_granted, names_beyond_the_dev
 use crate::pki::Ca;
 use crate::pki::ca::EstAuth;
 use crate::pki::x509::Certificate;
-use crate::registry::{DecisionMode, EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError, Renewal};
+use crate::registry::{
+    CrlReason, DecisionMode, EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError, Renewal,
+};
 use crate::store::CertificateState;
 
 /// What an EST request is answered with.
@@ -276,6 +279,23 @@ impl EstServer {
         match self.registry.renew_issuing(&renewal, now, &mut issue) {
             Ok(Ok(certificate)) => {
                 tracing::info!(registration, serial = %certificate.serial, replaces = %stored.serial, "EST: re-enrolled");
+                if self.ca.est_reenroll_revokes(procedure) {
+                    // The new certificate is out: a failure here leaves the
+                    // old one valid, and is logged, not answered.
+                    match self.registry.revoke_for_device(
+                        &stored.serial,
+                        CrlReason::Superseded,
+                        "on its EST re-enrollment",
+                        now,
+                    ) {
+                        Ok(_) => {
+                            tracing::info!(serial = %stored.serial, "EST: the replaced certificate is revoked (superseded)")
+                        }
+                        Err(e) => {
+                            tracing::error!(serial = %stored.serial, error = %e, "EST: the replaced certificate could not be revoked")
+                        }
+                    }
+                }
                 EstAnswer::Issued(cms::certs_only(&[&certificate.der]))
             }
             Ok(Err(why)) => {
