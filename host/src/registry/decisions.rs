@@ -46,6 +46,36 @@ pub struct EnrollmentInput {
     pub idempotency_key: Option<String>,
 }
 
+impl EnrollmentInput {
+    /// What the audit record (and a shadow disagreement) keeps of the
+    /// request: everything but the password.
+    fn audit_request(&self) -> serde_json::Value {
+        serde_json::json!({
+            "procedure": self.procedure,
+            "fqdn": self.fqdn,
+            "ip": self.ip,
+            "serial": self.serial,
+            "has_password": self.password.is_some() || self.mac.is_some(),
+            "transaction": self.transaction,
+        })
+    }
+}
+
+/// Who asked, as an enrollment's audit record names it: the device itself,
+/// or the CA caller that asked for it.
+fn audit_actor(caller: Option<&str>) -> String {
+    caller.map_or_else(|| "device".to_owned(), |c| format!("caller:{c}"))
+}
+
+/// What an enrollment's audit record is about: the deciding registration,
+/// else the name asked for.
+fn audit_object(fqdn: &str, registration: Option<u64>) -> String {
+    match registration {
+        Some(id) => format!("registration:{id}"),
+        None => format!("fqdn:{}", fqdn.chars().take(300).collect::<String>()),
+    }
+}
+
 /// How long the answer to an Idempotency-Key is kept, in seconds.
 pub const IDEMPOTENCY_SECONDS: u64 = 86_400;
 
@@ -251,6 +281,9 @@ impl Registry {
         let policy = self.policy();
         let info = policy.info().clone();
         let shadow_password = if mode == DecisionMode::Enroll { input.password.clone() } else { None };
+        // What an enrollment's audit record keeps of the request, taken
+        // before the password goes to the host.
+        let audit_request = (mode == DecisionMode::Enroll).then(|| input.audit_request());
         let host = StoreHost::new(tx, now).with_password(input.password).with_mac_proof(input.mac).with_index(index);
         let Decided { decision, mut trace, host } = decide(policy.as_ref(), Box::new(host), &request, calls);
         let (tx, _) = StoreHost::back(host).into_parts();
@@ -289,16 +322,7 @@ impl Registry {
                 tx.insert_certificate(&record)?;
                 certificate = Some(record);
             }
-            // What the audit record and a shadow disagreement keep of the
-            // request: everything but the password.
-            let mut request_json = serde_json::json!({
-                "procedure": request.procedure,
-                "fqdn": request.fqdn,
-                "ip": request.ip,
-                "serial": request.serial,
-                "has_password": request.has_password,
-                "transaction": input.transaction,
-            });
+            let mut request_json = audit_request.unwrap_or_default();
             if let Some(c) = &certificate {
                 request_json["certificate"] = serde_json::Value::from(c.serial.clone());
             }
@@ -309,12 +333,9 @@ impl Registry {
                 tx.as_mut(),
                 AuditEntry {
                     time: now,
-                    actor: input.caller.as_ref().map_or_else(|| "device".to_owned(), |c| format!("caller:{c}")),
+                    actor: audit_actor(input.caller.as_deref()),
                     action: "enroll".into(),
-                    object: match decision.registration {
-                        Some(id) => format!("registration:{id}"),
-                        None => format!("fqdn:{}", request.fqdn.chars().take(300).collect::<String>()),
-                    },
+                    object: audit_object(&request.fqdn, decision.registration),
                     outcome: if decision.allowed { "allowed" } else { "denied" }.into(),
                     reason: Some(report.reason.code().into()),
                     policy_sha256: Some(report.policy.sha256.clone()),
@@ -374,24 +395,14 @@ impl Registry {
         let input = refusal.input;
         let mut tx = self.storage.begin(TxKind::Write)?;
         let domain = tx.procedure(&input.procedure)?.map(|p| p.domain);
-        let request = serde_json::json!({
-            "procedure": input.procedure,
-            "fqdn": input.fqdn,
-            "ip": input.ip,
-            "serial": input.serial,
-            "has_password": input.password.is_some() || input.mac.is_some(),
-            "transaction": input.transaction,
-        });
+        let request = input.audit_request();
         let record = audit::append(
             tx.as_mut(),
             AuditEntry {
                 time: now,
-                actor: input.caller.as_ref().map_or_else(|| "device".to_owned(), |c| format!("caller:{c}")),
+                actor: audit_actor(input.caller.as_deref()),
                 action: "enroll".into(),
-                object: match refusal.registration {
-                    Some(id) => format!("registration:{id}"),
-                    None => format!("fqdn:{}", input.fqdn.chars().take(300).collect::<String>()),
-                },
+                object: audit_object(&input.fqdn, refusal.registration),
                 outcome: "refused".into(),
                 reason: refusal.reason.map(|r| r.code().into()),
                 policy_sha256: None,
