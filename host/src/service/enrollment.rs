@@ -293,6 +293,33 @@ fn est_answer(state: &AppState, peer: SocketAddr, answer: crate::enroll::est::Es
     }
 }
 
+/// What both EST enrollments read first.
+struct EstRequest {
+    procedure: String,
+    /// The CSR (DER).
+    csr: Vec<u8>,
+    /// The client's TLS certificate chain, its own first, if it presented one.
+    chain: Option<std::sync::Arc<[Vec<u8>]>>,
+}
+
+/// Reads an [`EstRequest`], once the request is over TLS and its address is
+/// not refused too often.
+fn est_request(
+    state: &AppState,
+    peer: SocketAddr,
+    tls: Option<axum::Extension<super::listener::OverTls>>,
+    certificate: Option<axum::Extension<super::listener::ClientCertificate>>,
+    label: Option<Path<String>>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<EstRequest, ApiError> {
+    est_over_tls(tls.as_deref())?;
+    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
+    let procedure = est_procedure(state, label)?;
+    let csr = est_csr(headers, body)?;
+    Ok(EstRequest { procedure, csr, chain: certificate.map(|axum::Extension(c)| c.1) })
+}
+
 async fn est_simpleenroll(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -302,12 +329,8 @@ async fn est_simpleenroll(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    est_over_tls(tls.as_deref())?;
-    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
-    let procedure = est_procedure(&state, label)?;
-    let csr = est_csr(&headers, &body)?;
+    let EstRequest { procedure, csr, chain } = est_request(&state, peer, tls, certificate, label, &headers, &body)?;
     let credentials = basic(&headers)?;
-    let chain = certificate.map(|axum::Extension(c)| c.1);
     let server = state.enrollment()?.est;
     let answer =
         blocking(move || Ok(server.enroll(&procedure, credentials, chain.as_deref(), &csr, unix_now()))).await?;
@@ -323,14 +346,10 @@ async fn est_simplereenroll(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    est_over_tls(tls.as_deref())?;
-    state.failures().check(peer.ip()).map_err(ApiError::too_many_failures)?;
-    let procedure = est_procedure(&state, label)?;
-    let csr = est_csr(&headers, &body)?;
-    let client = certificate.map(|axum::Extension(c)| c.1);
+    let EstRequest { procedure, csr, chain } = est_request(&state, peer, tls, certificate, label, &headers, &body)?;
     let server = state.enrollment()?.est;
     let answer = blocking(move || {
-        let leaf = client.as_deref().and_then(<[Vec<u8>]>::first).map(Vec::as_slice);
+        let leaf = chain.as_deref().and_then(<[Vec<u8>]>::first).map(Vec::as_slice);
         Ok(server.reenroll(&procedure, leaf, &csr, unix_now()))
     })
     .await?;
