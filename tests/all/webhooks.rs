@@ -347,3 +347,59 @@ fn step_cas_own_client_certificate_is_taken_when_its_root_is_given() {
         String::from_utf8_lossy(&refused.stdout)
     );
 }
+
+/// The secret step-ca made: `step ca provisioner webhook add` prints a
+/// "Signing Secret" of 64 random bytes in standard base64
+/// (smallstep/certificates, `authority/admin/api/webhook.go`). prereg
+/// imports it (`caller add --webhook-secret-file`) and takes step-ca's calls
+/// signed with it; the attacker's weak or garbled secrets are refused,
+/// naming the file.
+#[test]
+fn a_secret_step_ca_made_is_imported_and_weak_ones_are_refused() {
+    use base64::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run_local(dir, &["init"]);
+    let add = ["procedure", "add", "devices", "--domain", "corp", "--protocol", "acme"];
+    run_local(dir, &[&add[..], &["--require-preregistration", "true"]].concat());
+    run_local(dir, &["register", "--procedure", "devices", "--fqdn", "*.lab.example.com", "--max-enrollments", "10"]);
+    let secret: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    let text = base64::engine::general_purpose::STANDARD.encode(&secret);
+    let add_caller = |name: &str, file: &str| {
+        crate::common::prereg_command(dir)
+            .args(["--data", "data", "caller", "add", name, "--procedures", "devices", "--no-secret"])
+            .args(["--webhook-secret-file", file])
+            .output()
+            .unwrap()
+    };
+    for (file, content, wanted) in [
+        ("short.txt", base64::engine::general_purpose::STANDARD.encode([7u8; 16]), "16 bytes once decoded"),
+        ("garbled.txt", "not base64!".into(), "not standard base64"),
+        ("empty.txt", "\n".into(), "the file is empty"),
+    ] {
+        std::fs::write(dir.join(file), content).unwrap();
+        let out = add_caller("weak", file);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("--webhook-secret-file {file}: {wanted}")), "{err}");
+    }
+    let out = add_caller("weak", "missing.txt");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--webhook-secret-file missing.txt"));
+
+    std::fs::write(dir.join("step-secret.txt"), format!("{text}\n")).unwrap();
+    let out = add_caller("stepca", "step-secret.txt");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains("webhook secret imported"), "{shown}");
+    assert!(!shown.contains(&text), "an imported secret is not printed back");
+
+    let server = Server::start_with(dir, "server.log", &["--data", "data", "serve", "--listen", "127.0.0.1:0"]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{}/webhooks/step-ca/devices", server.url.trim_end_matches('/'));
+    let step_ca = StepCa { url: url.clone(), secret, agent: agent.clone() };
+    let (status, answer) = step_ca.call(&certificate("a.lab.example.com", &["a.lab.example.com"], "", None));
+    assert_eq!((status, &answer), (200, &json!({ "allow": true })));
+    // Signed with another 64-byte key: refused.
+    let forger = StepCa { url, secret: vec![0x5a; 64], agent };
+    let (status, _) = forger.call(&certificate("b.lab.example.com", &["b.lab.example.com"], "", None));
+    assert_eq!(status, 401);
+}

@@ -98,6 +98,11 @@ pub enum CallerCommand {
         /// step-ca's ca.json takes, and kept sealed to the instance's key.
         #[arg(long)]
         webhook: bool,
+        /// Import the webhook secret another CA made instead (step-ca's
+        /// `step ca provisioner webhook add` prints its "Signing Secret"):
+        /// the file holds it in base64, at least 32 bytes once decoded.
+        #[arg(long, value_name = "FILE", conflicts_with = "webhook")]
+        webhook_secret_file: Option<PathBuf>,
     },
     /// Disable a CA caller (signed, audited): its secret is refused from then on.
     Disable {

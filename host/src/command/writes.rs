@@ -107,7 +107,7 @@ pub fn officer(context: &Context, command: OfficerCommand) -> anyhow::Result<Exi
 
 pub fn caller(context: &Context, command: CallerCommand) -> anyhow::Result<ExitCode> {
     match command {
-        CallerCommand::Add { name, procedures, client_cert, no_secret, webhook } => {
+        CallerCommand::Add { name, procedures, client_cert, no_secret, webhook, webhook_secret_file } => {
             let certificate_sha256 = client_cert
                 .map(|path| {
                     prereg::service::tls::certificate_sha256(&path)
@@ -116,9 +116,23 @@ pub fn caller(context: &Context, command: CallerCommand) -> anyhow::Result<ExitC
                 .transpose()?;
             let secret = (!no_secret).then(|| zeroize::Zeroizing::new(prereg::service::auth::new_caller_secret()));
             // A webhook secret: 32 random bytes in the base64 form step-ca's
-            // ca.json takes, sealed to the instance's key for the service.
+            // ca.json takes, or the one step-ca made; sealed to the
+            // instance's key for the service.
+            let imported = match &webhook_secret_file {
+                None => None,
+                Some(path) => {
+                    let shown = path.display();
+                    let text = zeroize::Zeroizing::new(
+                        std::fs::read_to_string(path)
+                            .map_err(|e| InputError(format!("--webhook-secret-file {shown}: {e}")))?,
+                    );
+                    let secret = prereg::service::webhooks::imported_secret(&text)
+                        .map_err(|why| InputError(format!("--webhook-secret-file {shown}: {why}")))?;
+                    Some(secret)
+                }
+            };
             let webhook_secret = webhook.then(prereg::service::webhooks::new_secret);
-            let webhook_secret_sealed = match &webhook_secret {
+            let webhook_secret_sealed = match webhook_secret.as_ref().or(imported.as_ref()) {
                 None => None,
                 Some(text) => {
                     let Some(public) = context.backend()?.sealing_key()? else {
@@ -146,6 +160,9 @@ pub fn caller(context: &Context, command: CallerCommand) -> anyhow::Result<ExitC
                     "webhook secret {} (shown once: step-ca's ca.json takes it as the webhook's \"secret\")",
                     secret.as_str()
                 );
+            }
+            if imported.is_some() {
+                println!("webhook secret imported, kept sealed to the instance's key");
             }
         }
         CallerCommand::Disable { name } => {

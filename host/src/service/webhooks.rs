@@ -57,6 +57,34 @@ pub fn new_secret() -> Zeroizing<String> {
     Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()))
 }
 
+/// Shortest imported webhook secret accepted, in bytes (prereg makes 32,
+/// step-ca 64).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A webhook secret another CA made (step-ca's `step ca provisioner webhook
+/// add` prints it as its "Signing Secret"), as read from a file: standard
+/// base64, as step-ca decodes it, of at least [`MIN_SECRET_BYTES`] bytes.
+/// Returns it trimmed; otherwise what is wrong with it.
+pub fn imported_secret(text: &str) -> Result<Zeroizing<String>, String> {
+    use base64::Engine;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the file is empty".into());
+    }
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("not standard base64, as step-ca writes its secrets ({e})"))?,
+    );
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "{} bytes once decoded; at least {MIN_SECRET_BYTES} are needed (step-ca makes 64)",
+            bytes.len()
+        ));
+    }
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
 /// The HMAC step-ca sends for `body` under `key` (hex).
 pub fn signature(key: &[u8], body: &[u8]) -> String {
     use hmac::Mac;
