@@ -293,7 +293,7 @@ fn an_officer_works_in_the_ra_page_with_a_key_that_never_leaves_it() {
     browser.wait_text("#check-verdict", "DENY password-required (registration 3, h1.fleet.example.com)");
     browser.screenshot("07-check");
     browser.tab("policy");
-    browser.wait_text("#policy", "prereg:policy@0.1.0");
+    browser.wait_text("#policy", "prereg:policy@0.1.1");
     browser.screenshot("08-policy");
 
     // What the page did, seen through the API.

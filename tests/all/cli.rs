@@ -117,7 +117,7 @@ fn walkthrough_and_spec_examples() {
     let audit = json(&cli.expect(&["audit", "list", "--json"], 0));
     assert!(audit.as_array().unwrap().iter().any(|r| r["action"] == "enroll" && r["outcome"] == "denied"));
     let info = cli.expect(&["policy", "info"], 0);
-    assert!(info.contains("prereg:policy@0.1.0") && info.contains("built-in"), "{info}");
+    assert!(info.contains("prereg:policy@0.1.1") && info.contains("built-in"), "{info}");
 }
 
 #[test]
@@ -229,7 +229,7 @@ fn policy_flag_replaces_the_built_in_policy() {
     let bogus = cli.dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm\x01\0\0\0").unwrap();
     let err = cli.stderr(&["--policy", bogus.to_str().unwrap(), "policy", "info"], 2);
-    assert!(err.contains("bogus.wasm") && err.contains("not a usable prereg:policy@0.1.0 component"), "{err}");
+    assert!(err.contains("bogus.wasm") && err.contains("not a usable prereg:policy@0.1.x component"), "{err}");
     let err = cli.stderr(&["--policy", "/nonexistent.wasm", "policy", "info"], 2);
     assert!(err.contains("cannot read policy /nonexistent.wasm"), "{err}");
 }

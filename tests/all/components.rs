@@ -19,6 +19,6 @@ fn the_built_in_policy_names_no_path_of_the_build_machine() {
 fn every_guest_records_the_wit_version_it_was_built_against() {
     let hostile = std::fs::read(HOSTILE_POLICY_PATH).unwrap();
     for component in [DEFAULT_POLICY_COMPONENT, hostile.as_slice()] {
-        assert!(contains(component, b"prereg:wit-version0.1.0"), "custom section missing");
+        assert!(contains(component, b"prereg:wit-version0.1.1"), "custom section missing");
     }
 }

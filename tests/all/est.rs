@@ -152,8 +152,21 @@ fn strongswan_pki_est_enrolls_with_its_password_and_reenrolls_with_its_certifica
     let old = text(&run(&dir, "openssl", &["x509", "-in", "sw1.crt", "-noout", "-pubkey"]));
     assert!(renewed.contains("subject=CN = sw1.example.com") && !renewed.contains(old.trim()), "{renewed}");
     assert_eq!(registration(&dir, 1)["enrollments"], 1);
-    let renewals: Vec<_> = audit_records(&dir).into_iter().filter(|r| r["action"] == "renew").collect();
-    assert_eq!(renewals.len(), 1);
+
+    // The policy decides renewals: once the officer disables the
+    // registration, the valid certificate renews no more (403), and the
+    // denial is audited with its reason.
+    run_local(&dir, &["disable", "1"]);
+    csr(&dir, "sw1-next", "sw1.example.com", &[]);
+    let args = ["--cert", "sw1-new.crt", "--key", "sw1-new.key", "--in", "sw1-next.csr.der"];
+    let (ok, out) = strongswan(&server, "sw1-next.crt", &args);
+    assert!(!ok && out.contains("HTTP 403"), "{out}");
+    let renewals: Vec<(String, String)> = audit_records(&dir)
+        .into_iter()
+        .filter(|r| r["action"] == "renew")
+        .map(|r| (r["outcome"].as_str().unwrap().to_owned(), r["reason"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    assert_eq!(renewals, [("allowed".into(), "matched".into()), ("denied".into(), "no-registration".into())]);
     let decisions: Vec<(String, String)> =
         audited_enrollments(&dir).iter().map(|e| (e.outcome.clone(), e.reason.clone())).collect();
     assert_eq!(decisions, [("allowed".into(), "matched".into()), ("denied".into(), "no-registration".into())]);

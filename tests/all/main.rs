@@ -60,6 +60,7 @@ mod policy_author;
 mod policy_versions;
 mod precompiled;
 mod readme;
+mod renewal;
 mod sandbox;
 mod scep;
 mod service;

@@ -96,6 +96,15 @@ fn bad_case_files_are_refused_with_the_fault() {
             "[[registration]]\nprocedure = \"p\"\nfqdn = \"a\"\ninvalid = \"colour\"\n",
             "registration 1 (\"a\"): invalid = \"colour\"",
         ),
+        (
+            "[[case]]\nname = \"x\"\nprocedure = \"p\"\nfqdn = \"a\"\nexpect = \"deny\"\nrenewal_of = \"ghost\"\n",
+            "case 1 (\"x\"): renewal_of = \"ghost\" names no [[registration]] fqdn of this file",
+        ),
+        (
+            "[[registration]]\nprocedure = \"p\"\nfqdn = \"a\"\n[[case]]\nname = \"x\"\nprocedure = \"p\"\nfqdn = \"a\"\n\
+             expect = \"allow\"\nrenewal_of = \"a\"\npassword = \"guess\"\n",
+            "case 1 (\"x\"): a renewal carries no password and is never enrolled",
+        ),
         ("[[case]\n", "cases.toml"),
     ] {
         std::fs::write(dir.path().join("cases.toml"), text).unwrap();
@@ -138,6 +147,18 @@ fn host_calls_are_recorded_and_replayed_without_a_store() {
     assert!(
         password["calls"].as_array().unwrap().iter().any(|c| c["call"] == "check-password" && c["answer"] == "match")
     );
+
+    // A renewal case records the registration its certificate was issued
+    // under, and its calls: no password is checked.
+    let renewal = recording["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "a password registration renews with the certificate alone")
+        .unwrap();
+    assert!(renewal["renewal_of"].as_u64().is_some(), "{renewal}");
+    let calls: Vec<&str> = renewal["calls"].as_array().unwrap().iter().map(|c| c["call"].as_str().unwrap()).collect();
+    assert_eq!(calls, ["get-procedure", "find-candidates"], "{renewal}");
 
     // Replayed: the same verdicts, with no store at all.
     let (code, out, err) = prereg(dir.path(), &["policy", "test", wasm, cases, "--replay", "calls.json"]);

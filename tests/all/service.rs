@@ -381,7 +381,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let exact_only = std::fs::read(prereg_test_artifacts::EXACT_ONLY_POLICY).unwrap();
     let (ct, body) = multipart(&load(&exact_only), "exact-only.wasm", &exact_only);
     let (status, loaded) = api.call("POST", "/v1/policies", "/v1/policies", Some((&ct, body)));
-    assert_eq!((status, loaded["self_test_cases"].as_u64()), (201, Some(5)), "{loaded}");
+    assert_eq!((status, loaded["self_test_cases"].as_u64()), (201, Some(6)), "{loaded}");
     let shadow = |policy: Option<&str>| sign(WriteRequest::ShadowPolicy { policy: policy.map(Into::into) });
     let (status, started) =
         api.post_json("/v1/policies/shadow", "/v1/policies/shadow", &shadow(Some("exact-only@0.1.0")));

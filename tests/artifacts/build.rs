@@ -1,4 +1,4 @@
-//! Builds the test guests (`tests/guests`: the hostile and probe policies)
+//! Builds the test guests (`tests/guests`: the hostile, probe and legacy policies)
 //! and the example policies other than the default (`policies/`) as
 //! `wasm32-wasip2` components, with the build code `host/engine/build.rs` uses
 //! (`host/engine/build/guests.rs`): a dev-only crate, as wasmtime's
@@ -18,6 +18,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("prereg-policy-serial-required", "SERIAL_REQUIRED_POLICY"),
     ("prereg-policy-hostile", "HOSTILE_POLICY"),
     ("prereg-policy-probe", "PROBE_POLICY"),
+    ("prereg-policy-legacy", "LEGACY_POLICY"),
 ];
 
 fn main() {

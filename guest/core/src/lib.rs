@@ -23,4 +23,4 @@ pub use name::{Fqdn, NameError};
 pub use pattern::{IndexKey, Pattern, PatternError, Specificity};
 
 /// The version of the `prereg:policy` WIT package this crate implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";

@@ -157,6 +157,27 @@ pub struct EnrollmentRequest {
     pub has_password: bool,
 }
 
+/// A renewal request (WIT `renewal-request`, since 0.1.1): a device that
+/// holds a valid certificate from this CA asks for a new one. The host has
+/// verified that certificate; there is no password.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RenewalRequest {
+    /// Token procedure name.
+    pub procedure: String,
+    /// Device name of the current certificate, as the new request repeats it.
+    pub fqdn: String,
+    /// IP address the new request asks for.
+    pub ip: Option<String>,
+    /// Subject serialNumber the new request carries.
+    pub serial: Option<String>,
+    /// The registration the current certificate was issued under.
+    pub registration: u64,
+    /// Serial number of the current certificate (lower-case hex).
+    pub certificate_serial: String,
+    /// End of the current certificate's validity (seconds since the epoch).
+    pub certificate_expires_at: u64,
+}
+
 /// SPEC.md reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {

@@ -12,8 +12,8 @@ use prereg_core::model::{canonical_ip, serial_eq};
 use prereg_core::name::is_within;
 use prereg_core::pattern;
 use prereg_core::{
-    Decision, EnrollmentRequest, Field, Fqdn, PasswordCheck, Pattern, PolicyHost, PolicyMetadata, Reason, Registration,
-    RegistrationRequest, RegistrationState, ValidRegistration, ValidationError,
+    Decision, EnrollmentRequest, Field, Fqdn, PasswordCheck, Pattern, PolicyHost, PolicyMetadata, Procedure, Reason,
+    Registration, RegistrationRequest, RegistrationState, RenewalRequest, ValidRegistration, ValidationError,
 };
 
 /// Longest serial number accepted (X.520 serialNumber is at most 64 characters).
@@ -120,19 +120,11 @@ pub fn decide_with(
             format!("token procedure {:?} does not require preregistration", procedure.name),
         );
     }
-    // 3. A valid FQDN, without `*`.
-    let fqdn = match Fqdn::parse(&request.fqdn) {
+    // 3 and 4. A valid FQDN, without `*`, within the allowed domains.
+    let fqdn = match name_within(&procedure, &request.fqdn) {
         Ok(fqdn) => fqdn,
-        Err(e) => return Decision::new(Reason::InvalidFqdn, None, format!("{:?}: {e}", request.fqdn)),
+        Err(denied) => return denied,
     };
-    // 4. Allowed domains.
-    if !procedure.allowed_domains.is_empty() && !procedure.allowed_domains.iter().any(|d| fqdn.is_within(d)) {
-        return Decision::new(
-            Reason::DomainNotAllowed,
-            None,
-            format!("{fqdn} is outside the allowed domains of {:?}", procedure.name),
-        );
-    }
     // 5. Candidates of the procedure's domain: matching, usable.
     let now = host.now();
     let candidates = match host.candidates(&procedure.domain, &fqdn) {
@@ -204,4 +196,116 @@ pub fn decide_with(
     }
     // 9. Allow; the host counts the enrollment.
     Decision::new(Reason::Matched, Some(chosen.id), format!("{fqdn} matched {:?}", chosen.pattern))
+}
+
+/// Steps 3 and 4 of a decision: `name` is a valid FQDN without `*`
+/// (`invalid-fqdn`), within the procedure's allowed domains
+/// (`domain-not-allowed`).
+fn name_within(procedure: &Procedure, name: &str) -> Result<Fqdn, Decision> {
+    let fqdn = Fqdn::parse(name).map_err(|e| Decision::new(Reason::InvalidFqdn, None, format!("{name:?}: {e}")))?;
+    if !procedure.allowed_domains.is_empty() && !procedure.allowed_domains.iter().any(|d| fqdn.is_within(d)) {
+        return Err(Decision::new(
+            Reason::DomainNotAllowed,
+            None,
+            format!("{fqdn} is outside the allowed domains of {:?}", procedure.name),
+        ));
+    }
+    Ok(fqdn)
+}
+
+/// The default rules for a renewal (WIT `decide-renewal`): the device keeps
+/// its certificate's name under the registration it was issued under, while
+/// that registration stands. See [`decide_renewal_with`].
+pub fn decide_renewal(host: &impl PolicyHost, request: &RenewalRequest) -> Decision {
+    decide_renewal_with(host, request, spec_match)
+}
+
+/// A renewal with another matching rule (`matches`, as in [`decide_with`]):
+///
+/// 1. the token procedure exists (`unknown-procedure`);
+/// 2. the name is a valid FQDN (`invalid-fqdn`) within the procedure's
+///    allowed domains (`domain-not-allowed`), which may have changed since;
+/// 3. the registration the certificate was issued under is still a
+///    candidate for the name in the procedure's domain and still covers it
+///    (`no-registration`: deleted, or the device moved);
+/// 4. it is not disabled (`no-registration`), locked (`locked`) or expired
+///    (`no-registration`: its validity is how long the device is
+///    preregistered); `used` is fine, a renewal counts no enrollment;
+/// 5. its pinned IP address and serial number are the request's
+///    (`ip-mismatch`, `serial-mismatch`);
+/// 6. allow, `matched`. No password is checked: the certificate is the
+///    credential.
+pub fn decide_renewal_with(
+    host: &impl PolicyHost,
+    request: &RenewalRequest,
+    matches: impl Fn(&Registration, &Fqdn) -> bool,
+) -> Decision {
+    let id = request.registration;
+    let Some(procedure) = host.procedure(&request.procedure) else {
+        return Decision::new(Reason::UnknownProcedure, None, format!("no token procedure {:?}", request.procedure));
+    };
+    let fqdn = match name_within(&procedure, &request.fqdn) {
+        Ok(fqdn) => fqdn,
+        Err(denied) => return denied,
+    };
+    let candidates = match host.candidates(&procedure.domain, &fqdn) {
+        Ok(list) => list,
+        Err(e) => return Decision::new(Reason::NoRegistration, None, format!("candidate lookup failed: {e}")),
+    };
+    let Some(registration) = candidates.into_iter().find(|r| r.id == id && matches(r, &fqdn)) else {
+        return Decision::new(
+            Reason::NoRegistration,
+            None,
+            format!(
+                "registration {id}, under which certificate {} was issued, no longer covers {fqdn} in domain {:?}",
+                request.certificate_serial, procedure.domain
+            ),
+        );
+    };
+    let renewing = format!("renewal of certificate {} of {fqdn}", request.certificate_serial);
+    match registration.state {
+        RegistrationState::Disabled => {
+            return Decision::new(
+                Reason::NoRegistration,
+                Some(id),
+                format!("{renewing}: registration {id} ({}) is disabled", registration.pattern),
+            );
+        }
+        RegistrationState::Locked => {
+            return Decision::new(
+                Reason::Locked,
+                Some(id),
+                format!("{renewing}: registration {id} is locked after repeated password failures"),
+            );
+        }
+        RegistrationState::Open | RegistrationState::Used => {}
+    }
+    if !registration.is_valid_at(host.now()) {
+        return Decision::new(
+            Reason::NoRegistration,
+            Some(id),
+            format!("{renewing}: registration {id} ({}) has expired", registration.pattern),
+        );
+    }
+    if registration.ip.is_some() && registration.ip != request.ip.as_deref().and_then(canonical_ip) {
+        return Decision::new(
+            Reason::IpMismatch,
+            Some(id),
+            format!("{renewing}: registration {id} pins another IP address"),
+        );
+    }
+    if let Some(want) = &registration.serial
+        && !request.serial.as_deref().is_some_and(|got| serial_eq(want, got))
+    {
+        return Decision::new(
+            Reason::SerialMismatch,
+            Some(id),
+            format!("{renewing}: registration {id} pins another serial number"),
+        );
+    }
+    Decision::new(
+        Reason::Matched,
+        Some(id),
+        format!("{renewing}: registration {id} ({}) still covers it", registration.pattern),
+    )
 }

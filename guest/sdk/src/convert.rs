@@ -1,6 +1,7 @@
 //! Conversions between the generated WIT types and the core's Rust types.
 //! Mechanical and total: every WIT case has exactly one Rust case.
 
+use crate::bindings::exports::prereg::policy::renewal as wit_renewal;
 use crate::bindings::prereg::policy::types as wit;
 use prereg_core as core;
 
@@ -93,6 +94,20 @@ impl From<wit::EnrollmentRequest> for core::EnrollmentRequest {
             ip: r.ip,
             serial: r.serial,
             has_password: r.has_password,
+        }
+    }
+}
+
+impl From<wit_renewal::RenewalRequest> for core::RenewalRequest {
+    fn from(r: wit_renewal::RenewalRequest) -> Self {
+        core::RenewalRequest {
+            procedure: r.procedure,
+            fqdn: r.fqdn,
+            ip: r.ip,
+            serial: r.serial,
+            registration: r.registration,
+            certificate_serial: r.certificate_serial,
+            certificate_expires_at: r.certificate_expires_at,
         }
     }
 }

@@ -13,6 +13,7 @@
 //!     fn validate_registration(host: &impl PolicyHost, request: RegistrationRequest)
 //!         -> Result<ValidRegistration, ValidationError> { /* ... */ }
 //!     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision { /* ... */ }
+//!     // decide_renewal: the default rules unless overridden.
 //! }
 //! prereg_sdk::export_policy!(Mine);
 //! ```
@@ -28,7 +29,7 @@
 pub use prereg_core as core;
 pub use prereg_core::{
     Decision, EnrollmentRequest, Field, Fqdn, LogLevel, LookupError, PasswordCheck, Pattern, PolicyHost,
-    PolicyMetadata, Procedure, Protocol, Reason, Registration, RegistrationRequest, RegistrationState,
+    PolicyMetadata, Procedure, Protocol, Reason, Registration, RegistrationRequest, RegistrationState, RenewalRequest,
     ValidRegistration, ValidationError,
 };
 pub use prereg_rules as rules;
@@ -58,7 +59,7 @@ pub const WIT_VERSION: &str = prereg_core::WIT_VERSION;
 pub mod prelude {
     pub use crate::{
         Decision, EnrollmentRequest, Field, Fqdn, LogLevel, Pattern, Policy, PolicyHost, PolicyMetadata, Reason,
-        RegistrationRequest, ValidRegistration, ValidationError,
+        RegistrationRequest, RenewalRequest, ValidRegistration, ValidationError,
     };
 }
 
@@ -78,6 +79,17 @@ pub trait Policy {
 
     /// Decides an enrollment request.
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision;
+
+    /// Decides a renewal: a device with a valid certificate from this CA
+    /// asks for a new one (EST `simplereenroll`, CMP `kur`). By default,
+    /// [`prereg_rules::decide_renewal`]: the registration the certificate
+    /// was issued under must still cover the device and be neither
+    /// disabled, locked nor expired. A policy that changes how names match
+    /// in [`Policy::decide`] should match the same way here
+    /// ([`prereg_rules::decide_renewal_with`]).
+    fn decide_renewal(host: &impl PolicyHost, request: RenewalRequest) -> Decision {
+        prereg_rules::decide_renewal(host, &request)
+    }
 }
 
 /// Glue between a [`Policy`] and the generated export trait. Not for direct use.
@@ -105,7 +117,16 @@ impl<P: Policy> bindings::exports::prereg::policy::policy::Guest for Export<P> {
     }
 }
 
-/// Exports a [`Policy`] as the component's `prereg:policy/policy` interface and
+impl<P: Policy> bindings::exports::prereg::policy::renewal::Guest for Export<P> {
+    fn decide_renewal(
+        request: bindings::exports::prereg::policy::renewal::RenewalRequest,
+    ) -> bindings::exports::prereg::policy::policy::Decision {
+        P::decide_renewal(&WasmHost, request.into()).into()
+    }
+}
+
+/// Exports a [`Policy`] as the component's `prereg:policy/policy` and
+/// `prereg:policy/renewal` interfaces and
 /// records the WIT version in the `prereg:wit-version` custom section.
 ///
 /// With `cases = "FILE"` (a path relative to the crate's `Cargo.toml`), the
@@ -122,7 +143,7 @@ macro_rules! export_policy {
         #[cfg(target_arch = "wasm32")]
         #[unsafe(link_section = "prereg:wit-version")]
         #[used]
-        static __PREREG_WIT_VERSION: [u8; 5] = *b"0.1.0";
+        static __PREREG_WIT_VERSION: [u8; 5] = *b"0.1.1";
 
         type __PreregExport = $crate::Export<$policy>;
         $crate::bindings::__export_policy_module!(__PreregExport with_types_in $crate::bindings);

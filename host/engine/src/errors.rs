@@ -28,7 +28,7 @@ pub enum EngineError {
         max: usize,
     },
     /// Not a valid component, or not of the `prereg:policy` world.
-    #[error("policy {path} is not a usable prereg:policy@0.1.0 component: {message}")]
+    #[error("policy {path} is not a usable prereg:policy@0.1.x component: {message}")]
     Invalid {
         /// The file.
         path: String,

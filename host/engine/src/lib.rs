@@ -63,10 +63,10 @@ pub use component::WasmPolicy;
 pub use engine::{Allocation, EPOCH_TICK, Limits, PolicyEngine};
 pub use errors::EngineError;
 pub use evaluation::{Evaluation, Offer, Trace};
-pub use guard::{Decided, decide};
+pub use guard::{Decided, decide, decide_renewal};
 pub use host::{Candidate, HostError, PolicyHost, downcast_host};
 pub use host_calls::HostCalls;
-pub use policy::{NativeDefaultPolicy, Policy, PolicyFailure, PolicyInfo, Validation};
+pub use policy::{NativeDefaultPolicy, Policy, PolicyFailure, PolicyInfo, Validation, decide_renewal_by_default};
 
 /// SHA-256 of `bytes`, in lower-case hex: how prereg names a component (and
 /// an artifact of the precompiled cache).

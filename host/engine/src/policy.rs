@@ -3,7 +3,9 @@
 //! policy's code linked natively: the baseline of the benchmarks, and a
 //! reference in tests).
 
-use prereg_core::{Decision, EnrollmentRequest, RegistrationRequest, ValidRegistration, ValidationError};
+use prereg_core::{
+    Decision, EnrollmentRequest, RegistrationRequest, RenewalRequest, ValidRegistration, ValidationError,
+};
 use serde::Serialize;
 
 use crate::evaluation::Evaluation;
@@ -52,6 +54,17 @@ pub trait Policy: Send + Sync {
         &self,
         evaluation: Evaluation,
         request: &EnrollmentRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation);
+
+    /// Decides a renewal (WIT `decide-renewal`, since 0.1.1): a device with
+    /// a valid certificate from this CA asks for a new one. A policy of WIT
+    /// 0.1.0 exports no renewal: [`crate::WasmPolicy`] then decides with
+    /// the default rules ([`decide_renewal_by_default`]) and says so in the
+    /// explanation.
+    fn decide_renewal(
+        &self,
+        evaluation: Evaluation,
+        request: &RenewalRequest,
     ) -> (Result<Decision, PolicyFailure>, Evaluation);
 
     /// Validates a new registration.
@@ -120,8 +133,29 @@ impl Policy for NativeDefaultPolicy {
         (Ok(decision), evaluation)
     }
 
+    fn decide_renewal(
+        &self,
+        evaluation: Evaluation,
+        request: &RenewalRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation) {
+        let decision = prereg_rules::decide_renewal(&evaluation, request);
+        (Ok(decision), evaluation)
+    }
+
     fn validate_registration(&self, evaluation: Evaluation, request: &RegistrationRequest) -> (Validation, Evaluation) {
         let result = prereg_rules::validate_registration(&evaluation, request);
         (Ok(result), evaluation)
     }
+}
+
+/// A renewal decided by the host with the default rules, for a policy that
+/// does not decide renewals (built against WIT 0.1.0): the explanation says
+/// whose rules decided.
+pub fn decide_renewal_by_default(info: &PolicyInfo, evaluation: &Evaluation, request: &RenewalRequest) -> Decision {
+    let mut decision = prereg_rules::decide_renewal(evaluation, request);
+    decision.explanation = format!(
+        "{} (decided by the host's default renewal rules: policy {} {} implements WIT {}, which has no renewal)",
+        decision.explanation, info.name, info.version, info.wit_version
+    );
+    decision
 }

@@ -141,6 +141,12 @@ pub struct Case {
     /// Decide this many days after `now` (expiry).
     #[serde(default)]
     pub days_later: u32,
+    /// A renewal instead of an enrollment (EST `simplereenroll`, CMP
+    /// `kur`): the device holds a certificate issued under the
+    /// registration whose `fqdn` (as written in this file) this names, and
+    /// asks the policy's `decide-renewal` for a new one. No password.
+    #[serde(default)]
+    pub renewal_of: Option<String>,
     /// `allow` or `deny`.
     pub expect: Expect,
     /// The reason code it must give, if checked.
@@ -232,6 +238,22 @@ impl CaseFile {
             }
             if !names.insert(c.name.as_str()) {
                 return Err(fault(format!("case {} ({:?}): two cases have this name", i + 1, c.name)));
+            }
+            if let Some(of) = &c.renewal_of {
+                let at = format!("case {} ({:?})", i + 1, c.name);
+                let Some(r) = self.registrations.iter().find(|r| r.fqdn == *of) else {
+                    return Err(fault(format!(
+                        "{at}: renewal_of = {of:?} names no [[registration]] fqdn of this file"
+                    )));
+                };
+                if r.invalid.is_some() {
+                    return Err(fault(format!(
+                        "{at}: renewal_of = {of:?} names a registration the policy must refuse"
+                    )));
+                }
+                if c.password.is_some() || c.enroll {
+                    return Err(fault(format!("{at}: a renewal carries no password and is never enrolled")));
+                }
             }
             if let Some(reason) = &c.reason
                 && prereg_core::Reason::parse(reason).is_none()

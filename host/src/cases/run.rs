@@ -4,12 +4,13 @@
 //! with a throwaway officer key, the file's procedures and registrations
 //! created through signed requests (so the policy under test validates every
 //! registration), then each case decided through [`Registry::decide`], the
-//! host's guard included. Replay: no store at all; each case's decision is
-//! made by the policy alone from the recorded answers.
+//! host's guard included ([`Registry::check_renewal`] for a renewal case).
+//! Replay: no store at all; each case's decision is made by the policy
+//! alone from the recorded answers.
 
 use std::sync::Arc;
 
-use prereg_core::{Decision, EnrollmentRequest};
+use prereg_core::{Decision, EnrollmentRequest, RenewalRequest};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -17,7 +18,7 @@ use super::{Case, CaseFile, CaseOutcome, CasesError, Mismatch, TestReport};
 use crate::evaluation::Evaluation;
 use crate::host_calls::{HostCall, HostCalls, RecordedHost};
 use crate::policy::Policy;
-use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, RegistryError};
+use crate::registry::{DecisionMode, DecisionReport, EnrollmentInput, RegistryError, Renewal};
 use crate::scratch::Scratch;
 use crate::signing::WriteRequest;
 
@@ -39,6 +40,10 @@ pub struct RecordedCase {
     pub name: String,
     /// Its evaluation time.
     pub now: u64,
+    /// For a renewal case, the registration the certificate was issued
+    /// under, as recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_of: Option<u64>,
     /// The calls, in order, with their answers.
     pub calls: Vec<HostCall>,
 }
@@ -93,20 +98,40 @@ pub fn run(
                         error,
                     })?;
             }
+            // The id of each registration created, by its fqdn as written.
+            let mut created = Vec::new();
             for (i, r) in file.registrations.iter().enumerate() {
-                if let Some(outcome) = create_registration(&scratch, i, r)? {
-                    outcomes.push(outcome);
+                match create_registration(&scratch, i, r)? {
+                    Created::Id(id) => created.push((r.fqdn.as_str(), id)),
+                    Created::Outcome(outcome) => outcomes.push(outcome),
                 }
             }
             for case in &file.cases {
                 let calls = if matches!(facts, Facts::Record) { HostCalls::Record } else { HostCalls::Live };
                 let now = file.now() + u64::from(case.days_later) * 86_400;
-                let mode = if case.enroll { DecisionMode::Enroll } else { DecisionMode::DryRun };
-                let (report, calls) = registry
-                    .decide_recording(input(case), mode, now, calls)
-                    .map_err(|error| CasesError::Decision { case: case.name.clone(), error })?;
+                let failed = |error| CasesError::Decision { case: case.name.clone(), error };
+                let (report, calls, renewal_of) = match &case.renewal_of {
+                    Some(of) => {
+                        // Refused by the policy at setup: the case cannot run.
+                        let id = created.iter().find(|(fqdn, _)| fqdn == of).map(|(_, id)| *id).ok_or_else(|| {
+                            failed(RegistryError::Invalid {
+                                field: "renewal_of".into(),
+                                message: format!("registration {of:?} was not created"),
+                            })
+                        })?;
+                        let (report, calls) =
+                            registry.check_renewal(&renewal(case, id, now), now, calls).map_err(failed)?;
+                        (report, calls, Some(id))
+                    }
+                    None => {
+                        let mode = if case.enroll { DecisionMode::Enroll } else { DecisionMode::DryRun };
+                        let (report, calls) =
+                            registry.decide_recording(input(case), mode, now, calls).map_err(failed)?;
+                        (report, calls, None)
+                    }
+                };
                 outcomes.push(compare(case, &report));
-                recorded.push(RecordedCase { name: case.name.clone(), now, calls });
+                recorded.push(RecordedCase { name: case.name.clone(), now, calls, renewal_of });
             }
         }
     }
@@ -127,13 +152,17 @@ pub fn run(
     Ok((report, recording))
 }
 
-/// Creates registration `i` of the file in the throwaway instance; an
-/// outcome when the file expects a refusal or the policy refuses it.
-fn create_registration(
-    scratch: &Scratch,
-    i: usize,
-    r: &super::CaseRegistration,
-) -> Result<Option<CaseOutcome>, CasesError> {
+/// What creating a registration of the file gave.
+enum Created {
+    /// It was created, with this id.
+    Id(u64),
+    /// An outcome to report: the file expects a refusal, or the policy
+    /// refused it.
+    Outcome(CaseOutcome),
+}
+
+/// Creates registration `i` of the file in the throwaway instance.
+fn create_registration(scratch: &Scratch, i: usize, r: &super::CaseRegistration) -> Result<Created, CasesError> {
     let name = format!("registration {} ({})", i + 1, r.fqdn);
     let password_sealed = match &r.password {
         None => None,
@@ -151,17 +180,16 @@ fn create_registration(
     });
     let refused = match (&created, &r.invalid) {
         (Ok(outcome), None) => {
-            if r.disabled
-                && let Some(id) = outcome.id
-            {
+            let id = outcome.id.unwrap_or_default();
+            if r.disabled {
                 scratch
                     .submit(WriteRequest::DisableRegistration { id })
                     .map_err(|error| CasesError::Setup { what: name.clone(), error })?;
             }
-            return Ok(None);
+            return Ok(Created::Id(id));
         }
         (Ok(_), Some(field)) => {
-            return Ok(Some(CaseOutcome {
+            return Ok(Created::Outcome(CaseOutcome {
                 name,
                 passed: false,
                 mismatches: vec![Mismatch {
@@ -182,7 +210,7 @@ fn create_registration(
     };
     let (field, message, expected) = refused;
     let passed = expected.as_deref() == Some(field.as_str());
-    Ok(Some(CaseOutcome {
+    Ok(Created::Outcome(CaseOutcome {
         name,
         passed,
         mismatches: if passed {
@@ -208,6 +236,24 @@ fn input(case: &Case) -> EnrollmentInput {
         ..Default::default()
     }
 }
+
+/// The renewal a case asks for: the device's certificate (serial `01`,
+/// valid for 30 more days) was issued under registration `id`.
+fn renewal(case: &Case, id: u64, now: u64) -> Renewal<'_> {
+    Renewal {
+        registration: id,
+        fqdn: &case.fqdn,
+        ip: case.ip.clone(),
+        serial: case.serial.as_deref(),
+        procedure: &case.procedure,
+        transaction: "cases:renewal",
+        replaces: CASE_CERTIFICATE,
+        replaces_expires_at: now + 30 * 86_400,
+    }
+}
+
+/// The serial of the certificate a renewal case replaces.
+const CASE_CERTIFICATE: &str = "01";
 
 /// Compares a decision with the case's expectation.
 fn compare(case: &Case, report: &DecisionReport) -> CaseOutcome {
@@ -252,14 +298,37 @@ fn replay_case(policy: &Arc<dyn Policy>, case: &Case, recording: &Recording) -> 
     let info = policy.info().clone();
     let evaluation = Evaluation::new(Box::new(RecordedHost { now: recorded.now }), &info.name)
         .with_host_calls(HostCalls::Replay(recorded.calls.clone().into()));
-    let request = EnrollmentRequest {
-        procedure: case.procedure.clone(),
-        fqdn: case.fqdn.clone(),
-        ip: case.ip.clone(),
-        serial: case.serial.clone(),
-        has_password: case.password.is_some(),
+    let (result, evaluation) = match (&case.renewal_of, recorded.renewal_of) {
+        (Some(_), Some(id)) => {
+            let renewal = renewal(case, id, recorded.now);
+            let request = RenewalRequest {
+                procedure: case.procedure.clone(),
+                fqdn: case.fqdn.clone(),
+                ip: renewal.ip,
+                serial: case.serial.clone(),
+                registration: id,
+                certificate_serial: CASE_CERTIFICATE.into(),
+                certificate_expires_at: renewal.replaces_expires_at,
+            };
+            policy.decide_renewal(evaluation, &request)
+        }
+        (None, None) => {
+            let request = EnrollmentRequest {
+                procedure: case.procedure.clone(),
+                fqdn: case.fqdn.clone(),
+                ip: case.ip.clone(),
+                serial: case.serial.clone(),
+                has_password: case.password.is_some(),
+            };
+            policy.decide(evaluation, &request)
+        }
+        _ => {
+            return Err(CasesError::Recording {
+                path: recording.recorded_with.clone(),
+                message: format!("case {:?} is a renewal in one of the case file and the recording only", case.name),
+            });
+        }
     };
-    let (result, evaluation) = policy.decide(evaluation, &request);
     let violation = evaluation.violation();
     let decision = match (result, violation) {
         (_, Some(v)) => Decision::new(prereg_core::Reason::PolicyError, None, format!("policy error (replay): {v}")),
@@ -274,15 +343,6 @@ fn replay_case(policy: &Arc<dyn Policy>, case: &Case, recording: &Recording) -> 
             _ => None,
         })
     });
-    let report = DecisionReport {
-        allowed: decision.allowed,
-        reason: decision.reason,
-        registration: decision.registration,
-        pattern,
-        explanation: decision.explanation,
-        policy: crate::registry::PolicyRef { name: info.name, version: info.version, sha256: info.sha256 },
-        dry_run: true,
-        audit_seq: None,
-    };
+    let report = DecisionReport::of(&decision, pattern, info, true);
     Ok(compare(case, &report))
 }

@@ -9,15 +9,19 @@
 
 use serde::Serialize;
 
+use super::decisions::DecisionReport;
 use super::decisions::give_back;
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
+use crate::evaluation::StoreHost;
+use crate::host_calls::{HostCall, HostCalls};
 #[cfg(feature = "enroll")]
 use crate::pki::Ca;
 #[cfg(feature = "enroll")]
 use crate::store::CrlRecord;
 use crate::store::{CertificateRecord, CertificateState, TxKind};
-use prereg_core::RegistrationState;
+use prereg_core::{Reason, RenewalRequest};
+use prereg_engine::{Decided, HostError};
 
 /// How long a CRL is valid (its nextUpdate after thisUpdate): one day.
 pub const CRL_VALIDITY_SECONDS: u64 = 86_400;
@@ -109,19 +113,25 @@ pub enum Revocation {
     NotConfirmed,
 }
 
-/// A key update ([`Registry::renew_issuing`]).
+/// A renewal ([`Registry::renew_issuing`]): CMP `kur`, EST `simplereenroll`.
 #[derive(Debug, Clone)]
 pub struct Renewal<'a> {
     /// The registration of the certificate being replaced.
     pub registration: u64,
     /// The device's canonical FQDN (the old certificate's).
     pub fqdn: &'a str,
+    /// The IP address the new request asks for.
+    pub ip: Option<String>,
+    /// The subject serialNumber the new request carries.
+    pub serial: Option<&'a str>,
     /// The token procedure the request came through.
     pub procedure: &'a str,
-    /// The protocol transaction (`cmp:…`).
+    /// The protocol transaction (`cmp:…`, `est:…`).
     pub transaction: &'a str,
     /// The serial of the certificate being replaced.
     pub replaces: &'a str,
+    /// The end of its validity (Unix seconds).
+    pub replaces_expires_at: u64,
 }
 
 impl Revocation {
@@ -155,64 +165,110 @@ impl Registry {
     }
 
     /// Renews the certificate of an enrolled device under a new key (CMP
-    /// `kur`): registration `renewal.registration` must still exist and be
-    /// open or used (not disabled or locked). Nothing is counted: a key
-    /// update keeps the device's one enrollment. `issue` makes the new
-    /// certificate inside the transaction that records and audits it
-    /// (action `renew`). Returns the new certificate, or why it was
-    /// refused (audited too).
+    /// `kur`, EST `simplereenroll`), as the policy decides
+    /// ([`prereg_engine::decide_renewal`], WIT `decide-renewal`): by default
+    /// the registration the certificate was issued under must still cover
+    /// the device and be neither disabled, locked nor expired. Nothing is
+    /// counted: a renewal keeps the device's one enrollment. If allowed,
+    /// `issue` makes the new certificate inside the transaction that
+    /// records it and audits the decision (action `renew`, with its reason
+    /// and policy); a denial is audited too.
     pub fn renew_issuing(
         &self,
         renewal: &Renewal<'_>,
         now: u64,
         issue: super::decisions::Issuer<'_>,
-    ) -> Result<Result<CertificateRecord, String>, RegistryError> {
-        let mut tx = self.storage.begin(TxKind::Write)?;
-        let current = tx.registration(renewal.registration)?;
-        let refused = match &current {
-            None => Some(format!("registration {} no longer exists", renewal.registration)),
-            Some(r) if matches!(r.state, RegistrationState::Disabled | RegistrationState::Locked) => {
-                Some(format!("registration {} is {}", r.id, r.state))
-            }
-            Some(_) => None,
+    ) -> Result<(DecisionReport, Option<CertificateRecord>), RegistryError> {
+        self.renew_inner(renewal, now, HostCalls::Live, Some(issue))
+            .map(|(report, certificate, _)| (report, certificate))
+    }
+
+    /// The dry run of a renewal (`prereg policy test`'s renewal cases): the
+    /// policy's decision and the host calls it made (with
+    /// [`HostCalls::Record`]), nothing issued, written or audited.
+    pub fn check_renewal(
+        &self,
+        renewal: &Renewal<'_>,
+        now: u64,
+        calls: HostCalls,
+    ) -> Result<(DecisionReport, Vec<HostCall>), RegistryError> {
+        self.renew_inner(renewal, now, calls, None).map(|(report, _, calls)| (report, calls))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn renew_inner(
+        &self,
+        renewal: &Renewal<'_>,
+        now: u64,
+        calls: HostCalls,
+        issue: Option<super::decisions::Issuer<'_>>,
+    ) -> Result<(DecisionReport, Option<CertificateRecord>, Vec<HostCall>), RegistryError> {
+        let mut tx = self.storage.begin(if issue.is_some() { TxKind::Write } else { TxKind::Read })?;
+        let index = self.current_index(tx.as_mut())?;
+        let request = RenewalRequest {
+            procedure: renewal.procedure.to_owned(),
+            fqdn: renewal.fqdn.to_owned(),
+            ip: renewal.ip.clone(),
+            serial: renewal.serial.map(str::to_owned),
+            registration: renewal.registration,
+            certificate_serial: renewal.replaces.to_owned(),
+            certificate_expires_at: renewal.replaces_expires_at,
         };
-        let mut outcome = Err(refused.clone().unwrap_or_default());
-        if let (None, Some(record)) = (&refused, &current) {
-            let view = record.to_policy_view();
-            let grant = super::Grant { fqdn: renewal.fqdn, registration: Some(&view) };
-            let certificate = issue(&grant).map_err(RegistryError::Issuance)?;
-            tx.insert_certificate(&certificate)?;
-            outcome = Ok(certificate);
+        let policy = self.policy();
+        let info = policy.info().clone();
+        let host = StoreHost::new(tx, now).with_index(index);
+        let Decided { decision, mut trace, host } =
+            prereg_engine::decide_renewal(policy.as_ref(), Box::new(host), &request, calls);
+        let (mut tx, _) = StoreHost::back(host).into_parts();
+        if trace.host_error == Some(HostError::Busy) {
+            return Err(RegistryError::Busy);
         }
-        let request = serde_json::json!({
+        if decision.reason == Reason::PolicyError {
+            tracing::warn!(policy = %info.name, sha256 = %info.sha256, "renewal: {}", decision.explanation);
+        }
+        let recorded = std::mem::take(&mut trace.recorded);
+        let offered = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| &o.registration);
+        let mut report = DecisionReport::of(&decision, offered.map(|r| r.pattern.clone()), info, issue.is_none());
+        let Some(issue) = issue else { return Ok((report, None, recorded)) };
+        let mut certificate = None;
+        if decision.allowed {
+            let grant = super::Grant { fqdn: renewal.fqdn, registration: offered };
+            let record = issue(&grant).map_err(RegistryError::Issuance)?;
+            tx.insert_certificate(&record)?;
+            certificate = Some(record);
+        }
+        let audit_request = serde_json::json!({
             "procedure": renewal.procedure,
             "fqdn": renewal.fqdn,
+            "ip": renewal.ip,
+            "serial": renewal.serial,
             "transaction": renewal.transaction,
             "replaces": renewal.replaces,
-            "certificate": outcome.as_ref().ok().map(|c| c.serial.clone()),
+            "certificate": certificate.as_ref().map(|c| c.serial.clone()),
         });
-        let domain = current.as_ref().map(|r| r.domain.clone());
-        audit::append(
+        let domain = tx.procedure(renewal.procedure)?.map(|p| p.domain);
+        let record = audit::append(
             tx.as_mut(),
             AuditEntry {
                 time: now,
                 actor: "device".into(),
                 action: "renew".into(),
                 object: format!("registration:{}", renewal.registration),
-                outcome: if outcome.is_ok() { "allowed" } else { "denied" }.into(),
-                reason: None,
-                policy_sha256: None,
-                request: request.to_string(),
-                detail: match &outcome {
-                    Ok(c) => format!("key update of certificate {}: certificate {} issued", renewal.replaces, c.serial),
-                    Err(why) => format!("key update of certificate {} refused: {why}", renewal.replaces),
+                outcome: if decision.allowed { "allowed" } else { "denied" }.into(),
+                reason: Some(decision.reason.code().into()),
+                policy_sha256: Some(report.policy.sha256.clone()),
+                request: audit_request.to_string(),
+                detail: match &certificate {
+                    Some(c) => format!("{}; certificate {} issued", decision.explanation, c.serial),
+                    None => decision.explanation.clone(),
                 },
                 domain,
             },
             self.audit_mac_keys(),
         )?;
         tx.commit()?;
-        Ok(outcome)
+        report.audit_seq = Some(record.seq);
+        Ok((report, certificate, recorded))
     }
 
     /// Revokes a certificate at its device's request (CMP `rr`, authenticated

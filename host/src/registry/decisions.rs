@@ -167,7 +167,35 @@ mod reason_code {
     }
 }
 
+impl DecisionReport {
+    /// The report of `decision` by the policy `info`, not yet audited.
+    pub fn of(decision: &Decision, pattern: Option<String>, info: prereg_engine::PolicyInfo, dry_run: bool) -> Self {
+        DecisionReport {
+            allowed: decision.allowed,
+            reason: decision.reason,
+            registration: decision.registration,
+            pattern,
+            explanation: decision.explanation.clone(),
+            policy: PolicyRef { name: info.name, version: info.version, sha256: info.sha256 },
+            dry_run,
+            audit_seq: None,
+        }
+    }
+}
+
 impl Registry {
+    /// The in-memory index if it is (quickly made) current for `tx`;
+    /// otherwise none, and the store answers the evaluation.
+    pub(super) fn current_index(
+        &self,
+        tx: &mut dyn Tx,
+    ) -> Result<Option<std::sync::Arc<crate::index::MemoryIndex>>, RegistryError> {
+        Ok(match &self.index {
+            Some(index) if index.catch_up_quickly(tx)? => Some(index.clone()),
+            _ => None,
+        })
+    }
+
     /// Decides an enrollment request. In [`DecisionMode::Enroll`] the decision,
     /// its effects and its audit record are committed together, under the write
     /// lock, so two concurrent enrollments of a one-time registration cannot
@@ -264,12 +292,7 @@ impl Registry {
                 .map_err(|e| StoreError::Corrupt(format!("the answer kept for an Idempotency-Key: {e}")))?;
             return Ok((report, None, Vec::new()));
         }
-        // The in-memory index answers if it is (quickly made) current for
-        // this transaction; otherwise the store does, for this decision.
-        let index = match &self.index {
-            Some(index) if index.catch_up_quickly(tx.as_mut())? => Some(index.clone()),
-            _ => None,
-        };
+        let index = self.current_index(tx.as_mut())?;
         let request = EnrollmentRequest {
             procedure: input.procedure.clone(),
             fqdn: input.fqdn.clone(),
@@ -298,16 +321,7 @@ impl Registry {
         }
         let offered = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| &o.registration);
         let pattern = offered.map(|r| r.pattern.clone());
-        let mut report = DecisionReport {
-            allowed: decision.allowed,
-            reason: decision.reason,
-            registration: decision.registration,
-            pattern,
-            explanation: decision.explanation.clone(),
-            policy: PolicyRef { name: info.name, version: info.version, sha256: info.sha256 },
-            dry_run: mode == DecisionMode::DryRun,
-            audit_seq: None,
-        };
+        let mut report = DecisionReport::of(&decision, pattern, info, mode == DecisionMode::DryRun);
         let mut certificate = None;
         if mode == DecisionMode::Enroll {
             // The shadow decides on the same facts, before this decision's effects.

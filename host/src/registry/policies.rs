@@ -342,6 +342,14 @@ impl Policy for Labelled {
         self.inner.decide(evaluation, request)
     }
 
+    fn decide_renewal(
+        &self,
+        evaluation: Evaluation,
+        request: &prereg_core::RenewalRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation) {
+        self.inner.decide_renewal(evaluation, request)
+    }
+
     fn validate_registration(&self, evaluation: Evaluation, request: &RegistrationRequest) -> (Validation, Evaluation) {
         self.inner.validate_registration(evaluation, request)
     }

@@ -17,6 +17,10 @@ impl Policy for DefaultPolicy {
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision {
         prereg_rules::decide(host, &request)
     }
+
+    fn decide_renewal(host: &impl PolicyHost, request: RenewalRequest) -> Decision {
+        prereg_rules::decide_renewal(host, &request)
+    }
 }
 
 #[cfg(target_arch = "wasm32")]

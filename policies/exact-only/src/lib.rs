@@ -17,9 +17,19 @@ impl Policy for ExactOnly {
     }
 
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision {
-        // Only a registration whose pattern is the request name itself matches.
-        prereg_rules::decide_with(host, &request, |registration, fqdn| registration.pattern == fqdn.as_str())
+        prereg_rules::decide_with(host, &request, exact)
     }
+
+    fn decide_renewal(host: &impl PolicyHost, request: RenewalRequest) -> Decision {
+        // A device enrolled under a pattern before the switch renews only if
+        // it is registered by its exact name.
+        prereg_rules::decide_renewal_with(host, &request, exact)
+    }
+}
+
+/// Only a registration whose pattern is the request name itself matches.
+fn exact(registration: &prereg_sdk::Registration, fqdn: &Fqdn) -> bool {
+    registration.pattern == fqdn.as_str()
 }
 
 #[cfg(target_arch = "wasm32")]

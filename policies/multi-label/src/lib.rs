@@ -29,6 +29,10 @@ impl Policy for MultiLabel {
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision {
         prereg_rules::decide_with(&WithParents(host), &request, |r, fqdn| matches(&r.pattern, fqdn.as_str()))
     }
+
+    fn decide_renewal(host: &impl PolicyHost, request: RenewalRequest) -> Decision {
+        prereg_rules::decide_renewal_with(&WithParents(host), &request, |r, fqdn| matches(&r.pattern, fqdn.as_str()))
+    }
 }
 
 /// Whether `pattern` matches `name` when a `*` label may span several labels.

@@ -38,26 +38,44 @@ impl Policy for SerialRequired {
     }
 
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision {
-        let scep_or_cmp = host.procedure(&request.procedure).is_some_and(|p| serial_protocol(p.protocol));
         let remembered = Remembering { host, seen: RefCell::new(Vec::new()) };
         let decision = prereg_rules::decide(&remembered, &request);
-        if !scep_or_cmp || !decision.allowed || decision.reason != Reason::Matched {
-            return decision;
-        }
-        let chosen = remembered.seen.borrow().iter().find(|r| Some(r.id) == decision.registration).cloned();
-        match (request.serial.as_deref().map(str::trim).filter(|s| !s.is_empty()), chosen) {
-            (None, chosen) => Decision::new(
-                Reason::SerialMismatch,
-                chosen.map(|r| r.id),
-                "SCEP and CMP requests must carry a serial number; this one has none",
-            ),
-            (Some(_), Some(r)) if r.serial.is_none() => Decision::new(
-                Reason::SerialMismatch,
-                Some(r.id),
-                format!("registration {} ({}) has no serial number; SCEP and CMP need one", r.id, r.pattern),
-            ),
-            _ => decision,
-        }
+        with_serial(&remembered, &request.procedure, request.serial.as_deref(), decision)
+    }
+
+    fn decide_renewal(host: &impl PolicyHost, request: RenewalRequest) -> Decision {
+        let remembered = Remembering { host, seen: RefCell::new(Vec::new()) };
+        let decision = prereg_rules::decide_renewal(&remembered, &request);
+        with_serial(&remembered, &request.procedure, request.serial.as_deref(), decision)
+    }
+}
+
+/// The rule this policy adds, after the default decision: through a SCEP or
+/// CMP procedure, an allow needs a serial number in the request and in the
+/// deciding registration (which the default rules then found equal).
+fn with_serial<H: PolicyHost>(
+    remembered: &Remembering<'_, H>,
+    procedure: &str,
+    serial: Option<&str>,
+    decision: Decision,
+) -> Decision {
+    let scep_or_cmp = remembered.procedure(procedure).is_some_and(|p| serial_protocol(p.protocol));
+    if !scep_or_cmp || !decision.allowed || decision.reason != Reason::Matched {
+        return decision;
+    }
+    let chosen = remembered.seen.borrow().iter().find(|r| Some(r.id) == decision.registration).cloned();
+    match (serial.map(str::trim).filter(|s| !s.is_empty()), chosen) {
+        (None, chosen) => Decision::new(
+            Reason::SerialMismatch,
+            chosen.map(|r| r.id),
+            "SCEP and CMP requests must carry a serial number; this one has none",
+        ),
+        (Some(_), Some(r)) if r.serial.is_none() => Decision::new(
+            Reason::SerialMismatch,
+            Some(r.id),
+            format!("registration {} ({}) has no serial number; SCEP and CMP need one", r.id, r.pattern),
+        ),
+        _ => decision,
     }
 }
 

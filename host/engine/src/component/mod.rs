@@ -2,14 +2,15 @@
 //! it in a fresh store.
 
 use prereg_core::{
-    Decision, EnrollmentRequest, Field, Reason, RegistrationRequest, ValidRegistration, ValidationError,
+    Decision, EnrollmentRequest, Field, Reason, RegistrationRequest, RenewalRequest, ValidRegistration, ValidationError,
 };
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use self::bindings::PolicyModule;
+use self::bindings::exports::prereg::policy::{policy as policy_export, renewal as renewal_export};
 use self::bindings::prereg::policy::types as wit;
-use self::bindings::{PolicyModule, PolicyModulePre};
 use crate::evaluation::Evaluation;
 use crate::policy::{Policy, PolicyFailure, PolicyInfo, Validation};
 use crate::{EPOCH_TICK, EngineError, Limits, PolicyEngine, sha256_hex};
@@ -37,7 +38,11 @@ impl WasiView for StoreState {
 /// A policy component, compiled once and linked, ready to instantiate.
 pub struct WasmPolicy {
     engine: PolicyEngine,
-    pre: PolicyModulePre<StoreState>,
+    pre: InstancePre<StoreState>,
+    /// Where its `policy` interface is.
+    policy_exports: policy_export::GuestIndices,
+    /// Where its `renewal` interface is; none for a policy of WIT 0.1.0.
+    renewal_exports: Option<renewal_export::GuestIndices>,
     info: PolicyInfo,
     test_cases: Option<Vec<u8>>,
 }
@@ -90,11 +95,16 @@ impl WasmPolicy {
         let mut linker: Linker<StoreState> = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
         PolicyModule::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state).map_err(invalid)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = PolicyModulePre::new(instance_pre).map_err(invalid)?;
+        let pre = linker.instantiate_pre(&component).map_err(invalid)?;
+        // The exports are found by semver-compatible name: a policy of WIT
+        // 0.1.0 exports `prereg:policy/policy@0.1.0` and no `renewal`.
+        let policy_exports = policy_export::GuestIndices::new(&pre).map_err(invalid)?;
+        let renewal_exports = renewal_export::GuestIndices::new(&pre).ok();
         let mut policy = WasmPolicy {
             engine: engine.clone(),
             pre,
+            policy_exports,
+            renewal_exports,
             test_cases: facts.test_cases,
             info: PolicyInfo {
                 name: String::new(),
@@ -104,7 +114,7 @@ impl WasmPolicy {
                 source: source.into(),
             },
         };
-        let (meta, _) = policy.run(None, |module, store| module.prereg_policy_policy().call_metadata(store));
+        let (meta, _) = policy.run(None, |module, store| module.policy.call_metadata(store));
         let meta = meta.map_err(|f| EngineError::Metadata { path: source.into(), message: f.to_string() })?;
         policy.info.name = meta.name.chars().take(64).collect();
         policy.info.version = meta.version.chars().take(64).collect();
@@ -122,7 +132,7 @@ impl WasmPolicy {
     fn run<R>(
         &self,
         evaluation: Option<Evaluation>,
-        call: impl FnOnce(&PolicyModule, &mut Store<StoreState>) -> wasmtime::Result<R>,
+        call: impl FnOnce(&Exports, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> (Result<R, PolicyFailure>, Option<Evaluation>) {
         let limits = self.engine.limits();
         // Held until the store is gone, so its pooled slot is free again.
@@ -152,11 +162,34 @@ impl WasmPolicy {
             let ticks = (host.as_micros() / EPOCH_TICK.as_micros()) as u64;
             if ticks > 0 { Ok(wasmtime::UpdateDeadline::Continue(ticks)) } else { Err(Trap::Interrupt.into()) }
         });
-        let result = self.pre.instantiate(&mut store).and_then(|module| call(&module, &mut store));
+        let result = self.instantiate(&mut store).and_then(|module| call(&module, &mut store));
         let mut state = store.into_data();
         let violation = state.evaluation.as_ref().and_then(Evaluation::violation);
         let result = result.map_err(|e| classify(&e, violation.as_deref()));
         (result, state.evaluation.take())
+    }
+}
+
+/// The exports of one instance.
+struct Exports {
+    policy: policy_export::Guest,
+    renewal: Option<renewal_export::Guest>,
+}
+
+impl WasmPolicy {
+    /// Whether the policy decides renewals itself (WIT 0.1.1 and later).
+    pub fn decides_renewals(&self) -> bool {
+        self.renewal_exports.is_some()
+    }
+
+    fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Exports> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        let policy = self.policy_exports.load(&mut *store, &instance)?;
+        let renewal = match &self.renewal_exports {
+            Some(indices) => Some(indices.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok(Exports { policy, renewal })
     }
 }
 
@@ -198,18 +231,36 @@ impl Policy for WasmPolicy {
         };
         let max_string = self.engine.limits().max_string_bytes;
         let (result, evaluation) =
-            self.run(Some(evaluation), |module, store| module.prereg_policy_policy().call_decide(store, &wit_request));
+            self.run(Some(evaluation), |module, store| module.policy.call_decide(store, &wit_request));
         let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
-        let decision = result.and_then(|d| {
-            bounded_output("explanation", &d.explanation, max_string)?;
-            Ok(Decision {
-                allowed: d.allowed,
-                reason: reason(d.reason),
-                registration: d.registration,
-                explanation: d.explanation.chars().take(1024).collect(),
-            })
+        (result.and_then(|d| lift_decision(d, max_string)), evaluation)
+    }
+
+    fn decide_renewal(
+        &self,
+        evaluation: Evaluation,
+        request: &RenewalRequest,
+    ) -> (Result<Decision, PolicyFailure>, Evaluation) {
+        if !self.decides_renewals() {
+            let decision = crate::policy::decide_renewal_by_default(&self.info, &evaluation, request);
+            return (Ok(decision), evaluation);
+        }
+        let wit_request = renewal_export::RenewalRequest {
+            procedure: request.procedure.clone(),
+            fqdn: request.fqdn.clone(),
+            ip: request.ip.clone(),
+            serial: request.serial.clone(),
+            registration: request.registration,
+            certificate_serial: request.certificate_serial.clone(),
+            certificate_expires_at: request.certificate_expires_at,
+        };
+        let max_string = self.engine.limits().max_string_bytes;
+        let (result, evaluation) = self.run(Some(evaluation), |module, store| match &module.renewal {
+            Some(renewal) => renewal.call_decide_renewal(store, &wit_request),
+            None => Err(wasmtime::format_err!("the instance has no renewal interface")),
         });
-        (decision, evaluation)
+        let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
+        (result.and_then(|d| lift_decision(d, max_string)), evaluation)
     }
 
     fn validate_registration(&self, evaluation: Evaluation, request: &RegistrationRequest) -> (Validation, Evaluation) {
@@ -247,7 +298,7 @@ impl Policy for WasmPolicy {
                         serial: request.serial.clone(),
                         has_password: request.has_password,
                     };
-                    match module.prereg_policy_policy().call_validate_registration(&mut *store, &wit_request) {
+                    match module.policy.call_validate_registration(&mut *store, &wit_request) {
                         Ok(answer) => lifted.push(answer),
                         Err(failure) => return Ok((lifted, Some(failure))),
                     }
@@ -312,6 +363,17 @@ fn bounded_output(what: &str, value: &str, max: usize) -> Result<(), PolicyFailu
         });
     }
     Ok(())
+}
+
+/// A decision as the guest returned it, checked and in host types.
+fn lift_decision(d: wit::Decision, max_string: usize) -> Result<Decision, PolicyFailure> {
+    bounded_output("explanation", &d.explanation, max_string)?;
+    Ok(Decision {
+        allowed: d.allowed,
+        reason: reason(d.reason),
+        registration: d.registration,
+        explanation: d.explanation.chars().take(1024).collect(),
+    })
 }
 
 fn reason(r: wit::Reason) -> Reason {

@@ -2,10 +2,11 @@
 //! is signed with the key of its current certificate from this CA
 //! ([`super::signature`]); the new certificate names the same device (the
 //! old certificate's canonical FQDN, and what its registration pins), is
-//! answered in a signed `kup`, and confirmed like an `ir`'s. A key update
-//! is not counted (the device keeps its one enrollment); it is refused if
-//! the registration was disabled, locked or deleted, and audited either
-//! way (action `renew`).
+//! answered in a signed `kup`, and confirmed like an `ir`'s. The policy
+//! decides it (WIT `decide-renewal`, [`crate::registry::Registry::renew_issuing`]):
+//! by default it is refused if the registration was disabled, locked,
+//! expired or deleted. A key update is not counted (the device keeps its
+//! one enrollment), and is audited either way (action `renew`).
 
 use super::checks::Checked;
 use super::enrollment::{HeldRequest, requested};
@@ -90,17 +91,20 @@ impl CmpServer {
         let renewal = Renewal {
             registration,
             fqdn: &fqdn,
+            ip: cert_request.facts.ip.map(|ip| ip.to_string()),
+            serial: cert_request.facts.serial.as_deref(),
             procedure,
             transaction: &transaction,
             replaces: &signer.record.serial,
+            replaces_expires_at: signer.certificate.not_after,
         };
         match self.registry.renew_issuing(&renewal, now, &mut issue).map_err(system)? {
-            Ok(certificate) => {
+            (_, Some(certificate)) => {
                 tracing::info!(registration, serial = %certificate.serial, replaces = %signer.record.serial, "CMP: key updated");
                 Ok(self.issued(&reply, requested.answer_tag, requested.cert_req_id, &certificate.der, implicit))
             }
-            Err(why) => {
-                tracing::info!(registration, "CMP: key update refused: {why}");
+            (report, None) => {
+                tracing::info!(registration, reason = %report.reason, audit = ?report.audit_seq, "CMP: key update denied: {}", report.explanation);
                 Ok(self.rejection(
                     &reply,
                     requested.answer_tag,

@@ -19,10 +19,12 @@
 //!   decision of `not-required` is refused too.
 //! - **Re-enrollment** (`simplereenroll`) needs the TLS client certificate
 //!   this CA issued to the device: valid, not revoked, confirmed, for the
-//!   same name as the CSR. The new certificate carries the same identity;
-//!   it is not counted (the device keeps its one enrollment), and is
-//!   audited as `renew`; the certificate it replaces stays valid unless the
-//!   procedure says otherwise (`prereg ca set --est-reenroll-revokes`).
+//!   same name and key type as the CSR. The policy then decides the renewal
+//!   (WIT `decide-renewal`, [`Registry::renew_issuing`]); a denial is 403.
+//!   The new certificate carries the same identity; it is not counted (the
+//!   device keeps its one enrollment), and is audited as `renew`; the
+//!   certificate it replaces stays valid unless the procedure says
+//!   otherwise (`prereg ca set --est-reenroll-revokes`).
 //! - The CSR must be signed by its key and name only the device (the same
 //!   rules as SCEP and CMP); what it asks for is replaced by the registered
 //!   identity (canonical FQDN, pinned IP and serial only).
@@ -274,10 +276,18 @@ impl EstServer {
         let kept = serde_json::json!({ "procedure": procedure, "fqdn": fqdn, "replaces": stored.serial });
         let issue_request = self.issue_request(&csr.spki, &record, now, &transaction, kept);
         let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
-        let renewal =
-            Renewal { registration, fqdn: &fqdn, procedure, transaction: &transaction, replaces: &stored.serial };
+        let renewal = Renewal {
+            registration,
+            fqdn: &fqdn,
+            ip: csr.facts.ip.map(|ip| ip.to_string()),
+            serial: csr.facts.serial.as_deref(),
+            procedure,
+            transaction: &transaction,
+            replaces: &stored.serial,
+            replaces_expires_at: certificate.not_after,
+        };
         match self.registry.renew_issuing(&renewal, now, &mut issue) {
-            Ok(Ok(certificate)) => {
+            Ok((_, Some(certificate))) => {
                 tracing::info!(registration, serial = %certificate.serial, replaces = %stored.serial, "EST: re-enrolled");
                 if self.ca.est_reenroll_revokes(procedure) {
                     // The new certificate is out: a failure here leaves the
@@ -298,9 +308,14 @@ impl EstServer {
                 }
                 EstAnswer::Issued(cms::certs_only(&[&certificate.der]))
             }
-            Ok(Err(why)) => {
-                tracing::info!(registration, "EST: re-enrollment refused: {why}");
-                refused(403, "re-enrollment refused: the device's registration was disabled, locked or deleted")
+            Ok((report, None)) => {
+                tracing::info!(registration, reason = %report.reason, audit = ?report.audit_seq, "EST: re-enrollment denied");
+                match Told::of(report.reason) {
+                    // The device proved who it is; the policy says no: 403,
+                    // not a challenge that no credential would answer.
+                    Told::NotAuthorized => refused(403, "re-enrollment refused: see the audit log"),
+                    _ => denial(report.reason),
+                }
             }
             Err(e) => registry_refusal(e),
         }

@@ -17,6 +17,11 @@
 //! | `malformed` | returns an explanation that is not UTF-8 (lifting it must fail) |
 //! | anything else | denies with `no-registration` |
 //!
+//! Renewals misbehave by the same table; anything else is allowed,
+//! `matched`, naming the request's registration after looking up the
+//! candidates, whatever their state, pins or domain (the host's renewal
+//! guard must refuse what the rules would).
+//!
 //! Never use it for real decisions: it exists for `tests/all/sandbox.rs`.
 
 #![allow(unsafe_code)]
@@ -109,6 +114,16 @@ impl Policy for Hostile {
     fn decide(host: &impl PolicyHost, request: EnrollmentRequest) -> Decision {
         misbehave(host, &request.fqdn)
             .unwrap_or_else(|| Decision::new(Reason::NoRegistration, None, "the hostile policy denies"))
+    }
+
+    fn decide_renewal(host: &impl PolicyHost, request: RenewalRequest) -> Decision {
+        if let Some(decision) = misbehave(host, &request.fqdn) {
+            return decision;
+        }
+        if let (Some(procedure), Ok(fqdn)) = (host.procedure(&request.procedure), Fqdn::parse(&request.fqdn)) {
+            let _ = host.candidates(&procedure.domain, &fqdn);
+        }
+        Decision::new(Reason::Matched, Some(request.registration), "the hostile policy renews everything")
     }
 }
 
