@@ -91,6 +91,11 @@ impl StoreHost {
         }
     }
 
+    /// The procedures read in this transaction, by name.
+    pub fn take_procedures(&mut self) -> HashMap<String, Option<Procedure>> {
+        std::mem::take(&mut self.procedures)
+    }
+
     /// The transaction, and the first storage failure of the evaluation.
     pub fn into_parts(self) -> (Box<dyn Tx>, Option<StoreError>) {
         (self.tx, self.storage_error)

@@ -196,6 +196,41 @@ impl Registry {
         })
     }
 
+    /// A dry run answered from the memory index and the procedures
+    /// remembered at the store's change `token`; `None` when they are not
+    /// current, or the policy asked for something not remembered: then the
+    /// decision takes a transaction.
+    fn decide_from_memory(&self, input: &EnrollmentInput, token: u64, now: u64) -> Option<DecisionReport> {
+        let index = self.index.as_ref()?;
+        let procedures = self.reads.at(token)?;
+        let request = EnrollmentRequest {
+            procedure: input.procedure.clone(),
+            fqdn: input.fqdn.clone(),
+            ip: input.ip.clone(),
+            serial: input.serial.clone(),
+            has_password: false,
+        };
+        let policy = self.policy();
+        let host = super::read_cache::CachedHost::new(procedures, index.clone(), now);
+        let Decided { decision, trace, host } = decide(policy.as_ref(), Box::new(host), &request, HostCalls::Live);
+        if prereg_engine::downcast_host::<super::read_cache::CachedHost>(host).is_none_or(|host| host.missed) {
+            return None;
+        }
+        if decision.reason == Reason::PolicyError {
+            tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
+        }
+        let pattern =
+            decision.registration.and_then(|id| trace.offered.get(&id)).map(|offer| offer.registration.pattern.clone());
+        self.reads.answered();
+        Some(DecisionReport::of(&decision, pattern, policy.info().clone(), true))
+    }
+
+    /// How many dry runs were answered from memory, without a storage
+    /// transaction ([`super::read_cache`]).
+    pub fn dry_runs_from_memory(&self) -> u64 {
+        self.reads.answered_count()
+    }
+
     /// Decides an enrollment request. In [`DecisionMode::Enroll`] the decision,
     /// its effects and its audit record are committed together, under the write
     /// lock, so two concurrent enrollments of a one-time registration cannot
@@ -267,6 +302,20 @@ impl Registry {
         if mode == DecisionMode::Enroll {
             check_name_length(&input.fqdn)?;
         }
+        // A dry run with nothing to check but names and states may be
+        // answered from memory, if nothing was committed since the memory
+        // was found current ([`super::read_cache`]).
+        let cacheable = mode == DecisionMode::DryRun
+            && matches!(calls, HostCalls::Live)
+            && input.password.is_none()
+            && input.mac.is_none()
+            && self.index.is_some();
+        let token = if cacheable { self.storage.change_token()? } else { None };
+        if let Some(token) = token
+            && let Some(report) = self.decide_from_memory(&input, token, now)
+        {
+            return Ok((report, None, Vec::new()));
+        }
         let mut tx = self.storage.begin(match mode {
             DecisionMode::DryRun => TxKind::Read,
             DecisionMode::Enroll => TxKind::Write,
@@ -293,6 +342,7 @@ impl Registry {
             return Ok((report, None, Vec::new()));
         }
         let index = self.current_index(tx.as_mut())?;
+        let index_current = index.is_some();
         let request = EnrollmentRequest {
             procedure: input.procedure.clone(),
             fqdn: input.fqdn.clone(),
@@ -309,7 +359,14 @@ impl Registry {
         let audit_request = (mode == DecisionMode::Enroll).then(|| input.audit_request());
         let host = StoreHost::new(tx, now).with_password(input.password).with_mac_proof(input.mac).with_index(index);
         let Decided { decision, mut trace, host } = decide(policy.as_ref(), Box::new(host), &request, calls);
-        let (tx, _) = StoreHost::back(host).into_parts();
+        let mut host = StoreHost::back(host);
+        if let Some(token) = token
+            && index_current
+            && trace.host_error.is_none()
+        {
+            self.reads.remember(token, host.take_procedures());
+        }
+        let (tx, _) = host.into_parts();
         if trace.host_error == Some(HostError::Busy) {
             // Too many password checks at once: nothing is decided or counted.
             return Err(RegistryError::Busy);

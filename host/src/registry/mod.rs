@@ -11,6 +11,7 @@ mod errors;
 pub mod import_lease;
 mod imports;
 mod policies;
+mod read_cache;
 mod shadow;
 mod writes;
 
@@ -139,6 +140,8 @@ pub struct Registry {
     shadow: Arc<ArcSwap<Option<Arc<dyn Policy>>>>,
     loader: Option<Arc<PolicyLoader>>,
     index: Option<Arc<MemoryIndex>>,
+    /// What dry runs may answer from memory ([`read_cache`]).
+    reads: Arc<read_cache::ReadCache>,
     sealing: Option<Arc<SealingKey>>,
     /// Derived from the sealing key: they key the audit chain and sign checkpoints.
     audit_keys: Option<Arc<AuditKeys>>,
@@ -158,6 +161,7 @@ impl Registry {
             shadow: Arc::new(ArcSwap::from_pointee(None)),
             loader: None,
             index: None,
+            reads: Arc::default(),
             sealing: None,
             audit_keys: None,
             prepared: Arc::default(),

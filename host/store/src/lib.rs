@@ -133,6 +133,17 @@ pub trait Storage: Send + Sync {
         Ok(None)
     }
 
+    /// A number that changes whenever a transaction commits to the store,
+    /// from any connection of any process, and that costs far less than a
+    /// read transaction: a reader that saw the store as it was at token `t`
+    /// and reads `t` again knows that nothing was committed meanwhile
+    /// (SQLite: `PRAGMA data_version` on a connection that never writes).
+    /// `None`: the backend has no such number (PostgreSQL, a database in
+    /// memory, a storage in stand-by): read in a transaction.
+    fn change_token(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// Checks the database's integrity before a service starts on it
     /// (SQLite: `PRAGMA quick_check`); a damaged one is
     /// [`StoreError::Damaged`], naming the file.

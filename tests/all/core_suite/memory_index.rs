@@ -98,3 +98,58 @@ fn decisions_through_the_index_see_every_change_of_another_writer_at_once() {
     let index = indexed.memory_index().unwrap();
     assert_eq!((index.len(), index.stats().builds), (3, 1), "kept up by changes, never rebuilt");
 }
+
+/// A dry run is answered from memory (the index and the procedures last
+/// read) only while the store's change token says nothing was committed
+/// since: a commit by this registry, by another registry over the same
+/// storage, or by another process's own connections (another storage on the
+/// same file) sends the next dry run back to a transaction, which sees it.
+/// PostgreSQL has no change token: every dry run takes a transaction.
+#[test]
+fn dry_runs_are_answered_from_memory_only_until_anything_is_committed() {
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
+    let sqlite = f.backend == crate::common::Backend::Sqlite;
+    f.procedure("routers", "corp", "scep", &[]);
+    let id = f.register("routers", "a.dept.example.com").unwrap();
+    let indexed = f.with_other_policy(default_policy()).with_memory_index().unwrap();
+    let dry = |fqdn: &str| indexed.decide(req("routers", fqdn).input(), DecisionMode::DryRun, NOW).unwrap();
+    let from_memory = || indexed.dry_runs_from_memory();
+
+    assert!(dry("a.dept.example.com").allowed);
+    let before = from_memory();
+    for _ in 0..3 {
+        let r = dry("a.dept.example.com");
+        assert_eq!((r.reason.as_str(), r.registration), ("matched", Some(id)));
+    }
+    assert_eq!(from_memory(), before + if sqlite { 3 } else { 0 });
+
+    // A commit through the other registry: seen at once.
+    f.submit(WriteRequest::DisableRegistration { id }).unwrap();
+    let after_commit = from_memory();
+    assert_eq!(dry("a.dept.example.com").reason, "no-registration");
+    assert_eq!(from_memory(), after_commit, "the first dry run after a commit takes a transaction");
+    assert_eq!(dry("a.dept.example.com").reason, "no-registration");
+
+    // A commit through another storage on the same database (its own
+    // connections and anchor, as another process has): seen at once too.
+    if sqlite {
+        let storage = std::sync::Arc::new(prereg::store::SqliteStorage::open(&f.database()).unwrap());
+        let other = Registry::new(storage, default_policy());
+        let jws = prereg::signing::sign(&f.admin, &f.instance, WriteRequest::ReopenRegistration { id }, NOW, 300);
+        other.submit(&jws.unwrap(), NOW).unwrap();
+        let r = dry("a.dept.example.com");
+        assert_eq!((r.reason.as_str(), r.registration), ("matched", Some(id)));
+    }
+
+    // A dry run with a password, and a procedure never read, take a transaction.
+    f.procedure("meters", "field", "cmp", &[]);
+    let with_password = crate::common::Req { password: Some("guess"), ..req("routers", "a.dept.example.com") };
+    dry("a.dept.example.com");
+    let counted = from_memory();
+    indexed.decide(with_password.input(), DecisionMode::DryRun, NOW).unwrap();
+    assert_eq!(indexed.decide(req("meters", "m.example.net").input(), DecisionMode::DryRun, NOW).unwrap().reason, "no-registration");
+    assert_eq!(from_memory(), counted);
+    // ... and then the procedure is remembered.
+    assert_eq!(indexed.decide(req("meters", "m.example.net").input(), DecisionMode::DryRun, NOW).unwrap().reason, "no-registration");
+    assert_eq!(from_memory(), counted + u64::from(sqlite));
+}

@@ -79,6 +79,9 @@ struct Inner {
     anchor: Mutex<Option<Connection>>,
     /// Set while the database cannot be written (see [`StandBy`]).
     stand_by: Mutex<Option<StandBy>>,
+    /// A file (not a database in memory): its anchor's `data_version` is
+    /// the change token ([`Storage::change_token`]).
+    on_disk: bool,
 }
 
 /// A database that could not be opened for writing at start: a full disk
@@ -127,6 +130,7 @@ impl SqliteStorage {
                 files: FileGuard::default(),
                 anchor: Mutex::new(None),
                 stand_by: Mutex::new(None),
+                on_disk: true,
             }),
         };
         match storage.open_for_writing() {
@@ -251,6 +255,9 @@ impl SqliteStorage {
                 files: FileGuard::default(),
                 anchor: Mutex::new(Some(anchor)),
                 stand_by: Mutex::new(None),
+                // Shared-cache connections are not "other connections" to
+                // one another for data_version.
+                on_disk: false,
             }),
         };
         let mut conn = storage.connect()?;
@@ -460,6 +467,20 @@ impl Storage for SqliteStorage {
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.inner.path.display())
+    }
+
+    /// `PRAGMA data_version` on the anchor connection, which never writes:
+    /// it changes whenever any other connection, in this process or
+    /// another, commits. It opens a read transaction of its own, which in
+    /// WAL mode is a look at the shared-memory index, not at the file.
+    fn change_token(&self) -> Result<Option<u64>, StoreError> {
+        if !self.inner.on_disk || lock(&self.inner.stand_by).is_some() {
+            return Ok(None);
+        }
+        let anchor = lock(&self.inner.anchor);
+        let Some(conn) = anchor.as_ref() else { return Ok(None) };
+        let version: i64 = conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
+        Ok(Some(version as u64))
     }
 
     fn check_integrity(&self) -> Result<(), StoreError> {

@@ -1,0 +1,127 @@
+//! Dry runs answered from memory, without a storage transaction.
+//!
+//! A dry-run decision of a long-running process (`prereg serve`) reads two
+//! things from the store: the token procedure, and the candidates, which
+//! the in-memory index answers once it is current. Opening a read
+//! transaction only to learn that nothing changed cost most of a decision.
+//! Instead, the store's change token ([`crate::store::Storage::change_token`],
+//! SQLite's `data_version`) is read before a decision's transaction; when
+//! that transaction finds the index current, the token is remembered with
+//! the procedures the decision read. A later dry run that reads the same
+//! token knows nothing was committed since, by any process: it answers from
+//! the index and the remembered procedures ([`CachedHost`]). Any commit
+//! changes the token, and the next dry run takes the transaction again.
+//! A procedure not remembered, a password to check or a MAC proof: the
+//! transaction too.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prereg_core::{Fqdn, PasswordCheck, Procedure};
+use prereg_engine::{Candidate, HostError, PolicyHost};
+
+use crate::index::{MemoryIndex, TooMany};
+
+/// Procedures as the store had them at one change token.
+type Procedures = Arc<HashMap<String, Option<Procedure>>>;
+
+/// What a dry run may answer from memory: the change token at which the
+/// memory index was last found current, and the procedures read then.
+#[derive(Debug, Default)]
+pub(super) struct ReadCache {
+    state: Mutex<Option<(u64, Procedures)>>,
+    /// Dry runs answered from memory so far.
+    answered: AtomicU64,
+}
+
+impl ReadCache {
+    /// Counts a dry run answered from memory.
+    pub(super) fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Dry runs answered from memory so far.
+    pub(super) fn answered_count(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// The procedures remembered at `token`, if that is the token
+    /// remembered (the store is as it was then).
+    pub(super) fn at(&self, token: u64) -> Option<Procedures> {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((remembered, procedures)) if *remembered == token => Some(procedures.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remembers that at `token` (read before the transaction that found
+    /// it so) the index was current and these were the procedures.
+    pub(super) fn remember(&self, token: u64, read: HashMap<String, Option<Procedure>>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *state {
+            Some((remembered, procedures)) if *remembered == token => {
+                if read.keys().any(|name| !procedures.contains_key(name)) {
+                    Arc::make_mut(procedures).extend(read);
+                }
+            }
+            _ => *state = Some((token, Arc::new(read))),
+        }
+    }
+}
+
+/// The facts of a dry run answered from memory: the remembered procedures
+/// and the memory index. No password is checked (a dry run carries none):
+/// a registration offered with one answers `not-provided`.
+pub(super) struct CachedHost {
+    procedures: Procedures,
+    index: Arc<MemoryIndex>,
+    now: u64,
+    /// Whether each registration offered has a password.
+    offered: HashMap<u64, bool>,
+    /// The policy asked what is not remembered: decide in a transaction.
+    pub(super) missed: bool,
+}
+
+impl CachedHost {
+    pub(super) fn new(procedures: Procedures, index: Arc<MemoryIndex>, now: u64) -> Self {
+        CachedHost { procedures, index, now, offered: HashMap::new(), missed: false }
+    }
+
+    fn miss(&mut self, what: &str) -> HostError {
+        self.missed = true;
+        HostError::Unavailable(format!("{what} is not in the read cache"))
+    }
+}
+
+impl PolicyHost for CachedHost {
+    fn procedure(&mut self, name: &str) -> Result<Option<Procedure>, HostError> {
+        match self.procedures.get(name) {
+            Some(known) => Ok(known.clone()),
+            None => Err(self.miss("the procedure")),
+        }
+    }
+
+    fn candidates(&mut self, domain: &str, fqdn: &Fqdn, limit: usize) -> Result<Vec<Candidate>, HostError> {
+        let found = self.index.candidates(domain, fqdn, limit).map_err(|TooMany| HostError::TooMany)?;
+        Ok(found
+            .into_iter()
+            .map(|registration| {
+                self.offered.insert(registration.id, registration.has_password);
+                Candidate { registration, domain: domain.to_owned() }
+            })
+            .collect())
+    }
+
+    fn check_password(&mut self, registration: u64) -> Result<PasswordCheck, HostError> {
+        match self.offered.get(&registration) {
+            Some(true) => Ok(PasswordCheck::NotProvided),
+            Some(false) => Ok(PasswordCheck::NotSet),
+            None => Err(self.miss("the registration")),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.now
+    }
+}
