@@ -1,5 +1,6 @@
 //! A running service decides on registrations another process just wrote
-//! (the in-memory index catches up in the decision's own transaction).
+//! (the in-memory index catches up in the decision's own transaction), also
+//! right after answering dry runs from memory (`prereg_dry_runs_from_memory`).
 
 use prereg::registry::DecisionMode;
 
@@ -20,8 +21,18 @@ fn a_running_service_decides_on_what_another_process_just_wrote() {
     // No waiting anywhere below: the decision catches the index up in its
     // own transaction, before the service's background refresh runs.
     let id = local(&["register", "--procedure", "routers", "--fqdn", "*.dept.example.com"]);
-    let r = check("a.dept.example.com");
-    assert_eq!((r.reason.as_str(), r.registration.map(|i| i.to_string())), ("matched", Some(id.clone())));
+    // Asked again, the service answers from memory (nothing was committed
+    // since): what another process commits next must still be seen at once.
+    for _ in 0..3 {
+        let r = check("a.dept.example.com");
+        assert_eq!((r.reason.as_str(), r.registration.map(|i| i.to_string())), ("matched", Some(id.clone())));
+    }
+    let from_memory = || {
+        let metrics = server.read_as_officer("/metrics");
+        let line = metrics.lines().find(|l| l.starts_with("prereg_dry_runs_from_memory ")).unwrap_or_default();
+        line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| panic!("{metrics}"))
+    };
+    assert!(from_memory() >= 1, "repeated dry runs are answered from memory");
     local(&["disable", &id]);
     assert_eq!(check("a.dept.example.com").reason, "no-registration");
 

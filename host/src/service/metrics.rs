@@ -14,6 +14,8 @@
 //!   secrets.
 //! - `prereg_connections_refused`: connections closed on accept because the
 //!   connection limit was reached, since start (read at scrape).
+//! - `prereg_dry_runs_from_memory`: dry runs answered from the memory index
+//!   without a storage transaction, since start (read at scrape).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -77,6 +79,7 @@ pub struct Metrics {
     index_builds: Gauge,
     credentials_refused: Counter,
     connections_refused: Gauge,
+    dry_runs_from_memory: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -137,9 +140,16 @@ impl Metrics {
             "Connections closed on accept because the connection limit was reached, since start",
             connections_refused.clone(),
         );
+        let dry_runs_from_memory = Gauge::default();
+        registry.register(
+            "dry_runs_from_memory",
+            "Dry runs answered from the memory index without a storage transaction, since start",
+            dry_runs_from_memory.clone(),
+        );
         Metrics {
             credentials_refused,
             connections_refused,
+            dry_runs_from_memory,
             registry,
             decisions,
             decision_seconds,
@@ -187,7 +197,9 @@ impl Metrics {
         registrations: &[(prereg_core::RegistrationState, u64)],
         imports: &[(u64, ProgressSnapshot)],
         index: Option<crate::index::IndexStats>,
+        dry_runs_from_memory: u64,
     ) -> Result<String, std::fmt::Error> {
+        self.dry_runs_from_memory.set(i64::try_from(dry_runs_from_memory).unwrap_or(i64::MAX));
         if let Some(index) = index {
             self.index_registrations.set(index.registrations as i64);
             self.index_bytes.set(index.heap_bytes as i64);
