@@ -1,0 +1,12 @@
+-- wrk script of benches/http/check.sh: POST /v1/decisions/check for a random
+-- name of the N generated ones or beyond (about half registered), as a CA
+-- caller (SECRET: its bearer secret).
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET")
+local n = tonumber(os.getenv("N") or "100000")
+request = function()
+  local i = math.random(0, 2 * n - 1)
+  local body = string.format('{"procedure":"routers","fqdn":"host%d.fleet%d.example.com"}', i, i % 100)
+  return wrk.format(nil, "/v1/decisions/check", nil, body)
+end
