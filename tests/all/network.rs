@@ -698,3 +698,29 @@ fn a_body_longer_than_its_route_takes_is_refused_before_it_is_sent() {
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
     }
 }
+
+/// A caller's secret, once resolved, is remembered while nothing is
+/// committed (no transaction per request). The attacker keeps using a
+/// secret after the officer disabled its caller from another process (the
+/// CLI on the same data folder): the very next request is refused.
+#[test]
+fn a_remembered_caller_secret_is_refused_as_soon_as_another_process_disables_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let local = |args: &[&str]| crate::common::run_local(dir.path(), args);
+    local(&["procedure", "add", "routers", "--domain", "corp", "--protocol", "scep"]);
+    let secret = server.add_caller("front", &["routers"]);
+    let client = server.anonymous().with_caller_secret(&secret);
+    let input = prereg::registry::EnrollmentInput {
+        procedure: "routers".into(),
+        fqdn: "a.example.com".into(),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let report = client.decide(&input, prereg::registry::DecisionMode::DryRun).unwrap();
+        assert_eq!(report.reason, "no-registration");
+    }
+    local(&["caller", "disable", "front"]);
+    let refused = client.decide(&input, prereg::registry::DecisionMode::DryRun).unwrap_err();
+    assert!(refused.to_string().contains("disabled"), "{refused}");
+}

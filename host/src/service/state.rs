@@ -81,6 +81,8 @@ struct Inner {
     failures: super::failures::FailureLimiter,
     /// Refused credentials per client address.
     auth_failures: super::failures::FailureLimiter,
+    /// CA callers resolved while the store stood still.
+    resolved_callers: super::auth::ResolvedCallers,
     /// Enrollment requests per client address.
     requests: super::failures::FailureLimiter,
     /// How the service faces its clients.
@@ -118,6 +120,7 @@ impl AppState {
                 default_crl_url,
                 failures: super::failures::FailureLimiter::new(limits.failures),
                 auth_failures: super::failures::FailureLimiter::new(limits.failures),
+                resolved_callers: super::auth::ResolvedCallers::default(),
                 requests: super::failures::FailureLimiter::new(limits.requests),
                 front: super::front::Front::default(),
                 failed_imports: Mutex::new(HashMap::new()),
@@ -177,6 +180,11 @@ impl AppState {
     /// Refused credentials per client address.
     pub fn auth_failures(&self) -> &super::failures::FailureLimiter {
         &self.inner.auth_failures
+    }
+
+    /// CA callers resolved while the store stood still.
+    pub fn resolved_callers(&self) -> &super::auth::ResolvedCallers {
+        &self.inner.resolved_callers
     }
 
     /// Enrollment requests per client address.
