@@ -340,12 +340,20 @@ impl Server {
     }
 
     /// [`Server::start_with`], with the service's clock `offset` ahead
-    /// (libfaketime's `faketime`, e.g. `+2 days`; `.ci/run` installs it): how a
-    /// test sees what happens once something has expired.
+    /// (libfaketime's `FAKETIME` syntax, e.g. `+2d`; `.ci/run` installs the
+    /// `faketime` package): how a test sees what happens once something has
+    /// expired. The library is preloaded into `prereg` itself rather than
+    /// through the `faketime` program, which forks: killing it would leave
+    /// the service running.
     pub fn start_later(dir: &std::path::Path, log: &str, offset: &str, args: &[&str]) -> Server {
-        let mut command = std::process::Command::new("faketime");
-        command.current_dir(dir).env_remove("PREREG_DATA").env_remove("PREREG_POLICY").env_remove("PREREG_KEY");
-        command.arg(offset).arg(env!("CARGO_BIN_EXE_prereg")).args(args);
+        let library = std::fs::read_dir("/usr/lib")
+            .unwrap()
+            .filter_map(|entry| Some(entry.ok()?.path().join("faketime/libfaketime.so.1")))
+            .find(|path| path.exists())
+            .expect("libfaketime (the faketime package; .ci/run installs it)");
+        let mut command = prereg_command(dir);
+        command.env("LD_PRELOAD", library).env("FAKETIME", offset).env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        command.args(args);
         Server::start_command(dir, log, args, command)
     }
 

@@ -393,7 +393,7 @@ fn an_expired_registration_is_refused_like_every_other_denial() {
     // days ahead would date it so that curl, on today's clock, refuses it).
     drop(serve(&dir));
     let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--tls-self", "--failure-burst", "1000"];
-    let server = Server::start_later(&dir, "later.log", "+2 days", &args);
+    let server = Server::start_later(&dir, "later.log", "+2d", &args);
     let old = csr(&dir, "old", "old.example.com", &[]);
     std::fs::write(dir.join("old.b64"), base64(&old)).unwrap();
     let (headers, _) = curl(
