@@ -46,32 +46,37 @@ pub mod body_tag {
 /// or an `ip`/`cp` whose first response has status rejection (2). What the
 /// service counts as a failed attempt of the client's address.
 pub fn is_refusal(response: &[u8]) -> bool {
-    let status = || -> Option<bool> {
-        let message = asn1::parse(response).ok()?;
-        let mut parts = message.children().ok()?;
-        parts.required("header").ok()?;
-        let body = parts.required("body").ok()?;
-        match body.tag {
-            body_tag::ERROR => Some(true),
-            body_tag::IP | body_tag::CP | body_tag::KUP => {
-                let content = body.children().ok()?.required("content").ok()?;
-                let mut rep = content.children().ok()?;
-                let mut responses = rep.required("response").ok()?;
-                // caPubs [1] may come first.
-                if responses.tag == 0xa1 {
-                    responses = rep.required("response").ok()?;
-                }
-                let first = responses.children().ok()?.required("CertResponse").ok()?;
-                let mut fields = first.children().ok()?;
-                fields.required("certReqId").ok()?;
-                let status = fields.required("status").ok()?;
-                let code = status.children().ok()?.required("status").ok()?.small_uint().ok()?;
-                Some(code == 2)
-            }
-            _ => Some(false),
-        }
-    };
-    status().unwrap_or(false)
+    match first_status(response) {
+        Some((body_tag::ERROR, _)) => true,
+        Some((_, status)) => status == Some(2),
+        None => false,
+    }
+}
+
+/// A response's body tag, and for an `ip`, `cp` or `kup` the PKIStatus of
+/// its first CertResponse (0 accepted, 1 grantedWithMods, 2 rejection, ...);
+/// `None` if it cannot be read.
+pub fn first_status(response: &[u8]) -> Option<(u8, Option<u64>)> {
+    let message = asn1::parse(response).ok()?;
+    let mut parts = message.children().ok()?;
+    parts.required("header").ok()?;
+    let body = parts.required("body").ok()?;
+    if !matches!(body.tag, body_tag::IP | body_tag::CP | body_tag::KUP) {
+        return Some((body.tag, None));
+    }
+    let content = body.children().ok()?.required("content").ok()?;
+    let mut rep = content.children().ok()?;
+    let mut responses = rep.required("response").ok()?;
+    // caPubs [1] may come first.
+    if responses.tag == 0xa1 {
+        responses = rep.required("response").ok()?;
+    }
+    let first = responses.children().ok()?.required("CertResponse").ok()?;
+    let mut fields = first.children().ok()?;
+    fields.required("certReqId").ok()?;
+    let status = fields.required("status").ok()?;
+    let code = status.children().ok()?.required("status").ok()?.small_uint().ok()?;
+    Some((body.tag, Some(code)))
 }
 
 /// PKIFailureInfo bits (RFC 4210 §5.2.3).
