@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use prereg_core::{Decision, EnrollmentRequest, RenewalRequest};
+use prereg_core::{Decision, EnrollmentRequest};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -299,19 +299,7 @@ fn replay_case(policy: &Arc<dyn Policy>, case: &Case, recording: &Recording) -> 
     let evaluation = Evaluation::new(Box::new(RecordedHost { now: recorded.now }), &info.name)
         .with_host_calls(HostCalls::Replay(recorded.calls.clone().into()));
     let (result, evaluation) = match (&case.renewal_of, recorded.renewal_of) {
-        (Some(_), Some(id)) => {
-            let renewal = renewal(case, id, recorded.now);
-            let request = RenewalRequest {
-                procedure: case.procedure.clone(),
-                fqdn: case.fqdn.clone(),
-                ip: renewal.ip,
-                serial: case.serial.clone(),
-                registration: id,
-                certificate_serial: CASE_CERTIFICATE.into(),
-                certificate_expires_at: renewal.replaces_expires_at,
-            };
-            policy.decide_renewal(evaluation, &request)
-        }
+        (Some(_), Some(id)) => policy.decide_renewal(evaluation, &renewal(case, id, recorded.now).request()),
         (None, None) => {
             let request = EnrollmentRequest {
                 procedure: case.procedure.clone(),

@@ -134,6 +134,21 @@ pub struct Renewal<'a> {
     pub replaces_expires_at: u64,
 }
 
+impl Renewal<'_> {
+    /// The request the policy's `decide-renewal` is asked.
+    pub fn request(&self) -> RenewalRequest {
+        RenewalRequest {
+            procedure: self.procedure.to_owned(),
+            fqdn: self.fqdn.to_owned(),
+            ip: self.ip.clone(),
+            serial: self.serial.map(str::to_owned),
+            registration: self.registration,
+            certificate_serial: self.replaces.to_owned(),
+            certificate_expires_at: self.replaces_expires_at,
+        }
+    }
+}
+
 impl Revocation {
     /// The reason code kept in the audit record.
     pub fn code(self) -> &'static str {
@@ -205,15 +220,7 @@ impl Registry {
     ) -> Result<(DecisionReport, Option<CertificateRecord>, Vec<HostCall>), RegistryError> {
         let mut tx = self.storage.begin(if issue.is_some() { TxKind::Write } else { TxKind::Read })?;
         let index = self.current_index(tx.as_mut())?;
-        let request = RenewalRequest {
-            procedure: renewal.procedure.to_owned(),
-            fqdn: renewal.fqdn.to_owned(),
-            ip: renewal.ip.clone(),
-            serial: renewal.serial.map(str::to_owned),
-            registration: renewal.registration,
-            certificate_serial: renewal.replaces.to_owned(),
-            certificate_expires_at: renewal.replaces_expires_at,
-        };
+        let request = renewal.request();
         let policy = self.policy();
         let info = policy.info().clone();
         let host = StoreHost::new(tx, now).with_index(index);

@@ -27,6 +27,7 @@ pub use decisions::{
 pub use errors::RegistryError;
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
 pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};
+pub use read_cache::TokenMemo;
 pub use shadow::{ShadowChange, ShadowReport};
 #[cfg(feature = "service")]
 pub(crate) use writes::with_officer_keys;

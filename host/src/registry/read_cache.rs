@@ -23,14 +23,66 @@ use prereg_engine::{Candidate, HostError, PolicyHost};
 
 use crate::index::{MemoryIndex, TooMany};
 
+/// Values read from the store, remembered with the change token read
+/// before the transaction that read them: valid for as long as the store's
+/// token is still that one (nothing committed since, by any process). A
+/// value read at another token replaces everything remembered. The one
+/// mechanism behind dry runs answered from memory ([`ReadCache`]) and the
+/// service's resolved CA callers.
+#[derive(Debug)]
+pub struct TokenMemo<K, V> {
+    state: Mutex<Option<Remembered<K, V>>>,
+}
+
+/// The token, and what was read at it.
+type Remembered<K, V> = (u64, Arc<HashMap<K, V>>);
+
+impl<K, V> Default for TokenMemo<K, V> {
+    fn default() -> Self {
+        TokenMemo { state: Mutex::new(None) }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> TokenMemo<K, V> {
+    /// Everything remembered at `token`, if that is the token remembered.
+    pub fn at(&self, token: u64) -> Option<Arc<HashMap<K, V>>> {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((remembered, values)) if *remembered == token => Some(values.clone()),
+            _ => None,
+        }
+    }
+
+    /// The value of `key` remembered at `token`.
+    pub fn get(&self, token: u64, key: &K) -> Option<V> {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((remembered, values)) if *remembered == token => values.get(key).cloned(),
+            _ => None,
+        }
+    }
+
+    /// Remembers `read`, read in a transaction that began after `token`
+    /// was read.
+    pub fn remember(&self, token: u64, read: HashMap<K, V>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *state {
+            Some((remembered, values)) if *remembered == token => {
+                if read.keys().any(|key| !values.contains_key(key)) {
+                    Arc::make_mut(values).extend(read);
+                }
+            }
+            _ => *state = Some((token, Arc::new(read))),
+        }
+    }
+}
+
 /// Procedures as the store had them at one change token.
 type Procedures = Arc<HashMap<String, Option<Procedure>>>;
 
-/// What a dry run may answer from memory: the change token at which the
-/// memory index was last found current, and the procedures read then.
+/// What a dry run may answer from memory: the procedures read at the change
+/// token at which the memory index was last found current.
 #[derive(Debug, Default)]
 pub(super) struct ReadCache {
-    state: Mutex<Option<(u64, Procedures)>>,
+    procedures: TokenMemo<String, Option<Procedure>>,
     /// Dry runs answered from memory so far.
     answered: AtomicU64,
 }
@@ -49,24 +101,13 @@ impl ReadCache {
     /// The procedures remembered at `token`, if that is the token
     /// remembered (the store is as it was then).
     pub(super) fn at(&self, token: u64) -> Option<Procedures> {
-        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some((remembered, procedures)) if *remembered == token => Some(procedures.clone()),
-            _ => None,
-        }
+        self.procedures.at(token)
     }
 
     /// Remembers that at `token` (read before the transaction that found
     /// it so) the index was current and these were the procedures.
     pub(super) fn remember(&self, token: u64, read: HashMap<String, Option<Procedure>>) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match &mut *state {
-            Some((remembered, procedures)) if *remembered == token => {
-                if read.keys().any(|name| !procedures.contains_key(name)) {
-                    Arc::make_mut(procedures).extend(read);
-                }
-            }
-            _ => *state = Some((token, Arc::new(read))),
-        }
+        self.procedures.remember(token, read);
     }
 }
 

@@ -86,40 +86,14 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
         .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip())
 }
 
-/// CA callers resolved from their bearer secrets, remembered with the
-/// store's change token (as dry runs are: [`crate::registry`]'s read
-/// cache): while nothing is committed, by any process, a request with the
-/// same secret is resolved without a transaction or a trip to the blocking
-/// pool. Any commit (a caller disabled, another added) changes the token,
-/// and the next request is resolved from the store again. Refused secrets
-/// are never remembered.
-#[derive(Debug, Default)]
-pub struct ResolvedCallers {
-    state: std::sync::Mutex<Option<(u64, std::collections::HashMap<String, Principal>)>>,
-}
-
-impl ResolvedCallers {
-    /// The caller of `secret_sha256`, if it was resolved at `token`.
-    fn at(&self, token: u64, secret_sha256: &str) -> Option<Principal> {
-        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &*state {
-            Some((remembered, callers)) if *remembered == token => callers.get(secret_sha256).cloned(),
-            _ => None,
-        }
-    }
-
-    /// Remembers that at `token` (read before the transaction that resolved
-    /// it) `secret_sha256` was `principal`'s.
-    fn remember(&self, token: u64, secret_sha256: String, principal: Principal) {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &mut *state {
-            Some((remembered, callers)) if *remembered == token => {
-                callers.insert(secret_sha256, principal);
-            }
-            _ => *state = Some((token, std::collections::HashMap::from([(secret_sha256, principal)]))),
-        }
-    }
-}
+/// CA callers resolved from their bearer secrets (by the secret's
+/// SHA-256), remembered with the store's change token
+/// ([`crate::registry::TokenMemo`], as dry runs are): while nothing is
+/// committed, by any process, a request with the same secret is resolved
+/// without a transaction or a trip to the blocking pool. Any commit (a
+/// caller disabled, another added) changes the token, and the next request
+/// is resolved from the store again. Refused secrets are never remembered.
+pub type ResolvedCallers = crate::registry::TokenMemo<String, Principal>;
 
 /// Middleware: resolves the request's credential, if it has one, into a
 /// [`Principal`] in its extensions; a refused credential is answered 401
@@ -166,7 +140,7 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
         None => None,
     };
     if let (Some(token), Some(sha256)) = (token, &caller_secret)
-        && let Some(principal) = state.resolved_callers().at(token, sha256)
+        && let Some(principal) = state.resolved_callers().get(token, sha256)
     {
         return with_principal(request, principal, next).await;
     }
@@ -174,7 +148,9 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     match blocking(move || resolve(&resolving, &credential)).await {
         Ok(principal) => {
             if let (Some(token), Some(sha256)) = (token, caller_secret) {
-                state.resolved_callers().remember(token, sha256, principal.clone());
+                state
+                    .resolved_callers()
+                    .remember(token, std::collections::HashMap::from([(sha256, principal.clone())]));
             }
             with_principal(request, principal, next).await
         }
