@@ -6,7 +6,7 @@
 //! The engine bounds and traces every question ([`Evaluation`]); this module
 //! only answers them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use prereg_core::{Fqdn, IndexKey, PasswordCheck, Procedure};
@@ -42,6 +42,9 @@ pub struct StoreHost {
     password: Option<Zeroizing<String>>,
     mac: Option<MacProof>,
     index: Option<Arc<MemoryIndex>>,
+    /// Registrations the index may hold older copies of: read from the
+    /// transaction instead ([`StoreHost::with_rereads`]).
+    rereads: HashSet<u64>,
     /// Procedures already read in this transaction.
     procedures: HashMap<String, Option<Procedure>>,
     /// The first storage failure, as the store gave it: an unavailable store
@@ -52,7 +55,16 @@ pub struct StoreHost {
 impl StoreHost {
     /// The facts of `tx` at time `now`, for a request with no password.
     pub fn new(tx: Box<dyn Tx>, now: u64) -> Self {
-        StoreHost { tx, now, password: None, mac: None, index: None, procedures: HashMap::new(), storage_error: None }
+        StoreHost {
+            tx,
+            now,
+            password: None,
+            mac: None,
+            index: None,
+            rereads: HashSet::new(),
+            procedures: HashMap::new(),
+            storage_error: None,
+        }
     }
 
     /// The request carries `password`.
@@ -73,6 +85,16 @@ impl StoreHost {
     /// transaction) instead of the storage index.
     pub fn with_index(mut self, index: Option<Arc<MemoryIndex>>) -> Self {
         self.index = index;
+        self
+    }
+
+    /// Registrations that this transaction itself changed since `index` was
+    /// caught up (earlier decisions of a group commit's batch): the index's
+    /// copies are older, so these are read from the transaction. Such a
+    /// change touches only a registration's state and counts, never its
+    /// pattern or domain, so the index still finds them.
+    pub fn with_rereads(mut self, ids: HashSet<u64>) -> Self {
+        self.rereads = ids;
         self
     }
 
@@ -134,10 +156,20 @@ impl PolicyHost for StoreHost {
     fn candidates(&mut self, domain: &str, fqdn: &Fqdn, limit: usize) -> Result<Vec<Candidate>, HostError> {
         if let Some(index) = &self.index {
             let found = index.candidates(domain, fqdn, limit).map_err(|TooMany| HostError::TooMany)?;
-            return Ok(found
-                .into_iter()
-                .map(|registration| Candidate { registration, domain: domain.to_owned() })
-                .collect());
+            let mut candidates = Vec::with_capacity(found.len());
+            for registration in found {
+                let registration = if self.rereads.contains(&registration.id) {
+                    match self.tx.registration(registration.id) {
+                        Ok(Some(record)) => record.to_policy_view(),
+                        Ok(None) => continue,
+                        Err(e) => return Err(self.failed(e)),
+                    }
+                } else {
+                    registration
+                };
+                candidates.push(Candidate { registration, domain: domain.to_owned() });
+            }
+            return Ok(candidates);
         }
         let keys: Vec<String> = IndexKey::probes(fqdn).iter().map(IndexKey::encode).collect();
         let rows = match self.tx.candidates(domain, &keys, limit) {

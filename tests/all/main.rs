@@ -20,6 +20,8 @@ macro_rules! core_suite {
         mod audit_chain;
         #[path = "core_suite/certificates.rs"]
         mod certificates;
+        #[path = "core_suite/group_commit.rs"]
+        mod group_commit;
         #[path = "core_suite/hot_swap.rs"]
         mod hot_swap;
         #[path = "core_suite/imports.rs"]

@@ -98,11 +98,13 @@ pub fn names_beyond_the_device(facts: &DeviceFacts) -> Option<String> {
 }
 
 /// What the front needs to issue the certificate of an allowed enrollment.
-pub struct IssueRequest<'a> {
+/// Owned: the decision, and so the issuing, may run in another thread's
+/// batch ([`crate::registry::Issuer`]).
+pub struct IssueRequest {
     /// The CA.
-    pub ca: &'a Ca,
+    pub ca: std::sync::Arc<Ca>,
     /// The requester's SubjectPublicKeyInfo (DER).
-    pub spki: &'a [u8],
+    pub spki: Vec<u8>,
     /// Days of validity (the token procedure's).
     pub days: u32,
     /// Now, Unix seconds.
@@ -121,14 +123,14 @@ pub struct IssueRequest<'a> {
 /// canonical FQDN the decision matched; an IP SAN and a subject
 /// serialNumber appear only when the deciding registration pins them (the
 /// request's own are dropped). Returns the record to keep with the decision.
-pub fn issue_granted(grant: &Grant<'_>, request: &IssueRequest<'_>) -> Result<CertificateRecord, String> {
+pub fn issue_granted(grant: &Grant<'_>, request: &IssueRequest) -> Result<CertificateRecord, String> {
     let cert = request
         .ca
         .issue(&Issue {
             fqdn: grant.fqdn,
             ip: grant.pinned_ip(),
             serial: grant.pinned_serial(),
-            spki: request.spki,
+            spki: &request.spki,
             days: request.days,
             now: request.now,
         })

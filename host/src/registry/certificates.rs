@@ -192,7 +192,7 @@ impl Registry {
         &self,
         renewal: &Renewal<'_>,
         now: u64,
-        issue: super::decisions::Issuer<'_>,
+        issue: super::decisions::RenewalIssuer<'_>,
     ) -> Result<(DecisionReport, Option<CertificateRecord>), RegistryError> {
         self.renew_inner(renewal, now, HostCalls::Live, Some(issue))
             .map(|(report, certificate, _)| (report, certificate))
@@ -216,7 +216,7 @@ impl Registry {
         renewal: &Renewal<'_>,
         now: u64,
         calls: HostCalls,
-        issue: Option<super::decisions::Issuer<'_>>,
+        issue: Option<super::decisions::RenewalIssuer<'_>>,
     ) -> Result<(DecisionReport, Option<CertificateRecord>, Vec<HostCall>), RegistryError> {
         let mut tx = self.storage.begin(if issue.is_some() { TxKind::Write } else { TxKind::Read })?;
         let index = self.current_index(tx.as_mut())?;

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use prereg_engine::{Decided, HostError, decide};
 
+use super::group_commit::{Answer, Issuer, Job};
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
 use crate::evaluation::{MacProof, StoreHost, Trace};
@@ -103,10 +104,11 @@ impl Grant<'_> {
     }
 }
 
-/// The issuing front's part of an enrollment: called once, inside the
+/// The issuing front's part of a renewal: called once, inside the
 /// decision's transaction and only if it allows, it returns the certificate
-/// to record. An error rolls the whole decision back (nothing is counted).
-pub type Issuer<'a> = &'a mut dyn FnMut(&Grant<'_>) -> Result<crate::store::CertificateRecord, String>;
+/// to record. An error rolls the whole decision back. (An enrollment's is
+/// owned: [`super::group_commit::Issuer`].)
+pub type RenewalIssuer<'a> = &'a mut dyn FnMut(&Grant<'_>) -> Result<crate::store::CertificateRecord, String>;
 
 /// Dry run or the real thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,7 +275,11 @@ impl Registry {
         now: u64,
         calls: HostCalls,
     ) -> Result<(DecisionReport, Vec<HostCall>), RegistryError> {
-        self.decide_inner(input, mode, now, calls, None).map(|(report, _, calls)| (report, calls))
+        let (report, _, calls) = match mode {
+            DecisionMode::DryRun => self.dry_run(input, now, calls)?,
+            DecisionMode::Enroll => self.enroll(input, now, calls, None)?,
+        };
+        Ok((report, calls))
     }
 
     /// Decides an enrollment for real and, if it is allowed, issues its
@@ -284,79 +290,39 @@ impl Registry {
         &self,
         input: EnrollmentInput,
         now: u64,
-        issue: Issuer<'_>,
+        issue: impl FnMut(&Grant<'_>) -> Result<crate::store::CertificateRecord, String> + Send + 'static,
     ) -> Result<(DecisionReport, Option<crate::store::CertificateRecord>), RegistryError> {
-        self.decide_inner(input, DecisionMode::Enroll, now, HostCalls::Live, Some(issue))
+        self.enroll(input, now, HostCalls::Live, Some(Box::new(issue)))
             .map(|(report, certificate, _)| (report, certificate))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn decide_inner(
-        &self,
-        input: EnrollmentInput,
-        mode: DecisionMode,
-        now: u64,
-        calls: HostCalls,
-        issue: Option<Issuer<'_>>,
-    ) -> Result<(DecisionReport, Option<crate::store::CertificateRecord>, Vec<HostCall>), RegistryError> {
-        if mode == DecisionMode::Enroll {
-            check_name_length(&input.fqdn)?;
-        }
+    /// A real decision: queued for the next batch of the group commit
+    /// ([`super::group_commit`]), answered once that batch is durable.
+    fn enroll(&self, input: EnrollmentInput, now: u64, calls: HostCalls, issuer: Option<Issuer>) -> Answer {
+        check_name_length(&input.fqdn)?;
+        self.group.submit(self, Job { input, now, calls, issuer })
+    }
+
+    /// A dry run: from memory when nothing was committed since the memory
+    /// was found current, else in a read transaction.
+    fn dry_run(&self, input: EnrollmentInput, now: u64, calls: HostCalls) -> Answer {
         // A dry run with nothing to check but names and states may be
         // answered from memory, if nothing was committed since the memory
         // was found current ([`super::read_cache`]).
-        let cacheable = mode == DecisionMode::DryRun
-            && matches!(calls, HostCalls::Live)
-            && input.password.is_none()
-            && input.mac.is_none()
-            && self.index.is_some();
+        let cacheable =
+            matches!(calls, HostCalls::Live) && input.password.is_none() && input.mac.is_none() && self.index.is_some();
         let token = if cacheable { self.storage.change_token()? } else { None };
         if let Some(token) = token
             && let Some(report) = self.decide_from_memory(&input, token, now)
         {
             return Ok((report, None, Vec::new()));
         }
-        let mut tx = self.storage.begin(match mode {
-            DecisionMode::DryRun => TxKind::Read,
-            DecisionMode::Enroll => TxKind::Write,
-        })?;
-        // A retried enrollment: the first answer, from the same transaction's
-        // view, so a retry racing the first waits for it and reads its answer.
-        let idempotency = match (&input.caller, &input.idempotency_key, mode) {
-            (Some(caller), Some(key), DecisionMode::Enroll) => {
-                Some((caller.clone(), key.clone(), idempotency_digest(&input)))
-            }
-            _ => None,
-        };
-        if let Some((caller, key, digest)) = &idempotency
-            && let Some((answered, answer)) = tx.idempotent_answer(caller, key)?
-        {
-            if answered != *digest {
-                return Err(RegistryError::Invalid {
-                    field: "idempotency-key".into(),
-                    message: "this Idempotency-Key answered another request: use a new key for a new request".into(),
-                });
-            }
-            let report = serde_json::from_str(&answer)
-                .map_err(|e| StoreError::Corrupt(format!("the answer kept for an Idempotency-Key: {e}")))?;
-            return Ok((report, None, Vec::new()));
-        }
+        let mut tx = self.storage.begin(TxKind::Read)?;
         let index = self.current_index(tx.as_mut())?;
         let index_current = index.is_some();
-        let request = EnrollmentRequest {
-            procedure: input.procedure.clone(),
-            fqdn: input.fqdn.clone(),
-            ip: input.ip.clone(),
-            serial: input.serial.clone(),
-            has_password: input.password.is_some() || input.mac.is_some(),
-        };
+        let request = policy_request(&input);
         // The policy is taken once: a swap meanwhile does not touch this decision.
         let policy = self.policy();
-        let info = policy.info().clone();
-        let shadow_password = if mode == DecisionMode::Enroll { input.password.clone() } else { None };
-        // What an enrollment's audit record keeps of the request, taken
-        // before the password goes to the host.
-        let audit_request = (mode == DecisionMode::Enroll).then(|| input.audit_request());
         let host = StoreHost::new(tx, now).with_password(input.password).with_mac_proof(input.mac).with_index(index);
         let Decided { decision, mut trace, host } = decide(policy.as_ref(), Box::new(host), &request, calls);
         let mut host = StoreHost::back(host);
@@ -366,25 +332,81 @@ impl Registry {
         {
             self.reads.remember(token, host.take_procedures());
         }
-        let (tx, _) = host.into_parts();
         if trace.host_error == Some(HostError::Busy) {
-            // Too many password checks at once: nothing is decided or counted.
             return Err(RegistryError::Busy);
         }
         let recorded = std::mem::take(&mut trace.recorded);
+        if decision.reason == Reason::PolicyError {
+            tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
+        }
+        let pattern =
+            decision.registration.and_then(|id| trace.offered.get(&id)).map(|offer| offer.registration.pattern.clone());
+        Ok((DecisionReport::of(&decision, pattern, policy.info().clone(), true), None, recorded))
+    }
 
+    /// One real decision of a batch, in the batch's transaction `tx`, which
+    /// it hands back whatever happens (the caller rolls back to the
+    /// savepoint taken before it if it failed). `index` was caught up when
+    /// the batch began; the registrations in `changed` were changed by
+    /// decisions before this one in the batch and are read again from `tx`.
+    pub(super) fn enroll_in(
+        &self,
+        tx: Box<dyn Tx>,
+        index: Option<std::sync::Arc<crate::index::MemoryIndex>>,
+        changed: &std::collections::HashSet<u64>,
+        job: Job,
+    ) -> (Box<dyn Tx>, Answer) {
+        let Job { input, now, calls, issuer } = job;
+        let mut tx = tx;
+        // A retried enrollment: the first answer, from the same transaction's
+        // view (a retry in the same batch reads the answer of the first).
+        let idempotency = match (&input.caller, &input.idempotency_key) {
+            (Some(caller), Some(key)) => Some((caller.clone(), key.clone(), idempotency_digest(&input))),
+            _ => None,
+        };
+        if let Some((caller, key, digest)) = &idempotency {
+            match idempotent_answer(tx.as_mut(), caller, key, digest) {
+                Ok(None) => {}
+                Ok(Some(report)) => return (tx, Ok((report, None, Vec::new()))),
+                Err(e) => return (tx, Err(e)),
+            }
+        }
+        let request = policy_request(&input);
+        // The policy is taken once: a swap meanwhile does not touch this decision.
+        let policy = self.policy();
+        let info = policy.info().clone();
+        let shadow_password = input.password.clone();
+        // What the audit record keeps of the request, taken before the
+        // password goes to the host.
+        let audit_request = input.audit_request();
+        // The facts both the active and the shadow policy decide on.
+        let facts = |tx: Box<dyn Tx>, password: Option<Zeroizing<String>>| {
+            StoreHost::new(tx, now)
+                .with_password(password)
+                .with_mac_proof(input.mac)
+                .with_index(index.clone())
+                .with_rereads(changed.clone())
+        };
+        let host = facts(tx, input.password.clone());
+        let Decided { decision, mut trace, host } = decide(policy.as_ref(), Box::new(host), &request, calls);
+        let (tx, _) = StoreHost::back(host).into_parts();
+        if trace.host_error == Some(HostError::Busy) {
+            // Too many password checks at once: nothing is decided or counted.
+            return (tx, Err(RegistryError::Busy));
+        }
+        let recorded = std::mem::take(&mut trace.recorded);
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %info.name, sha256 = %info.sha256, "{}", decision.explanation);
         }
         let offered = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| &o.registration);
         let pattern = offered.map(|r| r.pattern.clone());
-        let mut report = DecisionReport::of(&decision, pattern, info, mode == DecisionMode::DryRun);
-        let mut certificate = None;
-        if mode == DecisionMode::Enroll {
-            // The shadow decides on the same facts, before this decision's effects.
-            let (mut tx, shadow) = self.shadow_decide(tx, &request, shadow_password, input.mac, now);
+        let mut report = DecisionReport::of(&decision, pattern, info, false);
+        // The shadow decides on the same facts, before this decision's effects.
+        let (mut tx, shadow) = self.shadow_decide(tx, &request, |tx| facts(tx, shadow_password));
+        let write = || -> Result<Option<crate::store::CertificateRecord>, RegistryError> {
             apply_effects(tx.as_mut(), &decision, &trace)?;
-            if let Some(issue) = issue
+            let mut certificate = None;
+            if let Some(mut issue) = issuer
                 && decision.allowed
             {
                 let fqdn = Fqdn::parse(&request.fqdn).map_err(|e| RegistryError::Issuance(e.to_string()))?;
@@ -393,7 +415,7 @@ impl Registry {
                 tx.insert_certificate(&record)?;
                 certificate = Some(record);
             }
-            let mut request_json = audit_request.unwrap_or_default();
+            let mut request_json = audit_request;
             if let Some(c) = &certificate {
                 request_json["certificate"] = serde_json::Value::from(c.serial.clone());
             }
@@ -437,10 +459,42 @@ impl Registry {
                     crate::store::IdempotentAnswer { caller, key, request_sha256: digest, answer: &answer, at: now };
                 tx.record_idempotent_answer(&kept, forget_before)?;
             }
-            tx.commit()?;
-        }
-        Ok((report, certificate, recorded))
+            Ok(certificate)
+        };
+        let written = write();
+        (tx, written.map(|certificate| (report, certificate, recorded)))
     }
+}
+
+/// What the policy is asked: the request without its password.
+fn policy_request(input: &EnrollmentInput) -> EnrollmentRequest {
+    EnrollmentRequest {
+        procedure: input.procedure.clone(),
+        fqdn: input.fqdn.clone(),
+        ip: input.ip.clone(),
+        serial: input.serial.clone(),
+        has_password: input.password.is_some() || input.mac.is_some(),
+    }
+}
+
+/// The answer kept for a caller's Idempotency-Key, if any; a key that
+/// answered another request is refused.
+fn idempotent_answer(
+    tx: &mut dyn Tx,
+    caller: &str,
+    key: &str,
+    digest: &str,
+) -> Result<Option<DecisionReport>, RegistryError> {
+    let Some((answered, answer)) = tx.idempotent_answer(caller, key)? else { return Ok(None) };
+    if answered != digest {
+        return Err(RegistryError::Invalid {
+            field: "idempotency-key".into(),
+            message: "this Idempotency-Key answered another request: use a new key for a new request".into(),
+        });
+    }
+    let report = serde_json::from_str(&answer)
+        .map_err(|e| StoreError::Corrupt(format!("the answer kept for an Idempotency-Key: {e}")))?;
+    Ok(Some(report))
 }
 
 /// A request an enrollment front refused before the policy decided it (a
@@ -581,7 +635,7 @@ fn idempotency_digest(input: &EnrollmentInput) -> String {
 /// an anonymous client must not grow the audit log with it (a dry run, which
 /// audits nothing, decides it `invalid-fqdn`). Other invalid names are
 /// decided (`invalid-fqdn`) and audited as usual.
-fn check_name_length(fqdn: &str) -> Result<(), RegistryError> {
+pub(super) fn check_name_length(fqdn: &str) -> Result<(), RegistryError> {
     use prereg_core::NameError;
     let refuse = |message: String| Err(RegistryError::Invalid { field: "fqdn".into(), message });
     // IDNA turns no label into one more than four times shorter: anything

@@ -8,6 +8,7 @@
 mod certificates;
 mod decisions;
 mod errors;
+mod group_commit;
 pub mod import_lease;
 mod imports;
 mod policies;
@@ -25,6 +26,7 @@ pub use decisions::{
     DecisionMode, DecisionReport, EnrollmentInput, FrontRefusal, Grant, IDEMPOTENCY_SECONDS, PolicyRef,
 };
 pub use errors::RegistryError;
+pub use group_commit::{GroupCommitStats, Issuer, MAX_BATCH};
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
 pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};
 pub use read_cache::TokenMemo;
@@ -143,6 +145,8 @@ pub struct Registry {
     index: Option<Arc<MemoryIndex>>,
     /// What dry runs may answer from memory ([`read_cache`]).
     reads: Arc<read_cache::ReadCache>,
+    /// Enrollment decisions waiting for their batch ([`group_commit`]).
+    group: Arc<group_commit::GroupCommit>,
     sealing: Option<Arc<SealingKey>>,
     /// Derived from the sealing key: they key the audit chain and sign checkpoints.
     audit_keys: Option<Arc<AuditKeys>>,
@@ -163,6 +167,7 @@ impl Registry {
             loader: None,
             index: None,
             reads: Arc::default(),
+            group: Arc::default(),
             sealing: None,
             audit_keys: None,
             prepared: Arc::default(),

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use prereg_core::{Decision, EnrollmentRequest};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::policies::{BUILT_IN, labelled};
 use super::writes::consume_request_id;
@@ -184,15 +183,13 @@ impl Registry {
         &self,
         tx: Box<dyn Tx>,
         request: &EnrollmentRequest,
-        password: Option<Zeroizing<String>>,
-        mac: Option<crate::evaluation::MacProof>,
-        now: u64,
+        facts: impl FnOnce(Box<dyn Tx>) -> StoreHost,
     ) -> (Box<dyn Tx>, Option<ShadowOutcome>) {
         let Some(shadow) = self.shadow() else {
             return (tx, None);
         };
         let info = shadow.info().clone();
-        let host = StoreHost::new(tx, now).with_password(password).with_mac_proof(mac).with_index(self.index.clone());
+        let host = facts(tx);
         let decided = prereg_engine::decide(shadow.as_ref(), Box::new(host), request, HostCalls::Live);
         let (tx, _) = StoreHost::back(decided.host).into_parts();
         (tx, Some(ShadowOutcome { side: side(&info.sha256, &decided.decision) }))

@@ -16,6 +16,10 @@
 //!   connection limit was reached, since start (read at scrape).
 //! - `prereg_dry_runs_from_memory`: dry runs answered from the memory index
 //!   without a storage transaction, since start (read at scrape).
+//! - `prereg_enroll_batches`, `prereg_enroll_batched_decisions`,
+//!   `prereg_enroll_batch_largest`: the group commit's write transactions,
+//!   the enrollment decisions they carried, and the most one carried, since
+//!   start (read at scrape).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -80,6 +84,9 @@ pub struct Metrics {
     credentials_refused: Counter,
     connections_refused: Gauge,
     dry_runs_from_memory: Gauge,
+    enroll_batches: Gauge,
+    enroll_batched_decisions: Gauge,
+    enroll_batch_largest: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -146,7 +153,27 @@ impl Metrics {
             "Dry runs answered from the memory index without a storage transaction, since start",
             dry_runs_from_memory.clone(),
         );
+        let (enroll_batches, enroll_batched_decisions, enroll_batch_largest) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "enroll_batches",
+            "Write transactions of the group commit that carried enrollment decisions, since start",
+            enroll_batches.clone(),
+        );
+        registry.register(
+            "enroll_batched_decisions",
+            "Enrollment decisions those transactions carried, since start",
+            enroll_batched_decisions.clone(),
+        );
+        registry.register(
+            "enroll_batch_largest",
+            "The most enrollment decisions one write transaction carried, since start",
+            enroll_batch_largest.clone(),
+        );
         Metrics {
+            enroll_batches,
+            enroll_batched_decisions,
+            enroll_batch_largest,
             credentials_refused,
             connections_refused,
             dry_runs_from_memory,
@@ -198,8 +225,13 @@ impl Metrics {
         imports: &[(u64, ProgressSnapshot)],
         index: Option<crate::index::IndexStats>,
         dry_runs_from_memory: u64,
+        group_commit: crate::registry::GroupCommitStats,
     ) -> Result<String, std::fmt::Error> {
-        self.dry_runs_from_memory.set(i64::try_from(dry_runs_from_memory).unwrap_or(i64::MAX));
+        let gauge = |g: &Gauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&self.dry_runs_from_memory, dry_runs_from_memory);
+        gauge(&self.enroll_batches, group_commit.batches);
+        gauge(&self.enroll_batched_decisions, group_commit.decisions);
+        gauge(&self.enroll_batch_largest, group_commit.largest);
         if let Some(index) = index {
             self.index_registrations.set(index.registrations as i64);
             self.index_bytes.set(index.heap_bytes as i64);

@@ -168,6 +168,21 @@ pub trait Tx:
 {
     /// Commits.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Marks the point that [`Tx::rollback_to_savepoint`] goes back to: a
+    /// write transaction that carries several decisions (group commit)
+    /// takes one before each, so that a decision that fails takes back its
+    /// own writes and nothing of the others'. One savepoint at a time; a new
+    /// one replaces the last.
+    fn savepoint(&mut self) -> Result<(), StoreError>;
+
+    /// Keeps what was written since [`Tx::savepoint`] (it commits with the
+    /// transaction) and forgets the savepoint.
+    fn release_savepoint(&mut self) -> Result<(), StoreError>;
+
+    /// Takes back everything written since [`Tx::savepoint`]; the
+    /// transaction goes on, usable, as it was at the savepoint.
+    fn rollback_to_savepoint(&mut self) -> Result<(), StoreError>;
 }
 
 /// What an import left `running` by a process that is gone says.

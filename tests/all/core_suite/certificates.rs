@@ -5,6 +5,8 @@
 //! revoked certificate with a growing number. Through the library, on both
 //! backends.
 
+use std::sync::Arc;
+
 use prereg::DataDir;
 use prereg::enroll::{IssueRequest, issue_granted};
 use prereg::pki::Ca;
@@ -17,20 +19,20 @@ use prereg_core::RegistrationState;
 use crate::common::{Fixture, NOW, Reg, req};
 
 /// A fixture with a CA, a CMP procedure in domain D and a one-time registration.
-fn setup() -> Option<(Fixture, Ca, u64)> {
+fn setup() -> Option<(Fixture, Arc<Ca>, u64)> {
     let f = Fixture::on(super::BACKEND)?;
-    let ca = Ca::init(&DataDir::new(f.dir.path().join("data")), "Test CA", NOW).unwrap();
+    let ca = Arc::new(Ca::init(&DataDir::new(f.dir.path().join("data")), "Test CA", NOW).unwrap());
     f.procedure("p", "D", "cmp", &[]);
     let id = f.register_with(Reg { procedure: "p", fqdn: "dev.example.com", ..Default::default() }).unwrap();
     Some((f, ca, id))
 }
 
 /// Enrolls `fqdn` issuing a certificate in `state` (held ones wait until `NOW + 300`).
-fn enroll(f: &Fixture, ca: &Ca, fqdn: &str, state: CertificateState) -> (bool, Option<CertificateRecord>) {
+fn enroll(f: &Fixture, ca: &Arc<Ca>, fqdn: &str, state: CertificateState) -> (bool, Option<CertificateRecord>) {
     let spki = DeviceKey::generate_p256().spki_der().unwrap();
     let request = IssueRequest {
-        ca,
-        spki: &spki,
+        ca: ca.clone(),
+        spki,
         days: 30,
         now: NOW,
         transaction: format!("cmp:{fqdn}"),
@@ -38,8 +40,8 @@ fn enroll(f: &Fixture, ca: &Ca, fqdn: &str, state: CertificateState) -> (bool, O
         expires_at: (state == CertificateState::Held).then_some(NOW + 300),
         request: serde_json::json!({ "procedure": "p", "fqdn": fqdn, "cert_req_id": 0 }),
     };
-    let mut issue = |grant: &Grant<'_>| issue_granted(grant, &request);
-    let (report, certificate) = f.registry.enroll_issuing(req("p", fqdn).input(), NOW, &mut issue).unwrap();
+    let issue = move |grant: &Grant<'_>| issue_granted(grant, &request);
+    let (report, certificate) = f.registry.enroll_issuing(req("p", fqdn).input(), NOW, issue).unwrap();
     (report.allowed, certificate)
 }
 
@@ -77,8 +79,8 @@ fn a_certificate_is_counted_and_recorded_with_its_decision() {
 fn a_failed_issue_rolls_the_decision_back() {
     let Some((f, _ca, id)) = setup() else { return };
     let before = audit_actions(&f).len();
-    let mut failing = |_: &Grant<'_>| -> Result<CertificateRecord, String> { Err("the CA key is gone".into()) };
-    let err = f.registry.enroll_issuing(req("p", "dev.example.com").input(), NOW, &mut failing).unwrap_err();
+    let failing = |_: &Grant<'_>| -> Result<CertificateRecord, String> { Err("the CA key is gone".into()) };
+    let err = f.registry.enroll_issuing(req("p", "dev.example.com").input(), NOW, failing).unwrap_err();
     assert!(matches!(err, RegistryError::Issuance(_)), "{err}");
     // Nothing counted, nothing audited.
     assert_eq!(f.registry.registration(id).unwrap().enrollments, 0);

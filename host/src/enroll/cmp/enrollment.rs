@@ -135,8 +135,8 @@ impl CmpServer {
             signer_serial: String::new(),
         };
         let issue_request = IssueRequest {
-            ca: &self.ca,
-            spki: &cert_request.spki,
+            ca: self.ca.clone(),
+            spki: cert_request.spki.clone(),
             days,
             now,
             transaction,
@@ -145,9 +145,9 @@ impl CmpServer {
             expires_at: (!implicit).then_some(now + self.limits.confirm_wait_seconds),
             request: serde_json::to_value(kept).unwrap_or_default(),
         };
-        let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+        let issue = move |grant: &Grant<'_>| issue_granted(grant, &issue_request);
         let input = EnrollmentInput { mac: Some(MacProof { registration, valid: true }), ..input };
-        let (report, certificate) = self.registry.enroll_issuing(input, now, &mut issue).map_err(system)?;
+        let (report, certificate) = self.registry.enroll_issuing(input, now, issue).map_err(system)?;
         match certificate {
             Some(certificate) if report.allowed => {
                 tracing::info!(

@@ -78,8 +78,8 @@ impl CmpServer {
             signer_serial: signer.record.serial.clone(),
         };
         let issue_request = IssueRequest {
-            ca: &self.ca,
-            spki: &cert_request.spki,
+            ca: self.ca.clone(),
+            spki: cert_request.spki.clone(),
             days: record.map(|p| p.certificate_days).unwrap_or(crate::registry::DEFAULT_CERTIFICATE_DAYS),
             now,
             transaction: transaction.clone(),

@@ -223,8 +223,8 @@ impl EstServer {
         }
         let kept = serde_json::json!({ "procedure": procedure, "fqdn": fqdn });
         let issue_request = self.issue_request(&csr.spki, &record, now, &transaction, kept);
-        let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
-        match self.registry.enroll_issuing(input, now, &mut issue) {
+        let issue = move |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+        match self.registry.enroll_issuing(input, now, issue) {
             Ok((report, Some(certificate))) if report.allowed => {
                 tracing::info!(fqdn = %fqdn, registration = ?report.registration, serial = %certificate.serial, audit = ?report.audit_seq, "EST: certificate issued and counted");
                 EstAnswer::Issued(cms::certs_only(&[&certificate.der]))
@@ -323,17 +323,17 @@ impl EstServer {
 
     /// What issuing a certificate for `spki` through `record` needs (EST has
     /// no confirmation: issued at once).
-    fn issue_request<'a>(
-        &'a self,
-        spki: &'a [u8],
+    fn issue_request(
+        &self,
+        spki: &[u8],
         record: &crate::store::ProcedureRecord,
         now: u64,
         transaction: &str,
         kept: serde_json::Value,
-    ) -> IssueRequest<'a> {
+    ) -> IssueRequest {
         IssueRequest {
-            ca: &self.ca,
-            spki,
+            ca: self.ca.clone(),
+            spki: spki.to_vec(),
             days: record.certificate_days,
             now,
             transaction: transaction.to_owned(),

@@ -194,8 +194,8 @@ impl ScepServer {
             return Ok(Outcome::Failure(FailInfo::BadRequest, why));
         }
         let issue_request = IssueRequest {
-            ca: &self.ca,
-            spki: &csr.spki,
+            ca: self.ca.clone(),
+            spki: csr.spki.clone(),
             days: record.map(|p| p.certificate_days).unwrap_or(crate::registry::DEFAULT_CERTIFICATE_DAYS),
             now,
             transaction: format!("scep:{tid}"),
@@ -203,8 +203,8 @@ impl ScepServer {
             expires_at: None,
             request: serde_json::json!({ "procedure": procedure, "fqdn": fqdn }),
         };
-        let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
-        let (report, certificate) = self.registry.enroll_issuing(input, now, &mut issue).map_err(unavailable)?;
+        let issue = move |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+        let (report, certificate) = self.registry.enroll_issuing(input, now, issue).map_err(unavailable)?;
         match certificate {
             Some(certificate) if report.allowed => {
                 tracing::info!(fqdn = %fqdn, registration = ?report.registration, serial = %certificate.serial, audit = ?report.audit_seq, "SCEP: certificate issued and counted");

@@ -76,6 +76,7 @@ pub async fn render_metrics(state: AppState) -> Result<Response, ApiError> {
             &state.running_imports(),
             state.registry().memory_index().map(|i| i.stats()),
             state.registry().dry_runs_from_memory(),
+            state.registry().group_commit_stats(),
         )
         .map_err(|e| ApiError::internal(format!("encoding metrics: {e}")))?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())

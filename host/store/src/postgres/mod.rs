@@ -373,7 +373,13 @@ impl From<postgres::Error> for StoreError {
 
 impl Storage for PostgresStorage {
     fn begin(&self, kind: TxKind) -> Result<Box<dyn Tx>, StoreError> {
-        let tx = |conn| PostgresTx { conn: Some(conn), storage: self.clone(), inserted: None, aborted: false };
+        let tx = |conn| PostgresTx {
+            conn: Some(conn),
+            storage: self.clone(),
+            inserted: None,
+            aborted: false,
+            savepoint: None,
+        };
         match kind {
             // Each statement on its own, on a read-only session: see the
             // module's documentation for why readers tolerate it.
@@ -398,7 +404,8 @@ impl Storage for PostgresStorage {
         // Autocommit, without the write lock: a heartbeat must not wait
         // behind a bulk import.
         let conn = self.checkout(Lane::Write)?;
-        let mut tx = PostgresTx { conn: Some(conn), storage: self.clone(), inserted: None, aborted: false };
+        let mut tx =
+            PostgresTx { conn: Some(conn), storage: self.clone(), inserted: None, aborted: false, savepoint: None };
         let result = tx.record_node(node);
         if let Some(conn) = tx.conn.take() {
             self.release(conn);
@@ -421,6 +428,8 @@ struct PostgresTx {
     /// A statement failed: PostgreSQL has aborted the transaction, and a
     /// COMMIT would silently roll it back, so commit refuses instead.
     aborted: bool,
+    /// What `inserted` was at the savepoint, if one is held.
+    savepoint: Option<Option<(u64, u64)>>,
 }
 
 impl Drop for PostgresTx {
@@ -571,7 +580,52 @@ impl PostgresTx {
     }
 }
 
+/// The one savepoint a transaction holds ([`Tx::savepoint`]).
+const SAVEPOINT: &str = "prereg_step";
+
+impl PostgresTx {
+    /// Runs savepoint commands, which only a write transaction has.
+    fn savepoint_command(&mut self, sql: &str) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        if conn.lane == Lane::Read {
+            return Err(StoreError::Missing("a read transaction has no savepoints".into()));
+        }
+        let result = conn.client.batch_execute(sql);
+        if result.is_err() {
+            self.aborted = true;
+        }
+        Ok(result?)
+    }
+}
+
 impl Tx for PostgresTx {
+    fn savepoint(&mut self) -> Result<(), StoreError> {
+        if self.savepoint.is_some() {
+            self.release_savepoint()?;
+        }
+        self.savepoint_command(&format!("SAVEPOINT {SAVEPOINT}"))?;
+        self.savepoint = Some(self.inserted);
+        Ok(())
+    }
+
+    fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        if self.savepoint.take().is_some() {
+            self.savepoint_command(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))?;
+        }
+        Ok(())
+    }
+
+    fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        let Some(inserted) = self.savepoint.take() else {
+            return Err(StoreError::Missing("no savepoint to roll back to".into()));
+        };
+        // Also what makes an aborted transaction usable again.
+        self.savepoint_command(&format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"))?;
+        self.aborted = false;
+        self.inserted = inserted;
+        Ok(())
+    }
+
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         if self.aborted {
             // Drop rolls back.

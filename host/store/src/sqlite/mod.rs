@@ -462,7 +462,13 @@ impl Storage for SqliteStorage {
             drop(conn);
             return Err(e.into());
         }
-        Ok(Box::new(SqliteTx { conn: Some(conn), storage: self.clone(), inserted: None, write: kind == TxKind::Write }))
+        Ok(Box::new(SqliteTx {
+            conn: Some(conn),
+            storage: self.clone(),
+            inserted: None,
+            write: kind == TxKind::Write,
+            savepoint: None,
+        }))
     }
 
     fn describe(&self) -> String {
@@ -496,6 +502,8 @@ struct SqliteTx {
     inserted: Option<(u64, u64)>,
     /// A write transaction (its commit checks the files first).
     write: bool,
+    /// What `inserted` was at the savepoint, if one is held.
+    savepoint: Option<Option<(u64, u64)>>,
 }
 
 impl crate::registrations::RowInsert for SqliteTx {
@@ -607,7 +615,35 @@ impl Drop for SqliteTx {
     }
 }
 
+/// The one savepoint a transaction holds ([`Tx::savepoint`]).
+const SAVEPOINT: &str = "prereg_step";
+
 impl Tx for SqliteTx {
+    fn savepoint(&mut self) -> Result<(), StoreError> {
+        if self.savepoint.is_some() {
+            self.release_savepoint()?;
+        }
+        self.conn()?.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
+        self.savepoint = Some(self.inserted);
+        Ok(())
+    }
+
+    fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        if self.savepoint.take().is_some() {
+            self.conn()?.execute_batch(&format!("RELEASE {SAVEPOINT}"))?;
+        }
+        Ok(())
+    }
+
+    fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        let Some(inserted) = self.savepoint.take() else {
+            return Err(StoreError::Missing("no savepoint to roll back to".into()));
+        };
+        self.conn()?.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"))?;
+        self.inserted = inserted;
+        Ok(())
+    }
+
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         let conn = self.conn.take().ok_or_else(|| StoreError::Missing("transaction already finished".into()))?;
         // The inserts of this transaction, as one change; ids are handed out
