@@ -3,14 +3,20 @@
 //!
 //! # How a batch forms
 //!
-//! There is no thread of its own and no timer. A decision that finds no
-//! batch being written *leads*: it takes everything queued (itself first),
-//! decides it in one write transaction, commits, answers each decision of
-//! the batch, and hands the lead to the first decision that queued
-//! meanwhile, which takes all those as the next batch. So a lone decision
-//! waits for nothing, and under load a batch is what arrived while the last
-//! one was being made durable: the busier the store, the fewer fsyncs per
-//! decision.
+//! A decision is queued, and the registry's writer thread takes everything
+//! queued (up to [`MAX_BATCH`]) as one batch, decides it in one write
+//! transaction, commits, and answers each decision of the batch. While it
+//! commits, the next decisions queue: a batch is what arrived while the last
+//! one was being made durable, so a lone decision waits for no timer and a
+//! busy store writes many decisions per fsync.
+//!
+//! The thread starts with the first decision and ends after [`IDLE`] with
+//! nothing queued (a one-shot command keeps no thread). It holds the
+//! registry only while it writes a batch (each decision brings its own
+//! clone), so a registry dropped by its owner closes its store at once.
+//! A caller waits on its answer ([`Registry::decide`]) or is called back
+//! with it ([`Registry::enroll_then`]: the service's async handlers, which
+//! so hold no thread while a batch is written).
 //!
 //! # Why it keeps the rules
 //!
@@ -36,6 +42,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::host_calls::{HostCall, HostCalls};
 use crate::store::{CertificateRecord, StoreError, TxKind};
@@ -46,11 +53,14 @@ use super::{Registry, RegistryError};
 /// At most this many decisions share a transaction; more wait for the next.
 pub const MAX_BATCH: usize = 256;
 
+/// The writer thread ends after this long with nothing queued.
+pub const IDLE: Duration = Duration::from_secs(1);
+
 /// The issuing front's part of an enrollment ([`Registry::enroll_issuing`]):
 /// called once, inside the decision's transaction and only if it allows, it
 /// returns the certificate to record. An error takes the decision back
-/// (nothing is counted). Owned, because the decision may be written by
-/// another thread's batch.
+/// (nothing is counted). Owned, because the decision is written by the
+/// registry's writer thread.
 pub type Issuer = Box<dyn FnMut(&Grant<'_>) -> Result<CertificateRecord, String> + Send>;
 
 /// One enrollment decision waiting for its batch.
@@ -65,10 +75,46 @@ pub(super) struct Job {
 /// with it, and the host calls recorded ([`HostCalls::Record`]).
 pub(super) type Answer = Result<(DecisionReport, Option<CertificateRecord>, Vec<HostCall>), RegistryError>;
 
+/// Where a decision's answer goes once its batch is durable.
+pub(super) enum Reply {
+    /// A thread waiting in [`GroupCommit::submit`].
+    Waiting(Arc<Slot>),
+    /// A callback ([`Registry::enroll_then`]).
+    Call(Box<dyn FnOnce(Answer) + Send>),
+}
+
+impl Reply {
+    fn send(self, answer: Answer) {
+        match self {
+            Reply::Waiting(slot) => {
+                *lock(&slot.answer) = Some(answer);
+                slot.ready.notify_one();
+            }
+            Reply::Call(call) => call(answer),
+        }
+    }
+}
+
+/// Where a waiting thread's answer arrives.
+#[derive(Default)]
+pub(super) struct Slot {
+    answer: Mutex<Option<Answer>>,
+    ready: Condvar,
+}
+
+/// A queued decision, with the registry to decide it with.
+struct Queued {
+    registry: Registry,
+    job: Job,
+    reply: Reply,
+}
+
 /// The queue of a registry (and its clones) and what it has done.
 #[derive(Default)]
 pub(super) struct GroupCommit {
     queue: Mutex<Queue>,
+    /// Something was queued (the writer thread waits on it).
+    queued: Condvar,
     batches: AtomicU64,
     decisions: AtomicU64,
     largest: AtomicU64,
@@ -76,23 +122,9 @@ pub(super) struct GroupCommit {
 
 #[derive(Default)]
 struct Queue {
-    waiting: VecDeque<Arc<Ticket>>,
-    /// A decision is leading a batch (or being handed the lead).
-    leading: bool,
-}
-
-/// A queued decision: its job, and where its answer (or the lead) arrives.
-struct Ticket {
-    job: Mutex<Option<Job>>,
-    state: Mutex<TicketState>,
-    ready: Condvar,
-}
-
-enum TicketState {
-    Waiting,
-    /// This decision leads the next batch.
-    Lead,
-    Done(Box<Answer>),
+    waiting: VecDeque<Queued>,
+    /// The writer thread is running.
+    writer: bool,
 }
 
 /// How many batches were written, how many decisions they carried, and the
@@ -111,86 +143,95 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Ticket {
-    fn finish(&self, answer: Answer) {
-        *lock(&self.state) = TicketState::Done(Box::new(answer));
-        self.ready.notify_one();
-    }
-
-    fn lead(&self) {
-        *lock(&self.state) = TicketState::Lead;
-        self.ready.notify_one();
-    }
-}
-
-/// The lead, while a batch is written. Dropped (also by a panic): answers
-/// what the batch left unanswered, then hands the lead on.
-struct Leading<'a> {
-    group: &'a GroupCommit,
-    batch: Vec<Arc<Ticket>>,
-}
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        for ticket in &self.batch {
-            let mut state = lock(&ticket.state);
-            if !matches!(*state, TicketState::Done(_)) {
-                *state = TicketState::Done(Box::new(Err(RegistryError::Store(StoreError::Missing(
-                    "the batch carrying this enrollment decision failed before it was decided; nothing was counted"
-                        .into(),
-                )))));
-                ticket.ready.notify_one();
-            }
-        }
-        let mut queue = lock(&self.group.queue);
-        match queue.waiting.front() {
-            Some(next) => next.lead(),
-            None => queue.leading = false,
-        }
-    }
-}
-
 impl GroupCommit {
     /// Decides `job` in the next batch, and returns once that batch is
     /// durable (or failed).
-    pub(super) fn submit(&self, registry: &Registry, job: Job) -> Answer {
-        let ticket = Arc::new(Ticket {
-            job: Mutex::new(Some(job)),
-            state: Mutex::new(TicketState::Waiting),
-            ready: Condvar::new(),
-        });
-        let leads = {
-            let mut queue = lock(&self.queue);
-            queue.waiting.push_back(ticket.clone());
-            !std::mem::replace(&mut queue.leading, true)
-        };
-        if !leads {
-            let mut state = lock(&ticket.state);
-            loop {
-                match std::mem::replace(&mut *state, TicketState::Waiting) {
-                    TicketState::Waiting => state = ticket.ready.wait(state).unwrap_or_else(PoisonError::into_inner),
-                    TicketState::Lead => break,
-                    TicketState::Done(answer) => return *answer,
-                }
+    pub(super) fn submit(self: &Arc<Self>, registry: &Registry, job: Job) -> Answer {
+        let slot = Arc::new(Slot::default());
+        self.enqueue(registry, job, Reply::Waiting(slot.clone()));
+        let mut answer = lock(&slot.answer);
+        loop {
+            match answer.take() {
+                Some(answer) => return answer,
+                None => answer = slot.ready.wait(answer).unwrap_or_else(PoisonError::into_inner),
             }
         }
-        // Leading: this ticket heads the queue.
-        let batch: Vec<Arc<Ticket>> = {
-            let mut queue = lock(&self.queue);
-            let n = queue.waiting.len().min(MAX_BATCH);
-            queue.waiting.drain(..n).collect()
-        };
-        let leading = Leading { group: self, batch };
-        let jobs: Vec<Job> = leading.batch.iter().filter_map(|t| lock(&t.job).take()).collect();
-        let answers = registry.enroll_batch(jobs);
-        for (ticket, answer) in leading.batch.iter().zip(answers) {
-            ticket.finish(answer);
+    }
+
+    /// Queues `job`; `reply` gets its answer once its batch is durable.
+    pub(super) fn enqueue(self: &Arc<Self>, registry: &Registry, job: Job, reply: Reply) {
+        let mut queue = lock(&self.queue);
+        queue.waiting.push_back(Queued { registry: registry.clone(), job, reply });
+        if queue.writer {
+            drop(queue);
+            self.queued.notify_one();
+            return;
         }
-        drop(leading);
-        match std::mem::replace(&mut *lock(&ticket.state), TicketState::Waiting) {
-            TicketState::Done(answer) => *answer,
-            // Unreachable: the batch began with this ticket and answered it.
-            _ => Err(RegistryError::Store(StoreError::Missing("the enrollment decision was not answered".into()))),
+        queue.writer = true;
+        drop(queue);
+        let group = self.clone();
+        let started = std::thread::Builder::new().name("prereg-commit".into()).spawn(move || group.write_batches());
+        if let Err(e) = started {
+            // No thread: nothing queued can be decided now.
+            let mut queue = lock(&self.queue);
+            queue.writer = false;
+            let stranded: Vec<Queued> = queue.waiting.drain(..).collect();
+            drop(queue);
+            for q in stranded {
+                q.reply.send(Err(RegistryError::Store(StoreError::Unavailable {
+                    database: q.registry.storage.describe(),
+                    message: format!("the enrollment writer thread could not start: {e}"),
+                })));
+            }
+        }
+    }
+
+    /// The writer thread: batches until nothing was queued for [`IDLE`].
+    fn write_batches(&self) {
+        loop {
+            let batch: Vec<Queued> = {
+                let mut queue = lock(&self.queue);
+                while queue.waiting.is_empty() {
+                    let (next, waited) = self.queued.wait_timeout(queue, IDLE).unwrap_or_else(PoisonError::into_inner);
+                    queue = next;
+                    if waited.timed_out() && queue.waiting.is_empty() {
+                        queue.writer = false;
+                        return;
+                    }
+                }
+                let n = queue.waiting.len().min(MAX_BATCH);
+                queue.waiting.drain(..n).collect()
+            };
+            self.write(batch);
+        }
+    }
+
+    /// Writes one batch and answers it. The registry clones are dropped
+    /// before anyone is answered: a caller that drops its registry after
+    /// its last answer closes the store.
+    fn write(&self, batch: Vec<Queued>) {
+        let Some(registry) = batch.first().map(|q| q.registry.clone()) else { return };
+        let mut jobs = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for Queued { registry: _, job, reply } in batch {
+            jobs.push(job);
+            replies.push(reply);
+        }
+        let n = jobs.len();
+        let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| registry.enroll_batch(jobs)))
+            .unwrap_or_else(|_| {
+                tracing::error!("an enrollment batch panicked; its decisions were taken back");
+                (0..n)
+                    .map(|_| {
+                        Err(RegistryError::Store(StoreError::Missing(
+                            "the batch carrying this enrollment decision failed; nothing of it was kept".into(),
+                        )))
+                    })
+                    .collect()
+            });
+        drop(registry);
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            reply.send(answer);
         }
     }
 
@@ -265,6 +306,25 @@ impl Registry {
                 },
             })
             .collect()
+    }
+
+    /// Decides `input` for real, as [`Registry::decide`] does, without
+    /// waiting: `reply` is called with the answer once the decision's batch
+    /// is durable (on the registry's writer thread: it must be quick, such
+    /// as sending on a channel). An async server awaits the answer without
+    /// holding a thread.
+    pub fn enroll_then(
+        &self,
+        input: EnrollmentInput,
+        now: u64,
+        reply: impl FnOnce(Result<DecisionReport, RegistryError>) + Send + 'static,
+    ) {
+        if let Err(e) = super::decisions::check_name_length(&input.fqdn) {
+            return reply(Err(e));
+        }
+        let job = Job { input, now, calls: HostCalls::Live, issuer: None };
+        let reply = Reply::Call(Box::new(move |answer: Answer| reply(answer.map(|(report, _, _)| report))));
+        self.group.enqueue(self, job, reply);
     }
 
     /// How many enrollment batches were written, and how many decisions

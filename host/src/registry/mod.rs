@@ -179,6 +179,8 @@ impl Registry {
     /// registrations may then carry one, and CMP can check its MAC. Without
     /// it, a registration request with a sealed password is refused.
     pub fn with_sealing_key(mut self, key: Arc<SealingKey>) -> Self {
+        // A registry set up otherwise batches its enrollments apart.
+        self.group = Arc::default();
         self.audit_keys = Some(Arc::new(AuditKeys::from_sealing(&key)));
         self.sealing = Some(key);
         self
@@ -208,6 +210,8 @@ impl Registry {
     /// (`prereg serve`). Without it, lookups go to the storage index, which
     /// costs nothing to open (one-shot commands).
     pub fn with_memory_index(mut self) -> Result<Self, RegistryError> {
+        // A registry set up otherwise batches its enrollments apart.
+        self.group = Arc::default();
         let mut tx = self.storage.begin(TxKind::Read)?;
         self.index = Some(Arc::new(MemoryIndex::build(tx.as_mut())?));
         Ok(self)

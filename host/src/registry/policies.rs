@@ -47,6 +47,8 @@ impl Registry {
     /// The compiler of policy components ([`crate::open_registry`] sets one);
     /// without one, policies cannot be loaded or activated.
     pub fn with_loader(mut self, loader: Arc<PolicyLoader>) -> Self {
+        // A registry set up otherwise batches its enrollments apart.
+        self.group = Arc::default();
         self.loader = Some(loader);
         self
     }

@@ -35,13 +35,18 @@ async fn decide(
         ..Default::default()
     };
     let started = Instant::now();
-    let report = blocking(move || {
-        Ok(match mode {
-            DecisionMode::DryRun => registry.check(input, unix_now())?,
-            DecisionMode::Enroll => registry.decide(input, mode, unix_now())?,
-        })
-    })
-    .await?;
+    let report = match mode {
+        DecisionMode::DryRun => blocking(move || Ok(registry.check(input, unix_now())?)).await?,
+        // Queued for the group commit: no thread is held while its batch is
+        // written, and the answer comes once it is durable.
+        DecisionMode::Enroll => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            registry.enroll_then(input, unix_now(), move |answer| {
+                let _ = tx.send(answer);
+            });
+            rx.await.map_err(|_| ApiError::internal("the enrollment writer stopped without an answer"))??
+        }
+    };
     state.metrics().decision(&report, started.elapsed().as_secs_f64());
     Ok(report)
 }
