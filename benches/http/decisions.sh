@@ -8,6 +8,10 @@
 #
 #   [DECISION=check|enroll] [C=16] benches/http/decisions.sh [PREREG_BINARY] [SECONDS]
 #
+# With LOAD=prereg the load comes from `prereg bench --http` (the project's
+# own generator, `--enroll-percent ENROLL_PERCENT`, default 0, or 100 with
+# DECISION=enroll) instead of wrk; PLOT=FILE.svg draws it.
+#
 # Prints wrk's report and the service's counters (dry runs answered from
 # memory; enrollment batches). wrk runs on the same machine: read the figures
 # side by side.
@@ -38,6 +42,20 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" &&
 DECISION=${DECISION:-check}
 C=${C:-16}
 export SECRET N DECISION
-wrk -t2 -c"$C" -d3s -s "$HERE/decisions.lua" "http://127.0.0.1:$PORT" >/dev/null
-wrk -t2 -c"$C" -d"${SECONDS_TO_RUN}s" --latency -s "$HERE/decisions.lua" "http://127.0.0.1:$PORT"
+if [ "${LOAD:-wrk}" = prereg ]; then
+    python3 -c "
+n = $N
+with open('names.txt', 'w') as f:
+    for i in range(2 * n):
+        f.write(f'host{i}.fleet{i % 100}.example.com\n')
+"
+    PERCENT=${ENROLL_PERCENT:-$([ "$DECISION" = enroll ] && echo 100 || echo 0)}
+    PREREG_CALLER_SECRET=$SECRET "$P" bench --http "http://127.0.0.1:$PORT" --procedure routers --names names.txt \
+        --enroll-percent "$PERCENT" --connections "$C" --seconds 3 >/dev/null
+    PREREG_CALLER_SECRET=$SECRET "$P" bench --http "http://127.0.0.1:$PORT" --procedure routers --names names.txt \
+        --enroll-percent "$PERCENT" --connections "$C" --seconds "$SECONDS_TO_RUN" ${PLOT:+--plot "$PLOT"}
+else
+    wrk -t2 -c"$C" -d3s -s "$HERE/decisions.lua" "http://127.0.0.1:$PORT" >/dev/null
+    wrk -t2 -c"$C" -d"${SECONDS_TO_RUN}s" --latency -s "$HERE/decisions.lua" "http://127.0.0.1:$PORT"
+fi
 curl -s -H "Authorization: Bearer $SECRET" "http://127.0.0.1:$PORT/metrics" | grep -E '^prereg_(dry_runs_from_memory|enroll_)' || true

@@ -97,3 +97,74 @@ fn the_bench_harness_runs_on_postgres() {
     assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 }
+
+/// Issue 21: `prereg bench --http` drives a running service as a CA caller,
+/// dry runs and real enrollments mixed, and what it reports is what the
+/// service did: as many `enroll` audit records as enrollments answered.
+#[test]
+fn the_bench_harness_drives_a_running_service_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    // Half the enrollments are denied: the per-address failure limit would
+    // answer 429 (as it should for a device) before the bench is through.
+    let args = ["--data", "data", "serve", "--listen", "127.0.0.1:0", "--failure-burst", "100000000"];
+    let server = crate::common::Server::start_with(dir.path(), "server.log", &args);
+    let (key, client) = (server.admin_key(), server.client());
+    let procedure = crate::common::create_procedure("routers", "corp", "scep");
+    client.submit(&crate::common::sign_for(&client, &key, procedure.clone()), &procedure).unwrap();
+    let wildcard = crate::common::create_registration("routers", "*.fleet.example.com");
+    client.submit(&crate::common::sign_for(&client, &key, wildcard.clone()), &wildcard).unwrap();
+    let mut names = String::from("# half registered\n");
+    for i in 0..200 {
+        names.push_str(&format!("d{i}.fleet.example.com\nd{i}.elsewhere.example.com\n"));
+    }
+    std::fs::write(dir.path().join("names.txt"), names).unwrap();
+    let secret = server.add_caller("bench", &["routers"]);
+    let bench = |secret: &str, extra: &[&str]| {
+        prereg_command(dir.path())
+            .env("PREREG_CALLER_SECRET", secret)
+            .args(["bench", "--http", &server.url, "--procedure", "routers", "--names", "names.txt"])
+            .args(["--connections", "4", "--threads", "1", "--seconds", "1.5"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let audited = || crate::common::audit_log(&client).iter().filter(|r| r.action == "enroll").count();
+    let before = audited();
+    let out = bench(&secret, &["--enroll-percent", "25", "--json", "http.json", "--plot", "http.svg"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    for line in
+        ["target         ", "25% enrollments", "decisions ", "answers        HTTP 200 ", "dry runs ", "enrollments "]
+    {
+        assert!(stdout.contains(line), "{line:?} missing from {stdout}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("http.json")).unwrap()).unwrap();
+    let mix = &report["http"];
+    let (checks, enrolls) = (mix["checks"].as_u64().unwrap(), mix["enrolls"].as_u64().unwrap());
+    assert!(checks > 50 && enrolls > 10, "{report}");
+    assert_eq!(report["decisions"].as_u64().unwrap(), checks + enrolls);
+    assert_eq!(report["failures"], 0, "{report}");
+    // About half the names are registered, and every answer says which.
+    let allowed = mix["allowed"].as_u64().unwrap();
+    assert!(allowed > (checks + enrolls) / 4 && allowed < (checks + enrolls) * 3 / 4, "{report}");
+    // The enrollments were real: each left its audit record.
+    assert_eq!(audited() - before, enrolls as usize);
+    assert!(std::fs::read_to_string(dir.path().join("http.svg")).unwrap().starts_with("<svg"));
+
+    // The attacker's side: a wrong secret is answered 401 every time; the
+    // bench says so, fails, and nothing was decided or audited.
+    let before = audited();
+    let out = bench("not-the-secret", &["--enroll-percent", "100"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("no request was answered") && stderr.contains("HTTP 401"), "{stderr}");
+    assert_eq!(audited(), before);
+    // What it cannot drive is refused, naming the option.
+    let https = prereg_command(dir.path())
+        .env("PREREG_CALLER_SECRET", &secret)
+        .args(["bench", "--http", "https://127.0.0.1:1", "--procedure", "routers", "--names", "names.txt"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&https.stderr).contains("--http \"https://127.0.0.1:1\""), "{https:?}");
+}

@@ -270,6 +270,32 @@ pub fn create_registration(procedure: &str, fqdn: &str) -> WriteRequest {
     }
 }
 
+/// A token procedure `name` of `domain` for `protocol` that requires
+/// preregistration, with the defaults otherwise.
+pub fn create_procedure(name: &str, domain: &str, protocol: &str) -> WriteRequest {
+    WriteRequest::CreateProcedure {
+        certificate_days: None,
+        name: name.into(),
+        domain: domain.into(),
+        protocol: protocol.into(),
+        allowed_domains: vec![],
+        require_preregistration: Some(true),
+    }
+}
+
+/// Every record of the audit log, through the REST API, page by page.
+pub fn audit_log(client: &prereg::client::Client) -> Vec<prereg::store::AuditRecord> {
+    let (mut records, mut after) = (Vec::new(), 0);
+    loop {
+        let page = client.audit(after, 1000).unwrap();
+        records.extend(page.items);
+        match page.next_after {
+            Some(next) => after = next,
+            None => return records,
+        }
+    }
+}
+
 /// Whether `needle` occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)

@@ -169,14 +169,7 @@ fn sixteen_enrolling_callers_then_sigkill_mid_batch_lose_no_acknowledged_decisio
     let submit = |request: WriteRequest| {
         client.submit(&sign_for(&client, &key, request.clone()), &request).unwrap();
     };
-    submit(WriteRequest::CreateProcedure {
-        certificate_days: None,
-        name: "routers".into(),
-        domain: "corp".into(),
-        protocol: "scep".into(),
-        allowed_domains: vec![],
-        require_preregistration: Some(true),
-    });
+    submit(crate::common::create_procedure("routers", "corp", "scep"));
     submit(create_registration("routers", "*.fleet.example.com"));
     const ONCE: u64 = 400;
     for i in 0..ONCE {
@@ -232,20 +225,8 @@ fn sixteen_enrolling_callers_then_sigkill_mid_batch_lose_no_acknowledged_decisio
     let client = server.client();
     let verified = client.verify_audit().unwrap();
     assert!(verified.intact, "{verified:?}");
-    let mut records = HashMap::new();
-    let mut after = 0;
-    loop {
-        let page = client.audit(after, 1000).unwrap();
-        for r in page.items {
-            if r.action == "enroll" {
-                records.insert(r.seq, r);
-            }
-        }
-        match page.next_after {
-            Some(next) => after = next,
-            None => break,
-        }
-    }
+    let records: HashMap<u64, _> =
+        crate::common::audit_log(&client).into_iter().filter(|r| r.action == "enroll").map(|r| (r.seq, r)).collect();
     // Every acknowledged decision is recorded as it was answered.
     let mut acknowledged_once: HashMap<u64, u32> = HashMap::new();
     for (fqdn, report) in &acknowledged {

@@ -3,8 +3,11 @@
 //! built-in policy component, the guard), from several threads for a while,
 //! optionally swapping the policy every few seconds. It reports throughput,
 //! latency percentiles, failures and memory, and for swaps the latency inside
-//! and outside the swap windows.
+//! and outside the swap windows. With `--http URL` it drives a running
+//! service instead ([`http`]).
 
+#[cfg(feature = "service")]
+pub mod http;
 #[cfg(feature = "cli")]
 pub mod plot;
 
@@ -142,6 +145,11 @@ pub struct BenchReport {
     pub samples: Vec<Sample>,
     /// When each swap happened, seconds from the start.
     pub swap_times: Vec<f64>,
+    /// Driving a running service (`--http`): the mix of dry runs and
+    /// enrollments as answered.
+    #[cfg(feature = "service")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<http::HttpMix>,
 }
 
 /// Why the bench could not run.
@@ -163,6 +171,9 @@ pub enum BenchError {
     /// generated dataset, so it needs an empty one.
     #[error("the database {0} is not empty: the bench needs an empty database for its generated dataset")]
     NotEmpty(String),
+    /// Driving a service over HTTP (`--http`) failed.
+    #[error("{0}")]
+    Http(String),
 }
 
 /// Runs the bench on a generated dataset in a scratch folder.
@@ -268,6 +279,8 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
         peak_rss_bytes: peak_rss(),
         samples,
         swap_times: swap_times.iter().map(Duration::as_secs_f64).collect(),
+        #[cfg(feature = "service")]
+        http: None,
     })
 }
 

@@ -37,6 +37,26 @@ pub struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Drive a running `prereg serve` at this URL (`http://HOST:PORT`) as a
+    /// CA caller instead of a generated dataset in this process: dry runs
+    /// and, with --enroll-percent, real enrollment decisions. The caller's
+    /// secret is read from PREREG_CALLER_SECRET.
+    #[arg(long, value_name = "URL", requires_all = ["procedure", "names"])]
+    pub http: Option<String>,
+    /// With --http: the token procedure every request names.
+    #[arg(long, requires = "http")]
+    pub procedure: Option<String>,
+    /// With --http: a file of the names to ask for, one per line (drawn at
+    /// random; `#` starts a comment).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub names: Option<PathBuf>,
+    /// With --http: the share of real enrollment decisions (counted,
+    /// audited, durable) among the requests, in percent.
+    #[arg(long, default_value_t = 0, requires = "http", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub enroll_percent: u32,
+    /// With --http: keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 16, requires = "http")]
+    pub connections: usize,
 }
 
 /// How policy instances get their memory.
