@@ -17,6 +17,7 @@ mod nodes;
 mod policy_versions;
 mod registrations;
 mod rows;
+mod wal_header;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -82,6 +83,10 @@ struct Inner {
     /// A file (not a database in memory): its anchor's `data_version` is
     /// the change token ([`Storage::change_token`]).
     on_disk: bool,
+    /// The WAL-index header as the anchor maps it, read without a lock for
+    /// the change token; decided once, on the first token asked for
+    /// (`None`: it could not be mapped, and `data_version` is the token).
+    header: std::sync::OnceLock<Option<wal_header::WalHeader>>,
 }
 
 /// A database that could not be opened for writing at start: a full disk
@@ -131,6 +136,7 @@ impl SqliteStorage {
                 anchor: Mutex::new(None),
                 stand_by: Mutex::new(None),
                 on_disk: true,
+                header: std::sync::OnceLock::new(),
             }),
         };
         match storage.open_for_writing() {
@@ -258,6 +264,7 @@ impl SqliteStorage {
                 // Shared-cache connections are not "other connections" to
                 // one another for data_version.
                 on_disk: false,
+                header: std::sync::OnceLock::new(),
             }),
         };
         let mut conn = storage.connect()?;
@@ -393,6 +400,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl SqliteStorage {
+    /// `PRAGMA data_version` on the anchor connection: the change token
+    /// where the WAL-index header cannot be read.
+    fn data_version(&self) -> Result<Option<u64>, StoreError> {
+        if !self.inner.on_disk || lock(&self.inner.stand_by).is_some() {
+            return Ok(None);
+        }
+        let anchor = lock(&self.inner.anchor);
+        let Some(conn) = anchor.as_ref() else { return Ok(None) };
+        let version: i64 = conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
+        Ok(Some(version as u64))
+    }
+
     /// Checks the files ([`FileGuard`]). When the WAL was just removed, the
     /// writes it held are still readable through this process's open
     /// connections: they are checkpointed into the database file, so that
@@ -475,18 +494,34 @@ impl Storage for SqliteStorage {
         format!("sqlite:{}", self.inner.path.display())
     }
 
-    /// `PRAGMA data_version` on the anchor connection, which never writes:
-    /// it changes whenever any other connection, in this process or
-    /// another, commits. It opens a read transaction of its own, which in
-    /// WAL mode is a look at the shared-memory index, not at the file.
+    /// The WAL-index header, read without a lock as SQLite's readers read
+    /// it ([`wal_header`]): any commit of any connection of any process
+    /// changes it. Where the header cannot be mapped, `PRAGMA data_version`
+    /// on the anchor connection, which never writes (it opens a read
+    /// transaction of its own: a look at the shared-memory index, behind
+    /// the anchor's mutex). The two are never mixed: which one a storage
+    /// uses is decided once.
     fn change_token(&self) -> Result<Option<u64>, StoreError> {
+        if let Some(header) = self.inner.header.get() {
+            return match header {
+                // A header being rewritten all the while: read in a transaction.
+                Some(header) => Ok(header.token()),
+                None => self.data_version(),
+            };
+        }
         if !self.inner.on_disk || lock(&self.inner.stand_by).is_some() {
             return Ok(None);
         }
         let anchor = lock(&self.inner.anchor);
         let Some(conn) = anchor.as_ref() else { return Ok(None) };
-        let version: i64 = conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
-        Ok(Some(version as u64))
+        // The anchor maps the WAL index when it first reads.
+        let _: i64 = conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
+        let header = self.inner.header.get_or_init(|| wal_header::WalHeader::map(conn));
+        drop(anchor);
+        match header {
+            Some(header) => Ok(header.token()),
+            None => self.data_version(),
+        }
     }
 
     fn check_integrity(&self) -> Result<(), StoreError> {
