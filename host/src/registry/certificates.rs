@@ -164,21 +164,6 @@ impl Revocation {
 pub const TRANSACTION_SECONDS: u64 = 86_400;
 
 impl Registry {
-    /// Claims a protocol transaction id (`cmp:…`) for a transaction that
-    /// starts now. False if it was claimed before, within
-    /// [`TRANSACTION_SECONDS`]: the id is in use.
-    pub fn claim_transaction(&self, transaction: &str, now: u64) -> Result<bool, RegistryError> {
-        let mut tx = self.storage.begin(TxKind::Write)?;
-        match tx.consume_request_id(transaction, "transaction", now + TRANSACTION_SECONDS, now, 0) {
-            Ok(()) => {
-                tx.commit()?;
-                Ok(true)
-            }
-            Err(crate::store::StoreError::Replayed { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Renews the certificate of an enrolled device under a new key (CMP
     /// `kur`, EST `simplereenroll`), as the policy decides
     /// ([`prereg_engine::decide_renewal`], WIT `decide-renewal`): by default

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use prereg_engine::{Decided, HostError, decide};
 
-use super::group_commit::{Answer, Issuer, Job};
+use super::group_commit::{Answer, Done, Issuer, Job, Work};
 use super::{Registry, RegistryError};
 use crate::audit::{self, AuditEntry};
 use crate::evaluation::{MacProof, StoreHost, Trace};
@@ -300,7 +300,7 @@ impl Registry {
     /// ([`super::group_commit`]), answered once that batch is durable.
     fn enroll(&self, input: EnrollmentInput, now: u64, calls: HostCalls, issuer: Option<Issuer>) -> Answer {
         check_name_length(&input.fqdn)?;
-        self.group.submit(self, Job { input, now, calls, issuer })
+        Done::decided(self.group.submit(self, Work::Enroll(Job { input, now, calls, issuer })))
     }
 
     /// A dry run: from memory when nothing was committed since the memory

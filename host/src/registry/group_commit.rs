@@ -75,16 +75,49 @@ pub(super) struct Job {
 /// with it, and the host calls recorded ([`HostCalls::Record`]).
 pub(super) type Answer = Result<(DecisionReport, Option<CertificateRecord>, Vec<HostCall>), RegistryError>;
 
+/// What a batch carries: enrollment decisions, and the claims of protocol
+/// transaction ids that enrollment fronts make before them (CMP), which
+/// would otherwise each pay a commit of their own.
+#[allow(clippy::large_enum_variant, reason = "most work is enrollments: boxing them would cost each an allocation")]
+pub(super) enum Work {
+    /// An enrollment decision.
+    Enroll(Job),
+    /// [`Registry::claim_transaction`].
+    Claim { transaction: String, now: u64 },
+}
+
+/// What a piece of [`Work`] answers.
+#[allow(clippy::large_enum_variant, reason = "most answers are decisions: boxing them would cost each an allocation")]
+pub(super) enum Done {
+    /// The decision: report, certificate, recorded host calls.
+    Decided(DecisionReport, Option<CertificateRecord>, Vec<HostCall>),
+    /// Whether the transaction id was claimed (false: in use).
+    Claimed(bool),
+}
+
+/// The answer to a piece of [`Work`].
+pub(super) type Outcome = Result<Done, RegistryError>;
+
+impl Done {
+    /// The decision, of an enrollment's answer.
+    pub(super) fn decided(outcome: Outcome) -> Answer {
+        match outcome? {
+            Done::Decided(report, certificate, calls) => Ok((report, certificate, calls)),
+            Done::Claimed(_) => Err(RegistryError::Store(StoreError::Missing("an enrollment was not decided".into()))),
+        }
+    }
+}
+
 /// Where a decision's answer goes once its batch is durable.
 pub(super) enum Reply {
     /// A thread waiting in [`GroupCommit::submit`].
     Waiting(Arc<Slot>),
     /// A callback ([`Registry::enroll_then`]).
-    Call(Box<dyn FnOnce(Answer) + Send>),
+    Call(Box<dyn FnOnce(Outcome) + Send>),
 }
 
 impl Reply {
-    fn send(self, answer: Answer) {
+    fn send(self, answer: Outcome) {
         match self {
             Reply::Waiting(slot) => {
                 *lock(&slot.answer) = Some(answer);
@@ -98,14 +131,14 @@ impl Reply {
 /// Where a waiting thread's answer arrives.
 #[derive(Default)]
 pub(super) struct Slot {
-    answer: Mutex<Option<Answer>>,
+    answer: Mutex<Option<Outcome>>,
     ready: Condvar,
 }
 
 /// A queued decision, with the registry to decide it with.
 struct Queued {
     registry: Registry,
-    job: Job,
+    work: Work,
     reply: Reply,
 }
 
@@ -146,9 +179,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl GroupCommit {
     /// Decides `job` in the next batch, and returns once that batch is
     /// durable (or failed).
-    pub(super) fn submit(self: &Arc<Self>, registry: &Registry, job: Job) -> Answer {
+    pub(super) fn submit(self: &Arc<Self>, registry: &Registry, work: Work) -> Outcome {
         let slot = Arc::new(Slot::default());
-        self.enqueue(registry, job, Reply::Waiting(slot.clone()));
+        self.enqueue(registry, work, Reply::Waiting(slot.clone()));
         let mut answer = lock(&slot.answer);
         loop {
             match answer.take() {
@@ -159,9 +192,9 @@ impl GroupCommit {
     }
 
     /// Queues `job`; `reply` gets its answer once its batch is durable.
-    pub(super) fn enqueue(self: &Arc<Self>, registry: &Registry, job: Job, reply: Reply) {
+    pub(super) fn enqueue(self: &Arc<Self>, registry: &Registry, work: Work, reply: Reply) {
         let mut queue = lock(&self.queue);
-        queue.waiting.push_back(Queued { registry: registry.clone(), job, reply });
+        queue.waiting.push_back(Queued { registry: registry.clone(), work, reply });
         if queue.writer {
             drop(queue);
             self.queued.notify_one();
@@ -213,8 +246,8 @@ impl GroupCommit {
         let Some(registry) = batch.first().map(|q| q.registry.clone()) else { return };
         let mut jobs = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
-        for Queued { registry: _, job, reply } in batch {
-            jobs.push(job);
+        for Queued { registry: _, work, reply } in batch {
+            jobs.push(work);
             replies.push(reply);
         }
         let n = jobs.len();
@@ -289,7 +322,7 @@ impl Registry {
         for input in inputs {
             match super::decisions::check_name_length(&input.fqdn) {
                 Ok(()) => {
-                    jobs.push(Job { input, now, calls: HostCalls::Live, issuer: None });
+                    jobs.push(Work::Enroll(Job { input, now, calls: HostCalls::Live, issuer: None }));
                     answers.push(None);
                 }
                 Err(e) => answers.push(Some(Err(e))),
@@ -301,7 +334,7 @@ impl Registry {
             .map(|slot| match slot {
                 Some(refused) => refused,
                 None => match decided.next() {
-                    Some(answer) => answer.map(|(report, _, _)| report),
+                    Some(answer) => Done::decided(answer).map(|(report, _, _)| report),
                     None => Err(RegistryError::Store(StoreError::Missing("an enrollment was not decided".into()))),
                 },
             })
@@ -322,8 +355,9 @@ impl Registry {
         if let Err(e) = super::decisions::check_name_length(&input.fqdn) {
             return reply(Err(e));
         }
-        let job = Job { input, now, calls: HostCalls::Live, issuer: None };
-        let reply = Reply::Call(Box::new(move |answer: Answer| reply(answer.map(|(report, _, _)| report))));
+        let job = Work::Enroll(Job { input, now, calls: HostCalls::Live, issuer: None });
+        let reply =
+            Reply::Call(Box::new(move |answer: Outcome| reply(Done::decided(answer).map(|(report, _, _)| report))));
         self.group.enqueue(self, job, reply);
     }
 
@@ -333,16 +367,26 @@ impl Registry {
         self.group.stats()
     }
 
-    /// Writes one batch: one transaction, a savepoint per decision, one
-    /// commit. One answer per job, in order.
-    pub(super) fn enroll_batch(&self, jobs: Vec<Job>) -> Vec<Answer> {
+    /// Claims a protocol transaction id (`cmp:…`) for a transaction that
+    /// starts now, durably, in the next batch. False if it was claimed
+    /// before, within [`super::TRANSACTION_SECONDS`]: the id is in use.
+    pub fn claim_transaction(&self, transaction: &str, now: u64) -> Result<bool, RegistryError> {
+        match self.group.submit(self, Work::Claim { transaction: transaction.to_owned(), now })? {
+            Done::Claimed(claimed) => Ok(claimed),
+            Done::Decided(..) => Err(RegistryError::Store(StoreError::Missing("the claim was not made".into()))),
+        }
+    }
+
+    /// Writes one batch: one transaction, a savepoint per piece of work,
+    /// one commit. One answer per piece, in order.
+    pub(super) fn enroll_batch(&self, jobs: Vec<Work>) -> Vec<Outcome> {
         if jobs.is_empty() {
             return Vec::new();
         }
         let n = jobs.len();
         self.group.counted(n as u64);
-        let fail_all = |e: RegistryError| -> Vec<Answer> {
-            let mut answers: Vec<Answer> = (1..n).map(|_| Err(again(&e))).collect();
+        let fail_all = |e: RegistryError| -> Vec<Outcome> {
+            let mut answers: Vec<Outcome> = (1..n).map(|_| Err(again(&e))).collect();
             answers.insert(0, Err(e));
             answers
         };
@@ -362,14 +406,30 @@ impl Registry {
             if let Err(e) = tx.savepoint() {
                 return fail_all(e.into());
             }
-            let (back, answer) = self.enroll_in(tx, index.clone(), &changed, job);
-            tx = back;
+            let answer = match job {
+                Work::Enroll(job) => {
+                    let (back, answer) = self.enroll_in(tx, index.clone(), &changed, job);
+                    tx = back;
+                    answer.map(|(report, certificate, calls)| Done::Decided(report, certificate, calls))
+                }
+                Work::Claim { transaction, now } => {
+                    let until = now + super::TRANSACTION_SECONDS;
+                    match tx.consume_request_id(&transaction, "transaction", until, now, 0) {
+                        Ok(()) => Ok(Done::Claimed(true)),
+                        Err(StoreError::Replayed { .. }) => Ok(Done::Claimed(false)),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            };
             let kept = match &answer {
-                Ok((report, _, _)) => {
+                Ok(Done::Decided(report, _, _)) => {
                     changed.extend(report.registration);
                     tx.release_savepoint()
                 }
-                Err(_) => tx.rollback_to_savepoint(),
+                Ok(Done::Claimed(true)) => tx.release_savepoint(),
+                // A claim refused (the failed insert is taken back: on
+                // PostgreSQL it would abort the transaction), or a failure.
+                Ok(Done::Claimed(false)) | Err(_) => tx.rollback_to_savepoint(),
             };
             if let Err(e) = kept {
                 return fail_all(e.into());

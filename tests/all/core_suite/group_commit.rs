@@ -155,3 +155,39 @@ fn the_lockout_counts_within_a_batch() {
     assert_eq!(registry.registration(id).unwrap().state, RegistrationState::Locked);
     intact(&f);
 }
+
+/// A protocol transaction id claimed by eight clients at once (a CMP
+/// transactionID replayed) is claimed once; the claims share batches with
+/// enrollments, and a refused claim takes nothing of theirs back (on
+/// PostgreSQL its failed insert would abort the whole transaction).
+#[test]
+fn a_transaction_id_claimed_at_once_by_eight_clients_is_claimed_once() {
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
+    f.procedure("p", "D", "cmp", &[]);
+    f.register_with(Reg { procedure: "p", fqdn: "*.fleet.example.com", max_enrollments: Some(100), ..Default::default() })
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let (registry, barrier) = (f.registry.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                if i % 2 == 0 {
+                    (Some(registry.claim_transaction("cmp:0123", NOW).unwrap()), None)
+                } else {
+                    let name = format!("d{i}.fleet.example.com");
+                    (None, Some(registry.decide(req("p", &name).input(), DecisionMode::Enroll, NOW).unwrap()))
+                }
+            })
+        })
+        .collect();
+    let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let claimed = answers.iter().filter(|(c, _)| *c == Some(true)).count();
+    assert_eq!(claimed, 1, "{answers:?}");
+    assert!(answers.iter().filter_map(|(_, r)| r.as_ref()).all(|r| r.allowed), "{answers:?}");
+    assert_eq!(enroll_records(&f).len(), 8);
+    // Durable: claimed still, for anyone.
+    assert!(!f.registry.claim_transaction("cmp:0123", NOW + 60).unwrap());
+    assert!(f.registry.claim_transaction("cmp:0124", NOW + 60).unwrap());
+    intact(&f);
+}
