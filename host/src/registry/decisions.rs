@@ -234,9 +234,11 @@ impl Registry {
     }
 
     /// Decides an enrollment request. In [`DecisionMode::Enroll`] the decision,
-    /// its effects and its audit record are committed together, under the write
-    /// lock, so two concurrent enrollments of a one-time registration cannot
-    /// both be allowed.
+    /// its effects and its audit record are committed together, in the write
+    /// transaction of the group commit's next batch ([`super::group_commit`]),
+    /// after the decisions queued before it and seeing their effects, so two
+    /// concurrent enrollments of a one-time registration cannot both be
+    /// allowed; it returns once that batch is durable.
     pub fn decide(
         &self,
         input: EnrollmentInput,
