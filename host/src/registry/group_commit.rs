@@ -164,7 +164,8 @@ struct Queue {
 /// largest (`/metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupCommitStats {
-    /// Write transactions that carried enrollment decisions.
+    /// Write transactions of the group commit (enrollment decisions and
+    /// claims of transaction ids).
     pub batches: u64,
     /// Enrollment decisions they carried.
     pub decisions: u64,
@@ -251,7 +252,7 @@ impl GroupCommit {
             replies.push(reply);
         }
         let n = jobs.len();
-        let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| registry.enroll_batch(jobs)))
+        let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| registry.write_batch(jobs)))
             .unwrap_or_else(|_| {
                 tracing::error!("an enrollment batch panicked; its decisions were taken back");
                 (0..n)
@@ -328,7 +329,7 @@ impl Registry {
                 Err(e) => answers.push(Some(Err(e))),
             }
         }
-        let mut decided = self.enroll_batch(jobs).into_iter();
+        let mut decided = self.write_batch(jobs).into_iter();
         answers
             .into_iter()
             .map(|slot| match slot {
@@ -379,12 +380,12 @@ impl Registry {
 
     /// Writes one batch: one transaction, a savepoint per piece of work,
     /// one commit. One answer per piece, in order.
-    pub(super) fn enroll_batch(&self, jobs: Vec<Work>) -> Vec<Outcome> {
-        if jobs.is_empty() {
+    pub(super) fn write_batch(&self, work: Vec<Work>) -> Vec<Outcome> {
+        if work.is_empty() {
             return Vec::new();
         }
-        let n = jobs.len();
-        self.group.counted(n as u64);
+        let n = work.len();
+        self.group.counted(work.iter().filter(|piece| matches!(piece, Work::Enroll(_))).count() as u64);
         let fail_all = |e: RegistryError| -> Vec<Outcome> {
             let mut answers: Vec<Outcome> = (1..n).map(|_| Err(again(&e))).collect();
             answers.insert(0, Err(e));
@@ -402,11 +403,11 @@ impl Registry {
         };
         let mut changed: HashSet<u64> = HashSet::new();
         let mut answers = Vec::with_capacity(n);
-        for job in jobs {
+        for piece in work {
             if let Err(e) = tx.savepoint() {
                 return fail_all(e.into());
             }
-            let answer = match job {
+            let answer = match piece {
                 Work::Enroll(job) => {
                     let (back, answer) = self.enroll_in(tx, index.clone(), &changed, job);
                     tx = back;

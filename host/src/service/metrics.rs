@@ -157,7 +157,7 @@ impl Metrics {
             (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
             "enroll_batches",
-            "Write transactions of the group commit that carried enrollment decisions, since start",
+            "Write transactions of the group commit (enrollment decisions, claims of transaction ids), since start",
             enroll_batches.clone(),
         );
         registry.register(
