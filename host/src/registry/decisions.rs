@@ -205,13 +205,8 @@ impl Registry {
     fn decide_from_memory(&self, input: &EnrollmentInput, token: u64, now: u64) -> Option<DecisionReport> {
         let index = self.index.as_ref()?;
         let procedures = self.reads.at(token)?;
-        let request = EnrollmentRequest {
-            procedure: input.procedure.clone(),
-            fqdn: input.fqdn.clone(),
-            ip: input.ip.clone(),
-            serial: input.serial.clone(),
-            has_password: false,
-        };
+        // Only a request without a password or MAC proof gets here.
+        let request = policy_request(input);
         let policy = self.policy();
         let host = super::read_cache::CachedHost::new(procedures, index.clone(), now);
         let Decided { decision, trace, host } = decide(policy.as_ref(), Box::new(host), &request, HostCalls::Live);

@@ -286,22 +286,11 @@ impl GroupCommit {
 }
 
 /// The same failure again, for every decision of a batch whose transaction
-/// failed (a store error is not `Clone`: the SQLite error becomes its text).
+/// failed.
 fn again(e: &RegistryError) -> RegistryError {
-    let store = match e {
-        RegistryError::Store(s) => s,
-        other => return RegistryError::Store(StoreError::Missing(other.to_string())),
-    };
-    RegistryError::Store(match store {
-        StoreError::Open { path, message } => StoreError::Open { path: path.clone(), message: message.clone() },
-        StoreError::Damaged { path, message } => StoreError::Damaged { path: path.clone(), message: message.clone() },
-        StoreError::ReadOnly { path, message } => StoreError::ReadOnly { path: path.clone(), message: message.clone() },
-        StoreError::Full { path, message } => StoreError::Full { path: path.clone(), message: message.clone() },
-        StoreError::Unavailable { database, message } => {
-            StoreError::Unavailable { database: database.clone(), message: message.clone() }
-        }
-        StoreError::Postgres(m) => StoreError::Postgres(m.clone()),
-        other => StoreError::Unavailable { database: "the store".into(), message: other.to_string() },
+    RegistryError::Store(match e {
+        RegistryError::Store(store) => store.again(),
+        other => StoreError::Missing(other.to_string()),
     })
 }
 

@@ -92,3 +92,61 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Postgres(String),
 }
+
+impl StoreError {
+    /// The same failure again, for another caller it reached (the decisions
+    /// of one failed batch): a copy, but for the SQLite error, which is not
+    /// `Clone` and becomes [`StoreError::Unavailable`] with its text (a
+    /// failure of the system either way).
+    pub fn again(&self) -> StoreError {
+        match self {
+            StoreError::Open { path, message } => StoreError::Open { path: path.clone(), message: message.clone() },
+            StoreError::Damaged { path, message } => {
+                StoreError::Damaged { path: path.clone(), message: message.clone() }
+            }
+            StoreError::ReadOnly { path, message } => {
+                StoreError::ReadOnly { path: path.clone(), message: message.clone() }
+            }
+            StoreError::Full { path, message } => StoreError::Full { path: path.clone(), message: message.clone() },
+            StoreError::BadUrl { path, message } => StoreError::BadUrl { path: path.clone(), message: message.clone() },
+            StoreError::Duplicate { what } => StoreError::Duplicate { what: what.clone() },
+            StoreError::Replayed { jti } => StoreError::Replayed { jti: jti.clone() },
+            StoreError::Missing(m) => StoreError::Missing(m.clone()),
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::SchemaTooNew { found, supported } => {
+                StoreError::SchemaTooNew { found: *found, supported: *supported }
+            }
+            StoreError::Unavailable { database, message } => {
+                StoreError::Unavailable { database: database.clone(), message: message.clone() }
+            }
+            StoreError::Database(e) => StoreError::Unavailable { database: "SQLite".into(), message: e.to_string() },
+            StoreError::Postgres(m) => StoreError::Postgres(m.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_again_says_the_same() {
+        let errors = [
+            StoreError::Full { path: "/d/p.sqlite3".into(), message: "no space".into() },
+            StoreError::ReadOnly { path: "/d/p.sqlite3".into(), message: "read-only file system".into() },
+            StoreError::Unavailable { database: "postgres://h/db".into(), message: "gone".into() },
+            StoreError::Replayed { jti: "cmp:01".into() },
+            StoreError::SchemaTooNew { found: 9, supported: 8 },
+            StoreError::Postgres("deadlock detected".into()),
+        ];
+        for e in &errors {
+            assert_eq!(e.again().to_string(), e.to_string());
+            assert_eq!(std::mem::discriminant(&e.again()), std::mem::discriminant(e));
+        }
+        // SQLite's own error is not Clone: the system failure keeps its text.
+        let sqlite = StoreError::Database(rusqlite::Error::QueryReturnedNoRows);
+        let again = sqlite.again();
+        assert!(matches!(&again, StoreError::Unavailable { .. }), "{again:?}");
+        assert!(again.to_string().contains(&rusqlite::Error::QueryReturnedNoRows.to_string()));
+    }
+}
