@@ -219,8 +219,8 @@ impl Registry {
             tracing::warn!(policy = %info.name, sha256 = %info.sha256, "renewal: {}", decision.explanation);
         }
         let recorded = std::mem::take(&mut trace.recorded);
-        let offered = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| &o.registration);
-        let mut report = DecisionReport::of(&decision, offered.map(|r| r.pattern.clone()), info, issue.is_none());
+        let offered = super::decisions::offered(&decision, &trace);
+        let mut report = DecisionReport::of_trace(&decision, &trace, info, issue.is_none());
         let Some(issue) = issue else { return Ok((report, None, recorded)) };
         let mut certificate = None;
         if decision.allowed {

@@ -170,6 +170,14 @@ mod reason_code {
 }
 
 impl DecisionReport {
+    /// The report of `decision` by the policy `info` over `trace`: the
+    /// pattern is that of the deciding registration as the policy was
+    /// offered it. Not yet audited.
+    pub(crate) fn of_trace(decision: &Decision, trace: &Trace, info: prereg_engine::PolicyInfo, dry_run: bool) -> Self {
+        let pattern = offered(decision, trace).map(|r| r.pattern.clone());
+        DecisionReport::of(decision, pattern, info, dry_run)
+    }
+
     /// The report of `decision` by the policy `info`, not yet audited.
     pub fn of(decision: &Decision, pattern: Option<String>, info: prereg_engine::PolicyInfo, dry_run: bool) -> Self {
         DecisionReport {
@@ -216,10 +224,8 @@ impl Registry {
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
         }
-        let pattern =
-            decision.registration.and_then(|id| trace.offered.get(&id)).map(|offer| offer.registration.pattern.clone());
         self.reads.answered();
-        Some(DecisionReport::of(&decision, pattern, policy.info().clone(), true))
+        Some(DecisionReport::of_trace(&decision, &trace, policy.info().clone(), true))
     }
 
     /// How many dry runs were answered from memory, without a storage
@@ -296,8 +302,7 @@ impl Registry {
     /// A real decision: queued for the next batch of the group commit
     /// ([`super::group_commit`]), answered once that batch is durable.
     fn enroll(&self, input: EnrollmentInput, now: u64, calls: HostCalls, issuer: Option<Issuer>) -> Answer {
-        check_name_length(&input.fqdn)?;
-        Done::decided(self.group.submit(self, Work::Enroll(Job { input, now, calls, issuer })))
+        Done::decided(self.group.submit(self, Work::enroll(input, now, calls, issuer)?))
     }
 
     /// A dry run: from memory when nothing was committed since the memory
@@ -336,9 +341,7 @@ impl Registry {
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
         }
-        let pattern =
-            decision.registration.and_then(|id| trace.offered.get(&id)).map(|offer| offer.registration.pattern.clone());
-        Ok((DecisionReport::of(&decision, pattern, policy.info().clone(), true), None, recorded))
+        Ok((DecisionReport::of_trace(&decision, &trace, policy.info().clone(), true), None, recorded))
     }
 
     /// One real decision of a batch, in the batch's transaction `tx`, which
@@ -348,13 +351,12 @@ impl Registry {
     /// decisions before this one in the batch and are read again from `tx`.
     pub(super) fn enroll_in(
         &self,
-        tx: Box<dyn Tx>,
+        mut tx: Box<dyn Tx>,
         index: Option<std::sync::Arc<crate::index::MemoryIndex>>,
         changed: &std::collections::HashSet<u64>,
         job: Job,
     ) -> (Box<dyn Tx>, Answer) {
         let Job { input, now, calls, issuer } = job;
-        let mut tx = tx;
         // A retried enrollment: the first answer, from the same transaction's
         // view (a retry in the same batch reads the answer of the first).
         let idempotency = match (&input.caller, &input.idempotency_key) {
@@ -395,9 +397,8 @@ impl Registry {
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %info.name, sha256 = %info.sha256, "{}", decision.explanation);
         }
-        let offered = decision.registration.and_then(|id| trace.offered.get(&id)).map(|o| &o.registration);
-        let pattern = offered.map(|r| r.pattern.clone());
-        let mut report = DecisionReport::of(&decision, pattern, info, false);
+        let offered = offered(&decision, &trace);
+        let mut report = DecisionReport::of_trace(&decision, &trace, info, false);
         // The shadow decides on the same facts, before this decision's effects.
         let (mut tx, shadow) = self.shadow_decide(tx, &request, |tx| facts(tx, shadow_password));
         let write = || -> Result<Option<crate::store::CertificateRecord>, RegistryError> {
@@ -461,6 +462,11 @@ impl Registry {
         let written = write();
         (tx, written.map(|certificate| (report, certificate, recorded)))
     }
+}
+
+/// The deciding registration, as the policy was offered it.
+pub(super) fn offered<'t>(decision: &Decision, trace: &'t Trace) -> Option<&'t prereg_core::Registration> {
+    decision.registration.and_then(|id| trace.offered.get(&id)).map(|offer| &offer.registration)
 }
 
 /// What the policy is asked: the request without its password.

@@ -71,6 +71,20 @@ pub(super) struct Job {
     pub issuer: Option<Issuer>,
 }
 
+impl Work {
+    /// An enrollment to queue; a name longer than DNS allows is refused
+    /// here, before anything is decided or audited.
+    pub(super) fn enroll(
+        input: EnrollmentInput,
+        now: u64,
+        calls: HostCalls,
+        issuer: Option<Issuer>,
+    ) -> Result<Work, RegistryError> {
+        super::decisions::check_name_length(&input.fqdn)?;
+        Ok(Work::Enroll(Job { input, now, calls, issuer }))
+    }
+}
+
 /// What a decision of a batch answers: the report, the certificate issued
 /// with it, and the host calls recorded ([`HostCalls::Record`]).
 pub(super) type Answer = Result<(DecisionReport, Option<CertificateRecord>, Vec<HostCall>), RegistryError>;
@@ -310,9 +324,9 @@ impl Registry {
         let mut jobs = Vec::new();
         // Refused before deciding, as one at a time; the rest keep their places.
         for input in inputs {
-            match super::decisions::check_name_length(&input.fqdn) {
-                Ok(()) => {
-                    jobs.push(Work::Enroll(Job { input, now, calls: HostCalls::Live, issuer: None }));
+            match Work::enroll(input, now, HostCalls::Live, None) {
+                Ok(job) => {
+                    jobs.push(job);
                     answers.push(None);
                 }
                 Err(e) => answers.push(Some(Err(e))),
@@ -342,10 +356,10 @@ impl Registry {
         now: u64,
         reply: impl FnOnce(Result<DecisionReport, RegistryError>) + Send + 'static,
     ) {
-        if let Err(e) = super::decisions::check_name_length(&input.fqdn) {
-            return reply(Err(e));
-        }
-        let job = Work::Enroll(Job { input, now, calls: HostCalls::Live, issuer: None });
+        let job = match Work::enroll(input, now, HostCalls::Live, None) {
+            Ok(job) => job,
+            Err(e) => return reply(Err(e)),
+        };
         let reply =
             Reply::Call(Box::new(move |answer: Outcome| reply(Done::decided(answer).map(|(report, _, _)| report))));
         self.group.enqueue(self, job, reply);
