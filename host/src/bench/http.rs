@@ -75,6 +75,17 @@ struct Measured {
     first_refusal: Option<String>,
 }
 
+impl Measured {
+    /// Counts a response with `status` (0: none came); the first that is
+    /// not 200 says why.
+    fn count(&mut self, status: u16, why: impl FnOnce() -> String) {
+        *self.statuses.entry(status).or_default() += 1;
+        if status != 200 && self.first_refusal.is_none() {
+            self.first_refusal = Some(why());
+        }
+    }
+}
+
 /// `http://HOST:PORT[/]` → (`HOST:PORT`, the Host header).
 fn target(url: &str) -> Result<String, BenchError> {
     let refuse = |why: &str| BenchError::Http(format!("--http {url:?}: {why}"));
@@ -206,7 +217,7 @@ impl Driver {
         let mut connection: Option<TcpStream> = None;
         let mut buffer = Vec::with_capacity(16 * 1024);
         while Instant::now() < self.deadline {
-            let stream = match connection.take() {
+            let mut stream = match connection.take() {
                 Some(stream) => stream,
                 None => match TcpStream::connect(&self.address).await {
                     Ok(stream) => {
@@ -214,7 +225,7 @@ impl Driver {
                         stream
                     }
                     Err(e) => {
-                        self.failed(&mut measured, 0, format!("cannot connect to {}: {e}", self.address));
+                        measured.count(0, || format!("cannot connect to {}: {e}", self.address));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -224,37 +235,28 @@ impl Driver {
             let enroll = rng.below(100) < u64::from(self.enroll_percent);
             let request = self.request(name, enroll);
             let one = Instant::now();
-            let mut stream = stream;
             match exchange(&mut stream, &request, &mut buffer).await {
                 Ok(response) => {
                     let took = one.elapsed();
-                    *measured.statuses.entry(response.status).or_default() += 1;
+                    measured.count(response.status, || {
+                        format!("HTTP {}: {}", response.status, String::from_utf8_lossy(&response.body).trim())
+                    });
                     if response.status == 200 {
                         measured.answered.push((one.duration_since(self.started), took, enroll));
                         let allowed = serde_json::from_slice::<serde_json::Value>(&response.body)
                             .ok()
                             .and_then(|v| v.get("allowed").and_then(serde_json::Value::as_bool));
                         measured.allowed += u64::from(allowed == Some(true));
-                    } else if measured.first_refusal.is_none() {
-                        let body = String::from_utf8_lossy(&response.body);
-                        measured.first_refusal = Some(format!("HTTP {}: {}", response.status, body.trim()));
                     }
                     if !response.close {
                         connection = Some(stream);
                     }
                 }
-                Err(e) if Instant::now() < self.deadline => self.failed(&mut measured, 0, e),
+                Err(e) if Instant::now() < self.deadline => measured.count(0, || e),
                 Err(_) => {}
             }
         }
         measured
-    }
-
-    fn failed(&self, measured: &mut Measured, status: u16, why: String) {
-        *measured.statuses.entry(status).or_default() += 1;
-        if measured.first_refusal.is_none() {
-            measured.first_refusal = Some(why);
-        }
     }
 
     fn request(&self, name: &str, enroll: bool) -> Vec<u8> {
