@@ -4,6 +4,7 @@
 
 mod cli;
 mod command;
+mod log_writer;
 
 use std::process::ExitCode;
 
@@ -17,12 +18,17 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colours only on a terminal: a log file or a collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // Lines are written by a thread of their own (see `log_writer`).
+    let (stderr, flush) = log_writer::start();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(stderr).with_ansi(ansi);
     match cli.global.log_format {
         cli::LogFormat::Json => logs.json().init(),
         cli::LogFormat::Text => logs.init(),
     }
-    match command::run(cli) {
+    let outcome = command::run(cli);
+    // The lines logged so far come before the error line.
+    drop(flush);
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("prereg: {}", one_line(&error));

@@ -403,8 +403,10 @@ impl Server {
         }
     }
 
-    /// Its log so far.
+    /// Its log so far: what it logged until now (lines are written every
+    /// 20 ms by a thread of their own, so this waits a little first).
     pub fn log(&self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(80));
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 

@@ -560,6 +560,20 @@ fn sigterm_stops_cleanly_and_the_service_starts_again() {
     assert!(again.client().instance().is_ok());
 }
 
+/// The URL a `prereg serve` child started with piped standard output says
+/// it serves on, and that output (kept open while the child runs: it may
+/// print more).
+fn serving_url(child: &mut std::process::Child) -> (String, std::io::BufReader<std::process::ChildStdout>) {
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "the service stopped");
+        if let Some(rest) = line.strip_prefix("prereg serving on ") {
+            return (rest.split_whitespace().next().unwrap().to_owned(), stdout);
+        }
+    }
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -570,19 +584,49 @@ fn json_logs_are_one_object_per_line() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut url = String::new();
-    while url.is_empty() {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
-        if let Some(rest) = line.strip_prefix("prereg serving on ") {
-            url = rest.split_whitespace().next().unwrap().to_owned();
-        }
-    }
+    let (url, _stdout) = serving_url(&mut child);
     prereg::client::Client::new(&url).instance().unwrap();
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(child.wait().unwrap().success());
     let text = std::fs::read_to_string(dir.path().join("json.log")).unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.iter().any(|l| l["fields"]["route"] == "/v1/instance" && l["fields"]["status"] == 200), "{text}");
+}
+
+/// A log collector that stops reading (a full pipe on standard error) must
+/// not stop the service: requests are answered while their log lines wait,
+/// and the lines are all written once the pipe is read again.
+#[test]
+fn a_stalled_reader_of_the_log_does_not_stall_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = prereg_command(dir.path())
+        .args(["--data", "data", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (url, _stdout) = serving_url(&mut child);
+    // Nobody reads standard error: its pipe (64 KiB) fills after a few
+    // hundred request lines. 3,000 requests log about half a megabyte.
+    let stderr = child.stderr.take().unwrap();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(10))).build().into();
+    let requests = 3000;
+    for i in 0..requests {
+        let answer = agent.get(format!("{url}/healthz?n={i}")).call();
+        assert!(answer.is_ok_and(|a| a.status() == 200), "request {i} was not answered while the log was not read");
+    }
+    // Reading again: every line arrives, in order, and the service stops cleanly.
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text).unwrap();
+        text
+    });
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let log = reader.join().unwrap();
+    let answered: Vec<&str> = log.lines().filter(|l| l.contains("path=/healthz")).collect();
+    assert_eq!(answered.len(), requests, "{}", &log[log.len().saturating_sub(2000)..]);
+    assert!(!log.contains("dropped"), "nothing is dropped within the buffer's bound");
+    assert!(log.contains("stopped"), "the last lines are written at the end");
 }
