@@ -593,22 +593,34 @@ fn json_logs_are_one_object_per_line() {
     assert!(lines.iter().any(|l| l["fields"]["route"] == "/v1/instance" && l["fields"]["status"] == 200), "{text}");
 }
 
+/// A child process killed if the test ends early (a failed assertion).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A log collector that stops reading (a full pipe on standard error) must
 /// not stop the service: requests are answered while their log lines wait,
 /// and the lines are all written once the pipe is read again.
 #[test]
 fn a_stalled_reader_of_the_log_does_not_stall_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = prereg_command(dir.path())
-        .args(["--data", "data", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (url, _stdout) = serving_url(&mut child);
+    let mut child = KilledOnDrop(
+        prereg_command(dir.path())
+            .args(["--data", "data", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (url, _stdout) = serving_url(&mut child.0);
     // Nobody reads standard error: its pipe (64 KiB) fills after a few
     // hundred request lines. 3,000 requests log about half a megabyte.
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
     let agent: ureq::Agent =
         ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(10))).build().into();
     let requests = 3000;
@@ -622,8 +634,8 @@ fn a_stalled_reader_of_the_log_does_not_stall_requests() {
         std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text).unwrap();
         text
     });
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(child.wait().unwrap().success());
+    std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(child.0.wait().unwrap().success());
     let log = reader.join().unwrap();
     let answered: Vec<&str> = log.lines().filter(|l| l.contains("path=/healthz")).collect();
     assert_eq!(answered.len(), requests, "{}", &log[log.len().saturating_sub(2000)..]);
