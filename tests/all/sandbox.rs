@@ -101,6 +101,23 @@ fn a_one_mib_log_line_is_cut_and_does_no_harm() {
     assert_eq!(r.reason, "no-registration");
 }
 
+/// WASI is linked (a `wasm32-wasip2` guest imports it), with a context made
+/// only when a guest first calls it: that context gives nothing away (files
+/// and sockets are not linked at all: see
+/// `components_that_import_more_than_the_policy_world_are_refused_at_load`).
+#[test]
+fn a_guest_that_snoops_through_wasi_finds_nothing() {
+    let f = fixture();
+    f.register("p", "snoop.example.com").unwrap();
+    let bad = f.with_other_policy(hostile());
+    assert!(std::env::vars_os().count() > 0, "the test process has an environment to leak");
+    for mode in [DecisionMode::DryRun, DecisionMode::Enroll] {
+        let r = bad.decide(req("p", "snoop.example.com").input(), mode, NOW).unwrap();
+        assert_eq!((r.allowed, r.reason.as_str()), (false, "no-registration"), "{r:?}");
+        assert_eq!(r.explanation, "snooped: 0 environment variables, 0 arguments, clock true", "{mode:?}");
+    }
+}
+
 #[test]
 fn policy_errors_in_real_decisions_are_audited() {
     let f = fixture();

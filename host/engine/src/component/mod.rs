@@ -24,14 +24,19 @@ pub(crate) struct StoreState {
     pub(crate) evaluation: Option<Evaluation>,
     /// The engine's limits (import calls, string sizes).
     pub(crate) limits: Limits,
-    wasi: WasiCtx,
+    /// Made when the guest first calls WASI: most evaluations never do, and
+    /// making one (its random number generators, clocks and streams) was 6%
+    /// of an instantiation.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     store_limits: StoreLimits,
 }
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        // Deny-all: no preopened folders, environment, arguments or sockets.
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtxBuilder::new().build());
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 
@@ -140,8 +145,7 @@ impl WasmPolicy {
         let state = StoreState {
             evaluation,
             limits,
-            // Deny-all: no preopened folders, environment, arguments or sockets.
-            wasi: WasiCtxBuilder::new().build(),
+            wasi: None,
             table: ResourceTable::new(),
             store_limits: StoreLimitsBuilder::new()
                 .memory_size(limits.max_memory_bytes)

@@ -15,6 +15,7 @@
 //! | `storm` | calls a host import ten million times (the import budget must stop it) |
 //! | `huge` | allows with an 8 MiB explanation (the host must refuse the output) |
 //! | `malformed` | returns an explanation that is not UTF-8 (lifting it must fail) |
+//! | `snoop` | reads what WASI offers (environment, arguments, the clock, random bytes), writes to standard output and error, and denies, saying what it found (the host's deny-all WASI context must give it nothing; files and sockets are not even linked) |
 //! | anything else | denies with `no-registration` |
 //!
 //! Renewals misbehave by the same table; anything else is allowed,
@@ -93,6 +94,21 @@ fn misbehave(host: &impl PolicyHost, name: &str) -> Option<Decision> {
         "chatty" => {
             host.log(LogLevel::Warn, &"x".repeat(1 << 20));
             None
+        }
+        "snoop" => {
+            let environment = black_box(std::env::vars_os().count());
+            let arguments = black_box(std::env::args_os().count());
+            let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).is_ok();
+            // A seeded hash map draws random bytes from WASI.
+            let random = black_box(std::collections::hash_map::RandomState::new());
+            black_box(random);
+            println!("hostile policy: to standard output");
+            eprintln!("hostile policy: to standard error");
+            Some(Decision::new(
+                Reason::NoRegistration,
+                None,
+                format!("snooped: {environment} environment variables, {arguments} arguments, clock {clock}"),
+            ))
         }
         _ => None,
     }
