@@ -67,7 +67,7 @@ impl Shared {
 
 /// The [`MakeWriter`] of the log: lines accumulate for the writer thread.
 #[derive(Clone)]
-pub struct QueuedStderr {
+pub struct BufferedStderr {
     shared: Arc<Shared>,
     /// No writer thread could be started: lines are written where made.
     direct: bool,
@@ -80,7 +80,7 @@ pub struct Flush {
 
 /// Starts the writer thread. If none can be started, lines are written where
 /// they are made, as before.
-pub fn start() -> (QueuedStderr, Flush) {
+pub fn start() -> (BufferedStderr, Flush) {
     let shared = Arc::new(Shared::default());
     let writer = {
         let shared = shared.clone();
@@ -91,7 +91,7 @@ pub fn start() -> (QueuedStderr, Flush) {
             }
         })
     };
-    (QueuedStderr { shared: shared.clone(), direct: writer.is_err() }, Flush { shared })
+    (BufferedStderr { shared: shared.clone(), direct: writer.is_err() }, Flush { shared })
 }
 
 /// How long the end of a command waits for its last lines to be written (a
@@ -117,10 +117,10 @@ impl Drop for Flush {
 /// One log line being formatted; handed over when dropped.
 pub struct Line<'a> {
     text: Vec<u8>,
-    to: &'a QueuedStderr,
+    to: &'a BufferedStderr,
 }
 
-impl<'a> MakeWriter<'a> for QueuedStderr {
+impl<'a> MakeWriter<'a> for BufferedStderr {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
@@ -161,8 +161,8 @@ impl Drop for Line<'_> {
 mod tests {
     use super::*;
 
-    fn queued() -> QueuedStderr {
-        QueuedStderr { shared: Arc::new(Shared::default()), direct: false }
+    fn queued() -> BufferedStderr {
+        BufferedStderr { shared: Arc::new(Shared::default()), direct: false }
     }
 
     #[test]

@@ -317,6 +317,24 @@ pub fn run_local(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The URL a `prereg serve` child started with piped standard output says
+/// it serves on, and that output (keep it open while the child runs: it may
+/// print more); `None` if the child stopped first.
+pub fn serving_url(child: &mut std::process::Child) -> Option<(String, std::io::BufReader<std::process::ChildStdout>)> {
+    use std::io::BufRead;
+    let mut stdout = std::io::BufReader::new(child.stdout.take()?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stdout.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(rest) = line.strip_prefix("prereg serving on ") {
+            return Some((rest.split_whitespace().next()?.to_owned(), stdout));
+        }
+    }
+}
+
 /// A `prereg serve` process on a free loopback port, over the data folder
 /// `dir/data` (initialised on first start). Its logs go to `dir/server.log`.
 pub struct Server {
@@ -385,22 +403,14 @@ impl Server {
 
     #[allow(clippy::zombie_processes, reason = "Drop kills and waits")]
     fn start_command(dir: &std::path::Path, log: &str, args: &[&str], mut command: std::process::Command) -> Server {
-        use std::io::BufRead;
         let log = dir.join(log);
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let mut child = command.stdout(std::process::Stdio::piped()).stderr(log_file).spawn().unwrap();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let read = stdout.read_line(&mut line).unwrap();
-            assert!(read > 0, "the server stopped: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            if let Some(rest) = line.strip_prefix("prereg serving on ") {
-                let url = rest.split_whitespace().next().unwrap().to_owned();
-                let data = args.iter().position(|a| *a == "--data").map_or("prereg-data", |i| args[i + 1]).to_owned();
-                return Server { child, url, dir: dir.to_owned(), data, log, _stdout: stdout };
-            }
-        }
+        let Some((url, stdout)) = serving_url(&mut child) else {
+            panic!("the server stopped: {}", std::fs::read_to_string(&log).unwrap_or_default())
+        };
+        let data = args.iter().position(|a| *a == "--data").map_or("prereg-data", |i| args[i + 1]).to_owned();
+        Server { child, url, dir: dir.to_owned(), data, log, _stdout: stdout }
     }
 
     /// Its log so far: what it logged until now (lines are written every

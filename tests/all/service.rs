@@ -8,7 +8,7 @@ use prereg::service::signed::FlattenedJws;
 use prereg::signing::{Algorithm, SigningKey, WriteRequest};
 use serde_json::{Value, json};
 
-use crate::common::{Server, create_registration, prereg_command, sign_for};
+use crate::common::{Server, create_registration, prereg_command, serving_url, sign_for};
 
 /// Raw HTTP calls, each checked against the OpenAPI document: the status is
 /// documented for the operation, the content type is the documented one, and
@@ -560,20 +560,6 @@ fn sigterm_stops_cleanly_and_the_service_starts_again() {
     assert!(again.client().instance().is_ok());
 }
 
-/// The URL a `prereg serve` child started with piped standard output says
-/// it serves on, and that output (kept open while the child runs: it may
-/// print more).
-fn serving_url(child: &mut std::process::Child) -> (String, std::io::BufReader<std::process::ChildStdout>) {
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "the service stopped");
-        if let Some(rest) = line.strip_prefix("prereg serving on ") {
-            return (rest.split_whitespace().next().unwrap().to_owned(), stdout);
-        }
-    }
-}
-
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -584,7 +570,7 @@ fn json_logs_are_one_object_per_line() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let (url, _stdout) = serving_url(&mut child);
+    let (url, _stdout) = serving_url(&mut child).expect("the service started");
     prereg::client::Client::new(&url).instance().unwrap();
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(child.wait().unwrap().success());
@@ -617,7 +603,7 @@ fn a_stalled_reader_of_the_log_does_not_stall_requests() {
             .spawn()
             .unwrap(),
     );
-    let (url, _stdout) = serving_url(&mut child.0);
+    let (url, _stdout) = serving_url(&mut child.0).expect("the service started");
     // Nobody reads standard error: its pipe (64 KiB) fills after a few
     // hundred request lines. 3,000 requests log about half a megabyte.
     let stderr = child.0.stderr.take().unwrap();
