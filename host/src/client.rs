@@ -258,6 +258,7 @@ impl Client {
                 self.send("POST", &format!("/v1/officers/{}/disable", path_segment(name)), &body)
             }
             WriteRequest::AddCaller { .. } => self.send("POST", "/v1/callers", &body),
+            WriteRequest::AddEabKey { .. } => self.send("POST", "/v1/acme/eab-keys", &body),
             WriteRequest::DisableCaller { name } => {
                 self.send("POST", &format!("/v1/callers/{}/disable", path_segment(name)), &body)
             }

@@ -471,7 +471,7 @@ pub fn generalized_time(unix: u64) -> Vec<u8> {
 }
 
 /// Unix seconds to (year, month, day, hour, minute, second), UTC.
-fn civil(unix: u64) -> (u64, u64, u64, u64, u64, u64) {
+pub fn civil(unix: u64) -> (u64, u64, u64, u64, u64, u64) {
     let days = unix / 86_400;
     let secs = unix % 86_400;
     // Howard Hinnant's civil_from_days, for days since 1970-01-01 >= 0.

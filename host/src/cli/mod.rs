@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod acme;
 mod bench;
 mod ca;
 mod cluster;
@@ -13,6 +14,7 @@ mod reads;
 mod serve;
 mod writes;
 
+pub use acme::{AcmeCommand, EabCommand};
 pub use bench::{AllocationArg, BenchArgs};
 pub use ca::CaCommand;
 pub use cluster::ClusterCommand;
@@ -163,6 +165,9 @@ pub enum Command {
     /// another CA's webhook, a script).
     #[command(subcommand)]
     Caller(CallerCommand),
+    /// ACME: external account binding keys for ACME token procedures.
+    #[command(subcommand)]
+    Acme(AcmeCommand),
     /// The CA that issues certificates to devices enrolling over CMP and SCEP
     /// (files in the data folder's `ca/`).
     #[command(subcommand)]

@@ -99,6 +99,19 @@ pub struct ServeArgs {
     /// make in a burst before it is answered 429.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Network")]
     pub enroll_burst: u32,
+    /// ACME validations reach NAME at ADDRESS instead of what DNS says, for
+    /// tests on one machine (`--acme-resolve dev1.example.com=127.0.0.1`);
+    /// taken only when the service listens on loopback. Repeatable.
+    #[arg(long, value_name = "NAME=ADDRESS", help_heading = "ACME")]
+    pub acme_resolve: Vec<String>,
+    /// The port ACME's http-01 validations connect to (80, as RFC 8555
+    /// says; another only with --acme-resolve, for tests).
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..), help_heading = "ACME")]
+    pub acme_http_port: u16,
+    /// The DNS resolver ACME's dns-01 validations ask (ADDRESS or
+    /// ADDRESS:PORT) [default: the first nameserver of /etc/resolv.conf].
+    #[arg(long, value_name = "ADDRESS", help_heading = "ACME")]
+    pub acme_dns_server: Option<String>,
     /// Enrollment requests a client address regains per minute.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Network")]
     pub enroll_per_minute: u32,

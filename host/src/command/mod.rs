@@ -1,6 +1,7 @@
 //! What each command does. Arguments come parsed from `cli`; every rule is
 //! applied by the library's [`prereg::Registry`]: nothing here decides.
 
+mod acme;
 mod backend;
 mod bench;
 mod ca;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Procedure(cmd) => writes::procedure(&context, cmd),
         Command::Officer(cmd) => writes::officer(&context, cmd),
         Command::Caller(cmd) => writes::caller(&context, cmd),
+        Command::Acme(cmd) => acme::run(&context, cmd),
         Command::Ca(cmd) => ca::run(&context, cmd),
         Command::Register(args) => writes::register(&context, args),
         Command::Disable { id } => writes::registration_state(&context, writes::StateChange::Disable, id),

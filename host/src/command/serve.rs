@@ -1,5 +1,6 @@
 //! `prereg serve`.
 
+use prereg::enroll::acme::validation::Reach;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -106,7 +107,9 @@ pub fn run(context: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
         // Without a CRL URL in ca/ca.toml, certificates name this service's.
         let base = args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
         let crl_url = format!("{}{}", base.trim_end_matches('/'), service::enrollment::CRL_PATH);
-        let state = AppState::with_crl_url(registry, data, limits, Some(crl_url)).with_front(face.front);
+        let reach = acme_reach(&args, address)?;
+        let state =
+            AppState::with_crl_url(registry, data, limits, Some(crl_url)).with_front(face.front).with_acme_reach(reach);
         if let Some(metrics) = &args.metrics_listen {
             let listener = tokio::net::TcpListener::bind(metrics)
                 .await
@@ -242,4 +245,35 @@ fn network_face(args: &ServeArgs, data: &prereg::DataDir, address: SocketAddr) -
 fn service_allocation() -> prereg::engine::Allocation {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u32;
     prereg::engine::Allocation::Pooling { concurrent: (cores * 4).max(8) }
+}
+
+/// Where ACME validations reach devices: DNS, port 80, unless the operator
+/// points names elsewhere for tests (`--acme-resolve`, `--acme-http-port`),
+/// which is refused unless the service listens on loopback.
+fn acme_reach(args: &ServeArgs, address: std::net::SocketAddr) -> anyhow::Result<Reach> {
+    let dns_server = match &args.acme_dns_server {
+        None => None,
+        Some(text) => Some(
+            text.parse::<std::net::SocketAddr>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                .map_err(|_| InputError(format!("--acme-dns-server {text:?}: write ADDRESS or ADDRESS:PORT")))?,
+        ),
+    };
+    let mut reach = Reach { resolve: std::collections::HashMap::new(), http_port: args.acme_http_port, dns_server };
+    let testing = !args.acme_resolve.is_empty() || args.acme_http_port != 80;
+    if testing && !address.ip().is_loopback() {
+        return Err(InputError(format!(
+            "--acme-resolve and --acme-http-port are for tests on one machine: the service must listen on loopback, \
+             not {address}"
+        ))
+        .into());
+    }
+    for entry in &args.acme_resolve {
+        let refused = |why: &str| InputError(format!("--acme-resolve {entry:?}: {why}"));
+        let (name, ip) = entry.split_once('=').ok_or_else(|| refused("write NAME=ADDRESS"))?;
+        let name = prereg_core::Fqdn::parse(name).map_err(|e| refused(&e.to_string()))?;
+        let ip: std::net::IpAddr = ip.trim().parse().map_err(|_| refused("the address is not an IP address"))?;
+        reach.resolve.insert(name.as_str().to_owned(), ip);
+    }
+    Ok(reach)
 }

@@ -8,6 +8,7 @@
 //! ([`crate::pki::Ca`]) and carry the identity the registration grants
 //! ([`issue_granted`]), not what the request asked for.
 
+pub mod acme;
 pub mod cmp;
 pub mod est;
 pub mod scep;

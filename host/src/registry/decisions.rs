@@ -45,6 +45,9 @@ pub struct EnrollmentInput {
     /// same key (and the same request) gets the first answer, and nothing
     /// is decided, counted or audited again. Only with a caller.
     pub idempotency_key: Option<String>,
+    /// The ACME account that asked (its order is the transaction): the
+    /// audit record names it as the actor (`acme:ID`).
+    pub account: Option<String>,
 }
 
 impl EnrollmentInput {
@@ -64,8 +67,12 @@ impl EnrollmentInput {
 
 /// Who asked, as an enrollment's audit record names it: the device itself,
 /// or the CA caller that asked for it.
-fn audit_actor(caller: Option<&str>) -> String {
-    caller.map_or_else(|| "device".to_owned(), |c| format!("caller:{c}"))
+fn audit_actor(input: &EnrollmentInput) -> String {
+    match (&input.account, &input.caller) {
+        (Some(account), _) => format!("acme:{account}"),
+        (None, Some(caller)) => format!("caller:{caller}"),
+        (None, None) => "device".to_owned(),
+    }
 }
 
 /// What an enrollment's audit record is about: the deciding registration,
@@ -424,7 +431,7 @@ impl Registry {
                 tx.as_mut(),
                 AuditEntry {
                     time: now,
-                    actor: audit_actor(input.caller.as_deref()),
+                    actor: audit_actor(&input),
                     action: "enroll".into(),
                     object: audit_object(&request.fqdn, decision.registration),
                     outcome: if decision.allowed { "allowed" } else { "denied" }.into(),
@@ -528,7 +535,7 @@ impl Registry {
             tx.as_mut(),
             AuditEntry {
                 time: now,
-                actor: audit_actor(input.caller.as_deref()),
+                actor: audit_actor(input),
                 action: "enroll".into(),
                 object: audit_object(&input.fqdn, refusal.registration),
                 outcome: "refused".into(),

@@ -5,6 +5,7 @@
 //! - [`Registry::decide`]: an enrollment decision, as a dry run or for real.
 //! - reads, and [`Registry::verify_audit`].
 
+pub mod acme;
 mod certificates;
 mod decisions;
 mod errors;

@@ -562,6 +562,11 @@ impl Registry {
                 let applied = Applied::new(format!("registration:{id}"), detail, Some(current.domain.clone()));
                 Ok((tx, Applied { id: Some(*id), ..applied }))
             }
+            WriteRequest::AddEabKey { key_id, procedure, domains, hmac_key_sealed } => {
+                let (detail, domain) =
+                    self.add_eab_key(tx.as_mut(), officer, (key_id, procedure, domains, hmac_key_sealed), now)?;
+                Ok((tx, Applied::new(format!("acme-eab:{key_id}"), detail, Some(domain))))
+            }
             WriteRequest::AddCaller { name, procedures, secret_sha256, certificate_sha256, webhook_secret_sealed } => {
                 check_name("caller name", name)?;
                 if procedures.is_empty() {

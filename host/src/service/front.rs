@@ -51,7 +51,7 @@ pub fn host_of(authority: &str) -> String {
 /// relay many devices from one address, and a refused credential is limited
 /// by [`super::auth`].
 fn is_enrollment(path: &str) -> bool {
-    path.starts_with("/scep/") || path.starts_with("/.well-known/cmp/")
+    path.starts_with("/scep/") || path.starts_with("/.well-known/cmp/") || path.starts_with("/acme/")
 }
 
 /// The largest body a route takes: an upload (an import, a policy) its file

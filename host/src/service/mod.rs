@@ -12,6 +12,7 @@
 //! Registry calls block (SQLite, wasmtime), so handlers run them on tokio's
 //! blocking pool; imports run on their own threads.
 
+pub mod acme;
 pub mod auth;
 pub mod checkpoints;
 pub mod enrollment;
@@ -58,6 +59,7 @@ pub use state::{AppState, ServiceLimits};
         (name = "procedures", description = "Token procedures"),
         (name = "officers", description = "RA officers"),
         (name = "callers", description = "CA callers: the systems that ask for enrollment decisions"),
+        (name = "acme", description = "ACME: external account binding keys of ACME token procedures"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "instance", description = "This instance and its policy"),
         (name = "health", description = "Health and metrics"),
@@ -117,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(web::router())
         .merge(enrollment::router())
+        .merge(acme::router())
         .route("/webhooks/step-ca/{procedure}", axum::routing::post(webhooks::step_ca))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))

@@ -56,6 +56,8 @@ pub struct Enrollment {
     pub scep: Arc<crate::enroll::scep::ScepServer>,
     /// EST.
     pub est: Arc<crate::enroll::est::EstServer>,
+    /// ACME.
+    pub acme: Arc<crate::enroll::acme::AcmeServer>,
     /// The CA (for its CRL).
     pub ca: Arc<crate::pki::Ca>,
 }
@@ -87,6 +89,8 @@ struct Inner {
     requests: super::failures::FailureLimiter,
     /// How the service faces its clients.
     front: super::front::Front,
+    /// How ACME validations reach devices.
+    acme_reach: crate::enroll::acme::validation::Reach,
     /// Imports of this process that failed, and why (their record may not
     /// have been writable).
     failed_imports: Mutex<HashMap<u64, String>>,
@@ -123,6 +127,7 @@ impl AppState {
                 resolved_callers: super::auth::ResolvedCallers::default(),
                 requests: super::failures::FailureLimiter::new(limits.requests),
                 front: super::front::Front::default(),
+                acme_reach: crate::enroll::acme::validation::Reach::default(),
                 failed_imports: Mutex::new(HashMap::new()),
             }),
         }
@@ -158,7 +163,12 @@ impl AppState {
                 let servers = Enrollment {
                     cmp: Arc::new(cmp),
                     scep: Arc::new(crate::enroll::scep::ScepServer::new(registry.clone(), ca.clone())),
-                    est: Arc::new(crate::enroll::est::EstServer::new(registry, ca.clone())),
+                    est: Arc::new(crate::enroll::est::EstServer::new(registry.clone(), ca.clone())),
+                    acme: Arc::new(crate::enroll::acme::AcmeServer::new(
+                        registry,
+                        ca.clone(),
+                        self.inner.acme_reach.clone(),
+                    )),
                     ca,
                 };
                 *slot = Some(servers.clone());
@@ -203,6 +213,16 @@ impl AppState {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.front = front,
             None => tracing::error!("the service's front is set after it was shared: ignored"),
+        }
+        self
+    }
+
+    /// The same state, its ACME validations reaching devices as `reach`
+    /// says (set before serving, as [`AppState::with_front`]).
+    pub fn with_acme_reach(mut self, reach: crate::enroll::acme::validation::Reach) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.acme_reach = reach,
+            None => tracing::error!("the ACME reach is set after the state was shared: ignored"),
         }
         self
     }

@@ -44,6 +44,26 @@ pub enum WriteRequest {
         /// The officer's name.
         name: String,
     },
+    /// Add an ACME external account binding key (RFC 8555 §7.3.4) to an
+    /// ACME token procedure: an ACME client proves it holds the key when it
+    /// creates its account, and the account may then order only names
+    /// within `domains`. Needs an officer of the procedure's domain.
+    #[serde(rename = "acme.eab.create")]
+    AddEabKey {
+        /// The key id ACME clients send (`--eab-kid`): 1 to 64 letters,
+        /// digits, '_' or '-'.
+        key_id: String,
+        /// The ACME token procedure.
+        procedure: String,
+        /// The DNS names (and the names below them) accounts bound with it
+        /// may order; empty: any the procedure allows.
+        #[serde(default)]
+        domains: Vec<String>,
+        /// The HMAC key (base64url, as ACME clients take it), sealed to the
+        /// instance's key by the signer: the service needs the key itself
+        /// to check the binding's HMAC, and only it can open it.
+        hmac_key_sealed: String,
+    },
     /// Add a CA caller: a system that asks for enrollment decisions for the
     /// token procedures it lists. Needs an officer of every domain those
     /// procedures are in.
@@ -197,6 +217,7 @@ impl WriteRequest {
             WriteRequest::CreateProcedure { .. } => "procedure.create",
             WriteRequest::AddOfficer { .. } => "officer.create",
             WriteRequest::DisableOfficer { .. } => "officer.disable",
+            WriteRequest::AddEabKey { .. } => "acme.eab.create",
             WriteRequest::AddCaller { .. } => "caller.create",
             WriteRequest::DisableCaller { .. } => "caller.disable",
             WriteRequest::CreateRegistration { .. } => "registration.create",

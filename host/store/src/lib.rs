@@ -3,7 +3,8 @@
 //! answers), [`Directory`] (procedures, officers, CA callers),
 //! [`Registrations`] (devices and their change log), [`Imports`],
 //! [`Certificates`], [`PolicyVersions`] (with shadow mode and the
-//! precompiled ledger), [`AuditLog`] and [`Nodes`].
+//! precompiled ledger), [`AuditLog`], [`Nodes`] and [`AcmeObjects`] (the ACME
+//! server's accounts, orders, authorizations and binding keys).
 //!
 //! Every operation runs in a transaction ([`Tx`], every role at once), so
 //! that a change, the single-use request id that authorized it and its audit
@@ -17,6 +18,7 @@
 //! [`pem`] reads the certificates PostgreSQL's TLS (and prereg's service)
 //! trusts.
 
+mod acme;
 mod audit_log;
 mod certificates;
 pub mod copy;
@@ -39,6 +41,7 @@ pub mod sqlite;
 
 use prereg_core::{Protocol, RegistrationState};
 
+pub use acme::*;
 pub use audit_log::*;
 pub use certificates::*;
 pub use directory::*;
@@ -164,7 +167,7 @@ pub trait Storage: Send + Sync {
 /// [`Tx::commit`] rolls it back. A function that needs one role takes that
 /// role (`&mut dyn Registrations`), and a `&mut dyn Tx` converts to it.
 pub trait Tx:
-    Instance + Directory + Registrations + Imports + Certificates + PolicyVersions + AuditLog + Nodes + Send
+    Instance + Directory + Registrations + Imports + Certificates + PolicyVersions + AuditLog + Nodes + AcmeObjects + Send
 {
     /// Commits.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -31,10 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: SQLITE[11], postgres: POSTGRES[11] },
     Migration { sqlite: SQLITE[12], postgres: POSTGRES[12] },
     Migration { sqlite: SQLITE[13], postgres: POSTGRES[13] },
+    Migration { sqlite: SQLITE[14], postgres: POSTGRES[14] },
 ];
 
 /// The SQLite side (the comments explain each change).
-const SQLITE: [&str; 14] = [
+const SQLITE: [&str; 15] = [
     // 1: the core tables.
     r#"
     CREATE TABLE instance (
@@ -362,6 +363,26 @@ const SQLITE: [&str; 14] = [
     r#"
     ALTER TABLE callers ADD COLUMN webhook_secret_sealed TEXT;
     "#,
+    // 15: ACME (RFC 8555). Its external account binding keys, accounts,
+    // orders and authorizations are JSON documents of the ACME server
+    // (`prereg::enroll::acme`); the columns are what the store finds and
+    // guards them by: the parent (an order's account, an authorization's
+    // order), a unique lookup (an account's key thumbprint), and the state
+    // that updates compare and set.
+    r#"
+    CREATE TABLE acme_objects (
+        kind       TEXT NOT NULL CHECK (kind IN ('eab', 'account', 'order', 'authorization')),
+        id         TEXT NOT NULL,
+        parent     TEXT,
+        lookup     TEXT,
+        state      TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE UNIQUE INDEX acme_objects_by_lookup ON acme_objects (kind, lookup) WHERE lookup IS NOT NULL;
+    CREATE INDEX acme_objects_by_parent ON acme_objects (kind, parent, created_at) WHERE parent IS NOT NULL;
+    "#,
 ];
 
 /// The PostgreSQL side: the same changes. Integers are BIGINT where SQLite's
@@ -369,7 +390,7 @@ const SQLITE: [&str; 14] = [
 /// for SQLite's AUTOINCREMENT, and `seq` for its implicit rowid where the
 /// order of insertion is read. PostgreSQL also notifies listening nodes of
 /// registration and policy changes (migration 9), at commit.
-const POSTGRES: [&str; 14] = [
+const POSTGRES: [&str; 15] = [
     // 1
     r#"
     CREATE TABLE instance (
@@ -668,5 +689,20 @@ const POSTGRES: [&str; 14] = [
     // 14
     r#"
     ALTER TABLE callers ADD COLUMN webhook_secret_sealed TEXT;
+    "#,
+    // 15
+    r#"
+    CREATE TABLE acme_objects (
+        kind       TEXT NOT NULL CHECK (kind IN ('eab', 'account', 'order', 'authorization')),
+        id         TEXT NOT NULL,
+        parent     TEXT,
+        lookup     TEXT,
+        state      TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE UNIQUE INDEX acme_objects_by_lookup ON acme_objects (kind, lookup) WHERE lookup IS NOT NULL;
+    CREATE INDEX acme_objects_by_parent ON acme_objects (kind, parent, created_at) WHERE parent IS NOT NULL;
     "#,
 ];

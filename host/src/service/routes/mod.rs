@@ -2,6 +2,7 @@
 //! handler is annotated for the OpenAPI document (`utoipa`), and routed
 //! through `utoipa_axum::routes!`, so no route can be missing from it.
 
+mod acme_keys;
 mod audit;
 mod callers;
 mod decisions;
@@ -47,6 +48,7 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(officers::disable))
         .routes(routes!(callers::list, callers::create))
         .routes(routes!(callers::disable))
+        .routes(routes!(acme_keys::create))
         .routes(routes!(registrations::list, registrations::create))
         .routes(routes!(registrations::get, registrations::delete))
         .routes(routes!(registrations::disable))
@@ -201,6 +203,7 @@ fn expected_action(route: &str) -> &'static str {
         "POST /v1/officers/{name}/disable" => "officer.disable",
         "POST /v1/callers" => "caller.create",
         "POST /v1/callers/{name}/disable" => "caller.disable",
+        "POST /v1/acme/eab-keys" => "acme.eab.create",
         "POST /v1/registrations" => "registration.create",
         "POST /v1/registrations/{id}/disable" => "registration.disable",
         "POST /v1/registrations/{id}/reopen" => "registration.reopen",

@@ -42,6 +42,7 @@
 //! pool never waits long for a connection, connecting times out, and broken
 //! connections are dropped rather than reused.
 
+mod acme;
 mod audit_log;
 mod certificates;
 mod directory;

@@ -7,6 +7,7 @@
 //! (`registrations.rs`, `imports.rs`...), over the row readers of `rows.rs`;
 //! `file_guard.rs` notices a database file replaced under the process.
 
+mod acme;
 mod audit_log;
 mod certificates;
 mod directory;

@@ -1,0 +1,36 @@
+//! `prereg acme`: external account binding keys.
+
+use std::process::ExitCode;
+
+use prereg::signing::WriteRequest;
+
+use super::{Context, InputError};
+use crate::cli::{AcmeCommand, EabCommand};
+
+/// Bytes of a new HMAC key.
+const HMAC_KEY_BYTES: usize = 32;
+
+pub fn run(context: &Context, command: AcmeCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AcmeCommand::Eab(EabCommand::Add { procedure, domains, key_id }) => {
+            let random = |n: usize| {
+                let mut bytes = zeroize::Zeroizing::new(vec![0u8; n]);
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+                prereg::enroll::acme::jws::encode(&bytes)
+            };
+            let key_id = key_id.unwrap_or_else(|| random(12));
+            let hmac_key = zeroize::Zeroizing::new(random(HMAC_KEY_BYTES));
+            let backend = context.backend()?;
+            let Some(public) = backend.sealing_key()? else {
+                return Err(InputError("the instance publishes no sealing key to seal the HMAC key to".into()).into());
+            };
+            let hmac_key_sealed = prereg::sealing::seal(&public, &hmac_key)?;
+            let request = WriteRequest::AddEabKey { key_id: key_id.clone(), procedure, domains, hmac_key_sealed };
+            let outcome = backend.submit(&context.signing_key()?, request)?;
+            println!("added {} (audit #{})", outcome.object, outcome.audit_seq);
+            println!("key id   {key_id}");
+            println!("hmac key {} (shown once: kept sealed to the instance's key)", hmac_key.as_str());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
