@@ -16,6 +16,8 @@ macro_rules! core_suite {
     ($backend:ident) => {
         use crate::common::Backend;
         const BACKEND: Backend = Backend::$backend;
+        #[path = "core_suite/acme_state.rs"]
+        mod acme_state;
         #[path = "core_suite/audit_chain.rs"]
         mod audit_chain;
         #[path = "core_suite/certificates.rs"]
@@ -44,6 +46,7 @@ mod postgres;
 #[allow(clippy::duplicate_mod, reason = "the core suite is compiled once per backend, on purpose")]
 mod sqlite;
 
+mod acme;
 mod api_properties;
 mod audit_log;
 mod bench;

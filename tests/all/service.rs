@@ -191,6 +191,29 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let (_, callers) = api.get("/v1/callers", "/v1/callers");
     assert_eq!(callers[0]["name"], "front");
     assert!(!callers.to_string().contains(&secret));
+    // An ACME procedure and an external account binding key for it, its
+    // HMAC key sealed to the instance's key by the signer.
+    let acme = WriteRequest::CreateProcedure {
+        certificate_days: None,
+        name: "servers".into(),
+        domain: "corp".into(),
+        protocol: "acme".into(),
+        allowed_domains: vec![],
+        require_preregistration: Some(true),
+    };
+    assert_eq!(api.post_json("/v1/procedures", "/v1/procedures", &sign(acme)).0, 201);
+    let sealing = instance["sealing_key"].as_str().unwrap();
+    let hmac_key = "nbuuQe4YK84iPUH2EcnozjYklOmmwhVPoCxRwLZS-sY";
+    let eab = WriteRequest::AddEabKey {
+        key_id: "k1".into(),
+        procedure: "servers".into(),
+        domains: vec!["example.com".into()],
+        hmac_key_sealed: prereg::sealing::seal(sealing, hmac_key).unwrap(),
+    };
+    let (status, made) = api.post_json("/v1/acme/eab-keys", "/v1/acme/eab-keys", &sign(eab.clone()));
+    assert_eq!((status, made["object"].as_str()), (201, Some("acme-eab:k1")), "{made}");
+    let (status, problem) = api.post_json("/v1/acme/eab-keys", "/v1/acme/eab-keys", &sign(eab));
+    assert_eq!((status, problem_type(&problem)), (409, "urn:prereg:problem:duplicate"), "{problem}");
     let as_caller = format!("Bearer {secret}");
     let (status, problem) = api.post_json("/v1/procedures", "/v1/procedures", &signed);
     assert_eq!((status, problem_type(&problem)), (409, "urn:prereg:problem:replayed-request"));

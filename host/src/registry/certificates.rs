@@ -275,6 +275,19 @@ impl Registry {
         why: &str,
         now: u64,
     ) -> Result<bool, RegistryError> {
+        self.revoke_as("device", serial, reason, why, now)
+    }
+
+    /// [`Registry::revoke_for_device`], audited with `actor` (an ACME
+    /// account, `acme:ID`, that ordered the certificate).
+    pub fn revoke_as(
+        &self,
+        actor: &str,
+        serial: &str,
+        reason: CrlReason,
+        why: &str,
+        now: u64,
+    ) -> Result<bool, RegistryError> {
         let mut tx = self.storage.begin(TxKind::Write)?;
         let Some(certificate) = tx.certificate_by_serial(serial)? else { return Ok(false) };
         if certificate.revoked_at.is_some() {
@@ -292,7 +305,7 @@ impl Registry {
             tx.as_mut(),
             AuditEntry {
                 time: now,
-                actor: "device".into(),
+                actor: actor.into(),
                 action: "certificate.revoke".into(),
                 object: format!("certificate:{serial}"),
                 outcome: "ok".into(),

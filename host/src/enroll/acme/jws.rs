@@ -269,6 +269,32 @@ mod tests {
     }
 
     #[test]
+    fn an_eddsa_request_verifies_and_the_same_under_es256_does_not() {
+        use ed25519_dalek::Signer as _;
+        let signing = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        let jwk =
+            serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": encode(signing.verifying_key().as_bytes()) });
+        let key = AccountKey::from_jwk(&jwk).unwrap();
+        assert_eq!(key.algorithm(), "EdDSA");
+        let protected =
+            encode(serde_json::json!({ "alg": "EdDSA", "nonce": "n", "url": "u", "kid": "k" }).to_string().as_bytes());
+        let payload = encode(b"{}");
+        let sig = signing.sign(format!("{protected}.{payload}").as_bytes());
+        let body =
+            serde_json::json!({ "protected": protected, "payload": payload, "signature": encode(&sig.to_bytes()) });
+        let parsed = Parsed::from_body(body.to_string().as_bytes()).unwrap();
+        parsed.verify(&key).unwrap();
+        let mut parsed = Parsed::from_body(body.to_string().as_bytes()).unwrap();
+        parsed.header.alg = "ES256".into();
+        assert_eq!(parsed.verify(&key).unwrap_err().kind, "badSignatureAlgorithm");
+        // Keys that are not taken: another curve, a short RSA modulus.
+        let p384 = serde_json::json!({ "kty": "EC", "crv": "P-384", "x": "AA", "y": "AA" });
+        assert_eq!(AccountKey::from_jwk(&p384).unwrap_err().kind, "badSignatureAlgorithm");
+        let short = serde_json::json!({ "kty": "RSA", "n": encode(&[0xc5; 128]), "e": "AQAB" });
+        assert_eq!(AccountKey::from_jwk(&short).unwrap_err().kind, "badPublicKey");
+    }
+
+    #[test]
     fn an_es256_request_verifies_and_a_changed_one_does_not() {
         use p256::ecdsa::signature::Signer as _;
         let signing = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);

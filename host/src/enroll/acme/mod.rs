@@ -633,13 +633,20 @@ impl AcmeServer {
     fn order(&self, request: &AcmeRequest<'_>, id: &str) -> Result<AcmeReply, AcmeProblem> {
         let verified = self.verify(request, false)?;
         let account = Self::signed_account(&verified)?;
-        let order = self.current_order(self.owned::<Order>(id, account, |o| &o.account)?)?;
+        let order = self.current_order(self.owned::<Order>(id, account, |o| &o.account)?, request.now)?;
         Ok(AcmeReply::json(200, self.order_json(request, &order)))
     }
 
-    /// An order as it stands: one left `processing` by a process that
-    /// stopped after issuing is completed from its certificate record.
-    fn current_order(&self, mut order: Order) -> Result<Order, AcmeProblem> {
+    /// An order as it stands: one past its expiry is invalid; one left
+    /// `processing` by a process that stopped after issuing is completed
+    /// from its certificate record.
+    fn current_order(&self, mut order: Order, now: u64) -> Result<Order, AcmeProblem> {
+        if matches!(order.status.as_str(), "pending" | "ready") && order.expires < now {
+            let from = order.status.clone();
+            order.status = "invalid".into();
+            order.error = Some(AcmeProblem::malformed("the order expired").document());
+            self.registry.acme_update(&order, &from).map_err(unavailable)?;
+        }
         if order.status == "processing" {
             let issued =
                 self.registry.certificate_by_transaction(&format!("acme:{}", order.id)).map_err(unavailable)?;
@@ -746,6 +753,7 @@ impl AcmeServer {
         let token = authorization.challenges[index].token.clone();
         let expected = jws::key_authorization(&token, &account.thumbprint);
         let name = authorization.identifier.value.clone();
+        let started = std::time::Instant::now();
         let outcome = match kind {
             "http-01" => self.reach.http01(&name, &token, &expected),
             "dns-01" => self.reach.dns01(&name, &jws::dns_txt(&expected)),
@@ -766,7 +774,9 @@ impl AcmeServer {
         }
         match self.registry.acme_settle_authorization(&authorization, "pending") {
             Ok(_) => {
-                tracing::info!(%name, %kind, valid = outcome.is_ok(), error = ?outcome.err().map(|p| p.detail), "ACME: challenge validated")
+                let micros = started.elapsed().as_micros() as u64;
+                let error = outcome.err().map(|p| p.detail);
+                tracing::info!(%name, %kind, valid = error.is_none(), ?error, micros, "ACME: challenge validated")
             }
             Err(e) => tracing::error!(error = %e, "ACME: a validation could not be recorded"),
         }
@@ -900,6 +910,10 @@ impl AcmeServer {
         if order.procedure != request.procedure {
             return Err(not_ours());
         }
+        let actor = match &verified.account {
+            Some(account) => format!("acme:{}", account.id),
+            None => "device".to_owned(),
+        };
         let by = match &verified.account {
             Some(account) if account.id == order.account => format!("at the request of ACME account {}", account.id),
             Some(_) => return Err(AcmeProblem::unauthorized("only the account that ordered a certificate revokes it")),
@@ -914,7 +928,7 @@ impl AcmeServer {
         if record.revoked_at.is_some() {
             return Err(AcmeProblem::already_revoked("the certificate is revoked already"));
         }
-        match self.registry.revoke_for_device(&record.serial, reason, &by, request.now) {
+        match self.registry.revoke_as(&actor, &record.serial, reason, &by, request.now) {
             Ok(true) => Ok(AcmeReply::json(200, json!({}))),
             Ok(false) => Err(AcmeProblem::already_revoked("the certificate is revoked already")),
             Err(e) => Err(unavailable(e)),
