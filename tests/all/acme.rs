@@ -606,6 +606,21 @@ fn an_order_from_new_order_to_certificate_and_the_time_it_takes_the_server() {
     assert_eq!(raw.poll(&authz_url, "pending").body["status"], "valid");
     let ready = raw.post(&order_url, None);
     assert_eq!(ready.body["status"], "ready", "{}", ready.body);
+    // A process that stopped after taking the order for its finalize,
+    // before anything was counted, leaves it processing: once
+    // FINALIZE_SECONDS have passed it reads ready again.
+    let db = rusqlite::Connection::open(dir.join("data/prereg.sqlite3")).unwrap();
+    let order_id = order_url.rsplit('/').next().unwrap();
+    let select = "SELECT body FROM acme_objects WHERE kind = 'order' AND id = ?1";
+    let body: String = db.query_row(select, [order_id], |r| r.get(0)).unwrap();
+    let mut stuck: Value = serde_json::from_str(&body).unwrap();
+    stuck["status"] = json!("processing");
+    stuck["finalizing_since"] = json!(1);
+    let update = "UPDATE acme_objects SET state = 'processing', body = ?2 WHERE kind = 'order' AND id = ?1";
+    db.execute(update, [order_id, stuck.to_string().as_str()]).unwrap();
+    drop(db);
+    let ready = raw.post(&order_url, None);
+    assert_eq!(ready.body["status"], "ready", "{}", ready.body);
     let finalized =
         raw.post(ready.body["finalize"].as_str().unwrap(), Some(&json!({ "csr": raw.csr("c.lab.example.com") })));
     assert_eq!(finalized.body["status"], "valid", "{}", finalized.body);
@@ -702,6 +717,12 @@ fn attackers_of_the_acme_directory() {
     let again = alice.send("POST", &alice.url("new-order"), Some(&body));
     assert_eq!(again.problem(), "badNonce", "{}", again.body);
     assert!(again.header("replay-nonce").is_some(), "a badNonce carries a fresh nonce");
+    // An account cannot pile up orders: the same name again gets its live
+    // order back, and the store holds one.
+    let orders = stored(&dir, "order");
+    let same = alice.order("a.lab.example.com");
+    assert_eq!((same.status, same.header("location")), (200, first.header("location")), "{}", same.body);
+    assert_eq!(stored(&dir, "order"), orders);
     let body = alice.signed(&alice.url("new-account"), Some(&json!({})), json!({}));
     let answer = alice.send("POST", &alice.url("new-order"), Some(&body));
     assert_eq!(answer.problem(), "unauthorized", "{}", answer.body);

@@ -13,13 +13,8 @@ const HMAC_KEY_BYTES: usize = 32;
 pub fn run(context: &Context, command: AcmeCommand) -> anyhow::Result<ExitCode> {
     match command {
         AcmeCommand::Eab(EabCommand::Add { procedure, domains, key_id }) => {
-            let random = |n: usize| {
-                let mut bytes = zeroize::Zeroizing::new(vec![0u8; n]);
-                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-                prereg::enroll::acme::jws::encode(&bytes)
-            };
-            let key_id = key_id.unwrap_or_else(|| random(12));
-            let hmac_key = zeroize::Zeroizing::new(random(HMAC_KEY_BYTES));
+            let key_id = key_id.unwrap_or_else(|| prereg::enroll::acme::random_token(12).to_string());
+            let hmac_key = prereg::enroll::acme::random_token(HMAC_KEY_BYTES);
             let backend = context.backend()?;
             let Some(public) = backend.sealing_key()? else {
                 return Err(InputError("the instance publishes no sealing key to seal the HMAC key to".into()).into());

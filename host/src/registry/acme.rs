@@ -95,8 +95,25 @@ pub struct Order {
     /// The serial (lower-case hex) of its certificate, once issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+    /// When a finalize moved it to `processing`, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalizing_since: Option<u64>,
     /// Unix seconds.
     pub created_at: u64,
+}
+
+impl Order {
+    /// Whether it may still move on (pending, ready or processing).
+    pub fn is_live(&self) -> bool {
+        matches!(self.status.as_str(), "pending" | "ready" | "processing")
+    }
+
+    /// The key of an account's live order for a name: one at a time, so
+    /// that an account cannot pile up orders (new-order hands back the
+    /// live one).
+    pub fn live_key(account: &str, name: &str) -> String {
+        format!("{account} {name}")
+    }
 }
 
 /// A challenge of an authorization.
@@ -147,7 +164,7 @@ pub trait AcmeRecord: Serialize + DeserializeOwned {
         None
     }
     /// Its unique second key.
-    fn lookup(&self) -> Option<&str> {
+    fn lookup(&self) -> Option<String> {
         None
     }
     /// Its state, which updates compare and set.
@@ -174,8 +191,8 @@ impl AcmeRecord for Account {
     fn id(&self) -> &str {
         &self.id
     }
-    fn lookup(&self) -> Option<&str> {
-        Some(&self.thumbprint)
+    fn lookup(&self) -> Option<String> {
+        Some(self.thumbprint.clone())
     }
     fn state(&self) -> &str {
         &self.status
@@ -192,6 +209,10 @@ impl AcmeRecord for Order {
     }
     fn parent(&self) -> Option<&str> {
         Some(&self.account)
+    }
+    fn lookup(&self) -> Option<String> {
+        let name = &self.identifiers.first()?.value;
+        self.is_live().then(|| Order::live_key(&self.account, name))
     }
     fn state(&self) -> &str {
         &self.status
@@ -222,7 +243,7 @@ fn to_object<T: AcmeRecord>(record: &T) -> Result<AcmeObject, RegistryError> {
         kind: T::KIND,
         id: record.id().to_owned(),
         parent: record.parent().map(str::to_owned),
-        lookup: record.lookup().map(str::to_owned),
+        lookup: record.lookup(),
         state: record.state().to_owned(),
         body: serde_json::to_string(record)
             .map_err(|e| StoreError::Corrupt(format!("ACME {}: {e}", T::KIND.as_str())))?,
@@ -271,10 +292,16 @@ impl Registry {
         read(tx.as_mut(), id)
     }
 
+    /// An ACME record by its unique second key (an account by its key's
+    /// thumbprint, an account's live order for a name).
+    pub fn acme_get_by_lookup<T: AcmeRecord>(&self, lookup: &str) -> Result<Option<T>, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        tx.acme_object_by_lookup(T::KIND, lookup)?.map(|o| from_object(&o)).transpose()
+    }
+
     /// The account whose key has this thumbprint.
     pub fn acme_account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<Account>, RegistryError> {
-        let mut tx = self.storage.begin(TxKind::Read)?;
-        tx.acme_object_by_lookup(AcmeKind::Account, thumbprint)?.map(|o| from_object(&o)).transpose()
+        self.acme_get_by_lookup(thumbprint)
     }
 
     /// The orders of an account, oldest first, at most `limit`.
@@ -486,13 +513,16 @@ impl Registry {
         now: u64,
     ) -> Result<(String, String), RegistryError> {
         let (key_id, procedure, domains, sealed) = key;
-        let id_ok = !key_id.is_empty()
-            && key_id.len() <= 64
+        let id_ok = key_id.len() <= 64
+            && key_id.starts_with(|c: char| c.is_ascii_alphanumeric())
             && key_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         if !id_ok {
             return Err(RegistryError::Invalid {
                 field: "key_id".into(),
-                message: format!("{key_id:?} must be 1 to 64 letters, digits, '_' or '-'"),
+                message: format!(
+                    "{key_id:?} must be 1 to 64 letters, digits, '_' or '-', beginning with a letter or a digit \
+                     (clients take it on their command line)"
+                ),
             });
         }
         let record = tx.procedure(procedure)?.ok_or_else(|| RegistryError::Invalid {

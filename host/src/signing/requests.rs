@@ -51,7 +51,7 @@ pub enum WriteRequest {
     #[serde(rename = "acme.eab.create")]
     AddEabKey {
         /// The key id ACME clients send (`--eab-kid`): 1 to 64 letters,
-        /// digits, '_' or '-'.
+        /// digits, '_' or '-', beginning with a letter or a digit.
         key_id: String,
         /// The ACME token procedure.
         procedure: String,

@@ -50,7 +50,9 @@ fn a_binding_key_binds_one_account_once_and_keeps_its_names() {
     assert!(!key.hmac_key_sealed.contains("nbuuQe4YK84"), "kept sealed");
     // The same id twice, an id with a slash, a procedure of another protocol.
     assert!(matches!(add_key(&f, "k1", &[]), Err(RegistryError::Store(StoreError::Duplicate { .. }))));
-    assert!(matches!(add_key(&f, "a/b", &[]), Err(RegistryError::Invalid { field, .. }) if field == "key_id"));
+    for bad in ["a/b", "-k", ""] {
+        assert!(matches!(add_key(&f, bad, &[]), Err(RegistryError::Invalid { field, .. }) if field == "key_id"), "{bad}");
+    }
     let other = f.submit(WriteRequest::AddEabKey {
         key_id: "k2".into(),
         procedure: "routers".into(),
@@ -122,6 +124,7 @@ fn an_order_moves_on_once() {
         authorizations: Vec::new(),
         error: None,
         certificate: None,
+        finalizing_since: None,
         created_at: NOW,
     };
     f.registry.acme_create_order(&order, &[]).unwrap();

@@ -50,6 +50,10 @@ use validation::Reach;
 /// How long an order and its authorizations stay usable, in seconds.
 pub const ORDER_SECONDS: u64 = 24 * 3600;
 
+/// How long a finalize may take before its order is taken as abandoned (a
+/// process that stopped between taking the order and issuing), in seconds.
+pub const FINALIZE_SECONDS: u64 = 120;
+
 /// The ACME media types.
 pub const JOSE_JSON: &str = "application/jose+json";
 
@@ -154,6 +158,21 @@ fn unavailable(e: RegistryError) -> AcmeProblem {
 fn rfc3339(unix: u64) -> String {
     let (year, month, day, hour, minute, second) = crate::pki::asn1::civil(unix);
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// `bytes` random bytes in base64url, drawn again until the text begins
+/// with a letter or a digit: binding key ids and HMAC keys are given to
+/// clients on their command line, where a leading '-' reads as an option
+/// (certbot, lego).
+pub fn random_token(bytes: usize) -> zeroize::Zeroizing<String> {
+    loop {
+        let mut raw = zeroize::Zeroizing::new(vec![0u8; bytes]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+        let text = zeroize::Zeroizing::new(jws::encode(&raw));
+        if text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return text;
+        }
+    }
 }
 
 fn random_id() -> String {
@@ -578,6 +597,11 @@ impl AcmeServer {
             .map_err(|e| AcmeProblem::rejected_identifier(format!("{:?}: {e}", identifier.value)))?;
         let id = random_id();
         self.gate(request, account, &id, &identifier.value)?;
+        // One live order per account and name: the live one is handed back.
+        if let Some(live) = self.live_order(account, name.as_str(), request.now)? {
+            let location = request.url(&format!("order/{}", live.id));
+            return Ok(AcmeReply::json(200, self.order_json(request, &live)).at(location));
+        }
         let identifier = Identifier { kind: "dns".into(), value: name.as_str().to_owned() };
         let expires = request.now + ORDER_SECONDS;
         let authorization = Authorization {
@@ -608,11 +632,32 @@ impl AcmeServer {
             authorizations: vec![authorization.id.clone()],
             error: None,
             certificate: None,
+            finalizing_since: None,
             created_at: request.now,
         };
-        self.registry.acme_create_order(&order, std::slice::from_ref(&authorization)).map_err(unavailable)?;
+        match self.registry.acme_create_order(&order, std::slice::from_ref(&authorization)) {
+            Ok(()) => {}
+            // Another request of the account made it first.
+            Err(RegistryError::Store(StoreError::Duplicate { .. })) => {
+                let live = self.live_order(account, name.as_str(), request.now)?.ok_or_else(|| {
+                    AcmeProblem::server_internal("the order changed meanwhile; try again").with_status(503)
+                })?;
+                let location = request.url(&format!("order/{}", live.id));
+                return Ok(AcmeReply::json(200, self.order_json(request, &live)).at(location));
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
         tracing::info!(order = %id, account = %account.id, name = %name, "ACME: order admitted");
         Ok(AcmeReply::json(201, self.order_json(request, &order)).at(request.url(&format!("order/{id}"))))
+    }
+
+    /// The account's live order for `name`, if it has one.
+    fn live_order(&self, account: &Account, name: &str, now: u64) -> Result<Option<Order>, AcmeProblem> {
+        let key = Order::live_key(&account.id, name);
+        match self.registry.acme_get_by_lookup::<Order>(&key).map_err(unavailable)? {
+            Some(order) => Ok(Some(self.current_order(order, now)?).filter(Order::is_live)),
+            None => Ok(None),
+        }
     }
 
     /// An object of the signing account (anyone else's is `unauthorized`,
@@ -653,6 +698,12 @@ impl AcmeServer {
             if let Some(certificate) = issued {
                 order.status = "valid".into();
                 order.certificate = Some(certificate.serial);
+                self.registry.acme_update(&order, "processing").map_err(unavailable)?;
+            } else if order.finalizing_since.is_some_and(|since| now > since + FINALIZE_SECONDS) {
+                // Its finalize stopped before anything was counted (the
+                // certificate would be recorded): it may be finalized again.
+                order.status = "ready".into();
+                order.finalizing_since = None;
                 self.registry.acme_update(&order, "processing").map_err(unavailable)?;
             }
         }
@@ -812,6 +863,7 @@ impl AcmeServer {
         }
         let ready = order.clone();
         order.status = "processing".into();
+        order.finalizing_since = Some(request.now);
         if !self.registry.acme_update(&order, "ready").map_err(unavailable)? {
             return Err(AcmeProblem::order_not_ready("the order is being finalized already"));
         }
@@ -988,6 +1040,15 @@ impl AcmeServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_for_a_command_line_never_begin_like_an_option() {
+        for _ in 0..2000 {
+            let token = random_token(12);
+            assert!(token.starts_with(|c: char| c.is_ascii_alphanumeric()), "{}", token.as_str());
+            assert_eq!(token.len(), 16);
+        }
+    }
 
     #[test]
     fn times_are_rfc_3339() {
