@@ -302,6 +302,11 @@ impl Client {
         self.get("/v1/callers", &[])
     }
 
+    /// The ACME binding keys of the officer's domains.
+    pub fn eab_keys(&self) -> Result<Vec<crate::registry::acme::EabKeyView>, ClientError> {
+        self.get("/v1/acme/eab-keys", &[])
+    }
+
     /// One page of registrations.
     pub fn registrations_page(&self, filter: &RegistrationFilter) -> Result<RegistrationPage, ClientError> {
         let mut query = Vec::new();

@@ -807,6 +807,12 @@ fn attackers_of_the_acme_directory() {
         audit_records(&dir).into_iter().filter(|r| r["action"] == "enroll" && r["outcome"] == "allowed").collect();
     assert!(enrolls.is_empty(), "{enrolls:?}");
 
+    // The officer's list shows which keys bound an account, never an HMAC key.
+    let listed = run_local(&dir, &["acme", "eab", "list"]);
+    let line = listed.lines().find(|l| l.starts_with(&kid)).unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains(&alice.kid.as_ref().unwrap().rsplit('/').next().unwrap()[..8]), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with(&lab_kid) && l.contains("(unused)")), "{listed}");
+    assert!(!listed.contains(&hmac) && !listed.contains(&lab_hmac), "{listed}");
     // Someone who reads the database finds no HMAC key in clear.
     let db = std::fs::read(dir.join("data/prereg.sqlite3")).unwrap();
     assert!(!crate::common::contains(&db, hmac.as_bytes()) && !crate::common::contains(&db, hmac2.as_bytes()));

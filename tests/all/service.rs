@@ -214,6 +214,9 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     assert_eq!((status, made["object"].as_str()), (201, Some("acme-eab:k1")), "{made}");
     let (status, problem) = api.post_json("/v1/acme/eab-keys", "/v1/acme/eab-keys", &sign(eab));
     assert_eq!((status, problem_type(&problem)), (409, "urn:prereg:problem:duplicate"), "{problem}");
+    let (_, keys) = api.get("/v1/acme/eab-keys", "/v1/acme/eab-keys");
+    assert_eq!((keys[0]["key_id"].as_str(), keys[0]["account"].as_str()), (Some("k1"), None), "{keys}");
+    assert!(!keys.to_string().contains("sealed") && !keys.to_string().contains(hmac_key), "{keys}");
     let as_caller = format!("Bearer {secret}");
     let (status, problem) = api.post_json("/v1/procedures", "/v1/procedures", &signed);
     assert_eq!((status, problem_type(&problem)), (409, "urn:prereg:problem:replayed-request"));

@@ -30,4 +30,10 @@ pub enum EabCommand {
         #[arg(long)]
         key_id: Option<String>,
     },
+    /// List binding keys (never their HMAC keys) and the accounts they bound.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
 }

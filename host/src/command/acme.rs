@@ -26,6 +26,19 @@ pub fn run(context: &Context, command: AcmeCommand) -> anyhow::Result<ExitCode> 
             println!("key id   {key_id}");
             println!("hmac key {} (shown once: kept sealed to the instance's key)", hmac_key.as_str());
         }
+        AcmeCommand::Eab(EabCommand::List { json }) => {
+            let keys = context.backend()?.eab_keys()?;
+            if json {
+                super::print_json(&keys)?;
+            } else {
+                println!("{:<24} {:<16} {:<24} NAMES", "KEY ID", "PROCEDURE", "ACCOUNT");
+                for key in keys {
+                    let names = if key.domains.is_empty() { "*".to_owned() } else { key.domains.join(",") };
+                    let account = key.account.unwrap_or_else(|| "(unused)".into());
+                    println!("{:<24} {:<16} {:<24} {names}", key.key_id, key.procedure, account);
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

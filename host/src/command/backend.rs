@@ -77,6 +77,14 @@ impl Backend {
         })
     }
 
+    /// Every ACME binding key (through a service: those the officer may see).
+    pub fn eab_keys(&self) -> anyhow::Result<Vec<prereg::registry::acme::EabKeyView>> {
+        Ok(match self {
+            Backend::Local(r) => r.acme_eab_keys(|_| true)?,
+            Backend::Remote(c) => c.eab_keys()?,
+        })
+    }
+
     /// Every officer.
     pub fn officers(&self) -> anyhow::Result<Vec<OfficerRecord>> {
         Ok(match self {

@@ -36,6 +36,24 @@ pub struct EabKey {
     pub account: Option<String>,
 }
 
+/// A binding key as officers see it: never its HMAC key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EabKeyView {
+    /// The key id clients send.
+    pub key_id: String,
+    /// Its ACME token procedure.
+    pub procedure: String,
+    /// The names its account may order (empty: any the procedure allows).
+    pub domains: Vec<String>,
+    /// The officer (key id) who made it.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// The account it is bound to, once used.
+    pub account: Option<String>,
+}
+
 /// An ACME account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -178,6 +196,9 @@ impl AcmeRecord for EabKey {
     fn id(&self) -> &str {
         &self.key_id
     }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.procedure)
+    }
     fn state(&self) -> &str {
         if self.account.is_some() { "bound" } else { "unbound" }
     }
@@ -308,6 +329,31 @@ impl Registry {
     pub fn acme_orders_of(&self, account: &str, limit: u32) -> Result<Vec<Order>, RegistryError> {
         let mut tx = self.storage.begin(TxKind::Read)?;
         tx.acme_children(AcmeKind::Order, account, limit)?.iter().map(from_object).collect()
+    }
+
+    /// The binding keys of the ACME procedures whose domains `reads` lets
+    /// through, by procedure then age (at most 10,000 a procedure), without
+    /// their sealed HMAC keys.
+    pub fn acme_eab_keys(&self, reads: impl Fn(&str) -> bool) -> Result<Vec<EabKeyView>, RegistryError> {
+        let mut tx = self.storage.begin(TxKind::Read)?;
+        let mut keys = Vec::new();
+        for procedure in tx.procedures()? {
+            if procedure.protocol != prereg_core::Protocol::Acme || !reads(&procedure.domain) {
+                continue;
+            }
+            for object in tx.acme_children(AcmeKind::Eab, &procedure.name, 10_000)? {
+                let key: EabKey = from_object(&object)?;
+                keys.push(EabKeyView {
+                    key_id: key.key_id,
+                    procedure: key.procedure,
+                    domains: key.domains,
+                    created_by: key.created_by,
+                    created_at: key.created_at,
+                    account: key.account,
+                });
+            }
+        }
+        Ok(keys)
     }
 
     /// How many ACME objects of `kind` exist.

@@ -83,6 +83,10 @@ fn a_binding_key_binds_one_account_once_and_keeps_its_names() {
     assert!(matches!(again, NewAccount::Existing(ref a) if a.id == "a1"));
     assert_eq!(f.registry.acme_count(AcmeKind::Account).unwrap(), 1);
     assert_eq!(f.registry.acme_account_by_thumbprint("t1").unwrap().unwrap().id, "a1");
+    // Listed with the account it bound, to officers of its domain only.
+    let keys = f.registry.acme_eab_keys(|domain| domain == "corp").unwrap();
+    assert_eq!((keys.len(), keys[0].account.as_deref()), (1, Some("a1")));
+    assert!(f.registry.acme_eab_keys(|domain| domain == "lab").unwrap().is_empty());
     // Audited: the key's creation by the officer, the account's by itself.
     let records = f.registry.audit_records(0, 100).unwrap();
     assert!(records.iter().any(|r| r.action == "acme.eab.create" && r.object == "acme-eab:k1"));

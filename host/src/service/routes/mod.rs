@@ -48,7 +48,7 @@ pub fn api(limits: ServiceLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(officers::disable))
         .routes(routes!(callers::list, callers::create))
         .routes(routes!(callers::disable))
-        .routes(routes!(acme_keys::create))
+        .routes(routes!(acme_keys::list, acme_keys::create))
         .routes(routes!(registrations::list, registrations::create))
         .routes(routes!(registrations::get, registrations::delete))
         .routes(routes!(registrations::disable))
