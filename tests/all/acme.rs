@@ -404,6 +404,9 @@ struct Raw<'a> {
     procedure: &'a str,
     key: p256::ecdsa::SigningKey,
     kid: Option<String>,
+    /// Send to this `host:port` instead, keeping the URLs (as a load
+    /// balancer in front of several nodes does): curl's `--connect-to`.
+    via: Option<String>,
 }
 
 /// An answer: status, headers (lower-case names), body.
@@ -437,7 +440,7 @@ fn b64(bytes: &[u8]) -> String {
 
 impl<'a> Raw<'a> {
     fn new(server: &'a Server, procedure: &'a str) -> Self {
-        Raw { server, procedure, key: p256::ecdsa::SigningKey::random(&mut rand_core::OsRng), kid: None }
+        Raw { server, procedure, key: p256::ecdsa::SigningKey::random(&mut rand_core::OsRng), kid: None, via: None }
     }
 
     fn url(&self, resource: &str) -> String {
@@ -465,6 +468,10 @@ impl<'a> Raw<'a> {
         }
         if method == "HEAD" {
             args.push("-I");
+        }
+        let connect_to = self.via.as_ref().map(|via| format!("::{via}"));
+        if let Some(connect_to) = &connect_to {
+            args.extend(["--connect-to", connect_to]);
         }
         args.push(url);
         let out = run(dir, "curl", &args, &[]);
@@ -863,4 +870,98 @@ fn acme_is_refused_over_plain_http_and_test_resolution_off_loopback() {
     let out =
         prereg_command(&dir).args(["--data", "data", "acme", "eab", "add", "--procedure", "routers"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not ACME"));
+}
+
+/// Two nodes on one PostgreSQL database behind one name (curl's
+/// `--connect-to` plays the load balancer): an account made through one
+/// node orders through the other, which validates and issues, because the
+/// accounts, orders and binding keys are in the store. A nonce is each
+/// node's own: the other refuses it with `badNonce`, and the fresh nonce of
+/// that refusal works.
+#[test]
+fn two_nodes_on_one_database_serve_the_same_accounts_and_orders() {
+    let Some(db) = crate::pg::TestDatabase::create() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let node0 = |args: &[&str]| {
+        let out = prereg_command(dir).args(["--data", "node0", "--database", &db.url]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    node0(&["init"]);
+    node0(&["ca", "init", "--name", "Test CA"]);
+    node0(&["procedure", "add", "web", "--domain", "corp", "--protocol", "acme", "--require-preregistration", "true"]);
+    node0(&["register", "--procedure", "web", "--fqdn", "*.lab.example.com", "--max-enrollments", "10"]);
+    let out = node0(&["acme", "eab", "add", "--procedure", "web"]);
+    let field = |name: &str| {
+        out.lines().find_map(|l| l.strip_prefix(name)).unwrap().split_whitespace().next().unwrap().to_owned()
+    };
+    let (kid, hmac) = (field("key id"), field("hmac key"));
+    // node1 holds copies of the instance's keys and CA, as a deployment would.
+    std::fs::create_dir(dir.join("node1")).unwrap();
+    std::fs::copy(dir.join("node0/sealing.key"), dir.join("node1/sealing.key")).unwrap();
+    run(dir, "cp", &["-a", "node0/ca", "node1/ca"], &[]);
+    std::fs::create_dir_all(dir.join("www/.well-known/acme-challenge")).unwrap();
+    let http_port = free_port();
+    challenge_files(dir.join("www"), http_port);
+    let port = http_port.to_string();
+    let start = |node: &str| {
+        let args = [
+            "--data",
+            node,
+            "--database",
+            &db.url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-self",
+            "--node",
+            node,
+            "--acme-http-port",
+            &port,
+            "--acme-resolve",
+            "a.lab.example.com=127.0.0.1",
+        ];
+        Server::start_with(dir, &format!("{node}.log"), &args)
+    };
+    let (first, second) = (start("node0"), start("node1"));
+    // Both nodes' TLS certificates come from the one CA, which curl trusts.
+    std::fs::create_dir_all(dir.join("data/ca")).unwrap();
+    std::fs::copy(dir.join("node0/ca/ca.crt"), dir.join("data/ca/ca.crt")).unwrap();
+    let other = second.url.trim_start_matches("https://").trim_end_matches('/').to_owned();
+
+    let mut raw = Raw::new(&first, "web");
+    assert_eq!(raw.register(&kid, &hmac).status, 201);
+    let nonce = raw.nonce();
+    raw.via = Some(other);
+    let body = raw.signed(
+        &raw.url("new-order"),
+        Some(&json!({ "identifiers": [{ "type": "dns", "value": "a.lab.example.com" }] })),
+        json!({ "nonce": nonce }),
+    );
+    let refused = raw.send("POST", &raw.url("new-order"), Some(&body));
+    assert_eq!(refused.problem(), "badNonce", "{}", refused.body);
+    let fresh = refused.header("replay-nonce").unwrap();
+    let body = raw.signed(
+        &raw.url("new-order"),
+        Some(&json!({ "identifiers": [{ "type": "dns", "value": "a.lab.example.com" }] })),
+        json!({ "nonce": fresh }),
+    );
+    let order = raw.send("POST", &raw.url("new-order"), Some(&body));
+    assert_eq!(order.status, 201, "{}", order.body);
+    let authz_url = order.body["authorizations"][0].as_str().unwrap().to_owned();
+    let challenge = raw.post(&authz_url, None).challenge("http-01");
+    let token = challenge["token"].as_str().unwrap();
+    std::fs::write(dir.join("www/.well-known/acme-challenge").join(token), format!("{token}.{}", raw.thumbprint()))
+        .unwrap();
+    raw.post(challenge["url"].as_str().unwrap(), Some(&json!({})));
+    assert_eq!(raw.poll(&authz_url, "pending").body["status"], "valid");
+    let finalize = order.body["finalize"].as_str().unwrap().to_owned();
+    let done = raw.post(&finalize, Some(&json!({ "csr": raw.csr("a.lab.example.com") })));
+    assert_eq!(done.body["status"], "valid", "{}", done.body);
+    // Served by node1 (its log has the finalize); the certificate from node0.
+    assert!(second.log().contains("ACME: certificate issued and counted"));
+    raw.via = None;
+    let chain = raw.post(done.body["certificate"].as_str().unwrap(), None);
+    assert_eq!(chain.status, 200, "{}", chain.body);
 }
