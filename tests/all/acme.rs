@@ -742,6 +742,10 @@ fn attackers_of_the_acme_directory() {
     let body = alice.signed(&alice.url("new-order"), Some(&json!({})), json!({ "alg": "none" }));
     let answer = alice.send("POST", &alice.url("new-order"), Some(&body));
     assert_eq!(answer.problem(), "badSignatureAlgorithm", "{}", answer.body);
+    // An extension the signer says must be understood (RFC 7515 `crit`).
+    let body = alice.signed(&alice.url("new-order"), Some(&json!({})), json!({ "crit": ["exp"], "exp": 1 }));
+    let answer = alice.send("POST", &alice.url("new-order"), Some(&body));
+    assert_eq!(answer.problem(), "malformed", "{}", answer.body);
 
     // Orders that name more than one device, or no DNS name.
     let two = json!({ "identifiers": [{ "type": "dns", "value": "a.lab.example.com" }, { "type": "dns", "value": "b.lab.example.com" }] });

@@ -175,7 +175,8 @@ async fn post(
         Err(p) => return problem(p),
     };
     let sent = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !sent.trim().eq_ignore_ascii_case(JOSE_JSON) {
+    let media = sent.split(';').next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case(JOSE_JSON) {
         let p = AcmeProblem::malformed(format!("ACME requests are {JOSE_JSON}, not {sent:?}")).with_status(415);
         return answer(AcmeReply::problem(p), Some(server.nonce()), None);
     }

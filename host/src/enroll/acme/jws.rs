@@ -45,6 +45,13 @@ pub struct Header {
     /// The account URL (every other request).
     #[serde(default)]
     pub kid: Option<String>,
+    /// Extensions the signer says must be understood (RFC 7515 §4.1.11):
+    /// none is, so a request naming any is refused.
+    #[serde(default)]
+    pub crit: Option<serde_json::Value>,
+    /// RFC 7797's unencoded payload: refused (ACME payloads are base64url).
+    #[serde(default)]
+    pub b64: Option<serde_json::Value>,
 }
 
 /// A request whose header and payload were decoded, not yet verified.
@@ -91,6 +98,11 @@ impl Parsed {
         let header_bytes = b64("protected header", &jws.protected)?;
         let header: Header = serde_json::from_slice(&header_bytes)
             .map_err(|e| AcmeProblem::malformed(format!("the JWS protected header: {e}")))?;
+        if header.crit.is_some() || header.b64.is_some() {
+            return Err(AcmeProblem::malformed(
+                "the JWS protected header names extensions (crit, b64) this server does not take",
+            ));
+        }
         let payload = b64("payload", &jws.payload)?;
         let signature = b64("signature", &jws.signature)?;
         let signing_input = format!("{}.{}", jws.protected, jws.payload).into_bytes();
