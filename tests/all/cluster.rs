@@ -434,9 +434,14 @@ fn an_embedded_instance_migrates_to_postgres_with_its_chain_verified() {
     ok(&["--data", "old", "policy", "load", prereg_test_artifacts::MULTI_LABEL_POLICY]);
     std::fs::write(dir.path().join("batch.csv"), "fqdn\nimported.example.com\n").unwrap();
     ok(&["--data", "old", "import", "batch.csv", "--procedure", "p"]);
+    // An ACME procedure with a binding key: it must arrive too.
+    ok(&["--data", "old", "procedure", "add", "web", "--domain", "D", "--protocol", "acme"]);
+    let eab = ok(&["--data", "old", "acme", "eab", "add", "--procedure", "web", "--key-id", "k1"]);
+    assert!(eab.contains("key id   k1"), "{eab}");
 
     let out = ok(&["migrate", "--from", "old", "--to", &db.url]);
     assert!(out.contains("3 registrations, 1 imports") && out.contains("audit chain intact"), "{out}");
+    assert!(out.contains("1 ACME objects"), "{out}");
     // A second run refuses: the target is not empty.
     let (code, _, err) = run(&["migrate", "--from", "old", "--to", &db.url]);
     assert_eq!(code, Some(2), "{err}");
@@ -448,6 +453,8 @@ fn an_embedded_instance_migrates_to_postgres_with_its_chain_verified() {
     let server = Server::start_node(dir.path(), "node", &db.url);
     let key = SigningKey::from_pem(&std::fs::read_to_string(dir.path().join("old/officer.key")).unwrap(), "k").unwrap();
     let client = server.anonymous().with_officer(std::sync::Arc::new(key));
+    let keys = client.eab_keys().unwrap();
+    assert_eq!((keys.len(), keys[0].key_id.as_str()), (1, "k1"), "{keys:?}");
     let once = client.registration(once.trim().parse().unwrap()).unwrap();
     assert_eq!((once.enrollments, once.state.to_string()), (1, "used".to_owned()));
     assert!(client.decide(&input("x.r.example.com"), DecisionMode::DryRun).unwrap().allowed);

@@ -82,13 +82,14 @@ pub fn migrate(context: &Context, from: &Path, to: &str) -> anyhow::Result<ExitC
     }
     println!(
         "copied {} officers, {} procedures, {} registrations, {} imports, {} policy versions, {} certificates, \
-         {} request ids and {} audit records to {}",
+         {} ACME objects, {} request ids and {} audit records to {}",
         report.officers,
         report.procedures,
         report.registrations,
         report.imports,
         report.policies,
         report.certificates,
+        report.acme_objects,
         report.request_ids,
         report.audit_records,
         to_store.describe()

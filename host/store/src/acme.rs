@@ -75,4 +75,13 @@ pub trait AcmeObjects {
 
     /// How many objects of `kind` there are.
     fn count_acme_objects(&mut self, kind: AcmeKind) -> Result<u64, StoreError>;
+
+    /// The objects of `kind` whose id sorts after `after`, by id, at most
+    /// `limit` (`prereg migrate` pages through them).
+    fn acme_objects(&mut self, kind: AcmeKind, after: &str, limit: u32) -> Result<Vec<AcmeObject>, StoreError>;
+}
+
+impl AcmeKind {
+    /// Every kind, in the order a copy restores them.
+    pub const ALL: [AcmeKind; 4] = [AcmeKind::Eab, AcmeKind::Account, AcmeKind::Order, AcmeKind::Authorization];
 }

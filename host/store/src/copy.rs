@@ -30,6 +30,8 @@ pub struct CopyReport {
     pub request_ids: u64,
     /// Audit records.
     pub audit_records: u64,
+    /// ACME binding keys, accounts, orders and authorizations.
+    pub acme_objects: u64,
 }
 
 /// Copies the instance in `from` into `to`, which must hold no instance.
@@ -100,6 +102,18 @@ pub fn copy_instance(from: &dyn Storage, to: &dyn Storage) -> Result<CopyReport,
     // The newest CRL, so that the cRLNumber keeps growing after the move.
     if let Some(crl) = src.latest_crl()? {
         dst.insert_crl(&crl)?;
+    }
+    for kind in super::AcmeKind::ALL {
+        let mut after = String::new();
+        loop {
+            let page = src.acme_objects(kind, &after, PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            for object in &page {
+                dst.insert_acme_object(object)?;
+            }
+            report.acme_objects += page.len() as u64;
+        }
     }
     for (jti, kid, expires_at) in src.request_ids()? {
         dst.consume_request_id(&jti, &kid, expires_at, 0, 0)?;

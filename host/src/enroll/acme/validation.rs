@@ -7,10 +7,12 @@
 //! Names resolve through the system's resolver, except those the operator
 //! points elsewhere (`prereg serve --acme-resolve NAME=ADDRESS`, for tests
 //! on one machine, taken only when the service listens on loopback). A
-//! name that resolves to a loopback or unspecified address is refused
-//! unless the operator pointed it there: a device cannot make the server
-//! probe the server's own host. Every step is bounded: one connection, 10
-//! seconds, a 4 KiB response, no redirects.
+//! name that resolves to a loopback, unspecified, link-local, multicast or
+//! broadcast address is refused unless the operator pointed it there: a
+//! device cannot make the server probe its own host or a cloud metadata
+//! service, and an answer that is wrong is never repeated to the client.
+//! Every step is bounded: one connection, 10 seconds, a 4 KiB response, no
+//! redirects.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -62,7 +64,7 @@ impl Reach {
         let found: Vec<SocketAddr> = (name, port)
             .to_socket_addrs()
             .map_err(|e| AcmeProblem::dns(format!("{name} does not resolve: {e}")))?
-            .filter(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
+            .filter(|a| reachable(a.ip()))
             .collect();
         if found.is_empty() {
             return Err(AcmeProblem::dns(format!("{name} resolves to no address this server validates at")));
@@ -91,10 +93,12 @@ impl Reach {
                     let text = String::from_utf8_lossy(&body);
                     let got = text.trim_end();
                     if got != expected {
-                        let shown: String = got.chars().take(100).collect();
+                        // What was answered is not repeated: the client
+                        // must not read through the server what it fetched.
                         return Err(AcmeProblem::incorrect_response(format!(
-                            "http://{name}/.well-known/acme-challenge/{token} answered {shown:?}, not the key \
-                             authorization"
+                            "http://{name}/.well-known/acme-challenge/{token} answered {} bytes that are not the \
+                             key authorization",
+                            body.len()
                         )));
                     }
                     return Ok(());
@@ -240,6 +244,23 @@ fn parse_txt_answer(message: &[u8], id: u16) -> Option<Result<Vec<String>, u8>> 
     Some(Ok(records))
 }
 
+/// Whether a validation may connect to `ip` found in DNS: not this host
+/// (loopback, unspecified), not link-local (where cloud metadata services
+/// answer), not multicast or broadcast. Private networks are reachable:
+/// devices live there.
+fn reachable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback() || v4.is_unspecified() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            let mapped = v6.to_ipv4_mapped().is_some_and(|v4| !reachable(IpAddr::V4(v4)));
+            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || link_local || mapped)
+        }
+    }
+}
+
 /// One bounded HTTP/1.1 GET: (status, body).
 fn fetch(address: SocketAddr, name: &str, token: &str, timeout: Duration) -> Result<(u16, Vec<u8>), AcmeProblem> {
     let failed = |e: std::io::Error| AcmeProblem::connection(format!("{name} at {address}: {e}"));
@@ -346,6 +367,26 @@ mod tests {
         assert_eq!(parse_txt_answer(&refused, 0x1234), Some(Err(5)));
         // A truncated or lying length is refused, never read past.
         assert_eq!(parse_txt_answer(&answer[..answer.len() - 3], 0x1234), None);
+    }
+
+    #[test]
+    fn validations_reach_devices_not_this_host_or_metadata_services() {
+        for blocked in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "169.254.169.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!reachable(blocked.parse().unwrap()), "{blocked}");
+        }
+        for open in ["10.1.2.3", "192.168.1.10", "172.16.0.5", "93.184.216.34", "2001:db8::1", "fd00::5"] {
+            assert!(reachable(open.parse().unwrap()), "{open}");
+        }
     }
 
     /// An attacker's name that resolves to the server's own loopback is not

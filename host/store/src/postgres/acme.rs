@@ -78,4 +78,14 @@ impl AcmeObjects for PostgresTx {
         let row = self.query_opt("SELECT count(*) FROM acme_objects WHERE kind = $1", &[&kind.as_str()])?;
         row.map_or(Ok(0), |row| u64_at(&row, 0))
     }
+
+    fn acme_objects(&mut self, kind: AcmeKind, after: &str, limit: u32) -> Result<Vec<AcmeObject>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM acme_objects WHERE kind = $1 AND id COLLATE \"C\" > $2 ORDER BY id COLLATE \"C\" LIMIT $3"
+        );
+        self.query(&sql, &[&kind.as_str(), &after, &i64::from(limit)])?
+            .iter()
+            .map(|row| object_from(kind, row))
+            .collect()
+    }
 }

@@ -80,4 +80,12 @@ impl AcmeObjects for SqliteTx {
             .query_row(params![kind.as_str()], |r| r.get(0))?;
         Ok(n as u64)
     }
+
+    fn acme_objects(&mut self, kind: AcmeKind, after: &str, limit: u32) -> Result<Vec<AcmeObject>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM acme_objects WHERE kind = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![kind.as_str(), after, limit], object_from(kind))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
