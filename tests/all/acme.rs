@@ -547,6 +547,11 @@ impl<'a> Raw<'a> {
         self.post("new-order", Some(&json!({ "identifiers": [{ "type": "dns", "value": name }] })))
     }
 
+    fn order_replacing(&self, name: &str, replaces: &str) -> Answer {
+        let payload = json!({ "identifiers": [{ "type": "dns", "value": name }], "replaces": replaces });
+        self.post("new-order", Some(&payload))
+    }
+
     /// A CSR for `name` (DER, base64url).
     fn csr(&self, name: &str) -> String {
         let dir = &self.server.dir;
@@ -578,6 +583,47 @@ impl<'a> Raw<'a> {
         }
         panic!("{url} stayed {from}");
     }
+
+    /// A whole order for `name` (with `extra` in its payload), its http-01
+    /// answered from `www`: the finalized order (or the first refusal).
+    fn obtain(&self, www: &Path, name: &str, extra: Value) -> Answer {
+        let mut payload = json!({ "identifiers": [{ "type": "dns", "value": name }] });
+        for (k, v) in extra.as_object().unwrap() {
+            payload[k] = v.clone();
+        }
+        let order = self.post("new-order", Some(&payload));
+        if order.status != 201 {
+            return order;
+        }
+        let authz_url = order.body["authorizations"][0].as_str().unwrap().to_owned();
+        let challenge = self.post(&authz_url, None).challenge("http-01");
+        let token = challenge["token"].as_str().unwrap();
+        std::fs::write(www.join(".well-known/acme-challenge").join(token), format!("{token}.{}", self.thumbprint()))
+            .unwrap();
+        self.post(challenge["url"].as_str().unwrap(), Some(&json!({})));
+        assert_eq!(self.poll(&authz_url, "pending").body["status"], "valid");
+        self.post(order.body["finalize"].as_str().unwrap(), Some(&json!({ "csr": self.csr(name) })))
+    }
+
+    /// The certificate of a valid order (PEM chain).
+    fn certificate(&self, order: &Answer) -> String {
+        self.post(order.body["certificate"].as_str().unwrap(), None).body.as_str().unwrap().to_owned()
+    }
+}
+
+/// The RFC 9773 identifier of the first certificate of a PEM chain:
+/// base64url(AKI keyIdentifier) "." base64url(serial), with openssl.
+fn ari_id(dir: &Path, chain: &str) -> String {
+    std::fs::write(dir.join("ari.pem"), chain).unwrap();
+    let serial = text(&run(dir, "openssl", &["x509", "-in", "ari.pem", "-noout", "-serial"], &[]));
+    let mut serial = prereg::pki::unhex(serial.trim().trim_start_matches("serial=")).unwrap();
+    if serial.first().is_some_and(|b| b & 0x80 != 0) {
+        serial.insert(0, 0);
+    }
+    let aki = text(&run(dir, "openssl", &["x509", "-in", "ari.pem", "-noout", "-ext", "authorityKeyIdentifier"], &[]));
+    let aki: String = aki.lines().nth(1).unwrap_or_default().trim().trim_start_matches("keyid:").replace(':', "");
+    let aki = prereg::pki::unhex(&aki).unwrap_or_else(|| vec![1]);
+    format!("{}.{}", b64(&aki), b64(&serial))
 }
 
 /// The raw client through a whole order, as RFC 8555 §7 lays it out, with
@@ -968,4 +1014,77 @@ fn two_nodes_on_one_database_serve_the_same_accounts_and_orders() {
     raw.via = None;
     let chain = raw.post(done.body["certificate"].as_str().unwrap(), None);
     assert_eq!(chain.status, 200, "{}", chain.body);
+}
+
+/// Renewals (RFC 9773): an order that says which certificate it replaces is
+/// decided by the policy's `decide-renewal` on that certificate's
+/// registration and counts nothing, so a one-time registration, refused a
+/// second enrollment, renews. Only the account that ordered the certificate
+/// may renew it, and not once it is revoked.
+#[test]
+fn a_renewal_that_names_what_it_replaces_is_the_policys_and_counts_nothing() {
+    let (_tmp, dir) = setup();
+    let http_port = free_port();
+    let server = serve(&dir, http_port);
+    challenge_files(dir.join("www"), http_port);
+    let www = dir.join("www");
+    let (kid, hmac) = eab(&dir, "web", &[]);
+    let (kid2, hmac2) = eab(&dir, "web", &[]);
+    let mut alice = Raw::new(&server, "web");
+    assert_eq!(alice.register(&kid, &hmac).status, 201);
+    let directory = alice.send("GET", &alice.url("directory"), None);
+    assert_eq!(directory.body["renewalInfo"], alice.url("renewal-info"));
+
+    let first = alice.obtain(&www, "dev1.example.com", json!({}));
+    assert_eq!(first.body["status"], "valid", "{}", first.body);
+    let chain = alice.certificate(&first);
+    // The one-time registration is used: a plain second order is refused.
+    let again = alice.order("dev1.example.com");
+    assert_eq!(again.problem(), "rejectedIdentifier", "{}", again.body);
+
+    // When to renew: the last third of the validity.
+    let id = ari_id(&dir, &chain);
+    let info = alice.send("GET", &alice.url(&format!("renewal-info/{id}")), None);
+    assert_eq!(info.status, 200, "{}", info.body);
+    assert!(
+        info.body["suggestedWindow"]["start"].as_str().unwrap() < info.body["suggestedWindow"]["end"].as_str().unwrap()
+    );
+    assert_eq!(info.header("retry-after").as_deref(), Some("21600"));
+
+    // Another account may not renew Alice's certificate.
+    let mut bob = Raw::new(&server, "web");
+    assert_eq!(bob.register(&kid2, &hmac2).status, 201);
+    let stolen = bob.order_replacing("dev1.example.com", &id);
+    assert_eq!(stolen.problem(), "unauthorized", "{}", stolen.body);
+    // A made-up identifier.
+    assert_eq!(alice.order_replacing("dev1.example.com", "AAAA.AAAA").problem(), "malformed");
+
+    // Alice renews: a new certificate, the renewal audited, nothing counted.
+    let renewed = alice.obtain(&www, "dev1.example.com", json!({ "replaces": id }));
+    assert_eq!(renewed.body["status"], "valid", "{}", renewed.body);
+    let new_chain = alice.certificate(&renewed);
+    assert_ne!(new_chain, chain);
+    std::fs::write(dir.join("renewed.pem"), &new_chain).unwrap();
+    openssl_verify(&dir, "renewed.pem");
+    let records = audit_records(&dir);
+    let renew = records.iter().find(|r| r["action"] == "renew").unwrap_or_else(|| panic!("{records:?}"));
+    assert_eq!(renew["outcome"], "allowed", "{renew}");
+    let counted = records.iter().filter(|r| r["action"] == "enroll" && r["outcome"] == "allowed").count();
+    assert_eq!(counted, 1, "the renewal counted nothing");
+    let shown = run_local(&dir, &["show", "1", "--json"]);
+    let registration: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!((registration["enrollments"].as_u64(), registration["state"].as_str()), (Some(1), Some("used")));
+
+    // A revoked certificate is renewed by no one.
+    let new_id = ari_id(&dir, &new_chain);
+    let der = {
+        let pem = new_chain.split("-----END CERTIFICATE-----").next().unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    };
+    let revoked = alice.post("revoke-cert", Some(&json!({ "certificate": b64(&der) })));
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let refused = alice.order_replacing("dev1.example.com", &new_id);
+    assert_eq!(refused.problem(), "malformed", "{}", refused.body);
+    assert!(refused.body["detail"].as_str().unwrap().contains("revoked"), "{}", refused.body);
 }

@@ -113,6 +113,11 @@ pub struct Order {
     /// The serial (lower-case hex) of its certificate, once issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+    /// The certificate it renews (its serial, lower-case hex): an order
+    /// with RFC 9773's `replaces`, decided by the policy's `decide-renewal`
+    /// and not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
     /// When a finalize moved it to `processing`, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finalizing_since: Option<u64>,

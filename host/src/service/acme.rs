@@ -2,6 +2,8 @@
 //!
 //! - `GET /acme/{procedure}/directory`;
 //! - `HEAD|GET /acme/{procedure}/new-nonce`;
+//! - `GET /acme/{procedure}/renewal-info/{certID}` (RFC 9773, ACME Renewal
+//!   Information);
 //! - `POST /acme/{procedure}/{resource…}`: every other resource, a JWS
 //!   (`application/jose+json`) that [`crate::enroll::acme::AcmeServer`]
 //!   checks and answers.
@@ -29,6 +31,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/acme/{procedure}/directory", axum::routing::get(directory))
         .route("/acme/{procedure}/new-nonce", axum::routing::get(new_nonce).head(new_nonce))
+        .route("/acme/{procedure}/renewal-info/{cert_id}", axum::routing::get(renewal_info))
         .route("/acme/{procedure}/{*resource}", axum::routing::post(post))
 }
 
@@ -124,6 +127,37 @@ async fn directory(
         .await
     };
     answer(reply.await.unwrap_or_else(AcmeReply::problem), None, None)
+}
+
+/// `GET renewal-info/<certID>` (RFC 9773), open to anyone: certificates
+/// are public, and their serials are random.
+async fn renewal_info(
+    State(state): State<AppState>,
+    tls: Option<axum::Extension<OverTls>>,
+    Path((procedure, cert_id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let reply = async {
+        over_tls(&state, tls.as_deref())?;
+        let server = server(&state)?;
+        let base = base_url(&state, &uri, &headers)?;
+        off_thread(move || {
+            let request = AcmeRequest {
+                procedure: &procedure,
+                resource: "renewal-info",
+                base: &base,
+                body: &[],
+                now: unix_now(),
+            };
+            server.renewal_info(&request, &cert_id)
+        })
+        .await
+    };
+    let mut response = answer(reply.await.unwrap_or_else(AcmeReply::problem), None, None);
+    // RFC 9773 §4.2: when to ask again.
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("21600"));
+    response
 }
 
 async fn new_nonce(

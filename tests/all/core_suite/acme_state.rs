@@ -128,6 +128,7 @@ fn an_order_moves_on_once() {
         authorizations: Vec::new(),
         error: None,
         certificate: None,
+        replaces: None,
         finalizing_since: None,
         created_at: NOW,
     };

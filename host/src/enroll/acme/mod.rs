@@ -17,6 +17,10 @@
 //!   is made only with a key an officer made (`prereg acme eab add`,
 //!   signed and audited), which binds one account, once, and limits the
 //!   names it may order.
+//! - **Renewals say so** (RFC 9773): an order whose `replaces` names a
+//!   certificate the same account ordered for the same name is decided by
+//!   the policy's `decide-renewal` ([`Registry::renew_issuing`]) and counts
+//!   nothing; `renewal-info` suggests when.
 //! - The certificate carries the identity the registration grants
 //!   ([`crate::enroll::issue_granted`]), as on every other channel: one
 //!   device per certificate, so an order names one DNS identifier.
@@ -41,7 +45,9 @@ use serde_json::{Value, json};
 use crate::enroll::{IssueRequest, Told, csr, issue_granted, names_beyond_the_device};
 use crate::pki::{Ca, x509};
 use crate::registry::acme::{Account, Authorization, Challenge, Identifier, NewAccount, Order};
-use crate::registry::{CrlReason, DecisionMode, EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError};
+use crate::registry::{
+    CrlReason, DecisionMode, EnrollmentInput, FrontRefusal, Grant, Registry, RegistryError, Renewal,
+};
 use crate::store::{CertificateState, StoreError};
 use jws::{AccountKey, Parsed};
 pub use problem::AcmeProblem;
@@ -154,6 +160,24 @@ fn unavailable(e: RegistryError) -> AcmeProblem {
     AcmeProblem::server_internal("the server cannot answer now; try again").with_status(503)
 }
 
+/// The serial (lower-case hex of the INTEGER's content octets) of an RFC
+/// 9773 certificate identifier, `base64url(AKI) "." base64url(serial)`.
+fn ari_serial(cert_id: &str) -> Result<String, AcmeProblem> {
+    let malformed = || {
+        AcmeProblem::malformed(format!(
+            "{:?} is no ARI certificate identifier (base64url(AKI).base64url(serial))",
+            cert_id.chars().take(100).collect::<String>()
+        ))
+    };
+    let (aki, serial) = cert_id.split_once('.').ok_or_else(malformed)?;
+    let decode = |part: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed());
+    let (aki, serial) = (decode(aki)?, decode(serial)?);
+    if aki.is_empty() || serial.is_empty() || serial.len() > 20 {
+        return Err(malformed());
+    }
+    Ok(crate::pki::hex(&serial))
+}
+
 /// An RFC 3339 timestamp (UTC).
 fn rfc3339(unix: u64) -> String {
     let (year, month, day, hour, minute, second) = crate::pki::asn1::civil(unix);
@@ -202,6 +226,9 @@ struct NewOrderPayload {
     not_before: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// RFC 9773: the ARI identifier of the certificate this order renews.
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 impl AcmeServer {
@@ -242,6 +269,7 @@ impl AcmeServer {
                 "newOrder": request.url("new-order"),
                 "revokeCert": request.url("revoke-cert"),
                 "keyChange": request.url("key-change"),
+                "renewalInfo": request.url("renewal-info"),
                 "meta": {
                     "externalAccountRequired": true,
                     "website": request.base,
@@ -596,7 +624,13 @@ impl AcmeServer {
         let name = Fqdn::parse(&identifier.value)
             .map_err(|e| AcmeProblem::rejected_identifier(format!("{:?}: {e}", identifier.value)))?;
         let id = random_id();
-        self.gate(request, account, &id, &identifier.value)?;
+        let replaces = match &payload.replaces {
+            None => {
+                self.gate(request, account, &id, &identifier.value)?;
+                None
+            }
+            Some(cert_id) => Some(self.renewal_gate(request, account, &id, name.as_str(), cert_id)?),
+        };
         // One live order per account and name: the live one is handed back.
         if let Some(live) = self.live_order(account, name.as_str(), request.now)? {
             let location = request.url(&format!("order/{}", live.id));
@@ -632,6 +666,7 @@ impl AcmeServer {
             authorizations: vec![authorization.id.clone()],
             error: None,
             certificate: None,
+            replaces,
             finalizing_since: None,
             created_at: request.now,
         };
@@ -649,6 +684,113 @@ impl AcmeServer {
         }
         tracing::info!(order = %id, account = %account.id, name = %name, "ACME: order admitted");
         Ok(AcmeReply::json(201, self.order_json(request, &order)).at(request.url(&format!("order/{id}"))))
+    }
+
+    /// The certificate an order with RFC 9773's `replaces` renews: one this
+    /// CA issued to `account` for `name` through this directory, neither
+    /// revoked nor expired. `cert_id` is its ARI identifier,
+    /// `base64url(AKI keyIdentifier) "." base64url(serial)`.
+    fn replaced(
+        &self,
+        request: &AcmeRequest<'_>,
+        account: &Account,
+        name: &str,
+        cert_id: &str,
+    ) -> Result<crate::store::CertificateRecord, AcmeProblem> {
+        let serial = ari_serial(cert_id)?;
+        let not_renewable = |why: String| AcmeProblem::malformed(format!("replaces: {why}; order it anew"));
+        let record = self
+            .registry
+            .certificate_by_serial(&serial)
+            .map_err(unavailable)?
+            .ok_or_else(|| not_renewable("no certificate of this CA has that serial".into()))?;
+        let order = record
+            .transaction
+            .strip_prefix("acme:")
+            .and_then(|order| self.registry.acme_get::<Order>(order).ok().flatten())
+            .filter(|o| o.account == account.id && o.procedure == request.procedure)
+            .ok_or_else(|| AcmeProblem::unauthorized("only the account that ordered a certificate renews it"))?;
+        if order.identifiers.first().map(|i| i.value.as_str()) != Some(name) {
+            return Err(not_renewable(format!("that certificate is not for {name}")));
+        }
+        if record.revoked_at.is_some() {
+            return Err(not_renewable("that certificate is revoked".into()));
+        }
+        if record.expires_at < request.now {
+            return Err(not_renewable("that certificate has expired".into()));
+        }
+        Ok(record)
+    }
+
+    /// The gate of a renewal order: the policy's `decide-renewal` (a dry
+    /// run), on the registration the replaced certificate was issued under.
+    /// Returns the replaced certificate's serial.
+    fn renewal_gate(
+        &self,
+        request: &AcmeRequest<'_>,
+        account: &Account,
+        order: &str,
+        name: &str,
+        cert_id: &str,
+    ) -> Result<String, AcmeProblem> {
+        let record = self.replaced(request, account, name, cert_id)?;
+        let registration = record
+            .registration
+            .ok_or_else(|| AcmeProblem::rejected_identifier(format!("{name}: its certificate has no registration")))?;
+        let transaction = format!("acme:{order}");
+        let renewal = Renewal {
+            registration,
+            fqdn: name,
+            ip: None,
+            serial: None,
+            procedure: request.procedure,
+            transaction: &transaction,
+            replaces: &record.serial,
+            replaces_expires_at: record.expires_at,
+        };
+        let (report, _) = self
+            .registry
+            .check_renewal(&renewal, request.now, crate::host_calls::HostCalls::Live)
+            .map_err(unavailable)?;
+        if report.allowed {
+            return Ok(record.serial);
+        }
+        let input = EnrollmentInput {
+            procedure: request.procedure.to_owned(),
+            fqdn: name.to_owned(),
+            transaction: Some(transaction),
+            account: Some(account.id.clone()),
+            ..Default::default()
+        };
+        let detail = format!("ACME renewal refused at new-order: {} ({})", report.reason.code(), report.explanation);
+        let refusal =
+            FrontRefusal { input: &input, registration: Some(registration), reason: Some(report.reason), detail };
+        self.registry.audit_refusal(&refusal, request.now).map_err(unavailable)?;
+        let problem = AcmeProblem::rejected_identifier(format!("{name} may not renew through this directory"));
+        let sub = problem.subproblem(name);
+        Err(problem.with_subproblems(vec![sub]))
+    }
+
+    /// `GET renewal-info/<certID>` (RFC 9773): when to renew. The window is
+    /// the last third of the certificate's validity, the sixth before its end
+    /// left as margin; a revoked certificate is to be renewed now.
+    pub fn renewal_info(&self, request: &AcmeRequest<'_>, cert_id: &str) -> AcmeReply {
+        let answer = || -> Result<AcmeReply, AcmeProblem> {
+            self.procedure(request.procedure)?;
+            let serial = ari_serial(cert_id)?;
+            let not_found = || AcmeProblem::malformed("no certificate of this CA has that serial").with_status(404);
+            let record = self.registry.certificate_by_serial(&serial).map_err(unavailable)?.ok_or_else(not_found)?;
+            let certificate =
+                x509::Certificate::from_der(&record.der).map_err(|e| AcmeProblem::server_internal(e.to_string()))?;
+            let (start, end) = if record.revoked_at.is_some() {
+                (request.now.saturating_sub(3600), request.now)
+            } else {
+                let life = certificate.not_after.saturating_sub(certificate.not_before);
+                (certificate.not_after - life / 3, certificate.not_after - life / 6)
+            };
+            Ok(AcmeReply::json(200, json!({ "suggestedWindow": { "start": rfc3339(start), "end": rfc3339(end) } })))
+        };
+        answer().unwrap_or_else(AcmeReply::problem)
     }
 
     /// The account's live order for `name`, if it has one.
@@ -888,13 +1030,45 @@ impl AcmeServer {
             account: Some(account.id.clone()),
             ..Default::default()
         };
-        let issue = move |grant: &Grant<'_>| issue_granted(grant, &issue_request);
-        match self.registry.enroll_issuing(input, request.now, issue) {
+        let outcome = match &order.replaces {
+            None => {
+                let issue = move |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+                self.registry.enroll_issuing(input, request.now, issue)
+            }
+            Some(serial) => match self.registry.certificate_by_serial(serial) {
+                Ok(Some(replaced)) if replaced.revoked_at.is_none() && replaced.registration.is_some() => {
+                    let renewal = Renewal {
+                        registration: replaced.registration.unwrap_or_default(),
+                        fqdn: name,
+                        ip: input.ip.clone(),
+                        serial: input.serial.as_deref(),
+                        procedure: request.procedure,
+                        transaction: input.transaction.as_deref().unwrap_or_default(),
+                        replaces: serial,
+                        replaces_expires_at: replaced.expires_at,
+                    };
+                    let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
+                    self.registry.renew_issuing(&renewal, request.now, &mut issue)
+                }
+                Ok(_) => {
+                    let problem =
+                        AcmeProblem::rejected_identifier(format!("{name}: the certificate it renews was revoked"))
+                            .with_status(403);
+                    order.status = "invalid".into();
+                    order.error = Some(problem.document());
+                    self.registry.acme_update(&order, "processing").map_err(unavailable)?;
+                    return Err(problem);
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match outcome {
             Ok((report, Some(certificate))) if report.allowed => {
                 order.status = "valid".into();
                 order.certificate = Some(certificate.serial.clone());
                 self.registry.acme_update(&order, "processing").map_err(unavailable)?;
-                tracing::info!(order = %id, account = %account.id, %name, serial = %certificate.serial, audit = ?report.audit_seq, "ACME: certificate issued and counted");
+                let what = if order.replaces.is_some() { "renewed (not counted)" } else { "issued and counted" };
+                tracing::info!(order = %id, account = %account.id, %name, serial = %certificate.serial, audit = ?report.audit_seq, "ACME: certificate {what}");
                 Ok(AcmeReply::json(200, self.order_json(request, &order)).at(location))
             }
             Ok((report, _)) => {
