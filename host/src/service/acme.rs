@@ -108,6 +108,30 @@ async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
     blocking(move || Ok(work())).await.map_err(|e| AcmeProblem::server_internal(e.to_string()))
 }
 
+/// The answer to a GET of `resource` (no JWS), which `work` makes off the
+/// async workers.
+async fn get(
+    state: &AppState,
+    tls: Option<&OverTls>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    procedure: String,
+    resource: &'static str,
+    work: impl FnOnce(&crate::enroll::acme::AcmeServer, &AcmeRequest<'_>) -> AcmeReply + Send + 'static,
+) -> Response {
+    let reply = async {
+        over_tls(state, tls)?;
+        let server = server(state)?;
+        let base = base_url(state, uri, headers)?;
+        off_thread(move || {
+            let request = AcmeRequest { procedure: &procedure, resource, base: &base, body: &[], now: unix_now() };
+            work(&server, &request)
+        })
+        .await
+    };
+    answer(reply.await.unwrap_or_else(AcmeReply::problem), None, None)
+}
+
 async fn directory(
     State(state): State<AppState>,
     tls: Option<axum::Extension<OverTls>>,
@@ -115,18 +139,8 @@ async fn directory(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let reply = async {
-        over_tls(&state, tls.as_deref())?;
-        let server = server(&state)?;
-        let base = base_url(&state, &uri, &headers)?;
-        off_thread(move || {
-            let request =
-                AcmeRequest { procedure: &procedure, resource: "directory", base: &base, body: &[], now: unix_now() };
-            server.directory(&request)
-        })
+    get(&state, tls.as_deref(), &uri, &headers, procedure, "directory", |server, request| server.directory(request))
         .await
-    };
-    answer(reply.await.unwrap_or_else(AcmeReply::problem), None, None)
 }
 
 /// `GET renewal-info/<certID>` (RFC 9773), open to anyone: certificates
@@ -138,23 +152,10 @@ async fn renewal_info(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let reply = async {
-        over_tls(&state, tls.as_deref())?;
-        let server = server(&state)?;
-        let base = base_url(&state, &uri, &headers)?;
-        off_thread(move || {
-            let request = AcmeRequest {
-                procedure: &procedure,
-                resource: "renewal-info",
-                base: &base,
-                body: &[],
-                now: unix_now(),
-            };
-            server.renewal_info(&request, &cert_id)
-        })
-        .await
+    let work = move |server: &crate::enroll::acme::AcmeServer, request: &AcmeRequest<'_>| {
+        server.renewal_info(request, &cert_id)
     };
-    let mut response = answer(reply.await.unwrap_or_else(AcmeReply::problem), None, None);
+    let mut response = get(&state, tls.as_deref(), &uri, &headers, procedure, "renewal-info", work).await;
     // RFC 9773 §4.2: when to ask again.
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("21600"));
     response
