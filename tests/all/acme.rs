@@ -160,6 +160,16 @@ fn serve(dir: &Path, http_port: u16) -> Server {
     server
 }
 
+/// [`setup`] and [`serve`], with the devices' http-01 answers served from
+/// `dir/www` (the tests that write them themselves).
+fn serving_devices() -> (tempfile::TempDir, PathBuf, Server) {
+    let (tmp, dir) = setup();
+    let http_port = free_port();
+    let server = serve(&dir, http_port);
+    challenge_files(dir.join("www"), http_port);
+    (tmp, dir, server)
+}
+
 fn directory(server: &Server, procedure: &str) -> String {
     format!("{}/acme/{procedure}/directory", server.url.trim_end_matches('/'))
 }
@@ -351,10 +361,7 @@ fn certbot_enrolls_with_its_binding_key_and_a_wrong_hmac_is_refused() {
 /// Skipped where a mount namespace cannot be made (not root).
 #[test]
 fn uacme_rolls_its_account_key_over_and_deactivates() {
-    let (_tmp, dir) = setup();
-    let http_port = free_port();
-    let server = serve(&dir, http_port);
-    challenge_files(dir.join("www"), http_port);
+    let (_tmp, dir, server) = serving_devices();
     let (kid, hmac) = eab(&dir, "web", &[]);
     let probe = run(&dir, "unshare", &["-m", "true"], &[]);
     if !probe.status.success() {
@@ -630,10 +637,7 @@ fn ari_id(dir: &Path, chain: &str) -> String {
 /// the server-side time of each step (the figure of the closing note).
 #[test]
 fn an_order_from_new_order_to_certificate_and_the_time_it_takes_the_server() {
-    let (_tmp, dir) = setup();
-    let http_port = free_port();
-    let server = serve(&dir, http_port);
-    challenge_files(dir.join("www"), http_port);
+    let (_tmp, dir, server) = serving_devices();
     let (kid, hmac) = eab(&dir, "web", &[]);
     let mut raw = Raw::new(&server, "web");
     let directory = raw.send("GET", &raw.url("directory"), None);
@@ -725,10 +729,7 @@ fn an_order_from_new_order_to_certificate_and_the_time_it_takes_the_server() {
 
 #[test]
 fn attackers_of_the_acme_directory() {
-    let (_tmp, dir) = setup();
-    let http_port = free_port();
-    let server = serve(&dir, http_port);
-    challenge_files(dir.join("www"), http_port);
+    let (_tmp, dir, server) = serving_devices();
     let (kid, hmac) = eab(&dir, "web", &[]);
     let (lab_kid, lab_hmac) = eab(&dir, "lab", &[]);
 
@@ -1023,10 +1024,7 @@ fn two_nodes_on_one_database_serve_the_same_accounts_and_orders() {
 /// may renew it, and not once it is revoked.
 #[test]
 fn a_renewal_that_names_what_it_replaces_is_the_policys_and_counts_nothing() {
-    let (_tmp, dir) = setup();
-    let http_port = free_port();
-    let server = serve(&dir, http_port);
-    challenge_files(dir.join("www"), http_port);
+    let (_tmp, dir, server) = serving_devices();
     let www = dir.join("www");
     let (kid, hmac) = eab(&dir, "web", &[]);
     let (kid2, hmac2) = eab(&dir, "web", &[]);
