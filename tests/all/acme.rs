@@ -1067,6 +1067,7 @@ fn a_renewal_that_names_what_it_replaces_is_the_policys_and_counts_nothing() {
     let records = audit_records(&dir);
     let renew = records.iter().find(|r| r["action"] == "renew").unwrap_or_else(|| panic!("{records:?}"));
     assert_eq!(renew["outcome"], "allowed", "{renew}");
+    assert!(renew["actor"].as_str().unwrap().starts_with("acme:"), "the account renewed: {renew}");
     let counted = records.iter().filter(|r| r["action"] == "enroll" && r["outcome"] == "allowed").count();
     assert_eq!(counted, 1, "the renewal counted nothing");
     let shown = run_local(&dir, &["show", "1", "--json"]);

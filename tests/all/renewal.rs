@@ -67,6 +67,7 @@ fn renew(registry: &Registry, ask: Ask<'_>) -> (DecisionReport, Option<Certifica
         transaction: "test:renewal",
         replaces: "0a",
         replaces_expires_at: ask.now + DAY,
+        actor: None,
     };
     registry.renew_issuing(&renewal, ask.now, &mut issue).unwrap()
 }

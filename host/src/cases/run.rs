@@ -249,6 +249,7 @@ fn renewal(case: &Case, id: u64, now: u64) -> Renewal<'_> {
         transaction: "cases:renewal",
         replaces: CASE_CERTIFICATE,
         replaces_expires_at: now + 30 * 86_400,
+        actor: None,
     }
 }
 

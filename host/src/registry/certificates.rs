@@ -132,6 +132,9 @@ pub struct Renewal<'a> {
     pub replaces: &'a str,
     /// The end of its validity (Unix seconds).
     pub replaces_expires_at: u64,
+    /// Who asks, as the audit record names it: `None` the device (CMP,
+    /// EST), `Some("acme:ID")` an ACME account.
+    pub actor: Option<&'a str>,
 }
 
 impl Renewal<'_> {
@@ -243,7 +246,7 @@ impl Registry {
             tx.as_mut(),
             AuditEntry {
                 time: now,
-                actor: "device".into(),
+                actor: renewal.actor.unwrap_or("device").into(),
                 action: "renew".into(),
                 object: format!("registration:{}", renewal.registration),
                 outcome: if decision.allowed { "allowed" } else { "denied" }.into(),

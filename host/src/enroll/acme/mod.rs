@@ -738,6 +738,7 @@ impl AcmeServer {
             .registration
             .ok_or_else(|| AcmeProblem::rejected_identifier(format!("{name}: its certificate has no registration")))?;
         let transaction = format!("acme:{order}");
+        let actor = format!("acme:{}", account.id);
         let renewal = Renewal {
             registration,
             fqdn: name,
@@ -747,6 +748,7 @@ impl AcmeServer {
             transaction: &transaction,
             replaces: &record.serial,
             replaces_expires_at: record.expires_at,
+            actor: Some(&actor),
         };
         let (report, _) = self
             .registry
@@ -1037,6 +1039,7 @@ impl AcmeServer {
             }
             Some(serial) => match self.registry.certificate_by_serial(serial) {
                 Ok(Some(replaced)) if replaced.revoked_at.is_none() && replaced.registration.is_some() => {
+                    let actor = format!("acme:{}", account.id);
                     let renewal = Renewal {
                         registration: replaced.registration.unwrap_or_default(),
                         fqdn: name,
@@ -1046,6 +1049,7 @@ impl AcmeServer {
                         transaction: input.transaction.as_deref().unwrap_or_default(),
                         replaces: serial,
                         replaces_expires_at: replaced.expires_at,
+                        actor: Some(&actor),
                     };
                     let mut issue = |grant: &Grant<'_>| issue_granted(grant, &issue_request);
                     self.registry.renew_issuing(&renewal, request.now, &mut issue)

@@ -97,6 +97,7 @@ impl CmpServer {
             transaction: &transaction,
             replaces: &signer.record.serial,
             replaces_expires_at: signer.certificate.not_after,
+            actor: None,
         };
         match self.registry.renew_issuing(&renewal, now, &mut issue).map_err(system)? {
             (_, Some(certificate)) => {

@@ -285,6 +285,7 @@ impl EstServer {
             transaction: &transaction,
             replaces: &stored.serial,
             replaces_expires_at: certificate.not_after,
+            actor: None,
         };
         match self.registry.renew_issuing(&renewal, now, &mut issue) {
             Ok((_, Some(certificate))) => {
