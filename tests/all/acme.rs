@@ -602,14 +602,21 @@ impl<'a> Raw<'a> {
         if order.status != 201 {
             return order;
         }
+        assert_eq!(self.answer_http01(www, &order, &self.thumbprint()).body["status"], "valid");
+        self.post(order.body["finalize"].as_str().unwrap(), Some(&json!({ "csr": self.csr(name) })))
+    }
+
+    /// Answers the http-01 challenge of a new order from `www`, as the key
+    /// authorization with `thumbprint` (a lying device gives another's),
+    /// and waits for the server's verdict: the settled authorization.
+    fn answer_http01(&self, www: &Path, order: &Answer, thumbprint: &str) -> Answer {
         let authz_url = order.body["authorizations"][0].as_str().unwrap().to_owned();
         let challenge = self.post(&authz_url, None).challenge("http-01");
         let token = challenge["token"].as_str().unwrap();
-        std::fs::write(www.join(".well-known/acme-challenge").join(token), format!("{token}.{}", self.thumbprint()))
-            .unwrap();
-        self.post(challenge["url"].as_str().unwrap(), Some(&json!({})));
-        assert_eq!(self.poll(&authz_url, "pending").body["status"], "valid");
-        self.post(order.body["finalize"].as_str().unwrap(), Some(&json!({ "csr": self.csr(name) })))
+        std::fs::write(www.join(".well-known/acme-challenge").join(token), format!("{token}.{thumbprint}")).unwrap();
+        let answered = self.post(challenge["url"].as_str().unwrap(), Some(&json!({})));
+        assert_eq!(answered.status, 200, "{}", answered.body);
+        self.poll(&authz_url, "pending")
     }
 
     /// The certificate of a valid order (PEM chain).
@@ -652,15 +659,7 @@ fn an_order_from_new_order_to_certificate_and_the_time_it_takes_the_server() {
     let order = raw.order("c.lab.example.com");
     assert_eq!(order.status, 201, "{}", order.body);
     let order_url = order.header("location").unwrap();
-    let authz_url = order.body["authorizations"][0].as_str().unwrap().to_owned();
-    let authz = raw.post(&authz_url, None);
-    let challenge = authz.challenge("http-01");
-    let token = challenge["token"].as_str().unwrap();
-    std::fs::write(dir.join("www/.well-known/acme-challenge").join(token), format!("{token}.{}", raw.thumbprint()))
-        .unwrap();
-    let answered = raw.post(challenge["url"].as_str().unwrap(), Some(&json!({})));
-    assert_eq!(answered.status, 200, "{}", answered.body);
-    assert_eq!(raw.poll(&authz_url, "pending").body["status"], "valid");
+    assert_eq!(raw.answer_http01(&dir.join("www"), &order, &raw.thumbprint()).body["status"], "valid");
     let ready = raw.post(&order_url, None);
     assert_eq!(ready.body["status"], "ready", "{}", ready.body);
     // A process that stopped after taking the order for its finalize,
@@ -824,13 +823,7 @@ fn attackers_of_the_acme_directory() {
     // A lying device: its http-01 answer is not the key authorization (it
     // answers with Bob's thumbprint). The challenge, authorization and
     // order are invalid, and nothing is issued or counted.
-    let authz = alice.post(&authz_url, None);
-    let challenge = authz.challenge("http-01");
-    let token = challenge["token"].as_str().unwrap();
-    std::fs::write(dir.join("www/.well-known/acme-challenge").join(token), format!("{token}.{}", bob.thumbprint()))
-        .unwrap();
-    assert_eq!(alice.post(challenge["url"].as_str().unwrap(), Some(&json!({}))).status, 200);
-    let settled = alice.poll(&authz_url, "pending");
+    let settled = alice.answer_http01(&dir.join("www"), &first, &bob.thumbprint());
     assert_eq!(settled.body["status"], "invalid", "{}", settled.body);
     let failed = settled.challenge("http-01");
     assert_eq!(failed["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse", "{failed}");
@@ -849,14 +842,7 @@ fn attackers_of_the_acme_directory() {
 
     // A CSR naming another device than the order's.
     let order = alice.order("c.lab.example.com");
-    let authz_url = order.body["authorizations"][0].as_str().unwrap().to_owned();
-    let authz = alice.post(&authz_url, None);
-    let challenge = authz.challenge("http-01");
-    let token = challenge["token"].as_str().unwrap();
-    std::fs::write(dir.join("www/.well-known/acme-challenge").join(token), format!("{token}.{}", alice.thumbprint()))
-        .unwrap();
-    alice.post(challenge["url"].as_str().unwrap(), Some(&json!({})));
-    assert_eq!(alice.poll(&authz_url, "pending").body["status"], "valid");
+    assert_eq!(alice.answer_http01(&dir.join("www"), &order, &alice.thumbprint()).body["status"], "valid");
     let answer =
         alice.post(order.body["finalize"].as_str().unwrap(), Some(&json!({ "csr": alice.csr("dev1.example.com") })));
     assert_eq!(answer.problem(), "badCSR", "{}", answer.body);
@@ -1000,13 +986,7 @@ fn two_nodes_on_one_database_serve_the_same_accounts_and_orders() {
     );
     let order = raw.send("POST", &raw.url("new-order"), Some(&body));
     assert_eq!(order.status, 201, "{}", order.body);
-    let authz_url = order.body["authorizations"][0].as_str().unwrap().to_owned();
-    let challenge = raw.post(&authz_url, None).challenge("http-01");
-    let token = challenge["token"].as_str().unwrap();
-    std::fs::write(dir.join("www/.well-known/acme-challenge").join(token), format!("{token}.{}", raw.thumbprint()))
-        .unwrap();
-    raw.post(challenge["url"].as_str().unwrap(), Some(&json!({})));
-    assert_eq!(raw.poll(&authz_url, "pending").body["status"], "valid");
+    assert_eq!(raw.answer_http01(&dir.join("www"), &order, &raw.thumbprint()).body["status"], "valid");
     let finalize = order.body["finalize"].as_str().unwrap().to_owned();
     let done = raw.post(&finalize, Some(&json!({ "csr": raw.csr("a.lab.example.com") })));
     assert_eq!(done.body["status"], "valid", "{}", done.body);

@@ -160,6 +160,18 @@ fn unavailable(e: RegistryError) -> AcmeProblem {
     AcmeProblem::server_internal("the server cannot answer now; try again").with_status(503)
 }
 
+/// What an order's decision is asked about `name`: the account asks, the
+/// order is the transaction.
+fn order_input(request: &AcmeRequest<'_>, account: &Account, order: &str, name: &str) -> EnrollmentInput {
+    EnrollmentInput {
+        procedure: request.procedure.to_owned(),
+        fqdn: name.to_owned(),
+        transaction: Some(format!("acme:{order}")),
+        account: Some(account.id.clone()),
+        ..Default::default()
+    }
+}
+
 /// The serial (lower-case hex of the INTEGER's content octets) of an RFC
 /// 9773 certificate identifier, `base64url(AKI) "." base64url(serial)`.
 fn ari_serial(cert_id: &str) -> Result<String, AcmeProblem> {
@@ -551,13 +563,7 @@ impl AcmeServer {
     /// The decision that gates an order: the policy's, on `name`, as a dry
     /// run; a refusal is audited and told as `rejectedIdentifier`.
     fn gate(&self, request: &AcmeRequest<'_>, account: &Account, order: &str, name: &str) -> Result<(), AcmeProblem> {
-        let input = EnrollmentInput {
-            procedure: request.procedure.to_owned(),
-            fqdn: name.to_owned(),
-            transaction: Some(format!("acme:{order}")),
-            account: Some(account.id.clone()),
-            ..Default::default()
-        };
+        let input = order_input(request, account, order, name);
         let scoped = account.domains.is_empty()
             || Fqdn::parse(name).is_ok_and(|fqdn| account.domains.iter().any(|d| fqdn.is_within(d)));
         let (refusal, told) = if !scoped {
@@ -590,11 +596,21 @@ impl AcmeServer {
                 told,
             )
         };
-        let audit = self.registry.audit_refusal(&refusal, request.now).map_err(unavailable)?;
-        tracing::info!(%name, account = %account.id, audit, "ACME: order refused at new-order");
+        Err(self.refuse_order(request, &refusal, told))
+    }
+
+    /// Audits a refusal at new-order and tells it as `rejectedIdentifier`,
+    /// with a subproblem naming the identifier.
+    fn refuse_order(&self, request: &AcmeRequest<'_>, refusal: &FrontRefusal<'_>, told: String) -> AcmeProblem {
+        let audit = match self.registry.audit_refusal(refusal, request.now) {
+            Ok(audit) => audit,
+            Err(e) => return unavailable(e),
+        };
+        let (name, account) = (&refusal.input.fqdn, refusal.input.account.as_deref().unwrap_or_default());
+        tracing::info!(%name, %account, audit, "ACME: order refused at new-order");
         let problem = AcmeProblem::rejected_identifier(told);
         let sub = problem.subproblem(name);
-        Err(problem.with_subproblems(vec![sub]))
+        problem.with_subproblems(vec![sub])
     }
 
     fn new_order(&self, request: &AcmeRequest<'_>) -> Result<AcmeReply, AcmeProblem> {
@@ -633,8 +649,7 @@ impl AcmeServer {
         };
         // One live order per account and name: the live one is handed back.
         if let Some(live) = self.live_order(account, name.as_str(), request.now)? {
-            let location = request.url(&format!("order/{}", live.id));
-            return Ok(AcmeReply::json(200, self.order_json(request, &live)).at(location));
+            return Ok(self.order_reply(request, &live, 200));
         }
         let identifier = Identifier { kind: "dns".into(), value: name.as_str().to_owned() };
         let expires = request.now + ORDER_SECONDS;
@@ -677,13 +692,28 @@ impl AcmeServer {
                 let live = self.live_order(account, name.as_str(), request.now)?.ok_or_else(|| {
                     AcmeProblem::server_internal("the order changed meanwhile; try again").with_status(503)
                 })?;
-                let location = request.url(&format!("order/{}", live.id));
-                return Ok(AcmeReply::json(200, self.order_json(request, &live)).at(location));
+                return Ok(self.order_reply(request, &live, 200));
             }
             Err(e) => return Err(unavailable(e)),
         }
         tracing::info!(order = %id, account = %account.id, name = %name, "ACME: order admitted");
-        Ok(AcmeReply::json(201, self.order_json(request, &order)).at(request.url(&format!("order/{id}"))))
+        Ok(self.order_reply(request, &order, 201))
+    }
+
+    /// An order as an answer with its `Location`.
+    fn order_reply(&self, request: &AcmeRequest<'_>, order: &Order, status: u16) -> AcmeReply {
+        AcmeReply::json(status, self.order_json(request, order)).at(request.url(&format!("order/{}", order.id)))
+    }
+
+    /// Marks an order left `processing` by a finalize that issued nothing
+    /// invalid, with `problem` as its error; returns the problem to tell.
+    fn fail_order(&self, order: &mut Order, problem: AcmeProblem) -> AcmeProblem {
+        order.status = "invalid".into();
+        order.error = Some(problem.document());
+        match self.registry.acme_update(order, "processing") {
+            Ok(_) => problem,
+            Err(e) => unavailable(e),
+        }
     }
 
     /// The certificate an order with RFC 9773's `replaces` renews: one this
@@ -757,20 +787,11 @@ impl AcmeServer {
         if report.allowed {
             return Ok(record.serial);
         }
-        let input = EnrollmentInput {
-            procedure: request.procedure.to_owned(),
-            fqdn: name.to_owned(),
-            transaction: Some(transaction),
-            account: Some(account.id.clone()),
-            ..Default::default()
-        };
+        let input = order_input(request, account, order, name);
         let detail = format!("ACME renewal refused at new-order: {} ({})", report.reason.code(), report.explanation);
         let refusal =
             FrontRefusal { input: &input, registration: Some(registration), reason: Some(report.reason), detail };
-        self.registry.audit_refusal(&refusal, request.now).map_err(unavailable)?;
-        let problem = AcmeProblem::rejected_identifier(format!("{name} may not renew through this directory"));
-        let sub = problem.subproblem(name);
-        Err(problem.with_subproblems(vec![sub]))
+        Err(self.refuse_order(request, &refusal, format!("{name} may not renew through this directory")))
     }
 
     /// `GET renewal-info/<certID>` (RFC 9773): when to renew. The window is
@@ -981,7 +1002,6 @@ impl AcmeServer {
         let verified = self.verify(request, false)?;
         let account = Self::signed_account(&verified)?.clone();
         let mut order = self.owned::<Order>(id, &account, |o| &o.account)?;
-        let location = request.url(&format!("order/{id}"));
         if order.status != "ready" {
             return Err(AcmeProblem::order_not_ready(format!("the order is {}, not ready", order.status)));
         }
@@ -1012,7 +1032,12 @@ impl AcmeServer {
             return Err(AcmeProblem::order_not_ready("the order is being finalized already"));
         }
         let procedure = self.procedure(request.procedure)?;
-        let transaction = format!("acme:{id}");
+        let input = EnrollmentInput {
+            ip: csr.facts.ip.map(|ip| ip.to_string()),
+            serial: csr.facts.serial.clone(),
+            ..order_input(request, &account, id, name)
+        };
+        let transaction = input.transaction.clone().unwrap_or_default();
         let issue_request = IssueRequest {
             ca: self.ca.clone(),
             spki: csr.spki.clone(),
@@ -1022,15 +1047,6 @@ impl AcmeServer {
             state: CertificateState::Issued,
             expires_at: None,
             request: json!({ "procedure": request.procedure, "fqdn": name, "account": account.id, "order": id }),
-        };
-        let input = EnrollmentInput {
-            procedure: request.procedure.to_owned(),
-            fqdn: name.clone(),
-            ip: csr.facts.ip.map(|ip| ip.to_string()),
-            serial: csr.facts.serial.clone(),
-            transaction: Some(transaction),
-            account: Some(account.id.clone()),
-            ..Default::default()
         };
         let outcome = match &order.replaces {
             None => {
@@ -1058,10 +1074,7 @@ impl AcmeServer {
                     let problem =
                         AcmeProblem::rejected_identifier(format!("{name}: the certificate it renews was revoked"))
                             .with_status(403);
-                    order.status = "invalid".into();
-                    order.error = Some(problem.document());
-                    self.registry.acme_update(&order, "processing").map_err(unavailable)?;
-                    return Err(problem);
+                    return Err(self.fail_order(&mut order, problem));
                 }
                 Err(e) => Err(e),
             },
@@ -1073,17 +1086,14 @@ impl AcmeServer {
                 self.registry.acme_update(&order, "processing").map_err(unavailable)?;
                 let what = if order.replaces.is_some() { "renewed (not counted)" } else { "issued and counted" };
                 tracing::info!(order = %id, account = %account.id, %name, serial = %certificate.serial, audit = ?report.audit_seq, "ACME: certificate {what}");
-                Ok(AcmeReply::json(200, self.order_json(request, &order)).at(location))
+                Ok(self.order_reply(request, &order, 200))
             }
             Ok((report, _)) => {
+                tracing::info!(order = %id, reason = %report.reason, audit = ?report.audit_seq, "ACME: finalize denied");
                 let problem =
                     AcmeProblem::rejected_identifier(format!("{name} may no longer enroll through this directory"))
                         .with_status(403);
-                order.status = "invalid".into();
-                order.error = Some(problem.document());
-                self.registry.acme_update(&order, "processing").map_err(unavailable)?;
-                tracing::info!(order = %id, reason = %report.reason, audit = ?report.audit_seq, "ACME: finalize denied");
-                Err(problem)
+                Err(self.fail_order(&mut order, problem))
             }
             Err(e) => {
                 // Nothing was counted: the order may be finalized again.
