@@ -304,7 +304,7 @@ impl AcmeServer {
     }
 
     fn dispatch(&self, request: &AcmeRequest<'_>) -> Result<AcmeReply, AcmeProblem> {
-        self.procedure(request.procedure)?;
+        let procedure = self.procedure(request.procedure)?;
         let segments: Vec<&str> = request.resource.split('/').collect();
         match segments.as_slice() {
             ["new-account"] => self.new_account(request),
@@ -314,7 +314,7 @@ impl AcmeServer {
             ["account", id] => self.account(request, id),
             ["account", id, "orders"] => self.orders(request, id),
             ["order", id] => self.order(request, id),
-            ["order", id, "finalize"] => self.finalize(request, id),
+            ["order", id, "finalize"] => self.finalize(request, &procedure, id),
             ["authz", id] => self.authorization(request, id),
             ["challenge", authz, kind] => self.challenge(request, authz, kind),
             ["certificate", serial] => self.certificate(request, serial),
@@ -998,7 +998,12 @@ impl AcmeServer {
         }
     }
 
-    fn finalize(&self, request: &AcmeRequest<'_>, id: &str) -> Result<AcmeReply, AcmeProblem> {
+    fn finalize(
+        &self,
+        request: &AcmeRequest<'_>,
+        procedure: &crate::store::ProcedureRecord,
+        id: &str,
+    ) -> Result<AcmeReply, AcmeProblem> {
         let verified = self.verify(request, false)?;
         let account = Self::signed_account(&verified)?.clone();
         let mut order = self.owned::<Order>(id, &account, |o| &o.account)?;
@@ -1031,7 +1036,6 @@ impl AcmeServer {
         if !self.registry.acme_update(&order, "ready").map_err(unavailable)? {
             return Err(AcmeProblem::order_not_ready("the order is being finalized already"));
         }
-        let procedure = self.procedure(request.procedure)?;
         let input = EnrollmentInput {
             ip: csr.facts.ip.map(|ip| ip.to_string()),
             serial: csr.facts.serial.clone(),
