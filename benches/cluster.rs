@@ -27,9 +27,9 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prereg::dataset;
 use prereg::policy::Policy;
-use prereg::registry::{DecisionMode, initialise};
-use prereg::signing::{self, Algorithm, SigningKey, WriteRequest};
-use prereg::store::{PostgresStorage, SqliteStorage, Storage, TxKind};
+use prereg::registry::DecisionMode;
+use prereg::signing::{self, SigningKey, WriteRequest};
+use prereg::store::{PostgresStorage, SqliteStorage, Storage};
 use prereg::{Allocation, Limits, PolicyEngine, Registry};
 
 const NOW: u64 = 1_767_225_600;
@@ -76,12 +76,7 @@ impl Drop for BenchDatabase {
 
 /// An initialised store with `n` registrations of `prereg::dataset`.
 fn populate(storage: &dyn Storage, n: u64) -> (SigningKey, String) {
-    let key = SigningKey::generate(Algorithm::EdDsa);
-    let instance = initialise(storage, "bench", &key, NOW).unwrap();
-    let mut tx = storage.begin(TxKind::Write).unwrap();
-    dataset::populate(tx.as_mut(), n, &key.public_key().kid(), NOW).unwrap();
-    tx.commit().unwrap();
-    (key, instance)
+    dataset::initialise_populated(storage, n, NOW).unwrap()
 }
 
 struct Backend {

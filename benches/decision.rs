@@ -28,8 +28,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use prereg::dataset;
 use prereg::engine::cache::{MemoryLedger, PrecompiledCache, Prepared};
 use prereg::policy::{NativeDefaultPolicy, Policy};
-use prereg::registry::{DecisionMode, EnrollmentInput, initialise};
-use prereg::signing::{Algorithm, SigningKey};
+use prereg::registry::{DecisionMode, EnrollmentInput};
 use prereg::store::{SqliteStorage, Storage, TxKind};
 use prereg::{Allocation, Limits, PolicyEngine, Registry, WasmPolicy};
 
@@ -49,11 +48,7 @@ fn sizes() -> [(&'static str, u64); 2] {
 fn store(n: u64) -> (tempfile::TempDir, Arc<SqliteStorage>) {
     let dir = tempfile::tempdir().unwrap();
     let storage = SqliteStorage::open(&dir.path().join("bench.sqlite3")).unwrap();
-    let key = SigningKey::generate(Algorithm::EdDsa);
-    initialise(&storage, "bench", &key, NOW).unwrap();
-    let mut tx = storage.begin(TxKind::Write).unwrap();
-    dataset::populate(tx.as_mut(), n, &key.public_key().kid(), NOW).unwrap();
-    tx.commit().unwrap();
+    dataset::initialise_populated(&storage, n, NOW).unwrap();
     (dir, Arc::new(storage))
 }
 

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use prereg_core::{Pattern, Protocol};
 
-use crate::store::{NewRegistration, ProcedureRecord, StoreError, Tx};
+use crate::registry::RegistryError;
+use crate::signing::{Algorithm, SigningKey};
+use crate::store::{NewRegistration, ProcedureRecord, Storage, StoreError, Tx, TxKind};
 
 /// The token procedure (and domain) of the generated data.
 pub const PROCEDURE: &str = "bench";
@@ -108,6 +110,18 @@ pub fn request(rng: &mut SplitMix64, n: u64) -> (String, Option<String>, Option<
         (2, 18) => (format!("dev{i}-{}.z{}.bench.example", rng.below(1000), i % zones(n)), None, None, true),
         _ => (format!("absent{i}.z{}.bench.example", i % zones(n)), None, None, false),
     }
+}
+
+/// Initialises an empty `storage` for measurements (officer `bench`, with a
+/// fresh key) and [`populate`]s it with `n` registrations in one
+/// transaction. Returns the officer's key and the instance id.
+pub fn initialise_populated(storage: &dyn Storage, n: u64, now: u64) -> Result<(SigningKey, String), RegistryError> {
+    let key = SigningKey::generate(Algorithm::EdDsa);
+    let instance = crate::registry::initialise(storage, "bench", &key, now)?;
+    let mut tx = storage.begin(TxKind::Write)?;
+    populate(tx.as_mut(), n, &key.public_key().kid(), now)?;
+    tx.commit()?;
+    Ok((key, instance))
 }
 
 /// Writes the token procedure [`PROCEDURE`] (EST, preregistration required)

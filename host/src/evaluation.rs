@@ -157,6 +157,7 @@ impl PolicyHost for StoreHost {
         if let Some(index) = &self.index {
             let found = index.candidates(domain, fqdn, limit).map_err(|TooMany| HostError::TooMany)?;
             let mut candidates = Vec::with_capacity(found.len());
+            let shared: std::sync::Arc<str> = domain.into();
             for registration in found {
                 let registration = if self.rereads.contains(&registration.id) {
                     match self.tx.registration(registration.id) {
@@ -167,7 +168,7 @@ impl PolicyHost for StoreHost {
                 } else {
                     registration
                 };
-                candidates.push(Candidate { registration, domain: domain.to_owned() });
+                candidates.push(Candidate { registration, domain: shared.clone() });
             }
             return Ok(candidates);
         }
@@ -178,7 +179,7 @@ impl PolicyHost for StoreHost {
         };
         Ok(rows
             .into_iter()
-            .map(|record| Candidate { registration: record.to_policy_view(), domain: record.domain })
+            .map(|record| Candidate { registration: record.to_policy_view(), domain: record.domain.into() })
             .collect())
     }
 

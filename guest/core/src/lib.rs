@@ -20,7 +20,7 @@ pub mod pattern;
 pub use host::PolicyHost;
 pub use model::*;
 pub use name::{Fqdn, NameError};
-pub use pattern::{IndexKey, Pattern, PatternError, Specificity};
+pub use pattern::{IndexKey, IndexKeyRef, Pattern, PatternError, Specificity};
 
 /// The version of the `prereg:policy` WIT package this crate implements.
 pub const WIT_VERSION: &str = "0.1.1";

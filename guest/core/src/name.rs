@@ -79,6 +79,9 @@ impl Fqdn {
     /// assert_eq!(a.as_str(), "router5.dept.example.com");
     /// ```
     pub fn parse(input: &str) -> Result<Self, NameError> {
+        if let Some(plain) = plain_name(input) {
+            return Ok(Fqdn(plain));
+        }
         let ascii = to_ascii(input, false)?;
         if ascii.contains('*') {
             return Err(NameError::Wildcard);
@@ -129,6 +132,30 @@ impl AsRef<str> for Fqdn {
     }
 }
 
+/// A name or pattern in double quotes, as `{:?}` writes it, without
+/// `{:?}`'s cost where nothing needs escaping (a canonical name or pattern:
+/// letters, digits, `-`, `.`, `*`); anything else is written by `{:?}`.
+///
+/// ```
+/// # use prereg_core::name::Quoted;
+/// assert_eq!(Quoted("*.example.com").to_string(), "\"*.example.com\"");
+/// assert_eq!(Quoted("a\"b\n").to_string(), format!("{:?}", "a\"b\n"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'*')) {
+            f.write_str("\"")?;
+            f.write_str(self.0)?;
+            f.write_str("\"")
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
+}
+
 /// Whether canonical `name` equals canonical `domain` or ends in `.` + `domain`.
 /// An empty `name` is within nothing.
 pub fn is_within(name: &str, domain: &str) -> bool {
@@ -139,6 +166,51 @@ pub fn is_within(name: &str, domain: &str) -> bool {
         || (name.len() > domain.len()
             && name.ends_with(domain)
             && name.as_bytes()[name.len() - domain.len() - 1] == b'.')
+}
+
+/// The canonical form of a plain name in one pass, or `None` for anything
+/// else: the common case of a request, ASCII letters, digits, hyphens and
+/// dots, already a valid name, no label starting `xn--` (an A-label, whose
+/// punycode only IDNA can check), with at most one trailing dot and no
+/// space around it. Whatever this accepts, [`to_ascii`] and [`check_label`]
+/// accept and canonicalize alike (lowercase, the trailing dot dropped);
+/// whatever it refuses goes their way, which names the fault.
+fn plain_name(input: &str) -> Option<String> {
+    let bytes = input.as_bytes();
+    let name = bytes.strip_suffix(b".").unwrap_or(bytes);
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let mut canonical = Vec::with_capacity(name.len());
+    let mut label_start = 0;
+    for (at, &b) in name.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => canonical.push(b),
+            b'A'..=b'Z' => canonical.push(b.to_ascii_lowercase()),
+            b'.' => {
+                if !plain_label(&name[label_start..at]) {
+                    return None;
+                }
+                canonical.push(b);
+                label_start = at + 1;
+            }
+            _ => return None,
+        }
+    }
+    if !plain_label(&name[label_start..]) {
+        return None;
+    }
+    String::from_utf8(canonical).ok()
+}
+
+/// A label [`plain_name`] may take as it is: 1 to 63 octets, no hyphen at
+/// either end, not an A-label (its characters are checked by the caller).
+fn plain_label(label: &[u8]) -> bool {
+    !label.is_empty()
+        && label.len() <= MAX_LABEL_LEN
+        && label.first() != Some(&b'-')
+        && label.last() != Some(&b'-')
+        && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--"))
 }
 
 /// Trim, IDNA to A-labels and lowercase, drop one trailing dot, check the total
@@ -254,6 +326,73 @@ mod tests {
         assert_eq!(Fqdn::parse("a*.bücher.example"), Err(NameError::Wildcard));
         assert_eq!(Fqdn::parse(""), Err(NameError::Empty));
         assert_eq!(Fqdn::parse("   "), Err(NameError::Empty));
+    }
+
+    /// The one-pass path agrees with the full one on every input it takes,
+    /// and leaves every fault to it.
+    #[test]
+    fn the_plain_path_agrees_with_the_full_one() {
+        let full = |s: &str| -> Result<String, NameError> {
+            let ascii = to_ascii(s, false)?;
+            if ascii.contains('*') {
+                return Err(NameError::Wildcard);
+            }
+            for (i, label) in ascii.split('.').enumerate() {
+                check_label(i + 1, label, false)?;
+            }
+            Ok(ascii)
+        };
+        let l63 = "a".repeat(63);
+        let long = format!("{l63}.{l63}.{l63}.{}", "b".repeat(61));
+        for input in [
+            "Router5.Dept.Example.COM.",
+            "a.b",
+            "a",
+            "A-1.b-2.c",
+            "xn--bcher-kva.example",
+            "XN--bcher-kva.example",
+            "xn--zz.example",
+            "a.example.com..",
+            ".",
+            ".a",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a_b.c",
+            " a.b",
+            "a.b ",
+            "*.a.b",
+            "",
+            &long,
+            &format!("{long}."),
+            &format!("{long}b"),
+            &format!("{}.com", "a".repeat(64)),
+            "bücher.example",
+        ] {
+            let plain = plain_name(input);
+            if let Some(plain) = &plain {
+                assert_eq!(Ok(plain.clone()), full(input), "{input:?}");
+            }
+            assert_eq!(Fqdn::parse(input).map(Fqdn::into_string), full(input), "{input:?}");
+        }
+        assert!(plain_name("xn--bcher-kva.example").is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4000, .. Default::default() })]
+
+        /// The same on random short inputs over an alphabet of every kind of
+        /// fault (case, dots, hyphens, `_`, `*`, spaces, `xn--`, non-ASCII).
+        #[test]
+        fn the_plain_path_agrees_on_random_inputs(input in "([aZ9.\\-_* ü]|xn--|XN--){0,12}") {
+            if let Some(plain) = plain_name(&input) {
+                let full = to_ascii(&input, false).unwrap();
+                proptest::prop_assert_eq!(&plain, &full);
+                for (i, label) in full.split('.').enumerate() {
+                    proptest::prop_assert!(check_label(i + 1, label, false).is_ok());
+                }
+            }
+        }
     }
 
     #[test]

@@ -170,12 +170,23 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     if pattern == "*" {
         return true;
     }
-    let mut p = pattern.split('.');
-    let mut n = name.split('.');
+    let Some(first_star) = pattern.bytes().position(|b| b == b'*') else {
+        return pattern == name;
+    };
+    // The labels left of the first wildcard label are literal, and so is
+    // the rest right of the last one: compare those whole, and the labels
+    // between them one by one.
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let literal_head = p[..first_star].iter().rposition(|&b| b == b'.').map_or(0, |dot| dot + 1);
+    if n.len() < literal_head || p[..literal_head] != n[..literal_head] {
+        return false;
+    }
+    let mut p = p[literal_head..].split(|&b| b == b'.');
+    let mut n = n[literal_head..].split(|&b| b == b'.');
     loop {
         match (p.next(), n.next()) {
             (None, None) => return true,
-            (Some(pl), Some(nl)) if label_matches(pl, nl) => {}
+            (Some(pl), Some(nl)) if label_bytes_match(pl, nl) => {}
             _ => return false,
         }
     }
@@ -184,7 +195,12 @@ pub fn matches(pattern: &str, name: &str) -> bool {
 /// Whether one pattern label matches one name label: literal characters must
 /// be equal, each `*` stands for one or more characters.
 pub fn label_matches(pattern: &str, label: &str) -> bool {
-    let (Some(first), Some(last)) = (pattern.find('*'), pattern.rfind('*')) else {
+    label_bytes_match(pattern.as_bytes(), label.as_bytes())
+}
+
+fn label_bytes_match(pattern: &[u8], label: &[u8]) -> bool {
+    let (Some(first), Some(last)) = (pattern.iter().position(|&b| b == b'*'), pattern.iter().rposition(|&b| b == b'*'))
+    else {
         return pattern == label;
     };
     let (prefix, suffix) = (&pattern[..first], &pattern[last + 1..]);
@@ -195,14 +211,14 @@ pub fn label_matches(pattern: &str, label: &str) -> bool {
     let mut pos = prefix.len();
     let end = label.len() - suffix.len();
     if first != last {
-        for piece in pattern[first + 1..last].split('*') {
+        for piece in pattern[first + 1..last].split(|&b| b == b'*') {
             // The `*` before this piece takes at least one character; the
             // leftmost placement of every piece leaves the most room for the rest.
             let from = pos + 1;
             if from > end {
                 return false;
             }
-            match label[from..end].find(piece) {
+            match find(&label[from..end], piece) {
                 Some(i) => pos = from + i + piece.len(),
                 None => return false,
             }
@@ -210,6 +226,14 @@ pub fn label_matches(pattern: &str, label: &str) -> bool {
     }
     // The last `*` takes at least one character.
     end > pos
+}
+
+/// The first place `needle` occurs in `haystack` (a label: at most 63 bytes).
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 /// The order of SPEC.md step 7: an exact pattern beats a wildcard one, then fewer
@@ -265,49 +289,115 @@ pub enum IndexKey {
     CatchAll,
 }
 
+/// An [`IndexKey`] borrowed from a name or a pattern: what a host probes
+/// and compares without allocating. It hashes as the [`IndexKey`] it stands
+/// for ([`IndexKey::as_key_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IndexKeyRef<'a> {
+    /// An exact FQDN.
+    Exact(&'a str),
+    /// A wildcard pattern of `labels` labels whose literal suffix is `suffix`.
+    Suffix {
+        /// Number of labels of the pattern.
+        labels: usize,
+        /// Literal labels right of the last wildcard label (may be empty).
+        suffix: &'a str,
+    },
+    /// The catch-all `*`.
+    CatchAll,
+}
+
+impl<'a> IndexKeyRef<'a> {
+    /// The keys to probe for a canonical name, most specific first: those
+    /// of [`IndexKey::probes`], borrowed from the name.
+    pub fn probes(fqdn: &'a Fqdn) -> impl Iterator<Item = IndexKeyRef<'a>> + 'a {
+        let name = fqdn.as_str();
+        let labels = fqdn.label_count();
+        // Suffixes of 1..labels-1 labels, longest first, then the empty suffix
+        // (a wildcard in the top label never parses, but a host may hold one).
+        let suffixes = name.bytes().enumerate().filter(|&(_, b)| b == b'.').map(move |(dot, _)| &name[dot + 1..]);
+        std::iter::once(IndexKeyRef::Exact(name))
+            .chain(suffixes.map(move |suffix| IndexKeyRef::Suffix { labels, suffix }))
+            .chain([IndexKeyRef::Suffix { labels, suffix: "" }, IndexKeyRef::CatchAll])
+    }
+
+    /// The key of a pattern already in canonical form (as stored).
+    pub fn of_canonical(pattern: &'a str) -> Self {
+        if pattern == "*" {
+            return IndexKeyRef::CatchAll;
+        }
+        if !pattern.contains('*') {
+            return IndexKeyRef::Exact(pattern);
+        }
+        IndexKeyRef::Suffix { labels: label_count(pattern), suffix: literal_suffix(pattern) }
+    }
+
+    /// Whether `pattern` (canonical) is filed under this key.
+    pub fn files(self, pattern: &str) -> bool {
+        match self {
+            IndexKeyRef::CatchAll => pattern == "*",
+            IndexKeyRef::Exact(name) => pattern == name,
+            IndexKeyRef::Suffix { labels, suffix } => {
+                // literal_suffix(pattern) == suffix, in one pass over the
+                // bytes: the pattern is `head.suffix` (or `head` for an
+                // empty suffix) where the last label of `head` holds a `*`
+                // and the suffix holds none.
+                let (p, s) = (pattern.as_bytes(), suffix.as_bytes());
+                let head = if s.is_empty() {
+                    p
+                } else if p.len() > s.len() + 1 && p.ends_with(s) && p[p.len() - s.len() - 1] == b'.' {
+                    &p[..p.len() - s.len() - 1]
+                } else {
+                    return false;
+                };
+                let head_last_label = head.rsplit(|&b| b == b'.').next().unwrap_or(head);
+                pattern != "*"
+                    && head_last_label.contains(&b'*')
+                    && !s.contains(&b'*')
+                    && label_count(pattern) == labels
+            }
+        }
+    }
+
+    /// The owned key.
+    pub fn to_key(self) -> IndexKey {
+        match self {
+            IndexKeyRef::Exact(name) => IndexKey::Exact(name.to_owned()),
+            IndexKeyRef::Suffix { labels, suffix } => IndexKey::Suffix { labels, suffix: suffix.to_owned() },
+            IndexKeyRef::CatchAll => IndexKey::CatchAll,
+        }
+    }
+}
+
+/// Number of labels of a canonical name or pattern.
+fn label_count(name: &str) -> usize {
+    name.bytes().filter(|&b| b == b'.').count() + 1
+}
+
 impl IndexKey {
     /// The keys to probe for a canonical name, most specific first.
     pub fn probes(fqdn: &Fqdn) -> Vec<IndexKey> {
-        let name = fqdn.as_str();
-        let labels = fqdn.label_count();
-        let mut keys = Vec::with_capacity(labels + 2);
-        keys.push(IndexKey::Exact(name.to_owned()));
-        // Suffixes of 1..labels-1 labels, longest first, then the empty suffix
-        // (a wildcard in the top label never parses, but a host may hold one).
-        let mut rest = name;
-        while let Some((_, tail)) = rest.split_once('.') {
-            keys.push(IndexKey::Suffix { labels, suffix: tail.to_owned() });
-            rest = tail;
+        IndexKeyRef::probes(fqdn).map(IndexKeyRef::to_key).collect()
+    }
+
+    /// The key, borrowed.
+    pub fn as_key_ref(&self) -> IndexKeyRef<'_> {
+        match self {
+            IndexKey::Exact(name) => IndexKeyRef::Exact(name),
+            IndexKey::Suffix { labels, suffix } => IndexKeyRef::Suffix { labels: *labels, suffix },
+            IndexKey::CatchAll => IndexKeyRef::CatchAll,
         }
-        keys.push(IndexKey::Suffix { labels, suffix: String::new() });
-        keys.push(IndexKey::CatchAll);
-        keys
     }
 
     /// The key of a pattern already in canonical form (as stored), without
     /// parsing it again.
     pub fn of_canonical(pattern: &str) -> IndexKey {
-        if pattern == "*" {
-            return IndexKey::CatchAll;
-        }
-        if !pattern.contains('*') {
-            return IndexKey::Exact(pattern.to_owned());
-        }
-        IndexKey::Suffix { labels: pattern.split('.').count(), suffix: literal_suffix(pattern).to_owned() }
+        IndexKeyRef::of_canonical(pattern).to_key()
     }
 
     /// Whether `pattern` (canonical) is filed under this key; allocates nothing.
     pub fn files(&self, pattern: &str) -> bool {
-        match self {
-            IndexKey::CatchAll => pattern == "*",
-            IndexKey::Exact(name) => pattern == name,
-            IndexKey::Suffix { labels, suffix } => {
-                pattern != "*"
-                    && pattern.contains('*')
-                    && pattern.split('.').count() == *labels
-                    && literal_suffix(pattern) == suffix
-            }
-        }
+        self.as_key_ref().files(pattern)
     }
 
     /// A compact text form for storage indexes: `=name`, `N|suffix` or `*`.

@@ -9,7 +9,7 @@
 //! `policies/serial-required` adds a check after [`decide`].
 
 use prereg_core::model::{canonical_ip, serial_eq};
-use prereg_core::name::is_within;
+use prereg_core::name::{Quoted, is_within};
 use prereg_core::pattern;
 use prereg_core::{
     Decision, EnrollmentRequest, Field, Fqdn, PasswordCheck, Pattern, PolicyHost, PolicyMetadata, Procedure, Reason,
@@ -145,7 +145,7 @@ pub fn decide_with(
         return Decision::new(
             Reason::NoRegistration,
             None,
-            format!("no open registration in domain {:?} matches {fqdn}", procedure.domain),
+            format!("no open registration in domain {} matches {fqdn}", Quoted(&procedure.domain)),
         );
     };
     // 6. IP and serial: empty matches anything, set must be equal.
@@ -195,7 +195,7 @@ pub fn decide_with(
         }
     }
     // 9. Allow; the host counts the enrollment.
-    Decision::new(Reason::Matched, Some(chosen.id), format!("{fqdn} matched {:?}", chosen.pattern))
+    Decision::new(Reason::Matched, Some(chosen.id), format!("{fqdn} matched {}", Quoted(&chosen.pattern)))
 }
 
 /// Steps 3 and 4 of a decision: `name` is a valid FQDN without `*`

@@ -447,7 +447,7 @@ pub unsafe extern "C" fn prereg_answer_candidate(
             enrollments: r.enrollments,
         };
         // SAFETY: borrowed string, per the contract.
-        Ok(Candidate { registration, domain: unsafe { required(r.domain, "registration domain") }? })
+        Ok(Candidate { registration, domain: unsafe { required(r.domain, "registration domain") }?.into() })
     };
     match read() {
         Ok(candidate) => {

@@ -9,6 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prereg_core::{Fqdn, LogLevel, LookupError, PasswordCheck, Procedure, Registration};
@@ -33,22 +34,25 @@ pub struct Offer {
     /// The registration as it was when offered (what the policy saw).
     pub registration: Registration,
     /// The registration's domain.
-    pub registration_domain: String,
-    /// Domain of the lookup.
-    pub domain: String,
-    /// Canonical name of the lookup.
-    pub fqdn: String,
+    pub registration_domain: Arc<str>,
+    /// Domain of the lookup (shared by the candidates of one lookup).
+    pub domain: Arc<str>,
+    /// Canonical name of the lookup (shared likewise).
+    pub fqdn: Arc<str>,
 }
+
+/// A map keyed by registration id: foldhash, seeded per process.
+pub type ById<V> = HashMap<u64, V, foldhash::fast::RandomState>;
 
 /// What happened during an evaluation.
 #[derive(Debug, Default)]
 pub struct Trace {
     /// Registrations offered, by id.
-    pub offered: HashMap<u64, Offer>,
+    pub offered: ById<Offer>,
     /// Candidate lookups made.
     pub lookups: u32,
     /// Password checks made, by registration id.
-    pub password_checks: HashMap<u64, PasswordCheck>,
+    pub password_checks: ById<PasswordCheck>,
     /// The first question the embedder could not answer
     /// ([`HostError::Unavailable`] or [`HostError::Busy`]): the outcome is
     /// then no decision.
@@ -135,21 +139,24 @@ impl Evaluation {
         trace.violation = None;
     }
 
-    /// In replay: the recorded answer to `question`, or a violation.
-    fn replayed(&self, question: &HostCall) -> Option<Option<HostCall>> {
+    /// In replay: the recorded answer to the `question` made, or a
+    /// violation. The question is made only in replay.
+    fn replayed(&self, question: impl FnOnce() -> HostCall) -> Option<Option<HostCall>> {
         let HostCalls::Replay(recording) = &self.calls else {
             return None;
         };
-        let found = recording.iter().find(|c| c.same_question(question)).cloned();
+        let question = question();
+        let found = recording.iter().find(|c| c.same_question(&question)).cloned();
         if found.is_none() {
             self.violate(format!("replay: the recording has no answer to {}", question.question()));
         }
         Some(found)
     }
 
-    fn record(&self, call: HostCall) {
+    /// Records the `call` made, when recording; it is made only then.
+    fn record(&self, call: impl FnOnce() -> HostCall) {
         if matches!(self.calls, HostCalls::Record) {
-            self.trace.borrow_mut().recorded.push(call);
+            self.trace.borrow_mut().recorded.push(call());
         }
     }
 
@@ -197,7 +204,11 @@ impl Evaluation {
                 return Err(LookupError::Unavailable);
             }
         };
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut trace = self.trace.borrow_mut();
+        let (domain, fqdn): (Arc<str>, Arc<str>) = (domain.into(), fqdn.as_str().into());
         Ok(found
             .into_iter()
             .map(|candidate| {
@@ -207,8 +218,8 @@ impl Evaluation {
                     Offer {
                         registration: candidate.registration,
                         registration_domain: candidate.domain,
-                        domain: domain.to_owned(),
-                        fqdn: fqdn.as_str().to_owned(),
+                        domain: domain.clone(),
+                        fqdn: fqdn.clone(),
                     },
                 );
                 view
@@ -246,21 +257,21 @@ impl Evaluation {
 
 impl prereg_core::PolicyHost for Evaluation {
     fn procedure(&self, name: &str) -> Option<Procedure> {
-        let question = HostCall::GetProcedure { name: name.to_owned(), answer: None };
-        if let Some(answer) = self.replayed(&question) {
+        let question = || HostCall::GetProcedure { name: name.to_owned(), answer: None };
+        if let Some(answer) = self.replayed(question) {
             return match answer {
                 Some(HostCall::GetProcedure { answer, .. }) => answer.as_ref().and_then(|p| p.to_procedure()),
                 _ => None,
             };
         }
         let answer = self.procedure_from_host(name);
-        self.record(HostCall::GetProcedure { name: name.to_owned(), answer: answer.as_ref().map(Into::into) });
+        self.record(|| HostCall::GetProcedure { name: name.to_owned(), answer: answer.as_ref().map(Into::into) });
         answer
     }
 
     fn candidates(&self, domain: &str, fqdn: &Fqdn) -> Result<Vec<Registration>, LookupError> {
         let question =
-            HostCall::FindCandidates { domain: domain.to_owned(), fqdn: fqdn.to_string(), answer: Ok(vec![]) };
+            || HostCall::FindCandidates { domain: domain.to_owned(), fqdn: fqdn.to_string(), answer: Ok(vec![]) };
         {
             let mut trace = self.trace.borrow_mut();
             trace.lookups += 1;
@@ -270,7 +281,7 @@ impl prereg_core::PolicyHost for Evaluation {
                 return Err(LookupError::TooMany);
             }
         }
-        if let Some(answer) = self.replayed(&question) {
+        if let Some(answer) = self.replayed(question) {
             return match answer {
                 Some(HostCall::FindCandidates { answer: Ok(list), .. }) => {
                     Ok(list.iter().filter_map(|r| r.to_registration()).collect())
@@ -280,7 +291,7 @@ impl prereg_core::PolicyHost for Evaluation {
             };
         }
         let answer = self.candidates_from_host(domain, fqdn);
-        self.record(HostCall::FindCandidates {
+        self.record(|| HostCall::FindCandidates {
             domain: domain.to_owned(),
             fqdn: fqdn.to_string(),
             answer: match &answer {
@@ -293,8 +304,8 @@ impl prereg_core::PolicyHost for Evaluation {
     }
 
     fn check_password(&self, registration: u64) -> PasswordCheck {
-        let question = HostCall::CheckPassword { registration, answer: String::new() };
-        if let Some(answer) = self.replayed(&question) {
+        let question = || HostCall::CheckPassword { registration, answer: String::new() };
+        if let Some(answer) = self.replayed(question) {
             return match answer {
                 Some(HostCall::CheckPassword { answer, .. }) => {
                     host_calls::parse_password_check(&answer).unwrap_or(PasswordCheck::Mismatch)
@@ -303,17 +314,20 @@ impl prereg_core::PolicyHost for Evaluation {
             };
         }
         let answer = self.check_password_with_host(registration);
-        self.record(HostCall::CheckPassword { registration, answer: host_calls::password_check_name(answer).into() });
+        self.record(|| HostCall::CheckPassword {
+            registration,
+            answer: host_calls::password_check_name(answer).into(),
+        });
         answer
     }
 
     fn is_public_suffix(&self, name: &str) -> bool {
-        let question = HostCall::IsPublicSuffix { name: name.to_owned(), answer: false };
-        if let Some(answer) = self.replayed(&question) {
+        let question = || HostCall::IsPublicSuffix { name: name.to_owned(), answer: false };
+        if let Some(answer) = self.replayed(question) {
             return matches!(answer, Some(HostCall::IsPublicSuffix { answer: true, .. }));
         }
         let answer = self.host.borrow_mut().is_public_suffix(name);
-        self.record(HostCall::IsPublicSuffix { name: name.to_owned(), answer });
+        self.record(|| HostCall::IsPublicSuffix { name: name.to_owned(), answer });
         answer
     }
 

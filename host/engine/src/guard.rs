@@ -198,9 +198,9 @@ fn sound(decision: &Decision, trace: &Trace) -> Result<(), String> {
 fn offered_for(offer: &Offer, domain: &str, fqdn: &str) -> Result<(), String> {
     let id = offer.registration.id;
     let fqdn = Fqdn::parse(fqdn).map_err(|e| format!("matched an invalid name: {e}"))?;
-    let offered_for_name = offer.fqdn == fqdn.as_str()
-        || fqdn.as_str().strip_suffix(offer.fqdn.as_str()).is_some_and(|head| head.ends_with('.'));
-    if offer.domain != domain || offer.registration_domain != domain || !offered_for_name {
+    let offered_for_name = &*offer.fqdn == fqdn.as_str()
+        || fqdn.as_str().strip_suffix(&*offer.fqdn).is_some_and(|head| head.ends_with('.'));
+    if &*offer.domain != domain || &*offer.registration_domain != domain || !offered_for_name {
         return Err(format!("registration {id} was offered for another domain or name"));
     }
     Ok(())

@@ -26,8 +26,9 @@ use prereg_core::{Fqdn, LogLevel, PasswordCheck, Procedure, Registration};
 pub struct Candidate {
     /// The registration, as the policy will see it.
     pub registration: Registration,
-    /// The domain it was registered under.
-    pub domain: String,
+    /// The domain it was registered under (shared: the candidates of one
+    /// lookup are usually all of the domain asked).
+    pub domain: std::sync::Arc<str>,
 }
 
 /// Why the embedder could not answer a question.

@@ -22,7 +22,6 @@ use crate::engine::cache::{MemoryLedger, PrecompiledCache};
 use crate::engine::{EngineError, PolicyEngine};
 use crate::policy::Policy;
 use crate::registry::{DecisionMode, EnrollmentInput, Registry, RegistryError};
-use crate::signing::{Algorithm, SigningKey};
 use crate::store::{SqliteStorage, Storage, StoreError, TxKind};
 
 /// How long after a swap a decision counts as "inside the swap window".
@@ -192,13 +191,7 @@ pub fn run(engine: &PolicyEngine, options: &BenchOptions) -> Result<BenchReport,
         if storage.begin(TxKind::Read)?.instance_id()?.is_some() {
             return Err(BenchError::NotEmpty(storage.describe()));
         }
-        let storage = storage.as_ref();
-        let key = SigningKey::generate(Algorithm::EdDsa);
-        let now = crate::registry::unix_now();
-        crate::registry::initialise(storage, "bench", &key, now)?;
-        let mut tx = storage.begin(TxKind::Write)?;
-        dataset::populate(tx.as_mut(), options.registrations, &key.public_key().kid(), now)?;
-        tx.commit()?;
+        dataset::initialise_populated(storage.as_ref(), options.registrations, crate::registry::unix_now())?;
         storage.describe()
     };
     let setup_seconds = started.elapsed().as_secs_f64();

@@ -332,6 +332,6 @@ fn replay_case(policy: &Arc<dyn Policy>, case: &Case, recording: &Recording) -> 
             _ => None,
         })
     });
-    let report = DecisionReport::of(&decision, pattern, info, true);
+    let report = DecisionReport::of(&decision, pattern, &info, true);
     Ok(compare(case, &report))
 }

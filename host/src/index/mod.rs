@@ -33,11 +33,13 @@
 //! scan, off to the side, and swapped in.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use foldhash::quality::RandomState;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
-use prereg_core::{Fqdn, IndexKey, Registration, RegistrationState};
+use prereg_core::{Fqdn, IndexKeyRef, Registration, RegistrationState};
 
 use crate::store::{RegistrationFilter, RegistrationRecord, Storage, StoreError, Tx, TxKind};
 
@@ -124,10 +126,12 @@ type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 struct State {
     /// The newest change of the log this state includes.
     version: u64,
-    /// Keyed per process, so that nobody can aim names at one chain.
+    /// Keyed per process (foldhash, seeded at random), so that nobody can
+    /// aim names at one chain. Where it was SipHash, hashing was a seventh
+    /// of a decision.
     hasher: RandomState,
     domains: Vec<Box<str>>,
-    domain_ids: HashMap<Box<str>, u32>,
+    domain_ids: HashMap<Box<str>, u32, RandomState>,
     /// Key hash → first entry of its chain.
     chains: HashKeyed<u32>,
     entries: Vec<Option<Entry>>,
@@ -142,7 +146,7 @@ impl State {
             version: 0,
             hasher,
             domains: Vec::new(),
-            domain_ids: HashMap::new(),
+            domain_ids: HashMap::default(),
             chains: HashKeyed::default(),
             entries: Vec::new(),
             free: Vec::new(),
@@ -150,7 +154,8 @@ impl State {
         }
     }
 
-    fn key_hash(&self, domain: &str, key: &IndexKey) -> u64 {
+    /// The chain of `key` in the domain numbered `domain`.
+    fn key_hash(&self, domain: u32, key: IndexKeyRef<'_>) -> u64 {
         self.hasher.hash_one((domain, key))
     }
 
@@ -166,8 +171,8 @@ impl State {
 
     fn upsert(&mut self, r: &RegistrationRecord) {
         self.remove(r.id);
-        let key = self.key_hash(&r.domain, &IndexKey::of_canonical(&r.pattern));
         let domain = self.domain_id(&r.domain);
+        let key = self.key_hash(domain, IndexKeyRef::of_canonical(&r.pattern));
         let extra = (r.ip.is_some() || r.serial.is_some())
             .then(|| Box::new((r.ip.as_deref().map(Into::into), r.serial.as_deref().map(Into::into))));
         let next = self.chains.get(&key).copied().unwrap_or(END);
@@ -226,8 +231,8 @@ impl State {
     fn lookup(&self, domain: &str, fqdn: &Fqdn, limit: usize) -> Result<Vec<Registration>, TooMany> {
         let Some(&domain_id) = self.domain_ids.get(domain) else { return Ok(Vec::new()) };
         let mut found = Vec::new();
-        for probe in IndexKey::probes(fqdn) {
-            let mut at = self.chains.get(&self.key_hash(domain, &probe)).copied().unwrap_or(END);
+        for probe in IndexKeyRef::probes(fqdn) {
+            let mut at = self.chains.get(&self.key_hash(domain_id, probe)).copied().unwrap_or(END);
             while at != END {
                 let Some(Some(entry)) = self.entries.get(at as usize) else { break };
                 if entry.domain == domain_id && probe.files(&entry.pattern) {
@@ -311,7 +316,7 @@ impl MemoryIndex {
     /// Builds the index from the store, in `tx` (a read transaction will do).
     pub fn build(tx: &mut dyn Tx) -> Result<Self, StoreError> {
         let started = Instant::now();
-        let state = build_state(tx, RandomState::new())?;
+        let state = build_state(tx, RandomState::default())?;
         let builds = Builds { count: 1, last: started.elapsed() };
         tracing::info!(
             registrations = state.slots.len(),
@@ -517,6 +522,7 @@ mod tests {
     use crate::dataset::{self, SplitMix64};
     use crate::signing::{Algorithm, SigningKey};
     use crate::store::{SqliteStorage, Storage, TxKind};
+    use prereg_core::IndexKey;
 
     const N: u64 = 3_000;
 

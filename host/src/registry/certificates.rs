@@ -223,7 +223,7 @@ impl Registry {
         }
         let recorded = std::mem::take(&mut trace.recorded);
         let offered = super::decisions::offered(&decision, &trace);
-        let mut report = DecisionReport::of_trace(&decision, &trace, info, issue.is_none());
+        let mut report = DecisionReport::of_trace(&decision, &trace, &info, issue.is_none());
         let Some(issue) = issue else { return Ok((report, None, recorded)) };
         let mut certificate = None;
         if decision.allowed {

@@ -180,20 +180,25 @@ impl DecisionReport {
     /// The report of `decision` by the policy `info` over `trace`: the
     /// pattern is that of the deciding registration as the policy was
     /// offered it. Not yet audited.
-    pub(crate) fn of_trace(decision: &Decision, trace: &Trace, info: prereg_engine::PolicyInfo, dry_run: bool) -> Self {
+    pub(crate) fn of_trace(
+        decision: &Decision,
+        trace: &Trace,
+        info: &prereg_engine::PolicyInfo,
+        dry_run: bool,
+    ) -> Self {
         let pattern = offered(decision, trace).map(|r| r.pattern.clone());
         DecisionReport::of(decision, pattern, info, dry_run)
     }
 
     /// The report of `decision` by the policy `info`, not yet audited.
-    pub fn of(decision: &Decision, pattern: Option<String>, info: prereg_engine::PolicyInfo, dry_run: bool) -> Self {
+    pub fn of(decision: &Decision, pattern: Option<String>, info: &prereg_engine::PolicyInfo, dry_run: bool) -> Self {
         DecisionReport {
             allowed: decision.allowed,
             reason: decision.reason,
             registration: decision.registration,
             pattern,
             explanation: decision.explanation.clone(),
-            policy: PolicyRef { name: info.name, version: info.version, sha256: info.sha256 },
+            policy: PolicyRef { name: info.name.clone(), version: info.version.clone(), sha256: info.sha256.clone() },
             dry_run,
             audit_seq: None,
         }
@@ -217,14 +222,13 @@ impl Registry {
     /// remembered at the store's change `token`; `None` when they are not
     /// current, or the policy asked for something not remembered: then the
     /// decision takes a transaction.
-    fn decide_from_memory(&self, input: &EnrollmentInput, token: u64, now: u64) -> Option<DecisionReport> {
+    fn decide_from_memory(&self, request: &EnrollmentRequest, token: u64, now: u64) -> Option<DecisionReport> {
         let index = self.index.as_ref()?;
         let procedures = self.reads.at(token)?;
         // Only a request without a password or MAC proof gets here.
-        let request = policy_request(input);
         let policy = self.policy();
         let host = super::read_cache::CachedHost::new(procedures, index.clone(), now);
-        let Decided { decision, trace, host } = decide(policy.as_ref(), Box::new(host), &request, HostCalls::Live);
+        let Decided { decision, trace, host } = decide(policy.as_ref(), Box::new(host), request, HostCalls::Live);
         if prereg_engine::downcast_host::<super::read_cache::CachedHost>(host).is_none_or(|host| host.missed) {
             return None;
         }
@@ -232,7 +236,7 @@ impl Registry {
             tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
         }
         self.reads.answered();
-        Some(DecisionReport::of_trace(&decision, &trace, policy.info().clone(), true))
+        Some(DecisionReport::of_trace(&decision, &trace, policy.info(), true))
     }
 
     /// How many dry runs were answered from memory, without a storage
@@ -321,15 +325,15 @@ impl Registry {
         let cacheable =
             matches!(calls, HostCalls::Live) && input.password.is_none() && input.mac.is_none() && self.index.is_some();
         let token = if cacheable { self.storage.change_token()? } else { None };
+        let request = policy_request(&input);
         if let Some(token) = token
-            && let Some(report) = self.decide_from_memory(&input, token, now)
+            && let Some(report) = self.decide_from_memory(&request, token, now)
         {
             return Ok((report, None, Vec::new()));
         }
         let mut tx = self.storage.begin(TxKind::Read)?;
         let index = self.current_index(tx.as_mut())?;
         let index_current = index.is_some();
-        let request = policy_request(&input);
         // The policy is taken once: a swap meanwhile does not touch this decision.
         let policy = self.policy();
         let host = StoreHost::new(tx, now).with_password(input.password).with_mac_proof(input.mac).with_index(index);
@@ -348,7 +352,7 @@ impl Registry {
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
         }
-        Ok((DecisionReport::of_trace(&decision, &trace, policy.info().clone(), true), None, recorded))
+        Ok((DecisionReport::of_trace(&decision, &trace, policy.info(), true), None, recorded))
     }
 
     /// One real decision of a batch, in the batch's transaction `tx`, which
@@ -405,7 +409,7 @@ impl Registry {
             tracing::warn!(policy = %info.name, sha256 = %info.sha256, "{}", decision.explanation);
         }
         let offered = offered(&decision, &trace);
-        let mut report = DecisionReport::of_trace(&decision, &trace, info, false);
+        let mut report = DecisionReport::of_trace(&decision, &trace, &info, false);
         // The shadow decides on the same facts, before this decision's effects.
         let (mut tx, shadow) = self.shadow_decide(tx, &request, |tx| facts(tx, shadow_password));
         let write = || -> Result<Option<crate::store::CertificateRecord>, RegistryError> {

@@ -118,15 +118,16 @@ pub(super) struct CachedHost {
     procedures: Procedures,
     index: Arc<MemoryIndex>,
     now: u64,
-    /// Whether each registration offered has a password.
-    offered: HashMap<u64, bool>,
+    /// Whether each registration offered has a password (a handful: a
+    /// list is cheaper than a map).
+    offered: Vec<(u64, bool)>,
     /// The policy asked what is not remembered: decide in a transaction.
     pub(super) missed: bool,
 }
 
 impl CachedHost {
     pub(super) fn new(procedures: Procedures, index: Arc<MemoryIndex>, now: u64) -> Self {
-        CachedHost { procedures, index, now, offered: HashMap::new(), missed: false }
+        CachedHost { procedures, index, now, offered: Vec::new(), missed: false }
     }
 
     fn miss(&mut self, what: &str) -> HostError {
@@ -145,17 +146,16 @@ impl PolicyHost for CachedHost {
 
     fn candidates(&mut self, domain: &str, fqdn: &Fqdn, limit: usize) -> Result<Vec<Candidate>, HostError> {
         let found = self.index.candidates(domain, fqdn, limit).map_err(|TooMany| HostError::TooMany)?;
-        Ok(found
-            .into_iter()
-            .map(|registration| {
-                self.offered.insert(registration.id, registration.has_password);
-                Candidate { registration, domain: domain.to_owned() }
-            })
-            .collect())
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared: Arc<str> = domain.into();
+        self.offered.extend(found.iter().map(|registration| (registration.id, registration.has_password)));
+        Ok(found.into_iter().map(|registration| Candidate { registration, domain: shared.clone() }).collect())
     }
 
     fn check_password(&mut self, registration: u64) -> Result<PasswordCheck, HostError> {
-        match self.offered.get(&registration) {
+        match self.offered.iter().rev().find(|(id, _)| *id == registration).map(|(_, has_password)| has_password) {
             Some(true) => Ok(PasswordCheck::NotProvided),
             Some(false) => Ok(PasswordCheck::NotSet),
             None => Err(self.miss("the registration")),
