@@ -79,17 +79,10 @@ impl Fqdn {
     /// assert_eq!(a.as_str(), "router5.dept.example.com");
     /// ```
     pub fn parse(input: &str) -> Result<Self, NameError> {
-        if let Some(plain) = plain_name(input) {
-            return Ok(Fqdn(plain));
+        match plain_name(input) {
+            Some(plain) => Ok(Fqdn(plain)),
+            None => full_name(input).map(Fqdn),
         }
-        let ascii = to_ascii(input, false)?;
-        if ascii.contains('*') {
-            return Err(NameError::Wildcard);
-        }
-        for (i, label) in ascii.split('.').enumerate() {
-            check_label(i + 1, label, false)?;
-        }
-        Ok(Fqdn(ascii))
     }
 
     /// The canonical name.
@@ -201,6 +194,19 @@ fn plain_name(input: &str) -> Option<String> {
         return None;
     }
     String::from_utf8(canonical).ok()
+}
+
+/// The canonical form of any name (IDNA, then the label rules), or the
+/// first fault.
+fn full_name(input: &str) -> Result<String, NameError> {
+    let ascii = to_ascii(input, false)?;
+    if ascii.contains('*') {
+        return Err(NameError::Wildcard);
+    }
+    for (i, label) in ascii.split('.').enumerate() {
+        check_label(i + 1, label, false)?;
+    }
+    Ok(ascii)
 }
 
 /// A label [`plain_name`] may take as it is: 1 to 63 octets, no hyphen at
@@ -332,16 +338,6 @@ mod tests {
     /// and leaves every fault to it.
     #[test]
     fn the_plain_path_agrees_with_the_full_one() {
-        let full = |s: &str| -> Result<String, NameError> {
-            let ascii = to_ascii(s, false)?;
-            if ascii.contains('*') {
-                return Err(NameError::Wildcard);
-            }
-            for (i, label) in ascii.split('.').enumerate() {
-                check_label(i + 1, label, false)?;
-            }
-            Ok(ascii)
-        };
         let l63 = "a".repeat(63);
         let long = format!("{l63}.{l63}.{l63}.{}", "b".repeat(61));
         for input in [
@@ -371,9 +367,9 @@ mod tests {
         ] {
             let plain = plain_name(input);
             if let Some(plain) = &plain {
-                assert_eq!(Ok(plain.clone()), full(input), "{input:?}");
+                assert_eq!(Ok(plain.clone()), full_name(input), "{input:?}");
             }
-            assert_eq!(Fqdn::parse(input).map(Fqdn::into_string), full(input), "{input:?}");
+            assert_eq!(Fqdn::parse(input).map(Fqdn::into_string), full_name(input), "{input:?}");
         }
         assert!(plain_name("xn--bcher-kva.example").is_none());
     }
@@ -386,11 +382,7 @@ mod tests {
         #[test]
         fn the_plain_path_agrees_on_random_inputs(input in "([aZ9.\\-_* ü]|xn--|XN--){0,12}") {
             if let Some(plain) = plain_name(&input) {
-                let full = to_ascii(&input, false).unwrap();
-                proptest::prop_assert_eq!(&plain, &full);
-                for (i, label) in full.split('.').enumerate() {
-                    proptest::prop_assert!(check_label(i + 1, label, false).is_ok());
-                }
+                proptest::prop_assert_eq!(Ok(plain), full_name(&input));
             }
         }
     }

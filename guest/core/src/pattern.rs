@@ -173,9 +173,8 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     let Some(first_star) = pattern.bytes().position(|b| b == b'*') else {
         return pattern == name;
     };
-    // The labels left of the first wildcard label are literal, and so is
-    // the rest right of the last one: compare those whole, and the labels
-    // between them one by one.
+    // The labels left of the first wildcard label are literal: compare
+    // them whole, then the rest label by label.
     let (p, n) = (pattern.as_bytes(), name.as_bytes());
     let literal_head = p[..first_star].iter().rposition(|&b| b == b'.').map_or(0, |dot| dot + 1);
     if n.len() < literal_head || p[..literal_head] != n[..literal_head] {
