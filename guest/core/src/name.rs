@@ -97,7 +97,7 @@ impl Fqdn {
 
     /// Number of labels.
     pub fn label_count(&self) -> usize {
-        self.0.bytes().filter(|&b| b == b'.').count() + 1
+        label_count(&self.0)
     }
 
     /// Whether this name equals `domain` or lies below it on a label boundary
@@ -147,6 +147,11 @@ impl fmt::Display for Quoted<'_> {
             write!(f, "{:?}", self.0)
         }
     }
+}
+
+/// Number of labels of a canonical name or pattern.
+pub(crate) fn label_count(name: &str) -> usize {
+    name.bytes().filter(|&b| b == b'.').count() + 1
 }
 
 /// Whether canonical `name` equals canonical `domain` or ends in `.` + `domain`.

@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::name::{self, Fqdn, NameError};
+use crate::name::{self, Fqdn, NameError, label_count};
 
 /// Why a pattern is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -289,8 +289,8 @@ pub enum IndexKey {
 }
 
 /// An [`IndexKey`] borrowed from a name or a pattern: what a host probes
-/// and compares without allocating. It hashes as the [`IndexKey`] it stands
-/// for ([`IndexKey::as_key_ref`]).
+/// and compares without allocating ([`IndexKey::as_key_ref`] borrows an
+/// owned one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IndexKeyRef<'a> {
     /// An exact FQDN.
@@ -366,11 +366,6 @@ impl<'a> IndexKeyRef<'a> {
             IndexKeyRef::CatchAll => IndexKey::CatchAll,
         }
     }
-}
-
-/// Number of labels of a canonical name or pattern.
-fn label_count(name: &str) -> usize {
-    name.bytes().filter(|&b| b == b'.').count() + 1
 }
 
 impl IndexKey {
