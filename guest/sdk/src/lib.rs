@@ -18,6 +18,13 @@
 //! prereg_sdk::export_policy!(Mine);
 //! ```
 //!
+//! A policy may also be built for `wasm32-unknown-unknown` and made a component
+//! with `wasm-tools component new` (as `host/engine/build.rs` does for the
+//! built-in policy): it then imports no WASI, and a fresh instance of it is
+//! cheaper to make. Give it some heap in its initial memory
+//! (`-C link-arg=--initial-memory=...`): on that target the SDK's allocator
+//! starts there.
+//!
 //! Because [`Policy`] only sees a [`PolicyHost`], the same code runs natively
 //! (in tests, or in the prereg host's native baseline) against any
 //! implementation of it. [`WasmHost`] is the one backed by the WIT imports.
@@ -36,6 +43,15 @@ pub use prereg_rules as rules;
 
 mod convert;
 mod wasm_host;
+
+/// On `wasm32-unknown-unknown`, dlmalloc serves allocations from the heap
+/// the linker left in the module's initial memory (`__heap_base` to
+/// `__heap_end`) before it grows the memory. Rust's own allocator there always
+/// grows first, and growing a pooled memory costs two `mprotect` calls per
+/// instance: a tenth of a decision.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 pub use wasm_host::WasmHost;
 

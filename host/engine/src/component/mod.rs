@@ -4,7 +4,10 @@
 use prereg_core::{
     Decision, EnrollmentRequest, Field, Reason, RegistrationRequest, RenewalRequest, ValidRegistration, ValidationError,
 };
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift, Linker, Lower,
+    ResourceTable,
+};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -44,10 +47,8 @@ impl WasiView for StoreState {
 pub struct WasmPolicy {
     engine: PolicyEngine,
     pre: InstancePre<StoreState>,
-    /// Where its `policy` interface is.
-    policy_exports: policy_export::GuestIndices,
-    /// Where its `renewal` interface is; none for a policy of WIT 0.1.0.
-    renewal_exports: Option<renewal_export::GuestIndices>,
+    /// Where its exported functions are.
+    exports: ExportIndices,
     info: PolicyInfo,
     test_cases: Option<Vec<u8>>,
 }
@@ -102,14 +103,16 @@ impl WasmPolicy {
         PolicyModule::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state).map_err(invalid)?;
         let pre = linker.instantiate_pre(&component).map_err(invalid)?;
         // The exports are found by semver-compatible name: a policy of WIT
-        // 0.1.0 exports `prereg:policy/policy@0.1.0` and no `renewal`.
-        let policy_exports = policy_export::GuestIndices::new(&pre).map_err(invalid)?;
-        let renewal_exports = renewal_export::GuestIndices::new(&pre).ok();
+        // 0.1.0 exports `prereg:policy/policy@0.1.0` and no `renewal`. The
+        // generated indices check that the interfaces are whole; the calls
+        // use ours, one function at a time.
+        policy_export::GuestIndices::new(&pre).map_err(invalid)?;
+        let decides_renewals = renewal_export::GuestIndices::new(&pre).is_ok();
+        let exports = ExportIndices::find(pre.component(), decides_renewals).map_err(invalid)?;
         let mut policy = WasmPolicy {
             engine: engine.clone(),
             pre,
-            policy_exports,
-            renewal_exports,
+            exports,
             test_cases: facts.test_cases,
             info: PolicyInfo {
                 name: String::new(),
@@ -119,7 +122,7 @@ impl WasmPolicy {
                 source: source.into(),
             },
         };
-        let (meta, _) = policy.run(None, |module, store| module.policy.call_metadata(store));
+        let (meta, _) = policy.run(None, |module, store| module.metadata(store));
         let meta = meta.map_err(|f| EngineError::Metadata { path: source.into(), message: f.to_string() })?;
         policy.info.name = meta.name.chars().take(64).collect();
         policy.info.version = meta.version.chars().take(64).collect();
@@ -174,26 +177,99 @@ impl WasmPolicy {
     }
 }
 
-/// The exports of one instance.
+/// Where a policy's exported functions are, found once when it is linked.
+/// An instance then typechecks only the function it is asked to call:
+/// loading all four (wasmtime's generated `load`) walked every type of the
+/// interface on every instantiation, about 7% of a decision's instructions.
+#[derive(Debug, Clone, Copy)]
+struct ExportIndices {
+    metadata: ComponentExportIndex,
+    validate_registration: ComponentExportIndex,
+    decide: ComponentExportIndex,
+    /// None for a policy of WIT 0.1.0.
+    decide_renewal: Option<ComponentExportIndex>,
+}
+
+impl ExportIndices {
+    fn find(component: &Component, decides_renewals: bool) -> wasmtime::Result<Self> {
+        let version = prereg_core::WIT_VERSION;
+        let function = |interface: &str, name: &str| {
+            let interface_name = format!("prereg:policy/{interface}@{version}");
+            component
+                .get_export_index(None, &interface_name)
+                .and_then(|at| component.get_export_index(Some(&at), name))
+                .ok_or_else(|| wasmtime::format_err!("no export `{name}` in `{interface_name}`"))
+        };
+        Ok(ExportIndices {
+            metadata: function("policy", "metadata")?,
+            validate_registration: function("policy", "validate-registration")?,
+            decide: function("policy", "decide")?,
+            decide_renewal: if decides_renewals { Some(function("renewal", "decide-renewal")?) } else { None },
+        })
+    }
+}
+
+/// One instance of the policy, with where its functions are.
 struct Exports {
-    policy: policy_export::Guest,
-    renewal: Option<renewal_export::Guest>,
+    instance: Instance,
+    at: ExportIndices,
+}
+
+impl Exports {
+    /// Calls the function at `index`, typechecked here, once. (The guest's
+    /// post-return runs within the call in wasmtime 48.)
+    fn call<P, R>(&self, store: &mut Store<StoreState>, index: &ComponentExportIndex, params: P) -> wasmtime::Result<R>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        let func = self.instance.get_typed_func::<P, R>(&mut *store, index)?;
+        func.call(&mut *store, params)
+    }
+
+    fn metadata(&self, store: &mut Store<StoreState>) -> wasmtime::Result<wit::PolicyMetadata> {
+        self.call::<(), (wit::PolicyMetadata,)>(store, &self.at.metadata, ()).map(|(m,)| m)
+    }
+
+    fn decide(
+        &self,
+        store: &mut Store<StoreState>,
+        request: &wit::EnrollmentRequest,
+    ) -> wasmtime::Result<wit::Decision> {
+        self.call::<(&wit::EnrollmentRequest,), (wit::Decision,)>(store, &self.at.decide, (request,)).map(|(d,)| d)
+    }
+
+    fn validate_registration(
+        &self,
+        store: &mut Store<StoreState>,
+        request: &wit::RegistrationRequest,
+    ) -> wasmtime::Result<Result<wit::ValidRegistration, wit::ValidationError>> {
+        type Answer = Result<wit::ValidRegistration, wit::ValidationError>;
+        self.call::<(&wit::RegistrationRequest,), (Answer,)>(store, &self.at.validate_registration, (request,))
+            .map(|(a,)| a)
+    }
+
+    fn decide_renewal(
+        &self,
+        store: &mut Store<StoreState>,
+        request: &renewal_export::RenewalRequest,
+    ) -> wasmtime::Result<wit::Decision> {
+        let Some(index) = &self.at.decide_renewal else {
+            return Err(wasmtime::format_err!("the instance has no renewal interface"));
+        };
+        self.call::<(&renewal_export::RenewalRequest,), (wit::Decision,)>(store, index, (request,)).map(|(d,)| d)
+    }
 }
 
 impl WasmPolicy {
     /// Whether the policy decides renewals itself (WIT 0.1.1 and later).
     pub fn decides_renewals(&self) -> bool {
-        self.renewal_exports.is_some()
+        self.exports.decide_renewal.is_some()
     }
 
     fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Exports> {
         let instance = self.pre.instantiate(&mut *store)?;
-        let policy = self.policy_exports.load(&mut *store, &instance)?;
-        let renewal = match &self.renewal_exports {
-            Some(indices) => Some(indices.load(&mut *store, &instance)?),
-            None => None,
-        };
-        Ok(Exports { policy, renewal })
+        Ok(Exports { instance, at: self.exports })
     }
 }
 
@@ -234,8 +310,7 @@ impl Policy for WasmPolicy {
             has_password: request.has_password,
         };
         let max_string = self.engine.limits().max_string_bytes;
-        let (result, evaluation) =
-            self.run(Some(evaluation), |module, store| module.policy.call_decide(store, &wit_request));
+        let (result, evaluation) = self.run(Some(evaluation), |module, store| module.decide(store, &wit_request));
         let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
         (result.and_then(|d| lift_decision(d, max_string)), evaluation)
     }
@@ -259,10 +334,8 @@ impl Policy for WasmPolicy {
             certificate_expires_at: request.certificate_expires_at,
         };
         let max_string = self.engine.limits().max_string_bytes;
-        let (result, evaluation) = self.run(Some(evaluation), |module, store| match &module.renewal {
-            Some(renewal) => renewal.call_decide_renewal(store, &wit_request),
-            None => Err(wasmtime::format_err!("the instance has no renewal interface")),
-        });
+        let (result, evaluation) =
+            self.run(Some(evaluation), |module, store| module.decide_renewal(store, &wit_request));
         let Some(evaluation) = evaluation else { unreachable!("run gives back the evaluation it was given") };
         (result.and_then(|d| lift_decision(d, max_string)), evaluation)
     }
@@ -302,7 +375,7 @@ impl Policy for WasmPolicy {
                         serial: request.serial.clone(),
                         has_password: request.has_password,
                     };
-                    match module.policy.call_validate_registration(&mut *store, &wit_request) {
+                    match module.validate_registration(&mut *store, &wit_request) {
                         Ok(answer) => lifted.push(answer),
                         Err(failure) => return Ok((lifted, Some(failure))),
                     }
