@@ -3,6 +3,10 @@
 //! of N registrations (as `benches/decision.rs` does), warms up, then makes
 //! K decisions in `run`, which `valgrind --tool=callgrind
 //! --toggle-collect=*decision_profile::run*` or `perf record` can single out.
+//! `P=instantiate` makes K fresh instances of the policy instead, in
+//! `instantiate` (no dataset). `POLICY=FILE.wasm` runs that component instead
+//! of the built-in policy (`P=wasm` and `P=instantiate`), to compare two
+//! builds of a policy with the same host.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
