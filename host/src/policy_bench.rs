@@ -50,6 +50,10 @@ pub struct BenchReport {
     pub policy_errors: u32,
     /// Decisions per second on one thread.
     pub decisions_per_second: f64,
+    /// Times an instance grew its linear memory, per decision: each growth
+    /// of a pooled memory costs two `mprotect` calls. 0 for a policy whose
+    /// initial memory holds what a decision allocates (the built-in one).
+    pub memory_grows_per_decision: f64,
 }
 
 /// Why a bench could not run.
@@ -124,6 +128,7 @@ pub fn run(
     let mut rng = SplitMix64::new(0x7072_6572_6567);
     let (mut allowed, mut policy_errors) = (0, 0);
     let mut timings = Vec::with_capacity(options.decisions as usize);
+    let grows_before = policy.memory_grows();
     let started = Instant::now();
     for _ in 0..options.decisions {
         let (fqdn, ip, serial, _) = dataset::request(&mut rng, n);
@@ -135,6 +140,7 @@ pub fn run(
         policy_errors += u32::from(report.reason == prereg_core::Reason::PolicyError);
     }
     let total = started.elapsed();
+    let grows = policy.memory_grows() - grows_before;
     Ok(BenchReport {
         policy: policy.info().clone(),
         compile_ms: compile[compile.len() / 2].as_secs_f64() * 1e3,
@@ -146,5 +152,6 @@ pub fn run(
         allowed,
         policy_errors,
         decisions_per_second: f64::from(options.decisions) / total.as_secs_f64().max(1e-9),
+        memory_grows_per_decision: grows as f64 / f64::from(options.decisions.max(1)),
     })
 }

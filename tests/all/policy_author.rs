@@ -311,6 +311,9 @@ fn policy_bench_measures_a_policy() {
     assert_eq!((report["registrations"].as_u64(), report["refused_rows"].as_u64()), (Some(400), Some(0)), "{report}");
     assert_eq!(report["decisions"], 300);
     assert_eq!(report["policy_errors"], 0);
+    // The built-in policy's initial memory holds what a decision allocates:
+    // no instance grows it (each growth costs two mprotect calls).
+    assert_eq!(report["memory_grows_per_decision"], 0.0, "{report}");
     let allowed = report["allowed"].as_u64().unwrap();
     assert!((60..=280).contains(&allowed), "the query mix hits and misses: {report}");
     for field in ["compile_ms", "decisions_per_second"] {
@@ -336,6 +339,7 @@ fn policy_bench_measures_a_policy() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("dataset       100 registrations (0 rows refused)"), "{out}");
+    assert!(out.contains("memory grows  "), "{out}");
 }
 
 #[test]

@@ -255,6 +255,10 @@ fn bench(context: &Context, args: PolicyBenchArgs) -> anyhow::Result<ExitCode> {
             "outcomes      {} decisions, {} allowed, {} policy errors",
             report.decisions, report.allowed, report.policy_errors
         );
+        println!(
+            "memory grows  {:.2} per decision (each costs the pooling allocator two mprotect calls)",
+            report.memory_grows_per_decision
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

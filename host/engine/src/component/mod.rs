@@ -1,6 +1,8 @@
 //! A compiled, linked policy component ([`WasmPolicy`]), and one evaluation of
 //! it in a fresh store.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prereg_core::{
     Decision, EnrollmentRequest, Field, Reason, RegistrationRequest, RenewalRequest, ValidRegistration, ValidationError,
 };
@@ -8,7 +10,7 @@ use wasmtime::component::{
     Component, ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift, Linker, Lower,
     ResourceTable,
 };
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use self::bindings::PolicyModule;
@@ -32,7 +34,52 @@ pub(crate) struct StoreState {
     /// of an instantiation.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
-    store_limits: StoreLimits,
+    limiter: Limiter,
+}
+
+/// The store's limits, counting the times the guest grows its memory once it
+/// is instantiated: in the pooling allocator each growth costs two
+/// `mprotect` calls, and the reset after it, so `prereg policy bench` shows
+/// them to a policy author ([`WasmPolicy::memory_grows`]).
+struct Limiter {
+    limits: StoreLimits,
+    /// Counting (the instance is made).
+    counting: bool,
+    memory_grows: u64,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed && self.counting && desired > current {
+            self.memory_grows += 1;
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for StoreState {
@@ -49,6 +96,8 @@ pub struct WasmPolicy {
     pre: InstancePre<StoreState>,
     /// Where its exported functions are.
     exports: ExportIndices,
+    /// Times its instances grew their memory after instantiation, in all.
+    memory_grows: AtomicU64,
     info: PolicyInfo,
     test_cases: Option<Vec<u8>>,
 }
@@ -113,6 +162,7 @@ impl WasmPolicy {
             engine: engine.clone(),
             pre,
             exports,
+            memory_grows: AtomicU64::new(0),
             test_cases: facts.test_cases,
             info: PolicyInfo {
                 name: String::new(),
@@ -150,16 +200,20 @@ impl WasmPolicy {
             limits,
             wasi: None,
             table: ResourceTable::new(),
-            store_limits: StoreLimitsBuilder::new()
-                .memory_size(limits.max_memory_bytes)
-                .instances(16)
-                .memories(16)
-                .tables(64)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: Limiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.max_memory_bytes)
+                    .instances(16)
+                    .memories(16)
+                    .tables(64)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                counting: false,
+                memory_grows: 0,
+            },
         };
         let mut store = Store::new(self.engine.engine(), state);
-        store.limiter(|state| &mut state.store_limits);
+        store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(self.engine.deadline_ticks());
         // The deadline counts the guest's own time: time the host spent on
         // its behalf (a password check, which may wait for the pool of
@@ -169,8 +223,12 @@ impl WasmPolicy {
             let ticks = (host.as_micros() / EPOCH_TICK.as_micros()) as u64;
             if ticks > 0 { Ok(wasmtime::UpdateDeadline::Continue(ticks)) } else { Err(Trap::Interrupt.into()) }
         });
-        let result = self.instantiate(&mut store).and_then(|module| call(&module, &mut store));
+        let result = self.instantiate(&mut store).and_then(|module| {
+            store.data_mut().limiter.counting = true;
+            call(&module, &mut store)
+        });
         let mut state = store.into_data();
+        self.memory_grows.fetch_add(state.limiter.memory_grows, Ordering::Relaxed);
         let violation = state.evaluation.as_ref().and_then(Evaluation::violation);
         let result = result.map_err(|e| classify(&e, violation.as_deref()));
         (result, state.evaluation.take())
@@ -262,6 +320,15 @@ impl Exports {
 }
 
 impl WasmPolicy {
+    /// How many times its instances grew their linear memory after they were
+    /// made, in all evaluations so far. Each growth of a pooled memory costs
+    /// two `mprotect` calls (and the larger reset after it): a policy that
+    /// grows in every decision is slower than one whose initial memory holds
+    /// what a decision allocates.
+    pub fn memory_grows(&self) -> u64 {
+        self.memory_grows.load(Ordering::Relaxed)
+    }
+
     /// Whether the policy decides renewals itself (WIT 0.1.1 and later).
     pub fn decides_renewals(&self) -> bool {
         self.exports.decide_renewal.is_some()
