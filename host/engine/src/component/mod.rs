@@ -8,7 +8,7 @@ use prereg_core::{
 };
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift, Linker, Lower,
-    ResourceTable,
+    ResourceTable, TypedFunc,
 };
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -267,6 +267,10 @@ impl ExportIndices {
     }
 }
 
+/// The typed `validate-registration` export.
+type ValidateRegistration =
+    TypedFunc<(wit::RegistrationRequest,), (Result<wit::ValidRegistration, wit::ValidationError>,)>;
+
 /// One instance of the policy, with where its functions are.
 struct Exports {
     instance: Instance,
@@ -297,14 +301,10 @@ impl Exports {
         self.call::<(&wit::EnrollmentRequest,), (wit::Decision,)>(store, &self.at.decide, (request,)).map(|(d,)| d)
     }
 
-    fn validate_registration(
-        &self,
-        store: &mut Store<StoreState>,
-        request: &wit::RegistrationRequest,
-    ) -> wasmtime::Result<Result<wit::ValidRegistration, wit::ValidationError>> {
-        type Answer = Result<wit::ValidRegistration, wit::ValidationError>;
-        self.call::<(&wit::RegistrationRequest,), (Answer,)>(store, &self.at.validate_registration, (request,))
-            .map(|(a,)| a)
+    /// `validate-registration`, typechecked once for all the calls a batch
+    /// of validations makes on this instance.
+    fn validate_registration(&self, store: &mut Store<StoreState>) -> wasmtime::Result<ValidateRegistration> {
+        self.instance.get_typed_func(&mut *store, self.at.validate_registration)
     }
 
     fn decide_renewal(
@@ -429,6 +429,7 @@ impl Policy for WasmPolicy {
         let mut rest = requests;
         while !rest.is_empty() {
             let (outcome, back) = self.run(Some(evaluation), |module, store| {
+                let validate = module.validate_registration(store)?;
                 let mut lifted = Vec::with_capacity(rest.len());
                 for request in rest {
                     store.set_epoch_deadline(ticks);
@@ -442,8 +443,8 @@ impl Policy for WasmPolicy {
                         serial: request.serial.clone(),
                         has_password: request.has_password,
                     };
-                    match module.validate_registration(&mut *store, &wit_request) {
-                        Ok(answer) => lifted.push(answer),
+                    match validate.call(&mut *store, (wit_request,)) {
+                        Ok((answer,)) => lifted.push(answer),
                         Err(failure) => return Ok((lifted, Some(failure))),
                     }
                 }
