@@ -39,9 +39,13 @@ use foldhash::quality::RandomState;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
-use prereg_core::{Fqdn, IndexKeyRef, Registration, RegistrationState};
+use prereg_core::{Fqdn, IndexKeyRef, Registration};
 
 use crate::store::{RegistrationFilter, RegistrationRecord, Storage, StoreError, Tx, TxKind};
+
+mod entry;
+
+use entry::{END, Entry, NewEntry};
 
 /// Changes read from the log per round while catching up.
 const CHANGE_BATCH: u32 = 10_000;
@@ -57,53 +61,6 @@ pub const DECISION_CATCH_UP_LIMIT: u64 = 2_000;
 /// Changes the log keeps when pruned: a process that falls further behind
 /// rebuilds its index.
 pub const CHANGES_KEPT: u64 = 100_000;
-/// No next entry in a chain.
-const END: u32 = u32::MAX;
-
-/// The IP address and serial number of a registration that has either.
-type Extra = (Option<Box<str>>, Option<Box<str>>);
-
-/// A registration as the index holds it.
-#[derive(Debug, Clone)]
-struct Entry {
-    id: u64,
-    /// Hash of (domain, index key): the chain it is in.
-    key: u64,
-    pattern: Box<str>,
-    /// IP address and serial number, rare enough to live apart.
-    extra: Option<Box<Extra>>,
-    expires_at: Option<u64>,
-    max_enrollments: Option<u32>,
-    enrollments: u32,
-    domain: u32,
-    /// Next entry with the same key, or [`END`].
-    next: u32,
-    state: RegistrationState,
-    has_password: bool,
-}
-
-impl Entry {
-    fn view(&self) -> Registration {
-        let (ip, serial) = match self.extra.as_deref() {
-            Some((ip, serial)) => (ip.as_deref().map(str::to_owned), serial.as_deref().map(str::to_owned)),
-            None => (None, None),
-        };
-        Registration {
-            id: self.id,
-            // Not `to_string()`: on a `Box<str>` that goes through `Display`
-            // and the formatting machinery, a sixth of a lookup.
-            pattern: String::from(&*self.pattern),
-            ip,
-            serial,
-            has_password: self.has_password,
-            state: self.state,
-            expires_at: self.expires_at,
-            max_enrollments: self.max_enrollments,
-            enrollments: self.enrollments,
-        }
-    }
-}
-
 /// The keys of the chain map are already hashes.
 #[derive(Default)]
 struct PassThrough(u64);
@@ -175,22 +132,21 @@ impl State {
         self.remove(r.id);
         let domain = self.domain_id(&r.domain);
         let key = self.key_hash(domain, IndexKeyRef::of_canonical(&r.pattern));
-        let extra = (r.ip.is_some() || r.serial.is_some())
-            .then(|| Box::new((r.ip.as_deref().map(Into::into), r.serial.as_deref().map(Into::into))));
         let next = self.chains.get(&key).copied().unwrap_or(END);
-        let entry = Entry {
+        let entry = Entry::new(NewEntry {
             id: r.id,
             key,
-            pattern: r.pattern.as_str().into(),
-            extra,
+            domain,
+            next,
+            pattern: &r.pattern,
+            ip: r.ip.as_deref(),
+            serial: r.serial.as_deref(),
+            state: r.state,
+            has_password: r.has_password,
             expires_at: r.expires_at,
             max_enrollments: r.max_enrollments,
             enrollments: r.enrollments,
-            domain,
-            next,
-            state: r.state,
-            has_password: r.has_password,
-        };
+        });
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.entries[slot as usize] = Some(entry);
@@ -237,7 +193,7 @@ impl State {
             let mut at = self.chains.get(&self.key_hash(domain_id, probe)).copied().unwrap_or(END);
             while at != END {
                 let Some(Some(entry)) = self.entries.get(at as usize) else { break };
-                if entry.domain == domain_id && probe.files(&entry.pattern) {
+                if entry.domain == domain_id && probe.files(entry.pattern()) {
                     if found.len() == limit {
                         return Err(TooMany);
                     }
@@ -256,19 +212,9 @@ impl State {
         use std::mem::size_of;
         // hashbrown: one control byte per bucket beside each (key, value).
         let map = |cap: usize, item: usize| cap * (item + 1);
-        let strings: usize = self
-            .entries
-            .iter()
-            .flatten()
-            .map(|e| {
-                e.pattern.len()
-                    + e.extra.as_deref().map_or(0, |(ip, serial)| {
-                        size_of::<Extra>() + ip.as_deref().map_or(0, str::len) + serial.as_deref().map_or(0, str::len)
-                    })
-            })
-            .sum();
+        let beside: usize = self.entries.iter().flatten().map(Entry::heap_bytes).sum();
         self.entries.capacity() * size_of::<Option<Entry>>()
-            + strings
+            + beside
             + map(self.chains.capacity(), size_of::<(u64, u32)>())
             + map(self.slots.capacity(), size_of::<(u64, u32)>())
             + self.free.capacity() * size_of::<u32>()
@@ -524,7 +470,7 @@ mod tests {
     use crate::dataset::{self, SplitMix64};
     use crate::signing::{Algorithm, SigningKey};
     use crate::store::{SqliteStorage, Storage, TxKind};
-    use prereg_core::IndexKey;
+    use prereg_core::{IndexKey, RegistrationState};
 
     const N: u64 = 3_000;
 
@@ -652,12 +598,13 @@ mod tests {
     }
 
     #[test]
-    fn entries_stay_small() {
+    fn entries_stay_small_and_hold_their_patterns() {
         let storage = store();
         let mut tx = storage.begin(TxKind::Read).unwrap();
         let stats = MemoryIndex::build(tx.as_mut()).unwrap().stats();
         assert_eq!(stats.registrations, N as usize);
-        assert!(std::mem::size_of::<Option<Entry>>() <= 80, "{}", std::mem::size_of::<Option<Entry>>());
+        // Two cache lines an entry (entry.rs), patterns inline.
+        assert_eq!(std::mem::size_of::<Option<Entry>>(), 128);
         assert!(stats.heap_bytes / stats.registrations < 300, "{stats:?}");
     }
 }
