@@ -333,15 +333,21 @@ impl<'a> IndexKeyRef<'a> {
 
     /// Whether `pattern` (canonical) is filed under this key.
     pub fn files(self, pattern: &str) -> bool {
+        self.files_bytes(pattern.as_bytes())
+    }
+
+    /// [`IndexKeyRef::files`] on the bytes of a pattern, for an index that
+    /// keeps them without a `str` around them.
+    pub fn files_bytes(self, p: &[u8]) -> bool {
         match self {
-            IndexKeyRef::CatchAll => pattern == "*",
-            IndexKeyRef::Exact(name) => pattern == name,
+            IndexKeyRef::CatchAll => p == b"*",
+            IndexKeyRef::Exact(name) => p == name.as_bytes(),
             IndexKeyRef::Suffix { labels, suffix } => {
                 // literal_suffix(pattern) == suffix, in one pass over the
                 // bytes: the pattern is `head.suffix` (or `head` for an
                 // empty suffix) where the last label of `head` holds a `*`
                 // and the suffix holds none.
-                let (p, s) = (pattern.as_bytes(), suffix.as_bytes());
+                let s = suffix.as_bytes();
                 let head = if s.is_empty() {
                     p
                 } else if p.len() > s.len() + 1 && p.ends_with(s) && p[p.len() - s.len() - 1] == b'.' {
@@ -350,10 +356,10 @@ impl<'a> IndexKeyRef<'a> {
                     return false;
                 };
                 let head_last_label = head.rsplit(|&b| b == b'.').next().unwrap_or(head);
-                pattern != "*"
+                p != b"*"
                     && head_last_label.contains(&b'*')
                     && !s.contains(&b'*')
-                    && label_count(pattern) == labels
+                    && p.iter().filter(|&&b| b == b'.').count() + 1 == labels
             }
         }
     }

@@ -98,14 +98,19 @@ impl Entry {
         }
     }
 
+    /// The bytes of the canonical pattern: what a probe compares.
+    pub(super) fn pattern_bytes(&self) -> &[u8] {
+        match self.inline.get(..usize::from(self.pattern_len)) {
+            Some(inline) => inline,
+            None => self.extra.as_deref().and_then(|extra| extra.pattern.as_deref()).unwrap_or_default().as_bytes(),
+        }
+    }
+
     /// The canonical pattern.
     pub(super) fn pattern(&self) -> &str {
-        if self.pattern_len == LONG {
-            return self.extra.as_deref().and_then(|extra| extra.pattern.as_deref()).unwrap_or_default();
-        }
         // Copied from a `&str` whole, so always UTF-8 (canonical patterns
         // are ASCII, which this checks quickly).
-        std::str::from_utf8(&self.inline[..usize::from(self.pattern_len)]).unwrap_or_default()
+        std::str::from_utf8(self.pattern_bytes()).unwrap_or_default()
     }
 
     /// What a policy sees of it.

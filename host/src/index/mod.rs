@@ -193,7 +193,7 @@ impl State {
             let mut at = self.chains.get(&self.key_hash(domain_id, probe)).copied().unwrap_or(END);
             while at != END {
                 let Some(Some(entry)) = self.entries.get(at as usize) else { break };
-                if entry.domain == domain_id && probe.files(entry.pattern()) {
+                if entry.domain == domain_id && probe.files_bytes(entry.pattern_bytes()) {
                     if found.len() == limit {
                         return Err(TooMany);
                     }

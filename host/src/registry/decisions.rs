@@ -186,18 +186,40 @@ impl DecisionReport {
         info: &prereg_engine::PolicyInfo,
         dry_run: bool,
     ) -> Self {
-        let pattern = offered(decision, trace).map(|r| r.pattern.clone());
-        DecisionReport::of(decision, pattern, info, dry_run)
+        DecisionReport::of_decision(decision.clone(), trace, info, dry_run)
+    }
+
+    /// [`DecisionReport::of_trace`], taking the decision's explanation
+    /// rather than copying it.
+    pub(crate) fn of_decision(
+        mut decision: Decision,
+        trace: &Trace,
+        info: &prereg_engine::PolicyInfo,
+        dry_run: bool,
+    ) -> Self {
+        let pattern = offered(&decision, trace).map(|r| r.pattern.clone());
+        let explanation = std::mem::take(&mut decision.explanation);
+        DecisionReport::with_explanation(&decision, explanation, pattern, info, dry_run)
     }
 
     /// The report of `decision` by the policy `info`, not yet audited.
     pub fn of(decision: &Decision, pattern: Option<String>, info: &prereg_engine::PolicyInfo, dry_run: bool) -> Self {
+        DecisionReport::with_explanation(decision, decision.explanation.clone(), pattern, info, dry_run)
+    }
+
+    fn with_explanation(
+        decision: &Decision,
+        explanation: String,
+        pattern: Option<String>,
+        info: &prereg_engine::PolicyInfo,
+        dry_run: bool,
+    ) -> Self {
         DecisionReport {
             allowed: decision.allowed,
             reason: decision.reason,
             registration: decision.registration,
             pattern,
-            explanation: decision.explanation.clone(),
+            explanation,
             policy: PolicyRef { name: info.name.clone(), version: info.version.clone(), sha256: info.sha256.clone() },
             dry_run,
             audit_seq: None,
@@ -236,7 +258,7 @@ impl Registry {
             tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
         }
         self.reads.answered();
-        Some(DecisionReport::of_trace(&decision, &trace, policy.info(), true))
+        Some(DecisionReport::of_decision(decision, &trace, policy.info(), true))
     }
 
     /// How many dry runs were answered from memory, without a storage
@@ -318,14 +340,14 @@ impl Registry {
 
     /// A dry run: from memory when nothing was committed since the memory
     /// was found current, else in a read transaction.
-    fn dry_run(&self, input: EnrollmentInput, now: u64, calls: HostCalls) -> Answer {
+    fn dry_run(&self, mut input: EnrollmentInput, now: u64, calls: HostCalls) -> Answer {
         // A dry run with nothing to check but names and states may be
         // answered from memory, if nothing was committed since the memory
         // was found current ([`super::read_cache`]).
         let cacheable =
             matches!(calls, HostCalls::Live) && input.password.is_none() && input.mac.is_none() && self.index.is_some();
         let token = if cacheable { self.storage.change_token()? } else { None };
-        let request = policy_request(&input);
+        let request = take_policy_request(&mut input);
         if let Some(token) = token
             && let Some(report) = self.decide_from_memory(&request, token, now)
         {
@@ -352,7 +374,7 @@ impl Registry {
         if decision.reason == Reason::PolicyError {
             tracing::warn!(policy = %policy.info().name, sha256 = %policy.info().sha256, "{}", decision.explanation);
         }
-        Ok((DecisionReport::of_trace(&decision, &trace, policy.info(), true), None, recorded))
+        Ok((DecisionReport::of_decision(decision, &trace, policy.info(), true), None, recorded))
     }
 
     /// One real decision of a batch, in the batch's transaction `tx`, which
@@ -478,6 +500,18 @@ impl Registry {
 /// The deciding registration, as the policy was offered it.
 pub(super) fn offered<'t>(decision: &Decision, trace: &'t Trace) -> Option<&'t prereg_core::Registration> {
     decision.registration.and_then(|id| trace.offered.get(&id)).map(|offer| &offer.registration)
+}
+
+/// [`policy_request`], its names moved out of `input` (a dry run needs
+/// only its password and MAC proof after this).
+fn take_policy_request(input: &mut EnrollmentInput) -> EnrollmentRequest {
+    EnrollmentRequest {
+        procedure: std::mem::take(&mut input.procedure),
+        fqdn: std::mem::take(&mut input.fqdn),
+        ip: input.ip.take(),
+        serial: input.serial.take(),
+        has_password: input.password.is_some() || input.mac.is_some(),
+    }
 }
 
 /// What the policy is asked: the request without its password.
