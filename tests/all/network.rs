@@ -702,9 +702,11 @@ fn a_body_longer_than_its_route_takes_is_refused_before_it_is_sent() {
 /// A caller's secret, once resolved, is remembered while nothing is
 /// committed (no transaction per request). The attacker keeps using a
 /// secret after the officer disabled its caller from another process (the
-/// CLI on the same data folder): the very next request is refused.
+/// CLI on the same data folder): the very next request is refused, also
+/// after enrollments, whose batches the remembered secret outlives.
 #[test]
 fn a_remembered_caller_secret_is_refused_as_soon_as_another_process_disables_it() {
+    use prereg::registry::DecisionMode;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let local = |args: &[&str]| crate::common::run_local(dir.path(), args);
@@ -716,11 +718,13 @@ fn a_remembered_caller_secret_is_refused_as_soon_as_another_process_disables_it(
         fqdn: "a.example.com".into(),
         ..Default::default()
     };
-    for _ in 0..3 {
-        let report = client.decide(&input, prereg::registry::DecisionMode::DryRun).unwrap();
+    for mode in [DecisionMode::DryRun, DecisionMode::Enroll, DecisionMode::Enroll, DecisionMode::DryRun] {
+        let report = client.decide(&input, mode).unwrap();
         assert_eq!(report.reason, "no-registration");
     }
     local(&["caller", "disable", "front"]);
-    let refused = client.decide(&input, prereg::registry::DecisionMode::DryRun).unwrap_err();
-    assert!(refused.to_string().contains("disabled"), "{refused}");
+    for mode in [DecisionMode::Enroll, DecisionMode::DryRun] {
+        let refused = client.decide(&input, mode).unwrap_err();
+        assert!(refused.to_string().contains("disabled"), "{refused}");
+    }
 }

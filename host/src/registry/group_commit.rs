@@ -48,6 +48,7 @@ use crate::host_calls::{HostCall, HostCalls};
 use crate::store::{CertificateRecord, StoreError, TxKind};
 
 use super::decisions::{DecisionReport, EnrollmentInput, Grant};
+use super::read_cache::OwnBatches;
 use super::{Registry, RegistryError};
 
 /// At most this many decisions share a transaction; more wait for the next.
@@ -165,6 +166,9 @@ pub(super) struct GroupCommit {
     batches: AtomicU64,
     decisions: AtomicU64,
     largest: AtomicU64,
+    /// Memos told how the store's change token moved across each batch
+    /// ([`Registry::carry_over_own_batches`]).
+    carried: Mutex<Vec<Arc<dyn OwnBatches>>>,
 }
 
 #[derive(Default)]
@@ -283,6 +287,13 @@ impl GroupCommit {
         }
     }
 
+    /// Tells the memos that a batch took the store from `from` to `to`.
+    fn carried(&self, from: u64, to: u64) {
+        for memo in lock(&self.carried).iter() {
+            memo.carried(from, to);
+        }
+    }
+
     /// Counts a batch of `decisions`.
     fn counted(&self, decisions: u64) {
         self.batches.fetch_add(1, Ordering::Relaxed);
@@ -365,6 +376,17 @@ impl Registry {
         self.group.enqueue(self, job, reply);
     }
 
+    /// Keeps `memo` (values read at one change token of the store, such as
+    /// the service's resolved CA callers) valid across this process's own
+    /// enrollment batches, which change none of it: under an enrollment
+    /// load every batch's commit moves the token, and a memo that only any
+    /// commit invalidates would be read again on nearly every request.
+    /// A commit by anyone else, or by any other write of this process,
+    /// still invalidates it.
+    pub fn carry_over_own_batches(&self, memo: Arc<dyn OwnBatches>) {
+        lock(&self.group.carried).push(memo);
+    }
+
     /// How many enrollment batches were written, and how many decisions
     /// they carried.
     pub fn group_commit_stats(&self) -> GroupCommitStats {
@@ -398,6 +420,9 @@ impl Registry {
             Ok(tx) => tx,
             Err(e) => return fail_all(e.into()),
         };
+        // Read under the write lock (`BEGIN IMMEDIATE`), before any write:
+        // from here to the commit, only this batch changes the store.
+        let before = self.storage.counted_change_token();
         // Caught up once, from what is committed; what this batch changes is
         // read again from the transaction.
         let index = match self.current_index(tx.as_mut()) {
@@ -441,7 +466,17 @@ impl Registry {
             answers.push(answer);
         }
         match tx.commit() {
-            Ok(()) => answers,
+            Ok(()) => {
+                // The token after this commit, if nobody committed since:
+                // one commit more than under the lock is this batch's.
+                if let Some((from, commits)) = before
+                    && let Some((to, now)) = self.storage.counted_change_token()
+                    && now == commits.wrapping_add(1)
+                {
+                    self.group.carried(from, to);
+                }
+                answers
+            }
             Err(e) => fail_all(e.into()),
         }
     }

@@ -30,7 +30,7 @@ pub use errors::RegistryError;
 pub use group_commit::{GroupCommitStats, Issuer, MAX_BATCH};
 pub use imports::{BATCH_ROWS, ImportError, ImportFile, ImportRequestInfo, MAX_BAD_ROWS_SHOWN, PreparedImport};
 pub use policies::{BUILT_IN, PolicyChange, PolicyLoader, labelled};
-pub use read_cache::TokenMemo;
+pub use read_cache::{OwnBatches, TokenMemo};
 pub use shadow::{ShadowChange, ShadowReport};
 #[cfg(feature = "service")]
 pub(crate) use writes::with_officer_keys;

@@ -60,6 +60,18 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> TokenMemo<K, V> {
         }
     }
 
+    /// Keeps what was remembered at `from` as valid at `to`: every change
+    /// between the two was made by a write that changed nothing remembered
+    /// here ([`OwnBatches`]).
+    pub fn advance(&self, from: u64, to: u64) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((remembered, _)) = &mut *state
+            && *remembered == from
+        {
+            *remembered = to;
+        }
+    }
+
     /// Remembers `read`, read in a transaction that began after `token`
     /// was read.
     pub fn remember(&self, token: u64, read: HashMap<K, V>) {
@@ -72,6 +84,24 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> TokenMemo<K, V> {
             }
             _ => *state = Some((token, Arc::new(read))),
         }
+    }
+}
+
+/// What the store's change token did across one of this process's
+/// enrollment batches: it moved from `from` (read under the batch's write
+/// lock, before its first write) to `to` (read after its commit), and
+/// nothing but the batch was committed in between. A batch writes
+/// registrations' counts and states, audit records, answers kept for
+/// Idempotency-Keys, certificates and protocol transaction ids, and nothing
+/// else: a memo of anything else read at `from` is still true at `to`.
+pub trait OwnBatches: Send + Sync {
+    /// The store went from `from` to `to` by one of this process's batches.
+    fn carried(&self, from: u64, to: u64);
+}
+
+impl<K: std::hash::Hash + Eq + Clone + Send + Sync, V: Clone + Send + Sync> OwnBatches for TokenMemo<K, V> {
+    fn carried(&self, from: u64, to: u64) {
+        self.advance(from, to);
     }
 }
 

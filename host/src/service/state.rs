@@ -84,7 +84,7 @@ struct Inner {
     /// Refused credentials per client address.
     auth_failures: super::failures::FailureLimiter,
     /// CA callers resolved while the store stood still.
-    resolved_callers: super::auth::ResolvedCallers,
+    resolved_callers: Arc<super::auth::ResolvedCallers>,
     /// Enrollment requests per client address.
     requests: super::failures::FailureLimiter,
     /// How the service faces its clients.
@@ -112,6 +112,10 @@ impl AppState {
         limits: ServiceLimits,
         default_crl_url: Option<String>,
     ) -> Self {
+        // A CA caller resolved before this process's own enrollment batches
+        // is still resolved after them: they change no caller.
+        let resolved_callers = Arc::new(super::auth::ResolvedCallers::default());
+        registry.carry_over_own_batches(resolved_callers.clone());
         AppState {
             inner: Arc::new(Inner {
                 registry,
@@ -124,7 +128,7 @@ impl AppState {
                 default_crl_url,
                 failures: super::failures::FailureLimiter::new(limits.failures),
                 auth_failures: super::failures::FailureLimiter::new(limits.failures),
-                resolved_callers: super::auth::ResolvedCallers::default(),
+                resolved_callers,
                 requests: super::failures::FailureLimiter::new(limits.requests),
                 front: super::front::Front::default(),
                 acme_reach: crate::enroll::acme::validation::Reach::default(),

@@ -147,6 +147,15 @@ pub trait Storage: Send + Sync {
         Ok(None)
     }
 
+    /// [`Storage::change_token`] with the number of commits it stands for,
+    /// read at once, where the store counts them (SQLite's WAL-index header,
+    /// `iChange`): a writer that read `(t, n)` under its write lock and
+    /// `(u, n + 1)` after its commit knows that its commit alone took the
+    /// store from `t` to `u`. `None` where there is no such count.
+    fn counted_change_token(&self) -> Option<(u64, u32)> {
+        None
+    }
+
     /// Checks the database's integrity before a service starts on it
     /// (SQLite: `PRAGMA quick_check`); a damaged one is
     /// [`StoreError::Damaged`], naming the file.

@@ -191,3 +191,51 @@ fn a_transaction_id_claimed_at_once_by_eight_clients_is_claimed_once() {
     assert!(f.registry.claim_transaction("cmp:0124", NOW + 60).unwrap());
     intact(&f);
 }
+
+/// A memo of the store (the service's resolved CA callers) stays valid
+/// across this process's own enrollment batches, which change none of it,
+/// and across nothing else: another write of this process, or a commit of
+/// another process, even one that lands between a batch's lock and its
+/// commit-time reading, invalidates it.
+#[test]
+fn a_memo_outlives_this_process_batches_and_nothing_else() {
+    use std::collections::HashMap;
+
+    use prereg::registry::TokenMemo;
+
+    let Some(f) = Fixture::on(super::BACKEND) else { return };
+    f.procedure("p", "D", "scep", &[]);
+    f.register("p", "a.example.com").unwrap();
+    f.register("p", "b.example.com").unwrap();
+    let memo: Arc<TokenMemo<String, u32>> = Arc::default();
+    f.registry.carry_over_own_batches(memo.clone());
+    let storage = f.registry.storage().clone();
+    let token = || storage.change_token().unwrap();
+    let key = "caller".to_owned();
+    let Some(at) = token() else {
+        // No change token (PostgreSQL): there is no memo to carry.
+        assert!(storage.counted_change_token().is_none());
+        return;
+    };
+    memo.remember(at, HashMap::from([(key.clone(), 1)]));
+
+    // Batches of this process: the memo holds after each.
+    for _ in 0..3 {
+        f.registry.decide(req("p", "a.example.com").input(), DecisionMode::Enroll, NOW).unwrap();
+    }
+    let after = token().unwrap();
+    assert_ne!(after, at, "the batches committed");
+    assert_eq!(memo.get(after, &key), Some(1), "carried over this process's batches");
+
+    // Another write of this process (an officer's registration): not carried.
+    f.register("p", "c.example.com").unwrap();
+    let later = token().unwrap();
+    assert_eq!(memo.get(later, &key), None, "another write invalidates it");
+
+    // Another process commits, then this process's batch: the batch began
+    // after that commit, so the memo, read before it, is not carried.
+    memo.remember(later, HashMap::from([(key.clone(), 2)]));
+    f.execute_sql("UPDATE registrations SET expires_at = 4102444800 WHERE pattern = 'c.example.com'");
+    f.registry.decide(req("p", "b.example.com").input(), DecisionMode::Enroll, NOW).unwrap();
+    assert_eq!(memo.get(token().unwrap(), &key), None, "another process's commit invalidates it");
+}

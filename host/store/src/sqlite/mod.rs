@@ -525,6 +525,12 @@ impl Storage for SqliteStorage {
         }
     }
 
+    /// From the mapped WAL-index header only: never `PRAGMA data_version`,
+    /// whose numbers count no commits.
+    fn counted_change_token(&self) -> Option<(u64, u32)> {
+        self.inner.header.get().and_then(Option::as_ref).and_then(wal_header::WalHeader::counted_token)
+    }
+
     fn check_integrity(&self) -> Result<(), StoreError> {
         self.quick_check()
     }

@@ -103,12 +103,19 @@ impl WalHeader {
     /// consistent copy could be read (a writer kept writing it, or it is
     /// not initialised): ask SQLite instead.
     pub(super) fn token(&self) -> Option<u64> {
+        self.counted_token().map(|(token, _)| token)
+    }
+
+    /// [`WalHeader::token`] with the `iChange` it was read with: every
+    /// commit increments it by one, so two readings whose counts are one
+    /// apart bracket exactly one commit.
+    pub(super) fn counted_token(&self) -> Option<(u64, u32)> {
         for _ in 0..TRIES {
             let first = self.copy(0);
             fence(Ordering::SeqCst);
             let second = self.copy(HEADER_WORDS);
             if first == second && is_initialised(&first) && checksum_holds(&first) {
-                return Some(fold(&first));
+                return Some((fold(&first), first[2]));
             }
             std::hint::spin_loop();
         }
