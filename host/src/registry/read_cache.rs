@@ -60,18 +60,6 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> TokenMemo<K, V> {
         }
     }
 
-    /// Keeps what was remembered at `from` as valid at `to`: every change
-    /// between the two was made by a write that changed nothing remembered
-    /// here ([`OwnBatches`]).
-    pub fn advance(&self, from: u64, to: u64) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((remembered, _)) = &mut *state
-            && *remembered == from
-        {
-            *remembered = to;
-        }
-    }
-
     /// Remembers `read`, read in a transaction that began after `token`
     /// was read.
     pub fn remember(&self, token: u64, read: HashMap<K, V>) {
@@ -99,9 +87,15 @@ pub trait OwnBatches: Send + Sync {
     fn carried(&self, from: u64, to: u64);
 }
 
-impl<K: std::hash::Hash + Eq + Clone + Send + Sync, V: Clone + Send + Sync> OwnBatches for TokenMemo<K, V> {
+/// What was remembered at `from` is still true at `to`.
+impl<K: Send + Sync, V: Send + Sync> OwnBatches for TokenMemo<K, V> {
     fn carried(&self, from: u64, to: u64) {
-        self.advance(from, to);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((remembered, _)) = &mut *state
+            && *remembered == from
+        {
+            *remembered = to;
+        }
     }
 }
 
