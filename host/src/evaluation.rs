@@ -98,6 +98,15 @@ impl StoreHost {
         self
     }
 
+    /// Procedures already read in this same transaction (earlier
+    /// decisions of a group commit's batch, which change no procedure):
+    /// answered without reading them again. Give them back to the next
+    /// decision with [`StoreHost::take_procedures`].
+    pub fn with_procedures(mut self, procedures: HashMap<String, Option<Procedure>>) -> Self {
+        self.procedures = procedures;
+        self
+    }
+
     /// An evaluation of `policy_name` over these facts.
     pub fn evaluation(self, policy_name: &str) -> Evaluation {
         Evaluation::new(Box::new(self), policy_name)

@@ -387,6 +387,7 @@ impl Registry {
         mut tx: Box<dyn Tx>,
         index: Option<std::sync::Arc<crate::index::MemoryIndex>>,
         changed: &std::collections::HashSet<u64>,
+        procedures: &mut ProceduresRead,
         job: Job,
     ) -> (Box<dyn Tx>, Answer) {
         let Job { input, now, calls, issuer } = job;
@@ -419,9 +420,11 @@ impl Registry {
                 .with_index(index.clone())
                 .with_rereads(changed.clone())
         };
-        let host = facts(tx, input.password.clone());
+        let host = facts(tx, input.password.clone()).with_procedures(std::mem::take(procedures));
         let Decided { decision, mut trace, host } = decide(policy.as_ref(), Box::new(host), &request, calls);
-        let (tx, _) = StoreHost::back(host).into_parts();
+        let mut host = StoreHost::back(host);
+        *procedures = host.take_procedures();
+        let (tx, _) = host.into_parts();
         if trace.host_error == Some(HostError::Busy) {
             // Too many password checks at once: nothing is decided or counted.
             return (tx, Err(RegistryError::Busy));
@@ -513,6 +516,10 @@ fn take_policy_request(input: &mut EnrollmentInput) -> EnrollmentRequest {
         has_password: input.password.is_some() || input.mac.is_some(),
     }
 }
+
+/// Procedures read in a batch's transaction, by name: the decisions of one
+/// batch read them once.
+pub(super) type ProceduresRead = std::collections::HashMap<String, Option<prereg_core::Procedure>>;
 
 /// What the policy is asked: the request without its password.
 fn policy_request(input: &EnrollmentInput) -> EnrollmentRequest {

@@ -430,6 +430,8 @@ impl Registry {
             Err(e) => return fail_all(e),
         };
         let mut changed: HashSet<u64> = HashSet::new();
+        // Read once per batch: its decisions change no procedure.
+        let mut procedures = super::decisions::ProceduresRead::new();
         let mut answers = Vec::with_capacity(n);
         for piece in work {
             if let Err(e) = tx.savepoint() {
@@ -437,7 +439,7 @@ impl Registry {
             }
             let answer = match piece {
                 Work::Enroll(job) => {
-                    let (back, answer) = self.enroll_in(tx, index.clone(), &changed, job);
+                    let (back, answer) = self.enroll_in(tx, index.clone(), &changed, &mut procedures, job);
                     tx = back;
                     answer.map(|(report, certificate, calls)| Done::Decided(report, certificate, calls))
                 }
