@@ -150,8 +150,8 @@ impl fmt::Display for Quoted<'_> {
 }
 
 /// Number of labels of a canonical name or pattern.
-pub(crate) fn label_count(name: &str) -> usize {
-    name.bytes().filter(|&b| b == b'.').count() + 1
+pub(crate) fn label_count(name: impl AsRef<[u8]>) -> usize {
+    name.as_ref().iter().filter(|&&b| b == b'.').count() + 1
 }
 
 /// Whether canonical `name` equals canonical `domain` or ends in `.` + `domain`.

@@ -356,10 +356,7 @@ impl<'a> IndexKeyRef<'a> {
                     return false;
                 };
                 let head_last_label = head.rsplit(|&b| b == b'.').next().unwrap_or(head);
-                p != b"*"
-                    && head_last_label.contains(&b'*')
-                    && !s.contains(&b'*')
-                    && p.iter().filter(|&&b| b == b'.').count() + 1 == labels
+                p != b"*" && head_last_label.contains(&b'*') && !s.contains(&b'*') && label_count(p) == labels
             }
         }
     }
