@@ -208,6 +208,8 @@ impl Evaluation {
             return Ok(Vec::new());
         }
         let mut trace = self.trace.borrow_mut();
+        // One allocation for the whole answer, not one per doubling.
+        trace.offered.reserve(found.len());
         let (domain, fqdn): (Arc<str>, Arc<str>) = (domain.into(), fqdn.as_str().into());
         Ok(found
             .into_iter()
