@@ -14,7 +14,14 @@ ITERATIONS=${3:-1000}
 LOAD=$(realpath "${LOAD:-target/release/examples/cmp_load}")
 PORT=${PORT:-18481}
 D=$(mktemp -d)
-trap 'kill $SP 2>/dev/null || true; rm -rf "$D"' EXIT
+# The server is waited for: a run started right after this one must not find
+# it still answering on the port (its own server would fail to bind, and the
+# load would go to this one).
+trap '[ -n "${SP:-}" ] && kill $SP 2>/dev/null && wait $SP 2>/dev/null; rm -rf "$D"' EXIT
+if curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz"; then
+    echo "port $PORT already answers: stop that server first" >&2
+    exit 1
+fi
 cd "$D"
 "$P" --data data init >/dev/null
 "$P" --data data ca init --name "Load CA" >/dev/null

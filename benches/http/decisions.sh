@@ -22,7 +22,14 @@ HERE=$(dirname "$(realpath "$0")")
 N=${N:-100000}
 PORT=${PORT:-18480}
 D=$(mktemp -d)
-trap 'kill $SP 2>/dev/null || true; rm -rf "$D"' EXIT
+# The server is waited for: a run started right after this one must not find
+# it still answering on the port (its own server would fail to bind, and the
+# load would go to this one).
+trap '[ -n "${SP:-}" ] && kill $SP 2>/dev/null && wait $SP 2>/dev/null; rm -rf "$D"' EXIT
+if curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz"; then
+    echo "port $PORT already answers: stop that server first" >&2
+    exit 1
+fi
 cd "$D"
 "$P" --data data init >/dev/null
 "$P" --data data procedure add routers --domain corp --protocol scep >/dev/null
