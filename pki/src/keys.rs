@@ -237,9 +237,11 @@ pub struct P256Key {
 impl P256Key {
     fn new(key: p256::ecdsa::SigningKey) -> Box<Self> {
         let public = key.verifying_key().to_encoded_point(false);
+        // The scalar's copy handed to ring is wiped after use.
+        let secret = zeroize::Zeroizing::new(key.to_bytes());
         let signer = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
             &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-            &key.to_bytes(),
+            secret.as_slice(),
             public.as_bytes(),
             &ring::rand::SystemRandom::new(),
         )
