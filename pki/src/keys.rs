@@ -241,7 +241,7 @@ impl P256Key {
         let secret = zeroize::Zeroizing::new(key.to_bytes());
         let signer = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
             &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-            secret.as_slice(),
+            &secret[..],
             public.as_bytes(),
             &ring::rand::SystemRandom::new(),
         )
